@@ -1,0 +1,495 @@
+//! The network description shared by the RON format and the Rust DSL.
+//!
+//! Field names and defaults follow Norse 1.1.0 (`../shared/norse-semantics.md`):
+//! parameters are inverse time constants in 1/s, `dt` is in seconds and
+//! defaults to 0.001, and every neuron parameter defaults to Norse's value.
+//!
+//! A RON file looks like this (every field with a default may be left out):
+//!
+//! ```ron
+//! (
+//!     version: 1,
+//!     name: "tutorial",
+//!     steps: 32,
+//!     input: [1, 28, 28],
+//!     encoder: Some(ConstantCurrent()),
+//!     layers: [
+//!         Flatten(),
+//!         LIFRecurrent(name: Some("lif1"), hidden: 100, p: (v_th: 0.5)),
+//!         Linear(out: 10, bias: false),
+//!         LI(),
+//!     ],
+//!     readout: MaxLogSoftmax,
+//! )
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// The current version of the RON format.
+pub const FORMAT_VERSION: u32 = 1;
+
+fn default_dt() -> f64 {
+    0.001
+}
+fn default_true() -> bool {
+    true
+}
+fn default_one() -> u32 {
+    1
+}
+fn default_f_max() -> f64 {
+    100.0
+}
+
+/// A whole network: input, optional encoder, layers applied at every step,
+/// and a readout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// The format version; must be 1.
+    pub version: u32,
+    pub name: String,
+    /// The number of time steps `T`.
+    pub steps: u32,
+    /// The integration step in seconds (Norse's `dt`, default 0.001).
+    #[serde(default = "default_dt")]
+    pub dt: f64,
+    /// The shape of one sample's input, without batch and time. Without an
+    /// encoder the network takes a per-step input `[T, B, ...input]`; with
+    /// one it takes a static `[B, ...input]` that the encoder turns into
+    /// spikes.
+    pub input: Vec<u32>,
+    #[serde(default)]
+    pub encoder: Option<Encoder>,
+    pub layers: Vec<Layer>,
+    #[serde(default)]
+    pub readout: Readout,
+    /// Seed of the default weight initialisation and of the Poisson encoder.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// The surrogate gradient method, named as in Norse (`method=` of the
+/// parameter tuples).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// SuperSpike: `1/(|x|+1)^2`; Norse 1.1.0 ignores alpha.
+    #[default]
+    Super,
+    Tanh,
+    Circ,
+    Triangle,
+    HeaviErfc,
+    /// No gradient.
+    Heaviside,
+}
+
+impl Method {
+    pub const ALL: [Method; 6] =
+        [Method::Super, Method::Tanh, Method::Circ, Method::Triangle, Method::HeaviErfc, Method::Heaviside];
+
+    /// The name Norse uses.
+    pub fn norse_name(self) -> &'static str {
+        match self {
+            Method::Super => "super",
+            Method::Tanh => "tanh",
+            Method::Circ => "circ",
+            Method::Triangle => "triangle",
+            Method::HeaviErfc => "heavi_erfc",
+            Method::Heaviside => "heaviside",
+        }
+    }
+
+    pub fn from_norse_name(name: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.norse_name() == name)
+    }
+}
+
+/// `LIFParameters` (also used by the LIF encoders).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifParams {
+    pub tau_syn_inv: f64,
+    pub tau_mem_inv: f64,
+    pub v_leak: f64,
+    pub v_th: f64,
+    pub v_reset: f64,
+    pub method: Method,
+    pub alpha: f64,
+}
+
+impl Default for LifParams {
+    fn default() -> Self {
+        LifParams {
+            tau_syn_inv: 200.0,
+            tau_mem_inv: 100.0,
+            v_leak: 0.0,
+            v_th: 1.0,
+            v_reset: 0.0,
+            method: Method::Super,
+            alpha: 100.0,
+        }
+    }
+}
+
+/// `LIParameters`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiParams {
+    pub tau_syn_inv: f64,
+    pub tau_mem_inv: f64,
+    pub v_leak: f64,
+}
+
+impl Default for LiParams {
+    fn default() -> Self {
+        LiParams { tau_syn_inv: 200.0, tau_mem_inv: 100.0, v_leak: 0.0 }
+    }
+}
+
+/// `LSNNParameters`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LsnnParams {
+    pub tau_syn_inv: f64,
+    pub tau_mem_inv: f64,
+    pub tau_adapt_inv: f64,
+    pub v_leak: f64,
+    pub v_th: f64,
+    pub v_reset: f64,
+    pub beta: f64,
+    pub method: Method,
+    pub alpha: f64,
+}
+
+impl Default for LsnnParams {
+    fn default() -> Self {
+        LsnnParams {
+            tau_syn_inv: 200.0,
+            tau_mem_inv: 100.0,
+            tau_adapt_inv: 1.0 / 800.0,
+            v_leak: 0.0,
+            v_th: 1.0,
+            v_reset: 0.0,
+            beta: 1.8,
+            method: Method::Super,
+            alpha: 100.0,
+        }
+    }
+}
+
+/// How `LIFBox` resets after a spike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetMethod {
+    /// `v = v_reset` (Norse's `reset_value`, the default).
+    #[default]
+    Value,
+    /// `v = v - v_th` (Norse's `reset_subtract`).
+    Subtract,
+}
+
+/// `LIFBoxParameters`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifBoxParams {
+    pub tau_mem_inv: f64,
+    pub v_leak: f64,
+    pub v_th: f64,
+    pub v_reset: f64,
+    pub method: Method,
+    pub alpha: f64,
+    pub reset_method: ResetMethod,
+}
+
+impl Default for LifBoxParams {
+    fn default() -> Self {
+        LifBoxParams {
+            tau_mem_inv: 100.0,
+            v_leak: 0.0,
+            v_th: 1.0,
+            v_reset: 0.0,
+            method: Method::Super,
+            alpha: 100.0,
+            reset_method: ResetMethod::Value,
+        }
+    }
+}
+
+/// `LIFAdExParameters`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[allow(non_snake_case)]
+pub struct LifAdExParams {
+    pub adaptation_current: f64,
+    pub adaptation_spike: f64,
+    pub delta_T: f64,
+    pub tau_ada_inv: f64,
+    pub tau_syn_inv: f64,
+    pub tau_mem_inv: f64,
+    pub v_leak: f64,
+    pub v_th: f64,
+    pub v_reset: f64,
+    pub method: Method,
+    pub alpha: f64,
+}
+
+impl Default for LifAdExParams {
+    fn default() -> Self {
+        LifAdExParams {
+            adaptation_current: 4.0,
+            adaptation_spike: 0.02,
+            delta_T: 0.5,
+            tau_ada_inv: 2.0,
+            tau_syn_inv: 200.0,
+            tau_mem_inv: 100.0,
+            v_leak: 0.0,
+            v_th: 1.0,
+            v_reset: 0.0,
+            method: Method::Super,
+            alpha: 100.0,
+        }
+    }
+}
+
+/// Turns a static input into spikes over `steps` time steps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Encoder {
+    /// `ConstantCurrentLIFEncoder`: the input is a constant current into a
+    /// LIF neuron without synaptic current, starting at v = 0.
+    ConstantCurrent {
+        #[serde(default)]
+        p: LifParams,
+    },
+    /// `SpikeLatencyLIFEncoder`: as `ConstantCurrent`, but only each
+    /// neuron's first spike is emitted.
+    SpikeLatency {
+        #[serde(default)]
+        p: LifParams,
+    },
+    /// `PoissonEncoder`: spike with probability `dt * f_max * x` per step,
+    /// drawn from snnc's counter-based generator keyed by `seed`.
+    Poisson {
+        #[serde(default = "default_f_max")]
+        f_max: f64,
+        #[serde(default)]
+        seed: u64,
+    },
+}
+
+/// One layer, applied at every time step to the previous layer's output.
+///
+/// `name` defaults to the lower-case kind followed by the layer's index
+/// (`linear0`, `lif1`, ...). Sizes marked `in`/`in_channels` are optional
+/// and, when given, checked against the previous layer's output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Layer {
+    /// `torch.nn.Linear`: `y = x W^T + b`, weights `NAME.weight` `[out, in]`
+    /// and `NAME.bias` `[out]`.
+    Linear {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default, rename = "in")]
+        input: Option<u32>,
+        out: u32,
+        #[serde(default = "default_true")]
+        bias: bool,
+    },
+    /// `torch.nn.Conv2d` on `[C, H, W]`, weights `NAME.weight`
+    /// `[out_channels, in_channels, k, k]` and `NAME.bias`.
+    Conv2d {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        in_channels: Option<u32>,
+        out_channels: u32,
+        kernel_size: u32,
+        #[serde(default = "default_one")]
+        stride: u32,
+        #[serde(default)]
+        padding: u32,
+        #[serde(default = "default_true")]
+        bias: bool,
+    },
+    /// `max_pool2d(kernel_size, stride)`; stride defaults to the kernel size.
+    MaxPool2d {
+        #[serde(default)]
+        name: Option<String>,
+        kernel_size: u32,
+        #[serde(default)]
+        stride: Option<u32>,
+    },
+    /// Reshape each sample to one dimension.
+    Flatten {
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// Multiply by a constant.
+    Scale {
+        #[serde(default)]
+        name: Option<String>,
+        factor: f64,
+    },
+    ReLU {
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// `LIFCell`: feed-forward LIF; the input is a current.
+    LIF {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        p: LifParams,
+    },
+    /// `LIFRecurrentCell`: weights `NAME.input_weights` `[hidden, in]`,
+    /// `NAME.recurrent_weights` `[hidden, hidden]`.
+    LIFRecurrent {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default, rename = "in")]
+        input: Option<u32>,
+        hidden: u32,
+        #[serde(default)]
+        p: LifParams,
+        #[serde(default)]
+        autapses: bool,
+    },
+    /// `LICell`: leaky integrator; the output is the voltage.
+    LI {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        p: LiParams,
+    },
+    /// `LILinearCell`: a leaky integrator behind weights
+    /// `NAME.input_weights` `[out, in]` (no bias).
+    LILinear {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default, rename = "in")]
+        input: Option<u32>,
+        out: u32,
+        #[serde(default)]
+        p: LiParams,
+    },
+    /// `LSNNCell`: LIF with an adaptive threshold.
+    LSNN {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        p: LsnnParams,
+    },
+    /// `LSNNRecurrentCell`, weights as `LIFRecurrent`.
+    LSNNRecurrent {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default, rename = "in")]
+        input: Option<u32>,
+        hidden: u32,
+        #[serde(default)]
+        p: LsnnParams,
+        #[serde(default)]
+        autapses: bool,
+    },
+    /// `LIFBoxCell`: LIF without synaptic current.
+    LIFBox {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        p: LifBoxParams,
+    },
+    /// `LIFAdExCell`: adaptive exponential LIF.
+    LIFAdEx {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        p: LifAdExParams,
+    },
+}
+
+impl Layer {
+    /// The kind's name as written in RON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Layer::Linear { .. } => "Linear",
+            Layer::Conv2d { .. } => "Conv2d",
+            Layer::MaxPool2d { .. } => "MaxPool2d",
+            Layer::Flatten { .. } => "Flatten",
+            Layer::Scale { .. } => "Scale",
+            Layer::ReLU { .. } => "ReLU",
+            Layer::LIF { .. } => "LIF",
+            Layer::LIFRecurrent { .. } => "LIFRecurrent",
+            Layer::LI { .. } => "LI",
+            Layer::LILinear { .. } => "LILinear",
+            Layer::LSNN { .. } => "LSNN",
+            Layer::LSNNRecurrent { .. } => "LSNNRecurrent",
+            Layer::LIFBox { .. } => "LIFBox",
+            Layer::LIFAdEx { .. } => "LIFAdEx",
+        }
+    }
+
+    /// The name given in the description, if any.
+    pub fn given_name(&self) -> Option<&str> {
+        match self {
+            Layer::Linear { name, .. }
+            | Layer::Conv2d { name, .. }
+            | Layer::MaxPool2d { name, .. }
+            | Layer::Flatten { name }
+            | Layer::Scale { name, .. }
+            | Layer::ReLU { name }
+            | Layer::LIF { name, .. }
+            | Layer::LIFRecurrent { name, .. }
+            | Layer::LI { name, .. }
+            | Layer::LILinear { name, .. }
+            | Layer::LSNN { name, .. }
+            | Layer::LSNNRecurrent { name, .. }
+            | Layer::LIFBox { name, .. }
+            | Layer::LIFAdEx { name, .. } => name.as_deref(),
+        }
+    }
+
+    /// The layer's name: the given one, or the kind in lower case followed
+    /// by the layer's index.
+    pub fn name(&self, index: usize) -> String {
+        match self.given_name() {
+            Some(n) => n.to_string(),
+            None => format!("{}{index}", self.kind().to_lowercase()),
+        }
+    }
+
+    /// Whether the layer is a spiking or integrating neuron population.
+    pub fn is_neuron(&self) -> bool {
+        matches!(
+            self,
+            Layer::LIF { .. }
+                | Layer::LIFRecurrent { .. }
+                | Layer::LI { .. }
+                | Layer::LILinear { .. }
+                | Layer::LSNN { .. }
+                | Layer::LSNNRecurrent { .. }
+                | Layer::LIFBox { .. }
+                | Layer::LIFAdEx { .. }
+        )
+    }
+}
+
+/// What the network returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Readout {
+    /// The last layer's output at every step, `[T, B, ...]`.
+    #[default]
+    Sequence,
+    /// The Norse tutorial's decoder: `log_softmax(max over time, dim=1)`.
+    MaxLogSoftmax,
+    /// The maximum over time.
+    Max,
+    /// The output of the last step.
+    LastStep,
+    /// The mean over time.
+    Mean,
+    /// The number of spikes over time (sum), for spiking output layers.
+    SpikeCount,
+}

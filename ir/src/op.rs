@@ -1,0 +1,399 @@
+//! The closed set of IR operations.
+//!
+//! Every variant documents its typing rule; [`crate::typing::result_type`]
+//! implements them in one place for the builder and the validator. Adding an
+//! op is a checklist driven by exhaustive `match`es: see `docs/adding-an-op.md`.
+
+use crate::arena::Handle;
+use crate::module::{Input, Node, Param, StateVar};
+use crate::types::{Dtype, Shape};
+
+/// Elementwise functions of one argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum UnaryOp {
+    Neg,
+    Abs,
+    Exp,
+    Log,
+    Tanh,
+    Sqrt,
+    /// `max(x, 0)`.
+    Relu,
+}
+
+impl UnaryOp {
+    pub const ALL: [UnaryOp; 7] = [
+        UnaryOp::Neg,
+        UnaryOp::Abs,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Tanh,
+        UnaryOp::Sqrt,
+        UnaryOp::Relu,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "neg",
+            UnaryOp::Abs => "abs",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Relu => "relu",
+        }
+    }
+}
+
+/// Elementwise functions of two arguments, with suffix broadcasting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+}
+
+impl BinaryOp {
+    pub const ALL: [BinaryOp; 6] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Max,
+        BinaryOp::Min,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Max => "max",
+            BinaryOp::Min => "min",
+        }
+    }
+
+    pub fn is_commutative(self) -> bool {
+        matches!(self, BinaryOp::Add | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min)
+    }
+
+    /// Whether two spikes combine to a spike under this op (`and`, `or`).
+    pub fn keeps_spikes(self) -> bool {
+        matches!(self, BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min)
+    }
+}
+
+/// Comparisons; the result is a spike (1 where true).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CompareOp {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+}
+
+impl CompareOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            CompareOp::Gt => "gt",
+            CompareOp::Ge => "ge",
+            CompareOp::Lt => "lt",
+            CompareOp::Le => "le",
+            CompareOp::Eq => "eq",
+        }
+    }
+}
+
+/// Reductions over the time dimension, used by readouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReduceOp {
+    /// Sum over time (a spike count for spike inputs).
+    Sum,
+    /// Mean over time.
+    Mean,
+    /// Maximum over time; its gradient goes to the first maximal step, as
+    /// `torch.max(x, 0)` does on the CPU.
+    Max,
+    /// The value at the last step.
+    Last,
+}
+
+impl ReduceOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Mean => "mean",
+            ReduceOp::Max => "max",
+            ReduceOp::Last => "last",
+        }
+    }
+}
+
+/// How a matrix product is computed. Both kinds compute the same numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MatMulKind {
+    Dense,
+    /// Accumulate the weight rows of the active (nonzero) inputs only.
+    /// Requires a spike input.
+    EventDriven,
+}
+
+/// A surrogate gradient, named by its formula and parameters.
+///
+/// The forward function is always the Heaviside step `H(x) = x > 0`
+/// (strictly: `H(0) = 0`). `g(x)` is the function the backward pass uses in
+/// place of `H'(x)`:
+///
+/// | variant | g(x) |
+/// |---|---|
+/// | `SuperSpike` | `1 / (|x| + 1)^2` (Norse 1.1.0's `super`, which ignores alpha) |
+/// | `Tanh { alpha }` | `1 - tanh(alpha x)^2` |
+/// | `Triangle { alpha }` | `alpha * max(1 - |x|, 0)` |
+/// | `Circ { alpha }` | `alpha^3 / (alpha^2 + x^2)^1.5` |
+/// | `Erfc { alpha }` | `2 exp(-(alpha x)^2) / sqrt(pi)` |
+/// | `Heaviside` | no gradient: nothing flows through the spike |
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Surrogate {
+    SuperSpike,
+    Tanh { alpha: f64 },
+    Triangle { alpha: f64 },
+    Circ { alpha: f64 },
+    Erfc { alpha: f64 },
+    Heaviside,
+}
+
+impl Surrogate {
+    /// The surrogate derivative `g(x)`, in f64.
+    pub fn grad(self, x: f64) -> f64 {
+        match self {
+            Surrogate::SuperSpike => 1.0 / ((x.abs() + 1.0) * (x.abs() + 1.0)),
+            Surrogate::Tanh { alpha } => {
+                let t = (alpha * x).tanh();
+                1.0 - t * t
+            }
+            Surrogate::Triangle { alpha } => alpha * (1.0 - x.abs()).max(0.0),
+            Surrogate::Circ { alpha } => alpha.powi(3) / (alpha * alpha + x * x).powf(1.5),
+            Surrogate::Erfc { alpha } => {
+                2.0 * (-(alpha * x) * (alpha * x)).exp() / std::f64::consts::PI.sqrt()
+            }
+            Surrogate::Heaviside => 0.0,
+        }
+    }
+
+    /// Whether any gradient flows through the spike.
+    pub fn has_gradient(self) -> bool {
+        !matches!(self, Surrogate::Heaviside)
+    }
+
+    pub fn alpha(self) -> Option<f64> {
+        match self {
+            Surrogate::SuperSpike | Surrogate::Heaviside => None,
+            Surrogate::Tanh { alpha }
+            | Surrogate::Triangle { alpha }
+            | Surrogate::Circ { alpha }
+            | Surrogate::Erfc { alpha } => Some(alpha),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Surrogate::SuperSpike => "superspike",
+            Surrogate::Tanh { .. } => "tanh",
+            Surrogate::Triangle { .. } => "triangle",
+            Surrogate::Circ { .. } => "circ",
+            Surrogate::Erfc { .. } => "erfc",
+            Surrogate::Heaviside => "heaviside",
+        }
+    }
+}
+
+/// Pooling functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PoolOp {
+    Max,
+}
+
+/// One IR operation. Operands are [`Handle<Node>`]s that appear before use
+/// (earlier in the same region, or in an earlier region).
+///
+/// "Float" below means the module's float dtype (`f32` or `f64`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// A module input. Type: the input's declared type (`seq` for a per-step
+    /// sequence, not `seq` for a static input such as an image).
+    Input(Handle<Input>),
+    /// A parameter (weight). Type: the parameter's fixed shape, float.
+    Param(Handle<Param>),
+    /// A scalar constant. Type: `dtype[]` (rank 0), broadcasts to any shape.
+    Const { value: f64, dtype: Dtype },
+    /// The value of a state variable at the start of the current step.
+    /// Step loops only; every read of a state precedes its write.
+    /// Type: the state's type.
+    StateRead(Handle<StateVar>),
+    /// Sets a state variable for the next step. Step loops only; each state
+    /// is written exactly once, in the loop that reads it. Type: the value's
+    /// type, which must equal the state's type; the node passes the value on.
+    StateWrite { state: Handle<StateVar>, value: Handle<Node> },
+    /// The current step's slice of a sequence value defined in an earlier
+    /// region. Step loops only. Type: the operand's type without `seq`.
+    Step(Handle<Node>),
+    /// Stacks a per-step value of an earlier step loop over all steps.
+    /// Sequence regions only. Type: the operand's type with `seq`.
+    Collect(Handle<Node>),
+    /// Elementwise function. Type: the operand's; float only (`Relu` and
+    /// `Neg`/`Abs` accept spikes and return float).
+    Unary { op: UnaryOp, arg: Handle<Node> },
+    /// Elementwise function with broadcasting: the operands' full shapes
+    /// (time first) are equal, or one is a suffix of the other and holds no
+    /// batch dimension (a scalar, a bias). Dtypes: equal floats; a spike
+    /// with a float gives the float; two spikes give a spike for
+    /// `Mul`/`Max`/`Min` only.
+    Binary { op: BinaryOp, lhs: Handle<Node>, rhs: Handle<Node> },
+    /// Elementwise comparison, broadcasting as `Binary`. Type: spike.
+    Compare { op: CompareOp, lhs: Handle<Node>, rhs: Handle<Node> },
+    /// `cond ? on_true : on_false` elementwise; `cond` is a spike
+    /// broadcasting to the result. `on_true`/`on_false` broadcast as
+    /// `Binary`. Type: the broadcast of the two branches.
+    Select { cond: Handle<Node>, on_true: Handle<Node>, on_false: Handle<Node> },
+    /// `H(arg) = arg > 0` with the surrogate gradient `surrogate`.
+    /// Type: the operand's shape, spike.
+    Threshold { arg: Handle<Node>, surrogate: Surrogate },
+    /// Identity forward; no gradient flows through it. Type: the operand's.
+    StopGradient(Handle<Node>),
+    /// Converts the dtype (spike to float and back, f32 and f64).
+    Cast { arg: Handle<Node>, dtype: Dtype },
+    /// `input @ weight^T` (torch's `F.linear` without bias): `input` is
+    /// `[..., in]`, `weight` is a `[out, in]` value without batch or time;
+    /// the result is `[..., out]`, float. `EventDriven` needs a spike input.
+    MatMul { input: Handle<Node>, weight: Handle<Node>, kind: MatMulKind },
+    /// 2-d cross-correlation (torch's `Conv2d`): `input` `[..., B, C, H, W]`
+    /// (rank 4 after time), `weight` `[O, C, kh, kw]`, optional `bias` `[O]`.
+    /// Result `[..., B, O, H', W']` with `H' = (H + 2 pad - kh) / stride + 1`.
+    Conv2d {
+        input: Handle<Node>,
+        weight: Handle<Node>,
+        bias: Option<Handle<Node>>,
+        stride: [u32; 2],
+        padding: [u32; 2],
+    },
+    /// 2-d pooling over the last two dims, no padding, floor mode.
+    /// Result `[..., H', W']` with `H' = (H - k) / stride + 1`; keeps dtype.
+    Pool2d { op: PoolOp, input: Handle<Node>, kernel: [u32; 2], stride: [u32; 2] },
+    /// Row-major reshape of the per-sample dims. `shape` is the new shape
+    /// without time; element counts must agree and a batch dimension, if
+    /// any, stays the first dim.
+    Reshape { arg: Handle<Node>, shape: Shape },
+    /// Reduces a sequence value over time. Type: the operand without `seq`;
+    /// `Sum`/`Mean` of spikes give float.
+    ReduceTime { op: ReduceOp, arg: Handle<Node> },
+    /// `log_softmax` over the last dimension. Type: the operand's, float.
+    LogSoftmax { arg: Handle<Node> },
+    /// Uniform random numbers in `[0, 1)` with the given shape, drawn from
+    /// the counter-based generator `snnc_ir::rng` with the key `seed`: the
+    /// value at step `t` (0 outside step loops, time index for `seq`) and
+    /// flat index `k` is `rng::uniform(seed, t, k)`. Type: float, `shape`,
+    /// `seq` when `seq`.
+    Uniform { seed: u64, shape: Shape, seq: bool },
+}
+
+impl Op {
+    /// The operands, in order.
+    pub fn operands(&self) -> Vec<Handle<Node>> {
+        match *self {
+            Op::Input(_) | Op::Param(_) | Op::Const { .. } | Op::StateRead(_) | Op::Uniform { .. } => {
+                Vec::new()
+            }
+            Op::StateWrite { value, .. } => vec![value],
+            Op::Step(a) | Op::Collect(a) | Op::StopGradient(a) => vec![a],
+            Op::Unary { arg, .. }
+            | Op::Threshold { arg, .. }
+            | Op::Cast { arg, .. }
+            | Op::Reshape { arg, .. }
+            | Op::ReduceTime { arg, .. }
+            | Op::LogSoftmax { arg } => vec![arg],
+            Op::Binary { lhs, rhs, .. } | Op::Compare { lhs, rhs, .. } => vec![lhs, rhs],
+            Op::Select { cond, on_true, on_false } => vec![cond, on_true, on_false],
+            Op::MatMul { input, weight, .. } => vec![input, weight],
+            Op::Conv2d { input, weight, bias, .. } => {
+                let mut v = vec![input, weight];
+                v.extend(bias);
+                v
+            }
+            Op::Pool2d { input, .. } => vec![input],
+        }
+    }
+
+    /// Rewrites every operand through `f` (used by passes that renumber).
+    pub fn map_operands(&mut self, mut f: impl FnMut(Handle<Node>) -> Handle<Node>) {
+        match self {
+            Op::Input(_) | Op::Param(_) | Op::Const { .. } | Op::StateRead(_) | Op::Uniform { .. } => {}
+            Op::StateWrite { value, .. } => *value = f(*value),
+            Op::Step(a) | Op::Collect(a) | Op::StopGradient(a) => *a = f(*a),
+            Op::Unary { arg, .. }
+            | Op::Threshold { arg, .. }
+            | Op::Cast { arg, .. }
+            | Op::Reshape { arg, .. }
+            | Op::ReduceTime { arg, .. }
+            | Op::LogSoftmax { arg } => *arg = f(*arg),
+            Op::Binary { lhs, rhs, .. } | Op::Compare { lhs, rhs, .. } => {
+                *lhs = f(*lhs);
+                *rhs = f(*rhs);
+            }
+            Op::Select { cond, on_true, on_false } => {
+                *cond = f(*cond);
+                *on_true = f(*on_true);
+                *on_false = f(*on_false);
+            }
+            Op::MatMul { input, weight, .. } => {
+                *input = f(*input);
+                *weight = f(*weight);
+            }
+            Op::Conv2d { input, weight, bias, .. } => {
+                *input = f(*input);
+                *weight = f(*weight);
+                if let Some(b) = bias {
+                    *b = f(*b);
+                }
+            }
+            Op::Pool2d { input, .. } => *input = f(*input),
+        }
+    }
+
+    /// The op's mnemonic in the text form.
+    pub fn mnemonic(&self) -> &'static str {
+        match self {
+            Op::Input(_) => "input",
+            Op::Param(_) => "param",
+            Op::Const { .. } => "const",
+            Op::StateRead(_) => "state_read",
+            Op::StateWrite { .. } => "state_write",
+            Op::Step(_) => "step",
+            Op::Collect(_) => "collect",
+            Op::Unary { op, .. } => op.name(),
+            Op::Binary { op, .. } => op.name(),
+            Op::Compare { op, .. } => op.name(),
+            Op::Select { .. } => "select",
+            Op::Threshold { .. } => "threshold",
+            Op::StopGradient(_) => "stop_gradient",
+            Op::Cast { .. } => "cast",
+            Op::MatMul { kind: MatMulKind::Dense, .. } => "matmul",
+            Op::MatMul { kind: MatMulKind::EventDriven, .. } => "spike_matmul",
+            Op::Conv2d { .. } => "conv2d",
+            Op::Pool2d { op: PoolOp::Max, .. } => "max_pool2d",
+            Op::Reshape { .. } => "reshape",
+            Op::ReduceTime { op, .. } => match op {
+                ReduceOp::Sum => "reduce_time_sum",
+                ReduceOp::Mean => "reduce_time_mean",
+                ReduceOp::Max => "reduce_time_max",
+                ReduceOp::Last => "reduce_time_last",
+            },
+            Op::LogSoftmax { .. } => "log_softmax",
+            Op::Uniform { .. } => "uniform",
+        }
+    }
+}

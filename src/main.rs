@@ -1,1 +1,287 @@
-fn main() {}
+//! The `snnc` command line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use snnc::driver::{self, Compiled, Error, Target};
+use snnc_frontend::LowerOptions;
+use snnc_ir::Dtype;
+use snnc_runtime::Tensor;
+
+/// snnc: a compiler for spiking neural networks with Norse's semantics.
+#[derive(Parser, Debug)]
+#[command(name = "snnc", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Parse and validate a network; print its layers, shapes, parameters and state size.
+    Check {
+        /// The network description (RON).
+        net: PathBuf,
+    },
+    /// Print the network's IR.
+    Ir {
+        /// The network description (RON).
+        net: PathBuf,
+        /// Lower in f64 instead of f32.
+        #[arg(long)]
+        f64: bool,
+    },
+    /// Run a network on an input and print a summary of its output.
+    Run {
+        /// The network description (RON).
+        net: PathBuf,
+        /// Where to run it.
+        #[arg(long, value_enum, default_value = "interp")]
+        target: Target,
+        /// Weights as JSON (`{"NAME": {"shape": [...], "dtype": "float32", "data": [...]}}`);
+        /// default: initialised from the network's seed as PyTorch/Norse do.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Input as JSON: one tensor for the input `x`, or an object of named tensors;
+        /// default: a built-in deterministic example input.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Write every output and recorded trace (spikes, voltages, currents) to this JSON file.
+        #[arg(long)]
+        record: Option<PathBuf>,
+        /// Batch size of the built-in example input.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Seed of the default weights (overrides the network's `seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Compute in f64 (interpreter only).
+        #[arg(long)]
+        f64: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut out = std::io::stdout().lock();
+    let res = match cli.command {
+        Command::Check { net } => check(&mut out, &net),
+        Command::Ir { net, f64 } => ir(&mut out, &net, f64),
+        Command::Run { net, target, weights, input, record, batch, seed, f64 } => {
+            run(&mut out, &net, RunArgs { target, weights, input, record, batch, seed, f64 })
+        }
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = out.flush();
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn load(path: &Path, float: Dtype) -> Result<Compiled, Error> {
+    let net = driver::load(path)?;
+    driver::compile(&net, &display(path), &LowerOptions { float, ..Default::default() })
+}
+
+/// Writes to stdout, ignoring a closed pipe (e.g. `snnc ir net.ron | head`).
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {{
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
+fn shape_str(shape: &[u32]) -> String {
+    format!("[{}]", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
+}
+
+fn check(out: &mut impl Write, path: &Path) -> Result<(), Error> {
+    let c = load(path, Dtype::F32)?;
+    let net = &c.network;
+    let m = &c.module;
+    say!(out, "{}: ok", display(path));
+    say!(
+        out,
+        "network `{}`: T = {} steps, dt = {} ms ({} ms in all), input {} per sample{}",
+        net.name,
+        net.steps,
+        net.dt * 1e3,
+        net.dt * 1e3 * f64::from(net.steps),
+        shape_str(&net.input),
+        if net.encoder.is_some() { " (static, encoded to spikes)" } else { " per step" }
+    );
+    say!(out, "{:<16} {:<16} {:<16} {:>12} {:>12}", "layer", "kind", "output shape", "parameters", "state/sample");
+    for l in &c.layers {
+        let prefix = format!("{}.", l.name);
+        let params: u64 = m
+            .params
+            .iter()
+            .filter(|(_, p)| p.trainable && p.name.starts_with(&prefix))
+            .map(|(_, p)| p.shape.fixed_elements())
+            .sum();
+        let state: u64 =
+            m.states.iter().filter(|(_, s)| s.name.starts_with(&prefix)).map(|(_, s)| s.ty.shape.fixed_elements()).sum();
+        say!(out, "{:<16} {:<16} {:<16} {:>12} {:>12}", l.name, l.kind, shape_str(&l.shape), params, state);
+    }
+    say!(out, "readout: {:?}", net.readout);
+    say!(
+        out,
+        "total: {} trainable parameters, {} state values per sample, {} IR nodes",
+        m.parameter_count(),
+        m.state_size_per_sample(),
+        m.nodes.len()
+    );
+    Ok(())
+}
+
+fn ir(out: &mut impl Write, path: &Path, f64: bool) -> Result<(), Error> {
+    let c = load(path, if f64 { Dtype::F64 } else { Dtype::F32 })?;
+    let _ = write!(out, "{}", snnc_ir::print(&c.module));
+    Ok(())
+}
+
+struct RunArgs {
+    target: Target,
+    weights: Option<PathBuf>,
+    input: Option<PathBuf>,
+    record: Option<PathBuf>,
+    batch: usize,
+    seed: Option<u64>,
+    f64: bool,
+}
+
+fn run(out: &mut impl Write, path: &Path, args: RunArgs) -> Result<(), Error> {
+    if args.f64 && args.target != Target::Interp {
+        return Err(Error::User("--f64 is only supported by --target interp".into()));
+    }
+    args.target.ensure_available()?;
+    if args.batch == 0 {
+        return Err(Error::User("--batch must be at least 1".into()));
+    }
+    let c = load(path, if args.f64 { Dtype::F64 } else { Dtype::F32 })?;
+    let weights = match &args.weights {
+        Some(w) => {
+            let text = std::fs::read_to_string(w)
+                .map_err(|e| Error::User(format!("{}: cannot read the weights file: {e}", w.display())))?;
+            let mut weights = snnc_runtime::read_weights_json(&text)
+                .map_err(|e| Error::User(format!("{}: {e}", w.display())))?;
+            // Constant masks are not part of a weights file; fill them in.
+            let defaults = snnc_runtime::init_weights(&c.module, 0);
+            for (_, p) in c.module.params.iter() {
+                if !p.trainable && !weights.contains_key(&p.name) {
+                    weights.insert(p.name.clone(), defaults[&p.name].clone());
+                }
+            }
+            let dtype = driver::elem_type(c.module.float);
+            weights.values_mut().for_each(|t| *t = t.cast(dtype));
+            snnc_runtime::check_weights(&c.module, &weights)
+                .map_err(|e| Error::User(format!("{}: {e}", w.display())))?;
+            weights
+        }
+        None => snnc_runtime::init_weights(&c.module, args.seed.unwrap_or(c.network.seed)),
+    };
+    let (inputs, source) = match &args.input {
+        Some(p) => (driver::read_inputs(p)?, display(p)),
+        None => (driver::example_inputs(&c.module, args.batch), format!("built-in example input, batch {}", args.batch)),
+    };
+    let started = std::time::Instant::now();
+    let res = driver::run(&c, args.target, &weights, &inputs, true)?;
+    let elapsed = started.elapsed();
+    summarize(out, &c, &res, &source, elapsed, args.f64);
+    if let Some(rec) = &args.record {
+        let mut obj = serde_json::Map::new();
+        for (name, t) in res.traces.iter().chain(res.outputs.iter()) {
+            obj.insert(name.clone(), t.to_json());
+        }
+        let text = serde_json::to_string(&serde_json::Value::Object(obj))
+            .map_err(|e| Error::Internal(format!("cannot serialise the recording: {e}")))?;
+        driver::write_atomic(rec, text.as_bytes())?;
+        say!(out, "recorded {} tensors to {}", res.traces.len() + res.outputs.len(), rec.display());
+    }
+    Ok(())
+}
+
+fn summarize(
+    out: &mut impl Write,
+    c: &Compiled,
+    res: &driver::RunOutput,
+    source: &str,
+    elapsed: std::time::Duration,
+    f64: bool,
+) {
+    let net = &c.network;
+    say!(
+        out,
+        "{}: T = {} steps of {} ms, batch {}, interp ({}), {:.1} ms",
+        net.name,
+        net.steps,
+        net.dt * 1e3,
+        res.batch,
+        if f64 { "f64" } else { "f32" },
+        elapsed.as_secs_f64() * 1e3
+    );
+    say!(out, "input: {source}");
+    say!(out, "{:<16} {:<16} {:<16} {:>10} {:>14}", "layer", "kind", "shape", "spikes", "rate (Hz)");
+    for l in &c.layers {
+        let (spikes, rate) = match res.traces.get(&format!("{}.z", l.name)) {
+            Some(z) => {
+                let count: f64 = z.data.iter().sum();
+                let neuron_seconds = z.data.len() as f64 * net.dt;
+                (format!("{count}"), format!("{:.1}", count / neuron_seconds))
+            }
+            None => ("-".into(), "-".into()),
+        };
+        say!(out, "{:<16} {:<16} {:<16} {:>10} {:>14}", l.name, l.kind, shape_str(&l.shape), spikes, rate);
+    }
+    if let Some(r) = res.outputs.get("readout") {
+        say!(out, "readout ({:?}), shape {:?}:", net.readout, r.shape);
+        print_rows(out, r, true);
+    } else if let Some(o) = res.outputs.get("output") {
+        say!(out, "output, shape {:?} (last step shown):", o.shape);
+        let t = o.shape[0];
+        let per_step = o.len() / t.max(1);
+        let last = Tensor {
+            shape: o.shape[1..].to_vec(),
+            dtype: o.dtype,
+            data: o.data[(t - 1) * per_step..].to_vec(),
+        };
+        print_rows(out, &last, false);
+    }
+}
+
+/// Prints a `[B, ...]` tensor one sample per line (at most 8 samples and 10
+/// values each), with the arg-max for class scores.
+fn print_rows(out: &mut impl Write, t: &Tensor, classes: bool) {
+    let batch = t.shape.first().copied().unwrap_or(1).max(1);
+    let per = t.len() / batch;
+    for b in 0..batch.min(8) {
+        let row = &t.data[b * per..(b + 1) * per];
+        let shown: Vec<String> = row.iter().take(10).map(|v| format!("{v:.4}")).collect();
+        let more = if per > 10 { format!(", ... ({per} values)") } else { String::new() };
+        let argmax = row
+            .iter()
+            .enumerate()
+            .fold(None::<(usize, f64)>, |best, (i, &v)| match best {
+                Some((_, bv)) if bv >= v => best,
+                _ => Some((i, v)),
+            })
+            .map(|(i, _)| i);
+        let arg = match argmax {
+            Some(i) if classes && t.shape.len() == 2 => format!("  -> class {i}"),
+            _ => String::new(),
+        };
+        say!(out, "  sample {b}: [{}{more}]{arg}", shown.join(", "));
+    }
+    if batch > 8 {
+        say!(out, "  ... ({batch} samples)");
+    }
+}
+

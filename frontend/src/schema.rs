@@ -279,6 +279,17 @@ pub enum Encoder {
     },
 }
 
+impl Encoder {
+    /// The kind's name as written in RON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Encoder::ConstantCurrent { .. } => "ConstantCurrent",
+            Encoder::SpikeLatency { .. } => "SpikeLatency",
+            Encoder::Poisson { .. } => "Poisson",
+        }
+    }
+}
+
 /// One layer, applied at every time step to the previous layer's output.
 ///
 /// `name` defaults to the lower-case kind followed by the layer's index

@@ -71,6 +71,24 @@ impl Builder {
         Ok(h)
     }
 
+    /// Appends a node to an earlier region, given by its index in the body
+    /// (e.g. a constant or a parameter into the preamble of a step loop).
+    /// The node must not use values defined after that region.
+    pub fn emit_in(&mut self, region: usize, op: Op) -> Result<Handle<Node>, BuildError> {
+        if region >= self.module.body.len() {
+            return Err(BuildError { message: format!("region {region} does not exist") });
+        }
+        let ty = crate::typing::result_type(&self.module, &op).map_err(|message| BuildError { message })?;
+        let h = self.module.nodes.append(Node { op, ty, name: None });
+        self.module.body[region].nodes.push(h);
+        Ok(h)
+    }
+
+    /// The index of the current region.
+    pub fn region_index(&self) -> Option<usize> {
+        self.module.body.len().checked_sub(1)
+    }
+
     /// Names a node (for recordings and the text form).
     pub fn name(&mut self, node: Handle<Node>, name: impl Into<String>) -> Handle<Node> {
         self.module.nodes[node].name = Some(name.into());

@@ -35,6 +35,7 @@
 
 pub mod arena;
 pub mod builder;
+pub mod compact;
 pub mod module;
 pub mod op;
 pub mod print;
@@ -45,6 +46,7 @@ pub mod valid;
 
 pub use arena::{Arena, Handle};
 pub use builder::{BuildError, Builder};
+pub use compact::compact;
 pub use module::{Input, Module, Node, Output, Param, ParamInit, Region, RegionKind, StateInit, StateVar};
 pub use op::{BinaryOp, CompareOp, MatMulKind, Op, PoolOp, ReduceOp, Surrogate, UnaryOp};
 pub use print::print;

@@ -1,1 +1,368 @@
-//! placeholder
+//! The snnc reference interpreter: the living definition of every IR op.
+//!
+//! [`run`] executes a validated [`Module`] on host tensors. It is written
+//! plainly, for reading: flat row-major buffers, one loop per op, and the
+//! order of every floating-point operation spelled out, because the other
+//! backends are tested against it.
+//!
+//! # Precision
+//!
+//! A run computes in the module's float type (`Module::float`): `f32` or
+//! `f64`. Inputs, weights, constants and initial states are rounded to it on
+//! entry, and every op is computed in it, so an `f32` run rounds after each
+//! operation as PyTorch does (never a wider intermediate, never a fused
+//! multiply-add). Spikes are 0 and 1 in that type. Outputs, traces and final
+//! states are tensors of element type `float32` or `float64` accordingly,
+//! spikes included.
+//!
+//! # Shapes and the batch
+//!
+//! The batch size `B` comes from the inputs: every `Dim::Batch` of every
+//! input's type takes its size from the given tensor, and they must agree.
+//! A module without batched inputs takes `B` from the batched initial
+//! states in [`RunOptions::initial_state`], else `B = 1`. Every input's
+//! full shape (`[T, ...]` for a `seq` input, `T = Module::steps`), the
+//! weights ([`snnc_runtime::check_weights`]) and the initial states are
+//! checked before anything runs. A value's buffer holds its full shape: the
+//! time dim first for `seq` values, then its shape with `B` resolved.
+//!
+//! # Execution
+//!
+//! The regions of the body run in order. A sequence region evaluates its
+//! nodes once, in order. A step loop evaluates its nodes in order for
+//! `t = 0..T`. Each state starts at its [`snnc_ir::StateInit`] value
+//! broadcast to its shape, or at the tensor given in
+//! [`RunOptions::initial_state`] under its name.
+//!
+//! # The ops
+//!
+//! "Broadcast" means suffix broadcasting ([`snnc_ir::typing::broadcast`]):
+//! an operand whose full dims are a suffix of the result's repeats over the
+//! leading dims, so element `i` of the result reads element `i % len` of it.
+//!
+//! | op | value |
+//! |---|---|
+//! | `input` | the input tensor, rounded to the float type |
+//! | `param` | the weight of that name, rounded to the float type |
+//! | `const` | the scalar, rounded to the float type (broadcasts) |
+//! | `state_read $s` | the state at the start of step `t` |
+//! | `state_write $s, %v` | `%v`; the state holds it from step `t + 1` on |
+//! | `step %x` | slice `t` of the sequence `%x` (`[T, ...]` to `[...]`) |
+//! | `collect %v` | the values of `%v` at steps `0..T` of its step loop, stacked to `[T, ...]` |
+//! | unary | `neg`, `abs`, `exp`, `log` (natural), `tanh`, `sqrt`, `relu = max(x, 0)` |
+//! | binary | `a + b`, `a - b`, `a * b`, `a / b`, `max`, `min`, broadcast; `max`/`min` propagate NaN |
+//! | compare | 1 where `a > b` (`>=`, `<`, `<=`, `==`) holds, else 0 (false with NaN), broadcast |
+//! | `select c, a, b` | `c != 0 ? a : b` elementwise, all three broadcast |
+//! | `threshold` | `1` where `x > 0` (strictly), else 0 (forward only: the surrogate is for autodiff) |
+//! | `stop_gradient` | `x` |
+//! | `cast` | spike to float: the same 0/1; to `f32`: rounded to f32; to `f64`: the same value |
+//! | `matmul`, `spike_matmul` | `x @ w^T` summed over `k` in order from `+0`; both kinds give the same numbers |
+//! | `conv2d` | torch's cross-correlation, NCHW, zero padding, sum in `(c, kh, kw)` order from `+0`, then `+ bias` |
+//! | `max_pool2d` | max over each window of the last two dims, no padding, floor; NaN propagates |
+//! | `reshape` | the same elements in row-major order |
+//! | `reduce_time_*` | over the time dim: `sum` in step order from `+0`, `mean = sum / T`, `max`, `last = x[T-1]` |
+//! | `log_softmax` | over the last dim: `(x - m) - ln(sum(exp(x - m)))` with `m = max(x)` |
+//! | `uniform` | `rng::uniform(seed, t, k)`: `t` the step (the time index of a `seq` value; 0 for a static one), `k` the row-major index within the step, batch included |
+//!
+//! The exact arithmetic of each is documented on its kernel in the
+//! `kernels` module. Values may be NaN or infinite; the interpreter never
+//! panics on a valid module, whatever the inputs, and reports bad inputs as
+//! [`InterpError`]s.
+//!
+//! # Results
+//!
+//! [`RunResult::outputs`] holds the module outputs by name;
+//! [`RunResult::final_state`] every state's value after the last step, by
+//! state name; with [`RunOptions::record`], [`RunResult::traces`] holds
+//! every named node: a node of a step loop as its per-step values stacked to
+//! `[T, ...]`, a node of a sequence region as it is. If several nodes share
+//! a name, the last one wins (as `Module::node_by_name`).
+
+mod eval;
+mod kernels;
+mod real;
+
+use std::collections::BTreeMap;
+
+use snnc_ir::{Dim, Dtype, Module, ModuleInfo, Op, RegionKind, Type};
+use snnc_runtime::{ShapeError, Tensor, Weights, WeightsError, check_weights};
+
+/// Options of one run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Record every named node into [`RunResult::traces`].
+    pub record: bool,
+    /// Initial values of state variables, by state name, with the state's
+    /// shape (`B` resolved); states not named here start at their
+    /// [`snnc_ir::StateInit`].
+    pub initial_state: BTreeMap<String, Tensor>,
+}
+
+/// What a run produces.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// The module outputs, by name.
+    pub outputs: BTreeMap<String, Tensor>,
+    /// With [`RunOptions::record`]: every named node (step-loop nodes as
+    /// `[T, ...]`). Empty otherwise.
+    pub traces: BTreeMap<String, Tensor>,
+    /// Every state's value after the last step, by state name.
+    pub final_state: BTreeMap<String, Tensor>,
+}
+
+/// Why a module could not run on the given inputs.
+#[derive(Debug, thiserror::Error)]
+pub enum InterpError {
+    #[error("missing input `{name}`; the module's inputs are {}", list(expected))]
+    MissingInput { name: String, expected: Vec<String> },
+    #[error("unknown input(s) {}; the module's inputs are {}", list(names), list(valid))]
+    UnknownInput { names: Vec<String>, valid: Vec<String> },
+    /// `expected` names the time dim `T=..` and the batch dim `B`.
+    #[error("input `{name}` has shape {given:?} but the module expects {expected}")]
+    InputShape { name: String, expected: String, given: Vec<usize> },
+    #[error(
+        "input `{name}` has batch size {batch} but input `{first}` has batch size {first_batch}; \
+         all inputs must have the same batch size"
+    )]
+    BatchMismatch { name: String, batch: usize, first: String, first_batch: usize },
+    #[error("{what} has batch size 0; the batch size must be at least 1")]
+    BatchZero { what: String },
+    #[error("unknown initial state `{name}`; the module's states are {}", list(valid))]
+    UnknownState { name: String, valid: Vec<String> },
+    #[error("initial state `{name}` has shape {given:?} but the state has shape {expected}")]
+    StateShape { name: String, expected: String, given: Vec<usize> },
+    /// A tensor whose data does not fit its own shape.
+    #[error("{what}: {source}")]
+    BadTensor { what: String, source: ShapeError },
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error("{what} has too many elements to hold in memory")]
+    TooLarge { what: String },
+    #[error("the module info does not belong to this module; pass the info `validate` returned for it")]
+    InfoMismatch,
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        return "(none)".into();
+    }
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// Renders a type's full dims for messages: `[T=32, B, 784]`, or with the
+/// batch size known, `[B=4, 100]`.
+fn render_dims(ty: &Type, steps: u32, batch: Option<usize>) -> String {
+    let mut parts = Vec::new();
+    if ty.seq {
+        parts.push(format!("T={steps}"));
+    }
+    for d in &ty.shape.0 {
+        parts.push(match (d, batch) {
+            (Dim::Batch, Some(b)) => format!("B={b}"),
+            (Dim::Batch, None) => "B".into(),
+            (Dim::Fixed(n), _) => n.to_string(),
+        });
+    }
+    format!("[{}]", parts.join(", "))
+}
+
+/// Matches a given shape against a type's full dims; returns the sizes the
+/// batch dims take, or `None` if the rank or a fixed dim differs.
+fn match_dims(full: &[Dim], given: &[usize]) -> Option<Vec<usize>> {
+    if full.len() != given.len() {
+        return None;
+    }
+    let mut batches = Vec::new();
+    for (d, &g) in full.iter().zip(given) {
+        match d {
+            Dim::Batch => batches.push(g),
+            Dim::Fixed(n) if *n as usize == g => {}
+            Dim::Fixed(_) => return None,
+        }
+    }
+    Some(batches)
+}
+
+/// The resolved sizes of a run, computed and bounds-checked before it.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub steps: usize,
+    /// Every node's full dims (time first for `seq` values), `B` resolved.
+    pub dims: Vec<Vec<usize>>,
+    pub state_dims: Vec<Vec<usize>>,
+    /// Step-loop nodes whose value is kept at every step.
+    pub keep_history: Vec<bool>,
+}
+
+/// The most elements one buffer may hold.
+const MAX_ELEMENTS: usize = (isize::MAX as usize) / 16;
+
+impl Plan {
+    /// The number of elements of dims (checked not to overflow when the
+    /// plan was made).
+    pub fn numel(&self, dims: &[usize]) -> usize {
+        dims.iter().product()
+    }
+
+    fn new(module: &Module, batch: usize, record: bool) -> Result<Plan, InterpError> {
+        let steps = module.steps as usize;
+        // Products of any subset of the dims must fit: check the product of
+        // the nonzero ones (with T, for per-step values kept over time).
+        let fits = |dims: &[usize]| {
+            dims.iter().filter(|&&d| d != 0).try_fold(steps.max(1), |acc, &d| acc.checked_mul(d)).is_some_and(|n| n <= MAX_ELEMENTS)
+        };
+        let resolve = |ty: &Type, with_time: bool| -> Vec<usize> {
+            let mut v = Vec::with_capacity(ty.shape.rank() + 1);
+            if with_time {
+                v.push(steps);
+            }
+            v.extend(ty.shape.resolve(batch));
+            v
+        };
+        let mut dims = Vec::with_capacity(module.nodes.len());
+        for (h, node) in module.nodes.iter() {
+            let d = resolve(&node.ty, node.ty.seq);
+            if !fits(&d) {
+                return Err(InterpError::TooLarge { what: format!("the value of %{} ({})", h.index(), node.ty) });
+            }
+            dims.push(d);
+        }
+        let mut state_dims = Vec::with_capacity(module.states.len());
+        for (_, s) in module.states.iter() {
+            let d = resolve(&s.ty, false);
+            if !fits(&d) {
+                return Err(InterpError::TooLarge { what: format!("state `{}`", s.name) });
+            }
+            state_dims.push(d);
+        }
+        let mut keep_history = vec![false; module.nodes.len()];
+        for region in module.body.iter().filter(|r| r.kind == RegionKind::Seq) {
+            for &h in &region.nodes {
+                if let Op::Collect(x) = module.nodes[h].op {
+                    keep_history[x.index()] = true;
+                }
+            }
+        }
+        if record {
+            for region in module.body.iter().filter(|r| r.kind == RegionKind::Step) {
+                for &h in &region.nodes {
+                    if module.nodes[h].name.is_some() {
+                        keep_history[h.index()] = true;
+                    }
+                }
+            }
+        }
+        Ok(Plan { steps, dims, state_dims, keep_history })
+    }
+}
+
+/// Checks the inputs and returns the batch size they agree on, if any input
+/// has a batch dim.
+fn check_inputs(module: &Module, inputs: &BTreeMap<String, Tensor>) -> Result<Option<usize>, InterpError> {
+    let names: Vec<String> = module.inputs.iter().map(|(_, i)| i.name.clone()).collect();
+    for name in &names {
+        if !inputs.contains_key(name) {
+            return Err(InterpError::MissingInput { name: name.clone(), expected: names });
+        }
+    }
+    let unknown: Vec<String> = inputs.keys().filter(|k| module.input_by_name(k).is_none()).cloned().collect();
+    if !unknown.is_empty() {
+        return Err(InterpError::UnknownInput { names: unknown, valid: names });
+    }
+    let mut batch: Option<(usize, &str)> = None;
+    for (_, input) in module.inputs.iter() {
+        let t = &inputs[&input.name];
+        t.check().map_err(|source| InterpError::BadTensor { what: format!("input `{}`", input.name), source })?;
+        let Some(batches) = match_dims(&input.ty.full_dims(module.steps), &t.shape) else {
+            return Err(InterpError::InputShape {
+                name: input.name.clone(),
+                expected: render_dims(&input.ty, module.steps, None),
+                given: t.shape.clone(),
+            });
+        };
+        for b in batches {
+            if b == 0 {
+                return Err(InterpError::BatchZero { what: format!("input `{}` (shape {:?})", input.name, t.shape) });
+            }
+            match batch {
+                None => batch = Some((b, &input.name)),
+                Some((first_batch, first)) if first_batch != b => {
+                    return Err(InterpError::BatchMismatch {
+                        name: input.name.clone(),
+                        batch: b,
+                        first: first.to_string(),
+                        first_batch,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(batch.map(|(b, _)| b))
+}
+
+/// Checks the initial states given in the options against the module, with
+/// the batch size from the inputs if known (else from these states, else 1).
+/// Returns the batch size.
+fn check_states(
+    module: &Module,
+    initial: &BTreeMap<String, Tensor>,
+    batch: Option<usize>,
+) -> Result<usize, InterpError> {
+    let names: Vec<String> = module.states.iter().map(|(_, s)| s.name.clone()).collect();
+    let mut batch = batch;
+    for (name, t) in initial {
+        let Some((_, s)) = module.states.iter().find(|(_, s)| s.name == *name) else {
+            return Err(InterpError::UnknownState { name: name.clone(), valid: names });
+        };
+        t.check().map_err(|source| InterpError::BadTensor { what: format!("initial state `{name}`"), source })?;
+        let shape_error = |batch| InterpError::StateShape {
+            name: name.clone(),
+            expected: render_dims(&s.ty, module.steps, batch),
+            given: t.shape.clone(),
+        };
+        let Some(batches) = match_dims(&s.ty.full_dims(module.steps), &t.shape) else {
+            return Err(shape_error(batch));
+        };
+        for b in batches {
+            match batch {
+                Some(known) if known != b => return Err(shape_error(batch)),
+                Some(_) => {}
+                None if b == 0 => {
+                    return Err(InterpError::BatchZero { what: format!("initial state `{name}` (shape {:?})", t.shape) });
+                }
+                None => batch = Some(b),
+            }
+        }
+    }
+    Ok(batch.unwrap_or(1))
+}
+
+/// Runs `module` on `inputs` with `weights`; see the crate doc for what
+/// every op computes.
+///
+/// Checks everything before running: the weights (exactly the module's
+/// parameters, with their shapes), the inputs (every module input, no other
+/// name, each with its full shape, one batch size), the initial states
+/// (known names, the state's shape). `info` is the proof of validation that
+/// [`snnc_ir::validate`] returned for this module.
+pub fn run(
+    module: &Module,
+    info: &ModuleInfo,
+    weights: &Weights,
+    inputs: &BTreeMap<String, Tensor>,
+    opts: &RunOptions,
+) -> Result<RunResult, InterpError> {
+    if info.region_of.len() != module.nodes.len() || info.state_region.len() != module.states.len() {
+        return Err(InterpError::InfoMismatch);
+    }
+    check_weights(module, weights)?;
+    let batch = check_inputs(module, inputs)?;
+    let batch = check_states(module, &opts.initial_state, batch)?;
+    let plan = Plan::new(module, batch, opts.record)?;
+    let result = match module.float {
+        Dtype::F64 => eval::run::<f64>(module, &plan, weights, inputs, &opts.initial_state, opts.record),
+        Dtype::F32 | Dtype::Spike => eval::run::<f32>(module, &plan, weights, inputs, &opts.initial_state, opts.record),
+    };
+    Ok(result)
+}

@@ -1,0 +1,251 @@
+//! The evaluator: runs the regions of a checked module in one float type.
+
+use std::collections::BTreeMap;
+
+use snnc_ir::{Dtype, Handle, Module, Node, Op, RegionKind, StateInit};
+use snnc_runtime::Tensor;
+
+use crate::kernels::{self, ConvShape};
+use crate::real::Real;
+use crate::{Plan, RunResult};
+
+/// Everything a run holds, in the float type `F`.
+struct Evaluator<'a, F> {
+    module: &'a Module,
+    plan: &'a Plan,
+    /// The current value of every node (its per-step value inside a step
+    /// loop), flat and row-major with the dims of `plan.dims`.
+    values: Vec<Vec<F>>,
+    /// For nodes of step loops whose every step is kept (operands of
+    /// `collect`, and recorded nodes): `T × value`, row-major.
+    history: Vec<Option<Vec<F>>>,
+    /// The current value of every state variable.
+    states: Vec<Vec<F>>,
+    /// Module inputs and parameters, converted to `F`.
+    inputs: Vec<Vec<F>>,
+    params: Vec<Vec<F>>,
+    /// Scratch space for kernels (the transposed matmul weight).
+    scratch: Vec<F>,
+}
+
+fn convert<F: Real>(t: &Tensor) -> Vec<F> {
+    t.data.iter().map(|&x| F::from_f64(x)).collect()
+}
+
+fn to_tensor<F: Real>(dims: &[usize], data: &[F]) -> Tensor {
+    Tensor { shape: dims.to_vec(), dtype: F::ELEM, data: data.iter().map(|&x| x.to_f64()).collect() }
+}
+
+/// Runs a module whose inputs, weights and initial states were checked
+/// against `plan` (so every buffer below has the size of its dims).
+pub(crate) fn run<F: Real>(
+    module: &Module,
+    plan: &Plan,
+    weights: &BTreeMap<String, Tensor>,
+    inputs: &BTreeMap<String, Tensor>,
+    initial_state: &BTreeMap<String, Tensor>,
+    record: bool,
+) -> RunResult {
+    let states = module
+        .states
+        .iter()
+        .map(|(h, s)| match initial_state.get(&s.name) {
+            Some(t) => convert(t),
+            None => match s.init {
+                StateInit::Fill(x) => vec![F::from_f64(x); plan.numel(&plan.state_dims[h.index()])],
+            },
+        })
+        .collect();
+    let mut ev = Evaluator {
+        module,
+        plan,
+        values: vec![Vec::new(); module.nodes.len()],
+        history: plan
+            .keep_history
+            .iter()
+            .zip(&plan.dims)
+            .map(|(&keep, dims)| keep.then(|| Vec::with_capacity(plan.steps * plan.numel(dims))))
+            .collect(),
+        states,
+        inputs: module.inputs.iter().map(|(_, i)| convert(&inputs[&i.name])).collect(),
+        params: module.params.iter().map(|(_, p)| convert(&weights[&p.name])).collect(),
+        scratch: Vec::new(),
+    };
+
+    for region in &module.body {
+        match region.kind {
+            RegionKind::Seq => {
+                for &h in &region.nodes {
+                    ev.eval(h, None);
+                }
+            }
+            RegionKind::Step => {
+                for t in 0..plan.steps {
+                    for &h in &region.nodes {
+                        // Inputs, parameters and constants do not change
+                        // from step to step: computed at t = 0, kept after.
+                        let invariant = matches!(module.nodes[h].op, Op::Input(_) | Op::Param(_) | Op::Const { .. });
+                        if t == 0 || !invariant {
+                            ev.eval(h, Some(t));
+                        }
+                        if let Some(hist) = &mut ev.history[h.index()] {
+                            hist.extend_from_slice(&ev.values[h.index()]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    let outputs = module
+        .outputs
+        .iter()
+        .map(|o| (o.name.clone(), to_tensor(&plan.dims[o.value.index()], &ev.values[o.value.index()])))
+        .collect();
+    let mut traces = BTreeMap::new();
+    if record {
+        for (h, node) in module.nodes.iter() {
+            let Some(name) = &node.name else { continue };
+            let i = h.index();
+            let t = match &ev.history[i] {
+                Some(hist) => {
+                    let mut dims = vec![plan.steps];
+                    dims.extend_from_slice(&plan.dims[i]);
+                    to_tensor(&dims, hist)
+                }
+                None => to_tensor(&plan.dims[i], &ev.values[i]),
+            };
+            traces.insert(name.clone(), t);
+        }
+    }
+    let final_state = module
+        .states
+        .iter()
+        .map(|(h, s)| (s.name.clone(), to_tensor(&plan.state_dims[h.index()], &ev.states[h.index()])))
+        .collect();
+    RunResult { outputs, traces, final_state }
+}
+
+impl<F: Real> Evaluator<'_, F> {
+    /// The value of an operand.
+    fn val(&self, h: Handle<Node>) -> &[F] {
+        &self.values[h.index()]
+    }
+
+    fn dims(&self, h: Handle<Node>) -> &[usize] {
+        &self.plan.dims[h.index()]
+    }
+
+    /// Computes node `h`; `t` is the step inside a step loop, `None` in a
+    /// sequence region.
+    fn eval(&mut self, h: Handle<Node>, t: Option<usize>) {
+        let (module, plan) = (self.module, self.plan);
+        let node = &module.nodes[h];
+        let mut out = std::mem::take(&mut self.values[h.index()]);
+        out.clear();
+        let dims = &plan.dims[h.index()];
+        let n = plan.numel(dims);
+        match node.op {
+            Op::Input(i) => out.extend_from_slice(&self.inputs[i.index()]),
+            Op::Param(p) => out.extend_from_slice(&self.params[p.index()]),
+            Op::Const { value, .. } => out.push(F::from_f64(value)),
+            Op::StateRead(s) => out.extend_from_slice(&self.states[s.index()]),
+            Op::StateWrite { state, value } => {
+                // Every read of the state precedes this write in the loop, so
+                // storing now makes the value visible from step t + 1 on.
+                out.extend_from_slice(&self.values[value.index()]);
+                let st = &mut self.states[state.index()];
+                st.clear();
+                st.extend_from_slice(&out);
+            }
+            Op::Step(x) => {
+                let t = t.unwrap_or(0);
+                out.extend_from_slice(&self.val(x)[t * n..(t + 1) * n]);
+            }
+            Op::Collect(x) => {
+                if let Some(hist) = &self.history[x.index()] {
+                    out.extend_from_slice(hist);
+                }
+            }
+            Op::Unary { op, arg } => kernels::unary(op, self.val(arg), &mut out),
+            Op::Binary { op, lhs, rhs } => kernels::binary(op, self.val(lhs), self.val(rhs), n, &mut out),
+            Op::Compare { op, lhs, rhs } => kernels::compare(op, self.val(lhs), self.val(rhs), n, &mut out),
+            Op::Select { cond, on_true, on_false } => {
+                kernels::select(self.val(cond), self.val(on_true), self.val(on_false), n, &mut out)
+            }
+            Op::Threshold { arg, .. } => kernels::threshold(self.val(arg), &mut out),
+            Op::StopGradient(x) => out.extend_from_slice(self.val(x)),
+            Op::Cast { arg, dtype } => {
+                let x = &self.values[arg.index()];
+                if dtype == Dtype::F32 {
+                    out.extend(x.iter().map(|&v| F::from_f64(f64::from(v.to_f64() as f32))));
+                } else {
+                    out.extend_from_slice(x);
+                }
+            }
+            Op::MatMul { input, weight, .. } => {
+                let wd = &plan.dims[weight.index()];
+                let (n_out, n_in) = (wd[0], wd[1]);
+                let xd = &plan.dims[input.index()];
+                let rows = plan.numel(&xd[..xd.len() - 1]);
+                kernels::matmul(
+                    &self.values[input.index()],
+                    &self.values[weight.index()],
+                    rows,
+                    n_in,
+                    n_out,
+                    &mut out,
+                    &mut self.scratch,
+                );
+            }
+            Op::Conv2d { input, weight, bias, stride, padding } => {
+                let (xd, wd) = (self.dims(input), self.dims(weight));
+                let r = xd.len();
+                let s = ConvShape {
+                    n: self.plan.numel(&xd[..r - 3]),
+                    c: xd[r - 3],
+                    h: xd[r - 2],
+                    w: xd[r - 1],
+                    o: wd[0],
+                    kh: wd[2],
+                    kw: wd[3],
+                    oh: dims[dims.len() - 2],
+                    ow: dims[dims.len() - 1],
+                    stride: stride.map(|v| v as usize),
+                    padding: padding.map(|v| v as usize),
+                };
+                let bias = bias.map(|b| self.val(b));
+                kernels::conv2d(self.val(input), self.val(weight), bias, s, &mut out);
+            }
+            Op::Pool2d { input, kernel, stride, .. } => {
+                let xd = self.dims(input);
+                let r = xd.len();
+                kernels::max_pool2d(
+                    self.val(input),
+                    self.plan.numel(&xd[..r - 2]),
+                    [xd[r - 2], xd[r - 1]],
+                    kernel.map(|v| v as usize),
+                    stride.map(|v| v as usize),
+                    [dims[dims.len() - 2], dims[dims.len() - 1]],
+                    &mut out,
+                );
+            }
+            Op::Reshape { arg, .. } => out.extend_from_slice(self.val(arg)),
+            Op::ReduceTime { op, arg } => kernels::reduce_time(op, self.val(arg), self.plan.steps, n, &mut out),
+            Op::LogSoftmax { arg } => kernels::log_softmax(self.val(arg), dims.last().copied().unwrap_or(1), &mut out),
+            Op::Uniform { seed, seq, .. } => {
+                let rng = |t: usize, k: usize| F::from_f64(snnc_ir::rng::uniform(seed, t as u32, k as u64));
+                if seq {
+                    let per_step = n / self.plan.steps;
+                    for step in 0..self.plan.steps {
+                        out.extend((0..per_step).map(|k| rng(step, k)));
+                    }
+                } else {
+                    let step = t.unwrap_or(0);
+                    out.extend((0..n).map(|k| rng(step, k)));
+                }
+            }
+        }
+        self.values[h.index()] = out;
+    }
+}

@@ -1,0 +1,358 @@
+//! The arithmetic of every op, on flat row-major buffers.
+//!
+//! Each kernel clears `out` and fills it; none allocates per element. The
+//! order of every floating-point operation is part of the definition and is
+//! written out in the doc comments (an `f32` run rounds after each one).
+
+use snnc_ir::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
+
+use crate::real::Real;
+
+/// `max(a, b)` as PyTorch's `maximum`: NaN if either is NaN; otherwise the
+/// larger, and `a` when they compare equal (so the first of equal values
+/// wins, which only shows for `-0` and `+0`).
+pub(crate) fn max_nan<F: Real>(a: F, b: F) -> F {
+    if a.is_nan() || b.is_nan() {
+        F::nan()
+    } else if b > a {
+        b
+    } else {
+        a
+    }
+}
+
+/// `min(a, b)`: NaN if either is NaN; otherwise the smaller, `a` on ties.
+pub(crate) fn min_nan<F: Real>(a: F, b: F) -> F {
+    if a.is_nan() || b.is_nan() {
+        F::nan()
+    } else if b < a {
+        b
+    } else {
+        a
+    }
+}
+
+fn bool_to<F: Real>(b: bool) -> F {
+    if b { F::one() } else { F::zero() }
+}
+
+/// Applies `f` elementwise to two operands broadcast to `n` elements.
+///
+/// Suffix broadcasting on row-major buffers: an operand whose dims are a
+/// suffix of the result's repeats with period `len`, so element `i` of the
+/// result reads element `i % len` of it (equal shapes read `i`, scalars 0).
+fn zip2<F: Real>(a: &[F], b: &[F], n: usize, out: &mut Vec<F>, f: impl Fn(F, F) -> F) {
+    out.clear();
+    if a.len() == n && b.len() == n {
+        out.extend(a.iter().zip(b).map(|(&x, &y)| f(x, y)));
+    } else if a.is_empty() || b.is_empty() {
+        // Only an empty result broadcasts from an empty operand.
+        out.resize(n, F::nan());
+    } else {
+        out.extend((0..n).map(|i| f(a[i % a.len()], b[i % b.len()])));
+    }
+}
+
+/// Elementwise functions of one argument (spikes are 0/1 in the float type):
+///
+/// | op | value |
+/// |---|---|
+/// | `neg` | `-x` |
+/// | `abs` | `|x|` |
+/// | `exp` | `e^x` |
+/// | `log` | natural logarithm `ln x` (NaN below 0, `-inf` at 0) |
+/// | `tanh` | `tanh x` |
+/// | `sqrt` | `√x` (NaN below 0) |
+/// | `relu` | `max(x, 0)` as [`max_nan`]: NaN stays NaN, `-0` stays `-0` |
+///
+/// `exp`, `ln`, `tanh` and `sqrt` are the Rust standard library's functions
+/// of the run's float type.
+pub(crate) fn unary<F: Real>(op: UnaryOp, x: &[F], out: &mut Vec<F>) {
+    out.clear();
+    let f: fn(F) -> F = match op {
+        UnaryOp::Neg => |x: F| -x,
+        UnaryOp::Abs => |x: F| x.abs(),
+        UnaryOp::Exp => |x: F| x.exp(),
+        UnaryOp::Log => |x: F| x.ln(),
+        UnaryOp::Tanh => |x: F| x.tanh(),
+        UnaryOp::Sqrt => |x: F| x.sqrt(),
+        UnaryOp::Relu => |x: F| max_nan(x, F::zero()),
+    };
+    out.extend(x.iter().map(|&v| f(v)));
+}
+
+/// Elementwise `lhs op rhs` with suffix broadcasting: `add` `a + b`, `sub`
+/// `a - b`, `mul` `a * b`, `div` `a / b` (IEEE: `x/0` is ±inf or NaN),
+/// `max`/`min` as [`max_nan`]/[`min_nan`]. Two spikes (`mul`, `max`, `min`)
+/// give 0/1 again: `and`, `or`, `and`.
+pub(crate) fn binary<F: Real>(op: BinaryOp, a: &[F], b: &[F], n: usize, out: &mut Vec<F>) {
+    match op {
+        BinaryOp::Add => zip2(a, b, n, out, |x, y| x + y),
+        BinaryOp::Sub => zip2(a, b, n, out, |x, y| x - y),
+        BinaryOp::Mul => zip2(a, b, n, out, |x, y| x * y),
+        BinaryOp::Div => zip2(a, b, n, out, |x, y| x / y),
+        BinaryOp::Max => zip2(a, b, n, out, max_nan),
+        BinaryOp::Min => zip2(a, b, n, out, min_nan),
+    }
+}
+
+/// Elementwise comparison with suffix broadcasting: 1 where `lhs op rhs`
+/// holds, else 0. IEEE comparisons: anything compared with NaN is false.
+pub(crate) fn compare<F: Real>(op: CompareOp, a: &[F], b: &[F], n: usize, out: &mut Vec<F>) {
+    match op {
+        CompareOp::Gt => zip2(a, b, n, out, |x, y| bool_to(x > y)),
+        CompareOp::Ge => zip2(a, b, n, out, |x, y| bool_to(x >= y)),
+        CompareOp::Lt => zip2(a, b, n, out, |x, y| bool_to(x < y)),
+        CompareOp::Le => zip2(a, b, n, out, |x, y| bool_to(x <= y)),
+        CompareOp::Eq => zip2(a, b, n, out, |x, y| bool_to(x == y)),
+    }
+}
+
+/// `cond != 0 ? on_true : on_false` elementwise, all three operands suffix
+/// broadcast to the `n` elements of the result.
+pub(crate) fn select<F: Real>(cond: &[F], a: &[F], b: &[F], n: usize, out: &mut Vec<F>) {
+    out.clear();
+    if cond.is_empty() || a.is_empty() || b.is_empty() {
+        out.resize(n, F::nan());
+        return;
+    }
+    out.extend((0..n).map(|i| if cond[i % cond.len()] != F::zero() { a[i % a.len()] } else { b[i % b.len()] }));
+}
+
+/// The Heaviside step: 1 where `x > 0` (strictly), else 0 (also for NaN).
+pub(crate) fn threshold<F: Real>(x: &[F], out: &mut Vec<F>) {
+    out.clear();
+    out.extend(x.iter().map(|&v| bool_to::<F>(v > F::zero())));
+}
+
+/// `x @ w^T`: `x` is `rows × n_in`, `w` is `n_out × n_in` (torch's Linear
+/// layout), the result `rows × n_out`.
+///
+/// Every result element is `((0 + x[0] w[o,0]) + x[1] w[o,1]) + ...`, summed
+/// over `k = 0..n_in` in order, starting from `+0`, each product rounded
+/// then added (no fused multiply-add). Terms with `x[k] == 0` are skipped
+/// when column `k` of `w` is finite: they would add an exact ±0, which
+/// changes no sum that starts from `+0`, so the numbers are those of the
+/// dense loop (a non-finite weight still meets its zero input: `0 * inf` is
+/// NaN). `scratch` holds the transposed weight.
+pub(crate) fn matmul<F: Real>(
+    x: &[F],
+    w: &[F],
+    rows: usize,
+    n_in: usize,
+    n_out: usize,
+    out: &mut Vec<F>,
+    scratch: &mut Vec<F>,
+) {
+    out.clear();
+    out.resize(rows * n_out, F::zero());
+    // wt[k * n_out + o] = w[o * n_in + k]; finite[k]: column k is finite.
+    scratch.clear();
+    scratch.resize(n_in * n_out, F::zero());
+    let mut finite = vec![true; n_in];
+    for o in 0..n_out {
+        for k in 0..n_in {
+            let v = w[o * n_in + k];
+            scratch[k * n_out + o] = v;
+            finite[k] &= v.is_finite();
+        }
+    }
+    for m in 0..rows {
+        let acc = &mut out[m * n_out..(m + 1) * n_out];
+        let xr = &x[m * n_in..(m + 1) * n_in];
+        for (k, &xk) in xr.iter().enumerate() {
+            if xk == F::zero() && finite[k] {
+                continue;
+            }
+            let wr = &scratch[k * n_out..(k + 1) * n_out];
+            for (a, &wv) in acc.iter_mut().zip(wr) {
+                *a = *a + xk * wv;
+            }
+        }
+    }
+}
+
+/// The geometry of a 2-d convolution.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvShape {
+    /// Images: the product of all input dims before the last three.
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+}
+
+/// torch's `conv2d` (cross-correlation), NCHW, with zero padding:
+///
+/// `y[n,o,i,j] = (sum over c, a, b in row-major order of
+/// x[n, c, i*sh + a - ph, j*sw + b - pw] * w[o, c, a, b]) + bias[o]`
+///
+/// where `x` outside the image is 0 (its products are computed too, so a
+/// non-finite weight makes NaN there, as in the dense formula). The sum
+/// starts from `+0` and adds each rounded product in order; the bias, if
+/// any, is added last.
+pub(crate) fn conv2d<F: Real>(x: &[F], w: &[F], bias: Option<&[F]>, s: ConvShape, out: &mut Vec<F>) {
+    out.clear();
+    out.resize(s.n * s.o * s.oh * s.ow, F::zero());
+    let plane = s.oh * s.ow;
+    for n in 0..s.n {
+        for o in 0..s.o {
+            let acc = &mut out[(n * s.o + o) * plane..(n * s.o + o + 1) * plane];
+            // Loop over the kernel outside and the output plane inside: each
+            // output element still receives its terms in (c, a, b) order.
+            for c in 0..s.c {
+                let img = &x[(n * s.c + c) * s.h * s.w..(n * s.c + c + 1) * s.h * s.w];
+                for a in 0..s.kh {
+                    for b in 0..s.kw {
+                        let wv = w[((o * s.c + c) * s.kh + a) * s.kw + b];
+                        for i in 0..s.oh {
+                            let row = (i * s.stride[0] + a).checked_sub(s.padding[0]).filter(|&r| r < s.h);
+                            for j in 0..s.ow {
+                                let col = (j * s.stride[1] + b).checked_sub(s.padding[1]).filter(|&q| q < s.w);
+                                let xv = match (row, col) {
+                                    (Some(r), Some(q)) => img[r * s.w + q],
+                                    _ => F::zero(),
+                                };
+                                let e = &mut acc[i * s.ow + j];
+                                *e = *e + xv * wv;
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(bias) = bias {
+                for e in acc.iter_mut() {
+                    *e = *e + bias[o];
+                }
+            }
+        }
+    }
+}
+
+/// Max pooling over the last two dims (`h × w`, for each of `lead` leading
+/// slices), no padding, floor mode: `y[.., i, j]` is the [`max_nan`] fold,
+/// in row-major window order starting from the window's first element, of
+/// `x[.., i*sh + a, j*sw + b]` for `a < kh`, `b < kw`. NaN propagates.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn max_pool2d<F: Real>(
+    x: &[F],
+    lead: usize,
+    [h, w]: [usize; 2],
+    [kh, kw]: [usize; 2],
+    [sh, sw]: [usize; 2],
+    [oh, ow]: [usize; 2],
+    out: &mut Vec<F>,
+) {
+    out.clear();
+    for l in 0..lead {
+        let img = &x[l * h * w..(l + 1) * h * w];
+        for i in 0..oh {
+            for j in 0..ow {
+                let mut m = img[i * sh * w + j * sw];
+                for a in 0..kh {
+                    for b in 0..kw {
+                        m = max_nan(m, img[(i * sh + a) * w + j * sw + b]);
+                    }
+                }
+                out.push(m);
+            }
+        }
+    }
+}
+
+/// Reduces `x`, `steps × n` row-major, over its first (time) dim:
+///
+/// | op | value |
+/// |---|---|
+/// | `sum` | `((0 + x[0]) + x[1]) + ... + x[T-1]`, in step order |
+/// | `mean` | `sum / T` (T converted to the float type, one division) |
+/// | `max` | [`max_nan`] fold from `x[0]` in step order (NaN propagates) |
+/// | `last` | `x[T-1]` |
+pub(crate) fn reduce_time<F: Real>(op: ReduceOp, x: &[F], steps: usize, n: usize, out: &mut Vec<F>) {
+    out.clear();
+    let at = |t: usize| &x[t * n..(t + 1) * n];
+    match op {
+        ReduceOp::Sum | ReduceOp::Mean => {
+            out.resize(n, F::zero());
+            for t in 0..steps {
+                for (o, &v) in out.iter_mut().zip(at(t)) {
+                    *o = *o + v;
+                }
+            }
+            if op == ReduceOp::Mean {
+                let tf = F::from_f64(steps as f64);
+                for o in out.iter_mut() {
+                    *o = *o / tf;
+                }
+            }
+        }
+        ReduceOp::Max => {
+            out.extend_from_slice(at(0));
+            for t in 1..steps {
+                for (o, &v) in out.iter_mut().zip(at(t)) {
+                    *o = max_nan(*o, v);
+                }
+            }
+        }
+        ReduceOp::Last => out.extend_from_slice(at(steps - 1)),
+    }
+}
+
+/// `log_softmax` over rows of length `len`, as torch computes it on the
+/// CPU: `m = max(x)` ([`max_nan`] fold from `x[0]`), `s = ((0 + exp(x[0] -
+/// m)) + exp(x[1] - m)) + ...`, `y[i] = (x[i] - m) - ln(s)`.
+pub(crate) fn log_softmax<F: Real>(x: &[F], len: usize, out: &mut Vec<F>) {
+    out.clear();
+    if len == 0 {
+        return;
+    }
+    for row in x.chunks_exact(len) {
+        let m = row.iter().skip(1).fold(row[0], |m, &v| max_nan(m, v));
+        let s = row.iter().fold(F::zero(), |s, &v| s + (v - m).exp());
+        let ls = s.ln();
+        out.extend(row.iter().map(|&v| (v - m) - ls));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_and_min_propagate_nan_and_keep_the_first_on_ties() {
+        assert!(max_nan(f32::NAN, 1.0).is_nan() && max_nan(1.0, f32::NAN).is_nan());
+        assert!(min_nan(f64::NAN, 1.0).is_nan() && min_nan(1.0, f64::NAN).is_nan());
+        assert_eq!(max_nan(1.0f32, 2.0), 2.0);
+        assert_eq!(min_nan(1.0f32, 2.0), 1.0);
+        assert!(max_nan(-0.0f64, 0.0).is_sign_negative());
+        assert!(max_nan(0.0f64, -0.0).is_sign_positive());
+    }
+
+    #[test]
+    fn matmul_skipping_zeros_matches_the_dense_loop() {
+        // Includes a zero input meeting an infinite weight (NaN) and -0 inputs.
+        let x = [0.0f32, 1.5, -0.0, 2.0, 0.0, 0.0, 3.0, -1.0];
+        let w = [0.1f32, 0.2, f32::INFINITY, 0.4, -0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2];
+        let (rows, n_in, n_out) = (2, 4, 3);
+        let mut out = Vec::new();
+        matmul(&x, &w, rows, n_in, n_out, &mut out, &mut Vec::new());
+        for m in 0..rows {
+            for o in 0..n_out {
+                let mut acc = 0.0f32;
+                for k in 0..n_in {
+                    acc += x[m * n_in + k] * w[o * n_in + k];
+                }
+                let got = out[m * n_out + o];
+                assert!(got.to_bits() == acc.to_bits() || (got.is_nan() && acc.is_nan()), "{m} {o}");
+            }
+        }
+        assert!(out[0].is_nan());
+    }
+}

@@ -1,0 +1,636 @@
+//! A Rust DSL that builds the same [`Network`] as the RON format, in the
+//! style of Norse's constructors.
+//!
+//! ```
+//! use snnc_frontend::dsl::*;
+//!
+//! let net = Net::new("tutorial", 32)
+//!     .input([1, 28, 28])
+//!     .encoder(Encoder::constant_current())
+//!     .layer(Layer::flatten())
+//!     .layer(Layer::lif_recurrent(100).named("lif1").v_th(0.5))
+//!     .layer(Layer::linear(10).no_bias())
+//!     .layer(Layer::li())
+//!     .readout(Readout::MaxLogSoftmax)
+//!     .build()?;
+//! assert_eq!(net.layers.len(), 4);
+//! assert_eq!(net.layers[1].name(1), "lif1");
+//! # Ok::<(), snnc_frontend::FrontendError>(())
+//! ```
+//!
+//! Each `Layer::...` and `Encoder::...` constructor returns a builder that
+//! has exactly the setters that apply to its kind, so a setter that would do
+//! nothing does not compile:
+//!
+//! ```compile_fail
+//! use snnc_frontend::dsl::*;
+//! // LI has no threshold.
+//! let li = Layer::li().v_th(0.5);
+//! ```
+//!
+//! Setters on parameters (`.v_th`, `.tau_mem_inv`, ...) set the field of the
+//! same name of the layer's `p` (units as in Norse: inverse time constants
+//! in 1/s, voltages in arbitrary units); `.params(..)` replaces all of them.
+//! Sizes are given to the constructor (`Layer::linear(out)`,
+//! `Layer::lif_recurrent(hidden)`, `Layer::conv2d(out_channels,
+//! kernel_size)`); the optional input size (`in` in RON) is checked against
+//! the previous layer when lowering and is set with `.input_size(n)`
+//! (`.in_channels(n)` for `Conv2d`).
+//!
+//! [`Net::build`] runs [`check_network`], so a value out of range is an
+//! error that lists every problem; [`Net::build_unchecked`] skips it.
+
+pub use crate::error::FrontendError;
+pub use crate::schema::{
+    Encoder, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Method, Network, Readout,
+    ResetMethod,
+};
+
+use crate::check::check_network;
+use crate::schema::FORMAT_VERSION;
+
+/// Builds a [`Network`]: `Net::new(name, steps)`, then the input shape,
+/// an optional encoder, the layers and the readout.
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub struct Net {
+    net: Network,
+}
+
+impl Net {
+    /// A network named `name` that runs `steps` time steps, with `dt` =
+    /// 0.001, seed 0, no encoder, no layers and the `Sequence` readout.
+    pub fn new(name: impl Into<String>, steps: u32) -> Self {
+        Net {
+            net: Network {
+                version: FORMAT_VERSION,
+                name: name.into(),
+                steps,
+                dt: 0.001,
+                input: Vec::new(),
+                encoder: None,
+                layers: Vec::new(),
+                readout: Readout::default(),
+                seed: 0,
+            },
+        }
+    }
+
+    /// The shape of one sample, without batch and time, e.g. `[1, 28, 28]`.
+    pub fn input(mut self, shape: impl IntoIterator<Item = u32>) -> Self {
+        self.net.input = shape.into_iter().collect();
+        self
+    }
+
+    /// The time step in seconds (Norse's `dt`, default 0.001).
+    pub fn dt(mut self, dt: f64) -> Self {
+        self.net.dt = dt;
+        self
+    }
+
+    /// The seed of the default weight initialisation.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.net.seed = seed;
+        self
+    }
+
+    /// Turns the static input into spikes; see [`Encoder::constant_current`],
+    /// [`Encoder::spike_latency`] and [`Encoder::poisson`].
+    pub fn encoder(mut self, encoder: impl Into<Encoder>) -> Self {
+        self.net.encoder = Some(encoder.into());
+        self
+    }
+
+    /// Appends a layer.
+    pub fn layer(mut self, layer: impl Into<Layer>) -> Self {
+        self.net.layers.push(layer.into());
+        self
+    }
+
+    /// Appends layers.
+    pub fn layers<L: Into<Layer>>(mut self, layers: impl IntoIterator<Item = L>) -> Self {
+        self.net.layers.extend(layers.into_iter().map(Into::into));
+        self
+    }
+
+    /// What the network returns (default [`Readout::Sequence`]).
+    pub fn readout(mut self, readout: Readout) -> Self {
+        self.net.readout = readout;
+        self
+    }
+
+    /// The checked network. The error lists every problem; it names the
+    /// network as its file.
+    pub fn build(self) -> Result<Network, FrontendError> {
+        check_network(&self.net, &format!("network `{}`", self.net.name))?;
+        Ok(self.net)
+    }
+
+    /// The network as built, without checking its values.
+    pub fn build_unchecked(self) -> Network {
+        self.net
+    }
+}
+
+impl From<Net> for Network {
+    /// The network as built, without checking its values.
+    fn from(net: Net) -> Network {
+        net.net
+    }
+}
+
+/// `.named(..)` for builders with a `name` field.
+macro_rules! named {
+    ($($ty:ident),*) => {$(
+        impl $ty {
+            /// The layer's name (default: the kind in lower case followed by
+            /// the layer's index, e.g. `lif1`). Weights are named `NAME.weight`.
+            pub fn named(mut self, name: impl Into<String>) -> Self {
+                self.name = Some(name.into());
+                self
+            }
+        }
+    )*};
+}
+
+/// `.input_size(..)` for builders with weights.
+macro_rules! input_size {
+    ($($ty:ident),*) => {$(
+        impl $ty {
+            /// The number of input features (`in` in RON). Optional: it is
+            /// inferred from the previous layer, and checked when given.
+            pub fn input_size(mut self, n: u32) -> Self {
+                self.input = Some(n);
+                self
+            }
+        }
+    )*};
+}
+
+/// `.autapses(..)` for recurrent builders.
+macro_rules! autapses {
+    ($($ty:ident),*) => {$(
+        impl $ty {
+            /// Whether a neuron's recurrent weight onto itself is kept
+            /// (Norse's `autapses`, default false: the diagonal of
+            /// `recurrent_weights` is zero).
+            pub fn autapses(mut self, autapses: bool) -> Self {
+                self.autapses = autapses;
+                self
+            }
+        }
+    )*};
+}
+
+/// `.params(..)` and one setter per listed field of `p`.
+macro_rules! params {
+    ($ty:ident, $params:ident; $($field:ident: $t:ty),* $(,)?) => {
+        impl $ty {
+            #[doc = concat!("Replaces all parameters (default: [`", stringify!($params), "::default()`], Norse's defaults).")]
+            pub fn params(mut self, p: $params) -> Self {
+                self.p = p;
+                self
+            }
+            $(
+                #[doc = concat!("Sets `p.", stringify!($field), "` (see [`", stringify!($params), "`]).")]
+                #[allow(non_snake_case)]
+                pub fn $field(mut self, value: $t) -> Self {
+                    self.p.$field = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+/// `torch.nn.Linear`; made by [`Layer::linear`].
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub struct Linear {
+    name: Option<String>,
+    input: Option<u32>,
+    out: u32,
+    bias: bool,
+}
+
+/// `torch.nn.Conv2d`; made by [`Layer::conv2d`].
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub struct Conv2d {
+    name: Option<String>,
+    in_channels: Option<u32>,
+    out_channels: u32,
+    kernel_size: u32,
+    stride: u32,
+    padding: u32,
+    bias: bool,
+}
+
+/// `max_pool2d`; made by [`Layer::max_pool2d`].
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub struct MaxPool2d {
+    name: Option<String>,
+    kernel_size: u32,
+    stride: Option<u32>,
+}
+
+/// `LIFCell`; made by [`Layer::lif`].
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub struct Lif {
+    name: Option<String>,
+    p: LifParams,
+}
+
+/// `LIFRecurrentCell`; made by [`Layer::lif_recurrent`].
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub struct LifRecurrent {
+    name: Option<String>,
+    input: Option<u32>,
+    hidden: u32,
+    p: LifParams,
+    autapses: bool,
+}
+
+/// `LICell`; made by [`Layer::li`].
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub struct Li {
+    name: Option<String>,
+    p: LiParams,
+}
+
+/// `LILinearCell`; made by [`Layer::li_linear`].
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub struct LiLinear {
+    name: Option<String>,
+    input: Option<u32>,
+    out: u32,
+    p: LiParams,
+}
+
+/// `LSNNCell`; made by [`Layer::lsnn`].
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub struct Lsnn {
+    name: Option<String>,
+    p: LsnnParams,
+}
+
+/// `LSNNRecurrentCell`; made by [`Layer::lsnn_recurrent`].
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub struct LsnnRecurrent {
+    name: Option<String>,
+    input: Option<u32>,
+    hidden: u32,
+    p: LsnnParams,
+    autapses: bool,
+}
+
+/// `LIFBoxCell`; made by [`Layer::lif_box`].
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub struct LifBox {
+    name: Option<String>,
+    p: LifBoxParams,
+}
+
+/// `LIFAdExCell`; made by [`Layer::lif_adex`].
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub struct LifAdEx {
+    name: Option<String>,
+    p: LifAdExParams,
+}
+
+named!(Linear, Conv2d, MaxPool2d, Lif, LifRecurrent, Li, LiLinear, Lsnn, LsnnRecurrent, LifBox, LifAdEx);
+input_size!(Linear, LifRecurrent, LiLinear, LsnnRecurrent);
+autapses!(LifRecurrent, LsnnRecurrent);
+
+params!(Lif, LifParams;
+    tau_syn_inv: f64, tau_mem_inv: f64, v_leak: f64, v_th: f64, v_reset: f64, method: Method, alpha: f64);
+params!(LifRecurrent, LifParams;
+    tau_syn_inv: f64, tau_mem_inv: f64, v_leak: f64, v_th: f64, v_reset: f64, method: Method, alpha: f64);
+params!(Li, LiParams; tau_syn_inv: f64, tau_mem_inv: f64, v_leak: f64);
+params!(LiLinear, LiParams; tau_syn_inv: f64, tau_mem_inv: f64, v_leak: f64);
+params!(Lsnn, LsnnParams;
+    tau_syn_inv: f64, tau_mem_inv: f64, tau_adapt_inv: f64, v_leak: f64, v_th: f64, v_reset: f64, beta: f64,
+    method: Method, alpha: f64);
+params!(LsnnRecurrent, LsnnParams;
+    tau_syn_inv: f64, tau_mem_inv: f64, tau_adapt_inv: f64, v_leak: f64, v_th: f64, v_reset: f64, beta: f64,
+    method: Method, alpha: f64);
+params!(LifBox, LifBoxParams;
+    tau_mem_inv: f64, v_leak: f64, v_th: f64, v_reset: f64, method: Method, alpha: f64, reset_method: ResetMethod);
+params!(LifAdEx, LifAdExParams;
+    adaptation_current: f64, adaptation_spike: f64, delta_T: f64, tau_ada_inv: f64, tau_syn_inv: f64,
+    tau_mem_inv: f64, v_leak: f64, v_th: f64, v_reset: f64, method: Method, alpha: f64);
+
+impl Linear {
+    /// Whether the layer has a bias (default true).
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+
+    /// No bias, as `torch.nn.Linear(.., bias=False)`.
+    pub fn no_bias(self) -> Self {
+        self.bias(false)
+    }
+}
+
+impl Conv2d {
+    /// The number of input channels. Optional: it is inferred from the
+    /// previous layer, and checked when given.
+    pub fn in_channels(mut self, n: u32) -> Self {
+        self.in_channels = Some(n);
+        self
+    }
+
+    /// The stride (default 1).
+    pub fn stride(mut self, stride: u32) -> Self {
+        self.stride = stride;
+        self
+    }
+
+    /// Zero padding on each side (default 0).
+    pub fn padding(mut self, padding: u32) -> Self {
+        self.padding = padding;
+        self
+    }
+
+    /// Whether the layer has a bias (default true).
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+
+    /// No bias, as `torch.nn.Conv2d(.., bias=False)`.
+    pub fn no_bias(self) -> Self {
+        self.bias(false)
+    }
+}
+
+impl MaxPool2d {
+    /// The stride (default: the kernel size).
+    pub fn stride(mut self, stride: u32) -> Self {
+        self.stride = Some(stride);
+        self
+    }
+}
+
+impl From<Linear> for Layer {
+    fn from(b: Linear) -> Layer {
+        Layer::Linear { name: b.name, input: b.input, out: b.out, bias: b.bias }
+    }
+}
+
+impl From<Conv2d> for Layer {
+    fn from(b: Conv2d) -> Layer {
+        Layer::Conv2d {
+            name: b.name,
+            in_channels: b.in_channels,
+            out_channels: b.out_channels,
+            kernel_size: b.kernel_size,
+            stride: b.stride,
+            padding: b.padding,
+            bias: b.bias,
+        }
+    }
+}
+
+impl From<MaxPool2d> for Layer {
+    fn from(b: MaxPool2d) -> Layer {
+        Layer::MaxPool2d { name: b.name, kernel_size: b.kernel_size, stride: b.stride }
+    }
+}
+
+impl From<Lif> for Layer {
+    fn from(b: Lif) -> Layer {
+        Layer::LIF { name: b.name, p: b.p }
+    }
+}
+
+impl From<LifRecurrent> for Layer {
+    fn from(b: LifRecurrent) -> Layer {
+        Layer::LIFRecurrent { name: b.name, input: b.input, hidden: b.hidden, p: b.p, autapses: b.autapses }
+    }
+}
+
+impl From<Li> for Layer {
+    fn from(b: Li) -> Layer {
+        Layer::LI { name: b.name, p: b.p }
+    }
+}
+
+impl From<LiLinear> for Layer {
+    fn from(b: LiLinear) -> Layer {
+        Layer::LILinear { name: b.name, input: b.input, out: b.out, p: b.p }
+    }
+}
+
+impl From<Lsnn> for Layer {
+    fn from(b: Lsnn) -> Layer {
+        Layer::LSNN { name: b.name, p: b.p }
+    }
+}
+
+impl From<LsnnRecurrent> for Layer {
+    fn from(b: LsnnRecurrent) -> Layer {
+        Layer::LSNNRecurrent { name: b.name, input: b.input, hidden: b.hidden, p: b.p, autapses: b.autapses }
+    }
+}
+
+impl From<LifBox> for Layer {
+    fn from(b: LifBox) -> Layer {
+        Layer::LIFBox { name: b.name, p: b.p }
+    }
+}
+
+impl From<LifAdEx> for Layer {
+    fn from(b: LifAdEx) -> Layer {
+        Layer::LIFAdEx { name: b.name, p: b.p }
+    }
+}
+
+/// Layer constructors of the DSL. Layers without settings (`flatten`,
+/// `relu`, `scale`) are plain [`Layer`] values; [`Layer::named`] names any
+/// layer.
+impl Layer {
+    /// `torch.nn.Linear(in, out)` with a bias; see [`Linear`].
+    pub fn linear(out: u32) -> Linear {
+        Linear { name: None, input: None, out, bias: true }
+    }
+
+    /// `torch.nn.Conv2d(in, out_channels, kernel_size)`, stride 1, no
+    /// padding, with a bias; see [`Conv2d`].
+    pub fn conv2d(out_channels: u32, kernel_size: u32) -> Conv2d {
+        Conv2d { name: None, in_channels: None, out_channels, kernel_size, stride: 1, padding: 0, bias: true }
+    }
+
+    /// `max_pool2d(kernel_size)` with the stride equal to the kernel size;
+    /// see [`MaxPool2d`].
+    pub fn max_pool2d(kernel_size: u32) -> MaxPool2d {
+        MaxPool2d { name: None, kernel_size, stride: None }
+    }
+
+    /// Reshapes each sample to one dimension.
+    pub fn flatten() -> Layer {
+        Layer::Flatten { name: None }
+    }
+
+    /// Multiplies by a constant.
+    pub fn scale(factor: f64) -> Layer {
+        Layer::Scale { name: None, factor }
+    }
+
+    /// `torch.nn.ReLU`.
+    pub fn relu() -> Layer {
+        Layer::ReLU { name: None }
+    }
+
+    /// `LIFCell` with Norse's default parameters; see [`Lif`].
+    pub fn lif() -> Lif {
+        Lif { name: None, p: LifParams::default() }
+    }
+
+    /// `LIFRecurrentCell(in, hidden)` without autapses; see [`LifRecurrent`].
+    pub fn lif_recurrent(hidden: u32) -> LifRecurrent {
+        LifRecurrent { name: None, input: None, hidden, p: LifParams::default(), autapses: false }
+    }
+
+    /// `LICell`; see [`Li`].
+    pub fn li() -> Li {
+        Li { name: None, p: LiParams::default() }
+    }
+
+    /// `LILinearCell(in, out)`; see [`LiLinear`].
+    pub fn li_linear(out: u32) -> LiLinear {
+        LiLinear { name: None, input: None, out, p: LiParams::default() }
+    }
+
+    /// `LSNNCell`; see [`Lsnn`].
+    pub fn lsnn() -> Lsnn {
+        Lsnn { name: None, p: LsnnParams::default() }
+    }
+
+    /// `LSNNRecurrentCell(in, hidden)` without autapses; see [`LsnnRecurrent`].
+    pub fn lsnn_recurrent(hidden: u32) -> LsnnRecurrent {
+        LsnnRecurrent { name: None, input: None, hidden, p: LsnnParams::default(), autapses: false }
+    }
+
+    /// `LIFBoxCell`; see [`LifBox`].
+    pub fn lif_box() -> LifBox {
+        LifBox { name: None, p: LifBoxParams::default() }
+    }
+
+    /// `LIFAdExCell`; see [`LifAdEx`].
+    pub fn lif_adex() -> LifAdEx {
+        LifAdEx { name: None, p: LifAdExParams::default() }
+    }
+
+    /// The same layer with the given name.
+    #[must_use]
+    pub fn named(mut self, name: impl Into<String>) -> Layer {
+        let slot = match &mut self {
+            Layer::Linear { name, .. }
+            | Layer::Conv2d { name, .. }
+            | Layer::MaxPool2d { name, .. }
+            | Layer::Flatten { name }
+            | Layer::Scale { name, .. }
+            | Layer::ReLU { name }
+            | Layer::LIF { name, .. }
+            | Layer::LIFRecurrent { name, .. }
+            | Layer::LI { name, .. }
+            | Layer::LILinear { name, .. }
+            | Layer::LSNN { name, .. }
+            | Layer::LSNNRecurrent { name, .. }
+            | Layer::LIFBox { name, .. }
+            | Layer::LIFAdEx { name, .. } => name,
+        };
+        *slot = Some(name.into());
+        self
+    }
+}
+
+/// Which LIF encoder a [`LifEncoder`] builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LifEncoderKind {
+    ConstantCurrent,
+    SpikeLatency,
+}
+
+/// `ConstantCurrentLIFEncoder` or `SpikeLatencyLIFEncoder`; made by
+/// [`Encoder::constant_current`] and [`Encoder::spike_latency`].
+///
+/// The encoder's neuron has no synaptic current, so only the membrane
+/// parameters have setters; `.params(..)` sets the whole [`LifParams`].
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub struct LifEncoder {
+    kind: LifEncoderKind,
+    p: LifParams,
+}
+
+params!(LifEncoder, LifParams; tau_mem_inv: f64, v_leak: f64, v_th: f64, v_reset: f64);
+
+/// `PoissonEncoder`; made by [`Encoder::poisson`].
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub struct Poisson {
+    f_max: f64,
+    seed: u64,
+}
+
+impl Poisson {
+    /// The maximum firing rate in Hz (default 100): a neuron spikes with
+    /// probability `dt * f_max * x` per step.
+    pub fn f_max(mut self, f_max: f64) -> Self {
+        self.f_max = f_max;
+        self
+    }
+
+    /// The seed of the spike generator (default 0).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+}
+
+impl From<LifEncoder> for Encoder {
+    fn from(b: LifEncoder) -> Encoder {
+        match b.kind {
+            LifEncoderKind::ConstantCurrent => Encoder::ConstantCurrent { p: b.p },
+            LifEncoderKind::SpikeLatency => Encoder::SpikeLatency { p: b.p },
+        }
+    }
+}
+
+impl From<Poisson> for Encoder {
+    fn from(b: Poisson) -> Encoder {
+        Encoder::Poisson { f_max: b.f_max, seed: b.seed }
+    }
+}
+
+/// Encoder constructors of the DSL.
+impl Encoder {
+    /// `ConstantCurrentLIFEncoder`: the input is a constant current into a
+    /// LIF neuron; see [`LifEncoder`].
+    pub fn constant_current() -> LifEncoder {
+        LifEncoder { kind: LifEncoderKind::ConstantCurrent, p: LifParams::default() }
+    }
+
+    /// `SpikeLatencyLIFEncoder`: as `constant_current`, but only each
+    /// neuron's first spike; see [`LifEncoder`].
+    pub fn spike_latency() -> LifEncoder {
+        LifEncoder { kind: LifEncoderKind::SpikeLatency, p: LifParams::default() }
+    }
+
+    /// `PoissonEncoder` with `f_max` = 100 Hz and seed 0; see [`Poisson`].
+    pub fn poisson() -> Poisson {
+        Poisson { f_max: 100.0, seed: 0 }
+    }
+}

@@ -1,0 +1,731 @@
+//! Lowering: a [`Network`] description becomes an IR [`Module`] of
+//! primitives. Every neuron model's equations live here, written in the order
+//! of operations of Norse 1.1.0 (`../shared/norse-semantics.md`), so that the
+//! interpreter reproduces Norse and the autodiff pass derives Norse's
+//! gradients (including where Norse detaches).
+//!
+//! The module has three regions:
+//! 1. a sequence region with the inputs, the parameters and the constants
+//!    (the "preamble");
+//! 2. one step loop with every layer, applied at every step to that step's
+//!    input;
+//! 3. a sequence region that collects the last layer's per-step output
+//!    (`output`) and computes the readout (`readout`).
+//!
+//! Constants are emitted unfolded (`dt` and `tau_mem_inv` are multiplied in
+//! the IR, as Norse multiplies them at run time); folding is a pass.
+//!
+//! Names: the input is `x` (per step `[T, B, ...input]`, or static
+//! `[B, ...input]` with an encoder); a layer `NAME` records `NAME.z`,
+//! `NAME.v`, `NAME.i`, `NAME.b`, `NAME.a` (neurons) or `NAME.out` (other
+//! layers); the encoder records `encoder.z`, `encoder.v` and, for the latency
+//! encoder, `encoder.z_raw`.
+
+use snnc_ir::{
+    BinaryOp, Builder, CompareOp, Dtype, Handle, MatMulKind, Node, Op, Param, ParamInit, PoolOp, ReduceOp, Shape,
+    StateInit, Surrogate, Type, UnaryOp,
+};
+
+use crate::error::{FrontendError, Problem};
+use crate::schema::{
+    Encoder, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Method, Network, Readout, ResetMethod,
+};
+
+/// Options of [`lower`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct LowerOptions {
+    /// The float type of the module: `F32` (default, every backend) or `F64`
+    /// (the interpreter).
+    pub float: Dtype,
+    /// Take the Poisson encoder's uniform draws from an input `uniform`
+    /// (`[T, B, ...input]`) instead of snnc's generator. Used to replay
+    /// torch's random numbers from the golden files.
+    pub poisson_uniform_input: bool,
+}
+
+impl Default for LowerOptions {
+    fn default() -> Self {
+        LowerOptions { float: Dtype::F32, poisson_uniform_input: false }
+    }
+}
+
+/// The IR surrogate for a Norse `method` and `alpha`.
+///
+/// Norse 1.1.0's `super` ignores alpha; `heaviside` has no gradient.
+pub fn surrogate(method: Method, alpha: f64) -> Surrogate {
+    match method {
+        Method::Super => Surrogate::SuperSpike,
+        Method::Tanh => Surrogate::Tanh { alpha },
+        Method::Circ => Surrogate::Circ { alpha },
+        Method::Triangle => Surrogate::Triangle { alpha },
+        Method::HeaviErfc => Surrogate::Erfc { alpha },
+        Method::Heaviside => Surrogate::Heaviside,
+    }
+}
+
+/// One layer as lowered: its name, kind and per-sample output shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerSummary {
+    pub name: String,
+    pub kind: &'static str,
+    /// The output shape of one sample (no batch, no time).
+    pub shape: Vec<u32>,
+}
+
+/// Checks a network and lowers it to an IR module.
+pub fn lower(net: &Network, file: &str, opts: &LowerOptions) -> Result<snnc_ir::Module, FrontendError> {
+    lower_with_summary(net, file, opts).map(|(m, _)| m)
+}
+
+/// [`lower`], also returning each layer's output shape (the encoder first,
+/// when there is one).
+pub fn lower_with_summary(
+    net: &Network,
+    file: &str,
+    opts: &LowerOptions,
+) -> Result<(snnc_ir::Module, Vec<LayerSummary>), FrontendError> {
+    crate::check::check_network(net, file)?;
+    let mut summary = Vec::new();
+    if !opts.float.is_float() {
+        return Err(invalid(file, "options", format!("the module float type must be f32 or f64, not {}", opts.float), None));
+    }
+    let mut cx = Lower { b: Builder::new(net.name.clone(), net.steps, net.dt, opts.float), file, dt: net.dt, pre: 0 };
+    cx.b.begin_seq();
+    cx.pre = cx.b.region_index().expect("just created");
+
+    let (x_ty, static_input) = match net.encoder {
+        Some(_) => (Type::new(opts.float, Shape::batched(&net.input)), true),
+        None => (Type::seq(opts.float, Shape::batched(&net.input)), false),
+    };
+    let x_input = cx.b.input("x", x_ty);
+    let x = cx.emit(Op::Input(x_input))?;
+    let uniform = match (&net.encoder, opts.poisson_uniform_input) {
+        (Some(Encoder::Poisson { .. }), true) => {
+            let u = cx.b.input("uniform", Type::seq(opts.float, Shape::batched(&net.input)));
+            Some(cx.emit(Op::Input(u))?)
+        }
+        _ => None,
+    };
+
+    cx.b.begin_step();
+    let mut cur = Value { node: x, shape: net.input.clone(), producer: "the network input".into() };
+    if static_input {
+        // The encoder reads the static input directly at every step.
+    } else {
+        cur.node = cx.emit(Op::Step(x))?;
+    }
+    if let Some(enc) = &net.encoder {
+        cur.node = cx.encoder(enc, cur.node, &cur.shape, uniform)?;
+        cur.producer = "the encoder".into();
+        summary.push(LayerSummary { name: "encoder".into(), kind: enc.kind(), shape: cur.shape.clone() });
+    }
+    for (index, layer) in net.layers.iter().enumerate() {
+        let name = layer.name(index);
+        let at = format!("layers[{index}] `{name}` ({})", layer.kind());
+        cur = cx.layer(layer, &name, &at, cur)?;
+        cur.producer = format!("layer `{name}` ({})", layer.kind());
+        summary.push(LayerSummary { name, kind: layer.kind(), shape: cur.shape.clone() });
+    }
+
+    cx.b.begin_seq();
+    let out = cx.emit(Op::Collect(cur.node))?;
+    cx.b.output("output", out);
+    let readout = match net.readout {
+        Readout::Sequence => None,
+        Readout::MaxLogSoftmax => {
+            if cur.shape.len() != 1 {
+                return Err(invalid(
+                    file,
+                    "readout",
+                    format!(
+                        "MaxLogSoftmax needs one class dimension, but {} gives a sample shape {:?}",
+                        cur.producer, cur.shape
+                    ),
+                    Some("add Flatten() and a Linear layer with one output per class before the readout".into()),
+                ));
+            }
+            let m = cx.emit(Op::ReduceTime { op: ReduceOp::Max, arg: out })?;
+            Some(cx.emit(Op::LogSoftmax { arg: m })?)
+        }
+        Readout::Max => Some(cx.emit(Op::ReduceTime { op: ReduceOp::Max, arg: out })?),
+        Readout::LastStep => Some(cx.emit(Op::ReduceTime { op: ReduceOp::Last, arg: out })?),
+        Readout::Mean => Some(cx.emit(Op::ReduceTime { op: ReduceOp::Mean, arg: out })?),
+        Readout::SpikeCount => Some(cx.emit(Op::ReduceTime { op: ReduceOp::Sum, arg: out })?),
+    };
+    if let Some(r) = readout {
+        cx.b.output("readout", r);
+    }
+    let mut module = cx.b.finish();
+    snnc_ir::compact(&mut module);
+    if let Err(errors) = snnc_ir::validate(&module) {
+        // A bug in this file, not in the user's network.
+        return Err(invalid(file, "lowering", format!("internal error: lowering produced invalid IR: {errors}"), None));
+    }
+    Ok((module, summary))
+}
+
+fn invalid(file: &str, at: impl Into<String>, message: String, help: Option<String>) -> FrontendError {
+    FrontendError::Invalid { file: file.to_string(), problems: vec![Problem { at: at.into(), message, help }] }
+}
+
+/// The current value flowing through the layers.
+struct Value {
+    node: Handle<Node>,
+    /// Per-sample shape (no batch, no time).
+    shape: Vec<u32>,
+    /// Who produced it, for error messages.
+    producer: String,
+}
+
+struct Lower<'a> {
+    b: Builder,
+    file: &'a str,
+    dt: f64,
+    /// The index of the preamble region.
+    pre: usize,
+}
+
+type Res<T> = Result<T, FrontendError>;
+
+impl Lower<'_> {
+    /// Emits into the current region; a type error here is a lowering bug.
+    fn emit(&mut self, op: Op) -> Res<Handle<Node>> {
+        self.b.emit(op).map_err(|e| invalid(self.file, "lowering", format!("internal error: {e}"), None))
+    }
+
+    /// Emits into the preamble.
+    fn emit_pre(&mut self, op: Op) -> Res<Handle<Node>> {
+        self.b.emit_in(self.pre, op).map_err(|e| invalid(self.file, "lowering", format!("internal error: {e}"), None))
+    }
+
+    fn named(&mut self, op: Op, name: String) -> Res<Handle<Node>> {
+        let h = self.emit(op)?;
+        Ok(self.b.name(h, name))
+    }
+
+    fn c(&mut self, value: f64) -> Res<Handle<Node>> {
+        let dtype = self.b.float();
+        self.emit_pre(Op::Const { value, dtype })
+    }
+
+    /// `dt * tau_inv`, multiplied in the module's float type as Norse does.
+    fn dt_times(&mut self, tau_inv: f64) -> Res<Handle<Node>> {
+        let dt = self.c(self.dt)?;
+        let tau = self.c(tau_inv)?;
+        self.emit_pre(Op::Binary { op: BinaryOp::Mul, lhs: dt, rhs: tau })
+    }
+
+    /// `(-dt) * tau_inv`.
+    fn neg_dt_times(&mut self, tau_inv: f64) -> Res<Handle<Node>> {
+        let dt = self.c(-self.dt)?;
+        let tau = self.c(tau_inv)?;
+        self.emit_pre(Op::Binary { op: BinaryOp::Mul, lhs: dt, rhs: tau })
+    }
+
+    fn bin(&mut self, op: BinaryOp, lhs: Handle<Node>, rhs: Handle<Node>) -> Res<Handle<Node>> {
+        self.emit(Op::Binary { op, lhs, rhs })
+    }
+
+    fn add(&mut self, lhs: Handle<Node>, rhs: Handle<Node>) -> Res<Handle<Node>> {
+        self.bin(BinaryOp::Add, lhs, rhs)
+    }
+    fn sub(&mut self, lhs: Handle<Node>, rhs: Handle<Node>) -> Res<Handle<Node>> {
+        self.bin(BinaryOp::Sub, lhs, rhs)
+    }
+    fn mul(&mut self, lhs: Handle<Node>, rhs: Handle<Node>) -> Res<Handle<Node>> {
+        self.bin(BinaryOp::Mul, lhs, rhs)
+    }
+
+    fn param(&mut self, name: String, shape: &[u32], trainable: bool, init: ParamInit) -> Res<Handle<Node>> {
+        let dtype = self.b.float();
+        let p = self.b.param(Param { name, dtype, shape: Shape::fixed(shape), trainable, init });
+        self.emit_pre(Op::Param(p))
+    }
+
+    fn state(&mut self, name: String, dtype: Dtype, shape: &[u32], init: f64) -> Res<snnc_ir::Handle<snnc_ir::StateVar>> {
+        Ok(self.b.state(name, Type::new(dtype, Shape::batched(shape)), StateInit::Fill(init)))
+    }
+
+    /// `(1 - z) * v + z * v_reset`, Norse's reset to value.
+    fn reset(&mut self, z: Handle<Node>, v: Handle<Node>, v_reset: f64) -> Res<Handle<Node>> {
+        let one = self.c(1.0)?;
+        let keep = self.sub(one, z)?;
+        let kept = self.mul(keep, v)?;
+        let vr = self.c(v_reset)?;
+        let reset = self.mul(z, vr)?;
+        self.add(kept, reset)
+    }
+
+    /// `v + dt*tau_mem_inv*((v_leak - v) + i)`.
+    fn integrate(&mut self, v: Handle<Node>, i: Handle<Node>, tau_mem_inv: f64, v_leak: f64) -> Res<Handle<Node>> {
+        let k = self.dt_times(tau_mem_inv)?;
+        let vl = self.c(v_leak)?;
+        let d = self.sub(vl, v)?;
+        let d = self.add(d, i)?;
+        let dv = self.mul(k, d)?;
+        self.add(v, dv)
+    }
+
+    /// `i + (-dt*tau_syn_inv)*i`.
+    fn decay(&mut self, i: Handle<Node>, tau_syn_inv: f64) -> Res<Handle<Node>> {
+        let k = self.neg_dt_times(tau_syn_inv)?;
+        let di = self.mul(k, i)?;
+        self.add(i, di)
+    }
+
+    fn threshold(&mut self, arg: Handle<Node>, method: Method, alpha: f64, name: String) -> Res<Handle<Node>> {
+        self.named(Op::Threshold { arg, surrogate: surrogate(method, alpha) }, name)
+    }
+
+    fn write(&mut self, state: snnc_ir::Handle<snnc_ir::StateVar>, value: Handle<Node>, name: Option<String>) -> Res<Handle<Node>> {
+        let h = self.emit(Op::StateWrite { state, value })?;
+        if let Some(n) = name {
+            self.b.name(h, n);
+        }
+        Ok(h)
+    }
+
+    fn encoder(&mut self, enc: &Encoder, x: Handle<Node>, shape: &[u32], uniform: Option<Handle<Node>>) -> Res<Handle<Node>> {
+        let float = self.b.float();
+        match enc {
+            Encoder::ConstantCurrent { p } => {
+                let (z, _) = self.current_encoder(p, x, shape, "encoder.z")?;
+                Ok(z)
+            }
+            Encoder::SpikeLatency { p } => {
+                let (z, _) = self.current_encoder(p, x, shape, "encoder.z_raw")?;
+                // out = where(mask > 0, 0, z); mask += z
+                let mask_s = self.state("encoder.mask".into(), float, shape, 0.0)?;
+                let mask = self.emit(Op::StateRead(mask_s))?;
+                let zero = self.c(0.0)?;
+                let seen = self.emit(Op::Compare { op: CompareOp::Gt, lhs: mask, rhs: zero })?;
+                let no_spike = self.emit_pre(Op::Const { value: 0.0, dtype: Dtype::Spike })?;
+                let out = self.named(Op::Select { cond: seen, on_true: no_spike, on_false: z }, "encoder.z".into())?;
+                let mask_new = self.add(mask, z)?;
+                self.write(mask_s, mask_new, None)?;
+                Ok(out)
+            }
+            Encoder::Poisson { f_max, seed } => {
+                // z = uniform < dt*f_max*x, with dt*f_max a Python float product.
+                let rate = self.c(self.dt * f_max)?;
+                let p = self.mul(rate, x)?;
+                let u = match uniform {
+                    Some(u) => self.emit(Op::Step(u))?,
+                    None => self.emit(Op::Uniform { seed: *seed, shape: Shape::batched(shape), seq: false })?,
+                };
+                self.named(Op::Compare { op: CompareOp::Lt, lhs: u, rhs: p }, "encoder.z".into())
+            }
+        }
+    }
+
+    /// Norse's `lif_current_encoder`: v starts at 0, the input current enters
+    /// v directly, `v = v - z * (v - v_reset)`.
+    fn current_encoder(&mut self, p: &LifParams, x: Handle<Node>, shape: &[u32], z_name: &str) -> Res<(Handle<Node>, Handle<Node>)> {
+        let float = self.b.float();
+        let v_s = self.state("encoder.v".into(), float, shape, 0.0)?;
+        let v = self.emit(Op::StateRead(v_s))?;
+        let v = self.integrate(v, x, p.tau_mem_inv, p.v_leak)?;
+        let vth = self.c(p.v_th)?;
+        let over = self.sub(v, vth)?;
+        let z = self.threshold(over, p.method, p.alpha, z_name.into())?;
+        let vr = self.c(p.v_reset)?;
+        let d = self.sub(v, vr)?;
+        let zd = self.mul(z, d)?;
+        let v_new = self.sub(v, zd)?;
+        let v_new = self.write(v_s, v_new, Some("encoder.v".into()))?;
+        Ok((z, v_new))
+    }
+
+    fn layer(&mut self, layer: &Layer, name: &str, at: &str, cur: Value) -> Res<Value> {
+        let shape = cur.shape.clone();
+        let x = cur.node;
+        let same = |node| Value { node, shape: shape.clone(), producer: String::new() };
+        match layer {
+            Layer::Linear { input, out, bias, .. } => {
+                let n_in = self.last_dim(at, &cur, *input, "in")?;
+                let bound = 1.0 / f64::from(n_in).sqrt();
+                let w = self.param(format!("{name}.weight"), &[*out, n_in], true, ParamInit::Uniform { bound })?;
+                let mut y = self.emit(Op::MatMul { input: x, weight: w, kind: MatMulKind::Dense })?;
+                if *bias {
+                    let b = self.param(format!("{name}.bias"), &[*out], true, ParamInit::Uniform { bound })?;
+                    y = self.add(y, b)?;
+                }
+                self.b.name(y, format!("{name}.out"));
+                let mut s = shape.clone();
+                *s.last_mut().expect("checked by last_dim") = *out;
+                Ok(Value { node: y, shape: s, producer: String::new() })
+            }
+            Layer::Conv2d { in_channels, out_channels, kernel_size, stride, padding, bias, .. } => {
+                if shape.len() != 3 {
+                    return Err(invalid(
+                        self.file,
+                        at,
+                        format!(
+                            "Conv2d needs a [channels, height, width] input, but {} gives shape {:?}",
+                            cur.producer, shape
+                        ),
+                        Some("give the network input as [channels, height, width], e.g. input: [1, 28, 28]".into()),
+                    ));
+                }
+                if let Some(c) = in_channels.filter(|c| *c != shape[0]) {
+                    return Err(invalid(
+                        self.file,
+                        at,
+                        format!(
+                            "in_channels is {c}, but {} gives shape {:?} with {} channels",
+                            cur.producer, shape, shape[0]
+                        ),
+                        Some(format!("set in_channels: Some({}) or leave it out", shape[0])),
+                    ));
+                }
+                let (k, s, p) = (*kernel_size, *stride, *padding);
+                for &d in &shape[1..] {
+                    if d + 2 * p < k {
+                        return Err(invalid(
+                            self.file,
+                            at,
+                            format!(
+                                "kernel_size {k} is larger than the padded input: {} gives shape {:?}",
+                                cur.producer, shape
+                            ),
+                            None,
+                        ));
+                    }
+                }
+                let fan_in = shape[0] * k * k;
+                let bound = 1.0 / f64::from(fan_in).sqrt();
+                let w = self.param(format!("{name}.weight"), &[*out_channels, shape[0], k, k], true, ParamInit::Uniform { bound })?;
+                let b = if *bias {
+                    Some(self.param(format!("{name}.bias"), &[*out_channels], true, ParamInit::Uniform { bound })?)
+                } else {
+                    None
+                };
+                let y = self.named(
+                    Op::Conv2d { input: x, weight: w, bias: b, stride: [s, s], padding: [p, p] },
+                    format!("{name}.out"),
+                )?;
+                let out = |d: u32| (d + 2 * p - k) / s + 1;
+                Ok(Value { node: y, shape: vec![*out_channels, out(shape[1]), out(shape[2])], producer: String::new() })
+            }
+            Layer::MaxPool2d { kernel_size, stride, .. } => {
+                let k = *kernel_size;
+                let s = stride.unwrap_or(k);
+                if shape.len() < 2 || shape[shape.len() - 2..].iter().any(|&d| d < k) {
+                    return Err(invalid(
+                        self.file,
+                        at,
+                        format!(
+                            "MaxPool2d with kernel_size {k} needs an input of at least 2 dims of size {k} or more, but {} gives shape {:?}",
+                            cur.producer, shape
+                        ),
+                        None,
+                    ));
+                }
+                let y = self.named(
+                    Op::Pool2d { op: PoolOp::Max, input: x, kernel: [k, k], stride: [s, s] },
+                    format!("{name}.out"),
+                )?;
+                let mut out = shape.clone();
+                let r = out.len();
+                for d in &mut out[r - 2..] {
+                    *d = (*d - k) / s + 1;
+                }
+                Ok(Value { node: y, shape: out, producer: String::new() })
+            }
+            Layer::Flatten { .. } => {
+                let n: u32 = shape.iter().product();
+                let y = self.named(Op::Reshape { arg: x, shape: Shape::batched(&[n]) }, format!("{name}.out"))?;
+                Ok(Value { node: y, shape: vec![n], producer: String::new() })
+            }
+            Layer::Scale { factor, .. } => {
+                let f = self.c(*factor)?;
+                let y = self.mul(f, x)?;
+                self.b.name(y, format!("{name}.out"));
+                Ok(same(y))
+            }
+            Layer::ReLU { .. } => {
+                let y = self.named(Op::Unary { op: UnaryOp::Relu, arg: x }, format!("{name}.out"))?;
+                Ok(same(y))
+            }
+            Layer::LIF { p, .. } => {
+                let z = self.lif(name, p, x, &shape, None)?;
+                Ok(same(z))
+            }
+            Layer::LIFRecurrent { input, hidden, p, autapses, .. } => {
+                let n_in = self.last_dim(at, &cur, *input, "in")?;
+                let (w_in, w_rec) = self.recurrent_weights(name, n_in, *hidden, *autapses)?;
+                let mut s = shape.clone();
+                *s.last_mut().expect("checked by last_dim") = *hidden;
+                let z = self.lif(name, p, x, &s, Some((w_in, w_rec)))?;
+                Ok(Value { node: z, shape: s, producer: String::new() })
+            }
+            Layer::LI { p, .. } => {
+                let v = self.li(name, p, x, &shape)?;
+                Ok(same(v))
+            }
+            Layer::LILinear { input, out, p, .. } => {
+                let n_in = self.last_dim(at, &cur, *input, "in")?;
+                let std = 1.0 / f64::from(n_in).sqrt();
+                let w = self.param(format!("{name}.input_weights"), &[*out, n_in], true, ParamInit::Normal { std })?;
+                let y = self.emit(Op::MatMul { input: x, weight: w, kind: MatMulKind::Dense })?;
+                let mut s = shape.clone();
+                *s.last_mut().expect("checked by last_dim") = *out;
+                let v = self.li(name, p, y, &s)?;
+                Ok(Value { node: v, shape: s, producer: String::new() })
+            }
+            Layer::LSNN { p, .. } => {
+                let z = self.lsnn(name, p, x, &shape, None)?;
+                Ok(same(z))
+            }
+            Layer::LSNNRecurrent { input, hidden, p, autapses, .. } => {
+                let n_in = self.last_dim(at, &cur, *input, "in")?;
+                let (w_in, w_rec) = self.recurrent_weights(name, n_in, *hidden, *autapses)?;
+                let mut s = shape.clone();
+                *s.last_mut().expect("checked by last_dim") = *hidden;
+                let z = self.lsnn(name, p, x, &s, Some((w_in, w_rec)))?;
+                Ok(Value { node: z, shape: s, producer: String::new() })
+            }
+            Layer::LIFBox { p, .. } => {
+                let z = self.lif_box(name, p, x, &shape)?;
+                Ok(same(z))
+            }
+            Layer::LIFAdEx { p, .. } => {
+                let z = self.lif_adex(name, p, x, &shape)?;
+                Ok(same(z))
+            }
+        }
+    }
+
+    /// The input size of a layer that reads the last dimension, checked
+    /// against the size given in the description.
+    fn last_dim(&self, at: &str, cur: &Value, given: Option<u32>, field: &str) -> Res<u32> {
+        let Some(&n) = cur.shape.last() else {
+            return Err(invalid(self.file, at, format!("{} gives a scalar per sample; this layer needs a vector", cur.producer), None));
+        };
+        if let Some(g) = given.filter(|g| *g != n) {
+            return Err(invalid(
+                self.file,
+                at,
+                format!("`{field}` is {g}, but {} gives shape {:?} (last dimension {n})", cur.producer, cur.shape),
+                Some(format!("set {field}: Some({n}), or leave it out to take it from the previous layer")),
+            ));
+        }
+        Ok(n)
+    }
+
+    /// Input and (masked) recurrent weights, initialised as Norse does:
+    /// `randn * sqrt(2 / hidden)`.
+    fn recurrent_weights(&mut self, name: &str, n_in: u32, hidden: u32, autapses: bool) -> Res<(Handle<Node>, Handle<Node>)> {
+        let std = (2.0 / f64::from(hidden)).sqrt();
+        let w_in = self.param(format!("{name}.input_weights"), &[hidden, n_in], true, ParamInit::Normal { std })?;
+        let w_rec = self.param(format!("{name}.recurrent_weights"), &[hidden, hidden], true, ParamInit::Normal { std })?;
+        if autapses {
+            return Ok((w_in, w_rec));
+        }
+        // Norse zeroes the diagonal in place and masks its gradient; a
+        // constant mask gives both.
+        let mask = self.param(format!("{name}.autapse_mask"), &[hidden, hidden], false, ParamInit::OffDiagonal)?;
+        let w_rec = self.emit_pre(Op::Binary { op: BinaryOp::Mul, lhs: w_rec, rhs: mask })?;
+        Ok((w_in, w_rec))
+    }
+
+    /// LIF (feed-forward `lif_feed_forward_step`, or recurrent `lif_step`
+    /// when `weights` is given). Returns the spikes.
+    fn lif(&mut self, name: &str, p: &LifParams, x: Handle<Node>, shape: &[u32], weights: Option<(Handle<Node>, Handle<Node>)>) -> Res<Handle<Node>> {
+        let float = self.b.float();
+        let z_state = match weights {
+            Some(_) => Some(self.state(format!("{name}.z"), Dtype::Spike, shape, 0.0)?),
+            None => None,
+        };
+        let v_s = self.state(format!("{name}.v"), float, shape, p.v_leak)?;
+        let i_s = self.state(format!("{name}.i"), float, shape, 0.0)?;
+        let z_prev = match z_state {
+            Some(s) => Some(self.emit(Op::StateRead(s))?),
+            None => None,
+        };
+        let v = self.emit(Op::StateRead(v_s))?;
+        let i = self.emit(Op::StateRead(i_s))?;
+        // 1. i_jump = i + x                     (feed-forward)
+        //    i_jump = i + x W_in^T + z_prev W_rec^T  (recurrent)
+        let i_jump = match (weights, z_prev) {
+            (Some((w_in, w_rec)), Some(zp)) => {
+                let a = self.emit(Op::MatMul { input: x, weight: w_in, kind: MatMulKind::Dense })?;
+                let r = self.emit(Op::MatMul { input: zp, weight: w_rec, kind: MatMulKind::Dense })?;
+                let s = self.add(i, a)?;
+                self.add(s, r)?
+            }
+            _ => self.add(i, x)?,
+        };
+        // 2. v_dec = v + dt*tau_mem_inv*((v_leak - v) + i_jump)
+        let v_dec = self.integrate(v, i_jump, p.tau_mem_inv, p.v_leak)?;
+        // 3. i_new = i_jump + (-dt*tau_syn_inv)*i_jump
+        let i_new = self.decay(i_jump, p.tau_syn_inv)?;
+        // 4. z = H(v_dec - v_th)
+        let vth = self.c(p.v_th)?;
+        let over = self.sub(v_dec, vth)?;
+        let z = self.threshold(over, p.method, p.alpha, format!("{name}.z"))?;
+        // 5. v_new = (1 - z) v_dec + z v_reset; the recurrent cell detaches z.
+        let z_reset = if z_state.is_some() { self.emit(Op::StopGradient(z))? } else { z };
+        let v_new = self.reset(z_reset, v_dec, p.v_reset)?;
+        if let Some(s) = z_state {
+            self.write(s, z, None)?;
+        }
+        self.write(v_s, v_new, Some(format!("{name}.v")))?;
+        self.write(i_s, i_new, Some(format!("{name}.i")))?;
+        Ok(z)
+    }
+
+    /// `li_feed_forward_step`: returns the new voltage.
+    fn li(&mut self, name: &str, p: &LiParams, x: Handle<Node>, shape: &[u32]) -> Res<Handle<Node>> {
+        let float = self.b.float();
+        let v_s = self.state(format!("{name}.v"), float, shape, p.v_leak)?;
+        let i_s = self.state(format!("{name}.i"), float, shape, 0.0)?;
+        let v = self.emit(Op::StateRead(v_s))?;
+        let i = self.emit(Op::StateRead(i_s))?;
+        let i_jump = self.add(i, x)?;
+        let v_new = self.integrate(v, i_jump, p.tau_mem_inv, p.v_leak)?;
+        let i_new = self.decay(i_jump, p.tau_syn_inv)?;
+        let v_new = self.write(v_s, v_new, Some(format!("{name}.v")))?;
+        self.write(i_s, i_new, Some(format!("{name}.i")))?;
+        Ok(v_new)
+    }
+
+    /// `lsnn_feed_forward_step`, or `lsnn_step` with weights. The input
+    /// enters the current after the voltage update (one step of delay) and
+    /// `b` is the adaptive threshold itself.
+    fn lsnn(&mut self, name: &str, p: &LsnnParams, x: Handle<Node>, shape: &[u32], weights: Option<(Handle<Node>, Handle<Node>)>) -> Res<Handle<Node>> {
+        let float = self.b.float();
+        let z_state = match weights {
+            Some(_) => Some(self.state(format!("{name}.z"), Dtype::Spike, shape, 0.0)?),
+            None => None,
+        };
+        let v_s = self.state(format!("{name}.v"), float, shape, p.v_leak)?;
+        let i_s = self.state(format!("{name}.i"), float, shape, 0.0)?;
+        let b_s = self.state(format!("{name}.b"), float, shape, p.v_th)?;
+        let z_prev = match z_state {
+            Some(s) => Some(self.emit(Op::StateRead(s))?),
+            None => None,
+        };
+        let v = self.emit(Op::StateRead(v_s))?;
+        let i = self.emit(Op::StateRead(i_s))?;
+        let b = self.emit(Op::StateRead(b_s))?;
+        // 1. v_dec = v + dt*tau_mem_inv*((v_leak - v) + i)   (old current)
+        let v_dec = self.integrate(v, i, p.tau_mem_inv, p.v_leak)?;
+        // 2. i_dec = i + (-dt*tau_syn_inv)*i
+        let i_dec = self.decay(i, p.tau_syn_inv)?;
+        // 3. b_dec = b + dt*tau_adapt_inv*(v_th - b)
+        let ka = self.dt_times(p.tau_adapt_inv)?;
+        let vth = self.c(p.v_th)?;
+        let db = self.sub(vth, b)?;
+        let db = self.mul(ka, db)?;
+        let b_dec = self.add(b, db)?;
+        // 4. z = H(v_dec - b_dec)
+        let over = self.sub(v_dec, b_dec)?;
+        let z = self.threshold(over, p.method, p.alpha, format!("{name}.z"))?;
+        // 5. reset, 6. b_new = b_dec + z*beta (z detached in the recurrent cell)
+        let zd = if z_state.is_some() { self.emit(Op::StopGradient(z))? } else { z };
+        let v_new = self.reset(zd, v_dec, p.v_reset)?;
+        let beta = self.c(p.beta)?;
+        let jump = self.mul(zd, beta)?;
+        let b_new = self.add(b_dec, jump)?;
+        // 7. i_new = i_dec + x  (+ x W_in^T + z_prev W_rec^T)
+        let i_new = match (weights, z_prev) {
+            (Some((w_in, w_rec)), Some(zp)) => {
+                let a = self.emit(Op::MatMul { input: x, weight: w_in, kind: MatMulKind::Dense })?;
+                let r = self.emit(Op::MatMul { input: zp, weight: w_rec, kind: MatMulKind::Dense })?;
+                let s = self.add(i_dec, a)?;
+                self.add(s, r)?
+            }
+            _ => self.add(i_dec, x)?,
+        };
+        if let Some(s) = z_state {
+            self.write(s, z, None)?;
+        }
+        self.write(v_s, v_new, Some(format!("{name}.v")))?;
+        self.write(i_s, i_new, Some(format!("{name}.i")))?;
+        self.write(b_s, b_new, Some(format!("{name}.b")))?;
+        Ok(z)
+    }
+
+    /// `LIFBoxCell`: no synaptic current.
+    fn lif_box(&mut self, name: &str, p: &LifBoxParams, x: Handle<Node>, shape: &[u32]) -> Res<Handle<Node>> {
+        let float = self.b.float();
+        let v_s = self.state(format!("{name}.v"), float, shape, p.v_leak)?;
+        let v = self.emit(Op::StateRead(v_s))?;
+        // v_dec = v + dt*tau_mem_inv*((x + v_leak) - v)
+        let k = self.dt_times(p.tau_mem_inv)?;
+        let vl = self.c(p.v_leak)?;
+        let d = self.add(x, vl)?;
+        let d = self.sub(d, v)?;
+        let dv = self.mul(k, d)?;
+        let v_dec = self.add(v, dv)?;
+        let vth = self.c(p.v_th)?;
+        let over = self.sub(v_dec, vth)?;
+        let z = self.threshold(over, p.method, p.alpha, format!("{name}.z"))?;
+        let v_new = match p.reset_method {
+            ResetMethod::Value => self.reset(z, v_dec, p.v_reset)?,
+            ResetMethod::Subtract => {
+                // (1 - z) v + z (v - v_th)
+                let one = self.c(1.0)?;
+                let keep = self.sub(one, z)?;
+                let kept = self.mul(keep, v_dec)?;
+                let vth = self.c(p.v_th)?;
+                let sub = self.sub(v_dec, vth)?;
+                let r = self.mul(z, sub)?;
+                self.add(kept, r)?
+            }
+        };
+        self.write(v_s, v_new, Some(format!("{name}.v")))?;
+        Ok(z)
+    }
+
+    /// `LIFAdExCell`: exponential LIF with an adaptation current `a`.
+    fn lif_adex(&mut self, name: &str, p: &LifAdExParams, x: Handle<Node>, shape: &[u32]) -> Res<Handle<Node>> {
+        let float = self.b.float();
+        let v_s = self.state(format!("{name}.v"), float, shape, p.v_leak)?;
+        let i_s = self.state(format!("{name}.i"), float, shape, 0.0)?;
+        let a_s = self.state(format!("{name}.a"), float, shape, 0.0)?;
+        let v = self.emit(Op::StateRead(v_s))?;
+        let i = self.emit(Op::StateRead(i_s))?;
+        let a = self.emit(Op::StateRead(a_s))?;
+        // i_jump = i + x
+        let i_jump = self.add(i, x)?;
+        // dv = dt*tau_mem_inv*((v_leak - v) + delta_T*exp((v - v_th)/delta_T) + i_jump - a)
+        let k = self.dt_times(p.tau_mem_inv)?;
+        let vl = self.c(p.v_leak)?;
+        let d = self.sub(vl, v)?;
+        let vth = self.c(p.v_th)?;
+        let delta = self.c(p.delta_T)?;
+        let e = self.sub(v, vth)?;
+        let e = self.bin(BinaryOp::Div, e, delta)?;
+        let e = self.emit(Op::Unary { op: UnaryOp::Exp, arg: e })?;
+        let e = self.mul(delta, e)?;
+        let d = self.add(d, e)?;
+        let d = self.add(d, i_jump)?;
+        let d = self.sub(d, a)?;
+        let dv = self.mul(k, d)?;
+        let v_dec = self.add(v, dv)?;
+        // i_new = i_jump + (-dt*tau_syn_inv)*i_jump
+        let i_new = self.decay(i_jump, p.tau_syn_inv)?;
+        // a_dec = a + dt*tau_ada_inv*(adaptation_current*(v - v_leak) - a)   (old v)
+        let ka = self.dt_times(p.tau_ada_inv)?;
+        let ac = self.c(p.adaptation_current)?;
+        let vl = self.c(p.v_leak)?;
+        let dva = self.sub(v, vl)?;
+        let da = self.mul(ac, dva)?;
+        let da = self.sub(da, a)?;
+        let da = self.mul(ka, da)?;
+        let a_dec = self.add(a, da)?;
+        // z = H(v_dec - v_th); v_new = (1-z) v_dec + z v_reset; a_new = a_dec + z*adaptation_spike
+        let over = self.sub(v_dec, vth)?;
+        let z = self.threshold(over, p.method, p.alpha, format!("{name}.z"))?;
+        let v_new = self.reset(z, v_dec, p.v_reset)?;
+        let asp = self.c(p.adaptation_spike)?;
+        let jump = self.mul(z, asp)?;
+        let a_new = self.add(a_dec, jump)?;
+        self.write(v_s, v_new, Some(format!("{name}.v")))?;
+        self.write(i_s, i_new, Some(format!("{name}.i")))?;
+        self.write(a_s, a_new, Some(format!("{name}.a")))?;
+        Ok(z)
+    }
+}

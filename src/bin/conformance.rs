@@ -1,0 +1,50 @@
+//! `conformance DIR [--target interp|cpu|cuda]`: runs every Norse oracle file
+//! (`*.json`) of DIR and prints a pass/fail table per case and tensor.
+//!
+//! Exit codes: 0 everything passed; 1 a tensor or case failed; 2 the
+//! directory or an oracle file cannot be read; 3 the target's backend does
+//! not exist in this build.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use snnc::conformance;
+use snnc::driver::Target;
+
+/// Checks snnc against Norse oracle files (schema `snnc-norse-oracle/1`).
+#[derive(Parser, Debug)]
+#[command(name = "conformance", version, about, long_about = None)]
+struct Cli {
+    /// The directory of oracle files (`*.json`), e.g. ../shared/golden.
+    dir: PathBuf,
+    /// Where to run the cases.
+    #[arg(long, value_enum, default_value = "interp")]
+    target: Target,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let report = match conformance::run_dir(&cli.dir, cli.target) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if report.cases.is_empty() {
+        eprintln!("error: no oracle files (*.json) in {}", cli.dir.display());
+        return ExitCode::from(2);
+    }
+    print!("{}", report.render());
+    let code = report.exit_code();
+    match code {
+        2 => eprintln!("error: some oracle files cannot be read or are malformed (see the FAIL lines above)"),
+        3 => eprintln!(
+            "error: the {} backend does not exist yet; use --target interp",
+            conformance::target_name(cli.target)
+        ),
+        _ => {}
+    }
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

@@ -1,0 +1,1634 @@
+//! The conformance runner: checks snnc against Norse oracle files.
+//!
+//! An oracle file (schema `snnc-norse-oracle/1`, see
+//! `../shared/golden/README.md`) describes one case: a Norse model or a small
+//! network, its inputs, weights and initial state, and the values Norse
+//! computed. [`run_case`] turns the case into a [`Network`] (or, for the
+//! surrogate cases, a one-node module), lowers it through the frontend, runs
+//! it on the reference interpreter with every named value recorded, and
+//! compares each expected tensor with the matching trace or output:
+//!
+//! - floats pass iff `max|actual - expected| <= atol + rtol_to_max * max|expected|`,
+//!   with `atol`/`rtol_to_max` from the file's `tolerance`;
+//! - spikes (`z`, `*.z`, `z_before_latency_mask`) and `max_over_time_argmax_t`
+//!   must match exactly.
+//!
+//! Gradients are reported as skipped until snnc has a backward pass.
+//!
+//! How the oracle's names map to snnc's:
+//!
+//! | oracle | snnc |
+//! |---|---|
+//! | single-cell models: `z`, `v`, `i`, `b`, `a` | traces `cell.z`, `cell.v`, ... of a one-layer network whose layer is named `cell` |
+//! | encoders: `z`, `v_encoder_internal`, `z_before_latency_mask` | traces `encoder.z`, `encoder.v`, `encoder.z_raw` |
+//! | networks: `output` | output `output` |
+//! | networks: `log_p_y` | output `readout` (readout `MaxLogSoftmax`) |
+//! | networks: `max_over_time_argmax_t` | the first-index argmax over time of output `output`, computed here |
+//! | networks: any other name | the trace of that name |
+//! | threshold cases: `z` | output `z` of `threshold(x)` with `x` fed as a batch |
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use snnc_frontend::{
+    Encoder, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LowerOptions, LsnnParams, Method, Network,
+    Readout, ResetMethod,
+};
+use snnc_ir::{Builder, Dtype, Module, Op, Shape, Type};
+use snnc_runtime::{ElemType, Tensor};
+
+pub use crate::driver::Target;
+
+/// The target's name on the command line.
+pub fn target_name(target: Target) -> &'static str {
+    match target {
+        Target::Interp => "interp",
+        Target::Cpu => "cpu",
+        Target::Cuda => "cuda",
+    }
+}
+
+/// The verdict on one compared tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Status {
+    Pass,
+    /// Out of tolerance, missing, or of the wrong shape; the text says where.
+    Fail(String),
+    /// Not compared, and why.
+    Skipped(String),
+}
+
+/// One compared (or skipped) tensor of a case.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorReport {
+    /// The oracle's name (`z`, `lif1.v`, `gradients.fc1.weight`, ...).
+    pub tensor: String,
+    /// `max|actual - expected|`; `None` when nothing was compared.
+    pub max_abs_err: Option<f64>,
+    /// The largest error allowed (0 for exact comparisons).
+    pub allowed: Option<f64>,
+    pub status: Status,
+}
+
+/// What became of one case.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CaseOutcome {
+    /// The case ran; one report per tensor.
+    Ran(Vec<TensorReport>),
+    /// The case could not run (lowering, validation or interpreter error):
+    /// a failure.
+    Error(String),
+    /// The oracle file is unreadable or malformed.
+    BadInput(String),
+    /// The case needs something snnc or the chosen target does not have.
+    Unsupported(String),
+}
+
+/// The result of one oracle file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CaseReport {
+    /// The case name (the file name without `.json`).
+    pub name: String,
+    pub path: PathBuf,
+    /// `float32` or `float64`, when the file could be read.
+    pub dtype: Option<String>,
+    pub outcome: CaseOutcome,
+}
+
+impl CaseReport {
+    /// Whether anything in the case failed (errors and bad input included).
+    pub fn failed(&self) -> bool {
+        match &self.outcome {
+            CaseOutcome::Ran(tensors) => tensors.iter().any(|t| matches!(t.status, Status::Fail(_))),
+            CaseOutcome::Error(_) | CaseOutcome::BadInput(_) => true,
+            CaseOutcome::Unsupported(_) => false,
+        }
+    }
+
+    /// One line per failure: `case: tensor: detail`.
+    pub fn failures(&self) -> Vec<String> {
+        match &self.outcome {
+            CaseOutcome::Ran(tensors) => tensors
+                .iter()
+                .filter_map(|t| match &t.status {
+                    Status::Fail(detail) => Some(format!("{}: {}: {detail}", self.name, t.tensor)),
+                    _ => None,
+                })
+                .collect(),
+            CaseOutcome::Error(e) => vec![format!("{}: {e}", self.name)],
+            CaseOutcome::BadInput(e) => vec![format!("{}: bad oracle file: {e}", self.name)],
+            CaseOutcome::Unsupported(_) => Vec::new(),
+        }
+    }
+}
+
+/// Tallies over a report. Tensors are counted one by one; a case that could
+/// not run counts as one failure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub unsupported: usize,
+    /// Cases whose file is unreadable or malformed (also counted as failed).
+    pub bad_input: usize,
+}
+
+/// The results of a run over many cases.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    pub target: Target,
+    pub cases: Vec<CaseReport>,
+}
+
+/// The directory of oracle files cannot be listed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the oracle directory {}: {source}", path.display())]
+pub struct DirError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// The `*.json` files of `dir`, sorted by name.
+pub fn list_cases(dir: &Path) -> Result<Vec<PathBuf>, DirError> {
+    let err = |source| DirError { path: dir.to_path_buf(), source };
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(err)? {
+        let path = entry.map_err(err)?.path();
+        if path.extension().is_some_and(|e| e == "json") && path.is_file() {
+            paths.push(path);
+        }
+    }
+    paths.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok(paths)
+}
+
+/// Runs every `*.json` oracle file of `dir`, in name order.
+pub fn run_dir(dir: &Path, target: Target) -> Result<Report, DirError> {
+    Ok(run_paths(&list_cases(dir)?, target))
+}
+
+/// Runs the given oracle files, in the given order.
+pub fn run_paths(paths: &[PathBuf], target: Target) -> Report {
+    let cases = paths
+        .iter()
+        .map(|p| match target {
+            Target::Interp => run_case(p),
+            Target::Cpu | Target::Cuda => CaseReport {
+                name: case_name(p),
+                path: p.clone(),
+                dtype: None,
+                outcome: CaseOutcome::Unsupported(format!("the {} backend does not exist yet", target_name(target))),
+            },
+        })
+        .collect();
+    Report { target, cases }
+}
+
+fn case_name(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
+}
+
+/// Runs one oracle file on the reference interpreter.
+pub fn run_case(path: &Path) -> CaseReport {
+    let name = case_name(path);
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            return CaseReport {
+                name,
+                path: path.to_path_buf(),
+                dtype: None,
+                outcome: CaseOutcome::BadInput(format!("cannot read {}: {e}", path.display())),
+            };
+        }
+    };
+    let (dtype, outcome) = match serde_json::from_str::<Value>(&text) {
+        Ok(json) => run_json(&json, &path.display().to_string()),
+        Err(e) => (None, CaseOutcome::BadInput(format!("{} is not JSON: {e}", path.display()))),
+    };
+    CaseReport { name, path: path.to_path_buf(), dtype, outcome }
+}
+
+/// Runs a parsed oracle case. `file` names it in error messages.
+pub fn run_json(json: &Value, file: &str) -> (Option<String>, CaseOutcome) {
+    let dtype = json.get("dtype").and_then(Value::as_str).map(str::to_string);
+    let plan = match plan_case(json) {
+        Ok(plan) => plan,
+        Err(PlanError::Bad(e)) => return (dtype, CaseOutcome::BadInput(e)),
+        Err(PlanError::Unsupported(e)) => return (dtype, CaseOutcome::Unsupported(e)),
+    };
+    let outcome = match execute(&plan, file) {
+        Ok(run) => CaseOutcome::Ran(compare(&plan, &run)),
+        Err(e) => CaseOutcome::Error(e),
+    };
+    (dtype, outcome)
+}
+
+impl Report {
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for case in &self.cases {
+            match &case.outcome {
+                CaseOutcome::Ran(tensors) => {
+                    for t in tensors {
+                        match t.status {
+                            Status::Pass => c.passed += 1,
+                            Status::Fail(_) => c.failed += 1,
+                            Status::Skipped(_) => c.skipped += 1,
+                        }
+                    }
+                }
+                CaseOutcome::Error(_) => c.failed += 1,
+                CaseOutcome::BadInput(_) => {
+                    c.failed += 1;
+                    c.bad_input += 1;
+                }
+                CaseOutcome::Unsupported(_) => c.unsupported += 1,
+            }
+        }
+        c
+    }
+
+    /// Every failure, one line each (`case: tensor: detail`).
+    pub fn failures(&self) -> Vec<String> {
+        self.cases.iter().flat_map(CaseReport::failures).collect()
+    }
+
+    /// The process exit code: 2 if an oracle file is unreadable or
+    /// malformed, 3 if the target backend does not exist, 1 on any failure,
+    /// 0 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        let c = self.counts();
+        if c.bad_input > 0 {
+            2
+        } else if self.target != Target::Interp {
+            3
+        } else if c.failed > 0 {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// The table: one line per case and tensor (case, tensor, max abs error,
+    /// allowed, result), then the summary line.
+    pub fn render(&self) -> String {
+        let mut rows: Vec<[String; 5]> = Vec::new();
+        let dash = || "-".to_string();
+        for case in &self.cases {
+            match &case.outcome {
+                CaseOutcome::Ran(tensors) => {
+                    for t in tensors {
+                        let result = match &t.status {
+                            Status::Pass => "PASS".to_string(),
+                            Status::Fail(detail) => format!("FAIL  {detail}"),
+                            Status::Skipped(why) => format!("skipped: {why}"),
+                        };
+                        rows.push([
+                            case.name.clone(),
+                            t.tensor.clone(),
+                            t.max_abs_err.map_or_else(dash, fmt_num),
+                            t.allowed.map_or_else(dash, fmt_num),
+                            result,
+                        ]);
+                    }
+                }
+                CaseOutcome::Error(e) => rows.push([case.name.clone(), dash(), dash(), dash(), format!("FAIL  {e}")]),
+                CaseOutcome::BadInput(e) => {
+                    rows.push([case.name.clone(), dash(), dash(), dash(), format!("FAIL  bad oracle file: {e}")])
+                }
+                CaseOutcome::Unsupported(why) => {
+                    rows.push([case.name.clone(), dash(), dash(), dash(), format!("unsupported: {why}")])
+                }
+            }
+        }
+        let header = ["case", "tensor", "max abs err", "allowed", "result"].map(str::to_string);
+        let mut widths = [0usize; 4];
+        for row in std::iter::once(&header).chain(&rows) {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        for row in std::iter::once(&header).chain(&rows) {
+            let _ = writeln!(
+                out,
+                "{:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {}",
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2],
+                w3 = widths[3],
+            );
+        }
+        let c = self.counts();
+        let _ = write!(out, "{} passed, {} failed, {} skipped", c.passed, c.failed, c.skipped);
+        if c.unsupported > 0 {
+            let _ = write!(out, ", {} unsupported", c.unsupported);
+        }
+        out.push('\n');
+        out
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    if x == 0.0 { "0".to_string() } else { format!("{x:.3e}") }
+}
+
+// ---------------------------------------------------------------------------
+// From an oracle case to a plan: what to build, feed and compare.
+
+#[derive(Debug)]
+enum PlanError {
+    /// The file does not follow the oracle schema.
+    Bad(String),
+    /// The case uses something snnc does not support.
+    Unsupported(String),
+}
+
+type PResult<T> = Result<T, PlanError>;
+
+fn bad<T>(msg: impl Into<String>) -> PResult<T> {
+    Err(PlanError::Bad(msg.into()))
+}
+
+fn unsupported<T>(msg: impl Into<String>) -> PResult<T> {
+    Err(PlanError::Unsupported(msg.into()))
+}
+
+/// What the case builds.
+#[derive(Debug, Clone)]
+enum Program {
+    /// A network lowered by the frontend.
+    Network { net: Network, opts: LowerOptions },
+    /// `threshold(x)` with the given surrogate, built directly.
+    Threshold { method: Method, alpha: f64 },
+}
+
+/// How an expected tensor is compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Within the file's tolerance.
+    Float,
+    /// Exactly.
+    Exact,
+}
+
+/// Where the actual value of an expected tensor comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    /// The trace of that name, else the output of that name.
+    Trace(String),
+    /// The output of that name, else the trace of that name.
+    Output(String),
+    /// The first-index argmax over time (dim 0) of that output.
+    ArgmaxOverTime(String),
+    /// The scalar loss computed from the outputs.
+    Loss(LossSpec),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum LossSpec {
+    /// `sum(output * weights)`.
+    WeightedSum(Tensor),
+    /// `mean_b(-readout[b, target_b])` (nll of log_p_y).
+    Nll(Vec<usize>),
+}
+
+impl Eq for LossSpec {}
+
+#[derive(Debug, Clone)]
+struct Check {
+    /// The oracle's name.
+    label: String,
+    source: Source,
+    kind: Kind,
+    expected: Tensor,
+}
+
+#[derive(Debug, Clone)]
+struct Plan {
+    program: Program,
+    float: Dtype,
+    atol: f64,
+    rtol: f64,
+    inputs: BTreeMap<String, Tensor>,
+    /// Weights named as in the lowered module.
+    weights: BTreeMap<String, Tensor>,
+    initial_state: BTreeMap<String, Tensor>,
+    checks: Vec<Check>,
+    /// Tensors not compared, and why.
+    skipped: Vec<(String, String)>,
+}
+
+const NO_BACKWARD: &str = "no backward yet";
+
+fn get<'a>(obj: &'a Value, key: &str) -> PResult<&'a Value> {
+    match obj.get(key) {
+        Some(v) => Ok(v),
+        None => bad(format!("missing field `{key}`")),
+    }
+}
+
+fn as_obj<'a>(v: &'a Value, what: &str) -> PResult<&'a Map<String, Value>> {
+    match v.as_object() {
+        Some(m) => Ok(m),
+        None => bad(format!("`{what}` must be an object")),
+    }
+}
+
+fn as_str<'a>(v: &'a Value, what: &str) -> PResult<&'a str> {
+    match v.as_str() {
+        Some(s) => Ok(s),
+        None => bad(format!("`{what}` must be a string")),
+    }
+}
+
+fn as_f64(v: &Value, what: &str) -> PResult<f64> {
+    match v.as_f64() {
+        Some(x) => Ok(x),
+        None => bad(format!("`{what}` must be a number")),
+    }
+}
+
+fn as_u32(v: &Value, what: &str) -> PResult<u32> {
+    match v.as_u64().and_then(|x| u32::try_from(x).ok()) {
+        Some(x) => Ok(x),
+        None => bad(format!("`{what}` must be a non-negative integer")),
+    }
+}
+
+fn as_bool(v: &Value, what: &str) -> PResult<bool> {
+    match v.as_bool() {
+        Some(x) => Ok(x),
+        None => bad(format!("`{what}` must be true or false")),
+    }
+}
+
+/// A kernel size, stride or padding: an integer or a list of equal integers.
+fn as_square(v: &Value, what: &str) -> PResult<u32> {
+    if let Some(list) = v.as_array() {
+        let dims = list.iter().map(|d| as_u32(d, what)).collect::<PResult<Vec<_>>>()?;
+        match dims.split_first() {
+            Some((first, rest)) if rest.iter().all(|d| d == first) => Ok(*first),
+            _ => unsupported(format!("`{what}` = {v}: only square sizes are supported")),
+        }
+    } else {
+        as_u32(v, what)
+    }
+}
+
+fn tensor(v: &Value, what: &str) -> PResult<Tensor> {
+    Tensor::from_json(v).map_err(|e| PlanError::Bad(format!("`{what}`: {e}")))
+}
+
+fn dims_u32(dims: &[usize], what: &str) -> PResult<Vec<u32>> {
+    dims.iter()
+        .map(|&d| u32::try_from(d).map_err(|_| PlanError::Bad(format!("`{what}`: dimension {d} is too large"))))
+        .collect()
+}
+
+fn method(v: &Value, what: &str) -> PResult<Method> {
+    let name = as_str(v, what)?;
+    match Method::from_norse_name(name) {
+        Some(m) => Ok(m),
+        None => unsupported(format!("surrogate method `{name}` is not supported")),
+    }
+}
+
+/// Keys of a `parameters` object that are not neuron parameters.
+const NOT_PARAMS: [&str; 5] = ["dt", "autapses", "seq_length", "f_max", "seed"];
+
+fn unknown_param<T>(model: &str, key: &str) -> PResult<T> {
+    unsupported(format!("{model} parameter `{key}` is not supported"))
+}
+
+fn lif_params(obj: &Map<String, Value>, model: &str) -> PResult<LifParams> {
+    let mut p = LifParams::default();
+    for (k, v) in obj {
+        match k.as_str() {
+            "tau_syn_inv" => p.tau_syn_inv = as_f64(v, k)?,
+            "tau_mem_inv" => p.tau_mem_inv = as_f64(v, k)?,
+            "v_leak" => p.v_leak = as_f64(v, k)?,
+            "v_th" => p.v_th = as_f64(v, k)?,
+            "v_reset" => p.v_reset = as_f64(v, k)?,
+            "method" => p.method = method(v, k)?,
+            "alpha" => p.alpha = as_f64(v, k)?,
+            k if NOT_PARAMS.contains(&k) => {}
+            _ => return unknown_param(model, k),
+        }
+    }
+    Ok(p)
+}
+
+fn li_params(obj: &Map<String, Value>, model: &str) -> PResult<LiParams> {
+    let mut p = LiParams::default();
+    for (k, v) in obj {
+        match k.as_str() {
+            "tau_syn_inv" => p.tau_syn_inv = as_f64(v, k)?,
+            "tau_mem_inv" => p.tau_mem_inv = as_f64(v, k)?,
+            "v_leak" => p.v_leak = as_f64(v, k)?,
+            k if NOT_PARAMS.contains(&k) => {}
+            _ => return unknown_param(model, k),
+        }
+    }
+    Ok(p)
+}
+
+fn lsnn_params(obj: &Map<String, Value>, model: &str) -> PResult<LsnnParams> {
+    let mut p = LsnnParams::default();
+    for (k, v) in obj {
+        match k.as_str() {
+            "tau_syn_inv" => p.tau_syn_inv = as_f64(v, k)?,
+            "tau_mem_inv" => p.tau_mem_inv = as_f64(v, k)?,
+            "tau_adapt_inv" => p.tau_adapt_inv = as_f64(v, k)?,
+            "v_leak" => p.v_leak = as_f64(v, k)?,
+            "v_th" => p.v_th = as_f64(v, k)?,
+            "v_reset" => p.v_reset = as_f64(v, k)?,
+            "beta" => p.beta = as_f64(v, k)?,
+            "method" => p.method = method(v, k)?,
+            "alpha" => p.alpha = as_f64(v, k)?,
+            k if NOT_PARAMS.contains(&k) => {}
+            _ => return unknown_param(model, k),
+        }
+    }
+    Ok(p)
+}
+
+fn lif_box_params(obj: &Map<String, Value>, model: &str) -> PResult<LifBoxParams> {
+    let mut p = LifBoxParams::default();
+    for (k, v) in obj {
+        match k.as_str() {
+            "tau_mem_inv" => p.tau_mem_inv = as_f64(v, k)?,
+            "v_leak" => p.v_leak = as_f64(v, k)?,
+            "v_th" => p.v_th = as_f64(v, k)?,
+            "v_reset" => p.v_reset = as_f64(v, k)?,
+            "method" => p.method = method(v, k)?,
+            "alpha" => p.alpha = as_f64(v, k)?,
+            "reset_method" => {
+                p.reset_method = match as_str(v, k)? {
+                    "reset_value" | "value" => ResetMethod::Value,
+                    "reset_subtract" | "subtract" => ResetMethod::Subtract,
+                    other => return unsupported(format!("{model} reset method `{other}` is not supported")),
+                }
+            }
+            k if NOT_PARAMS.contains(&k) => {}
+            _ => return unknown_param(model, k),
+        }
+    }
+    Ok(p)
+}
+
+fn lif_adex_params(obj: &Map<String, Value>, model: &str) -> PResult<LifAdExParams> {
+    let mut p = LifAdExParams::default();
+    for (k, v) in obj {
+        match k.as_str() {
+            "adaptation_current" => p.adaptation_current = as_f64(v, k)?,
+            "adaptation_spike" => p.adaptation_spike = as_f64(v, k)?,
+            "delta_T" => p.delta_T = as_f64(v, k)?,
+            "tau_ada_inv" => p.tau_ada_inv = as_f64(v, k)?,
+            "tau_syn_inv" => p.tau_syn_inv = as_f64(v, k)?,
+            "tau_mem_inv" => p.tau_mem_inv = as_f64(v, k)?,
+            "v_leak" => p.v_leak = as_f64(v, k)?,
+            "v_th" => p.v_th = as_f64(v, k)?,
+            "v_reset" => p.v_reset = as_f64(v, k)?,
+            "method" => p.method = method(v, k)?,
+            "alpha" => p.alpha = as_f64(v, k)?,
+            k if NOT_PARAMS.contains(&k) => {}
+            _ => return unknown_param(model, k),
+        }
+    }
+    Ok(p)
+}
+
+/// Whether an oracle name holds spikes (compared exactly).
+fn is_spike_name(name: &str) -> bool {
+    name == "z" || name.ends_with(".z") || name == "z_before_latency_mask"
+}
+
+fn kind_of(name: &str) -> Kind {
+    if is_spike_name(name) || name == "max_over_time_argmax_t" { Kind::Exact } else { Kind::Float }
+}
+
+/// The layer name of single-cell models.
+const CELL: &str = "cell";
+
+fn plan_case(json: &Value) -> PResult<Plan> {
+    let schema = as_str(get(json, "schema")?, "schema")?;
+    if schema != "snnc-norse-oracle/1" {
+        return bad(format!("unknown schema `{schema}` (expected `snnc-norse-oracle/1`)"));
+    }
+    let model = as_str(get(json, "model")?, "model")?;
+    let (float, elem) = match as_str(get(json, "dtype")?, "dtype")? {
+        "float32" => (Dtype::F32, ElemType::F32),
+        "float64" => (Dtype::F64, ElemType::F64),
+        other => return bad(format!("unknown dtype `{other}`")),
+    };
+    let (atol, rtol) = match json.get("tolerance") {
+        Some(t) => {
+            (as_f64(get(t, "atol")?, "tolerance.atol")?, as_f64(get(t, "rtol_to_max")?, "tolerance.rtol_to_max")?)
+        }
+        None if float == Dtype::F32 => (1e-5, 1e-4),
+        None => (1e-12, 1e-10),
+    };
+    let mut plan = Plan {
+        program: Program::Threshold { method: Method::Super, alpha: 0.0 },
+        float,
+        atol,
+        rtol,
+        inputs: BTreeMap::new(),
+        weights: BTreeMap::new(),
+        initial_state: BTreeMap::new(),
+        checks: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let name = json.get("name").and_then(Value::as_str).unwrap_or(model).to_string();
+    match model {
+        "threshold" => plan_threshold(json, &mut plan)?,
+        "ConstantCurrentLIFEncoder" | "SpikeLatencyLIFEncoder" | "PoissonEncoder" => {
+            plan_encoder(json, model, &name, &mut plan)?
+        }
+        "network" => plan_network(json, &name, &mut plan)?,
+        "LIF" | "LI" | "LILinearCell" | "LIFRecurrentCell" | "LSNN" | "LSNNRecurrent" | "LIFBoxCell"
+        | "LIFAdExCell" => plan_cell(json, model, &name, &mut plan)?,
+        other => return unsupported(format!("model `{other}` is not supported by the runner")),
+    }
+    // Inputs, weights and states in the case's float type.
+    for t in plan.inputs.values_mut().chain(plan.weights.values_mut()).chain(plan.initial_state.values_mut()) {
+        *t = t.cast(elem);
+    }
+    if let Some(grads) = json.get("gradients") {
+        for k in as_obj(grads, "gradients")?.keys() {
+            plan.skipped.push((format!("gradients.{k}"), NO_BACKWARD.to_string()));
+        }
+    }
+    Ok(plan)
+}
+
+fn plan_threshold(json: &Value, plan: &mut Plan) -> PResult<()> {
+    let params = as_obj(get(json, "parameters")?, "parameters")?;
+    let m = match params.get("method") {
+        Some(v) => method(v, "parameters.method")?,
+        None => Method::Super,
+    };
+    let alpha = match params.get("alpha") {
+        Some(a) => as_f64(a, "parameters.alpha")?,
+        None => 100.0,
+    };
+    plan.program = Program::Threshold { method: m, alpha };
+    let inputs = get(json, "inputs")?;
+    let x = tensor(get(inputs, "x")?, "inputs.x")?;
+    if x.shape.len() != 1 {
+        return bad(format!("`inputs.x` of a threshold case must be 1-d, got shape {:?}", x.shape));
+    }
+    plan.inputs.insert("x".into(), x);
+    for (k, v) in as_obj(get(json, "expected")?, "expected")? {
+        match k.as_str() {
+            "dx" => plan.skipped.push((k.clone(), NO_BACKWARD.to_string())),
+            _ => plan.checks.push(Check {
+                label: k.clone(),
+                source: Source::Output(k.clone()),
+                kind: kind_of(k),
+                expected: tensor(v, &format!("expected.{k}"))?,
+            }),
+        }
+    }
+    Ok(())
+}
+
+/// Splits a static encoder input `[B, ...]` into batch and sample shape; a
+/// 1-d input is one sample.
+fn encoder_input(t: Tensor, what: &str) -> PResult<(Tensor, Vec<u32>)> {
+    match t.shape.len() {
+        0 => bad(format!("`{what}` must have at least one dimension")),
+        1 => {
+            let input = dims_u32(&t.shape, what)?;
+            let shape = vec![1, t.shape[0]];
+            Ok((Tensor { shape, ..t }, input))
+        }
+        _ => {
+            let input = dims_u32(&t.shape[1..], what)?;
+            Ok((t, input))
+        }
+    }
+}
+
+/// The encoder of a case, its `dt` and `steps`.
+fn encoder_from(model: &str, params: &Map<String, Value>, what: &str) -> PResult<Encoder> {
+    Ok(match model {
+        "ConstantCurrentLIFEncoder" => Encoder::ConstantCurrent { p: lif_params(params, model)? },
+        "SpikeLatencyLIFEncoder" => Encoder::SpikeLatency { p: lif_params(params, model)? },
+        "PoissonEncoder" => {
+            let f_max = match params.get("f_max") {
+                Some(v) => as_f64(v, &format!("{what}.f_max"))?,
+                None => 100.0,
+            };
+            let seed = params.get("seed").and_then(Value::as_u64).unwrap_or(0);
+            Encoder::Poisson { f_max, seed }
+        }
+        other => return unsupported(format!("encoder `{other}` is not supported")),
+    })
+}
+
+/// Adds the Poisson uniforms (`inputs.uniform_random`) as input `uniform`,
+/// reshaped to `[T, B, ...]` when the input was 1-d.
+fn poisson_uniforms(inputs: &Value, x_shape: &[usize], plan: &mut Plan) -> PResult<()> {
+    let u = tensor(get(inputs, "uniform_random")?, "inputs.uniform_random")?;
+    let mut shape = vec![*u.shape.first().unwrap_or(&0)];
+    shape.extend_from_slice(x_shape);
+    if shape.iter().product::<usize>() != u.len() {
+        return bad(format!("`inputs.uniform_random` has shape {:?}, which does not fit [T, {x_shape:?}]", u.shape));
+    }
+    plan.inputs.insert("uniform".into(), Tensor { shape, ..u });
+    Ok(())
+}
+
+fn set_lower(plan: &mut Plan, net: Network, poisson: bool) {
+    let opts = LowerOptions { float: plan.float, poisson_uniform_input: poisson };
+    plan.program = Program::Network { net, opts };
+}
+
+fn plan_encoder(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<()> {
+    let params_v = get(json, "parameters")?;
+    let params = as_obj(params_v, "parameters")?;
+    let steps = as_u32(get(params_v, "seq_length")?, "parameters.seq_length")?;
+    let dt = match params.get("dt") {
+        Some(v) => as_f64(v, "parameters.dt")?,
+        None => 0.001,
+    };
+    let encoder = encoder_from(model, params, "parameters")?;
+    let inputs = get(json, "inputs")?;
+    let x_key = if model == "PoissonEncoder" { "x" } else { "current" };
+    let (x, input) = encoder_input(tensor(get(inputs, x_key)?, &format!("inputs.{x_key}"))?, x_key)?;
+    let poisson = matches!(encoder, Encoder::Poisson { .. });
+    if poisson {
+        poisson_uniforms(inputs, &x.shape, plan)?;
+    }
+    plan.inputs.insert("x".into(), x);
+    let net = Network {
+        version: snnc_frontend::FORMAT_VERSION,
+        name: name.to_string(),
+        steps,
+        dt,
+        input,
+        encoder: Some(encoder),
+        layers: Vec::new(),
+        readout: Readout::Sequence,
+        seed: 0,
+    };
+    set_lower(plan, net, poisson);
+    for (k, v) in as_obj(get(json, "expected")?, "expected")? {
+        let trace = match k.as_str() {
+            "z" => "encoder.z",
+            "v_encoder_internal" => "encoder.v",
+            "z_before_latency_mask" => "encoder.z_raw",
+            other => other,
+        };
+        plan.checks.push(Check {
+            label: k.clone(),
+            source: Source::Trace(trace.to_string()),
+            kind: kind_of(k),
+            expected: tensor(v, &format!("expected.{k}"))?,
+        });
+    }
+    Ok(())
+}
+
+/// The 2-d shape `[rows, cols]` of a weight.
+fn matrix(t: &Tensor, what: &str) -> PResult<(u32, u32)> {
+    match t.shape[..] {
+        [rows, cols] => {
+            let d = dims_u32(&[rows, cols], what)?;
+            Ok((d[0], d[1]))
+        }
+        _ => bad(format!("`{what}` must be a matrix, got shape {:?}", t.shape)),
+    }
+}
+
+fn plan_cell(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<()> {
+    let params_v = get(json, "parameters")?;
+    let params = as_obj(params_v, "parameters")?;
+    let dt = match params.get("dt") {
+        Some(v) => as_f64(v, "parameters.dt")?,
+        None => 0.001,
+    };
+    let autapses = match params.get("autapses") {
+        Some(v) => as_bool(v, "parameters.autapses")?,
+        None => false,
+    };
+    let inputs = get(json, "inputs")?;
+    let x = tensor(get(inputs, "x")?, "inputs.x")?;
+    if x.shape.len() < 3 {
+        return bad(format!("`inputs.x` must be [T, batch, ...], got shape {:?}", x.shape));
+    }
+    let steps = dims_u32(&x.shape[..1], "inputs.x")?[0];
+    let input = dims_u32(&x.shape[2..], "inputs.x")?;
+    let in_features = input.last().copied();
+    plan.inputs.insert("x".into(), x);
+
+    let weights = match json.get("weights") {
+        Some(w) => as_obj(w, "weights")?.clone(),
+        None => Map::new(),
+    };
+    let weight = |key: &str| -> PResult<Tensor> {
+        match weights.get(key) {
+            Some(v) => tensor(v, &format!("weights.{key}")),
+            None => bad(format!("missing field `weights.{key}`")),
+        }
+    };
+    let cell = Some(CELL.to_string());
+    let layer = match model {
+        "LIF" => Layer::LIF { name: cell, p: lif_params(params, model)? },
+        "LI" => Layer::LI { name: cell, p: li_params(params, model)? },
+        "LSNN" => Layer::LSNN { name: cell, p: lsnn_params(params, model)? },
+        "LIFBoxCell" => Layer::LIFBox { name: cell, p: lif_box_params(params, model)? },
+        "LIFAdExCell" => Layer::LIFAdEx { name: cell, p: lif_adex_params(params, model)? },
+        "LILinearCell" => {
+            let w = weight("input_weights")?;
+            let (out, _) = matrix(&w, "weights.input_weights")?;
+            plan.weights.insert(format!("{CELL}.input_weights"), w);
+            Layer::LILinear { name: cell, input: in_features, out, p: li_params(params, model)? }
+        }
+        "LIFRecurrentCell" | "LSNNRecurrent" => {
+            let w_in = weight("input_weights")?;
+            let (hidden, _) = matrix(&w_in, "weights.input_weights")?;
+            // The weights as given to Norse, so that snnc's own autapse
+            // masking is exercised.
+            let w_rec = weight("recurrent_weights_given")?;
+            plan.weights.insert(format!("{CELL}.input_weights"), w_in);
+            plan.weights.insert(format!("{CELL}.recurrent_weights"), w_rec);
+            if model == "LIFRecurrentCell" {
+                Layer::LIFRecurrent { name: cell, input: in_features, hidden, p: lif_params(params, model)?, autapses }
+            } else {
+                Layer::LSNNRecurrent {
+                    name: cell,
+                    input: in_features,
+                    hidden,
+                    p: lsnn_params(params, model)?,
+                    autapses,
+                }
+            }
+        }
+        other => return unsupported(format!("model `{other}` is not supported by the runner")),
+    };
+    let net = Network {
+        version: snnc_frontend::FORMAT_VERSION,
+        name: name.to_string(),
+        steps,
+        dt,
+        input,
+        encoder: None,
+        layers: vec![layer],
+        readout: Readout::Sequence,
+        seed: 0,
+    };
+    set_lower(plan, net, false);
+
+    let default_state = match json.get("initial_state_is_norse_default") {
+        Some(v) => as_bool(v, "initial_state_is_norse_default")?,
+        None => true,
+    };
+    if !default_state {
+        for (k, v) in as_obj(get(json, "initial_state")?, "initial_state")? {
+            plan.initial_state.insert(format!("{CELL}.{k}"), tensor(v, &format!("initial_state.{k}"))?);
+        }
+    }
+    for (k, v) in as_obj(get(json, "expected")?, "expected")? {
+        plan.checks.push(Check {
+            label: k.clone(),
+            source: Source::Trace(format!("{CELL}.{k}")),
+            kind: kind_of(k),
+            expected: tensor(v, &format!("expected.{k}"))?,
+        });
+    }
+    Ok(())
+}
+
+/// A field of a layer object, under any of the given names.
+fn field<'a>(layer: &'a Map<String, Value>, keys: &[&str]) -> Option<&'a Value> {
+    keys.iter().find_map(|k| layer.get(*k))
+}
+
+fn req_field<'a>(layer: &'a Map<String, Value>, keys: &[&str], what: &str) -> PResult<&'a Value> {
+    match field(layer, keys) {
+        Some(v) => Ok(v),
+        None => bad(format!("{what}: missing field `{}`", keys[0])),
+    }
+}
+
+fn opt_u32(layer: &Map<String, Value>, keys: &[&str], what: &str) -> PResult<Option<u32>> {
+    field(layer, keys).filter(|v| !v.is_null()).map(|v| as_u32(v, &format!("{what}.{}", keys[0]))).transpose()
+}
+
+fn layer_params<'a>(layer: &'a Map<String, Value>, what: &str) -> PResult<&'a Map<String, Value>> {
+    static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    match layer.get("parameters").or_else(|| layer.get("p")) {
+        Some(v) => as_obj(v, &format!("{what}.parameters")),
+        None => Ok(EMPTY.get_or_init(Map::new)),
+    }
+}
+
+/// One layer of a network case, and its `dt` when it has one.
+fn layer_from(obj: &Map<String, Value>, index: usize) -> PResult<(Layer, Option<f64>)> {
+    let ty = as_str(req_field(obj, &["type"], &format!("layers[{index}]"))?, "type")?;
+    let name = match obj.get("name") {
+        Some(n) => Some(as_str(n, &format!("layers[{index}].name"))?.to_string()),
+        None => None,
+    };
+    let what = format!("layer `{}`", name.as_deref().unwrap_or(ty));
+    let dt = obj.get("dt").map(|v| as_f64(v, &format!("{what}.dt"))).transpose()?;
+    let bias = match obj.get("bias") {
+        Some(b) => as_bool(b, &format!("{what}.bias"))?,
+        None => true,
+    };
+    let autapses = match obj.get("autapses") {
+        Some(b) => as_bool(b, &format!("{what}.autapses"))?,
+        None => false,
+    };
+    let params = layer_params(obj, &what)?;
+    let layer = match ty {
+        "Linear" => Layer::Linear {
+            name,
+            input: opt_u32(obj, &["in_features", "in"], &what)?,
+            out: as_u32(req_field(obj, &["out_features", "out"], &what)?, &format!("{what}.out_features"))?,
+            bias,
+        },
+        "Conv2d" => Layer::Conv2d {
+            name,
+            in_channels: opt_u32(obj, &["in_channels"], &what)?,
+            out_channels: as_u32(req_field(obj, &["out_channels"], &what)?, &format!("{what}.out_channels"))?,
+            kernel_size: as_square(req_field(obj, &["kernel_size"], &what)?, &format!("{what}.kernel_size"))?,
+            stride: field(obj, &["stride"]).map(|v| as_square(v, &format!("{what}.stride"))).transpose()?.unwrap_or(1),
+            padding: field(obj, &["padding"])
+                .map(|v| as_square(v, &format!("{what}.padding")))
+                .transpose()?
+                .unwrap_or(0),
+            bias,
+        },
+        "MaxPool2d" => {
+            let kernel_size = as_square(req_field(obj, &["kernel", "kernel_size"], &what)?, &format!("{what}.kernel"))?;
+            let stride = field(obj, &["stride"])
+                .filter(|v| !v.is_null())
+                .map(|v| as_square(v, &format!("{what}.stride")))
+                .transpose()?;
+            Layer::MaxPool2d { name, kernel_size, stride }
+        }
+        "Flatten" => Layer::Flatten { name },
+        "ReLU" => Layer::ReLU { name },
+        "Scale" => {
+            Layer::Scale { name, factor: as_f64(req_field(obj, &["factor"], &what)?, &format!("{what}.factor"))? }
+        }
+        "LIF" => Layer::LIF { name, p: lif_params(params, &what)? },
+        "LI" => Layer::LI { name, p: li_params(params, &what)? },
+        "LSNN" => Layer::LSNN { name, p: lsnn_params(params, &what)? },
+        "LIFBox" => Layer::LIFBox { name, p: lif_box_params(params, &what)? },
+        "LIFAdEx" => Layer::LIFAdEx { name, p: lif_adex_params(params, &what)? },
+        "LIFRecurrent" | "LSNNRecurrent" => {
+            let input = opt_u32(obj, &["input_size", "in_features", "in"], &what)?;
+            let hidden = as_u32(
+                req_field(obj, &["hidden_size", "out_features", "hidden"], &what)?,
+                &format!("{what}.hidden_size"),
+            )?;
+            if ty == "LIFRecurrent" {
+                Layer::LIFRecurrent { name, input, hidden, p: lif_params(params, &what)?, autapses }
+            } else {
+                Layer::LSNNRecurrent { name, input, hidden, p: lsnn_params(params, &what)?, autapses }
+            }
+        }
+        "LILinear" => Layer::LILinear {
+            name,
+            input: opt_u32(obj, &["in_features", "input_size", "in"], &what)?,
+            out: as_u32(
+                req_field(obj, &["out_features", "hidden_size", "out"], &what)?,
+                &format!("{what}.out_features"),
+            )?,
+            p: li_params(params, &what)?,
+        },
+        other => return unsupported(format!("layer type `{other}` is not supported")),
+    };
+    Ok((layer, dt))
+}
+
+fn plan_network(json: &Value, name: &str, plan: &mut Plan) -> PResult<()> {
+    let mut layers = Vec::new();
+    let mut dts: Vec<(String, f64)> = Vec::new();
+    let list = match get(json, "layers")?.as_array() {
+        Some(l) => l,
+        None => return bad("`layers` must be a list"),
+    };
+    for (index, l) in list.iter().enumerate() {
+        let (layer, dt) = layer_from(as_obj(l, &format!("layers[{index}]"))?, index)?;
+        if let Some(dt) = dt {
+            dts.push((layer.name(index), dt));
+        }
+        layers.push(layer);
+    }
+    let inputs = get(json, "inputs")?;
+    let x = tensor(get(inputs, "x")?, "inputs.x")?;
+    let mut poisson = false;
+    let (encoder, steps, input, x) = match json.get("encoder").filter(|e| !e.is_null()) {
+        Some(enc) => {
+            let obj = as_obj(enc, "encoder")?;
+            let ty = as_str(get(enc, "type")?, "encoder.type")?;
+            let mut params = layer_params(obj, "encoder")?.clone();
+            // Encoder fields may sit beside `parameters` (seq_length, dt, f_max).
+            for (k, v) in obj {
+                if !matches!(k.as_str(), "type" | "parameters" | "p" | "name") {
+                    params.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+            let steps = as_u32(get(enc, "seq_length")?, "encoder.seq_length")?;
+            if let Some(dt) = params.get("dt") {
+                dts.push(("encoder".into(), as_f64(dt, "encoder.dt")?));
+            }
+            let encoder = encoder_from(ty, &params, "encoder")?;
+            let (x, input) = encoder_input(x, "inputs.x")?;
+            if matches!(encoder, Encoder::Poisson { .. }) {
+                poisson = true;
+                poisson_uniforms(inputs, &x.shape, plan)?;
+            }
+            (Some(encoder), steps, input, x)
+        }
+        None => {
+            if x.shape.len() < 3 {
+                return bad(format!("`inputs.x` must be [T, batch, ...], got shape {:?}", x.shape));
+            }
+            let steps = dims_u32(&x.shape[..1], "inputs.x")?[0];
+            let input = dims_u32(&x.shape[2..], "inputs.x")?;
+            (None, steps, input, x)
+        }
+    };
+    plan.inputs.insert("x".into(), x);
+    let dt = match dts.split_first() {
+        None => 0.001,
+        Some(((_, first), rest)) => {
+            if let Some((other, odt)) = rest.iter().find(|(_, d)| d != first) {
+                return unsupported(format!(
+                    "layers use different dt ({} has {first}, {other} has {odt}); snnc has one dt per network",
+                    dts[0].0
+                ));
+            }
+            *first
+        }
+    };
+    let loss = json.get("loss").filter(|l| !l.is_null());
+    let loss_type = loss.map(|l| as_str(get(l, "type")?, "loss.type")).transpose()?;
+    let readout =
+        if loss_type == Some("decode_max_log_softmax_nll") { Readout::MaxLogSoftmax } else { Readout::Sequence };
+    let net = Network {
+        version: snnc_frontend::FORMAT_VERSION,
+        name: name.to_string(),
+        steps,
+        dt,
+        input,
+        encoder,
+        layers,
+        readout,
+        seed: 0,
+    };
+    set_lower(plan, net, poisson);
+
+    // Weights: the recurrent weights as given to Norse (so snnc's autapse
+    // masking is exercised) in place of the effective ones.
+    if let Some(w) = json.get("weights") {
+        let w = as_obj(w, "weights")?;
+        for (k, v) in w {
+            if let Some(base) = k.strip_suffix(".recurrent_weights_given") {
+                plan.weights.insert(format!("{base}.recurrent_weights"), tensor(v, &format!("weights.{k}"))?);
+            } else if k.ends_with(".recurrent_weights") && w.contains_key(&format!("{k}_given")) {
+                // The effective weights: snnc computes them.
+            } else {
+                plan.weights.insert(k.clone(), tensor(v, &format!("weights.{k}"))?);
+            }
+        }
+    }
+
+    for (k, v) in as_obj(get(json, "expected")?, "expected")? {
+        let source = match k.as_str() {
+            "output" => Source::Output("output".into()),
+            "log_p_y" => Source::Output("readout".into()),
+            "max_over_time_argmax_t" => Source::ArgmaxOverTime("output".into()),
+            other => Source::Trace(other.to_string()),
+        };
+        plan.checks.push(Check {
+            label: k.clone(),
+            source,
+            kind: kind_of(k),
+            expected: tensor(v, &format!("expected.{k}"))?,
+        });
+    }
+
+    // The loss value, recomputed from the outputs.
+    if let (Some(loss), Some(ty)) = (loss, loss_type) {
+        let value = match loss.get("value") {
+            Some(v) => as_f64(v, "loss.value")?,
+            None => return Ok(()),
+        };
+        let spec = match ty {
+            "weighted_sum" => LossSpec::WeightedSum(tensor(get(loss, "weights")?, "loss.weights")?),
+            "decode_max_log_softmax_nll" => {
+                let targets = match get(loss, "targets")?.as_array() {
+                    Some(t) => {
+                        t.iter().map(|v| as_u32(v, "loss.targets").map(|x| x as usize)).collect::<PResult<_>>()?
+                    }
+                    None => return bad("`loss.targets` must be a list"),
+                };
+                LossSpec::Nll(targets)
+            }
+            other => {
+                plan.skipped.push(("loss".into(), format!("loss type `{other}` is not known to the runner")));
+                return Ok(());
+            }
+        };
+        plan.checks.push(Check {
+            label: "loss".into(),
+            source: Source::Loss(spec),
+            kind: Kind::Float,
+            expected: Tensor { shape: Vec::new(), dtype: ElemType::F64, data: vec![value] },
+        });
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Building and running.
+
+/// What a run produced.
+#[derive(Debug, Clone, Default)]
+struct Values {
+    outputs: BTreeMap<String, Tensor>,
+    traces: BTreeMap<String, Tensor>,
+}
+
+/// `threshold(x)` over a static batch `x: [B]`, output `z`.
+fn threshold_module(float: Dtype, method: Method, alpha: f64) -> Result<Module, String> {
+    let mut b = Builder::new("threshold", 1, 0.001, float);
+    let input = b.input("x", Type::new(float, Shape::batched(&[])));
+    b.begin_seq();
+    let x = b.emit(Op::Input(input)).map_err(|e| e.to_string())?;
+    let z = b.threshold(x, snnc_frontend::surrogate(method, alpha)).map_err(|e| e.to_string())?;
+    b.name(z, "z");
+    b.output("z", z);
+    Ok(b.finish())
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}
+
+fn execute(plan: &Plan, file: &str) -> Result<Values, String> {
+    let module = match &plan.program {
+        Program::Network { net, opts } => {
+            snnc_frontend::lower(net, file, opts).map_err(|e| format!("lowering failed: {e}"))?
+        }
+        Program::Threshold { method, alpha } => threshold_module(plan.float, *method, *alpha)?,
+    };
+    let info = snnc_ir::validate(&module).map_err(|e| format!("the lowered module is invalid: {e}"))?;
+    let mut weights = snnc_runtime::init_weights(&module, 0);
+    for (name, w) in &plan.weights {
+        match weights.get(name) {
+            None => {
+                let known = weights.keys().cloned().collect::<Vec<_>>().join(", ");
+                return Err(format!(
+                    "the oracle gives weight `{name}`, which the lowered module lacks (it has: {known})"
+                ));
+            }
+            Some(default) if default.shape != w.shape => {
+                return Err(format!(
+                    "weight `{name}`: the oracle's shape is {:?}, the lowered module's is {:?}",
+                    w.shape, default.shape
+                ));
+            }
+            Some(_) => {}
+        }
+        weights.insert(name.clone(), w.clone());
+    }
+    for name in plan.initial_state.keys() {
+        if !module.states.iter().any(|(_, st)| &st.name == name) {
+            let known = module.states.iter().map(|(_, st)| st.name.clone()).collect::<Vec<_>>().join(", ");
+            return Err(format!(
+                "the oracle gives initial state `{name}`, which the lowered module lacks (it has: {known})"
+            ));
+        }
+    }
+    let opts = snnc_interp::RunOptions { record: true, initial_state: plan.initial_state.clone() };
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        snnc_interp::run(&module, &info, &weights, &plan.inputs, &opts)
+    }));
+    match run {
+        Ok(Ok(res)) => Ok(Values { outputs: res.outputs, traces: res.traces }),
+        Ok(Err(e)) => Err(format!("the interpreter failed: {e}")),
+        Err(payload) => Err(format!("the interpreter panicked: {}", panic_message(payload.as_ref()))),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Comparing.
+
+fn compare(plan: &Plan, values: &Values) -> Vec<TensorReport> {
+    let mut reports = Vec::new();
+    for check in &plan.checks {
+        reports.push(match actual_of(&check.source, values) {
+            Ok(actual) => compare_tensor(&check.label, &actual, &check.expected, check.kind, plan.atol, plan.rtol),
+            Err(e) => {
+                TensorReport { tensor: check.label.clone(), max_abs_err: None, allowed: None, status: Status::Fail(e) }
+            }
+        });
+    }
+    for (label, why) in &plan.skipped {
+        reports.push(TensorReport {
+            tensor: label.clone(),
+            max_abs_err: None,
+            allowed: None,
+            status: Status::Skipped(why.clone()),
+        });
+    }
+    reports
+}
+
+fn lookup<'a>(values: &'a Values, name: &str, output_first: bool) -> Result<&'a Tensor, String> {
+    let (first, second) =
+        if output_first { (&values.outputs, &values.traces) } else { (&values.traces, &values.outputs) };
+    first.get(name).or_else(|| second.get(name)).ok_or_else(|| {
+        let mut known: Vec<&str> = values.outputs.keys().chain(values.traces.keys()).map(String::as_str).collect();
+        known.sort_unstable();
+        known.dedup();
+        format!("missing: no trace or output `{name}` (have: {})", known.join(", "))
+    })
+}
+
+fn actual_of(source: &Source, values: &Values) -> Result<Tensor, String> {
+    match source {
+        Source::Trace(name) => lookup(values, name, false).cloned(),
+        Source::Output(name) => lookup(values, name, true).cloned(),
+        Source::ArgmaxOverTime(name) => argmax_over_time(lookup(values, name, true)?),
+        Source::Loss(spec) => loss_of(spec, values),
+    }
+}
+
+/// The first index of the maximum over dim 0 (`torch.max(x, 0)` on the CPU).
+pub fn argmax_over_time(t: &Tensor) -> Result<Tensor, String> {
+    let Some((&steps, rest)) = t.shape.split_first() else {
+        return Err(format!("cannot take the argmax over time of a scalar (shape {:?})", t.shape));
+    };
+    let n: usize = rest.iter().product();
+    let mut best = vec![f64::NEG_INFINITY; n];
+    let mut arg = vec![0.0; n];
+    for step in 0..steps {
+        for k in 0..n {
+            let x = t.data[step * n + k];
+            if x > best[k] || (step == 0 && x.is_nan()) {
+                best[k] = x;
+                arg[k] = step as f64;
+            }
+        }
+    }
+    Ok(Tensor { shape: rest.to_vec(), dtype: ElemType::I64, data: arg })
+}
+
+fn loss_of(spec: &LossSpec, values: &Values) -> Result<Tensor, String> {
+    let value = match spec {
+        LossSpec::WeightedSum(w) => {
+            let out = lookup(values, "output", true)?;
+            if out.len() != w.len() {
+                return Err(format!("output has shape {:?} but the loss weights {:?}", out.shape, w.shape));
+            }
+            out.data.iter().zip(&w.data).map(|(a, b)| a * b).sum()
+        }
+        LossSpec::Nll(targets) => {
+            let lp = lookup(values, "readout", true)?;
+            let [batch, classes] = lp.shape[..] else {
+                return Err(format!("readout must be [batch, classes], got {:?}", lp.shape));
+            };
+            if targets.len() != batch || targets.iter().any(|&t| t >= classes) {
+                return Err(format!("targets {targets:?} do not fit readout shape {:?}", lp.shape));
+            }
+            -targets.iter().enumerate().map(|(b, &t)| lp.data[b * classes + t]).sum::<f64>() / batch as f64
+        }
+    };
+    Ok(Tensor { shape: Vec::new(), dtype: ElemType::F64, data: vec![value] })
+}
+
+/// The shape without its size-1 dimensions.
+fn squeezed(shape: &[usize]) -> Vec<usize> {
+    shape.iter().copied().filter(|&d| d != 1).collect()
+}
+
+/// The multi-index of flat index `k` in `shape`.
+fn unravel(mut k: usize, shape: &[usize]) -> Vec<usize> {
+    let mut idx = vec![0; shape.len()];
+    for (i, &d) in shape.iter().enumerate().rev() {
+        if d > 0 {
+            idx[i] = k % d;
+            k /= d;
+        }
+    }
+    idx
+}
+
+fn fmt_index(idx: &[usize]) -> String {
+    let parts: Vec<String> = idx.iter().map(usize::to_string).collect();
+    format!("[{}]", parts.join(","))
+}
+
+/// Compares one tensor: within `atol + rtol * max|expected|` for
+/// [`Kind::Float`], exactly for [`Kind::Exact`]. NaN never matches a number.
+fn compare_tensor(label: &str, actual: &Tensor, expected: &Tensor, kind: Kind, atol: f64, rtol: f64) -> TensorReport {
+    let fail = |detail: String| TensorReport {
+        tensor: label.to_string(),
+        max_abs_err: None,
+        allowed: None,
+        status: Status::Fail(detail),
+    };
+    if actual.shape != expected.shape
+        && (actual.len() != expected.len() || squeezed(&actual.shape) != squeezed(&expected.shape))
+    {
+        return fail(format!("shape mismatch: expected {:?}, actual {:?}", expected.shape, actual.shape));
+    }
+    let allowed = match kind {
+        Kind::Exact => 0.0,
+        Kind::Float => {
+            let max_expected = expected.data.iter().fold(0.0f64, |m, x| if x.abs() > m { x.abs() } else { m });
+            atol + rtol * max_expected
+        }
+    };
+    let err_at = |a: f64, e: f64| -> f64 {
+        if (a.is_nan() && e.is_nan()) || a == e {
+            0.0
+        } else {
+            let d = (a - e).abs();
+            if d.is_nan() { f64::INFINITY } else { d }
+        }
+    };
+    let mut max_err = 0.0f64;
+    let mut first_bad: Option<usize> = None;
+    let mut n_bad = 0usize;
+    for (k, (&a, &e)) in actual.data.iter().zip(&expected.data).enumerate() {
+        let err = err_at(a, e);
+        max_err = max_err.max(err);
+        if err > allowed {
+            n_bad += 1;
+            first_bad.get_or_insert(k);
+        }
+    }
+    let status = match first_bad {
+        None => Status::Pass,
+        Some(k) => Status::Fail(format!(
+            "{n_bad} of {} differ; first at {}: expected {}, actual {}",
+            expected.len(),
+            fmt_index(&unravel(k, &expected.shape)),
+            expected.data[k],
+            actual.data[k]
+        )),
+    };
+    TensorReport { tensor: label.to_string(), max_abs_err: Some(max_err), allowed: Some(allowed), status }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(shape: &[usize], data: &[f64]) -> Tensor {
+        Tensor { shape: shape.to_vec(), dtype: ElemType::F64, data: data.to_vec() }
+    }
+
+    #[test]
+    fn float_tolerance_is_relative_to_the_largest_expected_value() {
+        let e = t(&[3], &[1.0, -10.0, 0.5]);
+        // allowed = 1e-5 + 1e-4 * 10 = 1.01e-3
+        let ok = compare_tensor("v", &t(&[3], &[1.001, -10.0, 0.5]), &e, Kind::Float, 1e-5, 1e-4);
+        assert_eq!(ok.status, Status::Pass);
+        let bad = compare_tensor("v", &t(&[3], &[1.0, -10.0, 0.502]), &e, Kind::Float, 1e-5, 1e-4);
+        assert_eq!(bad.status, Status::Fail("1 of 3 differ; first at [2]: expected 0.5, actual 0.502".into()));
+        assert!((bad.max_abs_err.unwrap() - 0.002).abs() < 1e-12);
+        assert!((bad.allowed.unwrap() - 1.01e-3).abs() < 1e-15);
+    }
+
+    #[test]
+    fn spikes_are_exact_and_nan_fails() {
+        let e = t(&[2, 2], &[0.0, 1.0, 1.0, 0.0]);
+        let r = compare_tensor("z", &t(&[2, 2], &[0.0, 1.0, 0.0, 0.0]), &e, Kind::Exact, 1.0, 1.0);
+        assert_eq!(r.status, Status::Fail("1 of 4 differ; first at [1,0]: expected 1, actual 0".into()));
+        let r = compare_tensor("v", &t(&[2, 2], &[0.0, f64::NAN, 1.0, 0.0]), &e, Kind::Float, 1.0, 1.0);
+        assert!(matches!(r.status, Status::Fail(_)));
+        assert_eq!(r.max_abs_err, Some(f64::INFINITY));
+    }
+
+    #[test]
+    fn shapes_must_agree_up_to_unit_dims() {
+        let e = t(&[4, 3], &[0.0; 12]);
+        let r = compare_tensor("z", &t(&[4, 1, 3], &[0.0; 12]), &e, Kind::Exact, 0.0, 0.0);
+        assert_eq!(r.status, Status::Pass);
+        let r = compare_tensor("z", &t(&[3, 4], &[0.0; 12]), &e, Kind::Exact, 0.0, 0.0);
+        assert_eq!(r.status, Status::Fail("shape mismatch: expected [4, 3], actual [3, 4]".into()));
+    }
+
+    #[test]
+    fn argmax_over_time_takes_the_first_maximum() {
+        // [T=3, 2]: column 0 ties at 0.0 (first index 0), column 1 peaks at t=1.
+        let x = t(&[3, 2], &[0.0, 0.1, 0.0, 0.5, -1.0, 0.5]);
+        let a = argmax_over_time(&x).unwrap();
+        assert_eq!(a.shape, vec![2]);
+        assert_eq!(a.data, vec![0.0, 1.0]);
+    }
+
+    #[test]
+    fn spike_names() {
+        for n in ["z", "lif1.z", "encoder.z", "z_before_latency_mask", "max_over_time_argmax_t"] {
+            assert_eq!(kind_of(n), Kind::Exact, "{n}");
+        }
+        for n in ["v", "lif1.v", "output", "log_p_y", "v_encoder_internal", "fc1.out"] {
+            assert_eq!(kind_of(n), Kind::Float, "{n}");
+        }
+    }
+
+    fn tensor_json(shape: &[usize], data: &[f64]) -> Value {
+        serde_json::json!({"shape": shape, "dtype": "float32", "data": data})
+    }
+
+    #[test]
+    fn cell_cases_become_one_layer_networks() {
+        let json = serde_json::json!({
+            "schema": "snnc-norse-oracle/1", "name": "c", "model": "LIFRecurrentCell", "dtype": "float32",
+            "parameters": {"tau_syn_inv": 250.0, "v_th": 0.5, "method": "tanh", "alpha": 2.0, "dt": 0.0005, "autapses": true},
+            "inputs": {"x": tensor_json(&[2, 1, 3], &[0.0; 6])},
+            "weights": {"input_weights": tensor_json(&[2, 3], &[0.0; 6]),
+                        "recurrent_weights_given": tensor_json(&[2, 2], &[1.0; 4]),
+                        "recurrent_weights_effective": tensor_json(&[2, 2], &[1.0; 4])},
+            "initial_state": {"v": tensor_json(&[1, 2], &[0.5, 0.5])},
+            "initial_state_is_norse_default": false,
+            "expected": {"z": tensor_json(&[2, 1, 2], &[0.0; 4]), "v": tensor_json(&[2, 1, 2], &[0.0; 4])},
+            "tolerance": {"atol": 1e-5, "rtol_to_max": 1e-4},
+        });
+        let plan = plan_case(&json).unwrap();
+        let Program::Network { net, opts } = &plan.program else { panic!("not a network") };
+        assert_eq!(opts.float, Dtype::F32);
+        assert!(!opts.poisson_uniform_input);
+        assert_eq!((net.steps, net.dt, net.input.clone()), (2, 0.0005, vec![3]));
+        let p = LifParams { tau_syn_inv: 250.0, v_th: 0.5, method: Method::Tanh, alpha: 2.0, ..LifParams::default() };
+        assert_eq!(
+            net.layers,
+            vec![Layer::LIFRecurrent { name: Some("cell".into()), input: Some(3), hidden: 2, p, autapses: true }]
+        );
+        assert_eq!(plan.weights.keys().collect::<Vec<_>>(), ["cell.input_weights", "cell.recurrent_weights"]);
+        assert_eq!(plan.initial_state.keys().collect::<Vec<_>>(), ["cell.v"]);
+        let sources: Vec<_> = plan.checks.iter().map(|c| (c.label.as_str(), c.source.clone(), c.kind)).collect();
+        assert_eq!(
+            sources,
+            [("v", Source::Trace("cell.v".into()), Kind::Float), ("z", Source::Trace("cell.z".into()), Kind::Exact)]
+        );
+    }
+
+    #[test]
+    fn network_cases_map_layers_encoder_and_readout() {
+        let json = serde_json::json!({
+            "schema": "snnc-norse-oracle/1", "name": "n", "model": "network", "dtype": "float64",
+            "layers": [
+                {"type": "Flatten", "name": "flatten0"},
+                {"type": "LIFRecurrent", "name": "l1", "parameters": {"v_th": 0.5}, "autapses": false,
+                 "dt": 0.001, "input_size": 4, "hidden_size": 3},
+                {"type": "Linear", "name": "fc", "in_features": 3, "out_features": 2, "bias": false},
+                {"type": "LI", "name": "out", "parameters": {}, "dt": 0.001}],
+            "encoder": {"type": "ConstantCurrentLIFEncoder", "seq_length": 5, "parameters": {}, "dt": 0.001},
+            "inputs": {"x": tensor_json(&[2, 1, 2, 2], &[0.0; 8])},
+            "weights": {"l1.recurrent_weights_given": tensor_json(&[3, 3], &[1.0; 9]),
+                        "l1.recurrent_weights": tensor_json(&[3, 3], &[0.0; 9]),
+                        "fc.weight": tensor_json(&[2, 3], &[0.0; 6])},
+            "loss": {"type": "decode_max_log_softmax_nll", "value": 0.7, "targets": [1, 0]},
+            "expected": {"output": tensor_json(&[5, 2, 2], &[0.0; 20]),
+                         "log_p_y": tensor_json(&[2, 2], &[0.0; 4]),
+                         "max_over_time_argmax_t": tensor_json(&[2, 2], &[0.0; 4]),
+                         "encoder.z": tensor_json(&[5, 2, 1, 2, 2], &[0.0; 40])},
+            "gradients": {"fc.weight": tensor_json(&[2, 3], &[0.0; 6])},
+        });
+        let plan = plan_case(&json).unwrap();
+        assert_eq!((plan.atol, plan.rtol), (1e-12, 1e-10));
+        let Program::Network { net, opts } = &plan.program else { panic!("not a network") };
+        assert_eq!(opts.float, Dtype::F64);
+        assert_eq!((net.steps, net.dt, net.input.clone()), (5, 0.001, vec![1, 2, 2]));
+        assert_eq!(net.readout, Readout::MaxLogSoftmax);
+        assert_eq!(net.encoder, Some(Encoder::ConstantCurrent { p: LifParams::default() }));
+        assert_eq!(net.layers.len(), 4);
+        assert_eq!(
+            net.layers[1],
+            Layer::LIFRecurrent {
+                name: Some("l1".into()),
+                input: Some(4),
+                hidden: 3,
+                p: LifParams { v_th: 0.5, ..LifParams::default() },
+                autapses: false
+            }
+        );
+        assert_eq!(plan.weights["l1.recurrent_weights"].data, vec![1.0; 9]);
+        assert_eq!(plan.weights.len(), 2);
+        let labels: Vec<_> = plan.checks.iter().map(|c| (c.label.as_str(), c.source.clone())).collect();
+        assert_eq!(labels[0], ("encoder.z", Source::Trace("encoder.z".into())));
+        assert_eq!(labels[1], ("log_p_y", Source::Output("readout".into())));
+        assert_eq!(labels[2], ("max_over_time_argmax_t", Source::ArgmaxOverTime("output".into())));
+        assert_eq!(labels[3], ("output", Source::Output("output".into())));
+        assert_eq!(labels[4].0, "loss");
+        assert_eq!(plan.skipped, vec![("gradients.fc.weight".to_string(), NO_BACKWARD.to_string())]);
+    }
+
+    #[test]
+    fn different_layer_dts_are_unsupported() {
+        let json = serde_json::json!({
+            "schema": "snnc-norse-oracle/1", "model": "network", "dtype": "float32",
+            "layers": [{"type": "LIF", "name": "a", "dt": 0.001}, {"type": "LI", "name": "b", "dt": 0.002}],
+            "inputs": {"x": tensor_json(&[1, 1, 2], &[0.0; 2])},
+            "expected": {},
+        });
+        match plan_case(&json) {
+            Err(PlanError::Unsupported(e)) => assert!(e.contains("different dt"), "{e}"),
+            other => panic!("expected unsupported, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn poisson_feeds_the_uniforms() {
+        let json = serde_json::json!({
+            "schema": "snnc-norse-oracle/1", "model": "PoissonEncoder", "dtype": "float32",
+            "parameters": {"seq_length": 3, "f_max": 20.0, "dt": 0.001, "seed": 42},
+            "inputs": {"x": tensor_json(&[2], &[0.5, 1.0]), "uniform_random": tensor_json(&[3, 2], &[0.1; 6])},
+            "expected": {"z": tensor_json(&[3, 2], &[0.0; 6])},
+        });
+        let plan = plan_case(&json).unwrap();
+        let Program::Network { net, opts } = &plan.program else { panic!("not a network") };
+        assert!(opts.poisson_uniform_input);
+        assert_eq!(net.encoder, Some(Encoder::Poisson { f_max: 20.0, seed: 42 }));
+        assert_eq!(net.input, vec![2]);
+        assert_eq!(plan.inputs["x"].shape, vec![1, 2]);
+        assert_eq!(plan.inputs["uniform"].shape, vec![3, 1, 2]);
+        assert_eq!(plan.checks[0].source, Source::Trace("encoder.z".into()));
+    }
+
+    #[test]
+    fn malformed_files_are_bad_input() {
+        let (_, outcome) = run_json(&serde_json::json!({"schema": "other"}), "f.json");
+        assert!(matches!(outcome, CaseOutcome::BadInput(_)), "{outcome:?}");
+        let (_, outcome) = run_json(
+            &serde_json::json!({"schema": "snnc-norse-oracle/1", "model": "Izhikevich", "dtype": "float32"}),
+            "f",
+        );
+        assert_eq!(outcome, CaseOutcome::Unsupported("model `Izhikevich` is not supported by the runner".into()));
+    }
+
+    #[test]
+    fn render_aligns_columns_and_sums_up() {
+        let report = Report {
+            target: Target::Interp,
+            cases: vec![
+                CaseReport {
+                    name: "a_case".into(),
+                    path: "a_case.json".into(),
+                    dtype: Some("float32".into()),
+                    outcome: CaseOutcome::Ran(vec![
+                        TensorReport {
+                            tensor: "z".into(),
+                            max_abs_err: Some(0.0),
+                            allowed: Some(0.0),
+                            status: Status::Pass,
+                        },
+                        TensorReport {
+                            tensor: "gradients.w".into(),
+                            max_abs_err: None,
+                            allowed: None,
+                            status: Status::Skipped(NO_BACKWARD.into()),
+                        },
+                    ]),
+                },
+                CaseReport {
+                    name: "b".into(),
+                    path: "b.json".into(),
+                    dtype: None,
+                    outcome: CaseOutcome::Error("lowering failed: x".into()),
+                },
+            ],
+        };
+        let text = report.render();
+        let expected = "\
+case    tensor       max abs err  allowed  result
+a_case  z                      0        0  PASS
+a_case  gradients.w            -        -  skipped: no backward yet
+b       -                      -        -  FAIL  lowering failed: x
+1 passed, 1 failed, 1 skipped
+";
+        assert_eq!(text, expected);
+        assert_eq!(report.exit_code(), 1);
+        assert_eq!(report.failures(), vec!["b: lowering failed: x".to_string()]);
+    }
+}

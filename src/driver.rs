@@ -1,0 +1,237 @@
+//! The driver: loads a network, lowers and validates it, runs it on a
+//! target, and prepares inputs. The CLI and the conformance runner use it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use snnc_frontend::{FrontendError, LayerSummary, LowerOptions, Network};
+use snnc_ir::{Dim, Dtype, Module, ModuleInfo};
+use snnc_runtime::{ElemType, Tensor, Weights};
+
+/// What went wrong, sorted by whose fault it is (this decides the exit code).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The user's input is wrong: a file, its syntax, a shape, a parameter.
+    #[error("{0}")]
+    User(String),
+    /// The environment lacks something: a backend, a GPU, a data set.
+    #[error("{0}")]
+    Environment(String),
+    /// A bug in snnc.
+    #[error("internal error (a bug in snnc, please report it): {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The process exit code of DESIGN.md: 2 user input, 3 environment, 1 bug.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::User(_) => 2,
+            Error::Environment(_) => 3,
+            Error::Internal(_) => 1,
+        }
+    }
+}
+
+impl From<FrontendError> for Error {
+    fn from(e: FrontendError) -> Self {
+        Error::User(e.to_string())
+    }
+}
+
+/// Where a network runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// The reference interpreter (f32 or f64).
+    Interp,
+    /// Native code through Cranelift (not built yet).
+    Cpu,
+    /// CUDA PTX through cudarc (not built yet).
+    Cuda,
+}
+
+impl Target {
+    /// Fails for targets whose backend does not exist yet.
+    pub fn ensure_available(self) -> Result<(), Error> {
+        match self {
+            Target::Interp => Ok(()),
+            Target::Cpu => Err(Error::Environment(
+                "the cpu backend is not built yet; use --target interp (the reference interpreter)".into(),
+            )),
+            Target::Cuda => Err(Error::Environment(
+                "the cuda backend is not built yet; use --target interp (the reference interpreter)".into(),
+            )),
+        }
+    }
+}
+
+/// A network lowered to validated IR.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub network: Network,
+    pub module: Module,
+    pub info: ModuleInfo,
+    pub layers: Vec<LayerSummary>,
+}
+
+/// Reads and parses a network file.
+pub fn load(path: &Path) -> Result<Network, Error> {
+    Ok(snnc_frontend::load_network(path)?)
+}
+
+/// Lowers and validates a network.
+pub fn compile(net: &Network, file: &str, opts: &LowerOptions) -> Result<Compiled, Error> {
+    let (module, layers) = snnc_frontend::lower_with_summary(net, file, opts)?;
+    let info = snnc_ir::validate(&module).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(Compiled { network: net.clone(), module, info, layers })
+}
+
+/// The element type of a module's float dtype.
+pub fn elem_type(float: Dtype) -> ElemType {
+    match float {
+        Dtype::F64 => ElemType::F64,
+        _ => ElemType::F32,
+    }
+}
+
+/// A deterministic example input for every module input, with batch size
+/// `batch`. It depends only on the shapes and the batch index:
+///
+/// - a static input (an encoder's "image") holds, per sample, a bright
+///   ring on a dark background, normalised as the Fashion-MNIST tutorial
+///   normalises pixels (`(p - 0.2860) / 0.3530`, so values span about
+///   -0.81..2.02); a ring of another radius for every sample;
+/// - a per-step input holds a constant current per neuron, spread over
+///   `0..1.5` so that LIF neurons fire at different rates or not at all;
+/// - the Poisson encoder's `uniform` input holds snnc's uniform numbers.
+pub fn example_inputs(module: &Module, batch: usize) -> BTreeMap<String, Tensor> {
+    let dtype = elem_type(module.float);
+    let mut res = BTreeMap::new();
+    for (_, input) in module.inputs.iter() {
+        let sample: Vec<usize> = input
+            .ty
+            .shape
+            .0
+            .iter()
+            .filter_map(|d| match d {
+                Dim::Fixed(n) => Some(*n as usize),
+                Dim::Batch => None,
+            })
+            .collect();
+        let per_sample: usize = sample.iter().product();
+        let steps = if input.ty.seq { module.steps as usize } else { 1 };
+        let mut data = Vec::with_capacity(per_sample * batch * steps);
+        for t in 0..steps {
+            for b in 0..batch {
+                for k in 0..per_sample {
+                    let v = if input.name == "uniform" {
+                        snnc_ir::rng::uniform(b as u64, t as u32, k as u64)
+                    } else if input.ty.seq {
+                        // Neuron k of sample b: currents spread over 0..1.5.
+                        let n = per_sample.max(2) as f64 - 1.0;
+                        1.5 * ((k as f64 / n) + 0.37 * b as f64).fract()
+                    } else {
+                        let p = ring_pixel(&sample, k, b);
+                        (p - 0.2860) / 0.3530
+                    };
+                    data.push(v);
+                }
+            }
+        }
+        let mut shape = input.ty.shape.resolve(batch);
+        if input.ty.seq {
+            shape.insert(0, steps);
+        }
+        let t = Tensor::new(shape, dtype, data).expect("the shape was computed from the data");
+        res.insert(input.name.clone(), t);
+    }
+    res
+}
+
+/// Pixel `k` (row-major over `sample`, the last two dims being the image)
+/// of a ring whose radius depends on the sample index `b`, in `[0, 1]`.
+fn ring_pixel(sample: &[usize], k: usize, b: usize) -> f64 {
+    let (h, w) = match sample.len() {
+        0 => (1, 1),
+        1 => (1, sample[0]),
+        n => (sample[n - 2], sample[n - 1]),
+    };
+    let (y, x) = ((k / w) % h, k % w);
+    let cy = (h as f64 - 1.0) / 2.0;
+    let cx = (w as f64 - 1.0) / 2.0;
+    let r = ((y as f64 - cy).powi(2) + (x as f64 - cx).powi(2)).sqrt();
+    let radius = (0.25 + 0.08 * (b % 4) as f64) * (h.max(w) as f64);
+    let width = 0.08 * h.max(w) as f64 + 0.5;
+    (1.0 - ((r - radius) / width).powi(2)).clamp(0.0, 1.0)
+}
+
+/// Reads inputs from a JSON file: either one tensor (for the input `x`) or
+/// an object of named tensors.
+pub fn read_inputs(path: &Path) -> Result<BTreeMap<String, Tensor>, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::User(format!("{}: cannot read the input file: {e}", path.display())))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::User(format!("{}:{}:{}: not valid JSON: {e}", path.display(), e.line(), e.column())))?;
+    let mut res = BTreeMap::new();
+    if value.get("shape").is_some() {
+        let t = Tensor::from_json(&value).map_err(|e| Error::User(format!("{}: {e}", path.display())))?;
+        res.insert("x".to_string(), t);
+        return Ok(res);
+    }
+    let Some(obj) = value.as_object() else {
+        return Err(Error::User(format!(
+            "{}: expected a tensor {{\"shape\": [...], \"dtype\": \"float32\", \"data\": [...]}} or an object of named tensors",
+            path.display()
+        )));
+    };
+    for (name, v) in obj {
+        let t = Tensor::from_json(v).map_err(|e| Error::User(format!("{}: input `{name}`: {e}", path.display())))?;
+        res.insert(name.clone(), t);
+    }
+    Ok(res)
+}
+
+/// Writes a file atomically: a temporary file in the same folder, then a
+/// rename, so a crash never leaves a half-written file.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), Error> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| Error::User(format!("{}: not a file name", path.display())))?;
+    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    std::fs::write(&tmp, contents).map_err(|e| Error::User(format!("{}: cannot write: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::User(format!("{}: cannot write: {e}", path.display()))
+    })
+}
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    pub outputs: BTreeMap<String, Tensor>,
+    pub traces: BTreeMap<String, Tensor>,
+    pub batch: usize,
+}
+
+/// Runs a compiled network on a target.
+pub fn run(
+    compiled: &Compiled,
+    target: Target,
+    weights: &Weights,
+    inputs: &BTreeMap<String, Tensor>,
+    record: bool,
+) -> Result<RunOutput, Error> {
+    target.ensure_available()?;
+    let opts = snnc_interp::RunOptions { record, ..Default::default() };
+    let res = snnc_interp::run(&compiled.module, &compiled.info, weights, inputs, &opts)
+        .map_err(|e| Error::User(e.to_string()))?;
+    let batch = inputs
+        .values()
+        .next()
+        .and_then(|t| {
+            let input = compiled.module.inputs.iter().next()?.1;
+            let pos = input.ty.full_dims(compiled.module.steps).iter().position(|d| *d == Dim::Batch)?;
+            t.shape.get(pos).copied()
+        })
+        .unwrap_or(1);
+    Ok(RunOutput { outputs: res.outputs, traces: res.traces, batch })
+}

@@ -14,6 +14,10 @@ pub enum Error {
     /// The user's input is wrong: a file, its syntax, a shape, a parameter.
     #[error("{0}")]
     User(String),
+    /// The user's input is wrong, and the message is a rendered diagnostic
+    /// that already carries its `error:` labels and locations.
+    #[error("{0}")]
+    Diagnostic(String),
     /// The environment lacks something: a backend, a GPU, a data set.
     #[error("{0}")]
     Environment(String),
@@ -26,7 +30,7 @@ impl Error {
     /// The process exit code of DESIGN.md: 2 user input, 3 environment, 1 bug.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::User(_) => 2,
+            Error::User(_) | Error::Diagnostic(_) => 2,
             Error::Environment(_) => 3,
             Error::Internal(_) => 1,
         }
@@ -35,7 +39,7 @@ impl Error {
 
 impl From<FrontendError> for Error {
     fn from(e: FrontendError) -> Self {
-        Error::User(e.to_string())
+        Error::Diagnostic(e.to_string())
     }
 }
 

@@ -77,8 +77,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = out.flush();
-            eprintln!("error: {e}");
-            ExitCode::from(e.exit_code() as u8)
+            let code = e.exit_code() as u8;
+            match e {
+                Error::Diagnostic(text) => eprintln!("{text}"),
+                e => eprintln!("error: {e}"),
+            }
+            ExitCode::from(code)
         }
     }
 }
@@ -127,8 +131,12 @@ fn check(out: &mut impl Write, path: &Path) -> Result<(), Error> {
             .filter(|(_, p)| p.trainable && p.name.starts_with(&prefix))
             .map(|(_, p)| p.shape.fixed_elements())
             .sum();
-        let state: u64 =
-            m.states.iter().filter(|(_, s)| s.name.starts_with(&prefix)).map(|(_, s)| s.ty.shape.fixed_elements()).sum();
+        let state: u64 = m
+            .states
+            .iter()
+            .filter(|(_, s)| s.name.starts_with(&prefix))
+            .map(|(_, s)| s.ty.shape.fixed_elements())
+            .sum();
         say!(out, "{:<16} {:<16} {:<16} {:>12} {:>12}", l.name, l.kind, shape_str(&l.shape), params, state);
     }
     say!(out, "readout: {:?}", net.readout);
@@ -171,8 +179,8 @@ fn run(out: &mut impl Write, path: &Path, args: RunArgs) -> Result<(), Error> {
         Some(w) => {
             let text = std::fs::read_to_string(w)
                 .map_err(|e| Error::User(format!("{}: cannot read the weights file: {e}", w.display())))?;
-            let mut weights = snnc_runtime::read_weights_json(&text)
-                .map_err(|e| Error::User(format!("{}: {e}", w.display())))?;
+            let mut weights =
+                snnc_runtime::read_weights_json(&text).map_err(|e| Error::User(format!("{}: {e}", w.display())))?;
             // Constant masks are not part of a weights file; fill them in.
             let defaults = snnc_runtime::init_weights(&c.module, 0);
             for (_, p) in c.module.params.iter() {
@@ -190,7 +198,9 @@ fn run(out: &mut impl Write, path: &Path, args: RunArgs) -> Result<(), Error> {
     };
     let (inputs, source) = match &args.input {
         Some(p) => (driver::read_inputs(p)?, display(p)),
-        None => (driver::example_inputs(&c.module, args.batch), format!("built-in example input, batch {}", args.batch)),
+        None => {
+            (driver::example_inputs(&c.module, args.batch), format!("built-in example input, batch {}", args.batch))
+        }
     };
     let started = std::time::Instant::now();
     let res = driver::run(&c, args.target, &weights, &inputs, true)?;
@@ -248,11 +258,7 @@ fn summarize(
         say!(out, "output, shape {:?} (last step shown):", o.shape);
         let t = o.shape[0];
         let per_step = o.len() / t.max(1);
-        let last = Tensor {
-            shape: o.shape[1..].to_vec(),
-            dtype: o.dtype,
-            data: o.data[(t - 1) * per_step..].to_vec(),
-        };
+        let last = Tensor { shape: o.shape[1..].to_vec(), dtype: o.dtype, data: o.data[(t - 1) * per_step..].to_vec() };
         print_rows(out, &last, false);
     }
 }
@@ -284,4 +290,3 @@ fn print_rows(out: &mut impl Write, t: &Tensor, classes: bool) {
         say!(out, "  ... ({batch} samples)");
     }
 }
-

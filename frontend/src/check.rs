@@ -36,11 +36,7 @@ pub const RESERVED_NAMES: [&str; 2] = ["encoder", "output"];
 /// all problems at once in [`FrontendError::Invalid`].
 pub fn check_network(net: &Network, file: &str) -> Result<(), FrontendError> {
     let problems = network_problems(net);
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(FrontendError::Invalid { file: file.to_string(), problems })
-    }
+    if problems.is_empty() { Ok(()) } else { Err(FrontendError::Invalid { file: file.to_string(), problems }) }
 }
 
 /// Every problem of `net`, in the order of the description.
@@ -53,9 +49,7 @@ pub fn network_problems(net: &Network) -> Vec<Problem> {
         );
     }
     if net.steps == 0 {
-        c.push(
-            Problem::new("steps", "must be 1 or more, found 0").with_help("steps is the number of time steps T"),
-        );
+        c.push(Problem::new("steps", "must be 1 or more, found 0").with_help("steps is the number of time steps T"));
     }
     if !net.dt.is_finite() {
         c.push(Problem::new("dt", format!("must be a finite number greater than 0, found {}", net.dt)));
@@ -151,10 +145,7 @@ impl Checker {
             Method::Tanh | Method::Circ | Method::Triangle | Method::HeaviErfc => self.positive(
                 field,
                 value,
-                Some(format!(
-                    "the `{}` surrogate's width parameter; Norse's default is 100",
-                    method.norse_name()
-                )),
+                Some(format!("the `{}` surrogate's width parameter; Norse's default is 100", method.norse_name())),
             ),
             // `super` ignores alpha in Norse 1.1.0 and `heaviside` has no
             // gradient, so any finite alpha will do.
@@ -313,7 +304,9 @@ impl Checker {
             let name = layer.name(index);
             let at = format!("{}: name", layer_at(index, layer));
             if name.is_empty() {
-                self.push(Problem::new(at.clone(), "must not be empty").with_help("leave `name` out to get a default name"));
+                self.push(
+                    Problem::new(at.clone(), "must not be empty").with_help("leave `name` out to get a default name"),
+                );
             } else if name.contains('.') {
                 self.push(
                     Problem::new(at.clone(), format!("must not contain `.`, found `{name}`"))

@@ -42,8 +42,7 @@
 
 pub use crate::error::FrontendError;
 pub use crate::schema::{
-    Encoder, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Method, Network, Readout,
-    ResetMethod,
+    Encoder, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Method, Network, Readout, ResetMethod,
 };
 
 use crate::check::check_network;

@@ -114,9 +114,9 @@ impl FrontendError {
     /// The file name the error refers to.
     pub fn file(&self) -> &str {
         match self {
-            FrontendError::Syntax { file, .. } | FrontendError::Invalid { file, .. } | FrontendError::Io { file, .. } => {
-                file
-            }
+            FrontendError::Syntax { file, .. }
+            | FrontendError::Invalid { file, .. }
+            | FrontendError::Io { file, .. } => file,
         }
     }
 
@@ -144,18 +144,52 @@ impl FrontendError {
     }
 }
 
+/// Lines longer than this are shown as a window around the error.
+const MAX_SNIPPET: usize = 100;
+
+/// The part of `line` to show and where the caret goes in it: the whole
+/// line if it is short, else `MAX_SNIPPET` characters around `caret` with
+/// `...` where the line was cut.
+fn window(line: &str, caret: usize) -> (String, usize) {
+    let n = line.chars().count();
+    if n <= MAX_SNIPPET {
+        return (line.to_string(), caret);
+    }
+    let start = caret.saturating_sub(MAX_SNIPPET / 2).min(n - MAX_SNIPPET);
+    let mut shown: String = line.chars().skip(start).take(MAX_SNIPPET).collect();
+    let mut caret_at = caret - start.min(caret);
+    if start > 0 {
+        shown.insert_str(0, "...");
+        caret_at += 3;
+    }
+    if start + MAX_SNIPPET < n {
+        shown.push_str("...");
+    }
+    (shown, caret_at)
+}
+
 impl fmt::Display for FrontendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FrontendError::Syntax { file, line, col, len, message, snippet, help } => {
                 writeln!(f, "{file}:{line}:{col}: error: {message}")?;
                 let gutter = " ".repeat(line.to_string().len());
+                let (shown, caret_at) = window(snippet, col.saturating_sub(1));
+                let len = (*len).min(shown.chars().count().saturating_sub(caret_at)).max(1);
                 writeln!(f, "{gutter} |")?;
-                writeln!(f, "{line} | {snippet}")?;
+                if shown.is_empty() {
+                    writeln!(f, "{line} |")?;
+                } else {
+                    writeln!(f, "{line} | {shown}")?;
+                }
                 // Copy tabs from the source line so the caret stays aligned.
-                let pad: String =
-                    snippet.chars().chain(std::iter::repeat(' ')).take(col - 1).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
-                write!(f, "{gutter} | {pad}{}", "^".repeat(*len))?;
+                let pad: String = shown
+                    .chars()
+                    .chain(std::iter::repeat(' '))
+                    .take(caret_at)
+                    .map(|c| if c == '\t' { '\t' } else { ' ' })
+                    .collect();
+                write!(f, "{gutter} | {pad}{}", "^".repeat(len))?;
                 if let Some(help) = help {
                     write!(f, "\n{gutter} = help: {help}")?;
                 }

@@ -87,7 +87,12 @@ pub fn lower_with_summary(
     crate::check::check_network(net, file)?;
     let mut summary = Vec::new();
     if !opts.float.is_float() {
-        return Err(invalid(file, "options", format!("the module float type must be f32 or f64, not {}", opts.float), None));
+        return Err(invalid(
+            file,
+            "options",
+            format!("the module float type must be f32 or f64, not {}", opts.float),
+            None,
+        ));
     }
     let mut cx = Lower { b: Builder::new(net.name.clone(), net.steps, net.dt, opts.float), file, dt: net.dt, pre: 0 };
     cx.b.begin_seq();
@@ -242,7 +247,13 @@ impl Lower<'_> {
         self.emit_pre(Op::Param(p))
     }
 
-    fn state(&mut self, name: String, dtype: Dtype, shape: &[u32], init: f64) -> Res<snnc_ir::Handle<snnc_ir::StateVar>> {
+    fn state(
+        &mut self,
+        name: String,
+        dtype: Dtype,
+        shape: &[u32],
+        init: f64,
+    ) -> Res<snnc_ir::Handle<snnc_ir::StateVar>> {
         Ok(self.b.state(name, Type::new(dtype, Shape::batched(shape)), StateInit::Fill(init)))
     }
 
@@ -277,7 +288,12 @@ impl Lower<'_> {
         self.named(Op::Threshold { arg, surrogate: surrogate(method, alpha) }, name)
     }
 
-    fn write(&mut self, state: snnc_ir::Handle<snnc_ir::StateVar>, value: Handle<Node>, name: Option<String>) -> Res<Handle<Node>> {
+    fn write(
+        &mut self,
+        state: snnc_ir::Handle<snnc_ir::StateVar>,
+        value: Handle<Node>,
+        name: Option<String>,
+    ) -> Res<Handle<Node>> {
         let h = self.emit(Op::StateWrite { state, value })?;
         if let Some(n) = name {
             self.b.name(h, n);
@@ -285,7 +301,13 @@ impl Lower<'_> {
         Ok(h)
     }
 
-    fn encoder(&mut self, enc: &Encoder, x: Handle<Node>, shape: &[u32], uniform: Option<Handle<Node>>) -> Res<Handle<Node>> {
+    fn encoder(
+        &mut self,
+        enc: &Encoder,
+        x: Handle<Node>,
+        shape: &[u32],
+        uniform: Option<Handle<Node>>,
+    ) -> Res<Handle<Node>> {
         let float = self.b.float();
         match enc {
             Encoder::ConstantCurrent { p } => {
@@ -320,7 +342,13 @@ impl Lower<'_> {
 
     /// Norse's `lif_current_encoder`: v starts at 0, the input current enters
     /// v directly, `v = v - z * (v - v_reset)`.
-    fn current_encoder(&mut self, p: &LifParams, x: Handle<Node>, shape: &[u32], z_name: &str) -> Res<(Handle<Node>, Handle<Node>)> {
+    fn current_encoder(
+        &mut self,
+        p: &LifParams,
+        x: Handle<Node>,
+        shape: &[u32],
+        z_name: &str,
+    ) -> Res<(Handle<Node>, Handle<Node>)> {
         let float = self.b.float();
         let v_s = self.state("encoder.v".into(), float, shape, 0.0)?;
         let v = self.emit(Op::StateRead(v_s))?;
@@ -375,7 +403,7 @@ impl Lower<'_> {
                             "in_channels is {c}, but {} gives shape {:?} with {} channels",
                             cur.producer, shape, shape[0]
                         ),
-                        Some(format!("set in_channels: Some({}) or leave it out", shape[0])),
+                        Some(format!("set in_channels: {} or leave it out", shape[0])),
                     ));
                 }
                 let (k, s, p) = (*kernel_size, *stride, *padding);
@@ -394,7 +422,12 @@ impl Lower<'_> {
                 }
                 let fan_in = shape[0] * k * k;
                 let bound = 1.0 / f64::from(fan_in).sqrt();
-                let w = self.param(format!("{name}.weight"), &[*out_channels, shape[0], k, k], true, ParamInit::Uniform { bound })?;
+                let w = self.param(
+                    format!("{name}.weight"),
+                    &[*out_channels, shape[0], k, k],
+                    true,
+                    ParamInit::Uniform { bound },
+                )?;
                 let b = if *bias {
                     Some(self.param(format!("{name}.bias"), &[*out_channels], true, ParamInit::Uniform { bound })?)
                 } else {
@@ -500,14 +533,19 @@ impl Lower<'_> {
     /// against the size given in the description.
     fn last_dim(&self, at: &str, cur: &Value, given: Option<u32>, field: &str) -> Res<u32> {
         let Some(&n) = cur.shape.last() else {
-            return Err(invalid(self.file, at, format!("{} gives a scalar per sample; this layer needs a vector", cur.producer), None));
+            return Err(invalid(
+                self.file,
+                at,
+                format!("{} gives a scalar per sample; this layer needs a vector", cur.producer),
+                None,
+            ));
         };
         if let Some(g) = given.filter(|g| *g != n) {
             return Err(invalid(
                 self.file,
                 at,
                 format!("`{field}` is {g}, but {} gives shape {:?} (last dimension {n})", cur.producer, cur.shape),
-                Some(format!("set {field}: Some({n}), or leave it out to take it from the previous layer")),
+                Some(format!("set {field}: {n}, or leave it out to take it from the previous layer")),
             ));
         }
         Ok(n)
@@ -515,10 +553,17 @@ impl Lower<'_> {
 
     /// Input and (masked) recurrent weights, initialised as Norse does:
     /// `randn * sqrt(2 / hidden)`.
-    fn recurrent_weights(&mut self, name: &str, n_in: u32, hidden: u32, autapses: bool) -> Res<(Handle<Node>, Handle<Node>)> {
+    fn recurrent_weights(
+        &mut self,
+        name: &str,
+        n_in: u32,
+        hidden: u32,
+        autapses: bool,
+    ) -> Res<(Handle<Node>, Handle<Node>)> {
         let std = (2.0 / f64::from(hidden)).sqrt();
         let w_in = self.param(format!("{name}.input_weights"), &[hidden, n_in], true, ParamInit::Normal { std })?;
-        let w_rec = self.param(format!("{name}.recurrent_weights"), &[hidden, hidden], true, ParamInit::Normal { std })?;
+        let w_rec =
+            self.param(format!("{name}.recurrent_weights"), &[hidden, hidden], true, ParamInit::Normal { std })?;
         if autapses {
             return Ok((w_in, w_rec));
         }
@@ -531,7 +576,14 @@ impl Lower<'_> {
 
     /// LIF (feed-forward `lif_feed_forward_step`, or recurrent `lif_step`
     /// when `weights` is given). Returns the spikes.
-    fn lif(&mut self, name: &str, p: &LifParams, x: Handle<Node>, shape: &[u32], weights: Option<(Handle<Node>, Handle<Node>)>) -> Res<Handle<Node>> {
+    fn lif(
+        &mut self,
+        name: &str,
+        p: &LifParams,
+        x: Handle<Node>,
+        shape: &[u32],
+        weights: Option<(Handle<Node>, Handle<Node>)>,
+    ) -> Res<Handle<Node>> {
         let float = self.b.float();
         let z_state = match weights {
             Some(_) => Some(self.state(format!("{name}.z"), Dtype::Spike, shape, 0.0)?),
@@ -593,7 +645,14 @@ impl Lower<'_> {
     /// `lsnn_feed_forward_step`, or `lsnn_step` with weights. The input
     /// enters the current after the voltage update (one step of delay) and
     /// `b` is the adaptive threshold itself.
-    fn lsnn(&mut self, name: &str, p: &LsnnParams, x: Handle<Node>, shape: &[u32], weights: Option<(Handle<Node>, Handle<Node>)>) -> Res<Handle<Node>> {
+    fn lsnn(
+        &mut self,
+        name: &str,
+        p: &LsnnParams,
+        x: Handle<Node>,
+        shape: &[u32],
+        weights: Option<(Handle<Node>, Handle<Node>)>,
+    ) -> Res<Handle<Node>> {
         let float = self.b.float();
         let z_state = match weights {
             Some(_) => Some(self.state(format!("{name}.z"), Dtype::Spike, shape, 0.0)?),

@@ -40,8 +40,8 @@ pub fn parse_network(text: &str, file: &str) -> Result<Network, FrontendError> {
 /// Reads and parses a network description from a file.
 pub fn load_network(path: &Path) -> Result<Network, FrontendError> {
     let file = path.display().to_string();
-    let text =
-        std::fs::read_to_string(path).map_err(|err| FrontendError::Io { file: file.clone(), message: err.to_string() })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| FrontendError::Io { file: file.clone(), message: err.to_string() })?;
     parse_network(&text, &file)
 }
 
@@ -158,15 +158,47 @@ fn syntax_error(text: &str, file: &str, err: &SpannedError) -> FrontendError {
     let (start, end) = (err.span.start, err.span.end);
     let mut len = if end.line == start.line && end.col > start.col { end.col - start.col } else { 1 };
     let mut index = index_of(&chars, start.line, start.col);
-    // ron's span often starts at the whitespace before the offending token.
-    if chars.get(index).is_some_and(|c| c.is_whitespace()) {
+    if err.code == RonError::Eof {
+        // Point just after the last token, not at the empty end.
+        index = previous_token_end(&chars, chars.len()).unwrap_or(0);
+        len = 1;
+    } else if chars.get(index).is_some_and(|c| c.is_whitespace()) {
+        // ron's span often starts at the whitespace before the token.
         while chars.get(index).is_some_and(|c| c.is_whitespace()) {
             index += 1;
         }
         len = 1;
     }
     let found = token_at(&chars, index);
+    let after_digit = index > 0 && chars[index - 1].is_ascii_digit();
     let (mut message, mut help) = describe(&err.code, found.as_deref());
+    if err.code == RonError::ExpectedComma
+        && after_digit
+        && found.as_deref().is_some_and(|t| t.starts_with(['.', 'e', 'E']))
+    {
+        // `steps: 3.5`: ron read `3` as the integer and stopped at `.5`.
+        let start =
+            (0..index).rev().take_while(|&i| chars[i].is_ascii_digit() || chars[i] == '-').last().unwrap_or(index);
+        let number: String = chars[start..index]
+            .iter()
+            .chain(found.as_deref().unwrap_or("").chars().collect::<Vec<_>>().iter())
+            .collect();
+        let (line, col) = position_of(&chars, start);
+        return FrontendError::syntax_at(
+            text,
+            file,
+            line,
+            col,
+            number.chars().count(),
+            format!("expected a whole number, found `{number}`"),
+            Some("sizes, `steps`, `version` and `seed` are integers".to_string()),
+        );
+    }
+    if err.code == RonError::IntegerOutOfBounds && index > 0 && chars[index - 1] == '-' {
+        // ron points after the minus sign of a negative integer.
+        index -= 1;
+        len += 1;
+    }
     if is_expected_error(&err.code) {
         let (line, _) = position_of(&chars, index);
         match (&err.code, previous_token_end(&chars, index)) {
@@ -316,7 +348,8 @@ fn describe(code: &RonError, found: Option<&str>) -> (String, Option<String>) {
                 Some(outer) => format!("missing field `{field}` in `{outer}`"),
                 None => format!("missing field `{field}`"),
             };
-            (message, Some(format!("add `{field}: ...`")))
+            let example = if *field == "version" { FORMAT_VERSION.to_string() } else { "...".to_string() };
+            (message, Some(format!("add `{field}: {example}`")))
         }
         RonError::DuplicateStructField { field, outer } => {
             let message = match outer {
@@ -329,22 +362,30 @@ fn describe(code: &RonError, found: Option<&str>) -> (String, Option<String>) {
             format!("expected `{expected}` but found `{found}`"),
             Some(format!("write `{expected}(...)` or leave the name out: `(...)`")),
         ),
-        RonError::Eof => ("unexpected end of the text".to_string(), Some("a closing `)` or `]` may be missing".to_string())),
-        RonError::ExceededRecursionLimit => {
-            (format!("nested more than {RECURSION_LIMIT} levels deep"), Some("a closing `)` or `]` may be missing".to_string()))
+        RonError::Eof => {
+            ("unexpected end of the text".to_string(), Some("a closing `)` or `]` may be missing".to_string()))
         }
+        RonError::ExceededRecursionLimit => (
+            format!("nested more than {RECURSION_LIMIT} levels deep"),
+            Some("a closing `)` or `]` may be missing".to_string()),
+        ),
         RonError::TrailingCharacters => (
             "unexpected text after the end of the network".to_string(),
             Some("the description is one `(...)`; a `)` may be misplaced".to_string()),
         ),
         RonError::IntegerOutOfBounds => (
             "integer out of range".to_string(),
-            Some("sizes, `steps` and `version` are whole numbers from 0 to 4294967295, `seed` from 0 to 2^64-1".to_string()),
+            Some(
+                "sizes, `steps` and `version` are whole numbers from 0 to 4294967295, `seed` from 0 to 2^64-1"
+                    .to_string(),
+            ),
         ),
         other => {
             let message = lower_first(&other.to_string());
             let help = match (other, found) {
-                (RonError::ExpectedIdentifier | RonError::ExpectedStructLike, Some(token)) if token.starts_with('"') => {
+                (RonError::ExpectedIdentifier | RonError::ExpectedStructLike, Some(token))
+                    if token.starts_with('"') =>
+                {
                     Some("kinds, methods and readouts are written without quotes, e.g. `method: tanh`".to_string())
                 }
                 (RonError::ExpectedIdentifier, Some(",") | Some("]")) => {
@@ -358,9 +399,6 @@ fn describe(code: &RonError, found: Option<&str>) -> (String, Option<String>) {
                 }
                 (RonError::ExpectedComma, Some("(")) => {
                     Some("values such as `MaxLogSoftmax` or `true` take no parentheses".to_string())
-                }
-                (RonError::ExpectedComma, Some(token)) if token.starts_with('.') => {
-                    Some("this field is a whole number".to_string())
                 }
                 _ => None,
             };

@@ -12,16 +12,41 @@
 //!     name: "tutorial",
 //!     steps: 32,
 //!     input: [1, 28, 28],
-//!     encoder: Some(ConstantCurrent()),
+//!     encoder: ConstantCurrent(),
 //!     layers: [
 //!         Flatten(),
-//!         LIFRecurrent(name: Some("lif1"), hidden: 100, p: (v_th: 0.5)),
+//!         LIFRecurrent(name: "lif1", hidden: 100, p: (v_th: 0.5)),
 //!         Linear(out: 10, bias: false),
 //!         LI(),
 //!     ],
 //!     readout: MaxLogSoftmax,
 //! )
 //! ```
+//!
+//! The rules, as read by [`parse_network`](crate::parse::parse_network):
+//!
+//! * The description is one struct in parentheses; writing its name in
+//!   front, `Network(...)`, is optional. `version` must be 1.
+//! * A layer or encoder is its kind followed by its fields in parentheses,
+//!   `Linear(out: 10)`; the parentheses are needed even without fields,
+//!   `Flatten()`. Braces (`Linear { .. }`) are not RON.
+//! * The input size of a layer is the field `in` (`Linear(in: 784, out: 10)`).
+//! * Neuron parameters are a struct of the fields that differ from Norse's
+//!   defaults: `p: (v_th: 0.5, method: tanh, alpha: 50)`.
+//! * `Option` fields (`name`, `in`, `in_channels`, `encoder`, the stride of
+//!   `MaxPool2d`) take their value directly, `name: "lif1"`, or as
+//!   `Some("lif1")`; `None` is the same as leaving the field out.
+//! * Values without data are bare words, without quotes or parentheses:
+//!   `readout: MaxLogSoftmax`, `method: heavi_erfc` (Norse's names, see
+//!   [`Method`]), `reset_method: subtract`.
+//! * Floats may be written as integers (`v_th: 1`) or with an exponent
+//!   (`dt: 1e-3`); `NaN` and `inf` parse but are rejected by
+//!   [`check_network`](crate::check::check_network). Sizes, `steps` and
+//!   `version` are `u32`, `seed` is `u64`.
+//! * `//` and `/* */` comments and trailing commas are allowed.
+//!
+//! [`to_ron`](crate::parse::to_ron) writes every field, including the
+//! defaults, in this syntax.
 
 use serde::{Deserialize, Serialize};
 

@@ -19,9 +19,13 @@ pub enum ParamInit {
     /// Every element equal to the value.
     Fill(f64),
     /// Uniform in `[-bound, bound)` (PyTorch's default for Linear/Conv).
-    Uniform { bound: f64 },
+    Uniform {
+        bound: f64,
+    },
     /// Normal with mean 0 and the given standard deviation.
-    Normal { std: f64 },
+    Normal {
+        std: f64,
+    },
     /// 1 everywhere except 0 on the diagonal of a square matrix (the mask
     /// that removes autapses from recurrent weights).
     OffDiagonal,

@@ -22,15 +22,8 @@ pub enum UnaryOp {
 }
 
 impl UnaryOp {
-    pub const ALL: [UnaryOp; 7] = [
-        UnaryOp::Neg,
-        UnaryOp::Abs,
-        UnaryOp::Exp,
-        UnaryOp::Log,
-        UnaryOp::Tanh,
-        UnaryOp::Sqrt,
-        UnaryOp::Relu,
-    ];
+    pub const ALL: [UnaryOp; 7] =
+        [UnaryOp::Neg, UnaryOp::Abs, UnaryOp::Exp, UnaryOp::Log, UnaryOp::Tanh, UnaryOp::Sqrt, UnaryOp::Relu];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -57,14 +50,8 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
-    pub const ALL: [BinaryOp; 6] = [
-        BinaryOp::Add,
-        BinaryOp::Sub,
-        BinaryOp::Mul,
-        BinaryOp::Div,
-        BinaryOp::Max,
-        BinaryOp::Min,
-    ];
+    pub const ALL: [BinaryOp; 6] =
+        [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Max, BinaryOp::Min];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -178,9 +165,7 @@ impl Surrogate {
             }
             Surrogate::Triangle { alpha } => alpha * (1.0 - x.abs()).max(0.0),
             Surrogate::Circ { alpha } => alpha.powi(3) / (alpha * alpha + x * x).powf(1.5),
-            Surrogate::Erfc { alpha } => {
-                2.0 * (-(alpha * x) * (alpha * x)).exp() / std::f64::consts::PI.sqrt()
-            }
+            Surrogate::Erfc { alpha } => 2.0 * (-(alpha * x) * (alpha * x)).exp() / std::f64::consts::PI.sqrt(),
             Surrogate::Heaviside => 0.0,
         }
     }
@@ -305,9 +290,7 @@ impl Op {
     /// The operands, in order.
     pub fn operands(&self) -> Vec<Handle<Node>> {
         match *self {
-            Op::Input(_) | Op::Param(_) | Op::Const { .. } | Op::StateRead(_) | Op::Uniform { .. } => {
-                Vec::new()
-            }
+            Op::Input(_) | Op::Param(_) | Op::Const { .. } | Op::StateRead(_) | Op::Uniform { .. } => Vec::new(),
             Op::StateWrite { value, .. } => vec![value],
             Op::Step(a) | Op::Collect(a) | Op::StopGradient(a) => vec![a],
             Op::Unary { arg, .. }

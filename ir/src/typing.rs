@@ -69,9 +69,8 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
                 (x, y) if x == y => x,
                 (x, y) => return Err(format!("`{}` mixes {x} and {y}", op.name())),
             };
-            let (seq, shape) = broadcast(module.steps, a, b).ok_or_else(|| {
-                format!("`{}` cannot broadcast {a} with {b}", op.name())
-            })?;
+            let (seq, shape) = broadcast(module.steps, a, b)
+                .ok_or_else(|| format!("`{}` cannot broadcast {a} with {b}", op.name()))?;
             Ok(Type { dtype, seq, shape })
         }
         Op::Compare { op, lhs, rhs } => {
@@ -93,8 +92,8 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
                 (Dtype::Spike, f) | (f, Dtype::Spike) => f,
                 (x, y) => return Err(format!("`select` mixes {x} and {y}")),
             };
-            let (seq, shape) = broadcast(module.steps, a, b)
-                .ok_or_else(|| format!("`select` cannot broadcast {a} with {b}"))?;
+            let (seq, shape) =
+                broadcast(module.steps, a, b).ok_or_else(|| format!("`select` cannot broadcast {a} with {b}"))?;
             let res = Type { dtype, seq, shape };
             match broadcast(module.steps, &res, c) {
                 Some((s, sh)) if s == res.seq && sh == res.shape => Ok(res),
@@ -239,17 +238,15 @@ pub fn broadcast(steps: u32, a: &Type, b: &Type) -> Option<(bool, Shape)> {
     if fa == fb && a.seq == b.seq {
         return Some((a.seq, a.shape.clone()));
     }
-    let suffix = |long: &Type, fl: &[Dim], short: &Type, fs: &[Dim]| {
-        !short.seq
-            && !short.shape.has_batch()
-            && fs.len() <= fl.len()
-            && fl[fl.len() - fs.len()..] == *fs
-            && (long.seq || !short.seq)
+    // The shorter operand is static (no time), holds no batch dimension,
+    // and its dims are a suffix of the longer one's.
+    let suffix = |fl: &[Dim], short: &Type, fs: &[Dim]| {
+        !short.seq && !short.shape.has_batch() && fs.len() <= fl.len() && fl[fl.len() - fs.len()..] == *fs
     };
-    if suffix(a, &fa, b, &fb) {
+    if suffix(&fa, b, &fb) {
         return Some((a.seq, a.shape.clone()));
     }
-    if suffix(b, &fb, a, &fa) {
+    if suffix(&fb, a, &fa) {
         return Some((b.seq, b.shape.clone()));
     }
     None

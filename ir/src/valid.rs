@@ -21,7 +21,10 @@ pub enum Location {
     Param(String),
     State(String),
     /// A node: its handle and the index of its region.
-    Node { node: usize, region: Option<usize> },
+    Node {
+        node: usize,
+        region: Option<usize>,
+    },
     Output(String),
 }
 
@@ -108,8 +111,11 @@ pub fn validate(module: &Module) -> Result<ModuleInfo, ValidationErrors> {
         if p.shape.has_batch() {
             err(Location::Param(p.name.clone()), "a parameter cannot have a batch dimension".into());
         }
-        if !p.dtype.is_float() {
-            err(Location::Param(p.name.clone()), format!("a parameter must be float, got {}", p.dtype));
+        if p.dtype != module.float {
+            err(
+                Location::Param(p.name.clone()),
+                format!("a parameter must have the module's float type {}, got {}", module.float, p.dtype),
+            );
         }
     }
     seen.clear();
@@ -141,7 +147,10 @@ pub fn validate(module: &Module) -> Result<ModuleInfo, ValidationErrors> {
                 continue;
             }
             if last.is_some_and(|l| l >= h) {
-                err(Location::Node { node: h.index(), region: Some(r) }, "nodes of a region must be in increasing order".into());
+                err(
+                    Location::Node { node: h.index(), region: Some(r) },
+                    "nodes of a region must be in increasing order".into(),
+                );
             }
             last = Some(h);
             region_of[h.index()] = Some(r);
@@ -196,13 +205,13 @@ pub fn validate(module: &Module) -> Result<ModuleInfo, ValidationErrors> {
                 (RegionKind::Seq, RegionKind::Step) => collect,
                 (RegionKind::Seq, RegionKind::Seq) => !collect,
                 (RegionKind::Step, RegionKind::Step) => ra == r,
-                (RegionKind::Step, RegionKind::Seq) => {
-                    matches!(node.op, Op::Step(_)) || !module.nodes[a].ty.seq
-                }
+                (RegionKind::Step, RegionKind::Seq) => matches!(node.op, Op::Step(_)) || !module.nodes[a].ty.seq,
             };
             if !ok {
                 let why = match (kind, a_kind) {
-                    (RegionKind::Seq, RegionKind::Step) => "a per-step value of a step loop is visible outside only through `collect`",
+                    (RegionKind::Seq, RegionKind::Step) => {
+                        "a per-step value of a step loop is visible outside only through `collect`"
+                    }
                     (RegionKind::Seq, RegionKind::Seq) => "`collect` takes a value of an earlier step loop",
                     (RegionKind::Step, RegionKind::Step) => "a step loop cannot see the values of another step loop",
                     (RegionKind::Step, RegionKind::Seq) => "a step loop reads a sequence value only through `step`",
@@ -306,13 +315,13 @@ pub fn validate(module: &Module) -> Result<ModuleInfo, ValidationErrors> {
             continue;
         }
         use_count[o.value.index()] += 1;
-        if let Some(r) = region_of[o.value.index()] {
-            if module.body[r].kind != RegionKind::Seq {
-                err(
-                    Location::Output(o.name.clone()),
-                    "an output must be a value of a sequence region (use `collect` for per-step values)".into(),
-                );
-            }
+        if let Some(r) = region_of[o.value.index()]
+            && module.body[r].kind != RegionKind::Seq
+        {
+            err(
+                Location::Output(o.name.clone()),
+                "an output must be a value of a sequence region (use `collect` for per-step values)".into(),
+            );
         }
         if module.nodes[o.value].ty.dtype == Dtype::F64 && module.float == Dtype::F32 {
             err(Location::Output(o.name.clone()), "f64 output in an f32 module".into());

@@ -209,7 +209,10 @@ impl Plan {
         // Products of any subset of the dims must fit: check the product of
         // the nonzero ones (with T, for per-step values kept over time).
         let fits = |dims: &[usize]| {
-            dims.iter().filter(|&&d| d != 0).try_fold(steps.max(1), |acc, &d| acc.checked_mul(d)).is_some_and(|n| n <= MAX_ELEMENTS)
+            dims.iter()
+                .filter(|&&d| d != 0)
+                .try_fold(steps.max(1), |acc, &d| acc.checked_mul(d))
+                .is_some_and(|n| n <= MAX_ELEMENTS)
         };
         let resolve = |ty: &Type, with_time: bool| -> Vec<usize> {
             let mut v = Vec::with_capacity(ty.shape.rank() + 1);
@@ -329,7 +332,9 @@ fn check_states(
                 Some(known) if known != b => return Err(shape_error(batch)),
                 Some(_) => {}
                 None if b == 0 => {
-                    return Err(InterpError::BatchZero { what: format!("initial state `{name}` (shape {:?})", t.shape) });
+                    return Err(InterpError::BatchZero {
+                        what: format!("initial state `{name}` (shape {:?})", t.shape),
+                    });
                 }
                 None => batch = Some(b),
             }

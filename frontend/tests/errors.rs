@@ -1,0 +1,622 @@
+//! Error messages of the frontend, tested as rendered text (as naga's
+//! `wgsl_errors.rs` does): syntax errors with `file:line:col`, the line
+//! and a caret; invalid values with their place and the valid range.
+//!
+//! The expected texts are insta inline snapshots. When a message changes on
+//! purpose, `INSTA_UPDATE=always cargo test` writes the new texts to a
+//! `.pending-snap` file (`cargo insta review` applies them); without
+//! cargo-insta, copy the new text from the failure's diff.
+
+mod common;
+
+use snnc_frontend::dsl::*;
+use snnc_frontend::{FrontendError, Problem, check_network, load_network, parse_network};
+
+/// The tutorial network with `from` replaced by `to` (which must occur).
+fn tutorial_with(from: &str, to: &str) -> String {
+    assert!(common::TUTORIAL.contains(from), "`{from}` is not in the tutorial");
+    common::TUTORIAL.replacen(from, to, 1)
+}
+
+/// The rendered error of a text that must not parse.
+fn parse_error(text: &str) -> String {
+    match parse_network(text, "net.ron") {
+        Ok(net) => panic!("parsed, expected an error: {net:?}"),
+        Err(err) => err.to_string(),
+    }
+}
+
+/// The rendered error of a text that parses but must not pass the check.
+fn check_error(text: &str) -> String {
+    let net = parse_network(text, "net.ron").unwrap_or_else(|e| panic!("{e}"));
+    match check_network(&net, "net.ron") {
+        Ok(()) => panic!("passed the check, expected an error"),
+        Err(err) => err.to_string(),
+    }
+}
+
+/// A text that must parse and pass the check.
+fn check_ok(text: &str) {
+    let net = parse_network(text, "net.ron").unwrap_or_else(|e| panic!("{e}"));
+    check_network(&net, "net.ron").unwrap_or_else(|e| panic!("{e}"));
+}
+
+// Malformed RON.
+
+#[test]
+fn missing_closing_paren_of_a_layer() {
+    let text = tutorial_with("p: (v_th: 0.5)),", "p: (v_th: 0.5),");
+    insta::assert_snapshot!(parse_error(&text), @r#"
+    net.ron:12:9: error: unknown field `Linear` in `LIFRecurrent`
+       |
+    12 |         Linear(out: 10, bias: false),
+       |         ^^^^^^
+       = help: `Linear` is a layer kind: a `)` closing the previous layer may be missing before it
+    "#);
+}
+
+#[test]
+fn missing_closing_paren_of_the_network() {
+    let text = common::TUTORIAL.trim_end().trim_end_matches(')');
+    insta::assert_snapshot!(parse_error(text), @r#"
+    net.ron:15:28: error: unexpected end of the text
+       |
+    15 |     readout: MaxLogSoftmax,
+       |                            ^
+       = help: a closing `)` or `]` may be missing
+    "#);
+}
+
+#[test]
+fn missing_closing_bracket_of_the_layers() {
+    let text = tutorial_with("    ],\n", "");
+    insta::assert_snapshot!(parse_error(&text), @r#"
+    net.ron:14:5: error: unknown layer kind `readout`
+       |
+    14 |     readout: MaxLogSoftmax,
+       |     ^^^^^^^
+       = help: `readout` is a field of the network: a `]` closing `layers` may be missing before it
+    "#);
+}
+
+#[test]
+fn missing_comma() {
+    let text = tutorial_with("steps: 32,", "steps: 32");
+    insta::assert_snapshot!(parse_error(&text), @r#"
+    net.ron:6:14: error: expected comma
+      |
+    6 |     steps: 32
+      |              ^
+      = help: a `,` may be missing at the end of this line
+    "#);
+}
+
+#[test]
+fn wrong_type() {
+    insta::assert_snapshot!(parse_error(&tutorial_with("steps: 32", "steps: \"32\"")), @r#"
+    net.ron:6:12: error: expected integer, found `"32"`
+      |
+    6 |     steps: "32",
+      |            ^^^^
+    "#);
+    insta::assert_snapshot!(parse_error(&tutorial_with("steps: 32", "steps: 3.5")), @r#"
+    net.ron:6:12: error: expected a whole number, found `3.5`
+      |
+    6 |     steps: 3.5,
+      |            ^^^
+      = help: sizes, `steps`, `version` and `seed` are integers
+    "#);
+    insta::assert_snapshot!(parse_error(&tutorial_with("bias: false", "bias: 0")), @r#"
+    net.ron:12:31: error: expected boolean, found `0`
+       |
+    12 |         Linear(out: 10, bias: 0),
+       |                               ^
+    "#);
+    insta::assert_snapshot!(parse_error(&tutorial_with("p: (v_th: 0.5)", "p: 0.5")), @r#"
+    net.ron:11:52: error: expected opening `(` for struct `LifParams`, found `0.5`
+       |
+    11 |         LIFRecurrent(name: "lif1", hidden: 100, p: 0.5),
+       |                                                    ^^^
+    "#);
+}
+
+#[test]
+fn integer_out_of_range() {
+    insta::assert_snapshot!(parse_error(&tutorial_with("[1, 28, 28]", "[1, -28, 28]")), @r#"
+    net.ron:7:16: error: integer out of range
+      |
+    7 |     input: [1, -28, 28],
+      |                ^^^
+      = help: sizes, `steps` and `version` are whole numbers from 0 to 4294967295, `seed` from 0 to 2^64-1
+    "#);
+    insta::assert_snapshot!(parse_error(&tutorial_with("steps: 32", "steps: 99999999999")), @r#"
+    net.ron:6:12: error: integer out of range
+      |
+    6 |     steps: 99999999999,
+      |            ^^^^^^^^^^^
+      = help: sizes, `steps` and `version` are whole numbers from 0 to 4294967295, `seed` from 0 to 2^64-1
+    "#);
+}
+
+#[test]
+fn unknown_field() {
+    insta::assert_snapshot!(parse_error(&tutorial_with("bias: false", "biass: false")), @r#"
+    net.ron:12:25: error: unknown field `biass` in `Linear`
+       |
+    12 |         Linear(out: 10, biass: false),
+       |                         ^^^^^
+       = help: did you mean `bias`? The fields are `name`, `in`, `out`, `bias`
+    "#);
+    insta::assert_snapshot!(parse_error(&tutorial_with("v_th: 0.5", "threshold: 0.5")), @r#"
+    net.ron:11:53: error: unknown field `threshold` in `LifParams`
+       |
+    11 |         LIFRecurrent(name: "lif1", hidden: 100, p: (threshold: 0.5)),
+       |                                                     ^^^^^^^^^
+       = help: the fields are `tau_syn_inv`, `tau_mem_inv`, `v_leak`, `v_th`, `v_reset`, `method`, `alpha`
+    "#);
+    insta::assert_snapshot!(parse_error(&tutorial_with("steps: 32", "step: 32")), @r#"
+    net.ron:6:5: error: unknown field `step` in `Network`
+      |
+    6 |     step: 32,
+      |     ^^^^
+      = help: did you mean `steps`? The fields are `version`, `name`, `steps`, `dt`, `input`, `encoder`, `layers`, `readout`, `seed`
+    "#);
+}
+
+#[test]
+fn unknown_layer_kind() {
+    insta::assert_snapshot!(parse_error(&tutorial_with("Linear(", "Lenear(")), @r#"
+    net.ron:12:9: error: unknown layer kind `Lenear`
+       |
+    12 |         Lenear(out: 10, bias: false),
+       |         ^^^^^^
+       = help: did you mean `Linear`? The layer kinds are `Linear`, `Conv2d`, `MaxPool2d`, `Flatten`, `Scale`, `ReLU`, `LIF`, `LIFRecurrent`, `LI`, `LILinear`, `LSNN`, `LSNNRecurrent`, `LIFBox`, `LIFAdEx`
+    "#);
+    insta::assert_snapshot!(parse_error(&tutorial_with("LI()", "Dropout()")), @r#"
+    net.ron:13:9: error: unknown layer kind `Dropout`
+       |
+    13 |         Dropout(),
+       |         ^^^^^^^
+       = help: the layer kinds are `Linear`, `Conv2d`, `MaxPool2d`, `Flatten`, `Scale`, `ReLU`, `LIF`, `LIFRecurrent`, `LI`, `LILinear`, `LSNN`, `LSNNRecurrent`, `LIFBox`, `LIFAdEx`
+    "#);
+}
+
+#[test]
+fn unknown_method() {
+    insta::assert_snapshot!(parse_error(&tutorial_with("v_th: 0.5", "v_th: 0.5, method: superspike")), @r#"
+    net.ron:11:72: error: unknown surrogate method `superspike`
+       |
+    11 |         LIFRecurrent(name: "lif1", hidden: 100, p: (v_th: 0.5, method: superspike)),
+       |                                                                        ^^^^^^^^^^
+       = help: the methods (Norse's names) are `super`, `tanh`, `circ`, `triangle`, `heavi_erfc`, `heaviside`
+    "#);
+    insta::assert_snapshot!(parse_error(&tutorial_with("v_th: 0.5", "v_th: 0.5, method: \"super\"")), @r#"
+    net.ron:11:72: error: expected identifier, found `"super"`
+       |
+    11 |         LIFRecurrent(name: "lif1", hidden: 100, p: (v_th: 0.5, method: "super")),
+       |                                                                        ^^^^^^^
+       = help: kinds, methods and readouts are written without quotes, e.g. `method: tanh`
+    "#);
+}
+
+#[test]
+fn unknown_encoder_and_readout() {
+    insta::assert_snapshot!(parse_error(&tutorial_with("ConstantCurrent()", "ConstantCurrentLIF()")), @r#"
+    net.ron:8:14: error: unknown encoder `ConstantCurrentLIF`
+      |
+    8 |     encoder: ConstantCurrentLIF(),
+      |              ^^^^^^^^^^^^^^^^^^
+      = help: did you mean `ConstantCurrent`? The encoders are `ConstantCurrent`, `SpikeLatency`, `Poisson`
+    "#);
+    insta::assert_snapshot!(parse_error(&tutorial_with("MaxLogSoftmax", "Softmax")), @r#"
+    net.ron:15:14: error: unknown readout `Softmax`
+       |
+    15 |     readout: Softmax,
+       |              ^^^^^^^
+       = help: the readouts are `Sequence`, `MaxLogSoftmax`, `Max`, `LastStep`, `Mean`, `SpikeCount`
+    "#);
+}
+
+#[test]
+fn missing_required_field() {
+    insta::assert_snapshot!(parse_error(&tutorial_with("Linear(out: 10, ", "Linear(")), @r#"
+    net.ron:12:27: error: missing field `out` in `Linear`
+       |
+    12 |         Linear(bias: false),
+       |                           ^
+       = help: add `out: ...`
+    "#);
+    insta::assert_snapshot!(parse_error(&tutorial_with("    steps: 32,\n", "")), @r#"
+    net.ron:15:1: error: missing field `steps` in `Network`
+       |
+    15 | )
+       | ^
+       = help: add `steps: ...`
+    "#);
+}
+
+#[test]
+fn duplicate_field() {
+    insta::assert_snapshot!(parse_error(&tutorial_with("bias: false", "bias: false, bias: true")), @r#"
+    net.ron:12:38: error: field `bias` given twice in `Linear`
+       |
+    12 |         Linear(out: 10, bias: false, bias: true),
+       |                                      ^^^^
+       = help: remove one of them
+    "#);
+}
+
+#[test]
+fn bad_version() {
+    insta::assert_snapshot!(parse_error(&tutorial_with("version: 1", "version: 2")), @r#"
+    net.ron:4:14: error: unsupported format version 2
+      |
+    4 |     version: 2,
+      |              ^
+      = help: supported versions: 1
+    "#);
+    insta::assert_snapshot!(parse_error(&tutorial_with("    version: 1,\n", "")), @r#"
+    net.ron:15:1: error: missing field `version` in `Network`
+       |
+    15 | )
+       | ^
+       = help: add `version: 1`
+    "#);
+}
+
+#[test]
+fn a_bad_version_is_reported_before_other_errors() {
+    let text = tutorial_with("version: 1", "version: 7").replace("Linear(", "Conv3d(");
+    insta::assert_snapshot!(parse_error(&text), @r#"
+    net.ron:4:14: error: unsupported format version 7
+      |
+    4 |     version: 7,
+      |              ^
+      = help: supported versions: 1
+    "#);
+}
+
+#[test]
+fn rust_and_python_habits() {
+    // Unit form of a layer kind.
+    insta::assert_snapshot!(parse_error(&tutorial_with("Flatten()", "Flatten")), @r#"
+    net.ron:10:16: error: expected opening `(`, found `,`
+       |
+    10 |         Flatten,
+       |                ^
+       = help: every layer kind and encoder takes parentheses, even without fields: `Flatten()`
+    "#);
+    // Rust struct syntax.
+    insta::assert_snapshot!(parse_error(&tutorial_with("Linear(out: 10, bias: false)", "Linear { out: 10 }")), @r#"
+    net.ron:12:16: error: expected opening `(`, found `{`
+       |
+    12 |         Linear { out: 10 },
+       |                ^
+       = help: fields are written in parentheses: `Linear(out: 10)`, not braces
+    "#);
+    // Parentheses after a readout.
+    insta::assert_snapshot!(parse_error(&tutorial_with("MaxLogSoftmax", "MaxLogSoftmax()")), @r#"
+    net.ron:15:27: error: expected comma, found `(`
+       |
+    15 |     readout: MaxLogSoftmax(),
+       |                           ^
+       = help: values such as `MaxLogSoftmax` or `true` take no parentheses
+    "#);
+    // A quoted layer kind.
+    insta::assert_snapshot!(parse_error(&tutorial_with("LI()", "\"LI\"")), @r#"
+    net.ron:13:9: error: expected identifier, found `"LI"`
+       |
+    13 |         "LI",
+       |         ^^^^
+       = help: kinds, methods and readouts are written without quotes, e.g. `method: tanh`
+    "#);
+}
+
+#[test]
+fn empty_and_trailing_text() {
+    insta::assert_snapshot!(parse_error(""), @r#"
+    net.ron:1:1: error: expected opening `(` for struct `Network`, found the end of the text
+      |
+    1 |
+      | ^
+    "#);
+    insta::assert_snapshot!(parse_error(&format!("{}x", common::TUTORIAL)), @r#"
+    net.ron:17:1: error: unexpected text after the end of the network
+       |
+    17 | x
+       | ^
+       = help: the description is one `(...)`; a `)` may be misplaced
+    "#);
+    insta::assert_snapshot!(parse_error(&tutorial_with("(\n", "Net(\n")), @r#"
+    net.ron:3:1: error: expected `Network` but found `Net`
+      |
+    3 | Net(
+      | ^^^
+      = help: write `Network(...)` or leave the name out: `(...)`
+    "#);
+}
+
+#[test]
+fn carets_stay_aligned_after_tabs() {
+    let text = "(\n\tversion: 1,\n\tname: 3,\n)";
+    assert_eq!(parse_error(text), "net.ron:3:8: error: expected string, found `3`\n  |\n3 | \tname: 3,\n  | \t      ^");
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    let deep = format!("(version: 1, name: \"x\", steps: 1, input: [], layers: [], junk: {}", "[".repeat(100_000));
+    insta::assert_snapshot!(parse_error(&deep), @r#"
+    net.ron:1:58: error: unknown field `junk` in `Network`
+      |
+    1 | ...n: 1, name: "x", steps: 1, input: [], layers: [], junk: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[...
+      |                                                      ^^^^
+      = help: the fields are `version`, `name`, `steps`, `dt`, `input`, `encoder`, `layers`, `readout`, `seed`
+    "#);
+    let deep = format!("(version: 1, name: \"x\", steps: 1, input: {}", "[".repeat(100_000));
+    insta::assert_snapshot!(parse_error(&deep), @r#"
+    net.ron:1:43: error: expected integer, found `[`
+      |
+    1 | (version: 1, name: "x", steps: 1, input: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[...
+      |                                           ^
+    "#);
+}
+
+#[test]
+fn long_lines_are_cut_around_the_error() {
+    let text = format!("(version: 1, name: \"{}\", steps: 1.5, input: [1], layers: [LIF()], seed: 7)", "x".repeat(500));
+    insta::assert_snapshot!(parse_error(&text), @r#"
+    net.ron:1:531: error: expected a whole number, found `1.5`
+      |
+    1 | ...xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", steps: 1.5, input: [1], layers: [LIF()], seed: 7)
+      |                                                              ^^^
+      = help: sizes, `steps`, `version` and `seed` are integers
+    "#);
+}
+
+#[test]
+fn missing_file() {
+    let err = load_network(std::path::Path::new("tests/no-such-net.ron")).unwrap_err();
+    assert!(matches!(err, FrontendError::Io { .. }));
+    let text = err.to_string();
+    assert!(text.starts_with("tests/no-such-net.ron: error: cannot read the network description: "), "{text}");
+}
+
+// Impossible values.
+
+#[test]
+fn dt_must_be_positive() {
+    insta::assert_snapshot!(check_error(&tutorial_with("steps: 32,", "steps: 32, dt: 0,")), @r#"
+    net.ron: error: dt: must be greater than 0, found 0
+      = help: dt is the time step in seconds; Norse's default is 0.001
+    "#);
+    insta::assert_snapshot!(check_error(&tutorial_with("steps: 32,", "steps: 32, dt: -1e-3,")), @r#"
+    net.ron: error: dt: must be greater than 0, found -0.001
+      = help: dt is the time step in seconds; Norse's default is 0.001
+    "#);
+    insta::assert_snapshot!(check_error(&tutorial_with("steps: 32,", "steps: 32, dt: inf,")), @r#"net.ron: error: dt: must be a finite number greater than 0, found inf"#);
+}
+
+#[test]
+fn tau_inv_must_be_positive() {
+    insta::assert_snapshot!(check_error(&tutorial_with("v_th: 0.5", "v_th: 0.5, tau_mem_inv: 0")), @r#"
+    net.ron: error: layers[1] `lif1` (LIFRecurrent): p.tau_mem_inv: must be greater than 0, found 0
+      = help: an inverse time constant in 1/s (1/tau); Norse's default is 100
+    "#);
+    insta::assert_snapshot!(check_error(&tutorial_with("LI()", "LI(p: (tau_syn_inv: -200))")), @r#"
+    net.ron: error: layers[3] `li3` (LI): p.tau_syn_inv: must be greater than 0, found -200
+      = help: an inverse time constant in 1/s (1/tau); Norse's default is 200
+    "#);
+    insta::assert_snapshot!(check_error(&tutorial_with("LI()", "LSNN(p: (tau_adapt_inv: 0))")), @r#"
+    net.ron: error: layers[3] `lsnn3` (LSNN): p.tau_adapt_inv: must be greater than 0, found 0
+      = help: an inverse time constant in 1/s (1/tau); Norse's default is 0.00125
+    "#);
+    insta::assert_snapshot!(check_error(&tutorial_with("LI()", "LIFAdEx(p: (tau_ada_inv: -2))")), @r#"
+    net.ron: error: layers[3] `lifadex3` (LIFAdEx): p.tau_ada_inv: must be greater than 0, found -2
+      = help: an inverse time constant in 1/s (1/tau); Norse's default is 2
+    "#);
+}
+
+#[test]
+fn steps_must_be_positive() {
+    insta::assert_snapshot!(check_error(&tutorial_with("steps: 32", "steps: 0")), @r#"
+    net.ron: error: steps: must be 1 or more, found 0
+      = help: steps is the number of time steps T
+    "#);
+}
+
+#[test]
+fn nan_and_infinity_are_rejected() {
+    insta::assert_snapshot!(check_error(&tutorial_with("v_th: 0.5", "v_th: NaN")), @r#"net.ron: error: layers[1] `lif1` (LIFRecurrent): p.v_th: must be a finite number, found NaN"#);
+    insta::assert_snapshot!(check_error(&tutorial_with("LI()", "Scale(factor: -inf)")), @r#"net.ron: error: layers[3] `scale3` (Scale): factor: must be a finite number, found -inf"#);
+    insta::assert_snapshot!(check_error(&tutorial_with("v_th: 0.5", "tau_syn_inv: NaN")), @r#"net.ron: error: layers[1] `lif1` (LIFRecurrent): p.tau_syn_inv: must be a finite number greater than 0, found NaN"#);
+}
+
+#[test]
+fn alpha_must_be_positive_where_the_surrogate_uses_it() {
+    insta::assert_snapshot!(check_error(&tutorial_with("v_th: 0.5", "method: tanh, alpha: 0")), @r#"
+    net.ron: error: layers[1] `lif1` (LIFRecurrent): p.alpha: must be greater than 0, found 0
+      = help: the `tanh` surrogate's width parameter; Norse's default is 100
+    "#);
+    insta::assert_snapshot!(check_error(&tutorial_with("LI()", "LIFBox(p: (method: triangle, alpha: -1))")), @r#"
+    net.ron: error: layers[3] `lifbox3` (LIFBox): p.alpha: must be greater than 0, found -1
+      = help: the `triangle` surrogate's width parameter; Norse's default is 100
+    "#);
+    // SuperSpike ignores alpha in Norse 1.1.0; heaviside has no gradient.
+    check_ok(&tutorial_with("v_th: 0.5", "method: super, alpha: 0"));
+    check_ok(&tutorial_with("v_th: 0.5", "method: heaviside, alpha: -3"));
+    insta::assert_snapshot!(check_error(&tutorial_with("v_th: 0.5", "method: super, alpha: NaN")), @r#"net.ron: error: layers[1] `lif1` (LIFRecurrent): p.alpha: must be a finite number, found NaN"#);
+}
+
+#[test]
+fn sizes_must_be_positive() {
+    let text = "(version: 1, name: \"s\", steps: 1, input: [1, 0, 28], layers: [
+        Conv2d(in_channels: 0, out_channels: 0, kernel_size: 0, stride: 0),
+        MaxPool2d(kernel_size: 0, stride: 0),
+        Linear(in: 0, out: 0),
+        LIFRecurrent(hidden: 0),
+        LILinear(out: 0),
+        LSNNRecurrent(in: 0, hidden: 0),
+    ])";
+    insta::assert_snapshot!(check_error(text), @r#"
+    net.ron: error: input[1]: must be 1 or more, found 0
+    net.ron: error: layers[0] `conv2d0` (Conv2d): in_channels: must be 1 or more, found 0
+    net.ron: error: layers[0] `conv2d0` (Conv2d): out_channels: must be 1 or more, found 0
+    net.ron: error: layers[0] `conv2d0` (Conv2d): kernel_size: must be 1 or more, found 0
+    net.ron: error: layers[0] `conv2d0` (Conv2d): stride: must be 1 or more, found 0
+    net.ron: error: layers[1] `maxpool2d1` (MaxPool2d): kernel_size: must be 1 or more, found 0
+    net.ron: error: layers[1] `maxpool2d1` (MaxPool2d): stride: must be 1 or more, found 0
+    net.ron: error: layers[2] `linear2` (Linear): in: must be 1 or more, found 0
+    net.ron: error: layers[2] `linear2` (Linear): out: must be 1 or more, found 0
+    net.ron: error: layers[3] `lifrecurrent3` (LIFRecurrent): hidden: must be 1 or more, found 0
+    net.ron: error: layers[4] `lilinear4` (LILinear): out: must be 1 or more, found 0
+    net.ron: error: layers[5] `lsnnrecurrent5` (LSNNRecurrent): in: must be 1 or more, found 0
+    net.ron: error: layers[5] `lsnnrecurrent5` (LSNNRecurrent): hidden: must be 1 or more, found 0
+    "#);
+    insta::assert_snapshot!(check_error(&tutorial_with("[1, 28, 28]", "[]")), @r#"
+    net.ron: error: input: must have at least one dimension, found `[]`
+      = help: the shape of one sample without batch and time, e.g. `[784]` or `[1, 28, 28]`
+    "#);
+}
+
+#[test]
+fn encoder_parameters() {
+    insta::assert_snapshot!(check_error(&tutorial_with("ConstantCurrent()", "Poisson(f_max: -1)")), @r#"
+    net.ron: error: encoder (Poisson): f_max: must be 0 or more, found -1
+      = help: the maximum firing rate in Hz; Norse's default is 100
+    "#);
+    insta::assert_snapshot!(check_error(&tutorial_with("ConstantCurrent()", "SpikeLatency(p: (tau_mem_inv: 0))")), @r#"
+    net.ron: error: encoder (SpikeLatency): p.tau_mem_inv: must be greater than 0, found 0
+      = help: an inverse time constant in 1/s (1/tau); Norse's default is 100
+    "#);
+    check_ok(&tutorial_with("ConstantCurrent()", "Poisson(f_max: 0)"));
+}
+
+#[test]
+fn lif_adex_delta_t_must_be_positive() {
+    insta::assert_snapshot!(check_error(&tutorial_with("LI()", "LIFAdEx(p: (delta_T: 0))")), @r#"
+    net.ron: error: layers[3] `lifadex3` (LIFAdEx): p.delta_T: must be greater than 0, found 0
+      = help: the sharpness of the exponential term (`exp((v - v_th) / delta_T)`); Norse's default is 0.5
+    "#);
+}
+
+#[test]
+fn a_network_needs_a_layer_or_an_encoder() {
+    let text = "(version: 1, name: \"empty\", steps: 4, input: [2], layers: [])";
+    insta::assert_snapshot!(check_error(text), @r#"
+    net.ron: error: layers: a network without an encoder needs at least one layer
+      = help: add a layer, e.g. `LIF()`, or an encoder
+    "#);
+    check_ok("(version: 1, name: \"enc\", steps: 4, input: [2], encoder: Poisson(), layers: [])");
+}
+
+#[test]
+fn layer_names_must_be_unique_and_not_reserved() {
+    let text = "(version: 1, name: \"names\", steps: 4, input: [2], layers: [
+        LIF(),
+        LIF(name: \"lif0\"),
+        LI(name: \"encoder\"),
+        LI(name: \"output\"),
+        ReLU(name: \"\"),
+        ReLU(name: \"a.b\"),
+    ])";
+    insta::assert_snapshot!(check_error(text), @r#"
+    net.ron: error: layers[1] `lif0` (LIF): name: `lif0` is already the name of layers[0] (its default name)
+      = help: layer names must be unique
+    net.ron: error: layers[2] `encoder` (LI): name: `encoder` is reserved
+      = help: `encoder` and `output` name the network's own tensors; choose another name
+    net.ron: error: layers[3] `output` (LI): name: `output` is reserved
+      = help: `encoder` and `output` name the network's own tensors; choose another name
+    net.ron: error: layers[4] `` (ReLU): name: must not be empty
+      = help: leave `name` out to get a default name
+    net.ron: error: layers[5] `a.b` (ReLU): name: must not contain `.`, found `a.b`
+      = help: weights are named `NAME.weight`; use letters, digits and `_`
+    "#);
+}
+
+#[test]
+fn several_problems_are_reported_at_once() {
+    let text = "(version: 1, name: \"bad\", steps: 0, dt: 0, input: [4], layers: [
+        Linear(out: 0),
+        LIF(name: \"l\", p: (tau_mem_inv: -100, v_th: NaN)),
+        LIF(name: \"l\"),
+    ])";
+    insta::assert_snapshot!(check_error(text), @r#"
+    net.ron: error: steps: must be 1 or more, found 0
+      = help: steps is the number of time steps T
+    net.ron: error: dt: must be greater than 0, found 0
+      = help: dt is the time step in seconds; Norse's default is 0.001
+    net.ron: error: layers[0] `linear0` (Linear): out: must be 1 or more, found 0
+    net.ron: error: layers[1] `l` (LIF): p.tau_mem_inv: must be greater than 0, found -100
+      = help: an inverse time constant in 1/s (1/tau); Norse's default is 100
+    net.ron: error: layers[1] `l` (LIF): p.v_th: must be a finite number, found NaN
+    net.ron: error: layers[2] `l` (LIF): name: `l` is already the name of layers[1]
+      = help: layer names must be unique
+    "#);
+}
+
+#[test]
+fn the_dsl_reports_the_same_problems() {
+    let err = Net::new("dsl", 0)
+        .dt(-0.001)
+        .input([3])
+        .layer(Layer::lif().tau_mem_inv(0.0))
+        .layer(Layer::li_linear(2).named("output"))
+        .build()
+        .unwrap_err();
+    insta::assert_snapshot!(err, @r#"
+    network `dsl`: error: steps: must be 1 or more, found 0
+      = help: steps is the number of time steps T
+    network `dsl`: error: dt: must be greater than 0, found -0.001
+      = help: dt is the time step in seconds; Norse's default is 0.001
+    network `dsl`: error: layers[0] `lif0` (LIF): p.tau_mem_inv: must be greater than 0, found 0
+      = help: an inverse time constant in 1/s (1/tau); Norse's default is 100
+    network `dsl`: error: layers[1] `output` (LILinear): name: `output` is reserved
+      = help: `encoder` and `output` name the network's own tensors; choose another name
+    "#);
+}
+
+#[test]
+fn the_version_is_checked_for_networks_built_in_rust() {
+    let mut net = Net::new("v", 1).input([1]).layer(Layer::relu()).build_unchecked();
+    net.version = 3;
+    insta::assert_snapshot!(check_network(&net, "rust").unwrap_err(), @r#"
+    rust: error: version: unsupported format version 3
+      = help: supported versions: 1
+    "#);
+}
+
+// The error type as other code builds it.
+
+#[test]
+fn invalid_errors_render_one_line_per_problem_with_help() {
+    let err = FrontendError::Invalid {
+        file: "net.ron".into(),
+        problems: vec![
+            Problem {
+                at: "layers[2] `linear2` (Linear): in".into(),
+                message: "is 784 but the input has 100 features".into(),
+                help: Some("leave `in` out to infer it".into()),
+            },
+            Problem::new("", "something without a place"),
+        ],
+    };
+    insta::assert_snapshot!(err, @r#"
+    net.ron: error: layers[2] `linear2` (Linear): in: is 784 but the input has 100 features
+      = help: leave `in` out to infer it
+    net.ron: error: something without a place
+    "#);
+    let empty = FrontendError::Invalid { file: "net.ron".into(), problems: vec![] };
+    insta::assert_snapshot!(empty, @r#"net.ron: error: invalid network description"#);
+}
+
+#[test]
+fn errors_end_without_a_newline() {
+    let errors = [
+        parse_error(&tutorial_with("Linear(", "Lenear(")),
+        check_error(&tutorial_with("steps: 32", "steps: 0")),
+        parse_error(""),
+    ];
+    for err in errors {
+        assert!(!err.ends_with('\n'), "{err:?}");
+    }
+}

@@ -33,8 +33,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 use snnc_frontend::{
-    Encoder, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LowerOptions, LsnnParams, Method, Network,
-    Readout, ResetMethod,
+    Encoder, ExampleInput, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LowerOptions, LsnnParams, Method,
+    Network, Readout, ResetMethod,
 };
 use snnc_ir::{Builder, Dtype, Module, Op, Shape, Type};
 use snnc_runtime::{ElemType, Tensor};
@@ -383,7 +383,7 @@ enum Kind {
 }
 
 /// Where the actual value of an expected tensor comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Source {
     /// The trace of that name, else the output of that name.
     Trace(String),
@@ -402,8 +402,6 @@ enum LossSpec {
     /// `mean_b(-readout[b, target_b])` (nll of log_p_y).
     Nll(Vec<usize>),
 }
-
-impl Eq for LossSpec {}
 
 #[derive(Debug, Clone)]
 struct Check {
@@ -783,6 +781,7 @@ fn plan_encoder(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResu
         layers: Vec::new(),
         readout: Readout::Sequence,
         seed: 0,
+        example_input: ExampleInput::Pattern,
     };
     set_lower(plan, net, poisson);
     for (k, v) in as_obj(get(json, "expected")?, "expected")? {
@@ -889,6 +888,7 @@ fn plan_cell(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<
         layers: vec![layer],
         readout: Readout::Sequence,
         seed: 0,
+        example_input: ExampleInput::Pattern,
     };
     set_lower(plan, net, false);
 
@@ -1093,6 +1093,7 @@ fn plan_network(json: &Value, name: &str, plan: &mut Plan) -> PResult<()> {
         layers,
         readout,
         seed: 0,
+        example_input: ExampleInput::Pattern,
     };
     set_lower(plan, net, poisson);
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use snnc_frontend::{FrontendError, LayerSummary, LowerOptions, Network};
+use snnc_frontend::{ExampleInput, FrontendError, LayerSummary, LowerOptions, Network};
 use snnc_ir::{Dim, Dtype, Module, ModuleInfo};
 use snnc_runtime::{ElemType, Tensor, Weights};
 
@@ -69,6 +69,10 @@ impl Target {
     }
 }
 
+/// The most values a host tensor set (all weights, or one input) may hold:
+/// 2^31, i.e. 16 GiB as f64.
+pub const MAX_HOST_VALUES: u64 = 1 << 31;
+
 /// A network lowered to validated IR.
 #[derive(Debug, Clone)]
 pub struct Compiled {
@@ -87,6 +91,13 @@ pub fn load(path: &Path) -> Result<Network, Error> {
 pub fn compile(net: &Network, file: &str, opts: &LowerOptions) -> Result<Compiled, Error> {
     let (module, layers) = snnc_frontend::lower_with_summary(net, file, opts)?;
     let info = snnc_ir::validate(&module).map_err(|e| Error::Internal(e.to_string()))?;
+    let values = module.params.iter().fold(0u64, |acc, (_, p)| acc.saturating_add(p.shape.fixed_elements()));
+    if values > MAX_HOST_VALUES {
+        return Err(Error::User(format!(
+            "{file}: network `{}` has {values} parameter values, more than the {MAX_HOST_VALUES} snnc can hold on the host; use smaller layers",
+            net.name
+        )));
+    }
     Ok(Compiled { network: net.clone(), module, info, layers })
 }
 
@@ -99,7 +110,8 @@ pub fn elem_type(float: Dtype) -> ElemType {
 }
 
 /// A deterministic example input for every module input, with batch size
-/// `batch`. It depends only on the shapes and the batch index:
+/// `batch`, as the network's `example_input` asks. It depends only on the
+/// shapes, the batch index and `example`. For `ExampleInput::Pattern`:
 ///
 /// - a static input (an encoder's "image") holds, per sample, a bright
 ///   ring on a dark background, normalised as the Fashion-MNIST tutorial
@@ -108,9 +120,23 @@ pub fn elem_type(float: Dtype) -> ElemType {
 /// - a per-step input holds a constant current per neuron, spread over
 ///   `0..1.5` so that LIF neurons fire at different rates or not at all;
 /// - the Poisson encoder's `uniform` input holds snnc's uniform numbers.
-pub fn example_inputs(module: &Module, batch: usize) -> BTreeMap<String, Tensor> {
+pub fn example_inputs(
+    module: &Module,
+    example: &ExampleInput,
+    batch: usize,
+) -> Result<BTreeMap<String, Tensor>, Error> {
     let dtype = elem_type(module.float);
     let mut res = BTreeMap::new();
+    for (_, input) in module.inputs.iter() {
+        let steps = if input.ty.seq { u64::from(module.steps) } else { 1 };
+        let values = input.ty.shape.fixed_elements().saturating_mul(steps).saturating_mul(batch as u64);
+        if values > MAX_HOST_VALUES {
+            return Err(Error::User(format!(
+                "the example input `{}` would hold {values} values, more than the {MAX_HOST_VALUES} snnc can hold; use a smaller --batch or network",
+                input.name
+            )));
+        }
+    }
     for (_, input) in module.inputs.iter() {
         let sample: Vec<usize> = input
             .ty
@@ -130,6 +156,10 @@ pub fn example_inputs(module: &Module, batch: usize) -> BTreeMap<String, Tensor>
                 for k in 0..per_sample {
                     let v = if input.name == "uniform" {
                         snnc_ir::rng::uniform(b as u64, t as u32, k as u64)
+                    } else if let ExampleInput::Constant(x) = example {
+                        *x
+                    } else if let ExampleInput::SpikesAt(at) = example {
+                        if at.contains(&(t as u32)) { 1.0 } else { 0.0 }
                     } else if input.ty.seq {
                         // Neuron k of sample b: currents spread over 0..1.5.
                         let n = per_sample.max(2) as f64 - 1.0;
@@ -149,7 +179,7 @@ pub fn example_inputs(module: &Module, batch: usize) -> BTreeMap<String, Tensor>
         let t = Tensor::new(shape, dtype, data).expect("the shape was computed from the data");
         res.insert(input.name.clone(), t);
     }
-    res
+    Ok(res)
 }
 
 /// Pixel `k` (row-major over `sample`, the last two dims being the image)

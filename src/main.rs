@@ -198,9 +198,10 @@ fn run(out: &mut impl Write, path: &Path, args: RunArgs) -> Result<(), Error> {
     };
     let (inputs, source) = match &args.input {
         Some(p) => (driver::read_inputs(p)?, display(p)),
-        None => {
-            (driver::example_inputs(&c.module, args.batch), format!("built-in example input, batch {}", args.batch))
-        }
+        None => (
+            driver::example_inputs(&c.module, &c.network.example_input, args.batch)?,
+            format!("built-in example input ({:?}), batch {}", c.network.example_input, args.batch),
+        ),
     };
     let started = std::time::Instant::now();
     let res = driver::run(&c, args.target, &weights, &inputs, true)?;

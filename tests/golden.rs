@@ -1,30 +1,25 @@
-//! Golden conformance: every Norse oracle case of `../shared/golden` must
+//! Golden conformance: every Norse oracle case of `tests/golden` (a copy of
+//! `../shared/golden`, produced by the real Norse 1.1.0) must
 //! pass on the reference interpreter, in f32 and in f64.
 
 use std::path::{Path, PathBuf};
 
 use snnc::conformance::{self, CaseReport};
 
-/// The oracle directory: the shared golden data next to the repository.
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden");
+/// The oracle directory, vendored in the repository.
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
 
 /// The oracle files whose name ends (`f64`) or does not end (`f32`, the
-/// default dtype) with `_f64`, or `None` (and a visible note) when the
-/// directory is not there.
-fn cases(f64_cases: bool) -> Option<Vec<PathBuf>> {
-    let dir = Path::new(GOLDEN);
-    if !dir.is_dir() {
-        eprintln!("skipping: the golden directory {} was not found", dir.display());
-        return None;
-    }
-    let all = conformance::list_cases(dir).expect("the golden directory is readable");
+/// default dtype) with `_f64`.
+fn cases(f64_cases: bool) -> Vec<PathBuf> {
+    let all = conformance::list_cases(Path::new(GOLDEN)).expect("the vendored golden directory is readable");
     let is_f64 = |p: &PathBuf| p.file_stem().is_some_and(|s| s.to_string_lossy().ends_with("_f64"));
-    Some(all.into_iter().filter(|p| is_f64(p) == f64_cases).collect())
+    all.into_iter().filter(|p| is_f64(p) == f64_cases).collect()
 }
 
 fn check(f64_cases: bool) {
-    let Some(paths) = cases(f64_cases) else { return };
-    assert!(!paths.is_empty(), "no cases in {GOLDEN}");
+    let paths = cases(f64_cases);
+    assert!(paths.len() >= 30, "expected the golden cases in {GOLDEN}, found {}", paths.len());
     let cases: Vec<CaseReport> = paths.iter().map(|p| conformance::run_case(p)).collect();
     let report = conformance::Report { target: snnc::Target::Interp, cases };
     let text = report.render();

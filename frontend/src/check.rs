@@ -26,7 +26,8 @@ use std::collections::BTreeMap;
 
 use crate::error::{FrontendError, Problem, layer_at};
 use crate::schema::{
-    Encoder, FORMAT_VERSION, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Method, Network,
+    Encoder, ExampleInput, FORMAT_VERSION, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Method,
+    Network,
 };
 
 /// Names a layer may not have: they name the network's own tensors.
@@ -72,6 +73,31 @@ pub fn network_problems(net: &Network) -> Vec<Problem> {
     }
     if let Some(encoder) = &net.encoder {
         c.encoder(encoder);
+    }
+    match &net.example_input {
+        ExampleInput::Pattern => {}
+        ExampleInput::Constant(x) => {
+            if !x.is_finite() {
+                c.push(Problem::new("example_input", format!("must be a finite number, found {x}")));
+            }
+        }
+        ExampleInput::SpikesAt(steps) => {
+            if net.encoder.is_some() {
+                c.push(
+                    Problem::new("example_input", "SpikesAt needs a per-step input, but this network has an encoder")
+                        .with_help("use Pattern or Constant(value) for the encoder's static input"),
+                );
+            }
+            if let Some(&t) = steps.iter().find(|&&t| t >= net.steps) {
+                c.push(
+                    Problem::new(
+                        "example_input",
+                        format!("spike at step {t}, but the network runs steps 0..{}", net.steps),
+                    )
+                    .with_help(format!("use steps from 0 to {}", net.steps.saturating_sub(1))),
+                );
+            }
+        }
     }
     if net.layers.is_empty() && net.encoder.is_none() {
         c.push(

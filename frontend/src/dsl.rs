@@ -22,7 +22,7 @@
 //! has exactly the setters that apply to its kind, so a setter that would do
 //! nothing does not compile:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0599
 //! use snnc_frontend::dsl::*;
 //! // LI has no threshold.
 //! let li = Layer::li().v_th(0.5);
@@ -42,7 +42,8 @@
 
 pub use crate::error::FrontendError;
 pub use crate::schema::{
-    Encoder, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Method, Network, Readout, ResetMethod,
+    Encoder, ExampleInput, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Method, Network,
+    Readout, ResetMethod,
 };
 
 use crate::check::check_network;
@@ -71,6 +72,7 @@ impl Net {
                 layers: Vec::new(),
                 readout: Readout::default(),
                 seed: 0,
+                example_input: ExampleInput::default(),
             },
         }
     }
@@ -109,6 +111,13 @@ impl Net {
     /// Appends layers.
     pub fn layers<L: Into<Layer>>(mut self, layers: impl IntoIterator<Item = L>) -> Self {
         self.net.layers.extend(layers.into_iter().map(Into::into));
+        self
+    }
+
+    /// What `snnc run` feeds the network when no input file is given
+    /// (default [`ExampleInput::Pattern`]).
+    pub fn example_input(mut self, input: ExampleInput) -> Self {
+        self.net.example_input = input;
         self
     }
 

@@ -3,7 +3,7 @@
 //! Errors are for people: a syntax error names `file:line:col`, shows the
 //! offending line with a caret under the place, and says what was expected;
 //! a semantic error lists every problem with its place in the description
-//! (`layers[1] \`lif1\` (LIF): p.tau_mem_inv`) and the valid range.
+//! (`` layers[1] `lif1` (LIF): p.tau_mem_inv ``) and the valid range.
 //!
 //! Rendered examples:
 //!
@@ -18,8 +18,8 @@
 //! ```text
 //! net.ron: error: dt: must be greater than 0, found 0
 //!   = help: dt is the time step in seconds; Norse's default is 0.001
-//! net.ron: error: layers[1] `lif1` (LIF): p.tau_mem_inv: must be greater than 0, found -1
-//!   = help: an inverse time constant in 1/s; Norse's default is 100
+//! net.ron: error: layers[1] `lif1` (LIFRecurrent): p.tau_mem_inv: must be greater than 0, found -1
+//!   = help: an inverse time constant in 1/s (1/tau); Norse's default is 100
 //! ```
 
 use std::fmt;

@@ -1,4 +1,4 @@
-//! Lowering: a [`Network`] description becomes an IR [`Module`] of
+//! Lowering: a [`Network`] description becomes an IR [`snnc_ir::Module`] of
 //! primitives. Every neuron model's equations live here, written in the order
 //! of operations of Norse 1.1.0 (`../shared/norse-semantics.md`), so that the
 //! interpreter reproduces Norse and the autodiff pass derives Norse's
@@ -112,6 +112,7 @@ pub fn lower_with_summary(
         _ => None,
     };
 
+    check_size(file, "input", "the network input", &net.input)?;
     cx.b.begin_step();
     let mut cur = Value { node: x, shape: net.input.clone(), producer: "the network input".into() };
     if static_input {
@@ -128,6 +129,7 @@ pub fn lower_with_summary(
         let name = layer.name(index);
         let at = format!("layers[{index}] `{name}` ({})", layer.kind());
         cur = cx.layer(layer, &name, &at, cur)?;
+        check_size(file, &at, "its output", &cur.shape)?;
         cur.producer = format!("layer `{name}` ({})", layer.kind());
         summary.push(LayerSummary { name, kind: layer.kind(), shape: cur.shape.clone() });
     }
@@ -167,6 +169,25 @@ pub fn lower_with_summary(
         return Err(invalid(file, "lowering", format!("internal error: lowering produced invalid IR: {errors}"), None));
     }
     Ok((module, summary))
+}
+
+/// The number of elements of a per-sample shape.
+fn elements(shape: &[u32]) -> u64 {
+    shape.iter().fold(1u64, |acc, &d| acc.saturating_mul(u64::from(d)))
+}
+
+/// Per-sample values are indexed with 32 bits: more than 2^32 - 1 elements
+/// per sample is an error.
+fn check_size(file: &str, at: &str, what: &str, shape: &[u32]) -> Result<(), FrontendError> {
+    if elements(shape) > u64::from(u32::MAX) {
+        return Err(invalid(
+            file,
+            at,
+            format!("{what} has shape {shape:?}: more than 2^32 - 1 values per sample"),
+            Some("use smaller layers".into()),
+        ));
+    }
+    Ok(())
 }
 
 fn invalid(file: &str, at: impl Into<String>, message: String, help: Option<String>) -> FrontendError {
@@ -408,7 +429,7 @@ impl Lower<'_> {
                 }
                 let (k, s, p) = (*kernel_size, *stride, *padding);
                 for &d in &shape[1..] {
-                    if d + 2 * p < k {
+                    if u64::from(d) + 2 * u64::from(p) < u64::from(k) {
                         return Err(invalid(
                             self.file,
                             at,
@@ -437,7 +458,10 @@ impl Lower<'_> {
                     Op::Conv2d { input: x, weight: w, bias: b, stride: [s, s], padding: [p, p] },
                     format!("{name}.out"),
                 )?;
-                let out = |d: u32| (d + 2 * p - k) / s + 1;
+                let out = |d: u32| {
+                    let o = (u64::from(d) + 2 * u64::from(p) - u64::from(k)) / u64::from(s) + 1;
+                    u32::try_from(o).unwrap_or(u32::MAX)
+                };
                 Ok(Value { node: y, shape: vec![*out_channels, out(shape[1]), out(shape[2])], producer: String::new() })
             }
             Layer::MaxPool2d { kernel_size, stride, .. } => {
@@ -466,7 +490,8 @@ impl Lower<'_> {
                 Ok(Value { node: y, shape: out, producer: String::new() })
             }
             Layer::Flatten { .. } => {
-                let n: u32 = shape.iter().product();
+                // The size check after every layer keeps this within u32.
+                let n = u32::try_from(elements(&shape)).unwrap_or(u32::MAX);
                 let y = self.named(Op::Reshape { arg: x, shape: Shape::batched(&[n]) }, format!("{name}.out"))?;
                 Ok(Value { node: y, shape: vec![n], producer: String::new() })
             }

@@ -179,10 +179,7 @@ fn syntax_error(text: &str, file: &str, err: &SpannedError) -> FrontendError {
         // `steps: 3.5`: ron read `3` as the integer and stopped at `.5`.
         let start =
             (0..index).rev().take_while(|&i| chars[i].is_ascii_digit() || chars[i] == '-').last().unwrap_or(index);
-        let number: String = chars[start..index]
-            .iter()
-            .chain(found.as_deref().unwrap_or("").chars().collect::<Vec<_>>().iter())
-            .collect();
+        let number = chars[start..index].iter().collect::<String>() + found.as_deref().unwrap_or("");
         let (line, col) = position_of(&chars, start);
         return FrontendError::syntax_at(
             text,

@@ -89,9 +89,30 @@ pub struct Network {
     pub layers: Vec<Layer>,
     #[serde(default)]
     pub readout: Readout,
-    /// Seed of the default weight initialisation and of the Poisson encoder.
+    /// Seed of the default weight initialisation.
     #[serde(default)]
     pub seed: u64,
+    /// What `snnc run` feeds the network when no input file is given.
+    #[serde(default)]
+    pub example_input: ExampleInput,
+}
+
+/// The built-in input `snnc run` uses when no input file is given. It is
+/// deterministic: the same network gets the same input on every run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub enum ExampleInput {
+    /// A pattern that fits the input: with an encoder, a bright ring per
+    /// sample on a dark background, normalised like Fashion-MNIST pixels in
+    /// the Norse tutorial; without one, a constant current per neuron spread
+    /// over 0..1.5.
+    #[default]
+    Pattern,
+    /// The same value everywhere (every neuron, every step, every sample).
+    Constant(f64),
+    /// A spike (1.0) into every input neuron at each of these steps
+    /// (counted from 0), 0 at every other step. Needs a per-step input
+    /// (no encoder).
+    SpikesAt(Vec<u32>),
 }
 
 /// The surrogate gradient method, named as in Norse (`method=` of the

@@ -159,7 +159,7 @@ fn unknown_field() {
       |
     6 |     step: 32,
       |     ^^^^
-      = help: did you mean `steps`? The fields are `version`, `name`, `steps`, `dt`, `input`, `encoder`, `layers`, `readout`, `seed`
+      = help: did you mean `steps`? The fields are `version`, `name`, `steps`, `dt`, `input`, `encoder`, `layers`, `readout`, `seed`, `example_input`
     "#);
 }
 
@@ -350,7 +350,7 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
       |
     1 | ...n: 1, name: "x", steps: 1, input: [], layers: [], junk: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[...
       |                                                      ^^^^
-      = help: the fields are `version`, `name`, `steps`, `dt`, `input`, `encoder`, `layers`, `readout`, `seed`
+      = help: the fields are `version`, `name`, `steps`, `dt`, `input`, `encoder`, `layers`, `readout`, `seed`, `example_input`
     "#);
     let deep = format!("(version: 1, name: \"x\", steps: 1, input: {}", "[".repeat(100_000));
     insta::assert_snapshot!(parse_error(&deep), @r#"

@@ -225,6 +225,7 @@ fn to_ron_writes_every_field_without_some() {
         ],
         readout: Sequence,
         seed: 0,
+        example_input: Pattern,
     )
     "#);
 }
@@ -237,7 +238,7 @@ fn load_network_reads_a_file() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(common::proptest_config(256))]
 
     #[test]
     fn arbitrary_networks_round_trip_through_to_ron(mut net in common::arb_network()) {

@@ -97,15 +97,13 @@ impl Shape {
             .collect()
     }
 
-    /// The number of elements of one sample (the product of fixed dims).
+    /// The number of elements of one sample (the product of fixed dims),
+    /// saturating at `u64::MAX`.
     pub fn fixed_elements(&self) -> u64 {
-        self.0
-            .iter()
-            .map(|d| match d {
-                Dim::Batch => 1,
-                Dim::Fixed(n) => u64::from(*n),
-            })
-            .product()
+        self.0.iter().fold(1u64, |acc, d| match d {
+            Dim::Batch => acc,
+            Dim::Fixed(n) => acc.saturating_mul(u64::from(*n)),
+        })
     }
 
     /// The last dimension, if any.

@@ -5,6 +5,7 @@
 
 use proptest::prelude::*;
 use proptest::strategy::Union;
+use proptest::test_runner::FileFailurePersistence;
 use snnc_frontend::*;
 
 /// The Norse tutorial network (benchmark A of DESIGN.md) in RON.
@@ -100,6 +101,18 @@ pub fn seed_texts() -> Vec<&'static str> {
     let mut texts = vec![TUTORIAL, CONVNET, KITCHEN_SINK];
     texts.extend_from_slice(SMALL);
     texts
+}
+
+/// `cases` cases, or `PROPTEST_CASES` when set (for long fuzzing runs);
+/// failures are saved next to the test file
+/// (`tests/NAME.proptest-regressions`), which proptest's default also does
+/// for integration tests, but with a warning.
+pub fn proptest_config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..ProptestConfig::default()
+    }
 }
 
 /// Finite floats, biased towards the values RON files hold.
@@ -276,9 +289,9 @@ pub fn arb_network() -> impl Strategy<Value = Network> {
         proptest::option::of(arb_encoder()),
         prop::collection::vec(arb_layer(), 0..6),
         arb_readout(),
-        any::<u64>(),
+        (any::<u64>(), arb_example_input()),
     )
-        .prop_map(|(version, name, steps, dt, input, encoder, layers, readout, seed)| Network {
+        .prop_map(|(version, name, steps, dt, input, encoder, layers, readout, (seed, example_input))| Network {
             version,
             name,
             steps,
@@ -288,5 +301,16 @@ pub fn arb_network() -> impl Strategy<Value = Network> {
             layers,
             readout,
             seed,
+            example_input,
         })
+}
+
+/// Any example input with finite values.
+pub fn arb_example_input() -> impl Strategy<Value = snnc_frontend::ExampleInput> {
+    use snnc_frontend::ExampleInput;
+    prop_oneof![
+        Just(ExampleInput::Pattern),
+        arb_f64().prop_map(ExampleInput::Constant),
+        prop::collection::vec(any::<u32>(), 0..4).prop_map(ExampleInput::SpikesAt),
+    ]
 }

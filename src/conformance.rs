@@ -13,6 +13,10 @@
 //! - spikes (`z`, `*.z`, `z_before_latency_mask`) and `max_over_time_argmax_t`
 //!   must match exactly.
 //!
+//! Each lowered module goes through the interpreter's default pipeline of
+//! passes first ([`RunConfig::passes`] chooses others, `none` for the raw
+//! lowering), so the golden files check the passes too.
+//!
 //! Gradients are reported as skipped until snnc has a backward pass.
 //!
 //! How the oracle's names map to snnc's:
@@ -166,17 +170,37 @@ pub fn list_cases(dir: &Path) -> Result<Vec<PathBuf>, DirError> {
     Ok(paths)
 }
 
-/// Runs every `*.json` oracle file of `dir`, in name order.
+/// How the runner compiles each case.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunConfig {
+    /// The passes run on each lowered module: `None` for the target's
+    /// default pipeline, or a `--passes` list (`cse,dce`; `none` for the raw
+    /// lowering).
+    pub passes: Option<String>,
+}
+
+/// Runs every `*.json` oracle file of `dir`, in name order, through the
+/// target's default pipeline.
 pub fn run_dir(dir: &Path, target: Target) -> Result<Report, DirError> {
-    Ok(run_paths(&list_cases(dir)?, target))
+    run_dir_with(dir, target, &RunConfig::default())
+}
+
+/// [`run_dir`] with a choice of passes.
+pub fn run_dir_with(dir: &Path, target: Target, config: &RunConfig) -> Result<Report, DirError> {
+    Ok(run_paths_with(&list_cases(dir)?, target, config))
 }
 
 /// Runs the given oracle files, in the given order.
 pub fn run_paths(paths: &[PathBuf], target: Target) -> Report {
+    run_paths_with(paths, target, &RunConfig::default())
+}
+
+/// [`run_paths`] with a choice of passes.
+pub fn run_paths_with(paths: &[PathBuf], target: Target, config: &RunConfig) -> Report {
     let cases = paths
         .iter()
         .map(|p| match target {
-            Target::Interp => run_case(p),
+            Target::Interp => run_case_with(p, config),
             Target::Cpu | Target::Cuda => CaseReport {
                 name: case_name(p),
                 path: p.clone(),
@@ -192,8 +216,14 @@ fn case_name(path: &Path) -> String {
     path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
 }
 
-/// Runs one oracle file on the reference interpreter.
+/// Runs one oracle file on the reference interpreter, after the
+/// interpreter's default pipeline.
 pub fn run_case(path: &Path) -> CaseReport {
+    run_case_with(path, &RunConfig::default())
+}
+
+/// [`run_case`] with a choice of passes.
+pub fn run_case_with(path: &Path, config: &RunConfig) -> CaseReport {
     let name = case_name(path);
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -207,21 +237,27 @@ pub fn run_case(path: &Path) -> CaseReport {
         }
     };
     let (dtype, outcome) = match serde_json::from_str::<Value>(&text) {
-        Ok(json) => run_json(&json, &path.display().to_string()),
+        Ok(json) => run_json_with(&json, &path.display().to_string(), config),
         Err(e) => (None, CaseOutcome::BadInput(format!("{} is not JSON: {e}", path.display()))),
     };
     CaseReport { name, path: path.to_path_buf(), dtype, outcome }
 }
 
-/// Runs a parsed oracle case. `file` names it in error messages.
+/// Runs a parsed oracle case after the interpreter's default pipeline.
+/// `file` names it in error messages.
 pub fn run_json(json: &Value, file: &str) -> (Option<String>, CaseOutcome) {
+    run_json_with(json, file, &RunConfig::default())
+}
+
+/// [`run_json`] with a choice of passes.
+pub fn run_json_with(json: &Value, file: &str, config: &RunConfig) -> (Option<String>, CaseOutcome) {
     let dtype = json.get("dtype").and_then(Value::as_str).map(str::to_string);
     let plan = match plan_case(json) {
         Ok(plan) => plan,
         Err(PlanError::Bad(e)) => return (dtype, CaseOutcome::BadInput(e)),
         Err(PlanError::Unsupported(e)) => return (dtype, CaseOutcome::Unsupported(e)),
     };
-    let outcome = match execute(&plan, file) {
+    let outcome = match execute(&plan, file, config) {
         Ok(run) => CaseOutcome::Ran(compare(&plan, &run)),
         Err(e) => CaseOutcome::Error(e),
     };
@@ -854,7 +890,7 @@ fn plan_cell(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<
             let w = weight("input_weights")?;
             let (out, _) = matrix(&w, "weights.input_weights")?;
             plan.weights.insert(format!("{CELL}.input_weights"), w);
-            Layer::LILinear { name: cell, input: in_features, out, p: li_params(params, model)? }
+            Layer::LILinear { name: cell, input: in_features, out, p: li_params(params, model)?, input_density: None }
         }
         "LIFRecurrentCell" | "LSNNRecurrent" => {
             let w_in = weight("input_weights")?;
@@ -865,7 +901,14 @@ fn plan_cell(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<
             plan.weights.insert(format!("{CELL}.input_weights"), w_in);
             plan.weights.insert(format!("{CELL}.recurrent_weights"), w_rec);
             if model == "LIFRecurrentCell" {
-                Layer::LIFRecurrent { name: cell, input: in_features, hidden, p: lif_params(params, model)?, autapses }
+                Layer::LIFRecurrent {
+                    name: cell,
+                    input: in_features,
+                    hidden,
+                    p: lif_params(params, model)?,
+                    autapses,
+                    input_density: None,
+                }
             } else {
                 Layer::LSNNRecurrent {
                     name: cell,
@@ -873,6 +916,7 @@ fn plan_cell(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<
                     hidden,
                     p: lsnn_params(params, model)?,
                     autapses,
+                    input_density: None,
                 }
             }
         }
@@ -960,6 +1004,7 @@ fn layer_from(obj: &Map<String, Value>, index: usize) -> PResult<(Layer, Option<
             input: opt_u32(obj, &["in_features", "in"], &what)?,
             out: as_u32(req_field(obj, &["out_features", "out"], &what)?, &format!("{what}.out_features"))?,
             bias,
+            input_density: None,
         },
         "Conv2d" => Layer::Conv2d {
             name,
@@ -998,9 +1043,23 @@ fn layer_from(obj: &Map<String, Value>, index: usize) -> PResult<(Layer, Option<
                 &format!("{what}.hidden_size"),
             )?;
             if ty == "LIFRecurrent" {
-                Layer::LIFRecurrent { name, input, hidden, p: lif_params(params, &what)?, autapses }
+                Layer::LIFRecurrent {
+                    name,
+                    input,
+                    hidden,
+                    p: lif_params(params, &what)?,
+                    autapses,
+                    input_density: None,
+                }
             } else {
-                Layer::LSNNRecurrent { name, input, hidden, p: lsnn_params(params, &what)?, autapses }
+                Layer::LSNNRecurrent {
+                    name,
+                    input,
+                    hidden,
+                    p: lsnn_params(params, &what)?,
+                    autapses,
+                    input_density: None,
+                }
             }
         }
         "LILinear" => Layer::LILinear {
@@ -1011,6 +1070,7 @@ fn layer_from(obj: &Map<String, Value>, index: usize) -> PResult<(Layer, Option<
                 &format!("{what}.out_features"),
             )?,
             p: li_params(params, &what)?,
+            input_density: None,
         },
         other => return unsupported(format!("layer type `{other}` is not supported")),
     };
@@ -1191,14 +1251,17 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn execute(plan: &Plan, file: &str) -> Result<Values, String> {
-    let module = match &plan.program {
+fn execute(plan: &Plan, file: &str, config: &RunConfig) -> Result<Values, String> {
+    let mut module = match &plan.program {
         Program::Network { net, opts } => {
             snnc_frontend::lower(net, file, opts).map_err(|e| format!("lowering failed: {e}"))?
         }
         Program::Threshold { method, alpha } => threshold_module(plan.float, *method, *alpha)?,
     };
-    let info = snnc_ir::validate(&module).map_err(|e| format!("the lowered module is invalid: {e}"))?;
+    snnc_ir::validate(&module).map_err(|e| format!("the lowered module is invalid: {e}"))?;
+    let pipeline = crate::driver::pipeline(Target::Interp, config.passes.as_deref(), &Default::default())
+        .map_err(|e| e.to_string())?;
+    let info = crate::driver::run_pipeline(&mut module, &pipeline, &mut |_| {}).map_err(|e| e.to_string())?;
     let mut weights = snnc_runtime::init_weights(&module, 0);
     for (name, w) in &plan.weights {
         match weights.get(name) {
@@ -1483,7 +1546,14 @@ mod tests {
         let p = LifParams { tau_syn_inv: 250.0, v_th: 0.5, method: Method::Tanh, alpha: 2.0, ..LifParams::default() };
         assert_eq!(
             net.layers,
-            vec![Layer::LIFRecurrent { name: Some("cell".into()), input: Some(3), hidden: 2, p, autapses: true }]
+            vec![Layer::LIFRecurrent {
+                name: Some("cell".into()),
+                input: Some(3),
+                hidden: 2,
+                p,
+                autapses: true,
+                input_density: None
+            }]
         );
         assert_eq!(plan.weights.keys().collect::<Vec<_>>(), ["cell.input_weights", "cell.recurrent_weights"]);
         assert_eq!(plan.initial_state.keys().collect::<Vec<_>>(), ["cell.v"]);
@@ -1531,7 +1601,8 @@ mod tests {
                 input: Some(4),
                 hidden: 3,
                 p: LifParams { v_th: 0.5, ..LifParams::default() },
-                autapses: false
+                autapses: false,
+                input_density: None
             }
         );
         assert_eq!(plan.weights["l1.recurrent_weights"].data, vec![1.0; 9]);

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use snnc_frontend::{ExampleInput, FrontendError, LayerSummary, LowerOptions, Network};
-use snnc_ir::{Dim, Dtype, Module, ModuleInfo};
+use snnc_ir::{Dim, Dtype, Module, ModuleInfo, Op};
+use snnc_passes::{AfterPass, PassError, PassOptions, Pipeline, PipelineKind};
 use snnc_runtime::{ElemType, Tensor, Weights};
 
 /// What went wrong, sorted by whose fault it is (this decides the exit code).
@@ -69,6 +70,17 @@ impl Target {
     }
 }
 
+impl Target {
+    /// What the target's backend needs from the passes, as data.
+    pub fn pipeline_kind(self) -> PipelineKind {
+        match self {
+            Target::Interp => PipelineKind::Interp,
+            Target::Cpu => PipelineKind::Cpu,
+            Target::Cuda => PipelineKind::Cuda,
+        }
+    }
+}
+
 /// The most values a host tensor set (all weights, or one input) may hold:
 /// 2^31, i.e. 16 GiB as f64.
 pub const MAX_HOST_VALUES: u64 = 1 << 31;
@@ -99,6 +111,104 @@ pub fn compile(net: &Network, file: &str, opts: &LowerOptions) -> Result<Compile
         )));
     }
     Ok(Compiled { network: net.clone(), module, info, layers })
+}
+
+/// The pipeline to run for a target: its default pipeline, or the
+/// comma-separated `--passes` list (`none` for no passes). An unknown pass
+/// name is the user's error, listing the valid names.
+pub fn pipeline(target: Target, passes: Option<&str>, opts: &PassOptions) -> Result<Pipeline, Error> {
+    match passes {
+        None => Ok(snnc_passes::default_pipeline_with(target.pipeline_kind(), opts)),
+        Some(list) => snnc_passes::parse_pipeline(list, opts).map_err(|e| Error::User(format!("--passes: {e}"))),
+    }
+}
+
+/// The pass options of a compiled network: the `input_density` of its
+/// layers (under the name of each layer's input value, see
+/// [`layer_densities`]) over the densities measured in a profile.
+pub fn pass_options(compiled: &Compiled, profile: Option<&Path>) -> Result<PassOptions, Error> {
+    let mut opts = PassOptions::default();
+    if let Some(path) = profile {
+        opts.densities = read_profile(path)?;
+    }
+    opts.densities.extend(layer_densities(&compiled.network, &compiled.module));
+    Ok(opts)
+}
+
+/// The `input_density` of each layer that has one, keyed by the name of
+/// the value its input weights read (`encoder.z`, `lif1.z`, `flatten.out`):
+/// the input of the matrix product whose weight is `NAME.weight` or
+/// `NAME.input_weights`, named as `sparsify` looks names up.
+pub fn layer_densities(net: &Network, module: &Module) -> BTreeMap<String, f64> {
+    let mut res = BTreeMap::new();
+    for (index, layer) in net.layers.iter().enumerate() {
+        let Some(density) = layer.input_density() else { continue };
+        let name = layer.name(index);
+        let weights = [format!("{name}.weight"), format!("{name}.input_weights")];
+        for (_, node) in module.nodes.iter() {
+            let Op::MatMul { input, weight, .. } = node.op else { continue };
+            let Op::Param(p) = module.nodes[weight].op else { continue };
+            if weights.contains(&module.params[p].name)
+                && let Some(key) = snnc_passes::sparsify::density_key(module, input)
+            {
+                res.insert(key, density);
+            }
+        }
+    }
+    res
+}
+
+/// Reads a recording made by `snnc run --record` and returns the mean of
+/// every spike trace (a tensor of zeros and ones), by name: the measured
+/// densities for `sparsify`.
+pub fn read_profile(path: &Path) -> Result<BTreeMap<String, f64>, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::User(format!("{}: cannot read the profile: {e}", path.display())))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::User(format!("{}:{}:{}: not valid JSON: {e}", path.display(), e.line(), e.column())))?;
+    let Some(obj) = value.as_object() else {
+        return Err(Error::User(format!(
+            "{}: a profile is a recording of `snnc run --record`: an object of named tensors",
+            path.display()
+        )));
+    };
+    let mut res = BTreeMap::new();
+    for (name, v) in obj {
+        // Entries that are not tensors (e.g. metadata) are not traces.
+        if v.get("shape").is_none() {
+            continue;
+        }
+        let t = Tensor::from_json(v).map_err(|e| Error::User(format!("{}: `{name}`: {e}", path.display())))?;
+        if t.data.is_empty() || !t.data.iter().all(|&x| x == 0.0 || x == 1.0) {
+            continue;
+        }
+        res.insert(name.clone(), t.data.iter().sum::<f64>() / t.data.len() as f64);
+    }
+    Ok(res)
+}
+
+/// Runs a pipeline on a compiled network's module (validated after every
+/// pass), calling `observer` after each pass.
+pub fn optimize(
+    compiled: &mut Compiled,
+    pipeline: &Pipeline,
+    observer: &mut dyn FnMut(AfterPass<'_>),
+) -> Result<(), Error> {
+    compiled.info = run_pipeline(&mut compiled.module, pipeline, observer)?;
+    Ok(())
+}
+
+/// Runs a pipeline on a module; a pass error becomes a user error (the
+/// module needs something the pass cannot give) or a bug (invalid IR).
+pub fn run_pipeline(
+    module: &mut Module,
+    pipeline: &Pipeline,
+    observer: &mut dyn FnMut(AfterPass<'_>),
+) -> Result<ModuleInfo, Error> {
+    pipeline.run(module, observer).map_err(|e| match e {
+        PassError::Unsupported { .. } => Error::User(e.to_string()),
+        PassError::Invalid { .. } => Error::Internal(e.to_string()),
+    })
 }
 
 /// The element type of a module's float dtype.

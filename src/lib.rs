@@ -5,6 +5,7 @@
 
 pub mod conformance;
 pub mod driver;
+pub mod plot;
 
 pub use driver::{Compiled, Error, Target};
 pub use snnc_frontend as frontend;

@@ -25,13 +25,34 @@ enum Command {
         /// The network description (RON).
         net: PathBuf,
     },
-    /// Print the network's IR.
+    /// Print the network's IR: as lowered, or after passes.
+    ///
+    /// Without --after, --passes or --time-passes this prints the lowered IR. With --passes (or
+    /// --time-passes) it prints the IR after the whole pipeline; with --after PASS, after each run of
+    /// that pass; with --after all, after every pass, each under a header line
+    /// `// after PASS (TIME)` followed by the pass's notes.
     Ir {
         /// The network description (RON).
         net: PathBuf,
         /// Lower in f64 instead of f32.
         #[arg(long)]
         f64: bool,
+        /// Print the IR after this pass of the pipeline, or after every pass (`all`).
+        #[arg(long, value_name = "PASS|all")]
+        after: Option<String>,
+        /// The passes to run, comma-separated, e.g. `cse,dce` or `time-batch,unroll=8`;
+        /// `none` for none. Default: the target's default pipeline.
+        #[arg(long, value_name = "a,b,c")]
+        passes: Option<String>,
+        /// Print the time each pass takes to stderr.
+        #[arg(long)]
+        time_passes: bool,
+        /// A recording of `snnc run --record`: each spike trace's measured density guides `sparsify`.
+        #[arg(long, value_name = "REC.json")]
+        profile: Option<PathBuf>,
+        /// Whose default pipeline to run.
+        #[arg(long, value_enum, default_value = "interp")]
+        target: Target,
     },
     /// Run a network on an input and print a summary of its output.
     Run {
@@ -60,7 +81,18 @@ enum Command {
         /// Compute in f64 (interpreter only).
         #[arg(long)]
         f64: bool,
+        /// The passes to run before running, comma-separated, or `none` for the raw lowering;
+        /// default: the target's default pipeline.
+        #[arg(long, value_name = "a,b,c")]
+        passes: Option<String>,
+        /// A recording of `snnc run --record`: each spike trace's measured density guides `sparsify`.
+        #[arg(long, value_name = "REC.json")]
+        profile: Option<PathBuf>,
+        #[command(flatten)]
+        plot: snnc::plot::RunPlotArgs,
     },
+    /// Draw a recording (`run --record`) or training metrics (`train`) as SVG or PNG.
+    Plot(snnc::plot::PlotArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,10 +100,13 @@ fn main() -> ExitCode {
     let mut out = std::io::stdout().lock();
     let res = match cli.command {
         Command::Check { net } => check(&mut out, &net),
-        Command::Ir { net, f64 } => ir(&mut out, &net, f64),
-        Command::Run { net, target, weights, input, record, batch, seed, f64 } => {
-            run(&mut out, &net, RunArgs { target, weights, input, record, batch, seed, f64 })
+        Command::Ir { net, f64, after, passes, time_passes, profile, target } => {
+            ir(&mut out, &net, IrArgs { f64, after, passes, time_passes, profile, target })
         }
+        Command::Run { net, target, weights, input, record, batch, seed, f64, passes, profile, plot } => {
+            run(&mut out, &net, RunArgs { target, weights, input, record, batch, seed, f64, passes, profile, plot })
+        }
+        Command::Plot(args) => snnc::plot::plot_command(&mut out, &args),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -150,10 +185,80 @@ fn check(out: &mut impl Write, path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn ir(out: &mut impl Write, path: &Path, f64: bool) -> Result<(), Error> {
-    let c = load(path, if f64 { Dtype::F64 } else { Dtype::F32 })?;
-    let _ = write!(out, "{}", snnc_ir::print(&c.module));
+struct IrArgs {
+    f64: bool,
+    after: Option<String>,
+    passes: Option<String>,
+    time_passes: bool,
+    profile: Option<PathBuf>,
+    target: Target,
+}
+
+fn millis(d: std::time::Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn ir(out: &mut impl Write, path: &Path, args: IrArgs) -> Result<(), Error> {
+    let mut c = load(path, if args.f64 { Dtype::F64 } else { Dtype::F32 })?;
+    if args.after.is_none() && args.passes.is_none() && !args.time_passes {
+        let _ = write!(out, "{}", snnc_ir::print(&c.module));
+        return Ok(());
+    }
+    let opts = driver::pass_options(&c, args.profile.as_deref())?;
+    let pipeline = driver::pipeline(args.target, args.passes.as_deref(), &opts)?;
+    let names = pipeline.names();
+    if let Some(after) = args.after.as_deref().filter(|a| *a != "all") {
+        if !snnc_passes::pass_names().contains(&after) {
+            let valid = snnc_passes::pass_names().join(", ");
+            return Err(Error::User(format!("--after: unknown pass `{after}`; the passes are {valid}, or `all`")));
+        }
+        if !names.contains(&after) {
+            return Err(Error::User(format!(
+                "--after: the pipeline has no `{after}` pass; it runs {}",
+                if names.is_empty() { "no passes".to_string() } else { names.join(", ") }
+            )));
+        }
+    }
+    let mut dumps = String::new();
+    let mut times = Vec::new();
+    driver::optimize(&mut c, &pipeline, &mut |step| {
+        times.push((step.pass, step.elapsed));
+        let wanted = match args.after.as_deref() {
+            Some("all") => true,
+            Some(name) => name == step.pass,
+            None => false,
+        };
+        if wanted {
+            if !dumps.is_empty() {
+                dumps.push('\n');
+            }
+            dumps.push_str(&format!("// after {} ({})\n", step.pass, millis(step.elapsed)));
+            for note in &step.report.notes {
+                dumps.push_str(&format!("//   {note}\n"));
+            }
+            dumps.push_str(&snnc_ir::print(step.module));
+        }
+    })?;
+    if args.after.is_some() && !pipeline.is_empty() {
+        let _ = write!(out, "{dumps}");
+    } else {
+        let _ = write!(out, "{}", snnc_ir::print(&c.module));
+    }
+    if args.time_passes {
+        print_times(&times);
+    }
     Ok(())
+}
+
+/// `--time-passes`: each pass's time, then the total, on stderr.
+fn print_times(times: &[(&'static str, std::time::Duration)]) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "pass times:");
+    for (pass, elapsed) in times {
+        let _ = writeln!(err, "  {pass:<12} {:>12}", millis(*elapsed));
+    }
+    let total: std::time::Duration = times.iter().map(|(_, d)| *d).sum();
+    let _ = writeln!(err, "  {:<12} {:>12}", "total", millis(total));
 }
 
 struct RunArgs {
@@ -164,6 +269,9 @@ struct RunArgs {
     batch: usize,
     seed: Option<u64>,
     f64: bool,
+    passes: Option<String>,
+    profile: Option<PathBuf>,
+    plot: snnc::plot::RunPlotArgs,
 }
 
 fn run(out: &mut impl Write, path: &Path, args: RunArgs) -> Result<(), Error> {
@@ -174,7 +282,11 @@ fn run(out: &mut impl Write, path: &Path, args: RunArgs) -> Result<(), Error> {
     if args.batch == 0 {
         return Err(Error::User("--batch must be at least 1".into()));
     }
-    let c = load(path, if args.f64 { Dtype::F64 } else { Dtype::F32 })?;
+    let mut c = load(path, if args.f64 { Dtype::F64 } else { Dtype::F32 })?;
+    args.plot.check(&c)?;
+    let opts = driver::pass_options(&c, args.profile.as_deref())?;
+    let pipeline = driver::pipeline(args.target, args.passes.as_deref(), &opts)?;
+    driver::optimize(&mut c, &pipeline, &mut |_| {})?;
     let weights = match &args.weights {
         Some(w) => {
             let text = std::fs::read_to_string(w)
@@ -207,8 +319,11 @@ fn run(out: &mut impl Write, path: &Path, args: RunArgs) -> Result<(), Error> {
     let res = driver::run(&c, args.target, &weights, &inputs, true)?;
     let elapsed = started.elapsed();
     summarize(out, &c, &res, &source, elapsed, args.f64);
+    let names = pipeline.names();
+    say!(out, "passes: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") });
     if let Some(rec) = &args.record {
         let mut obj = serde_json::Map::new();
+        obj.insert(snnc::plot::META_KEY.into(), snnc::plot::recording_metadata(&c));
         for (name, t) in res.traces.iter().chain(res.outputs.iter()) {
             obj.insert(name.clone(), t.to_json());
         }
@@ -216,6 +331,9 @@ fn run(out: &mut impl Write, path: &Path, args: RunArgs) -> Result<(), Error> {
             .map_err(|e| Error::Internal(format!("cannot serialise the recording: {e}")))?;
         driver::write_atomic(rec, text.as_bytes())?;
         say!(out, "recorded {} tensors to {}", res.traces.len() + res.outputs.len(), rec.display());
+    }
+    if let Some(msg) = snnc::plot::plot_run(&c, &res, &args.plot)? {
+        say!(out, "{msg}");
     }
     Ok(())
 }

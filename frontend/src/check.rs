@@ -14,6 +14,7 @@
 //!   `heavi_erfc`. `super` ignores alpha in Norse 1.1.0 (its gradient is
 //!   `1/(|x|+1)^2`) and `heaviside` has no gradient, so there alpha need
 //!   only be finite;
+//! * `input_density`, where given, is in [0, 1];
 //! * sizes ≥ 1: the input's dimensions, `in`, `out`, `hidden`,
 //!   `in_channels`, `out_channels`, `kernel_size`, `stride`;
 //! * at least one layer, unless there is an encoder (the network then
@@ -204,9 +205,10 @@ impl Checker {
 
     fn layer(&mut self, layer: &Layer) {
         match layer {
-            Layer::Linear { name: _, input, out, bias: _ } => {
+            Layer::Linear { name: _, input, out, bias: _, input_density } => {
                 self.opt_size("in", *input);
                 self.size("out", *out);
+                self.density("input_density", *input_density);
             }
             Layer::Conv2d { name: _, in_channels, out_channels, kernel_size, stride, padding: _, bias: _ } => {
                 self.opt_size("in_channels", *in_channels);
@@ -223,25 +225,39 @@ impl Checker {
                 self.finite("factor", *factor);
             }
             Layer::LIF { name: _, p } => self.lif(p),
-            Layer::LIFRecurrent { name: _, input, hidden, p, autapses: _ } => {
+            Layer::LIFRecurrent { name: _, input, hidden, p, autapses: _, input_density } => {
                 self.opt_size("in", *input);
                 self.size("hidden", *hidden);
                 self.lif(p);
+                self.density("input_density", *input_density);
             }
             Layer::LI { name: _, p } => self.li(p),
-            Layer::LILinear { name: _, input, out, p } => {
+            Layer::LILinear { name: _, input, out, p, input_density } => {
                 self.opt_size("in", *input);
                 self.size("out", *out);
                 self.li(p);
+                self.density("input_density", *input_density);
             }
             Layer::LSNN { name: _, p } => self.lsnn(p),
-            Layer::LSNNRecurrent { name: _, input, hidden, p, autapses: _ } => {
+            Layer::LSNNRecurrent { name: _, input, hidden, p, autapses: _, input_density } => {
                 self.opt_size("in", *input);
                 self.size("hidden", *hidden);
                 self.lsnn(p);
+                self.density("input_density", *input_density);
             }
             Layer::LIFBox { name: _, p } => self.lif_box(p),
             Layer::LIFAdEx { name: _, p } => self.lif_adex(p),
+        }
+    }
+
+    /// An optional spike density: a fraction from 0 to 1.
+    fn density(&mut self, field: &str, value: Option<f64>) {
+        if let Some(value) = value
+            && !(0.0..=1.0).contains(&value)
+        {
+            let problem = Problem::new(self.place(field), format!("must be a number from 0 to 1, found {value}"))
+                .with_help("the expected fraction of input spikes per neuron and step, e.g. 0.1");
+            self.push(problem);
         }
     }
 

@@ -175,6 +175,21 @@ macro_rules! input_size {
     )*};
 }
 
+/// `.input_density(..)` for builders with input weights.
+macro_rules! input_density {
+    ($($ty:ident),*) => {$(
+        impl $ty {
+            /// The expected fraction of ones in the layer's input when it is
+            /// a spike train, in [0, 1] (`input_density` in RON): it guides
+            /// the `sparsify` pass's choice of an event-driven product.
+            pub fn input_density(mut self, density: f64) -> Self {
+                self.input_density = Some(density);
+                self
+            }
+        }
+    )*};
+}
+
 /// `.autapses(..)` for recurrent builders.
 macro_rules! autapses {
     ($($ty:ident),*) => {$(
@@ -219,6 +234,7 @@ pub struct Linear {
     input: Option<u32>,
     out: u32,
     bias: bool,
+    input_density: Option<f64>,
 }
 
 /// `torch.nn.Conv2d`; made by [`Layer::conv2d`].
@@ -260,6 +276,7 @@ pub struct LifRecurrent {
     hidden: u32,
     p: LifParams,
     autapses: bool,
+    input_density: Option<f64>,
 }
 
 /// `LICell`; made by [`Layer::li`].
@@ -278,6 +295,7 @@ pub struct LiLinear {
     input: Option<u32>,
     out: u32,
     p: LiParams,
+    input_density: Option<f64>,
 }
 
 /// `LSNNCell`; made by [`Layer::lsnn`].
@@ -297,6 +315,7 @@ pub struct LsnnRecurrent {
     hidden: u32,
     p: LsnnParams,
     autapses: bool,
+    input_density: Option<f64>,
 }
 
 /// `LIFBoxCell`; made by [`Layer::lif_box`].
@@ -318,6 +337,7 @@ pub struct LifAdEx {
 named!(Linear, Conv2d, MaxPool2d, Lif, LifRecurrent, Li, LiLinear, Lsnn, LsnnRecurrent, LifBox, LifAdEx);
 input_size!(Linear, LifRecurrent, LiLinear, LsnnRecurrent);
 autapses!(LifRecurrent, LsnnRecurrent);
+input_density!(Linear, LifRecurrent, LiLinear, LsnnRecurrent);
 
 params!(Lif, LifParams;
     tau_syn_inv: f64, tau_mem_inv: f64, v_leak: f64, v_th: f64, v_reset: f64, method: Method, alpha: f64);
@@ -392,7 +412,7 @@ impl MaxPool2d {
 
 impl From<Linear> for Layer {
     fn from(b: Linear) -> Layer {
-        Layer::Linear { name: b.name, input: b.input, out: b.out, bias: b.bias }
+        Layer::Linear { name: b.name, input: b.input, out: b.out, bias: b.bias, input_density: b.input_density }
     }
 }
 
@@ -424,7 +444,14 @@ impl From<Lif> for Layer {
 
 impl From<LifRecurrent> for Layer {
     fn from(b: LifRecurrent) -> Layer {
-        Layer::LIFRecurrent { name: b.name, input: b.input, hidden: b.hidden, p: b.p, autapses: b.autapses }
+        Layer::LIFRecurrent {
+            name: b.name,
+            input: b.input,
+            hidden: b.hidden,
+            p: b.p,
+            autapses: b.autapses,
+            input_density: b.input_density,
+        }
     }
 }
 
@@ -436,7 +463,7 @@ impl From<Li> for Layer {
 
 impl From<LiLinear> for Layer {
     fn from(b: LiLinear) -> Layer {
-        Layer::LILinear { name: b.name, input: b.input, out: b.out, p: b.p }
+        Layer::LILinear { name: b.name, input: b.input, out: b.out, p: b.p, input_density: b.input_density }
     }
 }
 
@@ -448,7 +475,14 @@ impl From<Lsnn> for Layer {
 
 impl From<LsnnRecurrent> for Layer {
     fn from(b: LsnnRecurrent) -> Layer {
-        Layer::LSNNRecurrent { name: b.name, input: b.input, hidden: b.hidden, p: b.p, autapses: b.autapses }
+        Layer::LSNNRecurrent {
+            name: b.name,
+            input: b.input,
+            hidden: b.hidden,
+            p: b.p,
+            autapses: b.autapses,
+            input_density: b.input_density,
+        }
     }
 }
 
@@ -470,7 +504,7 @@ impl From<LifAdEx> for Layer {
 impl Layer {
     /// `torch.nn.Linear(in, out)` with a bias; see [`Linear`].
     pub fn linear(out: u32) -> Linear {
-        Linear { name: None, input: None, out, bias: true }
+        Linear { name: None, input: None, out, bias: true, input_density: None }
     }
 
     /// `torch.nn.Conv2d(in, out_channels, kernel_size)`, stride 1, no
@@ -507,7 +541,7 @@ impl Layer {
 
     /// `LIFRecurrentCell(in, hidden)` without autapses; see [`LifRecurrent`].
     pub fn lif_recurrent(hidden: u32) -> LifRecurrent {
-        LifRecurrent { name: None, input: None, hidden, p: LifParams::default(), autapses: false }
+        LifRecurrent { name: None, input: None, hidden, p: LifParams::default(), autapses: false, input_density: None }
     }
 
     /// `LICell`; see [`Li`].
@@ -517,7 +551,7 @@ impl Layer {
 
     /// `LILinearCell(in, out)`; see [`LiLinear`].
     pub fn li_linear(out: u32) -> LiLinear {
-        LiLinear { name: None, input: None, out, p: LiParams::default() }
+        LiLinear { name: None, input: None, out, p: LiParams::default(), input_density: None }
     }
 
     /// `LSNNCell`; see [`Lsnn`].
@@ -527,7 +561,14 @@ impl Layer {
 
     /// `LSNNRecurrentCell(in, hidden)` without autapses; see [`LsnnRecurrent`].
     pub fn lsnn_recurrent(hidden: u32) -> LsnnRecurrent {
-        LsnnRecurrent { name: None, input: None, hidden, p: LsnnParams::default(), autapses: false }
+        LsnnRecurrent {
+            name: None,
+            input: None,
+            hidden,
+            p: LsnnParams::default(),
+            autapses: false,
+            input_density: None,
+        }
     }
 
     /// `LIFBoxCell`; see [`LifBox`].

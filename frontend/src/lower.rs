@@ -151,7 +151,11 @@ pub fn lower_with_summary(
                     Some("add Flatten() and a Linear layer with one output per class before the readout".into()),
                 ));
             }
-            let m = cx.emit(Op::ReduceTime { op: ReduceOp::Max, arg: out })?;
+            let mut m = cx.emit(Op::ReduceTime { op: ReduceOp::Max, arg: out })?;
+            if cx.b.ty(m).dtype == Dtype::Spike {
+                // torch computes log_softmax of float spikes.
+                m = cx.emit(Op::Cast { arg: m, dtype: opts.float })?;
+            }
             Some(cx.emit(Op::LogSoftmax { arg: m })?)
         }
         Readout::Max => Some(cx.emit(Op::ReduceTime { op: ReduceOp::Max, arg: out })?),

@@ -354,6 +354,12 @@ pub enum Layer {
         out: u32,
         #[serde(default = "default_true")]
         bias: bool,
+        /// The expected fraction of ones in the layer's input, when that
+        /// input is a spike train, in [0, 1]: it guides the `sparsify`
+        /// pass's choice of an event-driven matrix product. Default: the
+        /// pass's default (0.1), or the density measured in a `--profile`.
+        #[serde(default)]
+        input_density: Option<f64>,
     },
     /// `torch.nn.Conv2d` on `[C, H, W]`, weights `NAME.weight`
     /// `[out_channels, in_channels, k, k]` and `NAME.bias`.
@@ -413,6 +419,12 @@ pub enum Layer {
         p: LifParams,
         #[serde(default)]
         autapses: bool,
+        /// The expected fraction of ones in the layer's input, when that
+        /// input is a spike train, in [0, 1]: it guides the `sparsify`
+        /// pass's choice of an event-driven matrix product. Default: the
+        /// pass's default (0.1), or the density measured in a `--profile`.
+        #[serde(default)]
+        input_density: Option<f64>,
     },
     /// `LICell`: leaky integrator; the output is the voltage.
     LI {
@@ -431,6 +443,12 @@ pub enum Layer {
         out: u32,
         #[serde(default)]
         p: LiParams,
+        /// The expected fraction of ones in the layer's input, when that
+        /// input is a spike train, in [0, 1]: it guides the `sparsify`
+        /// pass's choice of an event-driven matrix product. Default: the
+        /// pass's default (0.1), or the density measured in a `--profile`.
+        #[serde(default)]
+        input_density: Option<f64>,
     },
     /// `LSNNCell`: LIF with an adaptive threshold.
     LSNN {
@@ -450,6 +468,12 @@ pub enum Layer {
         p: LsnnParams,
         #[serde(default)]
         autapses: bool,
+        /// The expected fraction of ones in the layer's input, when that
+        /// input is a spike train, in [0, 1]: it guides the `sparsify`
+        /// pass's choice of an event-driven matrix product. Default: the
+        /// pass's default (0.1), or the density measured in a `--profile`.
+        #[serde(default)]
+        input_density: Option<f64>,
     },
     /// `LIFBoxCell`: LIF without synaptic current.
     LIFBox {
@@ -514,6 +538,18 @@ impl Layer {
         match self.given_name() {
             Some(n) => n.to_string(),
             None => format!("{}{index}", self.kind().to_lowercase()),
+        }
+    }
+
+    /// The expected spike density of the layer's input (`input_density`),
+    /// for layers with input weights.
+    pub fn input_density(&self) -> Option<f64> {
+        match self {
+            Layer::Linear { input_density, .. }
+            | Layer::LIFRecurrent { input_density, .. }
+            | Layer::LILinear { input_density, .. }
+            | Layer::LSNNRecurrent { input_density, .. } => *input_density,
+            _ => None,
         }
     }
 

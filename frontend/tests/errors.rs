@@ -145,7 +145,7 @@ fn unknown_field() {
        |
     12 |         Linear(out: 10, biass: false),
        |                         ^^^^^
-       = help: did you mean `bias`? The fields are `name`, `in`, `out`, `bias`
+       = help: did you mean `bias`? The fields are `name`, `in`, `out`, `bias`, `input_density`
     "#);
     insta::assert_snapshot!(parse_error(&tutorial_with("v_th: 0.5", "threshold: 0.5")), @r#"
     net.ron:11:53: error: unknown field `threshold` in `LifParams`

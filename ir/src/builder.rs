@@ -46,12 +46,12 @@ impl Builder {
 
     /// Starts a new sequence region; following nodes go there.
     pub fn begin_seq(&mut self) {
-        self.module.body.push(Region { kind: RegionKind::Seq, nodes: Vec::new() });
+        self.module.body.push(Region::seq(Vec::new()));
     }
 
     /// Starts a new step loop; following nodes go there.
     pub fn begin_step(&mut self) {
-        self.module.body.push(Region { kind: RegionKind::Step, nodes: Vec::new() });
+        self.module.body.push(Region::step(Vec::new()));
     }
 
     /// The kind of the current region, if any.

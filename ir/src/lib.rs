@@ -48,7 +48,7 @@ pub use arena::{Arena, Handle};
 pub use builder::{BuildError, Builder};
 pub use compact::compact;
 pub use module::{Input, Module, Node, Output, Param, ParamInit, Region, RegionKind, StateInit, StateVar};
-pub use op::{BinaryOp, CompareOp, MatMulKind, Op, PoolOp, ReduceOp, Surrogate, UnaryOp};
+pub use op::{BinaryOp, CompareOp, FusedKernel, KernelInst, MatMulKind, Op, PoolOp, ReduceOp, Surrogate, UnaryOp};
 pub use print::print;
 pub use types::{Dim, Dtype, Shape, Type};
 pub use valid::{Location, ModuleInfo, ValidationError, ValidationErrors, validate};

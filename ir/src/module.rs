@@ -81,11 +81,43 @@ pub enum RegionKind {
 }
 
 /// A contiguous part of the body, executed in order.
+///
+/// Build one with [`Region::new`], [`Region::seq`] or [`Region::step`], so
+/// that schedule attributes added later keep their neutral defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Region {
     pub kind: RegionKind,
     /// The nodes, in execution order (increasing handles).
     pub nodes: Vec<Handle<Node>>,
+    /// A schedule attribute of a step loop, set by the `unroll` pass: a
+    /// backend emits `unroll` copies of the body per iteration of its time
+    /// loop, plus a remainder loop of `T mod unroll` steps. It never
+    /// changes what the module computes, so the interpreter ignores it.
+    /// `1` (the default) means not unrolled; the validator requires at
+    /// least 1, and exactly 1 for a sequence region. Printed in the region
+    /// header: `step t in 0..T unroll 4 {`.
+    pub unroll: u32,
+}
+
+impl Region {
+    /// An empty-attribute region of the given kind (`unroll` 1).
+    pub fn new(kind: RegionKind, nodes: Vec<Handle<Node>>) -> Self {
+        Region { kind, nodes, unroll: 1 }
+    }
+
+    /// A sequence region holding `nodes`.
+    pub fn seq(nodes: Vec<Handle<Node>>) -> Self {
+        Region::new(RegionKind::Seq, nodes)
+    }
+
+    /// A step loop holding `nodes`, not unrolled.
+    pub fn step(nodes: Vec<Handle<Node>>) -> Self {
+        Region::new(RegionKind::Step, nodes)
+    }
+
+    pub fn is_step(&self) -> bool {
+        self.kind == RegionKind::Step
+    }
 }
 
 /// A named module output, a value of a sequence region.

@@ -252,6 +252,13 @@ pub enum Op {
     StopGradient(Handle<Node>),
     /// Converts the dtype (spike to float and back, f32 and f64).
     Cast { arg: Handle<Node>, dtype: Dtype },
+    /// An elementwise kernel made by the fusion pass: a small SSA program
+    /// over its inputs (see [`FusedKernel`] for its typing rule). Allowed in
+    /// step loops and sequence regions. Type: the type of its output 0.
+    Fused(Box<FusedKernel>),
+    /// Output `index` of a `Fused` node of the same region. Type: that
+    /// output's type.
+    Extract { kernel: Handle<Node>, index: u32 },
     /// `input @ weight^T` (torch's `F.linear` without bias): `input` is
     /// `[..., in]`, `weight` is a `[out, in]` value without batch or time;
     /// the result is `[..., out]`, float. `EventDriven` needs a spike input.
@@ -308,6 +315,8 @@ impl Op {
                 v
             }
             Op::Pool2d { input, .. } => vec![input],
+            Op::Fused(ref k) => k.inputs.clone(),
+            Op::Extract { kernel, .. } => vec![kernel],
         }
     }
 
@@ -344,6 +353,12 @@ impl Op {
                 }
             }
             Op::Pool2d { input, .. } => *input = f(*input),
+            Op::Fused(k) => {
+                for h in &mut k.inputs {
+                    *h = f(*h);
+                }
+            }
+            Op::Extract { kernel, .. } => *kernel = f(*kernel),
         }
     }
 
@@ -377,6 +392,125 @@ impl Op {
             },
             Op::LogSoftmax { .. } => "log_softmax",
             Op::Uniform { .. } => "uniform",
+            Op::Fused(_) => "fused",
+            Op::Extract { .. } => "extract",
+        }
+    }
+
+    /// Whether the op is an elementwise function of its operands that a
+    /// `Fused` kernel can hold (see [`KernelInst`]).
+    pub fn is_elementwise(&self) -> bool {
+        matches!(
+            self,
+            Op::Const { .. }
+                | Op::Unary { .. }
+                | Op::Binary { .. }
+                | Op::Compare { .. }
+                | Op::Select { .. }
+                | Op::Threshold { .. }
+                | Op::StopGradient(_)
+                | Op::Cast { .. }
+        )
+    }
+}
+
+/// The program of an `Op::Fused` node: an elementwise SSA program run once
+/// per element of the kernel's shape.
+///
+/// Typing: the inputs' types broadcast (as `Binary` operands do: equal full
+/// shapes, or static suffixes without a batch dimension such as scalars and
+/// biases) to one *kernel shape* (time flag included); a kernel without
+/// inputs has the scalar shape. Every instruction is a value of the kernel
+/// shape, typed by the dtype rule of the IR op it mirrors; an instruction
+/// refers only to earlier instructions (`arg < own index`) and to inputs by
+/// their position. `outputs` is not empty and names instructions; output
+/// `k` has the kernel shape and the dtype of its instruction. Constants
+/// follow the rules of `Op::Const` (the module's float or a 0/1 spike, not
+/// NaN).
+///
+/// Semantics: element `e` of output `k` is what the unfused ops would give
+/// at element `e`, instruction by instruction in the module's float type,
+/// input `i` read at element `e` after broadcasting.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FusedKernel {
+    /// A name for dumps and profiles, e.g. `lif1` (the layer it computes).
+    pub name: String,
+    /// The values the kernel reads, by position.
+    pub inputs: Vec<Handle<Node>>,
+    /// The instructions, in order.
+    pub body: Vec<KernelInst>,
+    /// The instructions the kernel writes, as indices into `body`.
+    pub outputs: Vec<u32>,
+}
+
+/// One instruction of a [`FusedKernel`]. Operands are indices of earlier
+/// instructions of the same body. Each mirrors the IR op of the same name
+/// and has its dtype rule and its arithmetic.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KernelInst {
+    /// The kernel input at this position, broadcast to the kernel shape.
+    Input(u32),
+    /// A constant, as `Op::Const`.
+    Const {
+        value: f64,
+        dtype: Dtype,
+    },
+    Unary {
+        op: UnaryOp,
+        arg: u32,
+    },
+    Binary {
+        op: BinaryOp,
+        lhs: u32,
+        rhs: u32,
+    },
+    Compare {
+        op: CompareOp,
+        lhs: u32,
+        rhs: u32,
+    },
+    Select {
+        cond: u32,
+        on_true: u32,
+        on_false: u32,
+    },
+    Threshold {
+        arg: u32,
+        surrogate: Surrogate,
+    },
+    StopGradient(u32),
+    Cast {
+        arg: u32,
+        dtype: Dtype,
+    },
+}
+
+impl KernelInst {
+    /// The instructions this one reads, in order.
+    pub fn args(&self) -> Vec<u32> {
+        match *self {
+            KernelInst::Input(_) | KernelInst::Const { .. } => Vec::new(),
+            KernelInst::Unary { arg, .. }
+            | KernelInst::Threshold { arg, .. }
+            | KernelInst::StopGradient(arg)
+            | KernelInst::Cast { arg, .. } => vec![arg],
+            KernelInst::Binary { lhs, rhs, .. } | KernelInst::Compare { lhs, rhs, .. } => vec![lhs, rhs],
+            KernelInst::Select { cond, on_true, on_false } => vec![cond, on_true, on_false],
+        }
+    }
+
+    /// The instruction's mnemonic in the text form (that of its IR op).
+    pub fn mnemonic(&self) -> &'static str {
+        match self {
+            KernelInst::Input(_) => "in",
+            KernelInst::Const { .. } => "const",
+            KernelInst::Unary { op, .. } => op.name(),
+            KernelInst::Binary { op, .. } => op.name(),
+            KernelInst::Compare { op, .. } => op.name(),
+            KernelInst::Select { .. } => "select",
+            KernelInst::Threshold { .. } => "threshold",
+            KernelInst::StopGradient(_) => "stop_gradient",
+            KernelInst::Cast { .. } => "cast",
         }
     }
 }

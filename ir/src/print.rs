@@ -3,11 +3,16 @@
 //! ```text
 //! %7 = add %3, %6 : f32[B,100]    ; lif1.v
 //! ```
+//!
+//! A `fused` node prints its body on the lines after it, one instruction a
+//! line (`k3 = add k1, k2 : f32`, typed by dtype: every instruction has the
+//! kernel's shape), then the instructions it writes (`out k9, k12`).
 
 use std::fmt::{self, Write};
 
 use crate::module::{Module, ParamInit, RegionKind, StateInit};
-use crate::op::{MatMulKind, Op, Surrogate};
+use crate::op::{FusedKernel, KernelInst, MatMulKind, Op, Surrogate};
+use crate::types::Dtype;
 
 /// Prints a module. The output depends only on the module.
 pub fn print(module: &Module) -> String {
@@ -44,8 +49,9 @@ fn write_module(out: &mut String, m: &Module) -> fmt::Result {
     }
     for region in &m.body {
         let kw = match region.kind {
-            RegionKind::Seq => "seq",
-            RegionKind::Step => "step t in 0..T",
+            RegionKind::Seq => "seq".to_string(),
+            RegionKind::Step if region.unroll > 1 => format!("step t in 0..T unroll {}", region.unroll),
+            RegionKind::Step => "step t in 0..T".to_string(),
         };
         writeln!(out, "  {kw} {{")?;
         for &h in &region.nodes {
@@ -53,11 +59,17 @@ fn write_module(out: &mut String, m: &Module) -> fmt::Result {
             let mut line = format!("    %{} = {}", h.index(), node.op.mnemonic());
             write_operands(&mut line, m, &node.op)?;
             write!(line, " : {}", node.ty)?;
+            if let Op::Fused(_) = node.op {
+                line.push_str(" {");
+            }
             if let Some(name) = &node.name {
                 let pad = 48usize.saturating_sub(line.len());
                 write!(line, "{:pad$} ; {name}", "")?;
             }
             writeln!(out, "{line}")?;
+            if let Op::Fused(kernel) = &node.op {
+                write_kernel_body(out, m, kernel)?;
+            }
         }
         writeln!(out, "  }}")?;
     }
@@ -65,6 +77,62 @@ fn write_module(out: &mut String, m: &Module) -> fmt::Result {
         writeln!(out, "  output {} = %{}", o.name, o.value.index())?;
     }
     writeln!(out, "}}")
+}
+
+fn surrogate(s: Surrogate) -> String {
+    match s {
+        Surrogate::SuperSpike => "superspike".to_string(),
+        Surrogate::Heaviside => "heaviside".to_string(),
+        s => format!("{}(alpha={})", s.name(), num(s.alpha().unwrap_or(0.0))),
+    }
+}
+
+/// A kernel constant: an `f32` constant that is exactly an `f32` prints as
+/// the shortest text that reads back as that `f32` (`0.1`, not
+/// `0.10000000149011612`); anything else as an `f64`.
+fn kernel_num(value: f64, dtype: Dtype) -> String {
+    let single = value as f32;
+    if dtype == Dtype::F32 && f64::from(single).to_bits() == value.to_bits() {
+        format!("{single:?}")
+    } else {
+        num(value)
+    }
+}
+
+/// The body of a `fused` node, one instruction a line, then its outputs:
+///
+/// ```text
+///       k0 = in %43 : f32
+///       k1 = const 0.1 : f32
+///       k2 = mul k1, k0 : f32
+///       out k2
+///     }
+/// ```
+fn write_kernel_body(out: &mut String, m: &Module, kernel: &FusedKernel) -> fmt::Result {
+    let input_dtypes: Vec<Dtype> =
+        kernel.inputs.iter().map(|&h| m.nodes.try_get(h).map_or(m.float, |n| n.ty.dtype)).collect();
+    let (dtypes, _) = crate::typing::kernel_dtypes(m.float, &input_dtypes, &kernel.body);
+    for (k, inst) in kernel.body.iter().enumerate() {
+        let mut line = format!("      k{k} = {}", inst.mnemonic());
+        let args: Vec<String> = inst.args().iter().map(|a| format!("k{a}")).collect();
+        match *inst {
+            KernelInst::Input(i) => match kernel.inputs.get(i as usize) {
+                Some(h) => write!(line, " %{}", h.index())?,
+                None => write!(line, " ?{i}")?,
+            },
+            KernelInst::Const { value, dtype } => write!(line, " {}", kernel_num(value, dtype))?,
+            KernelInst::Threshold { surrogate: s, .. } => write!(line, " {}, {}", args.join(", "), surrogate(s))?,
+            _ => write!(line, " {}", args.join(", "))?,
+        }
+        match dtypes.as_ref().and_then(|d| d.get(k)) {
+            Some(d) => write!(line, " : {d}")?,
+            None => line.push_str(" : ?"),
+        }
+        writeln!(out, "{line}")?;
+    }
+    let outs: Vec<String> = kernel.outputs.iter().map(|o| format!("k{o}")).collect();
+    writeln!(out, "      out {}", outs.join(", "))?;
+    writeln!(out, "    }}")
 }
 
 fn write_operands(line: &mut String, m: &Module, op: &Op) -> fmt::Result {
@@ -81,11 +149,7 @@ fn write_operands(line: &mut String, m: &Module, op: &Op) -> fmt::Result {
         }
         Op::Threshold { surrogate, .. } => {
             parts.extend(ops);
-            parts.push(match surrogate {
-                Surrogate::SuperSpike => "superspike".to_string(),
-                Surrogate::Heaviside => "heaviside".to_string(),
-                s => format!("{}(alpha={})", s.name(), num(s.alpha().unwrap_or(0.0))),
-            });
+            parts.push(self::surrogate(*surrogate));
         }
         Op::MatMul { kind, .. } => {
             parts.extend(ops);
@@ -102,6 +166,15 @@ fn write_operands(line: &mut String, m: &Module, op: &Op) -> fmt::Result {
             parts.push(format!("stride={stride:?}"));
         }
         Op::Uniform { seed, .. } => parts.push(format!("seed={seed}")),
+        Op::Fused(kernel) => {
+            // `fused lif1(%3, %5)`: the kernel's name, then its inputs.
+            write!(line, " {}({})", kernel.name, ops.join(", "))?;
+            return Ok(());
+        }
+        Op::Extract { index, .. } => {
+            parts.extend(ops);
+            parts.push(index.to_string());
+        }
         _ => parts.extend(ops),
     }
     if !parts.is_empty() {

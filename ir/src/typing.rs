@@ -4,7 +4,7 @@
 //! that first.
 
 use crate::module::Module;
-use crate::op::{BinaryOp, MatMulKind, Op, ReduceOp, UnaryOp};
+use crate::op::{BinaryOp, CompareOp, FusedKernel, KernelInst, MatMulKind, Op, ReduceOp, UnaryOp};
 use crate::types::{Dim, Dtype, Shape, Type};
 
 /// Computes the type an op produces, or explains why its operands don't fit.
@@ -49,49 +49,26 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
         }
         Op::Unary { op, arg } => {
             let t = ty(arg);
-            let accepts_spike = matches!(op, UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs);
-            if t.dtype == Dtype::Spike {
-                if !accepts_spike {
-                    return Err(format!("`{}` needs a float operand, got {t}", op.name()));
-                }
-                return Ok(t.with_dtype(module.float));
-            }
-            Ok(t.clone())
+            Ok(t.with_dtype(unary_dtype(module.float, op, t.dtype).map_err(|m| format!("{m}, got {t}"))?))
         }
         Op::Binary { op, lhs, rhs } => {
             let (a, b) = (ty(lhs), ty(rhs));
-            let dtype = match (a.dtype, b.dtype) {
-                (Dtype::Spike, Dtype::Spike) if op.keeps_spikes() => Dtype::Spike,
-                (Dtype::Spike, Dtype::Spike) => {
-                    return Err(format!("`{}` of two spikes is not defined; cast one to float", op.name()));
-                }
-                (Dtype::Spike, f) | (f, Dtype::Spike) => f,
-                (x, y) if x == y => x,
-                (x, y) => return Err(format!("`{}` mixes {x} and {y}", op.name())),
-            };
+            let dtype = binary_dtype(op, a.dtype, b.dtype)?;
             let (seq, shape) = broadcast(module.steps, a, b)
                 .ok_or_else(|| format!("`{}` cannot broadcast {a} with {b}", op.name()))?;
             Ok(Type { dtype, seq, shape })
         }
         Op::Compare { op, lhs, rhs } => {
             let (a, b) = (ty(lhs), ty(rhs));
-            if a.dtype != b.dtype && !(a.dtype == Dtype::Spike || b.dtype == Dtype::Spike) {
-                return Err(format!("`{}` mixes {} and {}", op.name(), a.dtype, b.dtype));
-            }
+            let dtype = compare_dtype(op, a.dtype, b.dtype)?;
             let (seq, shape) = broadcast(module.steps, a, b)
                 .ok_or_else(|| format!("`{}` cannot broadcast {a} with {b}", op.name()))?;
-            Ok(Type { dtype: Dtype::Spike, seq, shape })
+            Ok(Type { dtype, seq, shape })
         }
         Op::Select { cond, on_true, on_false } => {
             let (c, a, b) = (ty(cond), ty(on_true), ty(on_false));
-            if c.dtype != Dtype::Spike {
-                return Err(format!("`select` needs a spike condition, got {c}"));
-            }
-            let dtype = match (a.dtype, b.dtype) {
-                (x, y) if x == y => x,
-                (Dtype::Spike, f) | (f, Dtype::Spike) => f,
-                (x, y) => return Err(format!("`select` mixes {x} and {y}")),
-            };
+            let dtype = select_dtype(c.dtype, a.dtype, b.dtype)
+                .map_err(|m| if c.dtype == Dtype::Spike { m } else { format!("{m}, got {c}") })?;
             let (seq, shape) =
                 broadcast(module.steps, a, b).ok_or_else(|| format!("`select` cannot broadcast {a} with {b}"))?;
             let res = Type { dtype, seq, shape };
@@ -102,18 +79,10 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
         }
         Op::Threshold { arg, .. } => {
             let t = ty(arg);
-            if !t.dtype.is_float() {
-                return Err(format!("`threshold` needs a float operand, got {t}"));
-            }
-            Ok(t.with_dtype(Dtype::Spike))
+            Ok(t.with_dtype(threshold_dtype(t.dtype).map_err(|m| format!("{m}, got {t}"))?))
         }
         Op::StopGradient(a) => Ok(ty(a).clone()),
-        Op::Cast { arg, dtype } => {
-            if dtype == Dtype::Spike && ty(arg).dtype != Dtype::Spike {
-                return Err("cast to spike is not allowed; use `threshold` or a comparison".into());
-            }
-            Ok(ty(arg).with_dtype(dtype))
-        }
+        Op::Cast { arg, dtype } => Ok(ty(arg).with_dtype(cast_dtype(ty(arg).dtype, dtype)?)),
         Op::MatMul { input, weight, kind } => {
             let (x, w) = (ty(input), ty(weight));
             if w.seq || w.shape.rank() != 2 || w.shape.has_batch() {
@@ -227,7 +196,196 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
             Ok(x.clone())
         }
         Op::Uniform { ref shape, seq, .. } => Ok(Type { dtype: module.float, seq, shape: shape.clone() }),
+        Op::Fused(ref kernel) => {
+            let (types, errors) = check_kernel(module, kernel);
+            match (types, errors.first()) {
+                (Some(types), None) => Ok(types.into_iter().next().expect("a checked kernel has an output")),
+                (_, Some(e)) => Err(e.clone()),
+                (None, None) => Err("invalid kernel".into()),
+            }
+        }
+        Op::Extract { kernel, index } => {
+            let Op::Fused(ref k) = module.nodes[kernel].op else {
+                return Err(format!("`extract` needs a `fused` node, got `{}`", module.nodes[kernel].op.mnemonic()));
+            };
+            match check_kernel(module, k) {
+                (Some(types), _) => types.get(index as usize).cloned().ok_or_else(|| {
+                    format!("`extract` of output {index}, but kernel `{}` has {} output(s)", k.name, types.len())
+                }),
+                (None, errors) => Err(format!(
+                    "`extract` of an invalid kernel: {}",
+                    errors.first().map_or("invalid kernel", String::as_str)
+                )),
+            }
+        }
     }
+}
+
+/// The dtype rule of `Unary`: floats keep their dtype; `relu`, `neg` and
+/// `abs` also take spikes and give the module's float.
+pub fn unary_dtype(float: Dtype, op: UnaryOp, a: Dtype) -> Result<Dtype, String> {
+    if a == Dtype::Spike {
+        if matches!(op, UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs) {
+            return Ok(float);
+        }
+        return Err(format!("`{}` needs a float operand", op.name()));
+    }
+    Ok(a)
+}
+
+/// The dtype rule of `Binary`: equal floats; a spike with a float gives the
+/// float; two spikes give a spike for `mul`/`max`/`min` only.
+pub fn binary_dtype(op: BinaryOp, a: Dtype, b: Dtype) -> Result<Dtype, String> {
+    match (a, b) {
+        (Dtype::Spike, Dtype::Spike) if op.keeps_spikes() => Ok(Dtype::Spike),
+        (Dtype::Spike, Dtype::Spike) => Err(format!("`{}` of two spikes is not defined; cast one to float", op.name())),
+        (Dtype::Spike, f) | (f, Dtype::Spike) => Ok(f),
+        (x, y) if x == y => Ok(x),
+        (x, y) => Err(format!("`{}` mixes {x} and {y}", op.name())),
+    }
+}
+
+/// The dtype rule of `Compare`: equal dtypes, or a spike with anything;
+/// the result is a spike.
+pub fn compare_dtype(op: CompareOp, a: Dtype, b: Dtype) -> Result<Dtype, String> {
+    if a != b && !(a == Dtype::Spike || b == Dtype::Spike) {
+        return Err(format!("`{}` mixes {a} and {b}", op.name()));
+    }
+    Ok(Dtype::Spike)
+}
+
+/// The dtype rule of `Select`: a spike condition; equal branch dtypes, or a
+/// spike with a float gives the float.
+pub fn select_dtype(cond: Dtype, a: Dtype, b: Dtype) -> Result<Dtype, String> {
+    if cond != Dtype::Spike {
+        return Err("`select` needs a spike condition".into());
+    }
+    match (a, b) {
+        (x, y) if x == y => Ok(x),
+        (Dtype::Spike, f) | (f, Dtype::Spike) => Ok(f),
+        (x, y) => Err(format!("`select` mixes {x} and {y}")),
+    }
+}
+
+/// The dtype rule of `Threshold`: a float gives a spike.
+pub fn threshold_dtype(a: Dtype) -> Result<Dtype, String> {
+    if !a.is_float() {
+        return Err("`threshold` needs a float operand".into());
+    }
+    Ok(Dtype::Spike)
+}
+
+/// The dtype rule of `Cast`: anything to a float; only a spike to a spike.
+pub fn cast_dtype(a: Dtype, to: Dtype) -> Result<Dtype, String> {
+    if to == Dtype::Spike && a != Dtype::Spike {
+        return Err("cast to spike is not allowed; use `threshold` or a comparison".into());
+    }
+    Ok(to)
+}
+
+/// The dtype of every instruction of a kernel body whose inputs have the
+/// dtypes `inputs`, in a module whose float is `float`. Collects every
+/// problem, each naming its instruction (`k3: ...`); the dtypes are returned
+/// only if there is none.
+pub fn kernel_dtypes(float: Dtype, inputs: &[Dtype], body: &[KernelInst]) -> (Option<Vec<Dtype>>, Vec<String>) {
+    let mut errors = Vec::new();
+    // A bad instruction gets `None`; instructions that use it are not
+    // checked further (the first error explains them).
+    let mut dtypes: Vec<Option<Dtype>> = Vec::with_capacity(body.len());
+    for (k, inst) in body.iter().enumerate() {
+        let mut bad_arg = false;
+        let mut args = Vec::new();
+        for a in inst.args() {
+            match dtypes.get(a as usize) {
+                Some(Some(d)) if (a as usize) < k => args.push(*d),
+                Some(None) => bad_arg = true,
+                _ => {
+                    errors.push(format!("k{k}: operand k{a} is not an earlier instruction"));
+                    bad_arg = true;
+                }
+            }
+        }
+        if bad_arg {
+            dtypes.push(None);
+            continue;
+        }
+        let res = match *inst {
+            KernelInst::Input(i) => inputs
+                .get(i as usize)
+                .copied()
+                .ok_or_else(|| format!("input {i} does not exist (the kernel has {})", inputs.len())),
+            KernelInst::Const { value, dtype } => {
+                if value.is_nan() {
+                    Err("constant is NaN".into())
+                } else if dtype == Dtype::Spike && value != 0.0 && value != 1.0 {
+                    Err(format!("a spike constant must be 0 or 1, not {value}"))
+                } else if dtype.is_float() && dtype != float {
+                    Err(format!("constant of type {dtype} in a {float} module"))
+                } else {
+                    Ok(dtype)
+                }
+            }
+            KernelInst::Unary { op, .. } => unary_dtype(float, op, args[0]),
+            KernelInst::Binary { op, .. } => binary_dtype(op, args[0], args[1]),
+            KernelInst::Compare { op, .. } => compare_dtype(op, args[0], args[1]),
+            KernelInst::Select { .. } => select_dtype(args[0], args[1], args[2]),
+            KernelInst::Threshold { .. } => threshold_dtype(args[0]),
+            KernelInst::StopGradient(_) => Ok(args[0]),
+            KernelInst::Cast { dtype, .. } => cast_dtype(args[0], dtype),
+        };
+        match res {
+            Ok(d) => dtypes.push(Some(d)),
+            Err(m) => {
+                errors.push(format!("k{k} (`{}`): {m}", inst.mnemonic()));
+                dtypes.push(None);
+            }
+        }
+    }
+    if errors.is_empty() {
+        (Some(dtypes.into_iter().map(|d| d.expect("no errors")).collect()), errors)
+    } else {
+        (None, errors)
+    }
+}
+
+/// The kernel shape of a `Fused` node's inputs: the broadcast of all their
+/// types (scalar for a kernel without inputs), or why they don't fit.
+pub fn kernel_shape(module: &Module, inputs: &[crate::Handle<crate::Node>]) -> Result<(bool, Shape), String> {
+    let mut res = Type::scalar(module.float);
+    for &h in inputs {
+        let t = &module.nodes[h].ty;
+        let (seq, shape) = broadcast(module.steps, &res, t).ok_or_else(|| {
+            format!("kernel input %{} ({t}) does not broadcast with the other inputs ({res})", h.index())
+        })?;
+        res = Type { seq, shape, ..res };
+    }
+    Ok((res.seq, res.shape))
+}
+
+/// Checks a kernel: its inputs broadcast to one kernel shape, its body is
+/// well typed and refers only to earlier instructions, its outputs exist.
+/// Returns the type of every output (if there is no problem) and every
+/// problem found. Assumes the input handles are in range.
+pub fn check_kernel(module: &Module, kernel: &FusedKernel) -> (Option<Vec<Type>>, Vec<String>) {
+    let mut errors = Vec::new();
+    let shape = kernel_shape(module, &kernel.inputs).map_err(|e| errors.push(e)).ok();
+    let input_dtypes: Vec<Dtype> = kernel.inputs.iter().map(|&h| module.nodes[h].ty.dtype).collect();
+    let (dtypes, body_errors) = kernel_dtypes(module.float, &input_dtypes, &kernel.body);
+    errors.extend(body_errors);
+    if kernel.outputs.is_empty() {
+        errors.push("a kernel needs at least one output".into());
+    }
+    for &o in &kernel.outputs {
+        if o as usize >= kernel.body.len() {
+            errors.push(format!("output k{o} does not exist (the body has {} instructions)", kernel.body.len()));
+        }
+    }
+    if !errors.is_empty() {
+        return (None, errors);
+    }
+    let ((seq, shape), dtypes) = (shape.expect("no errors"), dtypes.expect("no errors"));
+    let types = kernel.outputs.iter().map(|&o| Type { dtype: dtypes[o as usize], seq, shape: shape.clone() }).collect();
+    (Some(types), errors)
 }
 
 /// Broadcasts two types' full shapes (time first): equal, or one is a

@@ -128,6 +128,18 @@ pub fn validate(module: &Module) -> Result<ModuleInfo, ValidationErrors> {
         }
     }
 
+    // Regions: schedule attributes.
+    for (r, region) in module.body.iter().enumerate() {
+        if region.unroll == 0 {
+            err(Location::Module, format!("region {r}: unroll must be at least 1 (1 means not unrolled)"));
+        } else if region.unroll != 1 && region.kind == RegionKind::Seq {
+            err(
+                Location::Module,
+                format!("region {r}: a sequence region cannot be unrolled (unroll {})", region.unroll),
+            );
+        }
+    }
+
     // Placement: every node in exactly one region, in increasing order.
     let n = module.nodes.len();
     let mut region_of: Vec<Option<usize>> = vec![None; n];
@@ -230,6 +242,12 @@ pub fn validate(module: &Module) -> Result<ModuleInfo, ValidationErrors> {
         if *kind == RegionKind::Step && node.ty.seq {
             err(loc(), format!("a step loop cannot hold a sequence value ({})", node.ty));
         }
+        if let Op::Extract { kernel, .. } = node.op
+            && kernel.index() < n
+            && region_of[kernel.index()].is_some_and(|rk| rk != r)
+        {
+            err(loc(), format!("`extract` must be in the region of its `fused` node %{}", kernel.index()));
+        }
     }
 
     // Types, for nodes whose handles are sound.
@@ -238,7 +256,27 @@ pub fn validate(module: &Module) -> Result<ModuleInfo, ValidationErrors> {
             continue;
         }
         let loc = Location::Node { node: h.index(), region: region_of[h.index()] };
-        match crate::typing::result_type(module, &node.op) {
+        // An `extract` is typed through its kernel's inputs: skip it when
+        // the kernel's own handles are broken (that error is reported).
+        if let Op::Extract { kernel, .. } = node.op
+            && !handles_ok[kernel.index()]
+        {
+            continue;
+        }
+        // A kernel reports every problem of its body, not only the first.
+        let typed = match &node.op {
+            Op::Fused(kernel) => match crate::typing::check_kernel(module, kernel) {
+                (Some(types), _) => Ok(types.into_iter().next().expect("a checked kernel has an output")),
+                (None, errors) => {
+                    for m in errors {
+                        err(loc.clone(), format!("kernel `{}`: {m}", kernel.name));
+                    }
+                    continue;
+                }
+            },
+            op => crate::typing::result_type(module, op),
+        };
+        match typed {
             Ok(ty) if ty == node.ty => {}
             Ok(ty) => err(loc, format!("recorded type {} differs from the computed type {ty}", node.ty)),
             Err(m) => err(loc, m),

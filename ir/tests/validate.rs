@@ -1,9 +1,7 @@
 //! The validator collects every error with its location; messages are
 //! tested as rendered text.
 
-use snnc_ir::{
-    BinaryOp, Builder, Dtype, Handle, Module, Node, Op, Param, ParamInit, Shape, StateInit, Type, validate,
-};
+use snnc_ir::{BinaryOp, Builder, Dtype, Handle, Module, Node, Op, Param, ParamInit, Shape, StateInit, Type, validate};
 
 fn f32_state(b: &mut Builder, name: &str, n: u32) -> snnc_ir::Handle<snnc_ir::StateVar> {
     b.state(name, Type::new(Dtype::F32, Shape::batched(&[n])), StateInit::Fill(0.0))

@@ -21,11 +21,22 @@ struct Cli {
     /// Where to run the cases.
     #[arg(long, value_enum, default_value = "interp")]
     target: Target,
+    /// The passes run on each lowered module, comma-separated (e.g. `cse,dce`), or `none`;
+    /// default: the target's default pipeline.
+    #[arg(long)]
+    passes: Option<String>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let report = match conformance::run_dir(&cli.dir, cli.target) {
+    if let Some(list) = &cli.passes
+        && let Err(e) = snnc_passes::parse_pipeline(list, &Default::default())
+    {
+        eprintln!("error: --passes: {e}");
+        return ExitCode::from(2);
+    }
+    let config = conformance::RunConfig { passes: cli.passes.clone() };
+    let report = match conformance::run_dir_with(&cli.dir, cli.target, &config) {
         Ok(report) => report,
         Err(e) => {
             eprintln!("error: {e}");

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use snnc_ir::{Dtype, Handle, Module, Node, Op, RegionKind, StateInit};
+use snnc_ir::{Handle, Module, Node, Op, RegionKind, StateInit};
 use snnc_runtime::Tensor;
 
 use crate::kernels::{self, ConvShape};
@@ -26,6 +26,8 @@ struct Evaluator<'a, F> {
     params: Vec<Vec<F>>,
     /// Scratch space for kernels (the transposed matmul weight).
     scratch: Vec<F>,
+    /// Every output of each `fused` node (empty for other nodes).
+    kernel_outputs: Vec<Vec<Vec<F>>>,
 }
 
 fn convert<F: Real>(t: &Tensor) -> Vec<F> {
@@ -70,6 +72,7 @@ pub(crate) fn run<F: Real>(
         inputs: module.inputs.iter().map(|(_, i)| convert(&inputs[&i.name])).collect(),
         params: module.params.iter().map(|(_, p)| convert(&weights[&p.name])).collect(),
         scratch: Vec::new(),
+        kernel_outputs: vec![Vec::new(); module.nodes.len()],
     };
 
     for region in &module.body {
@@ -175,14 +178,7 @@ impl<F: Real> Evaluator<'_, F> {
             }
             Op::Threshold { arg, .. } => kernels::threshold(self.val(arg), &mut out),
             Op::StopGradient(x) => out.extend_from_slice(self.val(x)),
-            Op::Cast { arg, dtype } => {
-                let x = &self.values[arg.index()];
-                if dtype == Dtype::F32 {
-                    out.extend(x.iter().map(|&v| F::from_f64(f64::from(v.to_f64() as f32))));
-                } else {
-                    out.extend_from_slice(x);
-                }
-            }
+            Op::Cast { arg, dtype } => kernels::cast(dtype, self.val(arg), &mut out),
             Op::MatMul { input, weight, .. } => {
                 let wd = &plan.dims[weight.index()];
                 let (n_out, n_in) = (wd[0], wd[1]);
@@ -233,6 +229,16 @@ impl<F: Real> Evaluator<'_, F> {
             Op::Reshape { arg, .. } => out.extend_from_slice(self.val(arg)),
             Op::ReduceTime { op, arg } => kernels::reduce_time(op, self.val(arg), self.plan.steps, n, &mut out),
             Op::LogSoftmax { arg } => kernels::log_softmax(self.val(arg), dims.last().copied().unwrap_or(1), &mut out),
+            Op::Fused(ref kernel) => {
+                let mut outs = std::mem::take(&mut self.kernel_outputs[h.index()]);
+                let inputs: Vec<&[F]> = kernel.inputs.iter().map(|&x| self.val(x)).collect();
+                kernels::fused(kernel, &inputs, n, &mut outs);
+                out.extend_from_slice(&outs[0]);
+                self.kernel_outputs[h.index()] = outs;
+            }
+            Op::Extract { kernel, index } => {
+                out.extend_from_slice(&self.kernel_outputs[kernel.index()][index as usize]);
+            }
             Op::Uniform { seed, seq, .. } => {
                 let rng = |t: usize, k: usize| F::from_f64(snnc_ir::rng::uniform(seed, t as u32, k as u64));
                 if seq {

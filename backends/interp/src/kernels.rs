@@ -4,7 +4,7 @@
 //! order of every floating-point operation is part of the definition and is
 //! written out in the doc comments (an `f32` run rounds after each one).
 
-use snnc_ir::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
+use snnc_ir::{BinaryOp, CompareOp, Dtype, FusedKernel, KernelInst, ReduceOp, UnaryOp};
 
 use crate::real::Real;
 
@@ -123,6 +123,74 @@ pub(crate) fn select<F: Real>(cond: &[F], a: &[F], b: &[F], n: usize, out: &mut 
 pub(crate) fn threshold<F: Real>(x: &[F], out: &mut Vec<F>) {
     out.clear();
     out.extend(x.iter().map(|&v| bool_to::<F>(v > F::zero())));
+}
+
+/// Converts the dtype: to `f32`, each value rounded to `f32` (a no-op in an
+/// `f32` run); to `f64` or `spike`, the same values.
+pub(crate) fn cast<F: Real>(dtype: Dtype, x: &[F], out: &mut Vec<F>) {
+    out.clear();
+    if dtype == Dtype::F32 {
+        out.extend(x.iter().map(|&v| F::from_f64(f64::from(v.to_f64() as f32))));
+    } else {
+        out.extend_from_slice(x);
+    }
+}
+
+/// A `fused` kernel over `n` elements: `inputs[i]` is input `i`'s value,
+/// which repeats to `n` elements (suffix broadcasting); `outs` receives one
+/// buffer of `n` elements per kernel output.
+///
+/// The body runs one instruction at a time over all elements, each with the
+/// kernel of its IR op (`unary`, `binary`, ...): element `e` of every
+/// instruction is computed by exactly the operations, in the same order and
+/// precision, as the unfused ops would compute element `e`, so a fused
+/// module gives the same bits as the module it came from. A constant, or a
+/// value that depends only on inputs smaller than the kernel, is kept at
+/// its own length and broadcast where it meets the full shape (and when it
+/// is written out).
+pub(crate) fn fused<F: Real>(kernel: &FusedKernel, inputs: &[&[F]], n: usize, outs: &mut Vec<Vec<F>>) {
+    let mut regs: Vec<Vec<F>> = Vec::with_capacity(kernel.body.len());
+    for inst in &kernel.body {
+        let mut r = Vec::new();
+        let reg = |a: u32| regs[a as usize].as_slice();
+        // Binary results broadcast to the full kernel shape unless both
+        // operands are shorter (then to the longer of the two, a suffix).
+        let len2 = |a: &[F], b: &[F]| if a.len() == b.len() { a.len() } else { n };
+        match *inst {
+            KernelInst::Input(i) => r.extend_from_slice(inputs[i as usize]),
+            KernelInst::Const { value, .. } => r.push(F::from_f64(value)),
+            KernelInst::Unary { op, arg } => unary(op, reg(arg), &mut r),
+            KernelInst::Binary { op, lhs, rhs } => {
+                let (a, b) = (reg(lhs), reg(rhs));
+                binary(op, a, b, len2(a, b), &mut r)
+            }
+            KernelInst::Compare { op, lhs, rhs } => {
+                let (a, b) = (reg(lhs), reg(rhs));
+                compare(op, a, b, len2(a, b), &mut r)
+            }
+            KernelInst::Select { cond, on_true, on_false } => {
+                let (c, a, b) = (reg(cond), reg(on_true), reg(on_false));
+                let len = if c.len() == a.len() && a.len() == b.len() { a.len() } else { n };
+                select(c, a, b, len, &mut r)
+            }
+            KernelInst::Threshold { arg, .. } => threshold(reg(arg), &mut r),
+            KernelInst::StopGradient(arg) => r.extend_from_slice(reg(arg)),
+            KernelInst::Cast { arg, dtype } => cast(dtype, reg(arg), &mut r),
+        }
+        regs.push(r);
+    }
+    outs.resize_with(kernel.outputs.len(), Vec::new);
+    for (buf, &o) in outs.iter_mut().zip(&kernel.outputs) {
+        let r = &regs[o as usize];
+        buf.clear();
+        if r.len() == n {
+            buf.extend_from_slice(r);
+        } else if r.is_empty() {
+            buf.resize(n, F::nan());
+        } else {
+            buf.extend((0..n).map(|e| r[e % r.len()]));
+        }
+    }
 }
 
 /// `x @ w^T`: `x` is `rows × n_in`, `w` is `n_out × n_in` (torch's Linear

@@ -62,6 +62,8 @@
 //! | `reshape` | the same elements in row-major order |
 //! | `reduce_time_*` | over the time dim: `sum` in step order from `+0`, `mean = sum / T`, `max`, `last = x[T-1]` |
 //! | `log_softmax` | over the last dim: `(x - m) - ln(sum(exp(x - m)))` with `m = max(x)` |
+//! | `fused` | its body, instruction by instruction, each as the op of the same name above, over the kernel's shape (inputs broadcast); the node's value is output 0 |
+//! | `extract %k, i` | output `i` of the `fused` node `%k` |
 //! | `uniform` | `rng::uniform(seed, t, k)`: `t` the step (the time index of a `seq` value; 0 for a static one), `k` the row-major index within the step, batch included |
 //!
 //! The exact arithmetic of each is documented on its kernel in the

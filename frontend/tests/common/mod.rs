@@ -220,9 +220,10 @@ pub fn arb_lif_adex() -> impl Strategy<Value = LifAdExParams> {
 
 pub fn arb_layer() -> impl Strategy<Value = Layer> {
     let opt = || proptest::option::of(arb_size());
+    let density = || proptest::option::of(arb_f64());
     Union::new(vec![
-        (arb_name(), opt(), arb_size(), any::<bool>())
-            .prop_map(|(name, input, out, bias)| Layer::Linear { name, input, out, bias })
+        (arb_name(), opt(), arb_size(), any::<bool>(), density())
+            .prop_map(|(name, input, out, bias, input_density)| Layer::Linear { name, input, out, bias, input_density })
             .boxed(),
         (arb_name(), opt(), arb_size(), arb_size(), arb_size(), any::<u32>(), any::<bool>())
             .prop_map(|(name, in_channels, out_channels, kernel_size, stride, padding, bias)| Layer::Conv2d {
@@ -242,16 +243,30 @@ pub fn arb_layer() -> impl Strategy<Value = Layer> {
         (arb_name(), arb_f64()).prop_map(|(name, factor)| Layer::Scale { name, factor }).boxed(),
         arb_name().prop_map(|name| Layer::ReLU { name }).boxed(),
         (arb_name(), arb_lif()).prop_map(|(name, p)| Layer::LIF { name, p }).boxed(),
-        (arb_name(), opt(), arb_size(), arb_lif(), any::<bool>())
-            .prop_map(|(name, input, hidden, p, autapses)| Layer::LIFRecurrent { name, input, hidden, p, autapses })
+        (arb_name(), opt(), arb_size(), arb_lif(), any::<bool>(), density())
+            .prop_map(|(name, input, hidden, p, autapses, input_density)| Layer::LIFRecurrent {
+                name,
+                input,
+                hidden,
+                p,
+                autapses,
+                input_density,
+            })
             .boxed(),
         (arb_name(), arb_li()).prop_map(|(name, p)| Layer::LI { name, p }).boxed(),
-        (arb_name(), opt(), arb_size(), arb_li())
-            .prop_map(|(name, input, out, p)| Layer::LILinear { name, input, out, p })
+        (arb_name(), opt(), arb_size(), arb_li(), density())
+            .prop_map(|(name, input, out, p, input_density)| Layer::LILinear { name, input, out, p, input_density })
             .boxed(),
         (arb_name(), arb_lsnn()).prop_map(|(name, p)| Layer::LSNN { name, p }).boxed(),
-        (arb_name(), opt(), arb_size(), arb_lsnn(), any::<bool>())
-            .prop_map(|(name, input, hidden, p, autapses)| Layer::LSNNRecurrent { name, input, hidden, p, autapses })
+        (arb_name(), opt(), arb_size(), arb_lsnn(), any::<bool>(), density())
+            .prop_map(|(name, input, hidden, p, autapses, input_density)| Layer::LSNNRecurrent {
+                name,
+                input,
+                hidden,
+                p,
+                autapses,
+                input_density,
+            })
             .boxed(),
         (arb_name(), arb_lif_box()).prop_map(|(name, p)| Layer::LIFBox { name, p }).boxed(),
         (arb_name(), arb_lif_adex()).prop_map(|(name, p)| Layer::LIFAdEx { name, p }).boxed(),

@@ -200,8 +200,8 @@ pub fn run_paths_with(paths: &[PathBuf], target: Target, config: &RunConfig) -> 
     let cases = paths
         .iter()
         .map(|p| match target {
-            Target::Interp => run_case_with(p, config),
-            Target::Cpu | Target::Cuda => CaseReport {
+            Target::Interp | Target::Cpu => run_case_on(p, target, config),
+            Target::Cuda => CaseReport {
                 name: case_name(p),
                 path: p.clone(),
                 dtype: None,
@@ -224,6 +224,11 @@ pub fn run_case(path: &Path) -> CaseReport {
 
 /// [`run_case`] with a choice of passes.
 pub fn run_case_with(path: &Path, config: &RunConfig) -> CaseReport {
+    run_case_on(path, Target::Interp, config)
+}
+
+/// Runs one oracle file on a target (the interpreter or the cpu).
+pub fn run_case_on(path: &Path, target: Target, config: &RunConfig) -> CaseReport {
     let name = case_name(path);
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -237,7 +242,7 @@ pub fn run_case_with(path: &Path, config: &RunConfig) -> CaseReport {
         }
     };
     let (dtype, outcome) = match serde_json::from_str::<Value>(&text) {
-        Ok(json) => run_json_with(&json, &path.display().to_string(), config),
+        Ok(json) => run_json_on(&json, &path.display().to_string(), target, config),
         Err(e) => (None, CaseOutcome::BadInput(format!("{} is not JSON: {e}", path.display()))),
     };
     CaseReport { name, path: path.to_path_buf(), dtype, outcome }
@@ -251,13 +256,22 @@ pub fn run_json(json: &Value, file: &str) -> (Option<String>, CaseOutcome) {
 
 /// [`run_json`] with a choice of passes.
 pub fn run_json_with(json: &Value, file: &str, config: &RunConfig) -> (Option<String>, CaseOutcome) {
+    run_json_on(json, file, Target::Interp, config)
+}
+
+/// [`run_json_with`] on a target (the interpreter or the cpu). The cpu
+/// computes in f32 only: an f64 case is unsupported there.
+pub fn run_json_on(json: &Value, file: &str, target: Target, config: &RunConfig) -> (Option<String>, CaseOutcome) {
     let dtype = json.get("dtype").and_then(Value::as_str).map(str::to_string);
     let plan = match plan_case(json) {
         Ok(plan) => plan,
         Err(PlanError::Bad(e)) => return (dtype, CaseOutcome::BadInput(e)),
         Err(PlanError::Unsupported(e)) => return (dtype, CaseOutcome::Unsupported(e)),
     };
-    let outcome = match execute(&plan, file, config) {
+    if target == Target::Cpu && plan.float == Dtype::F64 {
+        return (dtype, CaseOutcome::Unsupported("f64 runs on the interpreter".into()));
+    }
+    let outcome = match execute(&plan, file, target, config) {
         Ok(run) => CaseOutcome::Ran(compare(&plan, &run)),
         Err(e) => CaseOutcome::Error(e),
     };
@@ -301,7 +315,7 @@ impl Report {
         let c = self.counts();
         if c.bad_input > 0 {
             2
-        } else if self.target != Target::Interp {
+        } else if self.target == Target::Cuda {
             3
         } else if c.failed > 0 {
             1
@@ -1251,7 +1265,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn execute(plan: &Plan, file: &str, config: &RunConfig) -> Result<Values, String> {
+fn execute(plan: &Plan, file: &str, target: Target, config: &RunConfig) -> Result<Values, String> {
     let mut module = match &plan.program {
         Program::Network { net, opts } => {
             snnc_frontend::lower(net, file, opts).map_err(|e| format!("lowering failed: {e}"))?
@@ -1259,8 +1273,8 @@ fn execute(plan: &Plan, file: &str, config: &RunConfig) -> Result<Values, String
         Program::Threshold { method, alpha } => threshold_module(plan.float, *method, *alpha)?,
     };
     snnc_ir::validate(&module).map_err(|e| format!("the lowered module is invalid: {e}"))?;
-    let pipeline = crate::driver::pipeline(Target::Interp, config.passes.as_deref(), &Default::default())
-        .map_err(|e| e.to_string())?;
+    let pipeline =
+        crate::driver::pipeline(target, config.passes.as_deref(), &Default::default()).map_err(|e| e.to_string())?;
     let info = crate::driver::run_pipeline(&mut module, &pipeline, &mut |_| {}).map_err(|e| e.to_string())?;
     let mut weights = snnc_runtime::init_weights(&module, 0);
     for (name, w) in &plan.weights {
@@ -1288,6 +1302,17 @@ fn execute(plan: &Plan, file: &str, config: &RunConfig) -> Result<Values, String
                 "the oracle gives initial state `{name}`, which the lowered module lacks (it has: {known})"
             ));
         }
+    }
+    if target == Target::Cpu {
+        let opts = snnc_cpu::RunOptions { record: true, initial_state: plan.initial_state.clone() };
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            snnc_cpu::compile(&module, &info).and_then(|exe| exe.run(&weights, &plan.inputs, &opts))
+        }));
+        return match run {
+            Ok(Ok(res)) => Ok(Values { outputs: res.outputs, traces: res.traces }),
+            Ok(Err(e)) => Err(format!("the cpu backend failed: {e}")),
+            Err(payload) => Err(format!("the cpu backend panicked: {}", panic_message(payload.as_ref()))),
+        };
     }
     let opts = snnc_interp::RunOptions { record: true, initial_state: plan.initial_state.clone() };
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

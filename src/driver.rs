@@ -49,7 +49,7 @@ impl From<FrontendError> for Error {
 pub enum Target {
     /// The reference interpreter (f32 or f64).
     Interp,
-    /// Native code through Cranelift (not built yet).
+    /// Native code: fused kernels compiled by Cranelift, GEMM, threads (f32).
     Cpu,
     /// CUDA PTX through cudarc (not built yet).
     Cuda,
@@ -59,13 +59,30 @@ impl Target {
     /// Fails for targets whose backend does not exist yet.
     pub fn ensure_available(self) -> Result<(), Error> {
         match self {
-            Target::Interp => Ok(()),
-            Target::Cpu => Err(Error::Environment(
-                "the cpu backend is not built yet; use --target interp (the reference interpreter)".into(),
-            )),
-            Target::Cuda => Err(Error::Environment(
-                "the cuda backend is not built yet; use --target interp (the reference interpreter)".into(),
-            )),
+            Target::Interp | Target::Cpu => Ok(()),
+            Target::Cuda => {
+                Err(Error::Environment("the cuda backend is not built yet; use --target cpu or --target interp".into()))
+            }
+        }
+    }
+
+    /// The target's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Interp => "interp",
+            Target::Cpu => "cpu",
+            Target::Cuda => "cuda",
+        }
+    }
+}
+
+impl From<snnc_cpu::CpuError> for Error {
+    fn from(e: snnc_cpu::CpuError) -> Self {
+        use snnc_cpu::CpuError;
+        match e {
+            CpuError::Unsupported(_) => Error::User(format!("{e}; use --target interp (the reference interpreter)")),
+            CpuError::Input(_) | CpuError::TooLarge(_) => Error::User(e.to_string()),
+            CpuError::InfoMismatch | CpuError::Jit(_) => Error::Internal(e.to_string()),
         }
     }
 }
@@ -365,9 +382,21 @@ pub fn run(
     record: bool,
 ) -> Result<RunOutput, Error> {
     target.ensure_available()?;
-    let opts = snnc_interp::RunOptions { record, ..Default::default() };
-    let res = snnc_interp::run(&compiled.module, &compiled.info, weights, inputs, &opts)
-        .map_err(|e| Error::User(e.to_string()))?;
+    let (outputs, traces) = match target {
+        Target::Interp => {
+            let opts = snnc_interp::RunOptions { record, ..Default::default() };
+            let res = snnc_interp::run(&compiled.module, &compiled.info, weights, inputs, &opts)
+                .map_err(|e| Error::User(e.to_string()))?;
+            (res.outputs, res.traces)
+        }
+        Target::Cpu => {
+            let exe = snnc_cpu::compile(&compiled.module, &compiled.info)?;
+            let opts = snnc_cpu::RunOptions { record, ..Default::default() };
+            let res = exe.run(weights, inputs, &opts)?;
+            (res.outputs, res.traces)
+        }
+        Target::Cuda => unreachable!("ensure_available rejects cuda"),
+    };
     let batch = inputs
         .values()
         .next()
@@ -377,5 +406,5 @@ pub fn run(
             t.shape.get(pos).copied()
         })
         .unwrap_or(1);
-    Ok(RunOutput { outputs: res.outputs, traces: res.traces, batch })
+    Ok(RunOutput { outputs, traces, batch })
 }

@@ -54,12 +54,28 @@ enum Command {
         #[arg(long, value_enum, default_value = "interp")]
         target: Target,
     },
+    /// Compile a network for a target: print (or write to -o DIR) the optimised IR or the
+    /// CLIF of every fused kernel.
+    Compile {
+        /// The network description (RON).
+        net: PathBuf,
+        /// The target to compile for.
+        #[arg(long, value_enum, default_value = "cpu")]
+        target: Target,
+        /// What to emit: the optimised IR (`ir`) or the Cranelift IR of every fused kernel (`clif`).
+        #[arg(long, value_enum, default_value = "ir")]
+        emit: Emit,
+        /// Write the artifacts into this folder (created if missing) instead of stdout:
+        /// `NET.ir`, or one `NET.KERNEL.clif` per kernel.
+        #[arg(short = 'o', long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
     /// Run a network on an input and print a summary of its output.
     Run {
         /// The network description (RON).
         net: PathBuf,
         /// Where to run it.
-        #[arg(long, value_enum, default_value = "interp")]
+        #[arg(long, value_enum, default_value = "cpu")]
         target: Target,
         /// Weights as JSON (`{"NAME": {"shape": [...], "dtype": "float32", "data": [...]}}`);
         /// default: initialised from the network's seed as PyTorch/Norse do.
@@ -78,7 +94,7 @@ enum Command {
         /// Seed of the default weights (overrides the network's `seed`).
         #[arg(long)]
         seed: Option<u64>,
-        /// Compute in f64 (interpreter only).
+        /// Compute in f64 (the interpreter only: use with --target interp).
         #[arg(long)]
         f64: bool,
         /// The passes to run before running, comma-separated, or `none` for the raw lowering;
@@ -93,6 +109,8 @@ enum Command {
     },
     /// Draw a recording (`run --record`) or training metrics (`train`) as SVG or PNG.
     Plot(snnc::plot::PlotArgs),
+    /// Time the benchmark networks forward (median, neuron-updates/s, GFLOP/s, fraction of peak).
+    Bench(snnc::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -106,7 +124,9 @@ fn main() -> ExitCode {
         Command::Run { net, target, weights, input, record, batch, seed, f64, passes, profile, plot } => {
             run(&mut out, &net, RunArgs { target, weights, input, record, batch, seed, f64, passes, profile, plot })
         }
+        Command::Compile { net, target, emit, out_dir } => compile(&mut out, &net, target, emit, out_dir.as_deref()),
         Command::Plot(args) => snnc::plot::plot_command(&mut out, &args),
+        Command::Bench(args) => snnc::bench::bench_command(&mut out, &args),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -261,6 +281,56 @@ fn print_times(times: &[(&'static str, std::time::Duration)]) {
     let _ = writeln!(err, "  {:<12} {:>12}", "total", millis(total));
 }
 
+/// What `snnc compile` emits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Emit {
+    /// The optimised IR, in its text form.
+    Ir,
+    /// The Cranelift IR (CLIF) of every fused kernel.
+    Clif,
+}
+
+fn compile(out: &mut impl Write, path: &Path, target: Target, emit: Emit, dir: Option<&Path>) -> Result<(), Error> {
+    target.ensure_available()?;
+    if target == Target::Interp {
+        return Err(Error::User("--target interp: the interpreter runs IR as it is; compile for --target cpu".into()));
+    }
+    let mut c = load(path, Dtype::F32)?;
+    let opts = driver::pass_options(&c, None)?;
+    let pipeline = driver::pipeline(target, None, &opts)?;
+    driver::optimize(&mut c, &pipeline, &mut |_| {})?;
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "net".into());
+    let files: Vec<(String, String)> = match emit {
+        Emit::Ir => vec![(format!("{stem}.ir"), snnc_ir::print(&c.module))],
+        Emit::Clif => snnc_cpu::emit_clif(&c.module, &c.info)?
+            .into_iter()
+            .map(|k| {
+                let what = if k.whole_loop { ", the whole step loop" } else { ", one step" };
+                (format!("{stem}.{}.clif", k.name), format!("; kernel {} ({}{what})\n{}", k.name, k.node, k.clif))
+            })
+            .collect(),
+    };
+    match dir {
+        None => {
+            for (i, (_, text)) in files.iter().enumerate() {
+                if i > 0 {
+                    say!(out, "");
+                }
+                let _ = write!(out, "{text}");
+            }
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::User(format!("{}: cannot create the folder: {e}", dir.display())))?;
+            for (name, text) in &files {
+                driver::write_atomic(&dir.join(name), text.as_bytes())?;
+            }
+            say!(out, "wrote {} file(s) to {}", files.len(), dir.display());
+        }
+    }
+    Ok(())
+}
+
 struct RunArgs {
     target: Target,
     weights: Option<PathBuf>,
@@ -276,7 +346,10 @@ struct RunArgs {
 
 fn run(out: &mut impl Write, path: &Path, args: RunArgs) -> Result<(), Error> {
     if args.f64 && args.target != Target::Interp {
-        return Err(Error::User("--f64 is only supported by --target interp".into()));
+        return Err(Error::User(format!(
+            "--f64 is only supported by --target interp; the {} backend computes in f32 (add --target interp to run in f64)",
+            args.target.name()
+        )));
     }
     args.target.ensure_available()?;
     if args.batch == 0 {
@@ -318,7 +391,7 @@ fn run(out: &mut impl Write, path: &Path, args: RunArgs) -> Result<(), Error> {
     let started = std::time::Instant::now();
     let res = driver::run(&c, args.target, &weights, &inputs, true)?;
     let elapsed = started.elapsed();
-    summarize(out, &c, &res, &source, elapsed, args.f64);
+    summarize(out, &c, &res, &source, elapsed, args.f64, args.target);
     let names = pipeline.names();
     say!(out, "passes: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") });
     if let Some(rec) = &args.record {
@@ -345,15 +418,17 @@ fn summarize(
     source: &str,
     elapsed: std::time::Duration,
     f64: bool,
+    target: Target,
 ) {
     let net = &c.network;
     say!(
         out,
-        "{}: T = {} steps of {} ms, batch {}, interp ({}), {:.1} ms",
+        "{}: T = {} steps of {} ms, batch {}, {} ({}), {:.1} ms",
         net.name,
         net.steps,
         net.dt * 1e3,
         res.batch,
+        target.name(),
         if f64 { "f64" } else { "f32" },
         elapsed.as_secs_f64() * 1e3
     );

@@ -1,6 +1,7 @@
 //! snnc runtime: host tensors, their JSON files, weights, and what backends
 //! share.
 
+pub mod idx;
 pub mod tensor;
 pub mod weights;
 

@@ -1,0 +1,88 @@
+//! The snnc CPU backend: validated f32 IR run natively.
+//!
+//! [`compile`] turns a validated module into an [`Executable`];
+//! [`Executable::run`] runs it on host tensors, as often as wanted, with
+//! the interpreter's contract (`snnc-interp`): the same checks of weights,
+//! inputs and initial states before anything runs, the same
+//! [`RunOptions`] and the same [`RunResult`].
+//!
+//! # How each op runs
+//!
+//! | op | how |
+//! |---|---|
+//! | a step loop of one `fused` kernel (state reads, `step`s, the kernel, its `extract`s, state writes) | one whole-loop JIT kernel: the time loop inside generated code, the states in registers, per-step outputs written only where collected or recorded |
+//! | `fused`, `extract` | a kernel per `fused` node (Cranelift JIT in `jit`; the plain-Rust [`exec::eval_kernel_fallback`] for broadcast inputs), element by element: the interpreter's bits |
+//! | `matmul` (dense) | one GEMM (`matrixmultiply`) over all rows, `[T·B, in] × [out, in]ᵀ`, rows split over threads; with at most 64 inputs, the interpreter's loop (its bits) |
+//! | `spike_matmul` | ours: per row, the rows of the transposed weight of the active inputs, added in ascending input order: the interpreter's bits |
+//! | `conv2d` | im2col and one GEMM per image, images split over threads |
+//! | `max_pool2d`, `reduce_time_*`, `log_softmax`, `uniform`, unfused elementwise ops | plain Rust loops in the interpreter's order: its bits |
+//! | `step`, `reshape`, `stop_gradient`, `collect`, `state_read`, `state_write` | views of other buffers, no copy (a `state_write` copies into the next-state buffer) |
+//!
+//! # Numerics
+//!
+//! Everything is f32; an `f64` module is [`CpuError::Unsupported`] (the
+//! interpreter runs f64). GEMM-based ops sum in the GEMM's order, so they
+//! agree with the interpreter within rounding (1e-5 relative), everything
+//! else bit for bit. Work is split over threads by whole rows or elements,
+//! never by a reduction, so a run gives the same bits on every call.
+//!
+//! # Buffers
+//!
+//! The buffers of a run are planned for its batch size and kept in the
+//! executable: the next run with the same batch size reuses them.
+
+mod check;
+pub mod clif;
+pub mod emit;
+pub mod exec;
+pub mod jit;
+mod kernels;
+mod steploop;
+
+use std::collections::BTreeMap;
+
+use snnc_runtime::Tensor;
+
+pub use emit::{KernelText, emit_clif};
+pub use exec::{CompileOptions, Executable, compile, compile_with};
+
+/// Options of one run (as the interpreter's).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Record every named node into [`RunResult::traces`].
+    pub record: bool,
+    /// Initial values of state variables, by state name, with the state's
+    /// shape (`B` resolved); states not named here start at their
+    /// [`snnc_ir::StateInit`].
+    pub initial_state: BTreeMap<String, Tensor>,
+}
+
+/// What a run produces (as the interpreter's).
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// The module outputs, by name.
+    pub outputs: BTreeMap<String, Tensor>,
+    /// With [`RunOptions::record`]: every named node (step-loop nodes as
+    /// `[T, ...]`). Empty otherwise.
+    pub traces: BTreeMap<String, Tensor>,
+    /// Every state's value after the last step, by state name.
+    pub final_state: BTreeMap<String, Tensor>,
+}
+
+/// Why the CPU backend cannot compile or run a module.
+#[derive(Debug, thiserror::Error)]
+pub enum CpuError {
+    /// Valid IR this backend cannot handle.
+    #[error("the cpu backend does not support {0}")]
+    Unsupported(String),
+    /// The weights, inputs or initial states do not fit the module.
+    #[error("{0}")]
+    Input(String),
+    #[error("{0} has too many elements to hold in memory")]
+    TooLarge(String),
+    #[error("the module info does not belong to this module; pass the info `validate` returned for it")]
+    InfoMismatch,
+    /// The JIT failed on a kernel (a bug).
+    #[error("jit: {0}")]
+    Jit(String),
+}

@@ -1,0 +1,212 @@
+//! The Rust API: compile a network once, run it many times.
+//!
+//! [`compile`] lowers a [`Network`] (from a RON file or the DSL), runs the
+//! target's default pass pipeline and prepares the backend; the
+//! [`Executable`] it returns runs batches of host tensors with
+//! [`Executable::forward`], checking every shape before any generated code
+//! runs.
+//!
+//! # State
+//!
+//! A network's *state* is the value of every state variable of its module
+//! (membrane voltages `NAME.v`, synaptic currents `NAME.i`, last spikes
+//! `NAME.z`, adaptation `NAME.b`, the encoder's `encoder.v`, ...), one
+//! tensor per variable of shape `[B, ...]`, named as in recordings. A run
+//! of `T` steps starts from a state and ends in one (the *final state*).
+//!
+//! - [`Executable::forward`] always starts from the initial state (every
+//!   variable at its `StateInit` value, usually 0), so calls are
+//!   independent; it leaves the carried state alone.
+//! - [`Executable::forward_with_state`] starts from the carried state and
+//!   then carries its own final state: the final state of one call is the
+//!   initial state of the next, so two calls of `T` steps compute what one
+//!   run of `2T` steps would. The carried state starts empty (the initial
+//!   state); [`Executable::reset_state`] empties it again,
+//!   [`Executable::state`] shows it and [`Executable::set_state`] sets it.
+//!   Its tensors have the batch size of the call that made them, so the
+//!   next call must use the same batch size.
+
+use std::collections::BTreeMap;
+
+use snnc_frontend::{LowerOptions, Network};
+use snnc_runtime::{Tensor, Weights};
+
+use crate::driver::{self, Compiled, Error, Target};
+
+/// What [`Executable::forward`] returns.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    /// The module outputs by name: `output` (`[T, B, ...]`, the last
+    /// layer's value at every step) and, with a readout, `readout`.
+    pub tensors: BTreeMap<String, Tensor>,
+    /// Every state variable after the last step, by name.
+    pub final_state: BTreeMap<String, Tensor>,
+}
+
+impl Outputs {
+    /// The output of that name.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.tensors.get(name)
+    }
+
+    /// For each sample of a `[B, classes]` output (e.g. `readout`), the
+    /// index of its largest value (the first one on ties).
+    pub fn classes(&self, name: &str) -> Option<Vec<usize>> {
+        let t = self.tensors.get(name)?;
+        let [batch, n] = t.shape[..] else { return None };
+        Some(
+            (0..batch)
+                .map(|b| {
+                    let row = &t.data[b * n..(b + 1) * n];
+                    (0..n).fold(0, |best, i| if row[i] > row[best] { i } else { best })
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The backend half of an [`Executable`].
+#[derive(Debug)]
+pub enum Backend {
+    /// The reference interpreter (it needs no preparation).
+    Interp,
+    /// The CPU backend's executable.
+    Cpu(Box<snnc_cpu::Executable>),
+}
+
+/// A network compiled for a target; see the module doc for what state it
+/// carries between calls.
+#[derive(Debug)]
+pub struct Executable {
+    compiled: Compiled,
+    target: Target,
+    backend: Backend,
+    weights: Weights,
+    state: BTreeMap<String, Tensor>,
+}
+
+/// Lowers `net`, runs the target's default pipeline and compiles the result
+/// for `target`. The weights start at the network's default initialisation
+/// from its `seed` (as PyTorch/Norse initialise them); see
+/// [`Executable::set_weights`].
+///
+/// Errors: the network is invalid ([`Error::Diagnostic`]/[`Error::User`]),
+/// the target is not available ([`Error::Environment`], e.g. `cuda`), or
+/// the backend does not support the network ([`Error::User`], e.g. an
+/// `f64` network on the cpu).
+pub fn compile(net: &Network, target: Target) -> Result<Executable, Error> {
+    compile_with(net, target, &LowerOptions::default())
+}
+
+/// [`compile`] with lowering options (e.g. `float: Dtype::F64` for the
+/// interpreter).
+pub fn compile_with(net: &Network, target: Target, opts: &LowerOptions) -> Result<Executable, Error> {
+    target.ensure_available()?;
+    let mut compiled = driver::compile(net, &net.name, opts)?;
+    let pass_opts = driver::pass_options(&compiled, None)?;
+    let pipeline = driver::pipeline(target, None, &pass_opts)?;
+    driver::optimize(&mut compiled, &pipeline, &mut |_| {})?;
+    let backend = match target {
+        Target::Interp => Backend::Interp,
+        Target::Cpu => Backend::Cpu(Box::new(snnc_cpu::compile(&compiled.module, &compiled.info)?)),
+        Target::Cuda => unreachable!("ensure_available rejects cuda"),
+    };
+    let weights = snnc_runtime::init_weights(&compiled.module, net.seed);
+    Ok(Executable { compiled, target, backend, weights, state: BTreeMap::new() })
+}
+
+impl Executable {
+    /// The target it runs on.
+    pub fn target(&self) -> Target {
+        self.target
+    }
+
+    /// The backend's compiled form.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The network and its optimised module.
+    pub fn compiled(&self) -> &Compiled {
+        &self.compiled
+    }
+
+    /// The current weights, by parameter name.
+    pub fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
+    /// Replaces weights by name. Every given name must be a parameter of
+    /// the network with its shape; parameters not given keep their value.
+    pub fn set_weights(&mut self, weights: Weights) -> Result<(), Error> {
+        let mut merged = self.weights.clone();
+        let dtype = driver::elem_type(self.compiled.module.float);
+        for (name, t) in weights {
+            if !merged.contains_key(&name) {
+                let valid: Vec<&str> = merged.keys().map(String::as_str).collect();
+                return Err(Error::User(format!("unknown weight `{name}`; the weights are {}", valid.join(", "))));
+            }
+            merged.insert(name, t.cast(dtype));
+        }
+        snnc_runtime::check_weights(&self.compiled.module, &merged).map_err(|e| Error::User(e.to_string()))?;
+        self.weights = merged;
+        Ok(())
+    }
+
+    /// Runs one batch from the initial state. `inputs` holds every module
+    /// input by name (`x`: `[B, ...]` for a network with an encoder, else
+    /// `[T, B, ...]`); shapes are checked before anything runs.
+    pub fn forward(&mut self, inputs: &BTreeMap<String, Tensor>) -> Result<Outputs, Error> {
+        self.run(inputs, &BTreeMap::new())
+    }
+
+    /// Runs one batch from the carried state, then carries its final state
+    /// (see the module doc).
+    pub fn forward_with_state(&mut self, inputs: &BTreeMap<String, Tensor>) -> Result<Outputs, Error> {
+        let initial = std::mem::take(&mut self.state);
+        let res = self.run(inputs, &initial);
+        match &res {
+            Ok(out) => self.state = out.final_state.clone(),
+            Err(_) => self.state = initial,
+        }
+        res
+    }
+
+    /// The carried state: empty before the first
+    /// [`Executable::forward_with_state`] and after a reset (the initial state).
+    pub fn state(&self) -> &BTreeMap<String, Tensor> {
+        &self.state
+    }
+
+    /// Sets the carried state (some or all variables, by name); the next
+    /// [`Executable::forward_with_state`] checks it.
+    pub fn set_state(&mut self, state: BTreeMap<String, Tensor>) {
+        self.state = state;
+    }
+
+    /// Forgets the carried state: the next call starts from the initial state.
+    pub fn reset_state(&mut self) {
+        self.state.clear();
+    }
+
+    fn run(
+        &mut self,
+        inputs: &BTreeMap<String, Tensor>,
+        initial_state: &BTreeMap<String, Tensor>,
+    ) -> Result<Outputs, Error> {
+        let module = &self.compiled.module;
+        match &self.backend {
+            Backend::Interp => {
+                let opts = snnc_interp::RunOptions { record: false, initial_state: initial_state.clone() };
+                let res = snnc_interp::run(module, &self.compiled.info, &self.weights, inputs, &opts)
+                    .map_err(|e| Error::User(e.to_string()))?;
+                Ok(Outputs { tensors: res.outputs, final_state: res.final_state })
+            }
+            Backend::Cpu(exe) => {
+                let opts = snnc_cpu::RunOptions { record: false, initial_state: initial_state.clone() };
+                let res = exe.run(&self.weights, inputs, &opts)?;
+                Ok(Outputs { tensors: res.outputs, final_state: res.final_state })
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The float32 matrix product used to measure the machine's GEMM peak: the
+//! crate the CPU backend computes dense products with (`matrixmultiply`),
+//! its rows split over the cores with scoped threads.
+
+/// The GEMM crate measured.
+pub const CRATE: &str = "matrixmultiply";
+
+/// The number of threads the product is split over: the machine's cores.
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `c = a · b` for row-major `a` `[m, k]`, `b` `[k, n]`, `c` `[m, n]`,
+/// the rows of `c` split over [`threads`] threads.
+///
+/// # Panics
+/// If a slice is shorter than its shape needs.
+pub fn sgemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "sgemm: a slice is too short");
+    let parts = threads().min(m.max(1));
+    let rows = m.div_ceil(parts).max(1);
+    std::thread::scope(|s| {
+        for (i, c_rows) in c[..m * n].chunks_mut(rows * n).enumerate() {
+            let r = c_rows.len() / n.max(1);
+            let a_rows = &a[i * rows * k..(i * rows + r) * k];
+            s.spawn(move || sgemm_block(r, k, n, a_rows, b, c_rows));
+        }
+    });
+}
+
+#[allow(unsafe_code)]
+fn sgemm_block(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: the pointers come from slices that hold at least m·k, k·n
+    // and m·n elements (checked above), laid out row-major with the given
+    // strides; `c` is borrowed mutably, so nothing else aliases it.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_a_naive_product() {
+        let (m, k, n) = (37, 19, 23);
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.5).collect();
+        let mut c = vec![0.0; m * n];
+        sgemm(m, k, n, &a, &b, &mut c);
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+                assert!((c[i * n + j] - want).abs() < 1e-3, "c[{i},{j}] = {} != {want}", c[i * n + j]);
+            }
+        }
+    }
+}

@@ -75,4 +75,24 @@ mod tests {
             }
         }
     }
+
+    /// The GEMM of `lif-layer-4096` alone (`[T·B, n] × [n, n]`, T·B =
+    /// 8000, n = 4096): the floor of that config's forward time. Run with
+    /// `cargo test --release -p snnc --lib gemm_floor -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a test (takes seconds)"]
+    fn gemm_floor_of_lif_layer_4096() {
+        let (m, k, n) = (8000, 4096, 4096);
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 11) as f32 * 0.01).collect();
+        let mut c = vec![0.0f32; m * n];
+        let mut best = f64::INFINITY;
+        for _ in 0..4 {
+            let t0 = std::time::Instant::now();
+            sgemm(m, k, n, &a, &b, &mut c);
+            best = best.min(t0.elapsed().as_secs_f64());
+        }
+        let gflops = 2.0 * (m * k * n) as f64 / best / 1e9;
+        println!("sgemm [{m},{k}]x[{k},{n}] on {} threads: best {:.0} ms, {gflops:.1} GFLOP/s", threads(), best * 1e3);
+    }
 }

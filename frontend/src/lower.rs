@@ -217,6 +217,9 @@ struct Lower<'a> {
 
 type Res<T> = Result<T, FrontendError>;
 
+/// A recurrent layer's input and (masked) recurrent weights.
+type Weights = (Handle<Node>, Handle<Node>);
+
 impl Lower<'_> {
     /// Emits into the current region; a type error here is a lowering bug.
     fn emit(&mut self, op: Op) -> Res<Handle<Node>> {
@@ -628,15 +631,7 @@ impl Lower<'_> {
         let i = self.emit(Op::StateRead(i_s))?;
         // 1. i_jump = i + x                     (feed-forward)
         //    i_jump = i + x W_in^T + z_prev W_rec^T  (recurrent)
-        let i_jump = match (weights, z_prev) {
-            (Some((w_in, w_rec)), Some(zp)) => {
-                let a = self.emit(Op::MatMul { input: x, weight: w_in, kind: MatMulKind::Dense })?;
-                let r = self.emit(Op::MatMul { input: zp, weight: w_rec, kind: MatMulKind::Dense })?;
-                let s = self.add(i, a)?;
-                self.add(s, r)?
-            }
-            _ => self.add(i, x)?,
-        };
+        let i_jump = self.add_input(i, x, weights.zip(z_prev))?;
         // 2. v_dec = v + dt*tau_mem_inv*((v_leak - v) + i_jump)
         let v_dec = self.integrate(v, i_jump, p.tau_mem_inv, p.v_leak)?;
         // 3. i_new = i_jump + (-dt*tau_syn_inv)*i_jump
@@ -654,6 +649,24 @@ impl Lower<'_> {
         self.write(v_s, v_new, Some(format!("{name}.v")))?;
         self.write(i_s, i_new, Some(format!("{name}.i")))?;
         Ok(z)
+    }
+
+    /// The input current added to `i`, in Norse's order: `i + x` for a
+    /// feed-forward cell, `(i + x W_in^T) + z_prev W_rec^T` for a recurrent
+    /// one (`recurrent` = the weights and the previous spikes).
+    fn add_input(
+        &mut self,
+        i: Handle<Node>,
+        x: Handle<Node>,
+        recurrent: Option<(Weights, Handle<Node>)>,
+    ) -> Res<Handle<Node>> {
+        let Some(((w_in, w_rec), z_prev)) = recurrent else {
+            return self.add(i, x);
+        };
+        let a = self.emit(Op::MatMul { input: x, weight: w_in, kind: MatMulKind::Dense })?;
+        let r = self.emit(Op::MatMul { input: z_prev, weight: w_rec, kind: MatMulKind::Dense })?;
+        let s = self.add(i, a)?;
+        self.add(s, r)
     }
 
     /// `li_feed_forward_step`: returns the new voltage.
@@ -717,15 +730,7 @@ impl Lower<'_> {
         let jump = self.mul(zd, beta)?;
         let b_new = self.add(b_dec, jump)?;
         // 7. i_new = i_dec + x  (+ x W_in^T + z_prev W_rec^T)
-        let i_new = match (weights, z_prev) {
-            (Some((w_in, w_rec)), Some(zp)) => {
-                let a = self.emit(Op::MatMul { input: x, weight: w_in, kind: MatMulKind::Dense })?;
-                let r = self.emit(Op::MatMul { input: zp, weight: w_rec, kind: MatMulKind::Dense })?;
-                let s = self.add(i_dec, a)?;
-                self.add(s, r)?
-            }
-            _ => self.add(i_dec, x)?,
-        };
+        let i_new = self.add_input(i_dec, x, weights.zip(z_prev))?;
         if let Some(s) = z_state {
             self.write(s, z, None)?;
         }

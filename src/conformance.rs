@@ -443,6 +443,9 @@ enum Source {
     ArgmaxOverTime(String),
     /// The scalar loss computed from the outputs.
     Loss(LossSpec),
+    /// The gradient output `grad.NAME` of the backward pass; zeros if the
+    /// autodiff pass found no path (e.g. heaviside spikes).
+    Gradient(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -475,9 +478,18 @@ struct Plan {
     checks: Vec<Check>,
     /// Tensors not compared, and why.
     skipped: Vec<(String, String)>,
+    /// The gradient of the loss with respect to these outputs, which seeds
+    /// the backward pass (empty: forward only).
+    seeds: BTreeMap<String, Tensor>,
+    /// The module inputs differentiated besides the parameters.
+    grad_inputs: Vec<String>,
 }
 
-const NO_BACKWARD: &str = "no backward yet";
+/// The module value behind an oracle gradient name: `input` is the
+/// network input `x`, anything else a parameter of the same name.
+fn gradient_target(key: &str) -> String {
+    if key == "input" { "x".to_string() } else { key.to_string() }
+}
 
 fn get<'a>(obj: &'a Value, key: &str) -> PResult<&'a Value> {
     match obj.get(key) {
@@ -697,6 +709,8 @@ fn plan_case(json: &Value) -> PResult<Plan> {
         initial_state: BTreeMap::new(),
         checks: Vec::new(),
         skipped: Vec::new(),
+        seeds: BTreeMap::new(),
+        grad_inputs: Vec::new(),
     };
     let name = json.get("name").and_then(Value::as_str).unwrap_or(model).to_string();
     match model {
@@ -714,9 +728,26 @@ fn plan_case(json: &Value) -> PResult<Plan> {
         *t = t.cast(elem);
     }
     if let Some(grads) = json.get("gradients") {
-        for k in as_obj(grads, "gradients")?.keys() {
-            plan.skipped.push((format!("gradients.{k}"), NO_BACKWARD.to_string()));
+        for (k, v) in as_obj(grads, "gradients")? {
+            let label = format!("gradients.{k}");
+            if plan.seeds.is_empty() {
+                plan.skipped.push((label, "no loss the runner can seed the backward pass with".to_string()));
+                continue;
+            }
+            let target = gradient_target(k);
+            if k == "input" {
+                plan.grad_inputs.push(target.clone());
+            }
+            plan.checks.push(Check {
+                label: label.clone(),
+                source: Source::Gradient(target),
+                kind: Kind::Float,
+                expected: tensor(v, &label)?,
+            });
         }
+    }
+    for t in plan.seeds.values_mut() {
+        *t = t.cast(elem);
     }
     Ok(plan)
 }
@@ -740,7 +771,16 @@ fn plan_threshold(json: &Value, plan: &mut Plan) -> PResult<()> {
     plan.inputs.insert("x".into(), x);
     for (k, v) in as_obj(get(json, "expected")?, "expected")? {
         match k.as_str() {
-            "dx" => plan.skipped.push((k.clone(), NO_BACKWARD.to_string())),
+            "dx" => {
+                plan.seeds.insert("z".into(), tensor(get(inputs, "dy")?, "inputs.dy")?);
+                plan.grad_inputs.push("x".into());
+                plan.checks.push(Check {
+                    label: k.clone(),
+                    source: Source::Gradient("x".into()),
+                    kind: Kind::Float,
+                    expected: tensor(v, &format!("expected.{k}"))?,
+                });
+            }
             _ => plan.checks.push(Check {
                 label: k.clone(),
                 source: Source::Output(k.clone()),
@@ -1208,14 +1248,28 @@ fn plan_network(json: &Value, name: &str, plan: &mut Plan) -> PResult<()> {
             None => return Ok(()),
         };
         let spec = match ty {
-            "weighted_sum" => LossSpec::WeightedSum(tensor(get(loss, "weights")?, "loss.weights")?),
+            "weighted_sum" => {
+                let w = tensor(get(loss, "weights")?, "loss.weights")?;
+                plan.seeds.insert("output".into(), w.clone());
+                LossSpec::WeightedSum(w)
+            }
             "decode_max_log_softmax_nll" => {
-                let targets = match get(loss, "targets")?.as_array() {
+                let targets: Vec<usize> = match get(loss, "targets")?.as_array() {
                     Some(t) => {
                         t.iter().map(|v| as_u32(v, "loss.targets").map(|x| x as usize)).collect::<PResult<_>>()?
                     }
                     None => return bad("`loss.targets` must be a list"),
                 };
+                let classes = json
+                    .get("expected")
+                    .and_then(|e| e.get("log_p_y"))
+                    .and_then(|t| t.get("shape"))
+                    .and_then(|s| s.get(1))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0) as usize;
+                if classes > 0 {
+                    plan.seeds.insert("readout".into(), nll_seed(&targets, classes));
+                }
                 LossSpec::Nll(targets)
             }
             other => {
@@ -1231,6 +1285,18 @@ fn plan_network(json: &Value, name: &str, plan: &mut Plan) -> PResult<()> {
         });
     }
     Ok(())
+}
+
+/// `d nll_mean / d log_p`: `-1/B` at each sample's target, 0 elsewhere.
+fn nll_seed(targets: &[usize], classes: usize) -> Tensor {
+    let b = targets.len();
+    let mut data = vec![0.0; b * classes];
+    for (i, &t) in targets.iter().enumerate() {
+        if t < classes {
+            data[i * classes + t] = -1.0 / b as f64;
+        }
+    }
+    Tensor { shape: vec![b, classes], dtype: ElemType::F64, data }
 }
 
 // ---------------------------------------------------------------------------
@@ -1273,9 +1339,24 @@ fn execute(plan: &Plan, file: &str, target: Target, config: &RunConfig) -> Resul
         Program::Threshold { method, alpha } => threshold_module(plan.float, *method, *alpha)?,
     };
     snnc_ir::validate(&module).map_err(|e| format!("the lowered module is invalid: {e}"))?;
-    let pipeline =
-        crate::driver::pipeline(target, config.passes.as_deref(), &Default::default()).map_err(|e| e.to_string())?;
-    let info = crate::driver::run_pipeline(&mut module, &pipeline, &mut |_| {}).map_err(|e| e.to_string())?;
+    let mut inputs = plan.inputs.clone();
+    let info = if plan.seeds.is_empty() {
+        let pipeline = crate::driver::pipeline(target, config.passes.as_deref(), &Default::default())
+            .map_err(|e| e.to_string())?;
+        crate::driver::run_pipeline(&mut module, &pipeline, &mut |_| {}).map_err(|e| e.to_string())?
+    } else {
+        let grad = snnc_passes::AutodiffOptions {
+            seeds: plan.seeds.keys().cloned().collect(),
+            inputs: plan.grad_inputs.clone(),
+        };
+        let (info, report) =
+            crate::driver::differentiate(&mut module, target, config.passes.as_deref(), &Default::default(), &grad)
+                .map_err(|e| e.to_string())?;
+        for (output, input) in &report.seeds {
+            inputs.insert(input.clone(), plan.seeds[output].clone());
+        }
+        info
+    };
     let mut weights = snnc_runtime::init_weights(&module, 0);
     for (name, w) in &plan.weights {
         match weights.get(name) {
@@ -1306,7 +1387,7 @@ fn execute(plan: &Plan, file: &str, target: Target, config: &RunConfig) -> Resul
     if target == Target::Cpu {
         let opts = snnc_cpu::RunOptions { record: true, initial_state: plan.initial_state.clone() };
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            snnc_cpu::compile(&module, &info).and_then(|exe| exe.run(&weights, &plan.inputs, &opts))
+            snnc_cpu::compile(&module, &info).and_then(|exe| exe.run(&weights, &inputs, &opts))
         }));
         return match run {
             Ok(Ok(res)) => Ok(Values { outputs: res.outputs, traces: res.traces }),
@@ -1316,7 +1397,7 @@ fn execute(plan: &Plan, file: &str, target: Target, config: &RunConfig) -> Resul
     }
     let opts = snnc_interp::RunOptions { record: true, initial_state: plan.initial_state.clone() };
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        snnc_interp::run(&module, &info, &weights, &plan.inputs, &opts)
+        snnc_interp::run(&module, &info, &weights, &inputs, &opts)
     }));
     match run {
         Ok(Ok(res)) => Ok(Values { outputs: res.outputs, traces: res.traces }),
@@ -1331,7 +1412,17 @@ fn execute(plan: &Plan, file: &str, target: Target, config: &RunConfig) -> Resul
 fn compare(plan: &Plan, values: &Values) -> Vec<TensorReport> {
     let mut reports = Vec::new();
     for check in &plan.checks {
-        reports.push(match actual_of(&check.source, values) {
+        let actual = match &check.source {
+            // No gradient output: autodiff found no path, the gradient is 0.
+            Source::Gradient(name)
+                if !values.outputs.contains_key(&snnc_passes::autodiff::grad_output_name(name)) =>
+            {
+                let n = check.expected.data.len();
+                Ok(Tensor { shape: check.expected.shape.clone(), dtype: check.expected.dtype, data: vec![0.0; n] })
+            }
+            source => actual_of(source, values),
+        };
+        reports.push(match actual {
             Ok(actual) => compare_tensor(&check.label, &actual, &check.expected, check.kind, plan.atol, plan.rtol),
             Err(e) => {
                 TensorReport { tensor: check.label.clone(), max_abs_err: None, allowed: None, status: Status::Fail(e) }
@@ -1366,6 +1457,10 @@ fn actual_of(source: &Source, values: &Values) -> Result<Tensor, String> {
         Source::Output(name) => lookup(values, name, true).cloned(),
         Source::ArgmaxOverTime(name) => argmax_over_time(lookup(values, name, true)?),
         Source::Loss(spec) => loss_of(spec, values),
+        Source::Gradient(name) => {
+            let out = snnc_passes::autodiff::grad_output_name(name);
+            values.outputs.get(&out).cloned().ok_or_else(|| format!("missing: no gradient output `{out}`"))
+        }
     }
 }
 

@@ -228,6 +228,28 @@ pub fn run_pipeline(
     })
 }
 
+/// Builds the forward + backward module (see `snnc_passes::autodiff`): the
+/// passes before `autodiff`, the differentiation with `grad` options, then
+/// the passes after it. `passes` (a `--passes` list) replaces the passes
+/// before `autodiff`, and then none run after it.
+pub fn differentiate(
+    module: &mut Module,
+    target: Target,
+    passes: Option<&str>,
+    opts: &PassOptions,
+    grad: &snnc_passes::AutodiffOptions,
+) -> Result<(ModuleInfo, snnc_passes::GradReport), Error> {
+    let (pre, post) = snnc_passes::training_pass_names(target.pipeline_kind());
+    let pre_list = passes.map_or_else(|| pre.join(","), str::to_string);
+    let before = pipeline(target, Some(&pre_list), opts)?;
+    run_pipeline(module, &before, &mut |_| {})?;
+    let report = snnc_passes::differentiate(module, grad).map_err(|e| Error::User(e.to_string()))?;
+    let after = if passes.is_some() { "none".to_string() } else { post.join(",") };
+    let after = pipeline(target, Some(&after), opts)?;
+    let info = run_pipeline(module, &after, &mut |_| {})?;
+    Ok((info, report))
+}
+
 /// The element type of a module's float dtype.
 pub fn elem_type(float: Dtype) -> ElemType {
     match float {

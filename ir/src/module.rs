@@ -97,12 +97,20 @@ pub struct Region {
     /// least 1, and exactly 1 for a sequence region. Printed in the region
     /// header: `step t in 0..T unroll 4 {`.
     pub unroll: u32,
+    /// Whether a step loop runs backwards in time, `t = T-1` down to `0`
+    /// (the autodiff pass makes such loops for the backward pass). `t` is
+    /// still the time index: `step x` reads row `t` of `x`, `collect`
+    /// stores row `t`, and `state_read` gives the value the previous
+    /// iteration (step `t + 1`) wrote, or the initial value at `t = T-1`.
+    /// Printed as `step t in 0..T reverse {`. Always `false` for a sequence
+    /// region.
+    pub reverse: bool,
 }
 
 impl Region {
     /// An empty-attribute region of the given kind (`unroll` 1).
     pub fn new(kind: RegionKind, nodes: Vec<Handle<Node>>) -> Self {
-        Region { kind, nodes, unroll: 1 }
+        Region { kind, nodes, unroll: 1, reverse: false }
     }
 
     /// A sequence region holding `nodes`.
@@ -113,6 +121,11 @@ impl Region {
     /// A step loop holding `nodes`, not unrolled.
     pub fn step(nodes: Vec<Handle<Node>>) -> Self {
         Region::new(RegionKind::Step, nodes)
+    }
+
+    /// A step loop running backwards in time, not unrolled.
+    pub fn step_reverse(nodes: Vec<Handle<Node>>) -> Self {
+        Region { reverse: true, ..Region::step(nodes) }
     }
 
     pub fn is_step(&self) -> bool {

@@ -291,6 +291,65 @@ pub enum Op {
     /// flat index `k` is `rng::uniform(seed, t, k)`. Type: float, `shape`,
     /// `seq` when `seq`.
     Uniform { seed: u64, shape: Shape, seq: bool },
+
+    // ---- Ops made by the autodiff pass (the backward of the ops above) ----
+    /// Swaps the two dims of a fixed `[m, n]` matrix (no batch, no time).
+    /// Type: `[n, m]`, same dtype. Used for `grad @ W` (`matmul(grad,
+    /// transpose(W))`).
+    Transpose(Handle<Node>),
+    /// The weight gradient of `matmul`: `grad` is `[..., out]` (float),
+    /// `input` is `[..., in]` with the same leading dims and time flag;
+    /// the result is the fixed `[out, in]` matrix
+    /// `sum over every leading element r of grad[r, o] * input[r, i]`
+    /// (time, batch and any other leading dims summed). `EventDriven` needs
+    /// a spike input and visits its active elements only. Type: float
+    /// (grad's dtype), `[out, in]`, not `seq`.
+    MatMulGradWeight { grad: Handle<Node>, input: Handle<Node>, kind: MatMulKind },
+    /// Sums `arg` over its leading dims down to `shape`: the operand's full
+    /// dims (time first) end with `shape`'s dims. Used for the gradient of
+    /// a broadcast operand (a bias). Type: float (the module's for a spike
+    /// operand), `shape`, not `seq`.
+    SumTo { arg: Handle<Node>, shape: Shape },
+    /// The input gradient of `conv2d` (a transposed convolution): `grad`
+    /// `[..., B, O, H', W']`, `weight` `[O, C, kh, kw]`; the result is
+    /// `[..., B, C, H, W]` with `input_size = [H, W]` (which must give
+    /// `H' = (H + 2 pad - kh) / stride + 1`). Type: float, grad's time flag.
+    Conv2dGradInput {
+        grad: Handle<Node>,
+        weight: Handle<Node>,
+        stride: [u32; 2],
+        padding: [u32; 2],
+        input_size: [u32; 2],
+    },
+    /// The weight gradient of `conv2d`: `grad` `[..., B, O, H', W']` and the
+    /// forward `input` `[..., B, C, H, W]` (same time flag) give the fixed
+    /// `[O, C, kh, kw]` tensor summed over time and batch.
+    Conv2dGradWeight {
+        grad: Handle<Node>,
+        input: Handle<Node>,
+        kernel: [u32; 2],
+        stride: [u32; 2],
+        padding: [u32; 2],
+    },
+    /// The bias gradient of `conv2d`: `grad` `[..., B, O, H', W']` summed to
+    /// the fixed `[O]`.
+    Conv2dGradBias { grad: Handle<Node> },
+    /// The input gradient of `max_pool2d`: `grad` has the pooled shape of
+    /// `input`; each window's gradient goes to the first maximal element of
+    /// the window in row-major order (as torch's CPU kernel), overlapping
+    /// windows add. Type: `input`'s shape and time flag, float.
+    Pool2dGrad { op: PoolOp, input: Handle<Node>, grad: Handle<Node>, kernel: [u32; 2], stride: [u32; 2] },
+    /// The gradient of `reduce_time_<op>`: `arg` is the forward operand
+    /// (`seq`), `grad` the gradient of the reduction (`arg`'s type without
+    /// `seq`, float). `sum`: grad at every step; `mean`: grad / T; `last`:
+    /// grad at step T-1, 0 elsewhere; `max`: grad at the first maximal step
+    /// of each element (as `torch.max`), 0 elsewhere. Type: `arg`'s type,
+    /// float.
+    ReduceTimeGrad { op: ReduceOp, arg: Handle<Node>, grad: Handle<Node> },
+    /// The gradient of `log_softmax`: `out` is its forward result, `grad`
+    /// the gradient of the result (same type); the value is
+    /// `grad - exp(out) * sum(grad)` along the last dimension. Type: `out`'s.
+    LogSoftmaxGrad { out: Handle<Node>, grad: Handle<Node> },
 }
 
 impl Op {
@@ -317,6 +376,13 @@ impl Op {
             Op::Pool2d { input, .. } => vec![input],
             Op::Fused(ref k) => k.inputs.clone(),
             Op::Extract { kernel, .. } => vec![kernel],
+            Op::Transpose(a) | Op::SumTo { arg: a, .. } | Op::Conv2dGradBias { grad: a } => vec![a],
+            Op::MatMulGradWeight { grad, input, .. }
+            | Op::Conv2dGradWeight { grad, input, .. }
+            | Op::Pool2dGrad { input, grad, .. } => vec![grad, input],
+            Op::Conv2dGradInput { grad, weight, .. } => vec![grad, weight],
+            Op::ReduceTimeGrad { arg, grad, .. } => vec![arg, grad],
+            Op::LogSoftmaxGrad { out, grad } => vec![out, grad],
         }
     }
 
@@ -359,6 +425,25 @@ impl Op {
                 }
             }
             Op::Extract { kernel, .. } => *kernel = f(*kernel),
+            Op::Transpose(a) | Op::SumTo { arg: a, .. } | Op::Conv2dGradBias { grad: a } => *a = f(*a),
+            Op::MatMulGradWeight { grad, input, .. }
+            | Op::Conv2dGradWeight { grad, input, .. }
+            | Op::Pool2dGrad { input, grad, .. } => {
+                *grad = f(*grad);
+                *input = f(*input);
+            }
+            Op::Conv2dGradInput { grad, weight, .. } => {
+                *grad = f(*grad);
+                *weight = f(*weight);
+            }
+            Op::ReduceTimeGrad { arg, grad, .. } => {
+                *arg = f(*arg);
+                *grad = f(*grad);
+            }
+            Op::LogSoftmaxGrad { out, grad } => {
+                *out = f(*out);
+                *grad = f(*grad);
+            }
         }
     }
 
@@ -394,6 +479,21 @@ impl Op {
             Op::Uniform { .. } => "uniform",
             Op::Fused(_) => "fused",
             Op::Extract { .. } => "extract",
+            Op::Transpose(_) => "transpose",
+            Op::MatMulGradWeight { kind: MatMulKind::Dense, .. } => "matmul_grad_weight",
+            Op::MatMulGradWeight { kind: MatMulKind::EventDriven, .. } => "spike_matmul_grad_weight",
+            Op::SumTo { .. } => "sum_to",
+            Op::Conv2dGradInput { .. } => "conv2d_grad_input",
+            Op::Conv2dGradWeight { .. } => "conv2d_grad_weight",
+            Op::Conv2dGradBias { .. } => "conv2d_grad_bias",
+            Op::Pool2dGrad { op: PoolOp::Max, .. } => "max_pool2d_grad",
+            Op::ReduceTimeGrad { op, .. } => match op {
+                ReduceOp::Sum => "reduce_time_sum_grad",
+                ReduceOp::Mean => "reduce_time_mean_grad",
+                ReduceOp::Max => "reduce_time_max_grad",
+                ReduceOp::Last => "reduce_time_last_grad",
+            },
+            Op::LogSoftmaxGrad { .. } => "log_softmax_grad",
         }
     }
 

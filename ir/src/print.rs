@@ -48,11 +48,14 @@ fn write_module(out: &mut String, m: &Module) -> fmt::Result {
         writeln!(out, "  state ${} : {} = {}", s.name, s.ty, num(x))?;
     }
     for region in &m.body {
-        let kw = match region.kind {
+        let mut kw = match region.kind {
             RegionKind::Seq => "seq".to_string(),
             RegionKind::Step if region.unroll > 1 => format!("step t in 0..T unroll {}", region.unroll),
             RegionKind::Step => "step t in 0..T".to_string(),
         };
+        if region.reverse {
+            kw.push_str(" reverse");
+        }
         writeln!(out, "  {kw} {{")?;
         for &h in &region.nodes {
             let node = &m.nodes[h];
@@ -166,6 +169,27 @@ fn write_operands(line: &mut String, m: &Module, op: &Op) -> fmt::Result {
             parts.push(format!("stride={stride:?}"));
         }
         Op::Uniform { seed, .. } => parts.push(format!("seed={seed}")),
+        Op::SumTo { shape, .. } => {
+            parts.extend(ops);
+            parts.push(format!("shape={shape}"));
+        }
+        Op::Conv2dGradInput { stride, padding, input_size, .. } => {
+            parts.extend(ops);
+            parts.push(format!("stride={stride:?}"));
+            parts.push(format!("padding={padding:?}"));
+            parts.push(format!("input_size={input_size:?}"));
+        }
+        Op::Conv2dGradWeight { kernel, stride, padding, .. } => {
+            parts.extend(ops);
+            parts.push(format!("kernel={kernel:?}"));
+            parts.push(format!("stride={stride:?}"));
+            parts.push(format!("padding={padding:?}"));
+        }
+        Op::Pool2dGrad { kernel, stride, .. } => {
+            parts.extend(ops);
+            parts.push(format!("kernel={kernel:?}"));
+            parts.push(format!("stride={stride:?}"));
+        }
         Op::Fused(kernel) => {
             // `fused lif1(%3, %5)`: the kernel's name, then its inputs.
             write!(line, " {}({})", kernel.name, ops.join(", "))?;

@@ -196,6 +196,113 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
             Ok(x.clone())
         }
         Op::Uniform { ref shape, seq, .. } => Ok(Type { dtype: module.float, seq, shape: shape.clone() }),
+        Op::Transpose(a) => {
+            let x = ty(a);
+            if x.seq || x.shape.rank() != 2 || x.shape.has_batch() {
+                return Err(format!("`transpose` needs a fixed [m, n] matrix, got {x}"));
+            }
+            Ok(Type { shape: Shape(vec![x.shape.0[1], x.shape.0[0]]), ..x.clone() })
+        }
+        Op::MatMulGradWeight { grad, input, kind } => {
+            let (g, x) = (ty(grad), ty(input));
+            if !g.dtype.is_float() {
+                return Err(format!("`matmul_grad_weight` needs a float gradient, got {g}"));
+            }
+            if kind == MatMulKind::EventDriven && x.dtype != Dtype::Spike {
+                return Err(format!("`spike_matmul_grad_weight` needs a spike input, got {x}"));
+            }
+            if x.dtype != Dtype::Spike && x.dtype != g.dtype {
+                return Err(format!("`matmul_grad_weight` mixes {} and {}", g.dtype, x.dtype));
+            }
+            let r = g.shape.rank();
+            if r == 0 || x.seq != g.seq || x.shape.rank() != r || x.shape.0[..r - 1] != g.shape.0[..r - 1] {
+                return Err(format!("`matmul_grad_weight` needs equal leading dims, got {g} and {x}"));
+            }
+            let (o, i) = (g.shape.0[r - 1], x.shape.0[r - 1]);
+            if o == Dim::Batch || i == Dim::Batch {
+                return Err(format!("`matmul_grad_weight` needs fixed last dims, got {g} and {x}"));
+            }
+            Ok(Type::new(g.dtype, Shape(vec![o, i])))
+        }
+        Op::SumTo { arg, ref shape } => {
+            let x = ty(arg);
+            let full = x.full_dims(module.steps);
+            if shape.rank() > full.len() || full[full.len() - shape.rank()..] != shape.0[..] {
+                return Err(format!("`sum_to` cannot sum {x} to {shape}: the shape must end the operand's dims"));
+            }
+            let dtype = if x.dtype == Dtype::Spike { module.float } else { x.dtype };
+            Ok(Type::new(dtype, shape.clone()))
+        }
+        Op::Conv2dGradInput { grad, weight, stride, padding, input_size } => {
+            let (g, w) = (ty(grad), ty(weight));
+            if g.shape.rank() != 4 || !g.dtype.is_float() {
+                return Err(format!("`conv2d_grad_input` gradient must be float [B, O, H', W'], got {g}"));
+            }
+            if w.seq || w.shape.rank() != 4 || w.shape.has_batch() || w.dtype != g.dtype {
+                return Err(format!("`conv2d_grad_input` weight must be a fixed {} [O, C, kh, kw], got {w}", g.dtype));
+            }
+            if g.shape.0[1] != w.shape.0[0] {
+                return Err(format!("`conv2d_grad_input` gradient {g} has other channels than weight {w}"));
+            }
+            conv_check("conv2d_grad_input", &g.shape, &w.shape.0[2..], stride, padding, input_size)?;
+            let shape = Shape(vec![
+                g.shape.0[0],
+                w.shape.0[1],
+                Dim::Fixed(input_size[0]),
+                Dim::Fixed(input_size[1]),
+            ]);
+            Ok(Type { dtype: g.dtype, seq: g.seq, shape })
+        }
+        Op::Conv2dGradWeight { grad, input, kernel, stride, padding } => {
+            let (g, x) = (ty(grad), ty(input));
+            if g.shape.rank() != 4 || !g.dtype.is_float() {
+                return Err(format!("`conv2d_grad_weight` gradient must be float [B, O, H', W'], got {g}"));
+            }
+            if x.shape.rank() != 4 || x.seq != g.seq || x.shape.0[0] != g.shape.0[0] {
+                return Err(format!("`conv2d_grad_weight` input must be [B, C, H, W] like {g}, got {x}"));
+            }
+            if x.dtype != Dtype::Spike && x.dtype != g.dtype {
+                return Err(format!("`conv2d_grad_weight` mixes {} and {}", g.dtype, x.dtype));
+            }
+            let (Dim::Fixed(h), Dim::Fixed(w)) = (x.shape.0[2], x.shape.0[3]) else {
+                return Err(format!("`conv2d_grad_weight` spatial dims must be fixed, got {x}"));
+            };
+            let k = [Dim::Fixed(kernel[0]), Dim::Fixed(kernel[1])];
+            conv_check("conv2d_grad_weight", &g.shape, &k, stride, padding, [h, w])?;
+            Ok(Type::new(g.dtype, Shape(vec![g.shape.0[1], x.shape.0[1], k[0], k[1]])))
+        }
+        Op::Conv2dGradBias { grad } => {
+            let g = ty(grad);
+            if g.shape.rank() != 4 || !g.dtype.is_float() {
+                return Err(format!("`conv2d_grad_bias` gradient must be float [B, O, H', W'], got {g}"));
+            }
+            Ok(Type::new(g.dtype, Shape(vec![g.shape.0[1]])))
+        }
+        Op::Pool2dGrad { op, input, grad, kernel, stride } => {
+            let (x, g) = (ty(input), ty(grad));
+            let pooled = result_type(module, &Op::Pool2d { op, input, kernel, stride })?;
+            if !g.dtype.is_float() || g.seq != pooled.seq || g.shape != pooled.shape {
+                return Err(format!("`max_pool2d_grad` gradient must be float with the pooled shape {pooled}, got {g}"));
+            }
+            Ok(x.with_dtype(g.dtype))
+        }
+        Op::ReduceTimeGrad { op, arg, grad } => {
+            let (x, g) = (ty(arg), ty(grad));
+            if !x.seq {
+                return Err(format!("`{}` gradient needs a sequence operand, got {x}", op.name()));
+            }
+            if g.seq || g.shape != x.shape || !g.dtype.is_float() {
+                return Err(format!("`{}` gradient must be float {}, got {g}", op.name(), x.shape));
+            }
+            Ok(x.with_dtype(g.dtype))
+        }
+        Op::LogSoftmaxGrad { out, grad } => {
+            let (o, g) = (ty(out), ty(grad));
+            if o != g || !o.dtype.is_float() || o.shape.rank() == 0 {
+                return Err(format!("`log_softmax_grad` needs two equal float types, got {o} and {g}"));
+            }
+            Ok(o.clone())
+        }
         Op::Fused(ref kernel) => {
             let (types, errors) = check_kernel(module, kernel);
             match (types, errors.first()) {
@@ -219,6 +326,34 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
             }
         }
     }
+}
+
+/// Checks that a convolution with `kernel`, `stride` and `padding` maps an
+/// input of `input_size` to the spatial dims of `grad` (`[.., O, H', W']`).
+fn conv_check(
+    what: &str,
+    grad: &Shape,
+    kernel: &[Dim],
+    stride: [u32; 2],
+    padding: [u32; 2],
+    input_size: [u32; 2],
+) -> Result<(), String> {
+    if stride.contains(&0) {
+        return Err(format!("`{what}` stride must be at least 1"));
+    }
+    for ax in 0..2 {
+        let Dim::Fixed(k) = kernel[ax] else {
+            return Err(format!("`{what}` kernel dims must be fixed"));
+        };
+        let padded = input_size[ax] + 2 * padding[ax];
+        if padded < k || grad.0[2 + ax] != Dim::Fixed((padded - k) / stride[ax] + 1) {
+            return Err(format!(
+                "`{what}`: an input of {:?} with kernel {k}, stride {} and padding {} does not give {grad}",
+                input_size, stride[ax], padding[ax]
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The dtype rule of `Unary`: floats keep their dtype; `relu`, `neg` and

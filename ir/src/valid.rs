@@ -138,6 +138,9 @@ pub fn validate(module: &Module) -> Result<ModuleInfo, ValidationErrors> {
                 format!("region {r}: a sequence region cannot be unrolled (unroll {})", region.unroll),
             );
         }
+        if region.reverse && region.kind == RegionKind::Seq {
+            err(Location::Module, format!("region {r}: only a step loop can run in reverse"));
+        }
     }
 
     // Placement: every node in exactly one region, in increasing order.

@@ -177,7 +177,16 @@ fn fold<F: Real>(module: &Module, op: &Op) -> Option<f64> {
         | Op::Reshape { .. }
         | Op::ReduceTime { .. }
         | Op::LogSoftmax { .. }
-        | Op::Uniform { .. } => return None,
+        | Op::Uniform { .. }
+        | Op::Transpose(_)
+        | Op::MatMulGradWeight { .. }
+        | Op::SumTo { .. }
+        | Op::Conv2dGradInput { .. }
+        | Op::Conv2dGradWeight { .. }
+        | Op::Conv2dGradBias { .. }
+        | Op::Pool2dGrad { .. }
+        | Op::ReduceTimeGrad { .. }
+        | Op::LogSoftmaxGrad { .. } => return None,
     };
     Some(v.to_f64())
 }

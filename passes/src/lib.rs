@@ -21,6 +21,7 @@
 //! it needs as a [`PipelineKind`] (data, so backends never depend on this
 //! crate); the driver turns it into a pipeline.
 
+pub mod autodiff;
 pub mod fuse;
 
 pub mod const_fold;
@@ -36,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use snnc_ir::{Module, ModuleInfo, ValidationErrors};
 
+pub use autodiff::{Autodiff, AutodiffOptions, GradReport, differentiate};
 pub use const_fold::ConstFold;
 pub use cse::Cse;
 pub use dce::Dce;
@@ -182,7 +184,7 @@ impl Default for PassOptions {
 }
 
 /// The registered pass names, in the order of the default pipeline.
-const NAMES: &[&str] = &["const-fold", "cse", "dce", "time-batch", "sparsify", "fuse", "unroll"];
+const NAMES: &[&str] = &["const-fold", "cse", "dce", "time-batch", "sparsify", "fuse", "unroll", "autodiff"];
 
 /// The names [`by_name`] knows, in the order of the default pipeline.
 pub fn pass_names() -> Vec<&'static str> {
@@ -288,6 +290,10 @@ pub fn pass_from_spec(spec: &str, opts: &PassOptions) -> Result<Box<dyn Pass>, P
             };
             Box::new(Unroll { factor })
         }
+        "autodiff" => {
+            no_arg("autodiff")?;
+            Box::new(Autodiff::default())
+        }
         _ => return Err(PassSpecError::Unknown { name: name.to_string(), valid: pass_names() }),
     })
 }
@@ -324,6 +330,17 @@ pub fn default_pass_names(kind: PipelineKind) -> Vec<&'static str> {
     match kind {
         PipelineKind::Interp | PipelineKind::Cpu | PipelineKind::Cuda => {
             vec!["const-fold", "cse", "dce", "time-batch", "sparsify", "fuse", "unroll", "cse", "dce"]
+        }
+    }
+}
+
+/// The passes of a training (forward + backward) build, split around
+/// `autodiff`: the ones before it (which prepare the forward, unfused IR
+/// it differentiates) and the ones after it (which optimise both passes).
+pub fn training_pass_names(kind: PipelineKind) -> (Vec<&'static str>, Vec<&'static str>) {
+    match kind {
+        PipelineKind::Interp | PipelineKind::Cpu | PipelineKind::Cuda => {
+            (vec!["const-fold", "cse", "dce", "time-batch"], vec!["sparsify", "fuse", "unroll", "cse", "dce"])
         }
     }
 }

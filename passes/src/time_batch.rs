@@ -81,6 +81,13 @@ impl Pass for TimeBatch {
     }
 
     fn run(&self, module: &mut Module) -> Result<PassReport, PassError> {
+        if module.body.iter().any(|r| r.reverse) {
+            // A backward pass is already there: its loops were built for
+            // the batched forward, so the module stays as it is.
+            let mut report = PassReport::default();
+            report.note("left the module unchanged: it has backward (reverse) loops; run time-batch before autodiff");
+            return Ok(report);
+        }
         let mut pinned: HashMap<Handle<Node>, String> = HashMap::new();
         loop {
             match Rebuild::run(module, &pinned) {

@@ -37,7 +37,16 @@ pub fn op_to_inst(op: &Op, mut arg: impl FnMut(Handle<Node>) -> u32) -> Option<K
         | Op::LogSoftmax { .. }
         | Op::Uniform { .. }
         | Op::Fused(_)
-        | Op::Extract { .. } => return None,
+        | Op::Extract { .. }
+        | Op::Transpose(_)
+        | Op::MatMulGradWeight { .. }
+        | Op::SumTo { .. }
+        | Op::Conv2dGradInput { .. }
+        | Op::Conv2dGradWeight { .. }
+        | Op::Conv2dGradBias { .. }
+        | Op::Pool2dGrad { .. }
+        | Op::ReduceTimeGrad { .. }
+        | Op::LogSoftmaxGrad { .. } => return None,
     };
     Some(inst)
 }

@@ -2,8 +2,14 @@
 # Runs every test of snnc on a fresh machine: installs what the tests need,
 # then runs `cargo test` over the whole workspace.
 #
-# Needs: a Rust toolchain (rustup, 1.95 or newer). Nothing else yet: the
-# golden Norse data the conformance tests use is vendored in tests/golden/.
+# Installs (each step is skipped when already done):
+# - Debian's `dataset-fashion-mnist` (the training tests read it from
+#   /usr/share/datasets/fashion-mnist), with apt-get (as root, or via sudo);
+# - ptxas 12.9 from the PyPI wheel nvidia-cuda-nvcc-cu12 (scripts/install-ptxas.sh),
+#   which assembles the generated PTX on the CPU: no GPU or CUDA needed.
+# The golden Norse data of the conformance tests is vendored in tests/golden/.
+#
+# Needs: a Rust toolchain (rustup, 1.95 or newer), apt-get, python3 with pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +18,20 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 3
 fi
 
+FMNIST=/usr/share/datasets/fashion-mnist
+if [ ! -f "$FMNIST/t10k-labels-idx1-ubyte.gz" ]; then
+    echo "installing dataset-fashion-mnist (apt-get)" >&2
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+fi
+
+SNNC_PTXAS="$(scripts/install-ptxas.sh)"
+export SNNC_PTXAS
+
 # CI=true makes insta fail on a missing or changed snapshot instead of
-# writing a .snap.new file next to it.
+# writing a .snap.new file next to it, and makes the data set and ptxas
+# tests fail instead of skipping when what they need is missing.
 export CI="${CI:-true}"
 cargo test --workspace --locked "$@"

@@ -103,6 +103,9 @@ pub struct BenchArgs {
     /// The folder holding the Fashion-MNIST IDX files (`t10k-images-idx3-ubyte.gz`).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
     pub data: PathBuf,
+    /// What to time: the forward pass, a training step (forward + backward + Adam), or both.
+    #[arg(long, value_enum, default_value = "both")]
+    pub mode: Mode,
 }
 
 /// What feeds a config.
@@ -131,6 +134,32 @@ pub struct Config {
     pub norse_best_s: f64,
     /// The matching config key of `norse_cpu.py`.
     pub norse_key: &'static str,
+    /// Norse's best forward+backward (training step) median, in seconds.
+    pub norse_train_s: f64,
+    /// Its key in `norse_cpu.py`.
+    pub norse_train_key: &'static str,
+}
+
+/// What a benchmark times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// The forward pass.
+    Fwd,
+    /// A training step: forward, the derived backward pass, and an Adam
+    /// step on the host.
+    Fwdbwd,
+    /// Both, one after the other.
+    Both,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Fwd => "fwd",
+            Mode::Fwdbwd => "fwdbwd",
+            Mode::Both => "both",
+        }
+    }
 }
 
 fn parse_example(name: &str, text: &str) -> Network {
@@ -159,6 +188,8 @@ pub fn config(name: &str) -> Option<Config> {
             input: InputKind::FashionMnist,
             norse_best_s: 22.6e-3,
             norse_key: "A_norse_forward_full(encoder+net)",
+            norse_train_s: 42.3e-3,
+            norse_train_key: "A_norse_train_step(fwd+bwd+Adam, full)",
         },
         "lif-layer-512" | "lif-layer-4096" => {
             let n: u32 = if name == "lif-layer-512" { 512 } else { 4096 };
@@ -171,6 +202,8 @@ pub fn config(name: &str) -> Option<Config> {
                 input: InputKind::Randn { seed: 1 },
                 norse_best_s: if n == 512 { 54.2e-3 } else { 1.4594 },
                 norse_key: if n == 512 { "B_norse_LIF_n512_forward" } else { "B_norse_LIF_n4096_forward" },
+                norse_train_s: if n == 512 { 314.5e-3 } else { 9.4078 },
+                norse_train_key: if n == 512 { "B_norse_LIF_n512_fwd+bwd" } else { "B_norse_LIF_n4096_fwd+bwd" },
             }
         }
         "convnet" => Config {
@@ -182,6 +215,8 @@ pub fn config(name: &str) -> Option<Config> {
             input: InputKind::FashionMnist,
             norse_best_s: 149.6e-3,
             norse_key: "C_norse_convnet_forward(encoder+net)",
+            norse_train_s: 348.3e-3,
+            norse_train_key: "C_norse_convnet_fwd+bwd(encoder+net)",
         },
         _ => return None,
     };
@@ -193,6 +228,8 @@ pub fn config(name: &str) -> Option<Config> {
 pub struct BenchResult {
     pub name: String,
     pub target: Target,
+    /// `Fwd` or `Fwdbwd`.
+    pub mode: Mode,
     pub steps: u32,
     pub batch: usize,
     pub compile_ms: f64,
@@ -222,7 +259,7 @@ impl BenchResult {
         serde_json::json!({
             "name": self.name,
             "target": self.target.name(),
-            "mode": "fwd",
+            "mode": self.mode.name(),
             "median_s": self.median_s,
             "neuron_updates_per_s": self.neuron_updates_per_s,
             "gflops": self.gflops,
@@ -252,6 +289,15 @@ struct Runner {
     compiled: Compiled,
     weights: Weights,
     backend: Backend,
+    /// For a training step: the seed inputs, the gradient outputs by
+    /// parameter, and the optimizer.
+    train: Option<TrainStep>,
+}
+
+struct TrainStep {
+    seeds: BTreeMap<String, Tensor>,
+    grads: Vec<(String, String)>,
+    optimizer: snnc_runtime::Optimizer,
 }
 
 enum Backend {
@@ -269,6 +315,54 @@ impl Runner {
         opts.densities.extend(densities.iter().map(|(k, v)| (k.clone(), *v)));
         let pipeline = driver::pipeline(target, None, &opts)?;
         driver::optimize(&mut compiled, &pipeline, &mut |_| {})?;
+        Self::with_backend(compiled, target, None)
+    }
+
+    /// Lowers `net` with its derived backward pass, seeded by the loss of
+    /// the benchmark: the NLL of the readout's log-probabilities (labels
+    /// `b mod classes`) for a classifier, the sum of the output spikes
+    /// otherwise; compiles it for `target` with an Adam optimizer.
+    fn compile_train(
+        net: &Network,
+        target: Target,
+        densities: &BTreeMap<String, f64>,
+        batch: usize,
+    ) -> Result<Runner, Error> {
+        target.ensure_available()?;
+        let mut compiled = driver::compile(net, &format!("bench `{}`", net.name), &LowerOptions::default())?;
+        let mut opts = driver::pass_options(&compiled, None)?;
+        opts.densities.extend(densities.iter().map(|(k, v)| (k.clone(), *v)));
+        let seed_output =
+            if compiled.module.outputs.iter().any(|o| o.name == "readout") { "readout" } else { "output" };
+        let grad = snnc_passes::AutodiffOptions { seeds: vec![seed_output.into()], inputs: Vec::new() };
+        let (info, report) = driver::differentiate(&mut compiled.module, target, None, &opts, &grad)?;
+        compiled.info = info;
+        let mut seeds = BTreeMap::new();
+        for (output, input) in &report.seeds {
+            let value = compiled.module.outputs.iter().find(|o| &o.name == output).map(|o| o.value);
+            let ty = &compiled.module.nodes[value.ok_or_else(|| Error::Internal("seeded output lost".into()))?].ty;
+            let mut shape = ty.shape.resolve(batch);
+            if ty.seq {
+                shape.insert(0, compiled.module.steps as usize);
+            }
+            let seed = if output == "readout" {
+                let classes = shape.last().copied().unwrap_or(1);
+                let labels: Vec<u8> = (0..batch).map(|b| (b % classes) as u8).collect();
+                snnc_runtime::nll_seed(&labels, batch, classes, snnc_runtime::ElemType::F32)
+                    .map_err(|e| Error::Internal(e.to_string()))?
+            } else {
+                let n = shape.iter().product();
+                Tensor { shape, dtype: snnc_runtime::ElemType::F32, data: vec![1.0; n] }
+            };
+            seeds.insert(input.clone(), seed);
+        }
+        let optimizer = snnc_runtime::Optimizer::adam(snnc_runtime::Adam { lr: 2e-3, ..Default::default() })
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let train = TrainStep { seeds, grads: report.gradients, optimizer };
+        Self::with_backend(compiled, target, Some(train))
+    }
+
+    fn with_backend(compiled: Compiled, target: Target, train: Option<TrainStep>) -> Result<Runner, Error> {
         let backend = match target {
             Target::Interp => Backend::Interp,
             Target::Cpu => Backend::Cpu(Box::new(snnc_cpu::compile(&compiled.module, &compiled.info)?)),
@@ -276,7 +370,26 @@ impl Runner {
                 return Err(Error::Environment("the cuda backend is not built yet; use --target cpu".into()));
             }
         };
-        Ok(Runner { compiled, weights: Weights::new(), backend })
+        Ok(Runner { compiled, weights: Weights::new(), backend, train })
+    }
+
+    /// One forward pass, or one training step (forward, backward and the
+    /// optimizer step) for a training runner.
+    fn step(&mut self, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>, Error> {
+        let Some(train) = &self.train else { return self.forward(inputs) };
+        let mut all = inputs.clone();
+        all.extend(train.seeds.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let names = train.grads.clone();
+        let mut out = self.forward(&all)?;
+        let mut grads = BTreeMap::new();
+        for (param, output) in &names {
+            if let Some(g) = out.remove(output) {
+                grads.insert(param.clone(), g);
+            }
+        }
+        let train = self.train.as_mut().expect("checked above");
+        train.optimizer.step(&mut self.weights, &grads).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(out)
     }
 
     /// Default weights, as PyTorch/Norse initialise them (not timed).
@@ -417,6 +530,7 @@ fn make_inputs(
 pub fn run_config(
     config: &Config,
     args: &BenchArgs,
+    mode: Mode,
     machine: &Machine,
     progress: &mut dyn FnMut(&str),
 ) -> Result<BenchResult, Error> {
@@ -428,15 +542,19 @@ pub fn run_config(
     let bytes = traffic_bytes(&lowered.module, &lowered.layers, batch);
     let densities: BTreeMap<String, f64> = density.map(|d| ("encoder.z".to_string(), d)).into_iter().collect();
 
-    progress(&format!("{}: compiling for {}", config.name, args.target.name()));
+    progress(&format!("{}: compiling ({}) for {}", config.name, mode.name(), args.target.name()));
     let t0 = Instant::now();
-    let mut runner = Runner::compile(&config.network, args.target, &densities)?;
+    let mut runner = if mode == Mode::Fwdbwd {
+        Runner::compile_train(&config.network, args.target, &densities, batch)?
+    } else {
+        Runner::compile(&config.network, args.target, &densities)?
+    };
     let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
     runner.init_weights(config.network.seed);
 
     progress(&format!("{}: {warmup} warm-up + {runs} timed runs, batch {batch}", config.name));
     for _ in 0..warmup {
-        std::hint::black_box(runner.forward(&inputs)?);
+        std::hint::black_box(runner.step(&inputs)?);
     }
     // As norse_cpu.py does: measure the CPU time other processes take
     // while timing, and re-time a disturbed config (keeping the least
@@ -445,13 +563,13 @@ pub fn run_config(
     let mut best: Option<(Vec<f64>, Option<f64>)> = None;
     for attempt in 0..attempts {
         if attempt > 0 {
-            std::hint::black_box(runner.forward(&inputs)?);
+            std::hint::black_box(runner.step(&inputs)?);
         }
         let load0 = load::snapshot();
         let mut times = Vec::with_capacity(runs);
         for _ in 0..runs {
             let t0 = Instant::now();
-            let out = runner.forward(&inputs)?;
+            let out = runner.step(&inputs)?;
             times.push(t0.elapsed().as_secs_f64());
             std::hint::black_box(out);
         }
@@ -476,10 +594,17 @@ pub fn run_config(
     let min_s = times_s.iter().copied().fold(f64::INFINITY, f64::min);
     let steps = config.network.steps;
     let work = u64::from(steps) as f64 * batch as f64;
-    let gflops = 2.0 * config.synapses_per_step as f64 * work / median_s / 1e9;
+    // A training step does three products per synapse: forward, input
+    // gradient and weight gradient (the usual 3× of the forward).
+    let passes = if mode == Mode::Fwdbwd { 3.0 } else { 1.0 };
+    let gflops = passes * 2.0 * config.synapses_per_step as f64 * work / median_s / 1e9;
+    // A training step moves at least the forward's traffic twice (the
+    // backward reads what the forward wrote) plus the gradients.
+    let bytes = if mode == Mode::Fwdbwd { 2 * bytes } else { bytes };
     Ok(BenchResult {
         name: config.name.to_string(),
         target: args.target,
+        mode,
         steps,
         batch,
         compile_ms,
@@ -491,7 +616,7 @@ pub fn run_config(
         bytes,
         bandwidth_fraction: bytes as f64 / median_s / 1e9 / machine.bandwidth_gbs,
         input_density: density,
-        norse_best_s: config.norse_best_s,
+        norse_best_s: if mode == Mode::Fwdbwd { config.norse_train_s } else { config.norse_best_s },
         foreign_cores,
         times_s,
     })
@@ -569,15 +694,20 @@ pub fn bench_command(out: &mut impl Write, args: &BenchArgs) -> Result<(), Error
         let (runs, warmup) = if args.quick { (1, 0) } else { (args.runs, args.warmup) };
         let _ = writeln!(
             out,
-            "snnc bench: target {}, forward only, {warmup} warm-up + median of {runs} run(s){}",
+            "snnc bench: target {}, {}, {warmup} warm-up + median of {runs} run(s){}",
             args.target.name(),
+            match args.mode {
+                Mode::Fwd => "forward",
+                Mode::Fwdbwd => "training step (forward + backward + Adam)",
+                Mode::Both => "forward, and training step (forward + backward + Adam)",
+            },
             if args.quick { " (--quick: batch 2, times mean nothing)" } else { "" }
         );
         let _ = writeln!(out, "peak:      {:.1} GFLOP/s ({})", machine.peak_gflops, machine.peak_how);
         let _ = writeln!(out, "bandwidth: {:.1} GB/s ({})", machine.bandwidth_gbs, machine.bandwidth_how);
         let _ = writeln!(
             out,
-            "{:<15} {:>4} {:>5} {:>10} {:>11} {:>10} {:>12} {:>8} {:>6} {:>6} {:>8} {:>10} {:>7} {:>5}",
+            "{:<23} {:>4} {:>5} {:>10} {:>11} {:>10} {:>12} {:>8} {:>6} {:>6} {:>8} {:>10} {:>7} {:>5}",
             "name",
             "T",
             "batch",
@@ -594,15 +724,20 @@ pub fn bench_command(out: &mut impl Write, args: &BenchArgs) -> Result<(), Error
             "load"
         );
     }
-    for config in &configs {
-        let r = run_config(config, args, &machine, &mut progress)?;
+    let modes: &[Mode] = match args.mode {
+        Mode::Both => &[Mode::Fwd, Mode::Fwdbwd],
+        Mode::Fwd => &[Mode::Fwd],
+        Mode::Fwdbwd => &[Mode::Fwdbwd],
+    };
+    for (config, &mode) in configs.iter().flat_map(|c| modes.iter().map(move |m| (c, m))) {
+        let r = run_config(config, args, mode, &machine, &mut progress)?;
         if args.json {
             let _ = writeln!(out, "{}", r.to_json(&machine, args.quick));
         } else {
             let _ = writeln!(
                 out,
-                "{:<15} {:>4} {:>5} {:>10.1} {:>11.3} {:>10.3} {:>12.3e} {:>8.2} {:>6.1} {:>6.1} {:>8} {:>10.1} {:>7} {:>5}",
-                r.name,
+                "{:<23} {:>4} {:>5} {:>10.1} {:>11.3} {:>10.3} {:>12.3e} {:>8.2} {:>6.1} {:>6.1} {:>8} {:>10.1} {:>7} {:>5}",
+                if mode == Mode::Fwdbwd { format!("{} fwd+bwd", r.name) } else { r.name.clone() },
                 r.steps,
                 r.batch,
                 r.compile_ms,
@@ -623,7 +758,8 @@ pub fn bench_command(out: &mut impl Write, args: &BenchArgs) -> Result<(), Error
     if !args.json {
         let _ = writeln!(
             out,
-            "Norse ms: Norse 1.1.0's best forward median on this machine kind (../shared/bench/results-cpu.md); \
+            "Norse ms: Norse 1.1.0's best median on this machine kind (../shared/bench/results-cpu.md; fwd+bwd: \
+             its training step, with Adam for `tutorial`); GFLOP/s of fwd+bwd count 3x the forward's products; \
              speedup = Norse / snnc; %bw counts compulsory traffic only (see `snnc::bench`); \
              load = other processes' CPU use while timing, in cores."
         );

@@ -18,6 +18,7 @@ pub mod bench;
 pub mod conformance;
 pub mod driver;
 pub mod plot;
+pub mod train;
 
 pub use api::{Executable, Outputs, compile, compile_with};
 pub use driver::{Compiled, Error, Target};

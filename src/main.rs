@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use snnc::driver::{self, Compiled, Error, Target};
 use snnc_frontend::LowerOptions;
 use snnc_ir::Dtype;
+use snnc_runtime::OptimizerConfig;
 use snnc_runtime::Tensor;
 
 /// snnc: a compiler for spiking neural networks with Norse's semantics.
@@ -69,6 +70,60 @@ enum Command {
         /// `NET.ir`, or one `NET.KERNEL.clif` per kernel.
         #[arg(short = 'o', long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
+        /// Include the backward pass derived by `autodiff` (seeded by every output's gradient,
+        /// inputs `grad.OUTPUT`; outputs `grad.PARAM`).
+        #[arg(long)]
+        backward: bool,
+    },
+    /// Train a classifier on Fashion-MNIST with surrogate gradients (BPTT), as the Norse tutorial
+    /// does: NLL of the log-probabilities, Adam, seeded mini-batches; test accuracy after each
+    /// epoch, `metrics.csv` and a checkpoint per epoch in the output folder.
+    Train {
+        /// The network description (RON); it needs an encoder (its input is an image) and a
+        /// readout with one score per class.
+        net: PathBuf,
+        /// The data set.
+        #[arg(long, value_enum, default_value = "fashion-mnist")]
+        data: DataSet,
+        /// Folder of the data set's files.
+        #[arg(long, value_name = "DIR", default_value = snnc::train::FASHION_MNIST_DIR)]
+        data_dir: PathBuf,
+        /// Number of epochs (in all, counting resumed ones).
+        #[arg(long, default_value_t = 1)]
+        epochs: u32,
+        /// Mini-batch size.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Learning rate.
+        #[arg(long, default_value_t = 0.002)]
+        lr: f64,
+        /// The optimizer (PyTorch's defaults otherwise).
+        #[arg(long, value_enum, default_value = "adam")]
+        optimizer: OptimizerKind,
+        /// SGD momentum.
+        #[arg(long, default_value_t = 0.0)]
+        momentum: f64,
+        /// Seed of the shuffling (the initial weights come from the network's `seed`).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where to run it.
+        #[arg(long, value_enum, default_value = "cpu")]
+        target: Target,
+        /// Output folder: metrics.csv, checkpoint.json, weights.json (loads with `snnc run --weights`).
+        #[arg(long, value_name = "DIR", default_value = "train-out")]
+        out: PathBuf,
+        /// Continue from the checkpoint in --out.
+        #[arg(long)]
+        resume: bool,
+        /// Use only the first N training samples.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Evaluate on the first N test samples only.
+        #[arg(long, value_name = "N")]
+        test_limit: Option<usize>,
+        /// No progress output.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Run a network on an input and print a summary of its output.
     Run {
@@ -124,7 +179,45 @@ fn main() -> ExitCode {
         Command::Run { net, target, weights, input, record, batch, seed, f64, passes, profile, plot } => {
             run(&mut out, &net, RunArgs { target, weights, input, record, batch, seed, f64, passes, profile, plot })
         }
-        Command::Compile { net, target, emit, out_dir } => compile(&mut out, &net, target, emit, out_dir.as_deref()),
+        Command::Compile { net, target, emit, out_dir, backward } => {
+            compile(&mut out, &net, target, emit, out_dir.as_deref(), backward)
+        }
+        Command::Train {
+            net,
+            data: _,
+            data_dir,
+            epochs,
+            batch,
+            lr,
+            optimizer,
+            momentum,
+            seed,
+            target,
+            out: out_dir,
+            resume,
+            limit,
+            test_limit,
+            quiet,
+        } => {
+            let optimizer = match optimizer {
+                OptimizerKind::Adam => OptimizerConfig::Adam(snnc_runtime::Adam { lr, ..Default::default() }),
+                OptimizerKind::Sgd => OptimizerConfig::Sgd(snnc_runtime::Sgd { lr, momentum, ..Default::default() }),
+            };
+            let opts = snnc::train::TrainOptions {
+                epochs,
+                batch,
+                optimizer,
+                seed,
+                target,
+                out: out_dir,
+                resume,
+                limit,
+                test_limit,
+                data: data_dir,
+                progress: !quiet,
+            };
+            train(&mut out, &net, &opts)
+        }
         Command::Plot(args) => snnc::plot::plot_command(&mut out, &args),
         Command::Bench(args) => snnc::bench::bench_command(&mut out, &args),
     };
@@ -290,15 +383,28 @@ enum Emit {
     Clif,
 }
 
-fn compile(out: &mut impl Write, path: &Path, target: Target, emit: Emit, dir: Option<&Path>) -> Result<(), Error> {
+fn compile(
+    out: &mut impl Write,
+    path: &Path,
+    target: Target,
+    emit: Emit,
+    dir: Option<&Path>,
+    backward: bool,
+) -> Result<(), Error> {
     target.ensure_available()?;
     if target == Target::Interp {
         return Err(Error::User("--target interp: the interpreter runs IR as it is; compile for --target cpu".into()));
     }
     let mut c = load(path, Dtype::F32)?;
     let opts = driver::pass_options(&c, None)?;
-    let pipeline = driver::pipeline(target, None, &opts)?;
-    driver::optimize(&mut c, &pipeline, &mut |_| {})?;
+    if backward {
+        let grad = snnc_passes::AutodiffOptions::default();
+        let (info, _) = driver::differentiate(&mut c.module, target, None, &opts, &grad)?;
+        c.info = info;
+    } else {
+        let pipeline = driver::pipeline(target, None, &opts)?;
+        driver::optimize(&mut c, &pipeline, &mut |_| {})?;
+    }
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "net".into());
     let files: Vec<(String, String)> = match emit {
         Emit::Ir => vec![(format!("{stem}.ir"), snnc_ir::print(&c.module))],
@@ -328,6 +434,71 @@ fn compile(out: &mut impl Write, path: &Path, target: Target, emit: Emit, dir: O
             say!(out, "wrote {} file(s) to {}", files.len(), dir.display());
         }
     }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum DataSet {
+    /// Fashion-MNIST (Debian's `dataset-fashion-mnist`).
+    FashionMnist,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum OptimizerKind {
+    Adam,
+    Sgd,
+}
+
+fn train(out: &mut impl Write, path: &Path, opts: &snnc::train::TrainOptions) -> Result<(), Error> {
+    let net = driver::load(path)?;
+    if opts.epochs == 0 {
+        return Err(Error::User("--epochs must be at least 1".into()));
+    }
+    let mut data = snnc::train::load_data(&opts.data)?;
+    if let Some(n) = opts.limit {
+        if n == 0 {
+            return Err(Error::User("--limit must be at least 1".into()));
+        }
+        data = data.limit(n);
+    }
+    let program = snnc::train::TrainProgram::new(&net, opts.target)?;
+    say!(
+        out,
+        "training `{}` on {} Fashion-MNIST images ({} test) on {}: {} epoch(s), batch {}, {} lr {}",
+        net.name,
+        data.train.len(),
+        data.test.len(),
+        opts.target.name(),
+        opts.epochs,
+        opts.batch,
+        opts.optimizer.name(),
+        opts.optimizer.lr()
+    );
+    say!(
+        out,
+        "compiled forward + backward in {:.0} ms; the backward pass stores {} bytes per sample",
+        program.compile_ms,
+        program.stored_bytes_per_sample
+    );
+    if !program.no_gradient.is_empty() {
+        say!(out, "note: no gradient reaches {} (they stay as initialised)", program.no_gradient.join(", "));
+    }
+    let _ = out.flush();
+    let summary = snnc::train::train(&program, &data, opts)?;
+    if let Some(e) = summary.resumed_from {
+        say!(out, "resumed after epoch {e}");
+    }
+    say!(out, "epoch,train_loss,test_loss,test_accuracy,seconds");
+    for m in &summary.metrics {
+        say!(out, "{},{:.5},{:.5},{:.4},{:.1}", m.epoch, m.train_loss, m.test_loss, m.test_accuracy, m.seconds);
+    }
+    say!(
+        out,
+        "wrote {}/metrics.csv, checkpoint.json and weights.json (use: snnc run {} --weights {}/weights.json)",
+        summary.out.display(),
+        path.display(),
+        summary.out.display()
+    );
     Ok(())
 }
 

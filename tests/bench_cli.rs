@@ -44,12 +44,13 @@ fn quick_json_prints_one_line_per_config() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let out = text(&o.stdout);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 2, "{out}");
-    for (line, name) in lines.iter().zip(["tutorial", "lif-layer-512"]) {
+    assert_eq!(lines.len(), 4, "{out}");
+    let expected = [("tutorial", "fwd"), ("tutorial", "fwdbwd"), ("lif-layer-512", "fwd"), ("lif-layer-512", "fwdbwd")];
+    for (line, (name, mode)) in lines.iter().zip(expected) {
         let v: serde_json::Value = serde_json::from_str(line).expect("each line is a JSON object");
         assert_eq!(v["name"], name, "{line}");
         assert_eq!(v["target"], "interp", "{line}");
-        assert_eq!(v["mode"], "fwd", "{line}");
+        assert_eq!(v["mode"], mode, "{line}");
         for field in ["median_s", "neuron_updates_per_s", "gflops"] {
             let x = v[field].as_f64().unwrap_or_else(|| panic!("`{field}` is a number: {line}"));
             assert!(x > 0.0 && x.is_finite(), "`{field}` = {x}: {line}");

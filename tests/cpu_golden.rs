@@ -1,6 +1,7 @@
 //! Golden conformance on the CPU backend: every f32 Norse oracle case of
 //! `tests/golden` runs on the cpu (after the cpu's default pipeline) and
-//! every forward tensor passes; f64 cases are reported as unsupported
+//! every tensor passes, the gradients of the derived backward pass
+//! included; f64 cases are reported as unsupported
 //! (the interpreter runs f64) without failing.
 
 use std::path::Path;
@@ -28,5 +29,6 @@ fn golden_cases_pass_on_the_cpu() {
         }
     }
     assert!(f32_ran >= 30, "only {f32_ran} f32 cases ran");
+    assert_eq!(report.counts().skipped, 0, "some tensors were skipped");
     assert_eq!(report.exit_code(), 0);
 }

@@ -1,6 +1,8 @@
 //! Golden conformance: every Norse oracle case of `tests/golden` (a copy of
 //! `../shared/golden`, produced by the real Norse 1.1.0) must
-//! pass on the reference interpreter, in f32 and in f64.
+//! pass on the reference interpreter, in f32 and in f64: the traces, and
+//! every gradient (BPTT through the derived backward pass, seeded by the
+//! case's loss; the surrogate cases' `dx`).
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +30,9 @@ fn check(f64_cases: bool) {
     assert!(failures.is_empty(), "{} golden failure(s):\n{}", failures.len(), failures.join("\n"));
     let counts = report.counts();
     assert!(counts.passed > 0, "nothing was compared");
+    // Every tensor is compared, the gradients of BPTT included.
+    assert_eq!(counts.skipped, 0, "some tensors were skipped:\n{text}");
+    assert!(text.contains("gradients.") && text.contains(" dx "), "no gradient was compared:\n{text}");
 }
 
 #[test]

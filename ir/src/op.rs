@@ -324,13 +324,7 @@ pub enum Op {
     /// The weight gradient of `conv2d`: `grad` `[..., B, O, H', W']` and the
     /// forward `input` `[..., B, C, H, W]` (same time flag) give the fixed
     /// `[O, C, kh, kw]` tensor summed over time and batch.
-    Conv2dGradWeight {
-        grad: Handle<Node>,
-        input: Handle<Node>,
-        kernel: [u32; 2],
-        stride: [u32; 2],
-        padding: [u32; 2],
-    },
+    Conv2dGradWeight { grad: Handle<Node>, input: Handle<Node>, kernel: [u32; 2], stride: [u32; 2], padding: [u32; 2] },
     /// The bias gradient of `conv2d`: `grad` `[..., B, O, H', W']` summed to
     /// the fixed `[O]`.
     Conv2dGradBias { grad: Handle<Node> },

@@ -245,12 +245,7 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
                 return Err(format!("`conv2d_grad_input` gradient {g} has other channels than weight {w}"));
             }
             conv_check("conv2d_grad_input", &g.shape, &w.shape.0[2..], stride, padding, input_size)?;
-            let shape = Shape(vec![
-                g.shape.0[0],
-                w.shape.0[1],
-                Dim::Fixed(input_size[0]),
-                Dim::Fixed(input_size[1]),
-            ]);
+            let shape = Shape(vec![g.shape.0[0], w.shape.0[1], Dim::Fixed(input_size[0]), Dim::Fixed(input_size[1])]);
             Ok(Type { dtype: g.dtype, seq: g.seq, shape })
         }
         Op::Conv2dGradWeight { grad, input, kernel, stride, padding } => {
@@ -282,7 +277,9 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
             let (x, g) = (ty(input), ty(grad));
             let pooled = result_type(module, &Op::Pool2d { op, input, kernel, stride })?;
             if !g.dtype.is_float() || g.seq != pooled.seq || g.shape != pooled.shape {
-                return Err(format!("`max_pool2d_grad` gradient must be float with the pooled shape {pooled}, got {g}"));
+                return Err(format!(
+                    "`max_pool2d_grad` gradient must be float with the pooled shape {pooled}, got {g}"
+                ));
             }
             Ok(x.with_dtype(g.dtype))
         }

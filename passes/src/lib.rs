@@ -14,6 +14,7 @@
 //! | `sparsify` | [`Sparsify`] | spike-input matrix products become event-driven where the cost model says so |
 //! | `fuse` | [`fuse::Fuse`] | connected elementwise ops become one `fused` kernel (e-graph rewriting) |
 //! | `unroll` | [`Unroll`] | step loops get an unroll factor (a schedule attribute) |
+//! | `autodiff` | [`Autodiff`] | appends the backward pass (BPTT): `grad.<output>` inputs, `grad.<param>` outputs |
 //!
 //! [`by_name`] makes a pass from its name, [`parse_pipeline`] a pipeline
 //! from a `--passes` list (with arguments such as `unroll=8`), and
@@ -184,9 +185,11 @@ impl Default for PassOptions {
 }
 
 /// The registered pass names, in the order of the default pipeline.
-const NAMES: &[&str] = &["const-fold", "cse", "dce", "time-batch", "sparsify", "fuse", "unroll", "autodiff"];
+const NAMES: &[&str] = &["const-fold", "cse", "dce", "time-batch", "sparsify", "fuse", "unroll"];
 
-/// The names [`by_name`] knows, in the order of the default pipeline.
+/// The optimising passes, in the order of the default pipeline: each one
+/// keeps what the module computes. [`by_name`] also knows `autodiff`, which
+/// adds the backward pass (inputs and outputs) instead.
 pub fn pass_names() -> Vec<&'static str> {
     NAMES.to_vec()
 }
@@ -294,7 +297,11 @@ pub fn pass_from_spec(spec: &str, opts: &PassOptions) -> Result<Box<dyn Pass>, P
             no_arg("autodiff")?;
             Box::new(Autodiff::default())
         }
-        _ => return Err(PassSpecError::Unknown { name: name.to_string(), valid: pass_names() }),
+        _ => {
+            let mut valid = pass_names();
+            valid.push("autodiff");
+            return Err(PassSpecError::Unknown { name: name.to_string(), valid });
+        }
     })
 }
 

@@ -160,19 +160,25 @@ impl Pass for Sparsify {
         let order: Vec<_> = module.body.iter().flat_map(|r| r.nodes.iter().copied()).collect();
         let mut seen = 0;
         for h in order {
-            let Op::MatMul { input, weight, kind } = module.nodes[h].op else { continue };
+            // A product `input @ W^T`, or the weight gradient `grad^T @ input`
+            // of one: the same visits of the input's active elements.
+            let (input, shape_of, kind) = match module.nodes[h].op {
+                Op::MatMul { input, weight, kind } => (input, weight, kind),
+                Op::MatMulGradWeight { input, kind, .. } => (input, h, kind),
+                _ => continue,
+            };
             if module.nodes[input].ty.dtype != Dtype::Spike {
                 continue;
             }
             seen += 1;
-            let w = &module.nodes[weight].ty.shape.0;
+            let w = &module.nodes[shape_of].ty.shape.0;
             let (Some(Dim::Fixed(n_out)), Some(Dim::Fixed(n_in))) = (w.first().copied(), w.get(1).copied()) else {
                 continue;
             };
             let (density, source) = self.density(module, input);
             let event = prefers_event_driven(u64::from(n_in), u64::from(n_out), density);
             let new_kind = if event { MatMulKind::EventDriven } else { MatMulKind::Dense };
-            if let Op::MatMul { kind: k, .. } = &mut module.nodes[h].op {
+            if let Op::MatMul { kind: k, .. } | Op::MatMulGradWeight { kind: k, .. } = &mut module.nodes[h].op {
                 *k = new_kind;
             }
             let (dense, ev) = costs(u64::from(n_in), u64::from(n_out), density);

@@ -533,7 +533,8 @@ fn the_registry_knows_every_pass_and_parses_lists() {
     let err = |s: &str| snnc_passes::parse_pipeline(s, &opts).err().unwrap().to_string();
     assert_eq!(
         err("cse,nope"),
-        "unknown pass `nope`; the passes are `const-fold`, `cse`, `dce`, `time-batch`, `sparsify`, `fuse`, `unroll`"
+        "unknown pass `nope`; the passes are `const-fold`, `cse`, `dce`, `time-batch`, `sparsify`, `fuse`, `unroll`, \
+         `autodiff`"
     );
     assert!(err("unroll=0").contains("expected an unroll factor of 1 or more"));
     assert!(err("sparsify=2").contains("in [0, 1]"));

@@ -541,10 +541,15 @@ pub(crate) fn check_steps(kernel: &FusedKernel, inputs: &[StepInput], record: &[
 /// prefetchers do not follow. It pays off only with a time-major layout per
 /// element, or blocks large enough to stream (which per-step calls on
 /// sub-slices already give).
+///
+/// With `reverse`, the steps run from `t = steps - 1` down to `0` (a
+/// reverse step loop): step `t` still reads and writes row `t`, and a state
+/// starts from its buffer at `t = steps - 1`.
 pub(crate) fn build_step_function(
     kernel: &FusedKernel,
     inputs: &[StepInput],
     record: &[bool],
+    reverse: bool,
     target: TargetFrontendConfig,
 ) -> Result<Function, JitError> {
     check_steps(kernel, inputs, record)?;
@@ -629,6 +634,12 @@ pub(crate) fn build_step_function(
         }
     }
     let stride = b.ins().ishl_imm_u(n, 2);
+    // Reverse: the byte offset of the last step's row, where the time loop
+    // starts (`steps >= 1`).
+    let last = reverse.then(|| {
+        let before_last = b.ins().iadd_imm_s(steps, -1);
+        b.ins().imul(before_last, stride)
+    });
     // Three phases: 16 elements (four f32x4: a cache line per stream and
     // step) per time loop, then 4, then 1.
     let n16 = b.ins().band_imm_s(n, -16);
@@ -650,6 +661,7 @@ pub(crate) fn build_step_function(
         state_inputs: &state_inputs,
         stride,
         steps,
+        last,
     };
     s.emit_phase(&mut b, libm, &consts, &hoisted, checks[0], 4, 4, n16, Some(checks[1]), exit);
     s.emit_phase(&mut b, libm, &consts, &hoisted, checks[1], 4, 1, n4, Some(checks[2]), exit);
@@ -672,6 +684,8 @@ struct StepBody<'a> {
     state_inputs: &'a [(usize, u32)],
     stride: Value,
     steps: Value,
+    /// Reverse loops: the byte offset of row `steps - 1`, where they start.
+    last: Option<Value>,
 }
 
 fn load_lanes(b: &mut FunctionBuilder<'_>, addr: Value, offset: i32, lanes: u8) -> Value {
@@ -715,8 +729,8 @@ impl StepBody<'_> {
         let tloop = b.create_block();
         let done = b.create_block();
         b.append_block_param(outer, types::I64);
-        b.append_block_param(tloop, types::I64); // t
-        b.append_block_param(tloop, types::I64); // byte offset of step t
+        b.append_block_param(tloop, types::I64); // the iteration
+        b.append_block_param(tloop, types::I64); // byte offset of its step's row
         for _ in 0..self.state_inputs.len() * unroll {
             b.append_block_param(tloop, types::F32X4);
             b.append_block_param(done, types::F32X4);
@@ -739,7 +753,11 @@ impl StepBody<'_> {
         let mut args: Vec<BlockArg> = Vec::new();
         let t0 = b.ins().iconst(types::I64, 0);
         args.push(t0.into());
-        args.push(off.into());
+        let so0 = match self.last {
+            Some(last) => b.ins().iadd(off, last),
+            None => off,
+        };
+        args.push(so0.into());
         for u in 0..unroll {
             for &(k, _) in self.state_inputs {
                 let addr = b.ins().iadd(self.base[k].expect("state buffer"), off);
@@ -794,7 +812,9 @@ impl StepBody<'_> {
         }
         let b = g.b;
         let t1 = b.ins().iadd_imm_s(t, 1);
-        let so1 = b.ins().iadd(so, self.stride);
+        // `t` counts iterations; the row offset walks backwards in a
+        // reverse loop (after the last iteration it is not used).
+        let so1 = if self.last.is_some() { b.ins().isub(so, self.stride) } else { b.ins().iadd(so, self.stride) };
         let more = b.ins().icmp(IntCC::UnsignedLessThan, t1, self.steps);
         let mut targs: Vec<BlockArg> = vec![t1.into(), so1.into()];
         targs.extend(new_states.iter().copied());

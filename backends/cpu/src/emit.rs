@@ -28,8 +28,11 @@ pub fn emit_clif(module: &Module, info: &ModuleInfo) -> Result<Vec<KernelText>, 
     }
     // Kernels whose step loop runs as one whole-loop kernel: that function's CLIF.
     let collected = crate::steploop::collected(module);
-    let whole: Vec<crate::steploop::Analysis> =
-        module.body.iter().filter_map(|r| crate::steploop::analyze(module, r, &collected)).collect();
+    let whole: Vec<(crate::steploop::Analysis, bool)> = module
+        .body
+        .iter()
+        .filter_map(|r| crate::steploop::analyze(module, r, &collected).map(|a| (a, r.reverse)))
+        .collect();
     let mut res = Vec::new();
     let mut seen = std::collections::BTreeMap::<String, usize>::new();
     for (h, node) in module.nodes.iter() {
@@ -37,10 +40,10 @@ pub fn emit_clif(module: &Module, info: &ModuleInfo) -> Result<Vec<KernelText>, 
         let count = seen.entry(kernel.name.clone()).or_default();
         *count += 1;
         let name = if *count == 1 { kernel.name.clone() } else { format!("{}.{count}", kernel.name) };
-        let (clif, whole_loop) = match whole.iter().find(|a| a.fused == h) {
-            Some(a) => {
+        let (clif, whole_loop) = match whole.iter().find(|(a, _)| a.fused == h) {
+            Some((a, reverse)) => {
                 let record = a.record_flags(module, &collected, false);
-                match crate::jit::step_kernel_clif(kernel, &a.layouts, &record) {
+                match crate::jit::step_kernel_clif_ordered(kernel, &a.layouts, &record, *reverse) {
                     Ok(text) => (text, true),
                     Err(crate::jit::JitError::Unsupported(_)) => (kernel_clif(module, h, kernel)?, false),
                     Err(e) => return Err(CpuError::Jit(format!("step loop of kernel `{}`: {e}", kernel.name))),

@@ -223,8 +223,15 @@ struct Buffers {
     kernel_outs: Vec<Vec<Vec<f32>>>,
     inputs: Vec<Vec<f32>>,
     params: Vec<Vec<f32>>,
-    /// Per event-driven product: the transposed weight and its finite columns.
+    /// Per event-driven product: the transposed weight and its finite
+    /// columns (per event-driven weight gradient: its transposed result).
     transposed: Vec<(Vec<f32>, Vec<bool>)>,
+    /// Whether the step loop being run is at its first iteration (`t = 0`,
+    /// or `t = T-1` in a reverse loop).
+    first_iteration: bool,
+    /// With `SNNC_PROFILE` set: seconds spent per node (a whole-loop
+    /// kernel's time goes to its `fused` node), printed after each run.
+    profile: Option<Vec<f64>>,
 }
 
 impl Executable {
@@ -284,8 +291,34 @@ impl Executable {
                 },
             }
         }
+        let start = std::time::Instant::now();
         self.execute(bufs);
-        Ok(self.results(bufs))
+        let total = start.elapsed().as_secs_f64();
+        let t1 = std::time::Instant::now();
+        let res = self.results(bufs);
+        if let Some(prof) = &mut bufs.profile {
+            self.print_profile(prof, total, t1.elapsed().as_secs_f64());
+            prof.fill(0.0);
+        }
+        Ok(res)
+    }
+
+    /// Prints the nodes that took the most time (`SNNC_PROFILE=1`).
+    fn print_profile(&self, prof: &[f64], total: f64, results: f64) {
+        let mut rows: Vec<(usize, f64)> = prof.iter().copied().enumerate().filter(|&(_, t)| t > 0.0).collect();
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+        eprintln!("snnc profile: {:.3} ms in the regions, {:.3} ms converting results", total * 1e3, results * 1e3);
+        for (i, t) in rows.into_iter().take(16) {
+            let node = &self.module.nodes[Handle::from_index(i)];
+            let name = node.name.as_deref().unwrap_or("");
+            eprintln!(
+                "  {:>8.3} ms {:>5.1}%  %{i} {} {} {name}",
+                t * 1e3,
+                100.0 * t / total.max(1e-12),
+                node.op.mnemonic(),
+                node.ty
+            );
+        }
     }
 
     /// Sizes every buffer for `batch`.
@@ -353,6 +386,7 @@ impl Executable {
             .collect();
         b.params = module.params.iter().map(|(_, p)| vec![0.0; p.shape.resolve(1).iter().product()]).collect();
         b.transposed = vec![(Vec::new(), Vec::new()); n_nodes];
+        b.profile = std::env::var_os("SNNC_PROFILE").map(|_| vec![0.0; n_nodes]);
         Ok(b)
     }
 
@@ -364,13 +398,21 @@ impl Executable {
             if let Some(lp) = &self.step_loops[r]
                 && (!b.record || steploop::records_only_outputs(module, region, lp))
             {
+                let t0 = b.profile.is_some().then(std::time::Instant::now);
                 self.run_step_loop(b, lp);
+                if let (Some(p), Some(t0)) = (&mut b.profile, t0) {
+                    p[lp.fused.index()] += t0.elapsed().as_secs_f64();
+                }
                 continue;
             }
             match region.kind {
                 RegionKind::Seq => {
                     for &h in &region.nodes {
+                        let t0 = b.profile.is_some().then(std::time::Instant::now);
                         self.eval(b, h, None);
+                        if let (Some(p), Some(t0)) = (&mut b.profile, t0) {
+                            p[h.index()] += t0.elapsed().as_secs_f64();
+                        }
                     }
                 }
                 RegionKind::Step => {
@@ -380,13 +422,21 @@ impl Executable {
                             written.push(state.index());
                         }
                     }
-                    for t in 0..steps {
+                    // A reverse loop runs t = T-1 down to 0; `t` stays the
+                    // time index (of `step`, histories and `uniform`).
+                    for iter in 0..steps {
+                        let t = if region.reverse { steps - 1 - iter } else { iter };
+                        b.first_iteration = iter == 0;
                         for &h in &region.nodes {
                             let i = h.index();
                             let invariant =
                                 matches!(module.nodes[h].op, Op::Input(_) | Op::Param(_) | Op::Const { .. });
-                            if t == 0 || !invariant {
+                            if iter == 0 || !invariant {
+                                let t0 = b.profile.is_some().then(std::time::Instant::now);
                                 self.eval(b, h, Some(t));
+                                if let (Some(p), Some(t0)) = (&mut b.profile, t0) {
+                                    p[i] += t0.elapsed().as_secs_f64();
+                                }
                             }
                             if b.keep[i] {
                                 let n = b.numel[i];
@@ -539,7 +589,7 @@ impl Executable {
                     // (or is a parameter), else at every step.
                     let outside = self.region_of[weight.index()] != self.region_of[i]
                         || matches!(module.nodes[weight].op, Op::Param(_) | Op::Input(_) | Op::Const { .. });
-                    if t.is_none() || step == 0 || !outside {
+                    if t.is_none() || b.first_iteration || !outside {
                         kernels::transpose(w, n_in, n_out, &mut wt, &mut finite);
                     }
                     kernels::matmul_event(x, &wt, &finite, n_in, n_out, &mut out);
@@ -583,6 +633,66 @@ impl Executable {
             Op::LogSoftmax { arg } => {
                 kernels::log_softmax(self.val(b, arg, step), dims.last().copied().unwrap_or(1), &mut out)
             }
+            Op::Transpose(x) => {
+                let xd = &b.dims[x.index()];
+                kernels::transpose_matrix(self.val(b, x, step), xd[0], xd[1], &mut out);
+            }
+            Op::MatMulGradWeight { grad, input, kind } => {
+                let (n_out, n_in) = (dims[0], dims[1]);
+                match kind {
+                    MatMulKind::Dense => {
+                        let (g, x) = (self.val(b, grad, step), self.val(b, input, step));
+                        kernels::matmul_grad_weight_dense(g, x, n_in, n_out, &mut out)
+                    }
+                    MatMulKind::EventDriven => {
+                        let (mut dwt, finite) = std::mem::take(&mut b.transposed[i]);
+                        let (g, x) = (self.val(b, grad, step), self.val(b, input, step));
+                        kernels::matmul_grad_weight_event(g, x, n_in, n_out, &mut dwt, &mut out);
+                        b.transposed[i] = (dwt, finite);
+                    }
+                }
+            }
+            Op::SumTo { arg, .. } => kernels::sum_rows(self.val(b, arg, step), &mut out),
+            Op::Conv2dGradInput { grad, weight, stride, padding, .. } => {
+                let s = conv_shape(&b.dims[grad.index()], dims, &b.dims[weight.index()], stride, padding);
+                kernels::conv2d_grad_input(self.val(b, grad, step), self.val(b, weight, step), s, &mut out);
+            }
+            Op::Conv2dGradWeight { grad, input, stride, padding, .. } => {
+                let s = conv_shape(&b.dims[grad.index()], &b.dims[input.index()], dims, stride, padding);
+                kernels::conv2d_grad_weight(self.val(b, grad, step), self.val(b, input, step), s, &mut out);
+            }
+            Op::Conv2dGradBias { grad } => {
+                let gd = &b.dims[grad.index()];
+                let r = gd.len();
+                let n = gd[..r - 3].iter().product();
+                kernels::conv2d_grad_bias(self.val(b, grad, step), n, gd[r - 2] * gd[r - 1], &mut out);
+            }
+            Op::Pool2dGrad { input, grad, kernel, stride, .. } => {
+                let (xd, gd) = (&b.dims[input.index()], &b.dims[grad.index()]);
+                let r = xd.len();
+                kernels::max_pool2d_grad(
+                    self.val(b, input, step),
+                    self.val(b, grad, step),
+                    [xd[r - 2], xd[r - 1]],
+                    kernel.map(|v| v as usize),
+                    stride.map(|v| v as usize),
+                    [gd[r - 2], gd[r - 1]],
+                    &mut out,
+                );
+            }
+            Op::ReduceTimeGrad { op, arg, grad } => kernels::reduce_time_grad(
+                op,
+                self.val(b, arg, step),
+                self.val(b, grad, step),
+                module.steps as usize,
+                &mut out,
+            ),
+            Op::LogSoftmaxGrad { out: y, grad } => kernels::log_softmax_grad(
+                self.val(b, y, step),
+                self.val(b, grad, step),
+                dims.last().copied().unwrap_or(1),
+                &mut out,
+            ),
             Op::Uniform { seed, seq, .. } => {
                 let rng = |t: usize, k: usize| snnc_ir::rng::uniform(seed, t as u32, k as u64) as f32;
                 if seq {
@@ -648,6 +758,25 @@ impl Executable {
             })
             .collect();
         RunResult { outputs, traces, final_state }
+    }
+}
+
+/// The geometry of a convolution from the dims of its gradient (`[.., O,
+/// H', W']`), its input (`[.., C, H, W]`) and its weight (`[O, C, kh, kw]`).
+fn conv_shape(gd: &[usize], xd: &[usize], wd: &[usize], stride: [u32; 2], padding: [u32; 2]) -> ConvShape {
+    let (r, rx) = (gd.len(), xd.len());
+    ConvShape {
+        n: gd[..r - 3].iter().product(),
+        c: xd[rx - 3],
+        h: xd[rx - 2],
+        w: xd[rx - 1],
+        o: gd[r - 3],
+        kh: wd[2],
+        kw: wd[3],
+        oh: gd[r - 2],
+        ow: gd[r - 1],
+        stride: stride.map(|v| v as usize),
+        padding: padding.map(|v| v as usize),
     }
 }
 

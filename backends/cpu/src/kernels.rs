@@ -143,23 +143,40 @@ pub(crate) fn threshold(x: &[f32], out: &mut [f32]) {
 
 /// One GEMM call on the calling thread: `c[m×n] = a[m×k] · b` where `b`
 /// is `k×n` with row stride `rsb` and column stride `csb`.
-#[allow(unsafe_code)]
 #[allow(clippy::too_many_arguments)]
 fn sgemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], rsb: usize, csb: usize, c: &mut [f32]) {
+    sgemm_strided(m, k, n, (a, k, 1), (b, rsb, csb), c, false);
+}
+
+/// One GEMM call on the calling thread: `c[m×n] (+)= a · b` where `a` is
+/// `m×k` and `b` is `k×n`, each given as (data, row stride, column
+/// stride); `c` is row-major `m×n`. With `accumulate`, the product is
+/// added to `c` (beta = 1), else `c` is overwritten.
+#[allow(unsafe_code)]
+fn sgemm_strided(
+    m: usize,
+    k: usize,
+    n: usize,
+    (a, rsa, csa): (&[f32], usize, usize),
+    (b, rsb, csb): (&[f32], usize, usize),
+    c: &mut [f32],
+    accumulate: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
-        c[..m * n].fill(0.0);
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
         return;
     }
-    assert!(a.len() >= m * k && c.len() >= m * n);
+    assert!(a.len() > (m - 1) * rsa + (k - 1) * csa && c.len() >= m * n);
     assert!(b.len() > (k - 1) * rsb + (n - 1) * csb);
     // SAFETY: the asserts above check that every index the GEMM reads
-    // (`a[i*k + l]`, `b[l*rsb + j*csb]`) and writes (`c[i*n + j]`) for
-    // `i < m`, `l < k`, `j < n` lies inside the slices; `c` is borrowed
-    // mutably, so it does not overlap `a` or `b`. With beta = 0 `c` is
-    // only written, never read.
+    // (`a[i*rsa + l*csa]`, `b[l*rsb + j*csb]`) and reads or writes
+    // (`c[i*n + j]`) for `i < m`, `l < k`, `j < n` lies inside the slices;
+    // `c` is borrowed mutably, so it does not overlap `a` or `b`.
     unsafe {
         matrixmultiply::sgemm(
             m,
@@ -167,12 +184,12 @@ fn sgemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], rsb: usize, csb: us
             n,
             1.0,
             a.as_ptr(),
-            k as isize,
-            1,
+            rsa as isize,
+            csa as isize,
             b.as_ptr(),
             rsb as isize,
             csb as isize,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             c.as_mut_ptr(),
             n as isize,
             1,
@@ -399,6 +416,333 @@ pub(crate) fn log_softmax(x: &[f32], len: usize, out: &mut [f32]) {
     }
 }
 
+/// Swaps the dims of an `m × n` matrix: `y[j, i] = x[i, j]`.
+pub(crate) fn transpose_matrix(x: &[f32], m: usize, n: usize, out: &mut [f32]) {
+    for (e, o) in out.iter_mut().enumerate() {
+        *o = x[(e % m) * n + e / m];
+    }
+}
+
+/// Reductions over at most this many terms run the interpreter's loop (its
+/// bits) instead of a GEMM.
+const EXACT_MAX_TERMS: usize = 64;
+
+/// The weight gradient of `matmul`, `dw = grad^T · x` (`grad` is `rows ×
+/// n_out`, `x` is `rows × n_in`, `dw` is `n_out × n_in`): one GEMM over all
+/// rows, the rows of `dw` split over threads (each sum whole on one
+/// thread). With few rows, the interpreter's loop (its bits).
+pub(crate) fn matmul_grad_weight_dense(grad: &[f32], x: &[f32], n_in: usize, n_out: usize, out: &mut [f32]) {
+    let rows = grad.len().checked_div(n_out).unwrap_or(0);
+    if rows <= EXACT_MAX_TERMS {
+        matmul_grad_weight_exact(grad, x, rows, n_in, n_out, out);
+        return;
+    }
+    let work = out.len().saturating_mul(rows);
+    par_rows(out, n_in, work, |first, chunk| {
+        let m = chunk.len() / n_in.max(1);
+        sgemm_strided(m, rows, n_in, (&grad[first..], 1, n_out), (x, n_in, 1), chunk, false);
+    });
+}
+
+/// The interpreter's `matmul_grad_weight` loop: rows in order from `+0`,
+/// zero inputs skipped where the gradient row is finite.
+fn matmul_grad_weight_exact(grad: &[f32], x: &[f32], rows: usize, n_in: usize, n_out: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    for r in 0..rows {
+        let g = &grad[r * n_out..(r + 1) * n_out];
+        let finite = g.iter().all(|v| v.is_finite());
+        for (i, &xv) in x[r * n_in..(r + 1) * n_in].iter().enumerate() {
+            if xv == 0.0 && finite {
+                continue;
+            }
+            for (o, &gv) in g.iter().enumerate() {
+                out[o * n_in + i] += gv * xv;
+            }
+        }
+    }
+}
+
+/// The event-driven weight gradient of `matmul`: for every row `r` and
+/// every active input `i` (nonzero), `dw[:, i] += grad[r, :] * x[r, i]`,
+/// rows in order from `+0`, accumulated in the transposed `dwt` (`n_in ×
+/// n_out`, contiguous per input) and transposed into `out` at the end. A
+/// gradient row that is not finite also meets its zero inputs (`0 * inf` is
+/// NaN). These are the interpreter's operations in its order (a spike times
+/// the gradient is exact): its bits. Inputs are split over threads.
+pub(crate) fn matmul_grad_weight_event(
+    grad: &[f32],
+    x: &[f32],
+    n_in: usize,
+    n_out: usize,
+    dwt: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let rows = grad.len().checked_div(n_out).unwrap_or(0);
+    dwt.clear();
+    dwt.resize(n_in * n_out, 0.0);
+    let finite: Vec<bool> = (0..rows).map(|r| grad[r * n_out..(r + 1) * n_out].iter().all(|v| v.is_finite())).collect();
+    let work = x.len().saturating_mul(n_out) / 8;
+    par_rows(dwt, n_out, work, |first, chunk| {
+        let count = chunk.len() / n_out.max(1);
+        for r in 0..rows {
+            let g = &grad[r * n_out..(r + 1) * n_out];
+            let xr = &x[r * n_in + first..r * n_in + first + count];
+            for (acc, &xv) in chunk.chunks_exact_mut(n_out).zip(xr) {
+                if xv == 0.0 && finite[r] {
+                    continue;
+                }
+                if xv == 1.0 {
+                    for (a, &gv) in acc.iter_mut().zip(g) {
+                        *a += gv;
+                    }
+                } else {
+                    for (a, &gv) in acc.iter_mut().zip(g) {
+                        *a += gv * xv;
+                    }
+                }
+            }
+        }
+    });
+    transpose_matrix(dwt, n_in, n_out, out);
+}
+
+/// Sums `x` (`lead × n`) over its leading rows, in row order from `+0` (the
+/// interpreter's bits); the columns are split over threads.
+pub(crate) fn sum_rows(x: &[f32], out: &mut [f32]) {
+    let n = out.len();
+    if n == 0 {
+        return;
+    }
+    out.fill(0.0);
+    for row in x.chunks_exact(n) {
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o += v;
+        }
+    }
+}
+
+/// The input gradient of `conv2d`: per image, `col = w^T · grad` (one GEMM,
+/// `c·kh·kw × oh·ow`), then col2im adds every column entry into the input
+/// position it was read from (padding dropped), in `(c, a, b, i, j)` order.
+/// Images are split over threads.
+pub(crate) fn conv2d_grad_input(grad: &[f32], w: &[f32], s: ConvShape, out: &mut [f32]) {
+    let plane = s.oh * s.ow;
+    let ckk = s.c * s.kh * s.kw;
+    let img_in = s.c * s.h * s.w;
+    let work = out.len().saturating_mul(s.o * s.kh * s.kw);
+    par_rows(out, img_in, work, |first, chunk| {
+        let mut col = vec![0.0f32; ckk * plane];
+        for (i, dx) in chunk.chunks_exact_mut(img_in.max(1)).enumerate() {
+            let n = first + i;
+            let g = &grad[n * s.o * plane..(n + 1) * s.o * plane];
+            // w viewed as `ckk × o`: element (l, o) is w[o * ckk + l].
+            sgemm_strided(ckk, s.o, plane, (w, 1, ckk), (g, plane, 1), &mut col, false);
+            dx.fill(0.0);
+            for c in 0..s.c {
+                let ch = &mut dx[c * s.h * s.w..(c + 1) * s.h * s.w];
+                for a in 0..s.kh {
+                    for b in 0..s.kw {
+                        let row = &col[((c * s.kh + a) * s.kw + b) * plane..][..plane];
+                        for oi in 0..s.oh {
+                            let Some(r) = (oi * s.stride[0] + a).checked_sub(s.padding[0]).filter(|&r| r < s.h) else {
+                                continue;
+                            };
+                            for oj in 0..s.ow {
+                                if let Some(q) = (oj * s.stride[1] + b).checked_sub(s.padding[1]).filter(|&q| q < s.w) {
+                                    ch[r * s.w + q] += row[oi * s.ow + oj];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Images per GEMM of [`conv2d_grad_weight`] (a constant, so the sums do
+/// not depend on the number of threads).
+const GRAD_WEIGHT_CHUNK: usize = 32;
+
+/// The weight gradient of `conv2d`: `dw (o × c·kh·kw) = sum over images of
+/// grad_n (o × oh·ow) · col_n^T`, over chunks of [`GRAD_WEIGHT_CHUNK`]
+/// images in order: the chunk's im2col columns side by side (`c·kh·kw ×
+/// m·oh·ow`, rows split over threads) and its gradients likewise (`o ×
+/// m·oh·ow`), then one GEMM adding into `dw`, its rows split over threads
+/// (each sum whole on one thread).
+pub(crate) fn conv2d_grad_weight(grad: &[f32], x: &[f32], s: ConvShape, out: &mut [f32]) {
+    let plane = s.oh * s.ow;
+    let ckk = s.c * s.kh * s.kw;
+    let img_in = s.c * s.h * s.w;
+    out.fill(0.0);
+    if plane == 0 || ckk == 0 || s.o == 0 {
+        return;
+    }
+    let chunk = GRAD_WEIGHT_CHUNK.min(s.n.max(1));
+    let mut cols = vec![0.0f32; ckk * chunk * plane];
+    let mut gs = vec![0.0f32; s.o * chunk * plane];
+    let mut n0 = 0;
+    while n0 < s.n {
+        let m = chunk.min(s.n - n0);
+        let k = m * plane;
+        let cols = &mut cols[..ckk * k];
+        par_rows(cols, k, ckk * k, |first, part| {
+            for (li, row) in part.chunks_exact_mut(k).enumerate() {
+                let l = first + li;
+                let (c, a, b) = (l / (s.kh * s.kw), l / s.kw % s.kh, l % s.kw);
+                for i in 0..m {
+                    let ch = &x[(n0 + i) * img_in + c * s.h * s.w..][..s.h * s.w];
+                    let dst = &mut row[i * plane..(i + 1) * plane];
+                    for oi in 0..s.oh {
+                        let out_row = &mut dst[oi * s.ow..(oi + 1) * s.ow];
+                        let Some(r) = (oi * s.stride[0] + a).checked_sub(s.padding[0]).filter(|&r| r < s.h) else {
+                            out_row.fill(0.0);
+                            continue;
+                        };
+                        for (oj, e) in out_row.iter_mut().enumerate() {
+                            let q = (oj * s.stride[1] + b).checked_sub(s.padding[1]).filter(|&q| q < s.w);
+                            *e = match q {
+                                Some(q) => ch[r * s.w + q],
+                                None => 0.0,
+                            };
+                        }
+                    }
+                }
+            }
+        });
+        for o in 0..s.o {
+            for i in 0..m {
+                let src = &grad[((n0 + i) * s.o + o) * plane..][..plane];
+                gs[o * k + i * plane..o * k + (i + 1) * plane].copy_from_slice(src);
+            }
+        }
+        let (gs, cols) = (&gs[..s.o * k], &*cols);
+        let work = out.len().saturating_mul(k);
+        par_rows(out, ckk, work, |first, part| {
+            let rows = part.len() / ckk;
+            // cols^T: element (p, l) is cols[l * k + p].
+            sgemm_strided(rows, k, ckk, (&gs[first * k..], k, 1), (cols, 1, k), part, true);
+        });
+        n0 += m;
+    }
+}
+
+/// The bias gradient of `conv2d`: per channel, the sum over images and
+/// positions in order from `+0` (the interpreter's bits).
+pub(crate) fn conv2d_grad_bias(grad: &[f32], n: usize, plane: usize, out: &mut [f32]) {
+    let o = out.len();
+    out.fill(0.0);
+    for img in 0..n {
+        for (ch, acc) in out.iter_mut().enumerate() {
+            for &v in &grad[(img * o + ch) * plane..(img * o + ch + 1) * plane] {
+                *acc += v;
+            }
+        }
+    }
+}
+
+/// The input gradient of max pooling as the interpreter's (its bits): per
+/// window in row-major order, the gradient goes to the element torch's CPU
+/// kernel picks (greater than the maximum so far from `-inf`, or NaN);
+/// overlapping windows add. Slices are split over threads.
+pub(crate) fn max_pool2d_grad(
+    x: &[f32],
+    grad: &[f32],
+    [h, w]: [usize; 2],
+    [kh, kw]: [usize; 2],
+    [sh, sw]: [usize; 2],
+    [oh, ow]: [usize; 2],
+    out: &mut [f32],
+) {
+    let work = grad.len().saturating_mul(kh * kw);
+    par_rows(out, h * w, work, |first, chunk| {
+        for (l, acc) in chunk.chunks_exact_mut((h * w).max(1)).enumerate() {
+            let img = &x[(first + l) * h * w..(first + l + 1) * h * w];
+            let g = &grad[(first + l) * oh * ow..(first + l + 1) * oh * ow];
+            acc.fill(0.0);
+            for i in 0..oh {
+                for j in 0..ow {
+                    let (mut m, mut at) = (f32::NEG_INFINITY, i * sh * w + j * sw);
+                    for a in 0..kh {
+                        for b in 0..kw {
+                            let k = (i * sh + a) * w + j * sw + b;
+                            let v = img[k];
+                            if v > m || v.is_nan() {
+                                m = v;
+                                at = k;
+                            }
+                        }
+                    }
+                    acc[at] += g[i * ow + j];
+                }
+            }
+        }
+    });
+}
+
+/// The gradient of a time reduction as the interpreter's (its bits): `x`
+/// is the forward operand (`steps × n`), `grad` the reduction's gradient.
+pub(crate) fn reduce_time_grad(op: ReduceOp, x: &[f32], grad: &[f32], steps: usize, out: &mut [f32]) {
+    let n = grad.len();
+    match op {
+        ReduceOp::Sum => {
+            for row in out.chunks_exact_mut(n.max(1)) {
+                row.copy_from_slice(grad);
+            }
+        }
+        ReduceOp::Mean => {
+            let tf = steps as f32;
+            for row in out.chunks_exact_mut(n.max(1)) {
+                for (o, &g) in row.iter_mut().zip(grad) {
+                    *o = g / tf;
+                }
+            }
+        }
+        ReduceOp::Last => {
+            out.fill(0.0);
+            if steps > 0 {
+                out[(steps - 1) * n..].copy_from_slice(grad);
+            }
+        }
+        ReduceOp::Max => {
+            out.fill(0.0);
+            if steps == 0 {
+                return;
+            }
+            for k in 0..n {
+                let (mut m, mut at) = (x[k], 0);
+                if !m.is_nan() {
+                    for t in 1..steps {
+                        let v = x[t * n + k];
+                        if v > m || v.is_nan() {
+                            m = v;
+                            at = t;
+                            if v.is_nan() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                out[at * n + k] = grad[k];
+            }
+        }
+    }
+}
+
+/// The gradient of `log_softmax` over rows of `len` as the interpreter's
+/// (its bits): `grad - exp(y) * sum(grad)`, the sum in order from `+0`.
+pub(crate) fn log_softmax_grad(y: &[f32], grad: &[f32], len: usize, out: &mut [f32]) {
+    if len == 0 {
+        return;
+    }
+    for ((yr, gr), o) in y.chunks_exact(len).zip(grad.chunks_exact(len)).zip(out.chunks_exact_mut(len)) {
+        let s = gr.iter().fold(0.0f32, |s, &v| s + v);
+        for ((e, &yv), &gv) in o.iter_mut().zip(yr).zip(gr) {
+            *e = gv - yv.exp() * s;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,5 +818,99 @@ mod tests {
                 }
             }
         }
+    }
+    /// Deterministic values in [-1, 1).
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 7919 + seed * 104729) % 2003) as f32 / 1001.5 - 1.0).collect()
+    }
+
+    fn spikes(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| if (i * 31 + seed) % 7 < 2 { 1.0 } else { 0.0 }).collect()
+    }
+
+    /// `got` within 1e-5 of `want` relative to the sum of the terms'
+    /// magnitudes `scale`.
+    fn assert_close(what: &str, got: &[f32], want: &[f64], scale: &[f64]) {
+        for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(scale).enumerate() {
+            assert!((f64::from(g) - w).abs() <= 1e-5 * s.max(1.0), "{what}[{i}]: {g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn big_weight_gradients_of_matmul_agree_with_the_sums_on_threads() {
+        let (rows, n_in, n_out) = (500, 300, 40);
+        let g = values(rows * n_out, 1);
+        for x in [values(rows * n_in, 2), spikes(rows * n_in, 3)] {
+            let (mut want, mut scale) = (vec![0.0f64; n_out * n_in], vec![0.0f64; n_out * n_in]);
+            for r in 0..rows {
+                for o in 0..n_out {
+                    for i in 0..n_in {
+                        let p = f64::from(g[r * n_out + o]) * f64::from(x[r * n_in + i]);
+                        want[o * n_in + i] += p;
+                        scale[o * n_in + i] += p.abs();
+                    }
+                }
+            }
+            let mut dense = vec![f32::NAN; n_out * n_in];
+            matmul_grad_weight_dense(&g, &x, n_in, n_out, &mut dense);
+            assert_close("dense", &dense, &want, &scale);
+            let mut again = vec![0.0; n_out * n_in];
+            matmul_grad_weight_dense(&g, &x, n_in, n_out, &mut again);
+            assert!(dense.iter().zip(&again).all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+        // Event-driven: the exact loop's bits.
+        let x = spikes(rows * n_in, 4);
+        let mut event = vec![f32::NAN; n_out * n_in];
+        matmul_grad_weight_event(&g, &x, n_in, n_out, &mut Vec::new(), &mut event);
+        let mut exact = vec![0.0; n_out * n_in];
+        matmul_grad_weight_exact(&g, &x, rows, n_in, n_out, &mut exact);
+        assert!(event.iter().zip(&exact).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+
+    #[test]
+    fn big_conv_gradients_agree_with_the_direct_formulas_on_threads() {
+        // 70 images: three chunks of the weight gradient's GEMM.
+        let s =
+            ConvShape { n: 70, c: 3, h: 12, w: 11, o: 8, kh: 3, kw: 3, oh: 6, ow: 6, stride: [2, 2], padding: [1, 1] };
+        let x = values(s.n * s.c * s.h * s.w, 5);
+        let w = values(s.o * s.c * s.kh * s.kw, 6);
+        let g = values(s.n * s.o * s.oh * s.ow, 7);
+        let mut dx = vec![f32::NAN; x.len()];
+        conv2d_grad_input(&g, &w, s, &mut dx);
+        let mut dw = vec![f32::NAN; w.len()];
+        conv2d_grad_weight(&g, &x, s, &mut dw);
+        let (mut want_dx, mut scale_dx) = (vec![0.0f64; x.len()], vec![0.0f64; x.len()]);
+        let (mut want_dw, mut scale_dw) = (vec![0.0f64; w.len()], vec![0.0f64; w.len()]);
+        for n in 0..s.n {
+            for o in 0..s.o {
+                for i in 0..s.oh {
+                    for j in 0..s.ow {
+                        let gv = f64::from(g[((n * s.o + o) * s.oh + i) * s.ow + j]);
+                        for c in 0..s.c {
+                            for a in 0..s.kh {
+                                for b in 0..s.kw {
+                                    let r = (i * s.stride[0] + a) as isize - s.padding[0] as isize;
+                                    let q = (j * s.stride[1] + b) as isize - s.padding[1] as isize;
+                                    if r < 0 || r as usize >= s.h || q < 0 || q as usize >= s.w {
+                                        continue;
+                                    }
+                                    let xk = ((n * s.c + c) * s.h + r as usize) * s.w + q as usize;
+                                    let wk = ((o * s.c + c) * s.kh + a) * s.kw + b;
+                                    want_dx[xk] += gv * f64::from(w[wk]);
+                                    scale_dx[xk] += (gv * f64::from(w[wk])).abs();
+                                    want_dw[wk] += gv * f64::from(x[xk]);
+                                    scale_dw[wk] += (gv * f64::from(x[xk])).abs();
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_close("dx", &dx, &want_dx, &scale_dx);
+        assert_close("dw", &dw, &want_dw, &scale_dw);
+        let mut again = vec![0.0; w.len()];
+        conv2d_grad_weight(&g, &x, s, &mut again);
+        assert!(dw.iter().zip(&again).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 }

@@ -17,6 +17,15 @@
 //! | `conv2d` | im2col and one GEMM per image, images split over threads |
 //! | `max_pool2d`, `reduce_time_*`, `log_softmax`, `uniform`, unfused elementwise ops | plain Rust loops in the interpreter's order: its bits |
 //! | `step`, `reshape`, `stop_gradient`, `collect`, `state_read`, `state_write` | views of other buffers, no copy (a `state_write` copies into the next-state buffer) |
+//! | `transpose`, `sum_to`, `conv2d_grad_bias`, `max_pool2d_grad`, `reduce_time_*_grad`, `log_softmax_grad` | plain Rust loops in the interpreter's order: its bits |
+//! | `matmul_grad_weight` | one GEMM `gradᵀ · x` over all `T·B` rows, the rows of the result split over threads; with at most 64 rows, the interpreter's loop (its bits) |
+//! | `spike_matmul_grad_weight` | ours: per row, the gradient row added to the (transposed) result row of each active input, rows in order: the interpreter's bits |
+//! | `conv2d_grad_input` | per image one GEMM `wᵀ · grad` and col2im, images split over threads |
+//! | `conv2d_grad_weight` | im2col of 32 images at a time and one GEMM per chunk adding into the result, its rows split over threads |
+//!
+//! A `reverse` step loop runs `t = T-1` down to `0` on either path (node by
+//! node, or as a whole-loop kernel whose time loop walks the rows
+//! backwards); `t` stays the time index of `step`, `collect` and `uniform`.
 //!
 //! # Numerics
 //!

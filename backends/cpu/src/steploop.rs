@@ -7,7 +7,8 @@
 //! and state writes of its outputs; every kernel input is then a state
 //! (read at step 0, then the kernel output written to it), a per-step
 //! sequence, a value the size of the kernel's shape that does not change
-//! over time, or a scalar. Other step loops run node by node.
+//! over time, or a scalar. Other step loops run node by node. A reverse
+//! loop qualifies the same way: its kernel walks the time rows backwards.
 
 use snnc_ir::{Handle, Module, Node, Op, Region};
 
@@ -81,12 +82,16 @@ pub(crate) fn plan(
 ) -> Result<Option<StepLoop>, CpuError> {
     let Some(a) = analyze(module, region, collected) else { return Ok(None) };
     let Op::Fused(kernel) = &module.nodes[a.fused].op else { unreachable!("analyze returns a fused node") };
-    let mut compile =
-        |record: bool| match compiler.compile_steps(kernel, &a.layouts, &a.record_flags(module, collected, record)) {
-            Ok(k) => Ok(Some(k)),
-            Err(JitError::Unsupported(_)) => Ok(None),
-            Err(e) => Err(CpuError::Jit(format!("step loop of kernel `{}`: {e}", kernel.name))),
-        };
+    let mut compile = |record: bool| match compiler.compile_steps_ordered(
+        kernel,
+        &a.layouts,
+        &a.record_flags(module, collected, record),
+        region.reverse,
+    ) {
+        Ok(k) => Ok(Some(k)),
+        Err(JitError::Unsupported(_)) => Ok(None),
+        Err(e) => Err(CpuError::Jit(format!("step loop of kernel `{}`: {e}", kernel.name))),
+    };
     let (Some(plain), Some(recording)) = (compile(false)?, compile(true)?) else { return Ok(None) };
     Ok(Some(StepLoop {
         fused: a.fused,

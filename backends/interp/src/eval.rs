@@ -66,7 +66,7 @@ pub(crate) fn run<F: Real>(
             .keep_history
             .iter()
             .zip(&plan.dims)
-            .map(|(&keep, dims)| keep.then(|| Vec::with_capacity(plan.steps * plan.numel(dims))))
+            .map(|(&keep, dims)| keep.then(|| vec![F::zero(); plan.steps * plan.numel(dims)]))
             .collect(),
         states,
         inputs: module.inputs.iter().map(|(_, i)| convert(&inputs[&i.name])).collect(),
@@ -83,16 +83,25 @@ pub(crate) fn run<F: Real>(
                 }
             }
             RegionKind::Step => {
-                for t in 0..plan.steps {
+                // A reverse loop runs t = T-1 down to 0; `t` stays the time
+                // index, so histories are stored at row t either way.
+                let order: Box<dyn Iterator<Item = usize>> =
+                    if region.reverse { Box::new((0..plan.steps).rev()) } else { Box::new(0..plan.steps) };
+                for (iter, t) in order.enumerate() {
                     for &h in &region.nodes {
                         // Inputs, parameters and constants do not change
-                        // from step to step: computed at t = 0, kept after.
+                        // from step to step: computed at the first
+                        // iteration, kept after.
                         let invariant = matches!(module.nodes[h].op, Op::Input(_) | Op::Param(_) | Op::Const { .. });
-                        if t == 0 || !invariant {
+                        if iter == 0 || !invariant {
                             ev.eval(h, Some(t));
                         }
                         if let Some(hist) = &mut ev.history[h.index()] {
-                            hist.extend_from_slice(&ev.values[h.index()]);
+                            let v = &ev.values[h.index()];
+                            let n = hist.len() / plan.steps;
+                            if v.len() == n {
+                                hist[t * n..(t + 1) * n].copy_from_slice(v);
+                            }
                         }
                     }
                 }
@@ -130,6 +139,34 @@ pub(crate) fn run<F: Real>(
 }
 
 impl<F: Real> Evaluator<'_, F> {
+    /// The geometry of a convolution from its gradient `grad` (`[.., O, H',
+    /// W']`), its input dims `xd` (`[.., C, H, W]`) and weight dims `wd`
+    /// (`[O, C, kh, kw]`).
+    fn conv_shape(
+        &self,
+        grad: Handle<Node>,
+        xd: &[usize],
+        wd: &[usize],
+        stride: [u32; 2],
+        padding: [u32; 2],
+    ) -> ConvShape {
+        let gd = self.dims(grad);
+        let (r, rx) = (gd.len(), xd.len());
+        ConvShape {
+            n: self.plan.numel(&gd[..r - 3]),
+            c: xd[rx - 3],
+            h: xd[rx - 2],
+            w: xd[rx - 1],
+            o: gd[r - 3],
+            kh: wd[2],
+            kw: wd[3],
+            oh: gd[r - 2],
+            ow: gd[r - 1],
+            stride: stride.map(|v| v as usize),
+            padding: padding.map(|v| v as usize),
+        }
+    }
+
     /// The value of an operand.
     fn val(&self, h: Handle<Node>) -> &[F] {
         &self.values[h.index()]
@@ -238,6 +275,52 @@ impl<F: Real> Evaluator<'_, F> {
             }
             Op::Extract { kernel, index } => {
                 out.extend_from_slice(&self.kernel_outputs[kernel.index()][index as usize]);
+            }
+            Op::Transpose(x) => {
+                let xd = self.dims(x);
+                kernels::transpose(self.val(x), xd[0], xd[1], &mut out);
+            }
+            Op::MatMulGradWeight { grad, input, .. } => {
+                let (n_out, n_in) = (dims[0], dims[1]);
+                let rows = self.val(grad).len().checked_div(n_out).unwrap_or(0);
+                kernels::matmul_grad_weight(self.val(grad), self.val(input), rows, n_in, n_out, &mut out);
+            }
+            Op::SumTo { arg, .. } => kernels::sum_rows(self.val(arg), n, &mut out),
+            Op::Conv2dGradInput { grad, weight, stride, padding, .. } => {
+                let s = self.conv_shape(grad, dims, self.dims(weight), stride, padding);
+                kernels::conv2d_grad_input(self.val(grad), self.val(weight), s, &mut out);
+            }
+            Op::Conv2dGradWeight { grad, input, stride, padding, .. } => {
+                let s = self.conv_shape(grad, self.dims(input), dims, stride, padding);
+                kernels::conv2d_grad_weight(self.val(grad), self.val(input), s, &mut out);
+            }
+            Op::Conv2dGradBias { grad } => {
+                let gd = self.dims(grad);
+                let r = gd.len();
+                let lead = self.plan.numel(&gd[..r - 3]);
+                kernels::conv2d_grad_bias(self.val(grad), lead, gd[r - 3], gd[r - 2] * gd[r - 1], &mut out);
+            }
+            Op::Pool2dGrad { input, grad, kernel, stride, .. } => {
+                let (xd, gd) = (self.dims(input), self.dims(grad));
+                let r = xd.len();
+                kernels::max_pool2d_grad(
+                    self.val(input),
+                    self.val(grad),
+                    self.plan.numel(&xd[..r - 2]),
+                    [xd[r - 2], xd[r - 1]],
+                    kernel.map(|v| v as usize),
+                    stride.map(|v| v as usize),
+                    [gd[r - 2], gd[r - 1]],
+                    &mut out,
+                );
+            }
+            Op::ReduceTimeGrad { op, arg, grad } => {
+                let per_step = self.val(grad).len();
+                kernels::reduce_time_grad(op, self.val(arg), self.val(grad), self.plan.steps, per_step, &mut out);
+            }
+            Op::LogSoftmaxGrad { out: y, grad } => {
+                let len = dims.last().copied().unwrap_or(1);
+                kernels::log_softmax_grad(self.val(y), self.val(grad), len, &mut out);
             }
             Op::Uniform { seed, seq, .. } => {
                 let rng = |t: usize, k: usize| F::from_f64(snnc_ir::rng::uniform(seed, t as u32, k as u64));

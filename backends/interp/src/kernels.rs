@@ -389,6 +389,269 @@ pub(crate) fn log_softmax<F: Real>(x: &[F], len: usize, out: &mut Vec<F>) {
     }
 }
 
+/// Swaps the dims of an `m × n` matrix: `y[j, i] = x[i, j]`.
+pub(crate) fn transpose<F: Real>(x: &[F], m: usize, n: usize, out: &mut Vec<F>) {
+    out.clear();
+    out.extend((0..n * m).map(|e| x[(e % m) * n + e / m]));
+}
+
+/// The weight gradient of `matmul`: `grad` is `rows × n_out`, `x` is
+/// `rows × n_in`, the result `n_out × n_in` with
+///
+/// `dw[o, i] = ((0 + grad[0, o] x[0, i]) + grad[1, o] x[1, i]) + ...`,
+///
+/// summed over the rows in order from `+0`, each product rounded then
+/// added. A term with `x[r, i] == 0` is skipped when row `r` of `grad` is
+/// finite: it would add an exact ±0, which changes no sum that starts from
+/// `+0`, so both kinds give the numbers of the dense loop (a non-finite
+/// gradient still meets its zero input: `0 * inf` is NaN).
+pub(crate) fn matmul_grad_weight<F: Real>(
+    grad: &[F],
+    x: &[F],
+    rows: usize,
+    n_in: usize,
+    n_out: usize,
+    out: &mut Vec<F>,
+) {
+    out.clear();
+    out.resize(n_out * n_in, F::zero());
+    for r in 0..rows {
+        let g = &grad[r * n_out..(r + 1) * n_out];
+        let xr = &x[r * n_in..(r + 1) * n_in];
+        let finite = g.iter().all(|v| v.is_finite());
+        for (i, &xv) in xr.iter().enumerate() {
+            if xv == F::zero() && finite {
+                continue;
+            }
+            for (o, &gv) in g.iter().enumerate() {
+                let e = &mut out[o * n_in + i];
+                *e = *e + gv * xv;
+            }
+        }
+    }
+}
+
+/// Sums `x` (`lead × n` row-major) over its leading rows:
+/// `y[k] = ((0 + x[0, k]) + x[1, k]) + ...`, in row order from `+0`.
+pub(crate) fn sum_rows<F: Real>(x: &[F], n: usize, out: &mut Vec<F>) {
+    out.clear();
+    out.resize(n, F::zero());
+    if n == 0 {
+        return;
+    }
+    for row in x.chunks_exact(n) {
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o = *o + v;
+        }
+    }
+}
+
+/// The input gradient of [`conv2d`] (a transposed convolution): `grad` is
+/// `[n, o, oh, ow]`, `w` is `[o, c, kh, kw]`, the result `[n, c, h, w]` with
+///
+/// `dx[n, c, r, q] = sum of grad[n, o, i, j] * w[o, c, a, b]`
+///
+/// over the `(o, a, b)` (row-major order) and the one `(i, j)` each gives
+/// with `i*sh + a - ph = r`, `j*sw + b - pw = q`. The sum starts from `+0`
+/// and adds each rounded product in that order; positions in the padding
+/// receive nothing.
+pub(crate) fn conv2d_grad_input<F: Real>(grad: &[F], w: &[F], s: ConvShape, out: &mut Vec<F>) {
+    out.clear();
+    out.resize(s.n * s.c * s.h * s.w, F::zero());
+    let (plane, oplane) = (s.h * s.w, s.oh * s.ow);
+    for n in 0..s.n {
+        for c in 0..s.c {
+            let acc = &mut out[(n * s.c + c) * plane..(n * s.c + c + 1) * plane];
+            for o in 0..s.o {
+                let g = &grad[(n * s.o + o) * oplane..(n * s.o + o + 1) * oplane];
+                for a in 0..s.kh {
+                    for b in 0..s.kw {
+                        let wv = w[((o * s.c + c) * s.kh + a) * s.kw + b];
+                        for i in 0..s.oh {
+                            let Some(r) = (i * s.stride[0] + a).checked_sub(s.padding[0]).filter(|&r| r < s.h) else {
+                                continue;
+                            };
+                            for j in 0..s.ow {
+                                let Some(q) = (j * s.stride[1] + b).checked_sub(s.padding[1]).filter(|&q| q < s.w)
+                                else {
+                                    continue;
+                                };
+                                let e = &mut acc[r * s.w + q];
+                                *e = *e + g[i * s.ow + j] * wv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The weight gradient of [`conv2d`]: `grad` is `[n, o, oh, ow]`, `x` the
+/// forward input `[n, c, h, w]`, the result `[o, c, kh, kw]` with
+///
+/// `dw[o, c, a, b] = sum over (n, i, j) in row-major order of
+/// grad[n, o, i, j] * x[n, c, i*sh + a - ph, j*sw + b - pw]`
+///
+/// where `x` outside the image is 0 (its products are computed too, as in
+/// the forward). The sum starts from `+0` and adds each rounded product.
+pub(crate) fn conv2d_grad_weight<F: Real>(grad: &[F], x: &[F], s: ConvShape, out: &mut Vec<F>) {
+    out.clear();
+    out.resize(s.o * s.c * s.kh * s.kw, F::zero());
+    let (plane, oplane) = (s.h * s.w, s.oh * s.ow);
+    for o in 0..s.o {
+        for c in 0..s.c {
+            for a in 0..s.kh {
+                for b in 0..s.kw {
+                    let mut acc = F::zero();
+                    for n in 0..s.n {
+                        let g = &grad[(n * s.o + o) * oplane..(n * s.o + o + 1) * oplane];
+                        let img = &x[(n * s.c + c) * plane..(n * s.c + c + 1) * plane];
+                        for i in 0..s.oh {
+                            let row = (i * s.stride[0] + a).checked_sub(s.padding[0]).filter(|&r| r < s.h);
+                            for j in 0..s.ow {
+                                let col = (j * s.stride[1] + b).checked_sub(s.padding[1]).filter(|&q| q < s.w);
+                                let xv = match (row, col) {
+                                    (Some(r), Some(q)) => img[r * s.w + q],
+                                    _ => F::zero(),
+                                };
+                                acc = acc + g[i * s.ow + j] * xv;
+                            }
+                        }
+                    }
+                    out[((o * s.c + c) * s.kh + a) * s.kw + b] = acc;
+                }
+            }
+        }
+    }
+}
+
+/// The bias gradient of [`conv2d`]: `grad` is `[n, o, oh, ow]`, the result
+/// `[o]` with `db[o]` the sum over `(n, i, j)` in row-major order of
+/// `grad[n, o, i, j]`, from `+0`.
+pub(crate) fn conv2d_grad_bias<F: Real>(grad: &[F], n: usize, o: usize, plane: usize, out: &mut Vec<F>) {
+    out.clear();
+    out.resize(o, F::zero());
+    for img in 0..n {
+        for (ch, acc) in out.iter_mut().enumerate() {
+            for &v in &grad[(img * o + ch) * plane..(img * o + ch + 1) * plane] {
+                *acc = *acc + v;
+            }
+        }
+    }
+}
+
+/// The input gradient of [`max_pool2d`]: `x` is the forward input (`lead`
+/// slices of `h × w`), `grad` the gradient of the pooled result. Each
+/// window, in row-major order of windows, adds its gradient to the element
+/// torch's CPU kernel picks: starting from `-inf` and the window's first
+/// element, an element is taken when it is greater than the maximum so far
+/// or NaN (so the first maximum wins, and among NaNs the last). The result
+/// starts from `+0`; overlapping windows add in window order.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn max_pool2d_grad<F: Real>(
+    x: &[F],
+    grad: &[F],
+    lead: usize,
+    [h, w]: [usize; 2],
+    [kh, kw]: [usize; 2],
+    [sh, sw]: [usize; 2],
+    [oh, ow]: [usize; 2],
+    out: &mut Vec<F>,
+) {
+    out.clear();
+    out.resize(lead * h * w, F::zero());
+    for l in 0..lead {
+        let img = &x[l * h * w..(l + 1) * h * w];
+        let g = &grad[l * oh * ow..(l + 1) * oh * ow];
+        let acc = &mut out[l * h * w..(l + 1) * h * w];
+        for i in 0..oh {
+            for j in 0..ow {
+                let (mut m, mut at) = (F::neg_infinity(), i * sh * w + j * sw);
+                for a in 0..kh {
+                    for b in 0..kw {
+                        let k = (i * sh + a) * w + j * sw + b;
+                        let v = img[k];
+                        if v > m || v.is_nan() {
+                            m = v;
+                            at = k;
+                        }
+                    }
+                }
+                acc[at] = acc[at] + g[i * ow + j];
+            }
+        }
+    }
+}
+
+/// The gradient of [`reduce_time`]: `x` is the forward operand (`steps × n`),
+/// `grad` the gradient of the reduction (`n`); the result is `steps × n`:
+///
+/// | op | value at step `t` |
+/// |---|---|
+/// | `sum` | `grad` |
+/// | `mean` | `grad / T` (T converted to the float type, one division) |
+/// | `max` | `grad` at the step `torch.max` returns, `+0` elsewhere: the first NaN step if any, else the first maximal step |
+/// | `last` | `grad` at `T-1`, `+0` elsewhere |
+pub(crate) fn reduce_time_grad<F: Real>(op: ReduceOp, x: &[F], grad: &[F], steps: usize, n: usize, out: &mut Vec<F>) {
+    out.clear();
+    match op {
+        ReduceOp::Sum => {
+            for _ in 0..steps {
+                out.extend_from_slice(grad);
+            }
+        }
+        ReduceOp::Mean => {
+            let tf = F::from_f64(steps as f64);
+            for _ in 0..steps {
+                out.extend(grad.iter().map(|&g| g / tf));
+            }
+        }
+        ReduceOp::Last => {
+            out.resize(steps * n, F::zero());
+            if steps > 0 {
+                out[(steps - 1) * n..].copy_from_slice(grad);
+            }
+        }
+        ReduceOp::Max => {
+            out.resize(steps * n, F::zero());
+            if steps == 0 {
+                return;
+            }
+            for k in 0..n {
+                let (mut m, mut at) = (x[k], 0);
+                if !m.is_nan() {
+                    for t in 1..steps {
+                        let v = x[t * n + k];
+                        if v > m || v.is_nan() {
+                            m = v;
+                            at = t;
+                            if v.is_nan() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                out[at * n + k] = grad[k];
+            }
+        }
+    }
+}
+
+/// The gradient of [`log_softmax`] over rows of length `len`: `out` is its
+/// forward result, `grad` the gradient of it; with `s = ((0 + grad[0]) +
+/// grad[1]) + ...` per row, `dx[i] = grad[i] - exp(out[i]) * s`.
+pub(crate) fn log_softmax_grad<F: Real>(y: &[F], grad: &[F], len: usize, out: &mut Vec<F>) {
+    out.clear();
+    if len == 0 {
+        return;
+    }
+    for (yr, gr) in y.chunks_exact(len).zip(grad.chunks_exact(len)) {
+        let s = gr.iter().fold(F::zero(), |s, &v| s + v);
+        out.extend(yr.iter().zip(gr).map(|(&yv, &gv)| gv - yv.exp() * s));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,9 +30,12 @@
 //!
 //! The regions of the body run in order. A sequence region evaluates its
 //! nodes once, in order. A step loop evaluates its nodes in order for
-//! `t = 0..T`. Each state starts at its [`snnc_ir::StateInit`] value
-//! broadcast to its shape, or at the tensor given in
-//! [`RunOptions::initial_state`] under its name.
+//! `t = 0..T`, or for `t = T-1` down to `0` when it is `reverse`: `t` is the
+//! time index either way (`step` reads row `t`, the per-step values a
+//! `collect` stacks are stored at row `t`, `uniform` draws with `t`), and a
+//! state read gives what the previous iteration wrote. Each state starts at
+//! its [`snnc_ir::StateInit`] value broadcast to its shape, or at the tensor
+//! given in [`RunOptions::initial_state`] under its name.
 //!
 //! # The ops
 //!
@@ -65,6 +68,15 @@
 //! | `fused` | its body, instruction by instruction, each as the op of the same name above, over the kernel's shape (inputs broadcast); the node's value is output 0 |
 //! | `extract %k, i` | output `i` of the `fused` node `%k` |
 //! | `uniform` | `rng::uniform(seed, t, k)`: `t` the step (the time index of a `seq` value; 0 for a static one), `k` the row-major index within the step, batch included |
+//! | `transpose` | `y[j, i] = x[i, j]` |
+//! | `matmul_grad_weight`, `spike_matmul_grad_weight` | `dw[o, i]`: the sum over every leading row `r` (time, batch, ...) in order from `+0` of `grad[r, o] * x[r, i]`; both kinds give the same numbers |
+//! | `sum_to` | the sum over the leading rows down to the shape, in row order from `+0` |
+//! | `conv2d_grad_input` | the transposed convolution: `dx[n,c,r,q]`, the sum in `(o, a, b)` order from `+0` of `grad[n,o,i,j] * w[o,c,a,b]` where `r = i*sh + a - ph`, `q = j*sw + b - pw` |
+//! | `conv2d_grad_weight` | `dw[o,c,a,b]`, the sum in `(n, i, j)` order from `+0` of `grad[n,o,i,j] * x[n,c,i*sh+a-ph,j*sw+b-pw]` (0 in the padding) |
+//! | `conv2d_grad_bias` | `db[o]`, the sum in `(n, i, j)` order from `+0` of `grad[n,o,i,j]` |
+//! | `max_pool2d_grad` | each window's gradient added to the element torch's CPU kernel picks (the first maximum; among NaNs the last), windows in row-major order |
+//! | `reduce_time_*_grad` | `sum`: `grad` at every step; `mean`: `grad / T`; `last`: `grad` at `T-1`; `max`: `grad` at `torch.max`'s step (the first NaN, else the first maximum); `+0` elsewhere |
+//! | `log_softmax_grad` | `grad - exp(out) * s` with `s` the sum of `grad` over the last dim in order from `+0` |
 //!
 //! The exact arithmetic of each is documented on its kernel in the
 //! `kernels` module. Values may be NaN or infinite; the interpreter never

@@ -46,8 +46,7 @@ mod rules;
 use std::collections::BTreeMap;
 
 use snnc_ir::{
-    Dtype, Handle, Input, Module, Node, Op, Output, Param, Region, StateInit, StateVar, Type,
-    typing::result_type,
+    Dtype, Handle, Input, Module, Node, Op, Output, Param, Region, StateInit, StateVar, Type, typing::result_type,
 };
 
 use crate::{Pass, PassError, PassReport};

@@ -155,10 +155,25 @@ impl KernelCompiler {
         inputs: &[StepInput],
         record: &[bool],
     ) -> Result<JitStepKernel, JitError> {
+        self.compile_steps_ordered(kernel, inputs, record, false)
+    }
+
+    /// [`KernelCompiler::compile_steps`], with `reverse` for a reverse step
+    /// loop: the steps run from `t = steps - 1` down to `0`, step `t` still
+    /// reading the rows `t` of its sequences and writing the rows `t` of
+    /// its recorded outputs; a state starts from its buffer at
+    /// `t = steps - 1` and ends with the output of step 0.
+    pub fn compile_steps_ordered(
+        &mut self,
+        kernel: &FusedKernel,
+        inputs: &[StepInput],
+        record: &[bool],
+        reverse: bool,
+    ) -> Result<JitStepKernel, JitError> {
         let code = Arc::clone(&self.code);
         let mut guard = code.module();
         let module: &mut JITModule = &mut guard;
-        let func = clif::build_step_function(kernel, inputs, record, module.isa().frontend_config())?;
+        let func = clif::build_step_function(kernel, inputs, record, reverse, module.isa().frontend_config())?;
         let ptr = self.define(module, func, &kernel.name)?;
         drop(guard);
         Ok(JitStepKernel {
@@ -188,7 +203,17 @@ impl KernelCompiler {
 
 /// The CLIF text of [`KernelCompiler::compile_steps`]'s function.
 pub fn step_kernel_clif(kernel: &FusedKernel, inputs: &[StepInput], record: &[bool]) -> Result<String, JitError> {
-    Ok(clif::build_step_function(kernel, inputs, record, host_isa()?.frontend_config())?.display().to_string())
+    step_kernel_clif_ordered(kernel, inputs, record, false)
+}
+
+/// The CLIF text of [`KernelCompiler::compile_steps_ordered`]'s function.
+pub fn step_kernel_clif_ordered(
+    kernel: &FusedKernel,
+    inputs: &[StepInput],
+    record: &[bool],
+    reverse: bool,
+) -> Result<String, JitError> {
+    Ok(clif::build_step_function(kernel, inputs, record, reverse, host_isa()?.frontend_config())?.display().to_string())
 }
 
 /// A compiled step loop. Cheap to clone; `Send` and `Sync`.

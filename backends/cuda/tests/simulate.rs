@@ -1,0 +1,192 @@
+//! The emitted PTX, run by the PTX simulator of `sim/` (no GPU needed)
+//! through the manifest's launches, against the reference interpreter on
+//! the fixture nets: the same bits, except where `exp`, `log` or `tanh`
+//! take part (within 1e-5 relative there).
+
+mod sim;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use snnc_cuda::{Arch, CudaOptions};
+use snnc_frontend::LowerOptions;
+use snnc_ir::{KernelInst, Module, ModuleInfo, Op, UnaryOp};
+use snnc_runtime::Tensor;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn compiled(path: &Path, pipeline: &str) -> Option<(Module, ModuleInfo)> {
+    let net = snnc_frontend::load_network(path).unwrap_or_else(|e| panic!("{e}"));
+    let mut module = snnc_frontend::lower(&net, &path.display().to_string(), &LowerOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pipeline = snnc_passes::parse_pipeline(pipeline, &snnc_passes::PassOptions::default()).ok()?;
+    let info = pipeline.run_all(&mut module).ok()?;
+    Some((module, info))
+}
+
+/// Random inputs (as the root package's `tests/common` makes them).
+fn inputs(module: &Module, batch: usize, seed: u64) -> BTreeMap<String, Tensor> {
+    let elem = snnc_runtime::weights::elem_type(module.float);
+    let mut res = BTreeMap::new();
+    for (h, input) in module.inputs.iter() {
+        let key = seed ^ snnc_ir::rng::mix64(0x1_0000 + h.index() as u64);
+        let mut shape = input.ty.shape.resolve(batch);
+        if input.ty.seq {
+            shape.insert(0, module.steps as usize);
+        }
+        let n: usize = shape.iter().product();
+        let data = (0..n)
+            .map(|k| {
+                let u = snnc_ir::rng::uniform(key, 0, k as u64);
+                if input.ty.seq { 3.0 * u } else { (u - 0.2860) / 0.3530 }
+            })
+            .collect();
+        res.insert(input.name.clone(), Tensor::new(shape, elem, data).expect("sized"));
+    }
+    res
+}
+
+/// Whether the module computes `exp`, `log` or `tanh` (not bit-exact here).
+fn transcendental(module: &Module) -> bool {
+    let t = |op: UnaryOp| matches!(op, UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh);
+    module.nodes.iter().any(|(_, n)| match &n.op {
+        Op::Unary { op, .. } => t(*op),
+        Op::LogSoftmax { .. } | Op::LogSoftmaxGrad { .. } => true,
+        Op::Fused(k) => k.body.iter().any(|i| matches!(i, KernelInst::Unary { op, .. } if t(*op))),
+        _ => false,
+    })
+}
+
+fn close(a: f32, e: f32, exact: bool) -> bool {
+    if a.is_nan() || e.is_nan() {
+        return a.is_nan() && e.is_nan();
+    }
+    if exact {
+        return a.to_bits() == e.to_bits() || (a == 0.0 && e == 0.0);
+    }
+    (a - e).abs() <= 1e-5 * e.abs().max(1.0)
+}
+
+/// Runs `path` through `pipeline` on the interpreter and the simulated
+/// PTX; `None` when the pipeline or the interpreter cannot run it.
+fn compare(path: &Path, pipeline: &str, batch: usize) -> Option<usize> {
+    let (module, info) = compiled(path, pipeline)?;
+    let weights = snnc_runtime::init_weights(&module, 7);
+    let ins = inputs(&module, batch, 11);
+    let reference = std::panic::catch_unwind(|| {
+        snnc_interp::run(&module, &info, &weights, &ins, &snnc_interp::RunOptions::default())
+    });
+    let reference = match reference {
+        Ok(Ok(r)) => r,
+        _ => return None,
+    };
+    let art = snnc_cuda::emit(&module, &info, &CudaOptions { arch: Arch::Sm80 })
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let ptx = sim::Module::parse(&art.ptx);
+    let names = sim::bindings(&art.manifest);
+    let mut run = sim::Run::new(&art.manifest, batch as u64);
+    for (name, t) in ins.iter().chain(&weights) {
+        let data: Vec<f32> = t.data.iter().map(|&x| x as f32).collect();
+        run.set(names[name], &data);
+    }
+    for s in &art.manifest.states {
+        let n = run.mem.bufs[s.buffer].len();
+        run.set(s.buffer, &vec![s.init as f32; n]);
+    }
+    run.run(&ptx);
+    let exact = !transcendental(&module);
+    let mut checked = 0;
+    let mut nonzero = 0;
+    let pairs = reference.outputs.iter().chain(&reference.final_state);
+    for (name, expected) in pairs {
+        let got = run.get(names[name]);
+        assert_eq!(got.len(), expected.data.len(), "{}: `{name}` size", path.display());
+        for (i, (&a, &e)) in got.iter().zip(&expected.data).enumerate() {
+            assert!(
+                close(a, e as f32, exact),
+                "{} ({pipeline}): `{name}`[{i}] is {a} on the simulated GPU, {e} in the interpreter",
+                path.display()
+            );
+        }
+        checked += got.len();
+        nonzero += got.iter().filter(|&&x| x != 0.0).count();
+    }
+    assert!(nonzero > 0, "{} ({pipeline}): every value is 0, a weak test", path.display());
+    Some(checked)
+}
+
+const DEFAULT: &str = "const-fold,cse,dce,time-batch,sparsify,fuse,unroll,cse,dce";
+const TRAINING: &str = "const-fold,cse,dce,time-batch,autodiff,sparsify,fuse,unroll,cse,dce";
+
+fn small_nets() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = ["lif", "li"].iter().map(|n| root().join(format!("examples/{n}.ron"))).collect();
+    for e in std::fs::read_dir(root().join("tests/nets")).expect("fixtures") {
+        let p = e.expect("entry").path();
+        let stem = p.file_stem().expect("name").to_string_lossy().to_string();
+        // The big image nets take long in a simulator.
+        if p.extension().is_some_and(|x| x == "ron") && !["convnet", "tutorial"].contains(&stem.as_str()) {
+            v.push(p);
+        }
+    }
+    v.sort();
+    v
+}
+
+#[test]
+fn simulated_ptx_matches_the_interpreter() {
+    for path in small_nets() {
+        for batch in [1, 3] {
+            let n = compare(&path, DEFAULT, batch).unwrap_or_else(|| panic!("{}: did not run", path.display()));
+            assert!(n > 0, "{}", path.display());
+            eprintln!("{} (batch {batch}): {n} values agree", path.display());
+        }
+    }
+}
+
+#[test]
+fn simulated_ptx_matches_without_fusion() {
+    // Unfused elementwise ops, unbatched loops with products inside.
+    for pipeline in ["none", "const-fold,cse,dce", "const-fold,cse,dce,time-batch"] {
+        for path in small_nets() {
+            compare(&path, pipeline, 2).unwrap_or_else(|| panic!("{}: did not run", path.display()));
+        }
+    }
+}
+
+#[test]
+fn simulated_backward_ptx_matches_the_interpreter() {
+    let mut ran = 0;
+    for path in small_nets() {
+        match compare(&path, TRAINING, 2) {
+            Some(n) => {
+                ran += 1;
+                eprintln!("{} backward: {n} values agree", path.display());
+            }
+            None => eprintln!("{} backward: the pipeline or the interpreter cannot run it", path.display()),
+        }
+    }
+    eprintln!("{ran} backward module(s) compared");
+}
+
+#[test]
+fn simulated_ptx_matches_on_the_tutorial_nets() {
+    for path in [root().join("examples/tutorial.ron"), root().join("tests/nets/tutorial.ron")] {
+        let n = compare(&path, DEFAULT, 2).unwrap_or_else(|| panic!("{}: did not run", path.display()));
+        eprintln!("{}: {n} values agree", path.display());
+        if let Some(n) = compare(&path, TRAINING, 2) {
+            eprintln!("{} backward: {n} values agree", path.display());
+        }
+    }
+}
+
+/// The convnet takes about a minute in the simulator: run with
+/// `cargo test -p snnc-cuda --test simulate -- --ignored`.
+#[test]
+#[ignore]
+fn simulated_ptx_matches_on_the_convnet() {
+    let path = root().join("examples/convnet.ron");
+    let n = compare(&path, DEFAULT, 1).unwrap_or_else(|| panic!("{}: did not run", path.display()));
+    eprintln!("{}: {n} values agree", path.display());
+}

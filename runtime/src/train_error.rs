@@ -1,0 +1,56 @@
+//! The error type of the training runtime: losses, optimizers and
+//! checkpoints ([`TrainError`]). Dataset errors are [`crate::DataError`].
+
+use std::path::PathBuf;
+
+use crate::tensor::ShapeError;
+
+/// Why a loss, an optimizer step, or a checkpoint failed. Every variant names
+/// the tensor or file at fault; none is a panic.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A tensor has the wrong shape (`what` names it, `expected` says what
+    /// fits, e.g. `[4, 10]` or `[batch, classes]`).
+    #[error("{what}: expected shape {expected}, found {found:?}")]
+    Shape { what: String, expected: String, found: Vec<usize> },
+    /// A tensor whose element type cannot be used here (int64 where floats
+    /// are needed).
+    #[error("{what}: {dtype} tensors are not supported here; expected float32 or float64")]
+    Dtype { what: String, dtype: &'static str },
+    /// A tensor whose data does not fit its own shape.
+    #[error("{what}: {source}")]
+    BadTensor { what: String, source: ShapeError },
+    /// A class label is not below the number of classes.
+    #[error("label {label} of sample {index} is out of range for {classes} classes")]
+    Label { index: usize, label: u8, classes: usize },
+    /// A gradient was given for a name that is no parameter.
+    #[error("gradient `{name}` has no parameter of that name; the parameters are {}", list(valid))]
+    UnknownGradient { name: String, valid: Vec<String> },
+    /// An optimizer hyperparameter outside its range (as torch.optim checks).
+    #[error("invalid {optimizer} setting: {why}")]
+    Hyperparameter { optimizer: &'static str, why: String },
+    /// An optimizer state that does not fit its optimizer or parameters.
+    #[error("optimizer state: {0}")]
+    State(String),
+    /// `checkpoint.json` does not exist (nothing to resume from).
+    #[error("no checkpoint at {}: there is nothing to resume; train once without resuming to create it", path.display())]
+    NoCheckpoint { path: PathBuf },
+    /// A file or folder could not be read or written.
+    #[error("{}: cannot {action}: {source}", path.display())]
+    Io { path: PathBuf, action: &'static str, source: std::io::Error },
+    /// A checkpoint file exists but does not hold a valid checkpoint.
+    #[error("{}: corrupt checkpoint: {why}", path.display())]
+    Corrupt { path: PathBuf, why: String },
+    /// JSON holds no NaN or infinity, so a tensor holding one cannot be
+    /// saved (training has diverged).
+    #[error("{}: cannot save tensor `{tensor}`: it holds {value} at flat index {index}, which JSON cannot store", path.display())]
+    NonFinite { path: PathBuf, tensor: String, index: usize, value: f64 },
+}
+
+/// Renders names as `` `a`, `b` `` (or `(none)`).
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        return "(none)".into();
+    }
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+}

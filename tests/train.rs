@@ -1,0 +1,92 @@
+//! Training on Fashion-MNIST (a few thousand samples, CPU backend): the loss
+//! falls, accuracy ends well above chance, runs are bit-identical, and a run
+//! resumed from its checkpoint ends where an uninterrupted one does.
+//!
+//! Needs Debian's `dataset-fashion-mnist` (scripts/test.sh installs it);
+//! without it the tests print why and pass, except under CI.
+
+use std::path::{Path, PathBuf};
+
+use snnc::driver::Target;
+use snnc::train::{TrainOptions, TrainProgram};
+use snnc_runtime::{Adam, FashionMnist, OptimizerConfig};
+
+fn data() -> Option<FashionMnist> {
+    match snnc::train::load_data(Path::new(snnc::train::FASHION_MNIST_DIR)) {
+        Ok(d) => Some(d.limit(2048)),
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipped: Fashion-MNIST is not installed ({e})");
+            None
+        }
+        Err(e) => panic!("CI must install dataset-fashion-mnist: {e}"),
+    }
+}
+
+fn program() -> TrainProgram {
+    let net = snnc::driver::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/tutorial.ron"))
+        .expect("example loads");
+    TrainProgram::new(&net, Target::Cpu).expect("compiles for training")
+}
+
+fn options(out: PathBuf, epochs: u32, resume: bool) -> TrainOptions {
+    TrainOptions {
+        epochs,
+        batch: 128,
+        optimizer: OptimizerConfig::Adam(Adam { lr: 0.002, ..Default::default() }),
+        seed: 7,
+        target: Target::Cpu,
+        out,
+        resume,
+        limit: None,
+        test_limit: Some(1000),
+        data: PathBuf::from(snnc::train::FASHION_MNIST_DIR),
+        progress: false,
+    }
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("snnc-train-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn bits(w: &snnc_runtime::Weights) -> Vec<(String, Vec<u64>)> {
+    w.iter().map(|(k, t)| (k.clone(), t.data.iter().map(|x| x.to_bits()).collect())).collect()
+}
+
+#[test]
+fn training_learns_and_is_deterministic() {
+    let Some(data) = data() else { return };
+    let program = program();
+    let a = snnc::train::train(&program, &data, &options(tmp("a"), 2, false)).expect("trains");
+    let (first, last) = (&a.metrics[0], &a.metrics[1]);
+    assert!(last.train_loss < first.train_loss, "loss did not fall: {:?}", a.metrics);
+    assert!(last.test_loss < 2.0, "test loss {} after two epochs", last.test_loss);
+    assert!(last.test_accuracy > 0.45, "test accuracy {} (chance is 0.1)", last.test_accuracy);
+    let csv = std::fs::read_to_string(a.out.join("metrics.csv")).expect("metrics.csv");
+    assert!(csv.starts_with("epoch,train_loss,test_loss,test_accuracy,seconds\n"), "{csv}");
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    // The weights file loads as `snnc run --weights` reads it.
+    let text = std::fs::read_to_string(a.out.join("weights.json")).expect("weights.json");
+    let w = snnc_runtime::read_weights_json(&text).expect("weights.json reads");
+    assert_eq!(bits(&w), bits(&a.weights));
+
+    let b = snnc::train::train(&program, &data, &options(tmp("b"), 2, false)).expect("trains");
+    assert_eq!(bits(&a.weights), bits(&b.weights), "the same seed gave other weights");
+}
+
+#[test]
+fn resuming_after_an_epoch_gives_the_uninterrupted_weights() {
+    let Some(data) = data() else { return };
+    let program = program();
+    let whole = snnc::train::train(&program, &data, &options(tmp("whole"), 2, false)).expect("trains");
+    let dir = tmp("resumed");
+    snnc::train::train(&program, &data, &options(dir.clone(), 1, false)).expect("first epoch");
+    let resumed = snnc::train::train(&program, &data, &options(dir.clone(), 2, true)).expect("resumes");
+    assert_eq!(resumed.resumed_from, Some(1));
+    assert_eq!(resumed.metrics.len(), 2);
+    assert_eq!(bits(&whole.weights), bits(&resumed.weights), "resuming changed the result");
+    // A resume with nothing to resume from is a clear error.
+    let err = snnc::train::train(&program, &data, &options(tmp("none"), 1, true)).expect_err("no checkpoint");
+    assert_eq!(err.exit_code(), 2, "{err}");
+}

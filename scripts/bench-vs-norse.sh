@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Times Norse 1.1.0 and snnc on the benchmark configs A, B, C of
-# ../shared/DESIGN.md, forward only, on this machine in one go, and prints
-# the ratio table (markdown) that BENCHMARKS.md records.
+# ../shared/DESIGN.md, forward and training step (forward + backward; Adam
+# for the tutorial, as Norse's A train step), on this machine in one go, and
+# prints the ratio table (markdown) that BENCHMARKS.md records.
 #
 #   scripts/bench-vs-norse.sh [OUT_DIR]
 #
@@ -9,8 +10,9 @@
 #   PY            Norse's python (default: /root/.cache/snnc/norse-venv/bin/python,
 #                 else what ../shared/bench/setup-norse.sh prints)
 #   TARGET        snnc's target: cpu (default) or interp
-#   NORSE_FILTER  regex of norse_cpu.py config keys to time (default: the four
-#                 Norse forward configs that match snnc's)
+#   NORSE_FILTER  regex of norse_cpu.py config keys to time (default: the eight
+#                 Norse configs that match snnc's, forward and fwd+bwd)
+#   MODE          snnc bench --mode: fwd, fwdbwd or both (default)
 #   SNNC_NAMES    snnc configs to run (default: all four)
 #   RUNS, WARMUP  timed and untimed runs on both sides (default 5 and 2)
 #   SKIP_NORSE=1  reuse OUT_DIR/norse.json from an earlier run
@@ -30,7 +32,8 @@ OUT="${1:-target/bench-vs-norse}"
 TARGET="${TARGET:-cpu}"
 RUNS="${RUNS:-5}"
 WARMUP="${WARMUP:-2}"
-NORSE_FILTER="${NORSE_FILTER:-^(A_norse_forward_full|B_norse_LIF_n512_forward|B_norse_LIF_n4096_forward|C_norse_convnet_forward)}"
+NORSE_FILTER="${NORSE_FILTER:-^(A_norse_forward_full|B_norse_LIF_n512_forward|B_norse_LIF_n4096_forward|C_norse_convnet_forward|A_norse_train_step\(fwd\+bwd\+Adam, full\)|B_norse_LIF_n512_fwd\+bwd|B_norse_LIF_n4096_fwd\+bwd|C_norse_convnet_fwd\+bwd)}"
+MODE="${MODE:-both}"
 read -r -a NAMES <<<"${SNNC_NAMES:-}"
 mkdir -p "$OUT"
 
@@ -78,9 +81,9 @@ if [ "${SKIP_NORSE:-0}" != 1 ]; then
         --reps "$RUNS" --warmup "$WARMUP" --attempts 3 --max-wait 120 --out "$OUT/norse.json" >&2
 fi
 
-echo "== snnc: target/release/snnc bench ${NAMES[*]:-} --target $TARGET --json --runs $RUNS --warmup $WARMUP" >&2
+echo "== snnc: target/release/snnc bench ${NAMES[*]:-} --target $TARGET --mode $MODE --json --runs $RUNS --warmup $WARMUP" >&2
 wait_quiet
-target/release/snnc bench "${NAMES[@]}" --target "$TARGET" --json --runs "$RUNS" --warmup "$WARMUP" \
+target/release/snnc bench "${NAMES[@]}" --target "$TARGET" --mode "$MODE" --json --runs "$RUNS" --warmup "$WARMUP" \
     >"$OUT/snnc.jsonl"
 
 python3 - "$OUT/norse.json" "$OUT/snnc.jsonl" <<'EOF'
@@ -93,15 +96,20 @@ if os.path.exists(norse_path):
         norse = json.load(f).get("results", {})
 runs = [json.loads(l) for l in open(snnc_path) if l.strip()]
 keys = {
-    "tutorial": "A_norse_forward_full(encoder+net)",
-    "lif-layer-512": "B_norse_LIF_n512_forward",
-    "lif-layer-4096": "B_norse_LIF_n4096_forward",
-    "convnet": "C_norse_convnet_forward(encoder+net)",
+    ("tutorial", "fwd"): "A_norse_forward_full(encoder+net)",
+    ("lif-layer-512", "fwd"): "B_norse_LIF_n512_forward",
+    ("lif-layer-4096", "fwd"): "B_norse_LIF_n4096_forward",
+    ("convnet", "fwd"): "C_norse_convnet_forward(encoder+net)",
+    ("tutorial", "fwdbwd"): "A_norse_train_step(fwd+bwd+Adam, full)",
+    ("lif-layer-512", "fwdbwd"): "B_norse_LIF_n512_fwd+bwd",
+    ("lif-layer-4096", "fwdbwd"): "B_norse_LIF_n4096_fwd+bwd",
+    ("convnet", "fwdbwd"): "C_norse_convnet_fwd+bwd(encoder+net)",
 }
-print("| config | Norse median | snnc median | speedup (Norse/snnc) | snnc neuron-upd/s | snnc GFLOP/s | Norse GFLOP/s | snnc % peak | snnc % bw | compile ms | input density |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| config | mode | Norse median | snnc median | speedup (Norse/snnc) | snnc neuron-upd/s | snnc GFLOP/s | Norse GFLOP/s | snnc % peak | snnc % bw | compile ms | input density |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in runs:
-    key = keys.get(r["name"])
+    mode = r.get("mode", "fwd")
+    key = keys.get((r["name"], mode))
     n = norse.get(key)
     if n is not None:
         norse_s, src = n["median_s"], ""
@@ -110,9 +118,9 @@ for r in runs:
             src = f" (load {foreign:.2f})"
     else:
         norse_s, src = r["norse_best_s"], " (baseline)"
-    gflop = r["gflops"] * r["median_s"]  # GFLOP of one forward
+    gflop = r["gflops"] * r["median_s"]  # GFLOP of one run (fwd+bwd counts 3x the forward's products)
     dens = r.get("input_density")
-    print(f"| {r['name']} | {norse_s*1e3:.1f} ms{src} | {r['median_s']*1e3:.1f} ms | {norse_s/r['median_s']:.2f}x "
+    print(f"| {r['name']} | {mode} | {norse_s*1e3:.1f} ms{src} | {r['median_s']*1e3:.1f} ms | {norse_s/r['median_s']:.2f}x "
           f"| {r['neuron_updates_per_s']:.3g} | {r['gflops']:.2f} | {gflop/norse_s:.2f} "
           f"| {100*r['peak_fraction']:.1f} % | {100*r['bandwidth_fraction']:.1f} % | {r['compile_ms']:.1f} "
           f"| {'-' if dens is None else f'{dens:.3f}'} |")

@@ -72,6 +72,9 @@ pub enum Backend {
     Interp,
     /// The CPU backend's executable.
     Cpu(Box<snnc_cpu::Executable>),
+    /// The CUDA backend's PTX, loaded on the GPU (runs from the initial
+    /// state; carried state is not supported yet).
+    Cuda(Box<driver::CudaRunner>),
 }
 
 /// A network compiled for a target; see the module doc for what state it
@@ -109,7 +112,7 @@ pub fn compile_with(net: &Network, target: Target, opts: &LowerOptions) -> Resul
     let backend = match target {
         Target::Interp => Backend::Interp,
         Target::Cpu => Backend::Cpu(Box::new(snnc_cpu::compile(&compiled.module, &compiled.info)?)),
-        Target::Cuda => unreachable!("ensure_available rejects cuda"),
+        Target::Cuda => Backend::Cuda(Box::new(driver::CudaRunner::new(&compiled.module, &compiled.info)?)),
     };
     let weights = snnc_runtime::init_weights(&compiled.module, net.seed);
     Ok(Executable { compiled, target, backend, weights, state: BTreeMap::new() })
@@ -206,6 +209,14 @@ impl Executable {
                 let opts = snnc_cpu::RunOptions { record: false, initial_state: initial_state.clone() };
                 let res = exe.run(&self.weights, inputs, &opts)?;
                 Ok(Outputs { tensors: res.outputs, final_state: res.final_state })
+            }
+            Backend::Cuda(exe) => {
+                if !initial_state.is_empty() {
+                    return Err(Error::User(
+                        "the cuda backend runs from the initial state; carried state needs --target cpu".into(),
+                    ));
+                }
+                Ok(Outputs { tensors: exe.run(&self.weights, inputs)?, final_state: BTreeMap::new() })
             }
         }
     }

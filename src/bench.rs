@@ -303,6 +303,7 @@ struct TrainStep {
 enum Backend {
     Interp,
     Cpu(Box<snnc_cpu::Executable>),
+    Cuda(Box<driver::CudaRunner>),
 }
 
 impl Runner {
@@ -366,9 +367,7 @@ impl Runner {
         let backend = match target {
             Target::Interp => Backend::Interp,
             Target::Cpu => Backend::Cpu(Box::new(snnc_cpu::compile(&compiled.module, &compiled.info)?)),
-            Target::Cuda => {
-                return Err(Error::Environment("the cuda backend is not built yet; use --target cpu".into()));
-            }
+            Target::Cuda => Backend::Cuda(Box::new(driver::CudaRunner::new(&compiled.module, &compiled.info)?)),
         };
         Ok(Runner { compiled, weights: Weights::new(), backend, train })
     }
@@ -407,6 +406,7 @@ impl Runner {
                     .map_err(|e| Error::User(e.to_string()))
             }
             Backend::Cpu(exe) => Ok(exe.run(&self.weights, inputs, &snnc_cpu::RunOptions::default())?.outputs),
+            Backend::Cuda(exe) => exe.run(&self.weights, inputs),
         }
     }
 }

@@ -56,13 +56,17 @@ pub enum Target {
 }
 
 impl Target {
-    /// Fails for targets whose backend does not exist yet.
+    /// Fails for a target that cannot run here (cuda without a usable GPU).
     pub fn ensure_available(self) -> Result<(), Error> {
         match self {
             Target::Interp | Target::Cpu => Ok(()),
-            Target::Cuda => {
-                Err(Error::Environment("the cuda backend is not built yet; use --target cpu or --target interp".into()))
-            }
+            Target::Cuda => match snnc_cuda::probe().problem() {
+                Some(why) => Err(Error::Environment(format!(
+                    "--target cuda: no usable GPU ({why}); use --target cpu (`snnc compile --target cuda` writes \
+                     the PTX without a GPU)"
+                ))),
+                None => Ok(()),
+            },
         }
     }
 
@@ -387,6 +391,85 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), Error> {
     })
 }
 
+/// A module emitted as PTX and loaded on the first GPU (the CUDA backend's
+/// runtime; checked against the interpreter on a PTX simulator, not yet on
+/// a GPU). Runs from the initial state and returns the outputs.
+#[derive(Debug)]
+pub struct CudaRunner {
+    module: Module,
+    exe: snnc_cuda::CudaExecutable,
+}
+
+impl CudaRunner {
+    /// Emits PTX for the device's architecture (sm_90 for compute
+    /// capability 9.x and newer, else sm_80) and loads it.
+    pub fn new(module: &Module, info: &ModuleInfo) -> Result<CudaRunner, Error> {
+        let arch = match snnc_cuda::probe() {
+            snnc_cuda::GpuStatus::Ok { compute_capability: (major, _), .. } if major >= 9 => snnc_cuda::Arch::Sm90,
+            snnc_cuda::GpuStatus::Ok { .. } => snnc_cuda::Arch::Sm80,
+            other => {
+                let why = other.problem().unwrap_or_default();
+                return Err(Error::Environment(format!("--target cuda: no usable GPU ({why}); use --target cpu")));
+            }
+        };
+        let art = snnc_cuda::emit(module, info, &snnc_cuda::CudaOptions { arch }).map_err(cuda_error)?;
+        let exe = snnc_cuda::CudaExecutable::load(&art).map_err(cuda_error)?;
+        Ok(CudaRunner { module: module.clone(), exe })
+    }
+
+    /// Runs the module: weights and inputs are checked against the module
+    /// (names, shapes, one batch size) before anything reaches the GPU.
+    pub fn run(&self, weights: &Weights, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>, Error> {
+        let m = &self.module;
+        snnc_runtime::check_weights(m, weights).map_err(|e| Error::User(e.to_string()))?;
+        let mut batch = None;
+        let mut host_inputs = BTreeMap::new();
+        for (_, input) in m.inputs.iter() {
+            let t = inputs.get(&input.name).ok_or_else(|| Error::User(format!("missing input `{}`", input.name)))?;
+            let pos = usize::from(input.ty.seq);
+            let b = *t.shape.get(pos).ok_or_else(|| Error::User(format!("input `{}` has no batch dim", input.name)))?;
+            if *batch.get_or_insert(b) != b {
+                return Err(Error::User(format!("input `{}` has batch {b}, other inputs another", input.name)));
+            }
+            let mut want = input.ty.shape.resolve(b);
+            if input.ty.seq {
+                want.insert(0, m.steps as usize);
+            }
+            if t.shape != want || t.data.len() != want.iter().product::<usize>() {
+                return Err(Error::User(format!(
+                    "input `{}` has shape {:?}, the network needs {want:?}",
+                    input.name, t.shape
+                )));
+            }
+            host_inputs.insert(input.name.clone(), t.data.iter().map(|&x| x as f32).collect());
+        }
+        if let Some(extra) = inputs.keys().find(|k| m.input_by_name(k).is_none()) {
+            return Err(Error::User(format!("unknown input `{extra}`")));
+        }
+        let params = weights.iter().map(|(k, t)| (k.clone(), t.data.iter().map(|&x| x as f32).collect())).collect();
+        let res = self.exe.forward(batch.unwrap_or(1), &host_inputs, &params).map_err(cuda_error)?;
+        Ok(res
+            .outputs
+            .into_iter()
+            .map(|(k, (shape, data))| {
+                let data = data.into_iter().map(f64::from).collect();
+                (k, Tensor { shape, dtype: ElemType::F32, data })
+            })
+            .collect())
+    }
+}
+
+/// The driver's error for a CUDA backend error.
+pub fn cuda_error(e: snnc_cuda::CudaError) -> Error {
+    use snnc_cuda::CudaError;
+    match e {
+        CudaError::Unsupported(_) => Error::User(format!("{e}; use --target cpu")),
+        CudaError::NoDevice(_) => Error::Environment(e.to_string()),
+        CudaError::Input(_) => Error::User(e.to_string()),
+        _ => Error::Internal(e.to_string()),
+    }
+}
+
 /// The result of a run.
 #[derive(Debug, Clone)]
 pub struct RunOutput {
@@ -417,7 +500,15 @@ pub fn run(
             let res = exe.run(weights, inputs, &opts)?;
             (res.outputs, res.traces)
         }
-        Target::Cuda => unreachable!("ensure_available rejects cuda"),
+        Target::Cuda => {
+            if record {
+                return Err(Error::User(
+                    "--record: the cuda backend does not record traces yet; record with --target cpu".into(),
+                ));
+            }
+            let exe = CudaRunner::new(&compiled.module, &compiled.info)?;
+            (exe.run(weights, inputs)?, BTreeMap::new())
+        }
     };
     let batch = inputs
         .values()

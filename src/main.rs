@@ -55,19 +55,24 @@ enum Command {
         #[arg(long, value_enum, default_value = "interp")]
         target: Target,
     },
-    /// Compile a network for a target: print (or write to -o DIR) the optimised IR or the
-    /// CLIF of every fused kernel.
+    /// Compile a network for a target: print (or write to -o DIR) the optimised IR, the
+    /// CLIF of every fused kernel (cpu), or the PTX module and its launch manifest (cuda; no GPU
+    /// needed).
     Compile {
         /// The network description (RON).
         net: PathBuf,
         /// The target to compile for.
         #[arg(long, value_enum, default_value = "cpu")]
         target: Target,
-        /// What to emit: the optimised IR (`ir`) or the Cranelift IR of every fused kernel (`clif`).
-        #[arg(long, value_enum, default_value = "ir")]
-        emit: Emit,
+        /// What to emit: the optimised IR (`ir`), the Cranelift IR of every fused kernel (`clif`,
+        /// cpu), or the PTX module (`ptx`, cuda). Default: `ptx` for cuda, `ir` otherwise.
+        #[arg(long, value_enum)]
+        emit: Option<Emit>,
+        /// The GPU architecture of the PTX (`sm80`: Ampere, PTX ISA 7.0; `sm90`: Hopper, ISA 7.8).
+        #[arg(long, value_enum, default_value = "sm80")]
+        arch: ArchArg,
         /// Write the artifacts into this folder (created if missing) instead of stdout:
-        /// `NET.ir`, or one `NET.KERNEL.clif` per kernel.
+        /// `NET.ir`, one `NET.KERNEL.clif` per kernel, or `NET.ptx` and `NET.manifest.json`.
         #[arg(short = 'o', long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
         /// Include the backward pass derived by `autodiff` (seeded by every output's gradient,
@@ -179,8 +184,9 @@ fn main() -> ExitCode {
         Command::Run { net, target, weights, input, record, batch, seed, f64, passes, profile, plot } => {
             run(&mut out, &net, RunArgs { target, weights, input, record, batch, seed, f64, passes, profile, plot })
         }
-        Command::Compile { net, target, emit, out_dir, backward } => {
-            compile(&mut out, &net, target, emit, out_dir.as_deref(), backward)
+        Command::Compile { net, target, emit, arch, out_dir, backward } => {
+            let emit = emit.unwrap_or(if target == Target::Cuda { Emit::Ptx } else { Emit::Ir });
+            compile(&mut out, &net, target, emit, arch, out_dir.as_deref(), backward)
         }
         Command::Train {
             net,
@@ -381,6 +387,14 @@ enum Emit {
     Ir,
     /// The Cranelift IR (CLIF) of every fused kernel.
     Clif,
+    /// The PTX module (with `-o`: and its launch manifest).
+    Ptx,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ArchArg {
+    Sm80,
+    Sm90,
 }
 
 fn compile(
@@ -388,12 +402,27 @@ fn compile(
     path: &Path,
     target: Target,
     emit: Emit,
+    arch: ArchArg,
     dir: Option<&Path>,
     backward: bool,
 ) -> Result<(), Error> {
-    target.ensure_available()?;
+    // Emitting PTX needs no GPU: only running it does.
+    if target != Target::Cuda {
+        target.ensure_available()?;
+    }
     if target == Target::Interp {
         return Err(Error::User("--target interp: the interpreter runs IR as it is; compile for --target cpu".into()));
+    }
+    match (emit, target) {
+        (Emit::Clif, Target::Cuda) => {
+            return Err(Error::User(
+                "--emit clif is the cpu backend's; use --emit ptx (or ir) with --target cuda".into(),
+            ));
+        }
+        (Emit::Ptx, t) if t != Target::Cuda => {
+            return Err(Error::User("--emit ptx needs --target cuda".into()));
+        }
+        _ => {}
     }
     let mut c = load(path, Dtype::F32)?;
     let opts = driver::pass_options(&c, None)?;
@@ -408,6 +437,21 @@ fn compile(
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "net".into());
     let files: Vec<(String, String)> = match emit {
         Emit::Ir => vec![(format!("{stem}.ir"), snnc_ir::print(&c.module))],
+        Emit::Ptx => {
+            let arch = match arch {
+                ArchArg::Sm80 => snnc_cuda::Arch::Sm80,
+                ArchArg::Sm90 => snnc_cuda::Arch::Sm90,
+            };
+            let art =
+                snnc_cuda::emit(&c.module, &c.info, &snnc_cuda::CudaOptions { arch }).map_err(driver::cuda_error)?;
+            let mut files = vec![(format!("{stem}.ptx"), art.ptx)];
+            if dir.is_some() {
+                let json = serde_json::to_string_pretty(&art.manifest)
+                    .map_err(|e| Error::Internal(format!("the manifest does not serialise: {e}")))?;
+                files.push((format!("{stem}.manifest.json"), json + "\n"));
+            }
+            files
+        }
         Emit::Clif => snnc_cpu::emit_clif(&c.module, &c.info)?
             .into_iter()
             .map(|k| {

@@ -35,6 +35,7 @@ pub const LOG_PROBS: &str = "log_probs";
 enum Runner {
     Interp(Box<(snnc_ir::Module, snnc_ir::ModuleInfo)>),
     Cpu(Box<snnc_cpu::Executable>),
+    Cuda(Box<driver::CudaRunner>),
 }
 
 impl Runner {
@@ -42,10 +43,7 @@ impl Runner {
         Ok(match target {
             Target::Interp => Runner::Interp(Box::new((module, info))),
             Target::Cpu => Runner::Cpu(Box::new(snnc_cpu::compile(&module, &info)?)),
-            Target::Cuda => {
-                target.ensure_available()?;
-                return Err(Error::Environment("training on cuda is not available in this build".into()));
-            }
+            Target::Cuda => Runner::Cuda(Box::new(driver::CudaRunner::new(&module, &info)?)),
         })
     }
 
@@ -59,6 +57,7 @@ impl Runner {
                 Ok(res.outputs)
             }
             Runner::Cpu(exe) => Ok(exe.run(weights, inputs, &snnc_cpu::RunOptions::default())?.outputs),
+            Runner::Cuda(exe) => exe.run(weights, inputs),
         }
     }
 }

@@ -173,13 +173,13 @@ fn input_density_in_the_network_file_guides_sparsify() {
     let default = stdout(&snnc(&["ir", "examples/tutorial.ron", "--after", "sparsify"]));
     assert_eq!(
         sparsify_note(&default, "lif1.input_weights"),
-        "//   lif1 (@lif1.input_weights): event-driven (density 0.1 default of flatten.out; per row: dense 78400, event-driven 9408; changed)"
+        "//   lif1 (@lif1.input_weights): event-driven (density 0.1 default of flatten.out; per row: dense 78400, event-driven 33712; changed)"
     );
     let o = snnc(&["ir", &path.display().to_string(), "--after", "sparsify"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
         sparsify_note(&stdout(&o), "lif1.input_weights"),
-        "//   lif1 (@lif1.input_weights): dense (density 0.9 of flatten.out; per row: dense 78400, event-driven 72128)"
+        "//   lif1 (@lif1.input_weights): dense (density 0.9 of flatten.out; per row: dense 78400, event-driven 284592)"
     );
     // Out of range: a user error at the field.
     std::fs::write(&path, text.replace("hidden: 100,", "hidden: 100, input_density: 1.5,")).unwrap();

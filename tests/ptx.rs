@@ -290,8 +290,31 @@ fn check_simulated_module(case: &Case, module: Module) -> Result<Verdict, String
         .run(&mut optimized, &mut |_| {})
         .map_err(|e| format!("cuda pipeline: {e}"))?;
     let mut excused = Vec::new();
+    let approximate = transcendental(&module);
     for (label, m) in [("as lowered", &reference.module), ("after the cuda pipeline", &optimized)] {
-        let actual = run_simulated(m, case, &reference).map_err(|e| format!("{label}: {e}"))?;
+        let mut actual = run_simulated(m, case, &reference).map_err(|e| format!("{label}: {e}"))?;
+        if approximate {
+            // exp/log/tanh are correctly rounded here, glibc's are not always
+            // (tanhf is a few ulp): through a backward pass over many steps
+            // the ulps grow, so gradients are compared as the golden oracle
+            // compares, within 1e-4 of the largest value; the rest strictly.
+            for (name, expected) in &reference.result.outputs {
+                if !name.starts_with("grad.") {
+                    continue;
+                }
+                let got = &actual.outputs[name];
+                let largest = expected.data.iter().filter(|x| x.is_finite()).fold(1.0f64, |m, x| m.max(x.abs()));
+                for (i, (&a, &e)) in got.data.iter().zip(&expected.data).enumerate() {
+                    let same = a == e || (a.is_nan() && e.is_nan()) || (a - e).abs() <= 1e-4 * largest;
+                    if !same {
+                        return Err(format!(
+                            "{label}: `{name}`[{i}] is {a}, the interpreter gives {e} (largest {largest})"
+                        ));
+                    }
+                }
+                actual.outputs.insert(name.clone(), expected.clone());
+            }
+        }
         match common::compare(&reference, &actual).map_err(|e| format!("{label}: {e}"))? {
             Verdict::Equal => {}
             Verdict::Excused(why) => excused.push(format!("{label}: {why}")),
@@ -300,11 +323,24 @@ fn check_simulated_module(case: &Case, module: Module) -> Result<Verdict, String
     Ok(if excused.is_empty() { Verdict::Equal } else { Verdict::Excused(excused.join("\n")) })
 }
 
+/// Whether a module computes `exp`, `log` or `tanh` (correctly rounded in
+/// the PTX, not always in glibc, which the interpreter calls).
+fn transcendental(module: &Module) -> bool {
+    use snnc_ir::{KernelInst, Op, UnaryOp};
+    let t = |op: UnaryOp| matches!(op, UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh);
+    module.nodes.iter().any(|(_, n)| match &n.op {
+        Op::Unary { op, .. } => t(*op),
+        Op::LogSoftmax { .. } | Op::LogSoftmaxGrad { .. } => true,
+        Op::Fused(k) => k.body.iter().any(|i| matches!(i, KernelInst::Unary { op, .. } if t(*op))),
+        _ => false,
+    })
+}
+
 /// Random networks (64 cases unless `PROPTEST_CASES` says otherwise), as
 /// lowered and after the CUDA pipeline, on the simulated PTX.
 #[test]
 fn random_networks_agree_on_simulated_ptx() {
-    simulate_random(|case| check_simulated(case));
+    simulate_random(check_simulated);
 }
 
 /// Random networks with their backward pass (`autodiff` after time

@@ -13,14 +13,35 @@
 //! choose event-driven  iff  MARGIN · event-driven <= dense
 //! ```
 //!
-//! with `MADD = 1`, `ADD = 1` (a vector add of a weight row costs about
-//! what the GEMM's fused multiply-add does), `SCAN = 2` (load a spike,
-//! test, branch, per input) and `MARGIN = 2` (a dense GEMM is blocked for
-//! the cache and vectorised; the event-driven loop's gathers are not, so it
-//! must win by a factor). Solved for the density: event-driven when
-//! `density <= 1/MARGIN - SCAN/out`, e.g. up to 0.48 for 100 outputs, 0.3
-//! for 10, and for 4 outputs only a silent input. These constants are estimates, to be
-//! calibrated by the CPU and CUDA benchmarks.
+//! with `MADD = 1`, `ADD = 4`, `SCAN = 3` and `MARGIN = 1.25`, measured on
+//! the CPU backend (`backends/cpu/src/microbench.rs`,
+//! `microbench_calibrate`: one thread of the project machine, an AMD Zen 5
+//! with AVX-512; 2048 rows of random spikes; ns per row, product / weight
+//! gradient):
+//!
+//! ```text
+//! in x out    dense (GEMM)    event-driven at density 0 / 0.01 / 0.05 / 0.1 / 0.2 / 0.3
+//! 784 x 100   2927 / 1966     54/127  323/442  908/1163  1416/1841  2265/3056  3244/4016
+//! 100 x 100    288 /  247     33/46    48/67    86/140    151/194    237/328    332/484
+//! 100 x 10      73 /   47     30/31    39/42    65/67     98/90      148/156    222/214
+//! 512 x 512   5773 / 5635     77/321  376/760  1514/2122  2626/3582  5722/6130  8419/8809
+//! 1024 x 32   1586 /  977     62/87   373/432  898/1025   1175/1423  1642/2139  2089/2874
+//! ```
+//!
+//! A GEMM multiply-add (AVX-512, about 0.025–0.037 ns) is the unit; an
+//! added weight element of the event-driven sums costs about 0.11 ns (`ADD
+//! = 4`: plain SSE2 vector adds, a quarter of the width, no fused
+//! multiply-add) and scanning an input 0.08–0.1 ns (`SCAN = 3`: testing 64
+//! values at once, then bit masks). Where the two meet depends on the use:
+//! products break even at densities of 0.2–0.26 for 100 or more outputs,
+//! weight gradients (whose sums are read-modify-writes) at 0.1–0.18, a
+//! training step's pair of them at 0.18–0.19, and all at a few percent
+//! for 10 outputs (a GEMM's narrow tiles and each row's fixed costs, which
+//! the model leaves out). `MARGIN = 1.25` puts the choice at the pair's
+//! break-even: event-driven when `density <= (1/MARGIN - SCAN/out) / ADD`,
+//! e.g. up to 0.19–0.2 for 100 to 784 outputs, 0.18 for 32, 0.125 for 10,
+//! and for 4 outputs only a (nearly) silent input. (The CUDA backend has
+//! not been measured.)
 //!
 //! The expected density of an input (the fraction of ones) is, in order:
 //! 1. [`Sparsify::per_value`] under the name of the input value, e.g.
@@ -57,12 +78,13 @@ pub const DEFAULT_DENSITY: f64 = 0.1;
 
 /// Cost of one multiply-add of the dense product.
 pub const MADD: f64 = 1.0;
-/// Cost of adding one weight element of an active input's row.
-pub const ADD: f64 = 1.0;
-/// Cost of scanning one input (load, test, branch).
-pub const SCAN: f64 = 2.0;
+/// Cost of adding one weight element of an active input's row (see the
+/// module docs for the measurements).
+pub const ADD: f64 = 4.0;
+/// Cost of scanning one input for the active ones.
+pub const SCAN: f64 = 3.0;
 /// The factor by which event-driven must beat dense.
-pub const MARGIN: f64 = 2.0;
+pub const MARGIN: f64 = 1.25;
 
 /// The sparsify pass (`sparsify`, or `sparsify=DENSITY` in `--passes` to
 /// set the default density).
@@ -204,8 +226,16 @@ mod tests {
     #[test]
     fn the_cost_model_prefers_dense_for_dense_inputs() {
         assert!(prefers_event_driven(784, 100, 0.1));
+        assert!(prefers_event_driven(784, 100, 0.19));
+        assert!(!prefers_event_driven(784, 100, 0.21));
         assert!(!prefers_event_driven(784, 100, 0.9));
+        assert!(prefers_event_driven(100, 100, 0.19));
+        assert!(!prefers_event_driven(100, 100, 0.2));
         assert!(!prefers_event_driven(16, 4, 0.1));
+        assert!(prefers_event_driven(16, 4, 0.0));
         assert!(prefers_event_driven(100, 10, 0.1));
+        assert!(!prefers_event_driven(100, 10, 0.15));
+        assert!(prefers_event_driven(512, 512, 0.19));
+        assert!(!prefers_event_driven(512, 512, 0.25));
     }
 }

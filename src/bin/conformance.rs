@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     match code {
         2 => eprintln!("error: some oracle files cannot be read or are malformed (see the FAIL lines above)"),
         3 => eprintln!(
-            "error: the {} backend does not exist yet; use --target interp",
+            "error: no usable GPU for --target {} (see the lines above); use --target cpu or --target interp",
             conformance::target_name(cli.target)
         ),
         _ => {}

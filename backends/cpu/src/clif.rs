@@ -487,10 +487,11 @@ impl Gen<'_, '_> {
 // ---------------------------------------------------------------------------
 // Step loops: the time loop inside the kernel, the state in registers.
 
-/// The signature of step-loop functions: `(ins, states, outs, n, steps)`.
+/// The signature of step-loop functions: `(ins, states, outs, n, steps,
+/// row, out_row)`.
 pub(crate) fn step_signature(call_conv: CallConv) -> Signature {
     let mut sig = Signature::new(call_conv);
-    for _ in 0..5 {
+    for _ in 0..7 {
         sig.params.push(AbiParam::new(types::I64));
     }
     sig
@@ -521,17 +522,22 @@ pub(crate) fn check_steps(kernel: &FusedKernel, inputs: &[StepInput], record: &[
 /// The step-loop function of `kernel`:
 ///
 /// ```text
-/// fn(ins: *const *const f32, states: *const *mut f32, outs: *const *mut f32, n: u64, steps: u64)
+/// fn(ins: *const *const f32, states: *const *mut f32, outs: *const *mut f32,
+///    n: u64, steps: u64, row: u64, out_row: u64)
 /// ```
 ///
 /// `ins[k]` is input `k`'s buffer (unused for a state input), `states[s]`
 /// the buffer of the `s`-th [`StepInput::State`] input, `outs[r]` the
 /// buffer of the `r`-th recorded output. For each block of 16 elements
 /// (four `f32x4`: one cache line per stream and step), then of 4, then of
-/// 1, it loads the block's states, runs `steps >= 1` steps with the states
-/// in registers (step `t` reads `Seq` inputs at `t * n + e` and writes
-/// recorded outputs there; a state reads its output of the previous step)
-/// and stores the states once at the end. Per element and step it computes
+/// 1, of the elements `e < n`, it loads the block's states, runs `steps >=
+/// 1` steps with the states in registers (step `t` reads `Seq` inputs at
+/// `t * row + e` and writes recorded outputs at `t * out_row + e`; a state
+/// reads its output of the previous step) and stores the states once at
+/// the end. With `row > n` the buffers are a part of wider ones (rows of
+/// `row` elements; the caller passes pointers to the part's first
+/// element): the elements of a step can be split over threads; `out_row`
+/// lets the outputs go to a buffer of the part's own. Per element and step it computes
 /// exactly what [`build_function`]'s code computes.
 ///
 /// Measured (see `tests/jit.rs`, `bench_tutorial_lif1_step_loop`): with the
@@ -552,7 +558,41 @@ pub(crate) fn build_step_function(
     reverse: bool,
     target: TargetFrontendConfig,
 ) -> Result<Function, JitError> {
+    build_step_function_bits(kernel, inputs, record, &vec![false; record.len()], reverse, target)
+}
+
+/// [`build_step_function`] where the recorded outputs with `bits[j]` (each
+/// the result of a `threshold`: exactly `0` or `1`) are written as bits:
+/// per block of 16 elements and step, a `u16` whose bit `k` is set where
+/// element `k` is `1`, at byte `(t * out_row + e) / 8` of the output
+/// buffer (`e`: the block's first element). Only blocks of 16 write them:
+/// `n` and `out_row` must be multiples of 16.
+pub(crate) fn build_step_function_bits(
+    kernel: &FusedKernel,
+    inputs: &[StepInput],
+    record: &[bool],
+    bits: &[bool],
+    reverse: bool,
+    target: TargetFrontendConfig,
+) -> Result<Function, JitError> {
     check_steps(kernel, inputs, record)?;
+    if bits.len() != record.len() {
+        return Err(JitError::Shape(format!(
+            "kernel {}: {} bit flags for {} outputs",
+            kernel.name,
+            bits.len(),
+            record.len()
+        )));
+    }
+    for (j, &b) in bits.iter().enumerate() {
+        let threshold = matches!(kernel.body.get(kernel.outputs[j] as usize), Some(KernelInst::Threshold { .. }));
+        if b && !(record[j] && threshold) {
+            return Err(JitError::Shape(format!(
+                "kernel {}: output {j} written as bits must be recorded and a threshold",
+                kernel.name
+            )));
+        }
+    }
     if target.pointer_bits() != 64 {
         return Err(JitError::Unsupported("the CPU backend needs 64-bit pointers".into()));
     }
@@ -586,9 +626,9 @@ pub(crate) fn build_step_function(
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
-    let (ins_ptr, states_ptr, outs_ptr, n, steps) = {
+    let (ins_ptr, states_ptr, outs_ptr, n, steps, row, out_row) = {
         let p = b.block_params(entry);
-        (p[0], p[1], p[2], p[3], p[4])
+        (p[0], p[1], p[2], p[3], p[4], p[5], p[6])
     };
     let ptr_flags = MemFlagsData::trusted().with_readonly();
     // Per input: its buffer (Seq, Static: `ins[k]`; State: `states[s]`).
@@ -633,15 +673,18 @@ pub(crate) fn build_step_function(
             }
         }
     }
-    let stride = b.ins().ishl_imm_u(n, 2);
-    // Reverse: the byte offset of the last step's row, where the time loop
-    // starts (`steps >= 1`).
+    let stride = b.ins().ishl_imm_u(row, 2);
+    let out_stride = b.ins().ishl_imm_u(out_row, 2);
+    // Reverse: the byte offsets of the last step's row of the inputs and of
+    // the outputs, where the time loop starts (`steps >= 1`).
     let last = reverse.then(|| {
         let before_last = b.ins().iadd_imm_s(steps, -1);
-        b.ins().imul(before_last, stride)
+        (b.ins().imul(before_last, stride), b.ins().imul(before_last, out_stride))
     });
     // Three phases: 16 elements (four f32x4: a cache line per stream and
-    // step) per time loop, then 4, then 1.
+    // step) per time loop, then 4, then 1. (Blocks of 32 elements, for more
+    // independent chains per step, measured no faster on the tutorial's
+    // encoder, and spill registers.)
     let n16 = b.ins().band_imm_s(n, -16);
     let n4 = b.ins().band_imm_s(n, -4);
     let checks: Vec<Block> = (0..3).map(|_| b.create_block()).collect();
@@ -658,8 +701,10 @@ pub(crate) fn build_step_function(
         uniform: &uniform,
         base: &base,
         out_base: &out_base,
+        bits,
         state_inputs: &state_inputs,
         stride,
+        out_stride,
         steps,
         last,
     };
@@ -680,12 +725,16 @@ struct StepBody<'a> {
     uniform: &'a [bool],
     base: &'a [Option<Value>],
     out_base: &'a [Option<Value>],
+    /// Per output: written as bits (see [`build_step_function_bits`]).
+    bits: &'a [bool],
     /// (kernel input, output that updates it), in state order.
     state_inputs: &'a [(usize, u32)],
     stride: Value,
+    out_stride: Value,
     steps: Value,
-    /// Reverse loops: the byte offset of row `steps - 1`, where they start.
-    last: Option<Value>,
+    /// Reverse loops: the byte offsets of row `steps - 1` of the inputs and
+    /// of the outputs, where they start.
+    last: Option<(Value, Value)>,
 }
 
 fn load_lanes(b: &mut FunctionBuilder<'_>, addr: Value, offset: i32, lanes: u8) -> Value {
@@ -731,6 +780,7 @@ impl StepBody<'_> {
         b.append_block_param(outer, types::I64);
         b.append_block_param(tloop, types::I64); // the iteration
         b.append_block_param(tloop, types::I64); // byte offset of its step's row
+        b.append_block_param(tloop, types::I64); // the same in the outputs
         for _ in 0..self.state_inputs.len() * unroll {
             b.append_block_param(tloop, types::F32X4);
             b.append_block_param(done, types::F32X4);
@@ -753,11 +803,12 @@ impl StepBody<'_> {
         let mut args: Vec<BlockArg> = Vec::new();
         let t0 = b.ins().iconst(types::I64, 0);
         args.push(t0.into());
-        let so0 = match self.last {
-            Some(last) => b.ins().iadd(off, last),
-            None => off,
+        let (so0, oo0) = match self.last {
+            Some((last, out_last)) => (b.ins().iadd(off, last), b.ins().iadd(off, out_last)),
+            None => (off, off),
         };
         args.push(so0.into());
+        args.push(oo0.into());
         for u in 0..unroll {
             for &(k, _) in self.state_inputs {
                 let addr = b.ins().iadd(self.base[k].expect("state buffer"), off);
@@ -768,10 +819,11 @@ impl StepBody<'_> {
 
         b.switch_to_block(tloop);
         let params = b.block_params(tloop).to_vec();
-        let (t, so, states) = (params[0], params[1], &params[2..]);
+        let (t, so, oo, states) = (params[0], params[1], params[2], &params[3..]);
         let ns = self.state_inputs.len();
         let mut new_states: Vec<BlockArg> = Vec::new();
         let mut g = Gen { b, libm, consts, lanes };
+        let mut bit_words: Vec<Vec<Value>> = vec![Vec::new(); self.kernel.outputs.len()];
         for u in 0..unroll {
             let mut vals = hoisted.to_vec();
             for (idx, inst) in self.kernel.body.iter().enumerate() {
@@ -800,8 +852,26 @@ impl StepBody<'_> {
             }
             for (j, &o) in self.kernel.outputs.iter().enumerate() {
                 if let Some(ob) = self.out_base[j] {
-                    let addr = g.b.ins().iadd(ob, so);
-                    store_lanes(g.b, vals[o as usize].expect("outputs are computed"), addr, vec_off(u), lanes);
+                    let v = vals[o as usize].expect("outputs are computed");
+                    if self.bits[j] {
+                        if lanes == 4 && unroll.is_multiple_of(4) {
+                            // Lanes that are 1 (the value is 0 or 1); word
+                            // `u / 4` holds vectors `u - u % 4..`.
+                            let m = g.mask(FloatCC::NotEqual, v, g.consts.get(0.0));
+                            let nib = g.b.ins().vhigh_bits(types::I32, m);
+                            let words = &mut bit_words[j];
+                            if u % 4 == 0 {
+                                words.push(nib);
+                            } else {
+                                let shifted = g.b.ins().ishl_imm_u(nib, (4 * (u % 4)) as i64);
+                                let w = words.last_mut().expect("pushed at u % 4 == 0");
+                                *w = g.b.ins().bor(*w, shifted);
+                            }
+                        }
+                    } else {
+                        let addr = g.b.ins().iadd(ob, oo);
+                        store_lanes(g.b, v, addr, vec_off(u), lanes);
+                    }
                 }
             }
             new_states.extend(
@@ -811,12 +881,28 @@ impl StepBody<'_> {
             );
         }
         let b = g.b;
+        // The block's bits: a word per 16 elements from byte `oo / 32`
+        // (`oo` is 4 bytes an element).
+        for (j, words) in bit_words.iter().enumerate() {
+            if let (false, Some(ob)) = (words.is_empty(), self.out_base[j]) {
+                let at = b.ins().ushr_imm_u(oo, 5);
+                let addr = b.ins().iadd(ob, at);
+                for (q, &w) in words.iter().enumerate() {
+                    let half = b.ins().ireduce(types::I16, w);
+                    b.ins().store(data_flags(), half, addr, (2 * q) as i32);
+                }
+            }
+        }
         let t1 = b.ins().iadd_imm_s(t, 1);
         // `t` counts iterations; the row offset walks backwards in a
         // reverse loop (after the last iteration it is not used).
-        let so1 = if self.last.is_some() { b.ins().isub(so, self.stride) } else { b.ins().iadd(so, self.stride) };
+        let (so1, oo1) = if self.last.is_some() {
+            (b.ins().isub(so, self.stride), b.ins().isub(oo, self.out_stride))
+        } else {
+            (b.ins().iadd(so, self.stride), b.ins().iadd(oo, self.out_stride))
+        };
         let more = b.ins().icmp(IntCC::UnsignedLessThan, t1, self.steps);
-        let mut targs: Vec<BlockArg> = vec![t1.into(), so1.into()];
+        let mut targs: Vec<BlockArg> = vec![t1.into(), so1.into(), oo1.into()];
         targs.extend(new_states.iter().copied());
         b.ins().brif(more, tloop, &targs, done, &new_states);
 

@@ -14,6 +14,18 @@
 //! written state is swapped with its next-state buffer at the end of the
 //! step, so a `state_read` keeps the value of the step's start however
 //! late it is used.
+//!
+//! Step loops run in one of three ways: as one whole-loop JIT kernel
+//! (`steploop.rs`; its elements split over threads, and a collected output
+//! that only event-driven kernels read turned into spike lists as the loop
+//! goes instead of being written, see `ListOutput`); split over the batch,
+//! every part of the rows running all steps on its own (`exec/rowloop.rs`);
+//! or node by node, each node over the whole batch.
+//!
+//! Event-driven kernels read their spike input through lists of its
+//! nonzero entries (`event.rs`): made once per run for a value that does
+//! not change during the run (and shared by the kernels that read it),
+//! else at every call.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -23,13 +35,16 @@ use snnc_ir::{
 };
 use snnc_runtime::{ElemType, Tensor, Weights, check_weights};
 
-use crate::jit::{InputLayout, JitError, JitKernel, KernelCompiler};
+use crate::event;
+use crate::jit::{ChunkOut, InputLayout, JitError, JitKernel, KernelCompiler};
 use crate::kernels::{self, ConvShape};
 use crate::steploop::{self, LoopInput, StepLoop};
 use crate::{CpuError, RunOptions, RunResult, check};
 
+mod rowloop;
+
 /// Where a node's value lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Src {
     /// The node's own buffer.
     Own(usize),
@@ -41,6 +56,15 @@ enum Src {
     KernelOut(usize, usize),
     Input(usize),
     Param(usize),
+}
+
+/// The key of a spike list in [`Buffers::spikes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum SpikeKey {
+    /// The lists of a whole value that is fixed for the rest of a run.
+    Value(Src),
+    /// The lists an event-driven kernel made at its last call.
+    Node(usize),
 }
 
 /// A node's value: all of `src`, or (`step`) its slice at the current step.
@@ -106,6 +130,13 @@ pub struct Executable {
     kernels: Vec<Option<Kernel>>,
     /// Per region: the step loop as one whole-loop kernel, where it qualifies.
     step_loops: Vec<Option<StepLoop>>,
+    /// Per region: the step loop split over the batch, where it qualifies
+    /// (and is not a whole-loop kernel).
+    row_loops: Vec<Option<rowloop::RowLoop>>,
+    /// Per region: for a whole-loop kernel whose collected outputs only
+    /// event-driven kernels read, how it makes their spike lists instead of
+    /// histories (see [`list_outputs`]).
+    loop_lists: Vec<Option<LoopLists>>,
     /// Buffers planned for the batch size and recording flag of the last
     /// run, reused by the next run with the same ones.
     buffers: Mutex<Option<Buffers>>,
@@ -187,14 +218,150 @@ pub fn compile_with(module: &Module, info: &ModuleInfo, opts: &CompileOptions) -
         }
         step_loops.push(lp);
     }
+    let row_loops = (0..module.body.len())
+        .map(|r| match step_loops[r] {
+            Some(_) => None,
+            None => rowloop::plan(module, r, &info.region_of, &views, &kernels),
+        })
+        .collect();
+    let mut loop_lists = Vec::with_capacity(module.body.len());
+    for (r, lp) in step_loops.iter().enumerate() {
+        let Some(outputs) = lp.as_ref().and_then(|lp| list_outputs(module, &info.region_of, &views, r, lp)) else {
+            loop_lists.push(None);
+            continue;
+        };
+        // Outputs that are spikes of a `threshold`, in rows of whole blocks
+        // of 16, come out of the kernel as bits.
+        let fused = step_loops[r].as_ref().expect("a step loop").fused;
+        let Op::Fused(k) = &module.nodes[fused].op else { unreachable!("a whole-loop kernel's node is fused") };
+        let mut bits = vec![false; k.outputs.len()];
+        for l in &outputs {
+            bits[l.output] = l.threshold && l.n_in % 16 == 0 && l.per_row % 16 == 0;
+        }
+        let kernel = match (bits.iter().any(|&b| b), jit.as_mut()) {
+            (true, Some(compiler)) => steploop::compile_bits(module, &module.body[r], &collected, compiler, &bits)?,
+            _ => None,
+        };
+        loop_lists.push(Some(LoopLists { outputs, kernel }));
+    }
     Ok(Executable {
         module: module.clone(),
         region_of: info.region_of.clone(),
         views,
         kernels,
         step_loops,
+        row_loops,
+        loop_lists,
         buffers: Mutex::new(None),
     })
+}
+
+/// How a whole-loop kernel makes the spike lists of its [`ListOutput`]s.
+#[derive(Debug)]
+struct LoopLists {
+    /// One per recorded output, in order.
+    outputs: Vec<ListOutput>,
+    /// The kernel writing some of them as bits, if any (else the loop's
+    /// plain kernel writes values).
+    kernel: Option<crate::jit::JitStepKernel>,
+}
+
+/// A collected output of a whole-loop kernel that only event-driven
+/// kernels read: the loop makes its spike lists as it goes (from each
+/// chunk of steps, still in cache) and never writes its history.
+#[derive(Clone, Copy, Debug)]
+struct ListOutput {
+    /// The kernel output.
+    output: usize,
+    /// Whether the output is a `threshold`'s (exactly 0 or 1).
+    threshold: bool,
+    /// The node whose history the readers view ([`Src::Hist`]).
+    node: usize,
+    /// The inputs per row of the readers' matrix: a step of the output is
+    /// `batch * per_row / n_in` rows.
+    n_in: usize,
+    per_row: usize,
+}
+
+/// The [`ListOutput`]s of the whole-loop kernel `lp` of forward step loop
+/// `r`, one per recorded output in order, or `None` unless every output
+/// it records (when not recording everything) is one: a single node of
+/// the output is collected, and every reader of its history (through
+/// `collect`, `reshape`, `stop_gradient` views) is an event-driven
+/// product or weight gradient of a sequence region taking it whole as its
+/// input, all with
+/// the same inputs per row, which divides a step's row. No module output
+/// may be such a view. (Those kernels read the input only through its
+/// lists, see `event.rs`.)
+fn list_outputs(
+    module: &Module,
+    region_of: &[usize],
+    views: &[View],
+    r: usize,
+    lp: &StepLoop,
+) -> Option<Vec<ListOutput>> {
+    if module.body[r].reverse {
+        return None;
+    }
+    let collected = steploop::collected(module);
+    let per_row = module.nodes[lp.fused].ty.shape.fixed_elements() as usize;
+    let Op::Fused(kernel) = &module.nodes[lp.fused].op else { return None };
+    let mut res = Vec::new();
+    for (j, nodes) in lp.output_nodes.iter().enumerate() {
+        let kept: Vec<usize> = nodes.iter().map(|h| h.index()).filter(|&i| collected[i]).collect();
+        match kept[..] {
+            [] => continue,
+            [p] => {
+                let hist = Src::Hist(p);
+                if module.outputs.iter().any(|o| views[o.value.index()].src == hist) {
+                    return None;
+                }
+                let mut n_in = None;
+                for (h, node) in module.nodes.iter() {
+                    let reads = node.op.operands().into_iter().any(|x| views[x.index()].src == hist);
+                    if !reads {
+                        continue;
+                    }
+                    let seq = !module.body[region_of[h.index()]].is_step();
+                    let whole = |x: Handle<Node>| views[x.index()].src == hist && !views[x.index()].step;
+                    let n = match node.op {
+                        Op::Collect(_) | Op::Reshape { .. } | Op::StopGradient(_) if views[h.index()].src == hist => {
+                            continue;
+                        }
+                        Op::MatMul { input, weight, kind: MatMulKind::EventDriven }
+                            if seq && whole(input) && views[weight.index()].src != hist =>
+                        {
+                            match module.nodes[weight].ty.shape.0.get(1) {
+                                Some(snnc_ir::Dim::Fixed(v)) => *v as usize,
+                                _ => return None,
+                            }
+                        }
+                        Op::MatMulGradWeight { grad, input, kind: MatMulKind::EventDriven }
+                            if seq && whole(input) && views[grad.index()].src != hist =>
+                        {
+                            match module.nodes[h].ty.shape.0.get(1) {
+                                Some(snnc_ir::Dim::Fixed(v)) => *v as usize,
+                                _ => return None,
+                            }
+                        }
+                        _ => return None,
+                    };
+                    if n == 0 || *n_in.get_or_insert(n) != n {
+                        return None;
+                    }
+                }
+                let n_in = n_in?;
+                if !per_row.is_multiple_of(n_in) {
+                    return None;
+                }
+                let threshold =
+                    matches!(kernel.body.get(kernel.outputs[j] as usize), Some(snnc_ir::KernelInst::Threshold { .. }));
+                res.push(ListOutput { output: j, threshold, node: p, n_in, per_row });
+            }
+            _ => return None,
+        }
+    }
+    (!res.is_empty()).then_some(res)
 }
 
 /// Dense products with at most this many inputs per sum run the
@@ -224,14 +391,22 @@ struct Buffers {
     inputs: Vec<Vec<f32>>,
     params: Vec<Vec<f32>>,
     /// Per event-driven product: the transposed weight and its finite
-    /// columns (per event-driven weight gradient: its transposed result).
+    /// columns.
     transposed: Vec<(Vec<f32>, Vec<bool>)>,
+    /// Per event-driven weight gradient: its scratch buffers.
+    grad_scratch: Vec<event::GradScratch>,
+    /// The spike lists of the inputs of event-driven kernels: per node, or
+    /// (`SpikeKey::Value`) shared by every kernel of a run that reads the
+    /// same sequence-region value (see [`Executable::spike_rows`]).
+    spikes: BTreeMap<SpikeKey, (bool, event::SpikeRows)>,
     /// Whether the step loop being run is at its first iteration (`t = 0`,
     /// or `t = T-1` in a reverse loop).
     first_iteration: bool,
     /// With `SNNC_PROFILE` set: seconds spent per node (a whole-loop
     /// kernel's time goes to its `fused` node), printed after each run.
     profile: Option<Vec<f64>>,
+    /// With `SNNC_PROFILE` set: seconds spent per region.
+    region_profile: Option<Vec<f64>>,
 }
 
 impl Executable {
@@ -266,6 +441,7 @@ impl Executable {
         opts: &RunOptions,
     ) -> Result<RunResult, CpuError> {
         let module = &self.module;
+        let t_in = std::time::Instant::now();
         check_weights(module, weights).map_err(|e| CpuError::Input(e.to_string()))?;
         let batch = check::inputs(module, inputs)?;
         let batch = check::states(module, &opts.initial_state, batch)?;
@@ -291,23 +467,35 @@ impl Executable {
                 },
             }
         }
+        // Spike lists of the last run are stale.
+        for (valid, _) in bufs.spikes.values_mut() {
+            *valid = false;
+        }
         let start = std::time::Instant::now();
-        self.execute(bufs);
+        let prepare = (start - t_in).as_secs_f64();
+        crate::pool::install(|| self.execute(bufs));
         let total = start.elapsed().as_secs_f64();
         let t1 = std::time::Instant::now();
         let res = self.results(bufs);
-        if let Some(prof) = &mut bufs.profile {
-            self.print_profile(prof, total, t1.elapsed().as_secs_f64());
+        if let (Some(prof), Some(regions)) = (&mut bufs.profile, &mut bufs.region_profile) {
+            self.print_profile(prof, regions, prepare, total, t1.elapsed().as_secs_f64());
             prof.fill(0.0);
+            regions.fill(0.0);
         }
         Ok(res)
     }
 
     /// Prints the nodes that took the most time (`SNNC_PROFILE=1`).
-    fn print_profile(&self, prof: &[f64], total: f64, results: f64) {
+    fn print_profile(&self, prof: &[f64], regions: &[f64], prepare: f64, total: f64, results: f64) {
         let mut rows: Vec<(usize, f64)> = prof.iter().copied().enumerate().filter(|&(_, t)| t > 0.0).collect();
         rows.sort_by(|a, b| b.1.total_cmp(&a.1));
-        eprintln!("snnc profile: {:.3} ms in the regions, {:.3} ms converting results", total * 1e3, results * 1e3);
+        eprintln!(
+            "snnc profile: {:.3} ms in the regions, {:.3} ms converting results, {:.3} ms checking and converting \
+             inputs",
+            total * 1e3,
+            results * 1e3,
+            prepare * 1e3
+        );
         for (i, t) in rows.into_iter().take(16) {
             let node = &self.module.nodes[Handle::from_index(i)];
             let name = node.name.as_deref().unwrap_or("");
@@ -319,6 +507,22 @@ impl Executable {
                 node.ty
             );
         }
+        let loops: Vec<String> = regions
+            .iter()
+            .enumerate()
+            .filter(|&(r, _)| self.module.body[r].is_step())
+            .map(|(r, t)| {
+                let how = if self.step_loops[r].is_some() {
+                    "whole-loop kernel"
+                } else if self.row_loops[r].is_some() {
+                    "split over the batch"
+                } else {
+                    "node by node"
+                };
+                format!("region {r} ({how}) {:.3} ms", t * 1e3)
+            })
+            .collect();
+        eprintln!("  step loops: {}", loops.join(", "));
     }
 
     /// Sizes every buffer for `batch`.
@@ -386,7 +590,9 @@ impl Executable {
             .collect();
         b.params = module.params.iter().map(|(_, p)| vec![0.0; p.shape.resolve(1).iter().product()]).collect();
         b.transposed = vec![(Vec::new(), Vec::new()); n_nodes];
+        b.grad_scratch = (0..n_nodes).map(|_| event::GradScratch::default()).collect();
         b.profile = std::env::var_os("SNNC_PROFILE").map(|_| vec![0.0; n_nodes]);
+        b.region_profile = b.profile.as_ref().map(|_| vec![0.0; module.body.len()]);
         Ok(b)
     }
 
@@ -395,15 +601,37 @@ impl Executable {
         let module = &self.module;
         let steps = module.steps as usize;
         for (r, region) in module.body.iter().enumerate() {
+            let t_region = b.profile.is_some().then(std::time::Instant::now);
+            self.execute_region(b, r, region, steps);
+            if let (Some(t0), Some(times)) = (t_region, &mut b.region_profile) {
+                times[r] += t0.elapsed().as_secs_f64();
+            }
+        }
+    }
+
+    /// Runs region `r`.
+    fn execute_region(&self, b: &mut Buffers, r: usize, region: &snnc_ir::Region, steps: usize) {
+        let module = &self.module;
+        {
             if let Some(lp) = &self.step_loops[r]
                 && (!b.record || steploop::records_only_outputs(module, region, lp))
             {
                 let t0 = b.profile.is_some().then(std::time::Instant::now);
-                self.run_step_loop(b, lp);
+                match &self.loop_lists[r] {
+                    Some(lists) if !b.record => self.run_step_loop_lists(b, lp, lists),
+                    _ => self.run_step_loop(b, lp),
+                }
                 if let (Some(p), Some(t0)) = (&mut b.profile, t0) {
                     p[lp.fused.index()] += t0.elapsed().as_secs_f64();
                 }
-                continue;
+                return;
+            }
+            if let Some(lp) = &self.row_loops[r] {
+                let parts = self.row_parts(b, lp);
+                if parts > 1 {
+                    self.run_row_loop(b, r, lp, parts);
+                    return;
+                }
             }
             match region.kind {
                 RegionKind::Seq => {
@@ -486,8 +714,13 @@ impl Executable {
                 .collect();
             let mut st: Vec<&mut [f32]> = states.iter_mut().map(|(_, v)| v.as_mut_slice()).collect();
             let mut outs: Vec<&mut [f32]> = hists.iter_mut().map(|(_, v)| v.as_mut_slice()).collect();
+            // Elements are independent: split them over threads (a few
+            // operations per element, step and stream).
+            let streams = lp.inputs.len() + outs.len();
+            let ns = n.saturating_mul(steps).saturating_mul(streams) / crate::pool::ELEMENTS_PER_NS;
+            let parts = crate::pool::parts(n / 16, ns);
             lp.kernels[usize::from(b.record)]
-                .run(&ins, &mut st, &mut outs, n, steps)
+                .run_parts(&ins, &mut st, &mut outs, n, steps, parts)
                 .expect("whole-loop kernel buffers have the sizes the kernel was compiled for");
         }
         for (s, v) in states {
@@ -510,9 +743,162 @@ impl Executable {
         }
     }
 
+    /// Runs a step loop as a whole-loop kernel whose recorded outputs are
+    /// all [`ListOutput`]s: over parts of whole rows of the readers'
+    /// matrices, each in chunks of steps whose outputs (in a buffer of the
+    /// part's own, in cache) are turned into spike lists right away. The
+    /// lists become the run's lists of the histories (which are not
+    /// written), for the readers to find.
+    fn run_step_loop_lists(&self, b: &mut Buffers, lp: &StepLoop, loop_lists: &LoopLists) {
+        let lists = &loop_lists.outputs[..];
+        let steps = self.module.steps as usize;
+        for &h in &lp.invariants {
+            self.eval(b, h, Some(0));
+        }
+        let n = b.numel[lp.fused.index()];
+        if n == 0 || steps == 0 {
+            // Nothing to list: the histories (empty) are the readers'.
+            return self.run_step_loop(b, lp);
+        }
+        let rows_per_step = lists.iter().map(|l| n / l.n_in).collect::<Vec<_>>();
+        // Parts of whole rows of every list (a multiple of each `n_in`):
+        // whole batch rows, `per_row` elements each.
+        let per_row = lists[0].per_row;
+        let batch = n / per_row.max(1);
+        let streams = lp.inputs.len() + lists.len();
+        let ns = n.saturating_mul(steps).saturating_mul(streams) / crate::pool::ELEMENTS_PER_NS;
+        // At least 4 parts per thread, so that a part's states and outputs
+        // of a chunk of steps stay in its core's cache.
+        let n_parts = crate::pool::parts(batch, ns).max((4 * crate::pool::threads()).min(batch)).max(1);
+        let per = batch.div_ceil(n_parts);
+        let count_max = per * per_row;
+        // Steps per chunk: about 256 KiB of outputs per part (4 bytes an
+        // element and step, or 1/8 written as bits).
+        let kernel = loop_lists.kernel.as_ref().unwrap_or(&lp.kernels[0]);
+        let eighths: usize = lists.iter().map(|l| if kernel.writes_bits(l.output) { 1 } else { 32 }).sum();
+        let chunk = ((256 << 13) / (count_max * eighths).max(1)).clamp(1, steps.max(1));
+        let mut spikes: Vec<(event::SpikeRows, Vec<event::SpikeRowsPart>)> = lists
+            .iter()
+            .map(|l| {
+                let key = SpikeKey::Value(Src::Hist(l.node));
+                let mut rows = b.spikes.remove(&key).map(|(_, s)| s).unwrap_or_default();
+                let parts = rows.take_parts(batch.div_ceil(per));
+                (rows, parts)
+            })
+            .collect();
+        let mut states: Vec<(usize, Vec<f32>)> = lp
+            .inputs
+            .iter()
+            .filter_map(|i| match *i {
+                LoopInput::State(s) => Some((s, std::mem::take(&mut b.states[s]))),
+                LoopInput::Data(_) => None,
+            })
+            .collect();
+        {
+            let ins: Vec<&[f32]> = lp
+                .inputs
+                .iter()
+                .filter_map(|i| match *i {
+                    LoopInput::Data(x) => Some(self.val(b, x, 0)),
+                    LoopInput::State(_) => None,
+                })
+                .collect();
+            let mut st: Vec<&mut [f32]> = states.iter_mut().map(|(_, v)| v.as_mut_slice()).collect();
+            // Per part: its element range and its part of every list.
+            let mut part_lists: Vec<Vec<event::SpikeRowsPart>> = (0..batch.div_ceil(per)).map(|_| Vec::new()).collect();
+            for (_, parts) in &mut spikes {
+                for (p, part) in parts.drain(..).enumerate() {
+                    part_lists[p].push(part);
+                }
+            }
+            // Per part: its elements, and its first element with its lists.
+            type Part = ((usize, usize), (usize, Vec<event::SpikeRowsPart>));
+            let parts: Vec<Part> = part_lists
+                .into_iter()
+                .enumerate()
+                .map(|(p, l)| {
+                    let b0 = p * per;
+                    let b1 = (b0 + per).min(batch);
+                    ((b0 * per_row, (b1 - b0) * per_row), (b0 * per_row, l))
+                })
+                .collect();
+            let done = std::sync::Mutex::new(Vec::new());
+            kernel
+                .run_chunked(&ins, &mut st, n, steps, parts, chunk, |(start, part), t0, t1, outs| {
+                    for ((l, list), out) in lists.iter().zip(part.iter_mut()).zip(outs) {
+                        for t in t0..t1 {
+                            let first = t * (n / l.n_in) + *start / l.n_in;
+                            match *out {
+                                ChunkOut::Values(v) => {
+                                    let count = v.len() / (t1 - t0);
+                                    let step = &v[(t - t0) * count..(t - t0 + 1) * count];
+                                    for (q, x) in step.chunks_exact(l.n_in).enumerate() {
+                                        list.push_row(first + q, x);
+                                    }
+                                }
+                                ChunkOut::Bits(w) => {
+                                    let count = w.len() / (t1 - t0);
+                                    let step = &w[(t - t0) * count..(t - t0 + 1) * count];
+                                    for (q, x) in step.chunks_exact(l.n_in / 16).enumerate() {
+                                        list.push_row_bits(first + q, x);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    if t1 == steps {
+                        done.lock().unwrap_or_else(|e| e.into_inner()).push((*start, std::mem::take(part)));
+                    }
+                })
+                .expect("whole-loop kernel buffers have the sizes the kernel was compiled for");
+            // Back in part order (the lists do not depend on it).
+            let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+            done.sort_by_key(|(start, _)| *start);
+            for (_, lists_of_part) in done {
+                for ((_, parts), part) in spikes.iter_mut().zip(lists_of_part) {
+                    parts.push(part);
+                }
+            }
+        }
+        for (s, v) in states {
+            b.states[s] = v;
+        }
+        for ((l, (mut rows, parts)), &rps) in lists.iter().zip(spikes).zip(&rows_per_step) {
+            rows.finish(steps * rps, l.n_in, parts);
+            b.spikes.insert(SpikeKey::Value(Src::Hist(l.node)), (true, rows));
+        }
+    }
+
     /// The value of operand `h` at step `t` (0 outside step loops).
     fn val<'a>(&self, b: &'a Buffers, h: Handle<Node>, t: usize) -> &'a [f32] {
         get(b, self.views[h.index()], b.numel[h.index()], t)
+    }
+
+    /// The spike lists of operand `input` (`rows × n_in`) of the
+    /// event-driven kernel `node` at step `t`, taken out of the cache (the
+    /// caller puts them back under the returned key). A value read whole in
+    /// a sequence region does not change for the rest of the run once
+    /// computed, so its lists are made once per run and shared by every
+    /// kernel reading it (the product and its weight gradient); others are
+    /// made at every call into the node's own entry.
+    fn spike_rows(
+        &self,
+        b: &mut Buffers,
+        node: usize,
+        input: Handle<Node>,
+        t: Option<usize>,
+        n_in: usize,
+    ) -> (SpikeKey, event::SpikeRows) {
+        let view = self.views[input.index()];
+        let stable = t.is_none() && !view.step && !matches!(view.src, Src::State(_));
+        let key = if stable { SpikeKey::Value(view.src) } else { SpikeKey::Node(node) };
+        let (valid, mut spikes) = b.spikes.remove(&key).unwrap_or_default();
+        let x = self.val(b, input, t.unwrap_or(0));
+        let rows = x.len().checked_div(n_in).unwrap_or(0);
+        if !(stable && valid && spikes.fits(rows, n_in)) {
+            spikes.build(x, n_in);
+        }
+        (key, spikes)
     }
 
     /// Computes node `h`; `t` is the step in a step loop.
@@ -577,10 +963,9 @@ impl Executable {
                 let wd = &b.dims[weight.index()];
                 let (n_out, n_in) = (wd[0], wd[1]);
                 let (mut wt, mut finite) = std::mem::take(&mut b.transposed[i]);
-                let x = self.val(b, input, step);
                 let w = self.val(b, weight, step);
                 if kind == MatMulKind::Dense && n_in > EXACT_MAX_IN {
-                    kernels::matmul_dense(x, w, n_in, n_out, &mut out);
+                    kernels::matmul_dense(self.val(b, input, step), w, n_in, n_out, &mut out);
                 } else {
                     // The event-driven product, and short dense sums: the
                     // interpreter's loop over the transposed weight (the
@@ -592,7 +977,14 @@ impl Executable {
                     if t.is_none() || b.first_iteration || !outside {
                         kernels::transpose(w, n_in, n_out, &mut wt, &mut finite);
                     }
-                    kernels::matmul_event(x, &wt, &finite, n_in, n_out, &mut out);
+                    if kind == MatMulKind::Dense {
+                        let x = self.val(b, input, step);
+                        event::matmul_dense_rows(x, &wt, &finite, n_in, n_out, &mut out);
+                    } else {
+                        let (key, spikes) = self.spike_rows(b, i, input, t, n_in);
+                        event::matmul(&spikes, &wt, &finite, n_in, n_out, &mut out);
+                        b.spikes.insert(key, (true, spikes));
+                    }
                 }
                 b.transposed[i] = (wt, finite);
             }
@@ -645,10 +1037,12 @@ impl Executable {
                         kernels::matmul_grad_weight_dense(g, x, n_in, n_out, &mut out)
                     }
                     MatMulKind::EventDriven => {
-                        let (mut dwt, finite) = std::mem::take(&mut b.transposed[i]);
-                        let (g, x) = (self.val(b, grad, step), self.val(b, input, step));
-                        kernels::matmul_grad_weight_event(g, x, n_in, n_out, &mut dwt, &mut out);
-                        b.transposed[i] = (dwt, finite);
+                        let mut scratch = std::mem::take(&mut b.grad_scratch[i]);
+                        let (key, spikes) = self.spike_rows(b, i, input, t, n_in);
+                        let g = self.val(b, grad, step);
+                        event::matmul_grad_weight(g, &spikes, n_in, n_out, &mut scratch, &mut out);
+                        b.spikes.insert(key, (true, spikes));
+                        b.grad_scratch[i] = scratch;
                     }
                 }
             }
@@ -805,36 +1199,33 @@ fn get(b: &Buffers, v: View, len: usize, t: usize) -> &[f32] {
 /// node's sizes, so `run` cannot fail on length checks.
 fn run_jit(k: &JitKernel, ins: &[&[f32]], outs: &mut [&mut [f32]]) {
     let n = outs.first().map_or(0, |o| o.len());
-    let n_threads = kernels::threads();
     let expect = "kernel buffers have the sizes the kernel was compiled for";
-    if n_threads <= 1 || n < (1 << 15) {
+    let ns = n.saturating_mul(ins.len() + outs.len()) / crate::pool::ELEMENTS_PER_NS;
+    let parts = crate::pool::parts(n / 64, ns);
+    if parts <= 1 {
         k.run(ins, outs).expect(expect);
         return;
     }
-    let per = n.div_ceil(n_threads).div_ceil(64) * 64;
-    let mut parts: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(per)).map(|_| Vec::new()).collect();
+    let per = n.div_ceil(parts).div_ceil(64) * 64;
+    let mut split: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(per)).map(|_| Vec::new()).collect();
     for o in outs.iter_mut() {
         for (j, c) in o.chunks_mut(per).enumerate() {
-            parts[j].push(c);
+            split[j].push(c);
         }
     }
-    std::thread::scope(|s| {
-        for (j, mut part) in parts.into_iter().enumerate() {
-            s.spawn(move || {
-                let start = j * per;
-                let len = part.first().map_or(0, |p| p.len());
-                let part_ins: Vec<&[f32]> = k
-                    .layouts()
-                    .iter()
-                    .zip(ins)
-                    .map(|(l, x)| match l {
-                        InputLayout::Full => &x[start..start + len],
-                        InputLayout::Scalar => *x,
-                    })
-                    .collect();
-                k.run(&part_ins, &mut part).expect(expect);
-            });
-        }
+    crate::pool::for_each_item(split, |j, mut part| {
+        let start = j * per;
+        let len = part.first().map_or(0, |p| p.len());
+        let part_ins: Vec<&[f32]> = k
+            .layouts()
+            .iter()
+            .zip(ins)
+            .map(|(l, x)| match l {
+                InputLayout::Full => &x[start..start + len],
+                InputLayout::Scalar => *x,
+            })
+            .collect();
+        k.run(&part_ins, &mut part).expect(expect);
     });
 }
 
@@ -852,29 +1243,25 @@ const CHUNK: usize = 256;
 /// over threads for big kernels.
 pub fn eval_kernel_fallback(kernel: &FusedKernel, inputs: &[&[f32]], outs: &mut [&mut [f32]]) {
     let Some(n) = outs.first().map(|o| o.len()) else { return };
-    let work = n.saturating_mul(kernel.body.len());
-    if kernels::threads() <= 1 || work < (1 << 17) || n < 2 * CHUNK {
+    // An instruction takes about what an element of a stream does.
+    let ns = n.saturating_mul(kernel.body.len()) / crate::pool::ELEMENTS_PER_NS;
+    let parts = crate::pool::parts(n / CHUNK, ns);
+    if parts <= 1 {
         eval_range(kernel, inputs, 0, n, outs);
         return;
     }
-    // Split the element range over threads: each thread writes its own
-    // disjoint part of every output.
-    let n_threads = kernels::threads();
-    let per = n.div_ceil(n_threads).div_ceil(CHUNK) * CHUNK;
-    let mut parts: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(per)).map(|_| Vec::new()).collect();
+    // Split the element range: each part writes its own disjoint part of
+    // every output.
+    let per = n.div_ceil(parts).div_ceil(CHUNK) * CHUNK;
+    let mut split: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(per)).map(|_| Vec::new()).collect();
     for o in outs.iter_mut() {
         for (j, c) in o.chunks_mut(per).enumerate() {
-            parts[j].push(c);
+            split[j].push(c);
         }
     }
-    std::thread::scope(|s| {
-        for (j, mut part) in parts.into_iter().enumerate() {
-            s.spawn(move || {
-                let start = j * per;
-                let len = part.first().map_or(0, |p| p.len());
-                eval_range(kernel, inputs, start, len, &mut part);
-            });
-        }
+    crate::pool::for_each_item(split, |j, mut part| {
+        let len = part.first().map_or(0, |p| p.len());
+        eval_range(kernel, inputs, j * per, len, &mut part);
     });
 }
 

@@ -11,34 +11,22 @@
 
 use snnc_ir::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
 
-/// The number of threads big kernels use.
-/// (Asked once per process: the query reads cgroup files, which is slow.)
-pub(crate) fn threads() -> usize {
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(16))
-}
-
-/// Work (roughly, multiply-adds or element operations) below which a
-/// kernel runs on the calling thread.
-const PAR_WORK: usize = 1 << 16;
+use crate::pool::{ELEMENTS_PER_NS, GEMM_MACS_PER_NS};
 
 /// Runs `f(first_row, rows_chunk)` over `out`, split into contiguous chunks
-/// of whole rows of `row_len` elements, on up to [`threads`] threads when
-/// `work` is large enough. Each row is written by exactly one call.
-pub(crate) fn par_rows(out: &mut [f32], row_len: usize, work: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+/// of whole rows of `row_len` elements, on the pool when the kernel takes
+/// long enough (about `ns` nanoseconds on one thread, see
+/// [`crate::pool::parts`]). Each row is written by exactly one call.
+pub(crate) fn par_rows(out: &mut [f32], row_len: usize, ns: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     let rows = out.len().checked_div(row_len).unwrap_or(0);
-    let n_threads = threads().min(rows.max(1));
-    if n_threads <= 1 || work < PAR_WORK || row_len == 0 {
-        f(0, out);
-        return;
-    }
-    let per = rows.div_ceil(n_threads);
-    std::thread::scope(|s| {
-        for (i, chunk) in out.chunks_mut(per * row_len).enumerate() {
-            let f = &f;
-            s.spawn(move || f(i * per, chunk));
-        }
-    });
+    crate::pool::for_rows(out, row_len, crate::pool::parts(rows, ns), f);
+}
+
+/// [`par_rows`] for the rows of one GEMM's result: fewer, bigger parts
+/// (see [`crate::pool::gemm_parts`]).
+fn gemm_rows(out: &mut [f32], row_len: usize, ns: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let rows = out.len().checked_div(row_len).unwrap_or(0);
+    crate::pool::for_rows(out, row_len, crate::pool::gemm_parts(rows, ns), f);
 }
 
 /// `max` as the interpreter's `max_nan`: NaN if either is NaN, `a` on ties.
@@ -202,10 +190,22 @@ fn sgemm_strided(
 /// The summation order is the GEMM's (not the interpreter's), so results
 /// agree with the interpreter within rounding only.
 pub(crate) fn matmul_dense(x: &[f32], w: &[f32], n_in: usize, n_out: usize, out: &mut [f32]) {
-    let work = out.len().saturating_mul(n_in);
-    par_rows(out, n_out, work, |row, chunk| {
+    let ns = out.len().saturating_mul(n_in) / GEMM_MACS_PER_NS;
+    gemm_rows(out, n_out, ns, |row, chunk| {
         let m = chunk.len() / n_out.max(1);
         sgemm(m, n_in, n_out, &x[row * n_in..], w, 1, n_in, chunk);
+    });
+}
+
+/// [`matmul_dense`] with the weight given transposed (`wt`, `n_in ×
+/// n_out`, see [`transpose`]): the GEMM packs its rows without gathering
+/// (worth it where one weight serves many calls, as in a step loop). The
+/// GEMM packs either layout into the same panels: the same bits.
+pub(crate) fn matmul_dense_t(x: &[f32], wt: &[f32], n_in: usize, n_out: usize, out: &mut [f32]) {
+    let ns = out.len().saturating_mul(n_in) / GEMM_MACS_PER_NS;
+    gemm_rows(out, n_out, ns, |row, chunk| {
+        let m = chunk.len() / n_out.max(1);
+        sgemm(m, n_in, n_out, &x[row * n_in..], wt, n_out, 1, chunk);
     });
 }
 
@@ -225,41 +225,6 @@ pub(crate) fn transpose(w: &[f32], n_in: usize, n_out: usize, wt: &mut Vec<f32>,
     }
 }
 
-/// The event-driven product: for each row, the weight rows (of the
-/// transposed weight `wt`, `n_in × n_out`) of the active inputs, scaled by
-/// the input, are added in ascending input order from `+0`. Inputs equal
-/// to zero are skipped unless their weight column is not finite (then
-/// `0 * inf` makes NaN, as in the dense formula). These are the
-/// interpreter's operations in its order: the same bits.
-pub(crate) fn matmul_event(x: &[f32], wt: &[f32], finite: &[bool], n_in: usize, n_out: usize, out: &mut [f32]) {
-    if n_out == 0 {
-        return;
-    }
-    let work = x.len().saturating_mul(n_out) / 8;
-    par_rows(out, n_out, work, |row, chunk| {
-        for (r, acc) in chunk.chunks_exact_mut(n_out).enumerate() {
-            acc.fill(0.0);
-            let xr = &x[(row + r) * n_in..(row + r + 1) * n_in];
-            for (k, &xk) in xr.iter().enumerate() {
-                if xk == 0.0 && finite[k] {
-                    continue;
-                }
-                let wr = &wt[k * n_out..(k + 1) * n_out];
-                if xk == 1.0 {
-                    // `1 * w` is `w` exactly (also for NaN and inf).
-                    for (a, &wv) in acc.iter_mut().zip(wr) {
-                        *a += wv;
-                    }
-                } else {
-                    for (a, &wv) in acc.iter_mut().zip(wr) {
-                        *a += xk * wv;
-                    }
-                }
-            }
-        }
-    });
-}
-
 /// The geometry of a 2-d convolution.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConvShape {
@@ -277,65 +242,93 @@ pub(crate) struct ConvShape {
     pub padding: [usize; 2],
 }
 
-/// torch's `conv2d` by im2col and one GEMM per image: `col` holds the
-/// image's patches (`c·kh·kw × oh·ow`, zero outside the image), then
-/// `y[o] = w[o] · col + bias[o]`. Images are split over threads.
+/// Columns of the GEMM of [`conv2d`]: the images of one GEMM fill about
+/// this many (a narrow GEMM, one image of a small plane, runs far below the
+/// machine's peak).
+const CONV_COLUMNS: usize = 512;
+
+/// torch's `conv2d` by im2col and one GEMM per group of images: `col`
+/// holds the group's patches side by side (`c·kh·kw × g·oh·ow`, zero
+/// outside the images), then `y[o] = w[o] · col + bias[o]`, copied to each
+/// image's output. Images are split over threads. (Every output element is
+/// the same sum over `c·kh·kw` in the GEMM whatever the group: the same
+/// bits as one GEMM per image.)
 pub(crate) fn conv2d(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: ConvShape, out: &mut [f32]) {
     let plane = s.oh * s.ow;
     let ckk = s.c * s.kh * s.kw;
     let img_out = s.o * plane;
     debug_assert_eq!(out.len(), s.n * img_out);
-    let work = out.len().saturating_mul(ckk);
-    par_rows(out, img_out, work, |first, chunk| {
-        let mut col = vec![0.0f32; ckk * plane];
-        for (i, y) in chunk.chunks_exact_mut(img_out.max(1)).enumerate() {
-            let n = first + i;
-            for c in 0..s.c {
-                let img = &x[(n * s.c + c) * s.h * s.w..(n * s.c + c + 1) * s.h * s.w];
-                for a in 0..s.kh {
-                    for b in 0..s.kw {
-                        let row = &mut col[((c * s.kh + a) * s.kw + b) * plane..][..plane];
-                        for oi in 0..s.oh {
-                            let r = (oi * s.stride[0] + a).checked_sub(s.padding[0]).filter(|&r| r < s.h);
-                            let out_row = &mut row[oi * s.ow..(oi + 1) * s.ow];
-                            let Some(r) = r else {
-                                out_row.fill(0.0);
-                                continue;
-                            };
-                            if s.stride[1] == 1 {
-                                // Columns `oj` with `0 <= oj + b - pw < w` read a
-                                // contiguous run of the image row; the rest is 0.
-                                let lo = s.padding[1].saturating_sub(b).min(s.ow);
-                                let hi = (s.w + s.padding[1]).saturating_sub(b).clamp(lo, s.ow);
-                                out_row[..lo].fill(0.0);
-                                out_row[hi..].fill(0.0);
-                                if hi > lo {
-                                    let start = r * s.w + lo + b - s.padding[1];
-                                    out_row[lo..hi].copy_from_slice(&img[start..start + (hi - lo)]);
-                                }
-                                continue;
-                            }
-                            for (oj, e) in out_row.iter_mut().enumerate() {
-                                let q = (oj * s.stride[1] + b).checked_sub(s.padding[1]).filter(|&q| q < s.w);
-                                *e = match q {
-                                    Some(q) => img[r * s.w + q],
-                                    None => 0.0,
-                                };
-                            }
-                        }
-                    }
-                }
+    let group = CONV_COLUMNS.div_ceil(plane.max(1)).clamp(1, s.n.max(1));
+    let ns = out.len().saturating_mul(ckk) / GEMM_MACS_PER_NS;
+    let n_parts = crate::pool::parts(s.n.div_ceil(group), ns);
+    // Parts of whole groups.
+    let per = s.n.div_ceil(group).div_ceil(n_parts.max(1)) * group;
+    crate::pool::for_rows(out, img_out * per, s.n.div_ceil(per.max(1)), |p, chunk| {
+        let first = p * per;
+        let mut col = vec![0.0f32; ckk * plane * group];
+        let mut y = vec![0.0f32; s.o * plane * group];
+        for (gi, ys) in chunk.chunks_mut((img_out * group).max(1)).enumerate() {
+            let n0 = first + gi * group;
+            let g = ys.len() / img_out.max(1);
+            let width = g * plane;
+            for k in 0..g {
+                im2col(x, n0 + k, s, &mut col[..ckk * width], width, k * plane);
             }
-            sgemm(s.o, ckk, plane, w, &col, plane, 1, y);
-            if let Some(bias) = bias {
-                for (o, yo) in y.chunks_exact_mut(plane.max(1)).enumerate() {
-                    for e in yo {
-                        *e += bias[o];
+            sgemm(s.o, ckk, width, w, &col[..ckk * width], width, 1, &mut y[..s.o * width]);
+            for (k, yk) in ys.chunks_exact_mut(img_out.max(1)).enumerate() {
+                for (o, yo) in yk.chunks_exact_mut(plane.max(1)).enumerate() {
+                    yo.copy_from_slice(&y[o * width + k * plane..][..plane]);
+                    if let Some(bias) = bias {
+                        for e in yo {
+                            *e += bias[o];
+                        }
                     }
                 }
             }
         }
     });
+}
+
+/// The patches of image `n` (`c·kh·kw` rows of `oh·ow`, zero outside the
+/// image) into `col` at column `at` of rows of `stride`.
+fn im2col(x: &[f32], n: usize, s: ConvShape, col: &mut [f32], stride: usize, at: usize) {
+    let plane = s.oh * s.ow;
+    for c in 0..s.c {
+        let img = &x[(n * s.c + c) * s.h * s.w..(n * s.c + c + 1) * s.h * s.w];
+        for a in 0..s.kh {
+            for b in 0..s.kw {
+                let row = &mut col[((c * s.kh + a) * s.kw + b) * stride + at..][..plane];
+                for oi in 0..s.oh {
+                    let r = (oi * s.stride[0] + a).checked_sub(s.padding[0]).filter(|&r| r < s.h);
+                    let out_row = &mut row[oi * s.ow..(oi + 1) * s.ow];
+                    let Some(r) = r else {
+                        out_row.fill(0.0);
+                        continue;
+                    };
+                    if s.stride[1] == 1 {
+                        // Columns `oj` with `0 <= oj + b - pw < w` read a
+                        // contiguous run of the image row; the rest is 0.
+                        let lo = s.padding[1].saturating_sub(b).min(s.ow);
+                        let hi = (s.w + s.padding[1]).saturating_sub(b).clamp(lo, s.ow);
+                        out_row[..lo].fill(0.0);
+                        out_row[hi..].fill(0.0);
+                        if hi > lo {
+                            let start = r * s.w + lo + b - s.padding[1];
+                            out_row[lo..hi].copy_from_slice(&img[start..start + (hi - lo)]);
+                        }
+                        continue;
+                    }
+                    for (oj, e) in out_row.iter_mut().enumerate() {
+                        let q = (oj * s.stride[1] + b).checked_sub(s.padding[1]).filter(|&q| q < s.w);
+                        *e = match q {
+                            Some(q) => img[r * s.w + q],
+                            None => 0.0,
+                        };
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Max pooling as the interpreter's `max_pool2d` (the same bits).
@@ -347,8 +340,8 @@ pub(crate) fn max_pool2d(
     [oh, ow]: [usize; 2],
     out: &mut [f32],
 ) {
-    let work = out.len().saturating_mul(kh * kw);
-    par_rows(out, oh * ow, work, |first, chunk| {
+    let ns = out.len().saturating_mul(kh * kw) / ELEMENTS_PER_NS;
+    par_rows(out, oh * ow, ns, |first, chunk| {
         for (l, y) in chunk.chunks_exact_mut((oh * ow).max(1)).enumerate() {
             let img = &x[(first + l) * h * w..(first + l + 1) * h * w];
             for i in 0..oh {
@@ -437,8 +430,8 @@ pub(crate) fn matmul_grad_weight_dense(grad: &[f32], x: &[f32], n_in: usize, n_o
         matmul_grad_weight_exact(grad, x, rows, n_in, n_out, out);
         return;
     }
-    let work = out.len().saturating_mul(rows);
-    par_rows(out, n_in, work, |first, chunk| {
+    let ns = out.len().saturating_mul(rows) / GEMM_MACS_PER_NS;
+    gemm_rows(out, n_in, ns, |first, chunk| {
         let m = chunk.len() / n_in.max(1);
         sgemm_strided(m, rows, n_in, (&grad[first..], 1, n_out), (x, n_in, 1), chunk, false);
     });
@@ -446,7 +439,14 @@ pub(crate) fn matmul_grad_weight_dense(grad: &[f32], x: &[f32], n_in: usize, n_o
 
 /// The interpreter's `matmul_grad_weight` loop: rows in order from `+0`,
 /// zero inputs skipped where the gradient row is finite.
-fn matmul_grad_weight_exact(grad: &[f32], x: &[f32], rows: usize, n_in: usize, n_out: usize, out: &mut [f32]) {
+pub(crate) fn matmul_grad_weight_exact(
+    grad: &[f32],
+    x: &[f32],
+    rows: usize,
+    n_in: usize,
+    n_out: usize,
+    out: &mut [f32],
+) {
     out.fill(0.0);
     for r in 0..rows {
         let g = &grad[r * n_out..(r + 1) * n_out];
@@ -460,50 +460,6 @@ fn matmul_grad_weight_exact(grad: &[f32], x: &[f32], rows: usize, n_in: usize, n
             }
         }
     }
-}
-
-/// The event-driven weight gradient of `matmul`: for every row `r` and
-/// every active input `i` (nonzero), `dw[:, i] += grad[r, :] * x[r, i]`,
-/// rows in order from `+0`, accumulated in the transposed `dwt` (`n_in ×
-/// n_out`, contiguous per input) and transposed into `out` at the end. A
-/// gradient row that is not finite also meets its zero inputs (`0 * inf` is
-/// NaN). These are the interpreter's operations in its order (a spike times
-/// the gradient is exact): its bits. Inputs are split over threads.
-pub(crate) fn matmul_grad_weight_event(
-    grad: &[f32],
-    x: &[f32],
-    n_in: usize,
-    n_out: usize,
-    dwt: &mut Vec<f32>,
-    out: &mut [f32],
-) {
-    let rows = grad.len().checked_div(n_out).unwrap_or(0);
-    dwt.clear();
-    dwt.resize(n_in * n_out, 0.0);
-    let finite: Vec<bool> = (0..rows).map(|r| grad[r * n_out..(r + 1) * n_out].iter().all(|v| v.is_finite())).collect();
-    let work = x.len().saturating_mul(n_out) / 8;
-    par_rows(dwt, n_out, work, |first, chunk| {
-        let count = chunk.len() / n_out.max(1);
-        for r in 0..rows {
-            let g = &grad[r * n_out..(r + 1) * n_out];
-            let xr = &x[r * n_in + first..r * n_in + first + count];
-            for (acc, &xv) in chunk.chunks_exact_mut(n_out).zip(xr) {
-                if xv == 0.0 && finite[r] {
-                    continue;
-                }
-                if xv == 1.0 {
-                    for (a, &gv) in acc.iter_mut().zip(g) {
-                        *a += gv;
-                    }
-                } else {
-                    for (a, &gv) in acc.iter_mut().zip(g) {
-                        *a += gv * xv;
-                    }
-                }
-            }
-        }
-    });
-    transpose_matrix(dwt, n_in, n_out, out);
 }
 
 /// Sums `x` (`lead × n`) over its leading rows, in row order from `+0` (the
@@ -529,8 +485,8 @@ pub(crate) fn conv2d_grad_input(grad: &[f32], w: &[f32], s: ConvShape, out: &mut
     let plane = s.oh * s.ow;
     let ckk = s.c * s.kh * s.kw;
     let img_in = s.c * s.h * s.w;
-    let work = out.len().saturating_mul(s.o * s.kh * s.kw);
-    par_rows(out, img_in, work, |first, chunk| {
+    let ns = out.len().saturating_mul(s.o * s.kh * s.kw) / GEMM_MACS_PER_NS;
+    par_rows(out, img_in, ns, |first, chunk| {
         let mut col = vec![0.0f32; ckk * plane];
         for (i, dx) in chunk.chunks_exact_mut(img_in.max(1)).enumerate() {
             let n = first + i;
@@ -586,7 +542,7 @@ pub(crate) fn conv2d_grad_weight(grad: &[f32], x: &[f32], s: ConvShape, out: &mu
         let m = chunk.min(s.n - n0);
         let k = m * plane;
         let cols = &mut cols[..ckk * k];
-        par_rows(cols, k, ckk * k, |first, part| {
+        par_rows(cols, k, ckk * k / ELEMENTS_PER_NS, |first, part| {
             for (li, row) in part.chunks_exact_mut(k).enumerate() {
                 let l = first + li;
                 let (c, a, b) = (l / (s.kh * s.kw), l / s.kw % s.kh, l % s.kw);
@@ -617,8 +573,8 @@ pub(crate) fn conv2d_grad_weight(grad: &[f32], x: &[f32], s: ConvShape, out: &mu
             }
         }
         let (gs, cols) = (&gs[..s.o * k], &*cols);
-        let work = out.len().saturating_mul(k);
-        par_rows(out, ckk, work, |first, part| {
+        let ns = out.len().saturating_mul(k) / GEMM_MACS_PER_NS;
+        gemm_rows(out, ckk, ns, |first, part| {
             let rows = part.len() / ckk;
             // cols^T: element (p, l) is cols[l * k + p].
             sgemm_strided(rows, k, ckk, (&gs[first * k..], k, 1), (cols, 1, k), part, true);
@@ -654,8 +610,8 @@ pub(crate) fn max_pool2d_grad(
     [oh, ow]: [usize; 2],
     out: &mut [f32],
 ) {
-    let work = grad.len().saturating_mul(kh * kw);
-    par_rows(out, h * w, work, |first, chunk| {
+    let ns = grad.len().saturating_mul(kh * kw) / ELEMENTS_PER_NS;
+    par_rows(out, h * w, ns, |first, chunk| {
         for (l, acc) in chunk.chunks_exact_mut((h * w).max(1)).enumerate() {
             let img = &x[(first + l) * h * w..(first + l + 1) * h * w];
             let g = &grad[(first + l) * oh * ow..(first + l + 1) * oh * ow];
@@ -861,7 +817,10 @@ mod tests {
         // Event-driven: the exact loop's bits.
         let x = spikes(rows * n_in, 4);
         let mut event = vec![f32::NAN; n_out * n_in];
-        matmul_grad_weight_event(&g, &x, n_in, n_out, &mut Vec::new(), &mut event);
+        let mut lists = crate::event::SpikeRows::default();
+        lists.build(&x, n_in);
+        let mut scratch = Default::default();
+        crate::event::matmul_grad_weight(&g, &lists, n_in, n_out, &mut scratch, &mut event);
         let mut exact = vec![0.0; n_out * n_in];
         matmul_grad_weight_exact(&g, &x, rows, n_in, n_out, &mut exact);
         assert!(event.iter().zip(&exact).all(|(a, b)| a.to_bits() == b.to_bits()));

@@ -10,16 +10,17 @@
 //!
 //! | op | how |
 //! |---|---|
-//! | a step loop of one `fused` kernel (state reads, `step`s, the kernel, its `extract`s, state writes) | one whole-loop JIT kernel: the time loop inside generated code, the states in registers, per-step outputs written only where collected or recorded |
+//! | a step loop of one `fused` kernel (state reads, `step`s, the kernel, its `extract`s, state writes) | one whole-loop JIT kernel: the time loop inside generated code, the states in registers, per-step outputs written only where collected or recorded; the elements split over threads. A collected output that only event-driven kernels read is not written: the loop runs in chunks of steps and turns each chunk's output (in cache) into spike lists |
+//! | another step loop whose every node works row by row on the batch (products with a weight fixed during the loop, `fused` JIT kernels, elementwise ops, states) | split over the batch: each part of the rows runs all steps on its own (`exec/rowloop.rs`), one synchronisation per loop instead of one per node and step; a state written with a value of the loop's own takes that value's buffer instead of a copy |
 //! | `fused`, `extract` | a kernel per `fused` node (Cranelift JIT in `jit`; the plain-Rust [`exec::eval_kernel_fallback`] for broadcast inputs), element by element: the interpreter's bits |
 //! | `matmul` (dense) | one GEMM (`matrixmultiply`) over all rows, `[T·B, in] × [out, in]ᵀ`, rows split over threads; with at most 64 inputs, the interpreter's loop (its bits) |
-//! | `spike_matmul` | ours: per row, the rows of the transposed weight of the active inputs, added in ascending input order: the interpreter's bits |
+//! | `spike_matmul` | ours (`event.rs`): the active inputs of each row listed once (a value read by several kernels, such as the encoder's spikes, is listed once per run), then per row the rows of the transposed weight of its active inputs added in ascending input order, in registers: the interpreter's bits |
 //! | `conv2d` | im2col and one GEMM per image, images split over threads |
 //! | `max_pool2d`, `reduce_time_*`, `log_softmax`, `uniform`, unfused elementwise ops | plain Rust loops in the interpreter's order: its bits |
 //! | `step`, `reshape`, `stop_gradient`, `collect`, `state_read`, `state_write` | views of other buffers, no copy (a `state_write` copies into the next-state buffer) |
 //! | `transpose`, `sum_to`, `conv2d_grad_bias`, `max_pool2d_grad`, `reduce_time_*_grad`, `log_softmax_grad` | plain Rust loops in the interpreter's order: its bits |
 //! | `matmul_grad_weight` | one GEMM `gradᵀ · x` over all `T·B` rows, the rows of the result split over threads; with at most 64 rows, the interpreter's loop (its bits) |
-//! | `spike_matmul_grad_weight` | ours: per row, the gradient row added to the (transposed) result row of each active input, rows in order: the interpreter's bits |
+//! | `spike_matmul_grad_weight` | ours (`event.rs`, from the same lists): per row, the gradient row added to the (transposed) result row of each active input, rows in order, the inputs split over threads: the interpreter's bits |
 //! | `conv2d_grad_input` | per image one GEMM `wᵀ · grad` and col2im, images split over threads |
 //! | `conv2d_grad_weight` | im2col of 32 images at a time and one GEMM per chunk adding into the result, its rows split over threads |
 //!
@@ -33,7 +34,14 @@
 //! interpreter runs f64). GEMM-based ops sum in the GEMM's order, so they
 //! agree with the interpreter within rounding (1e-5 relative), everything
 //! else bit for bit. Work is split over threads by whole rows or elements,
-//! never by a reduction, so a run gives the same bits on every call.
+//! never by a reduction, so a run gives the same bits on every call and
+//! for every number of threads (`SNNC_THREADS` sets it).
+//!
+//! # Threads
+//!
+//! One persistent pool (`pool.rs`, `rayon`), its threads started once; a
+//! run executes inside it. Kernels split when they take long enough to pay
+//! for it (estimated from their size), into more parts than threads.
 //!
 //! # Buffers
 //!
@@ -43,9 +51,13 @@
 mod check;
 pub mod clif;
 pub mod emit;
+mod event;
 pub mod exec;
 pub mod jit;
 mod kernels;
+#[cfg(test)]
+mod microbench;
+mod pool;
 mod steploop;
 
 use std::collections::BTreeMap;

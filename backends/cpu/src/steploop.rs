@@ -102,6 +102,28 @@ pub(crate) fn plan(
     }))
 }
 
+/// The whole-loop kernel of `region` (which [`plan`] made a [`StepLoop`]),
+/// recording what it records when not recording everything, with the
+/// outputs that have `bits[j]` written as bits (see
+/// [`KernelCompiler::compile_steps_bits`]). `Ok(None)` where the JIT
+/// cannot.
+pub(crate) fn compile_bits(
+    module: &Module,
+    region: &Region,
+    collected: &[bool],
+    compiler: &mut KernelCompiler,
+    bits: &[bool],
+) -> Result<Option<JitStepKernel>, CpuError> {
+    let Some(a) = analyze(module, region, collected) else { return Ok(None) };
+    let Op::Fused(kernel) = &module.nodes[a.fused].op else { unreachable!("analyze returns a fused node") };
+    let record = a.record_flags(module, collected, false);
+    match compiler.compile_steps_bits(kernel, &a.layouts, &record, bits, region.reverse) {
+        Ok(k) => Ok(Some(k)),
+        Err(JitError::Unsupported(_)) => Ok(None),
+        Err(e) => Err(CpuError::Jit(format!("step loop of kernel `{}`: {e}", kernel.name))),
+    }
+}
+
 /// Whether `region` qualifies as a whole-loop kernel, and how.
 pub(crate) fn analyze(module: &Module, region: &Region, collected: &[bool]) -> Option<Analysis> {
     if !region.is_step() {

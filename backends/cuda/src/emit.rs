@@ -151,7 +151,11 @@ impl Emitter<'_, '_> {
         }
         Ok(Launch {
             kernel,
-            nodes: spec.members.iter().map(|h| h.index() as u32).collect(),
+            nodes: if spec.members.is_empty() {
+                spec.stores.iter().map(|(v, _)| v.node.index() as u32).collect()
+            } else {
+                spec.members.iter().map(|h| h.index() as u32).collect()
+            },
             what,
             formula,
             block,

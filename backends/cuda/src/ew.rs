@@ -29,7 +29,8 @@
 //! Every IR op is one IEEE operation in f32 with an explicit rounding mode
 //! (`add.rn`, `sub.rn`, `mul.rn`, `div.rn`, `sqrt.rn`), never contracted
 //! into an FMA, in the order of the IR, so results are the interpreter's
-//! bits, except for `exp`, `log` and `tanh` (a few ulp, see `math.rs`).
+//! bits, except for `exp`, `log` and `tanh` (correctly rounded, which
+//! glibc is not always; see `math.rs`).
 //! Comparisons are ordered (false on NaN), `threshold` is `x > 0`,
 //! `select` tests `c != 0` unordered (true on NaN, as Rust's `!=`),
 //! `max`/`min`/`relu` give the canonical NaN where an operand is NaN.

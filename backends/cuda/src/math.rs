@@ -1,13 +1,16 @@
 //! PTX for the scalar functions of the IR that are more than one
 //! instruction: IEEE-exact `max`/`min` with the interpreter's NaN and
-//! tie rules, `exp`, `log` and `tanh` (accurate to a few ulp, not bit for
-//! bit: Rust's `f32::exp` is glibc's and a GPU has no such instruction),
-//! and the counter-based generator of `Op::Uniform` (bit for bit).
+//! tie rules; `exp`, `log` and `tanh` computed in f64 from IEEE operations
+//! only (no `.approx` instruction) and rounded once to f32, so they are
+//! correctly rounded except in rare cases, like glibc's `expf`/`logf`
+//! that Rust's `f32` functions call (the CPU's bits in practice, not by
+//! construction); and the counter-based generator of `Op::Uniform` (bit
+//! for bit).
 //!
 //! Each function appends its instructions to the kernel builder and
 //! returns the register holding the result.
 
-use crate::ptx::{Kb, NAN, ONE, ZERO, fimm};
+use crate::ptx::{Kb, NAN, ONE, ZERO, dimm};
 
 /// `max(a, b)` as the interpreter's `max_nan`: the canonical NaN if either
 /// is NaN, else `b > a ? b : a` (`a` wins ties, so `max(-0, +0) = -0`).
@@ -36,97 +39,112 @@ pub(crate) fn bool_to_f32(k: &mut Kb, p: &str) -> String {
     d
 }
 
-/// `e^x`, within about 2 ulp: `x = j ln2 + r` with `j = round(x log2 e)`
-/// and `|r| <= ln2 / 2` (Cody-Waite, two-part `ln2`), `e^r` by
-/// `ex2.approx` of `r log2 e`, then two exact scalings by powers of two so
-/// that overflow gives `inf` and underflow rounds to subnormals or 0. NaN
-/// stays NaN; `x` is clamped to `[-104, 89]` first (beyond: 0 and inf).
+/// `e^d` in f64 for an f64 register `d` in `[-745, 709]` (the caller
+/// clamps), accurate to about 1e-16 relative: `d = k ln2 + r` with
+/// `k = round(d log2 e)` (Cody-Waite, two-part `ln2`), `e^r` by its Taylor
+/// polynomial of degree 13 (`|r| <= ln2 / 2`), scaled by `2^k` in two
+/// exact steps.
+fn exp_f64(k: &mut Kb, d: &str) -> String {
+    let (t, kf, r0, r) = (k.fd(), k.fd(), k.fd(), k.fd());
+    k.ins(format!("mul.rn.f64 {t}, {d}, {}", dimm(std::f64::consts::LOG2_E)));
+    k.ins(format!("cvt.rni.f64.f64 {kf}, {t}"));
+    k.ins(format!("fma.rn.f64 {r0}, {kf}, {}, {d}", dimm(-f64::from_bits(0x3FE6_2E42_FEE0_0000))));
+    k.ins(format!("fma.rn.f64 {r}, {kf}, {}, {r0}", dimm(-f64::from_bits(0x3DEA_39EF_3579_3C76))));
+    let mut fact = [1.0f64; 14];
+    for n in 1..14 {
+        fact[n] = fact[n - 1] * n as f64;
+    }
+    let mut acc = k.fd();
+    k.ins(format!("mov.f64 {acc}, {}", dimm(1.0 / fact[13])));
+    for n in (0..13).rev() {
+        let next = k.fd();
+        k.ins(format!("fma.rn.f64 {next}, {acc}, {r}, {}", dimm(1.0 / fact[n])));
+        acc = next;
+    }
+    // 2^k = 2^k1 * 2^k2 with k1 = k >> 1: both normal for k in [-1075, 1024].
+    let (ki, k1, k2) = (k.r(), k.r(), k.r());
+    k.ins(format!("cvt.rzi.s32.f64 {ki}, {kf}"));
+    k.ins(format!("shr.s32 {k1}, {ki}, 1"));
+    k.ins(format!("sub.s32 {k2}, {ki}, {k1}"));
+    let mut scaled = acc;
+    for kk in [k1, k2] {
+        let (e, b, sc, y) = (k.r(), k.rd(), k.fd(), k.fd());
+        k.ins(format!("add.s32 {e}, {kk}, 1023"));
+        k.ins(format!("cvt.u64.u32 {b}, {e}"));
+        k.ins(format!("shl.b64 {b}, {b}, 52"));
+        k.ins(format!("mov.b64 {sc}, {b}"));
+        k.ins(format!("mul.rn.f64 {y}, {scaled}, {sc}"));
+        scaled = y;
+    }
+    scaled
+}
+
+/// `e^x` for f32 `x`, computed in f64 and rounded once: correctly rounded
+/// except in rare cases (as glibc's `expf`, which Rust's `f32::exp` calls,
+/// so the CPU's bits in practice). NaN stays NaN; `x` is clamped to
+/// `[-104, 89]` (beyond: 0 and inf).
 pub(crate) fn exp(k: &mut Kb, x: &str) -> String {
-    let (xc, xd, t, j, r0, r, u, p) = (k.f(), k.f(), k.f(), k.f(), k.f(), k.f(), k.f(), k.f());
-    k.ins(format!("max.f32 {xc}, {x}, {}", fimm(-104.0)));
-    k.ins(format!("min.f32 {xd}, {xc}, {}", fimm(89.0)));
-    k.ins(format!("mul.rn.f32 {t}, {xd}, {}", fimm(std::f32::consts::LOG2_E)));
-    k.ins(format!("cvt.rni.f32.f32 {j}, {t}"));
-    // ln2 = LN2_HI + LN2_LO, LN2_HI with 11 trailing zero bits (exact j * LN2_HI).
-    k.ins(format!("fma.rn.f32 {r0}, {j}, {}, {xd}", fimm(f32::from_bits(0xBF31_7200))));
-    k.ins(format!("fma.rn.f32 {r}, {j}, {}, {r0}", fimm(f32::from_bits(0xB5BF_BE8E))));
-    k.ins(format!("mul.rn.f32 {u}, {r}, {}", fimm(std::f32::consts::LOG2_E)));
-    k.ins(format!("ex2.approx.f32 {p}, {u}"));
-    // 2^j as 2^j1 * 2^j2, both normal for j in [-151, 129].
-    let (ji, j1, j2, b1, b2) = (k.r(), k.r(), k.r(), k.r(), k.r());
-    k.ins(format!("cvt.rzi.s32.f32 {ji}, {j}"));
-    k.ins(format!("shr.s32 {j1}, {ji}, 1"));
-    k.ins(format!("sub.s32 {j2}, {ji}, {j1}"));
-    k.ins(format!("add.s32 {b1}, {j1}, 127"));
-    k.ins(format!("shl.b32 {b1}, {b1}, 23"));
-    k.ins(format!("add.s32 {b2}, {j2}, 127"));
-    k.ins(format!("shl.b32 {b2}, {b2}, 23"));
-    let (s1, s2, y0, y, nan, res) = (k.f(), k.f(), k.f(), k.f(), k.p(), k.f());
-    k.ins(format!("mov.b32 {s1}, {b1}"));
-    k.ins(format!("mov.b32 {s2}, {b2}"));
-    k.ins(format!("mul.rn.f32 {y0}, {p}, {s1}"));
-    k.ins(format!("mul.rn.f32 {y}, {y0}, {s2}"));
-    let xx = k.f();
+    let (xd, lo, c) = (k.fd(), k.fd(), k.fd());
+    k.ins(format!("cvt.f64.f32 {xd}, {x}"));
+    k.ins(format!("max.f64 {lo}, {xd}, {}", dimm(-104.0)));
+    k.ins(format!("min.f64 {c}, {lo}, {}", dimm(89.0)));
+    let y = exp_f64(k, &c);
+    let (yf, xx, nan, res) = (k.f(), k.f(), k.p(), k.f());
+    k.ins(format!("cvt.rn.f32.f64 {yf}, {y}"));
     k.ins(format!("add.f32 {xx}, {x}, {x}"));
     k.ins(format!("setp.nan.f32 {nan}, {x}, {x}"));
-    k.ins(format!("selp.f32 {res}, {xx}, {y}, {nan}"));
+    k.ins(format!("selp.f32 {res}, {xx}, {yf}, {nan}"));
     res
 }
 
-/// `ln x`, within about 2 ulp: `x = m 2^e` with `m` in `[sqrt(1/2),
-/// sqrt(2))` (subnormals scaled by 2^23 first), `ln m = 2 atanh(s)` with
-/// `s = (m - 1) / (m + 1)` as an odd polynomial, plus `e ln2`. Special
-/// values as IEEE: NaN and negatives give NaN, `+-0` gives `-inf`, `inf`
-/// gives `inf`.
+/// `ln x` for f32 `x`, computed in f64 and rounded once (correctly rounded
+/// except in rare cases, as glibc's `logf`): `x = m 2^e` with `m` in
+/// `[sqrt(1/2), sqrt(2))` (f64 has no f32 subnormals), `ln m = 2 atanh(s)`
+/// with `s = (m - 1) / (m + 1)` as an odd polynomial to `s^19`, plus
+/// `e ln2`. NaN and negatives give NaN, `+-0` gives `-inf`, `inf` gives
+/// `inf`.
 pub(crate) fn log(k: &mut Kb, x: &str) -> String {
-    let (sub, xs, bits, e0, eb, mb, m0) = (k.p(), k.f(), k.r(), k.r(), k.r(), k.r(), k.f());
-    // Subnormal inputs: scale into the normal range.
-    k.ins(format!("setp.lt.f32 {sub}, {x}, {}", fimm(f32::MIN_POSITIVE)));
-    let scaled = k.f();
-    k.ins(format!("mul.rn.f32 {scaled}, {x}, {}", fimm(8_388_608.0)));
-    k.ins(format!("selp.f32 {xs}, {scaled}, {x}, {sub}"));
-    k.ins(format!("mov.b32 {bits}, {xs}"));
-    k.ins(format!("bfe.u32 {eb}, {bits}, 23, 8"));
-    k.ins(format!("sub.s32 {e0}, {eb}, 127"));
-    let adj = k.r();
-    k.ins(format!("selp.s32 {adj}, 23, 0, {sub}"));
-    let e1 = k.r();
-    k.ins(format!("sub.s32 {e1}, {e0}, {adj}"));
-    k.ins(format!("and.b32 {mb}, {bits}, 8388607"));
-    k.ins(format!("or.b32 {mb}, {mb}, 1065353216"));
-    k.ins(format!("mov.b32 {m0}, {mb}"));
+    let (xd, bits, eb, e0, mb, m0) = (k.fd(), k.rd(), k.rd(), k.r(), k.rd(), k.fd());
+    k.ins(format!("cvt.f64.f32 {xd}, {x}"));
+    k.ins(format!("mov.b64 {bits}, {xd}"));
+    k.ins(format!("shr.u64 {eb}, {bits}, 52"));
+    k.ins(format!("and.b64 {eb}, {eb}, 2047"));
+    k.ins(format!("cvt.u32.u64 {e0}, {eb}"));
+    k.ins(format!("sub.s32 {e0}, {e0}, 1023"));
+    k.ins(format!("and.b64 {mb}, {bits}, 0x000FFFFFFFFFFFFF"));
+    k.ins(format!("or.b64 {mb}, {mb}, 0x3FF0000000000000"));
+    k.ins(format!("mov.b64 {m0}, {mb}"));
     // m in [1, 2): halve it above sqrt(2).
-    let (big, mh, m, e1p, e) = (k.p(), k.f(), k.f(), k.r(), k.r());
-    k.ins(format!("setp.gt.f32 {big}, {m0}, {}", fimm(std::f32::consts::SQRT_2)));
-    k.ins(format!("mul.rn.f32 {mh}, {m0}, 0f3F000000"));
-    k.ins(format!("selp.f32 {m}, {mh}, {m0}, {big}"));
-    k.ins(format!("add.s32 {e1p}, {e1}, 1"));
-    k.ins(format!("selp.s32 {e}, {e1p}, {e1}, {big}"));
-    let (f, den, s, z) = (k.f(), k.f(), k.f(), k.f());
-    k.ins(format!("sub.rn.f32 {f}, {m}, {ONE}"));
-    k.ins(format!("add.rn.f32 {den}, {m}, {ONE}"));
-    k.ins(format!("div.rn.f32 {s}, {f}, {den}"));
-    k.ins(format!("mul.rn.f32 {z}, {s}, {s}"));
-    // 2 atanh(s) = 2s (1 + z/3 + z^2/5 + ... + z^5/11), |s| < 0.1716.
-    let coef = [1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0f32];
-    let mut acc = k.f();
-    k.ins(format!("mov.f32 {acc}, {}", fimm(coef[0])));
-    for c in &coef[1..] {
-        let n = k.f();
-        k.ins(format!("fma.rn.f32 {n}, {acc}, {z}, {}", fimm(*c)));
-        acc = n;
+    let (big, mh, m, e1, e) = (k.p(), k.fd(), k.fd(), k.r(), k.r());
+    k.ins(format!("setp.gt.f64 {big}, {m0}, {}", dimm(std::f64::consts::SQRT_2)));
+    k.ins(format!("mul.rn.f64 {mh}, {m0}, {}", dimm(0.5)));
+    k.ins(format!("selp.f64 {m}, {mh}, {m0}, {big}"));
+    k.ins(format!("add.s32 {e1}, {e0}, 1"));
+    k.ins(format!("selp.s32 {e}, {e1}, {e0}, {big}"));
+    let (f, den, s, z) = (k.fd(), k.fd(), k.fd(), k.fd());
+    k.ins(format!("sub.rn.f64 {f}, {m}, {}", dimm(1.0)));
+    k.ins(format!("add.rn.f64 {den}, {m}, {}", dimm(1.0)));
+    k.ins(format!("div.rn.f64 {s}, {f}, {den}"));
+    k.ins(format!("mul.rn.f64 {z}, {s}, {s}"));
+    // 2 atanh(s) = 2s (1 + z/3 + z^2/5 + ... + z^9/19), |s| < 0.1716.
+    let mut acc = k.fd();
+    k.ins(format!("mov.f64 {acc}, {}", dimm(1.0 / 19.0)));
+    for n in (0..9).rev() {
+        let next = k.fd();
+        k.ins(format!("fma.rn.f64 {next}, {acc}, {z}, {}", dimm(1.0 / f64::from(2 * n + 1))));
+        acc = next;
     }
-    let (s2, lm, ef, hi, lo, y) = (k.f(), k.f(), k.f(), k.f(), k.f(), k.f());
-    k.ins(format!("add.rn.f32 {s2}, {s}, {s}"));
-    k.ins(format!("mul.rn.f32 {lm}, {s2}, {acc}"));
-    k.ins(format!("cvt.rn.f32.s32 {ef}, {e}"));
-    k.ins(format!("fma.rn.f32 {lo}, {ef}, {}, {lm}", fimm(-2.121_944_4e-4)));
-    k.ins(format!("fma.rn.f32 {hi}, {ef}, {}, {lo}", fimm(f32::from_bits(0x3F31_8000))));
-    k.ins(format!("mov.f32 {y}, {hi}"));
+    let (s2, lm, ef, lo, y, yf) = (k.fd(), k.fd(), k.fd(), k.fd(), k.fd(), k.f());
+    k.ins(format!("add.rn.f64 {s2}, {s}, {s}"));
+    k.ins(format!("mul.rn.f64 {lm}, {s2}, {acc}"));
+    k.ins(format!("cvt.rn.f64.s32 {ef}, {e}"));
+    k.ins(format!("fma.rn.f64 {lo}, {ef}, {}, {lm}", dimm(f64::from_bits(0x3DEA_39EF_3579_3C76))));
+    k.ins(format!("fma.rn.f64 {y}, {ef}, {}, {lo}", dimm(f64::from_bits(0x3FE6_2E42_FEE0_0000))));
+    k.ins(format!("cvt.rn.f32.f64 {yf}, {y}"));
     // Special values.
     let (p0, pinf, pneg, r1, r2, r3) = (k.p(), k.p(), k.p(), k.f(), k.f(), k.f());
     k.ins(format!("setp.eq.f32 {p0}, {x}, {ZERO}"));
-    k.ins(format!("selp.f32 {r1}, 0fFF800000, {y}, {p0}"));
+    k.ins(format!("selp.f32 {r1}, 0fFF800000, {yf}, {p0}"));
     k.ins(format!("setp.eq.f32 {pinf}, {x}, 0f7F800000"));
     k.ins(format!("selp.f32 {r2}, 0f7F800000, {r1}, {pinf}"));
     k.ins(format!("setp.ltu.f32 {pneg}, {x}, {ZERO}"));
@@ -134,44 +152,34 @@ pub(crate) fn log(k: &mut Kb, x: &str) -> String {
     r3
 }
 
-/// `tanh x`, within a few ulp: an odd Taylor polynomial for `|x| < 0.55`,
-/// else `sign(x) (1 - 2 / (e^{2|x|} + 1))` (1 for large `|x|`). NaN stays
-/// NaN.
+/// `tanh x` for f32 `x`, computed in f64 and rounded once: `x - x^3/3`
+/// for `|x| < 2^-12`, else `sign(x) (1 - 2 / (e^{2|x|} + 1))` with `2|x|`
+/// clamped to 40 (where the f32 result is 1). NaN stays NaN.
 pub(crate) fn tanh(k: &mut Kb, x: &str) -> String {
-    let (a, z) = (k.f(), k.f());
-    k.ins(format!("abs.f32 {a}, {x}"));
-    k.ins(format!("mul.rn.f32 {z}, {x}, {x}"));
-    // tanh x = x + x^3 (c3 + z (c5 + ...)), z = x^2.
-    let coef: [f64; 7] = [
-        -929_569.0 / 638_512_875.0,
-        21_844.0 / 6_081_075.0,
-        -1_382.0 / 155_925.0,
-        62.0 / 2_835.0,
-        -17.0 / 315.0,
-        2.0 / 15.0,
-        -1.0 / 3.0,
-    ];
-    let mut acc = k.f();
-    k.ins(format!("mov.f32 {acc}, {}", fimm(coef[0] as f32)));
-    for c in &coef[1..] {
-        let n = k.f();
-        k.ins(format!("fma.rn.f32 {n}, {acc}, {z}, {}", fimm(*c as f32)));
-        acc = n;
-    }
-    let (x3, small) = (k.f(), k.f());
-    k.ins(format!("mul.rn.f32 {x3}, {z}, {x}"));
-    k.ins(format!("fma.rn.f32 {small}, {x3}, {acc}, {x}"));
-    let a2 = k.f();
-    k.ins(format!("add.rn.f32 {a2}, {a}, {a}"));
-    let e = exp(k, &a2);
-    let (d, q, big, signed) = (k.f(), k.f(), k.f(), k.f());
-    k.ins(format!("add.rn.f32 {d}, {e}, {ONE}"));
-    k.ins(format!("div.rn.f32 {q}, 0f40000000, {d}"));
-    k.ins(format!("sub.rn.f32 {big}, {ONE}, {q}"));
-    k.ins(format!("copysign.f32 {signed}, {x}, {big}"));
-    let (p, res) = (k.p(), k.f());
-    k.ins(format!("setp.lt.f32 {p}, {a}, 0f3F0CCCCD"));
-    k.ins(format!("selp.f32 {res}, {small}, {signed}, {p}"));
+    let (xd, a, a2, c) = (k.fd(), k.fd(), k.fd(), k.fd());
+    k.ins(format!("cvt.f64.f32 {xd}, {x}"));
+    k.ins(format!("abs.f64 {a}, {xd}"));
+    k.ins(format!("add.rn.f64 {a2}, {a}, {a}"));
+    k.ins(format!("min.f64 {c}, {a2}, {}", dimm(40.0)));
+    let e = exp_f64(k, &c);
+    let (d, q, big, signed) = (k.fd(), k.fd(), k.fd(), k.fd());
+    k.ins(format!("add.rn.f64 {d}, {e}, {}", dimm(1.0)));
+    k.ins(format!("div.rn.f64 {q}, {}, {d}", dimm(2.0)));
+    k.ins(format!("sub.rn.f64 {big}, {}, {q}", dimm(1.0)));
+    k.ins(format!("copysign.f64 {signed}, {xd}, {big}"));
+    let (x2, x3, small) = (k.fd(), k.fd(), k.fd());
+    k.ins(format!("mul.rn.f64 {x2}, {xd}, {xd}"));
+    k.ins(format!("mul.rn.f64 {x3}, {x2}, {xd}"));
+    k.ins(format!("fma.rn.f64 {small}, {x3}, {}, {xd}", dimm(-1.0 / 3.0)));
+    let (p, y0, y, yf, nan, xx, res) = (k.p(), k.fd(), k.fd(), k.f(), k.p(), k.f(), k.f());
+    k.ins(format!("setp.lt.f64 {p}, {a}, {}", dimm(1.0 / 4096.0)));
+    k.ins(format!("selp.f64 {y0}, {small}, {signed}, {p}"));
+    // The sign of x, also for -0 (tanh is odd).
+    k.ins(format!("copysign.f64 {y}, {xd}, {y0}"));
+    k.ins(format!("cvt.rn.f32.f64 {yf}, {y}"));
+    k.ins(format!("add.f32 {xx}, {x}, {x}"));
+    k.ins(format!("setp.nan.f32 {nan}, {x}, {x}"));
+    k.ins(format!("selp.f32 {res}, {xx}, {yf}, {nan}"));
     res
 }
 

@@ -11,10 +11,10 @@
 //! | `reduce_time_*` | one thread per element: a loop over time |
 //! | `log_softmax` | one thread per row: max, sum of `exp`, `ln` |
 //! | `transpose` | one thread per element |
-//! | `matmul_grad_weight` | one thread per weight: the sum over rows in order (the event-driven kind skips zero inputs) |
+//! | `matmul_grad_weight` | one thread per weight: the sum over rows in order (both kinds: zero inputs' products change nothing) |
 //! | `sum_to` | one thread per result element: the sum over the leading index in order |
 //! | `conv2d_grad_input` | one thread per input element: the sum over `(o, a, b)` of the windows that read it |
-//! | `conv2d_grad_weight` | one thread per weight: the sum over `(n, i, j)` of in-bounds positions |
+//! | `conv2d_grad_weight` | one thread per weight: the sum over `(n, i, j)` in order (padding as zero products) |
 //! | `conv2d_grad_bias` | one thread per channel |
 //! | `max_pool2d_grad` | one thread per input element: the gradients of the windows whose first maximum (NaN counts as maximal, as torch) it is, in window order |
 //! | `reduce_time_*_grad` | one thread per element: a loop over time (`max`: the first maximal step, NaN first) |
@@ -106,7 +106,13 @@ impl<'p, 'a> Hk<'p, 'a> {
     }
 
     fn done(self, what: String, threads: Count) -> HeavyKernel {
-        self.done_with(what, [BLOCK, 1, 1], [GridDim { threads, per_block: BLOCK }, GridDim::one(), GridDim::one()])
+        let mut k = self.done_with(
+            what,
+            [BLOCK, 1, 1],
+            [GridDim { threads, per_block: BLOCK }, GridDim::one(), GridDim::one()],
+        );
+        k.formula = format!("threads = {} ({})", threads.show(), k.formula);
+        k
     }
 
     fn done_with(self, what: String, block: [u32; 3], grid: [GridDim; 3]) -> HeavyKernel {
@@ -245,13 +251,13 @@ pub(crate) fn write(plan: &Plan<'_>, h: Handle<Node>, mode: Mode, prefix: &str) 
                 fixed(ad[1], &ctx("transpose"))?,
             )?]
         }
-        Op::MatMulGradWeight { grad, input, kind } => {
+        Op::MatMulGradWeight { grad, input, .. } => {
             let gd = dims(grad);
             let xd = dims(input);
             let o = fixed(gd[gd.len() - 1], &ctx("matmul_grad_weight"))?;
             let i = fixed(xd[xd.len() - 1], &ctx("matmul_grad_weight"))?;
             let rows = count_dims(&gd[..gd.len() - 1]);
-            vec![matmul_grad_weight(plan, h, mode, name(node.op.mnemonic()), grad, input, kind, rows, o, i)?]
+            vec![matmul_grad_weight(plan, h, mode, name(node.op.mnemonic()), grad, input, rows, o, i)?]
         }
         Op::SumTo { arg, ref shape } => {
             let total = count_dims(&dims(arg));
@@ -886,7 +892,6 @@ fn matmul_grad_weight(
     name: String,
     grad: Handle<Node>,
     input: Handle<Node>,
-    kind: MatMulKind,
     rows: Count,
     o: u64,
     i: u64,
@@ -906,15 +911,9 @@ fn matmul_grad_weight(
         let xi = k.mad(r, i, &ii);
         let gv = k.ld(&g, &gi);
         let xv = k.ld(&x, &xi);
-        match kind {
-            MatMulKind::Dense => acc_mul(k, &acc, &gv, &xv),
-            MatMulKind::EventDriven => {
-                let (p, pr) = (k.p(), k.f());
-                k.ins(format!("setp.ne.f32 {p}, {xv}, {ZERO}"));
-                k.ins(format!("mul.rn.f32 {pr}, {gv}, {xv}"));
-                k.ins(format!("@{p} add.rn.f32 {acc}, {acc}, {pr}"));
-            }
-        }
+        // Both kinds: every product (a zero input's product changes
+        // nothing but a non-finite gradient's NaN, as in the dense sum).
+        acc_mul(k, &acc, &gv, &xv);
         Ok(())
     })?;
     k.st(&y, &e, &acc);
@@ -1053,14 +1052,13 @@ fn conv2d_grad_weight(
                 k.ins(format!("and.pred {p}, {pr}, {pq}"));
                 let gi = k.mad(&grow, d.ow, j);
                 let xi = k.mad(&xrow0, d.w, &q);
-                let (ag, ax) = (k.addr(&g, &gi), k.addr(&x, &xi));
-                let (gv, xv, pp) = (k.f(), k.f(), k.f());
-                k.ins(format!("mov.f32 {gv}, {ZERO}"));
+                let gv = k.ld(&g, &gi);
+                let ax = k.addr(&x, &xi);
+                let xv = k.f();
+                // Padding reads as 0, and its product is computed too.
                 k.ins(format!("mov.f32 {xv}, {ZERO}"));
-                k.ins(format!("@{p} ld.global.f32 {gv}, [{ag}]"));
                 k.ins(format!("@{p} ld.global.f32 {xv}, [{ax}]"));
-                k.ins(format!("mul.rn.f32 {pp}, {gv}, {xv}"));
-                k.ins(format!("@{p} add.rn.f32 {acc}, {acc}, {pp}"));
+                acc_mul(k, &acc, &gv, &xv);
                 Ok(())
             })
         })

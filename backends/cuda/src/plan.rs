@@ -37,7 +37,9 @@
 //! of the step reads the state (and the state has the group's size);
 //! otherwise the value is stored and copied into the state buffer at the
 //! end of the step. A collected `state_read` (or one whose value becomes
-//! another state) is first copied ("snapshot") at the start of the step.
+//! another state) is first copied ("snapshot") at the start of the step:
+//! by the step's first group (no state is written in place before it,
+//! only groups do that) or by a copy kernel of its own.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -21,6 +21,11 @@ pub(crate) fn fimm(x: f32) -> String {
     format!("0f{:08X}", x.to_bits())
 }
 
+/// A PTX f64 immediate (`0d3FF0000000000000` for 1.0): the exact bits.
+pub(crate) fn dimm(x: f64) -> String {
+    format!("0d{:016X}", x.to_bits())
+}
+
 /// The canonical NaN the reference interpreter produces (`f32::NAN`).
 pub(crate) const NAN: &str = "0f7FC00000";
 pub(crate) const ZERO: &str = "0f00000000";
@@ -61,6 +66,7 @@ pub(crate) struct Kb {
     main: String,
     hoist: bool,
     n_f: u32,
+    n_fd: u32,
     n_r: u32,
     n_rd: u32,
     n_p: u32,
@@ -85,6 +91,7 @@ impl Kb {
             main: String::new(),
             hoist: false,
             n_f: 0,
+            n_fd: 0,
             n_r: 0,
             n_rd: 0,
             n_p: 0,
@@ -141,6 +148,11 @@ impl Kb {
     pub(crate) fn f(&mut self) -> String {
         self.n_f += 1;
         format!("%f{}", self.n_f - 1)
+    }
+
+    pub(crate) fn fd(&mut self) -> String {
+        self.n_fd += 1;
+        format!("%fd{}", self.n_fd - 1)
     }
 
     pub(crate) fn r(&mut self) -> String {
@@ -304,10 +316,14 @@ impl Kb {
         let params: Vec<String> = self.params.iter().map(|(n, t)| format!("\t.param {} {n}", t.ptx())).collect();
         let _ = writeln!(s, ".visible .entry {}(\n{}\n)", self.name, params.join(",\n"));
         s.push_str("{\n");
-        for (class, n) in [("pred", ("%p", self.n_p)), ("f32", ("%f", self.n_f)), ("b32", ("%r", self.n_r))]
-            .into_iter()
-            .chain([("b64", ("%rd", self.n_rd))])
-        {
+        let classes = [
+            ("pred", ("%p", self.n_p)),
+            ("f32", ("%f", self.n_f)),
+            ("f64", ("%fd", self.n_fd)),
+            ("b32", ("%r", self.n_r)),
+            ("b64", ("%rd", self.n_rd)),
+        ];
+        for (class, n) in classes {
             if n.1 > 0 {
                 let _ = writeln!(s, "\t.reg .{class} {}<{}>;", n.0, n.1);
             }

@@ -121,8 +121,9 @@ impl Entry {
     }
 }
 
-/// The generated step-loop function: `(ins, states, outs, n, steps)`.
-type StepFn = unsafe extern "C" fn(*const *const f32, *const *mut f32, *const *mut f32, u64, u64);
+/// The generated step-loop function: `(ins, states, outs, n, steps, row,
+/// out_row)`.
+type StepFn = unsafe extern "C" fn(*const *const f32, *const *mut f32, *const *mut f32, u64, u64, u64, u64);
 
 /// A step-loop kernel's entry point and the module that holds its code.
 #[derive(Clone)]
@@ -142,34 +143,173 @@ impl StepEntry {
     /// `clif::build_step_function` in `code`'s module.
     pub(super) fn new(code: Arc<Code>, ptr: *const u8) -> Self {
         // SAFETY: as for `Entry::new`, with the signature
-        // `(i64, i64, i64, i64, i64)`.
+        // `(i64, i64, i64, i64, i64, i64, i64)`.
         let f = unsafe { std::mem::transmute::<*const u8, StepFn>(ptr) };
         StepEntry { f, _code: code }
     }
 
-    /// Runs `steps` steps over `n` elements, `n * steps > 0`. The caller
-    /// has checked every length against the kernel's step inputs:
-    /// `ins[k]` (one per kernel input; null for state inputs) holds
-    /// `steps * n` (`Seq`), `n` (`Static`) or 1 (`Scalar`) elements, each
-    /// `states[s]` and `n`, each `outs[r]` `steps * n`.
+    /// Runs `steps` steps over `n` elements, `n * steps > 0`, as one call
+    /// per part of the elements: `parts` are disjoint `(start, count)`
+    /// ranges covering `0..n`, run on the thread pool. The caller has
+    /// checked every length against the kernel's step inputs: `ins[k]` (one
+    /// per kernel input; null for state inputs) holds `steps * n` (`Seq`),
+    /// `n` (`Static`) or 1 (`Scalar`) elements, as `per_element[k]` says
+    /// (true for `Seq` and `Static`), each `states[s]` `n`, each `outs[r]`
+    /// `steps * n`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn call(
         &self,
         ins: &[*const f32],
+        per_element: &[bool],
         states: &mut [&mut [f32]],
         outs: &mut [&mut [f32]],
         n: usize,
         steps: usize,
+        parts: &[(usize, usize)],
     ) {
-        let state_ptrs: Vec<*mut f32> = states.iter_mut().map(|x| x.as_mut_ptr()).collect();
-        let out_ptrs: Vec<*mut f32> = outs.iter_mut().map(|x| x.as_mut_ptr()).collect();
-        // SAFETY: the generated code reads, per element `e < n` and step
-        // `t < steps`, `ins[k][t * n + e]` (Seq), `ins[k][e]` (Static) or
-        // `ins[k][0]` (Scalar), and `states[s][e]`; it writes `states[s][e]`
-        // and `outs[r][t * n + e]`; the caller checked those lengths and
-        // `n * steps` does not overflow. States and outputs are distinct
-        // `&mut` slices; the input pointers come from shared slices that
-        // outlive the call. Nothing else is touched; only the safe Rust
-        // libm wrappers are called.
-        unsafe { (self.f)(ins.as_ptr(), state_ptrs.as_ptr(), out_ptrs.as_ptr(), n as u64, steps as u64) };
+        debug_assert!(parts.iter().all(|&(start, count)| start + count <= n));
+        // Addresses, so that the parts can be sent to other threads.
+        let in_addr: Vec<usize> = ins.iter().map(|&p| p as usize).collect();
+        let state_addr: Vec<usize> = states.iter_mut().map(|x| x.as_mut_ptr() as usize).collect();
+        let out_addr: Vec<usize> = outs.iter_mut().map(|x| x.as_mut_ptr() as usize).collect();
+        let f = self.f;
+        crate::pool::for_each_item(parts.to_vec(), |_, (start, count)| {
+            let at = |a: usize| (a as *mut f32).wrapping_add(start);
+            let in_ptrs: Vec<*const f32> = in_addr
+                .iter()
+                .zip(per_element)
+                .map(|(&a, &per)| if per { at(a).cast_const() } else { a as *const f32 })
+                .collect();
+            let state_ptrs: Vec<*mut f32> = state_addr.iter().map(|&a| at(a)).collect();
+            let out_ptrs: Vec<*mut f32> = out_addr.iter().map(|&a| at(a)).collect();
+            // SAFETY: the generated code reads, per element `e < count` and
+            // step `t < steps`, `ins[k][start + t * n + e]` (Seq),
+            // `ins[k][start + e]` (Static) or `ins[k][0]` (Scalar), and
+            // `states[s][start + e]`; it writes `states[s][start + e]` and
+            // `outs[r][start + t * n + e]`. With `start + count <= n` these
+            // lie inside the buffers, whose lengths the caller checked (and
+            // `n * steps` does not overflow). The parts are disjoint, so no
+            // element is written by two calls, or read by one and written
+            // by another (states and outputs are distinct `&mut` slices,
+            // borrowed until every part is done; the inputs come from shared
+            // slices that outlive the call). Nothing else is touched; only
+            // the safe Rust libm wrappers are called.
+            unsafe {
+                f(
+                    in_ptrs.as_ptr(),
+                    state_ptrs.as_ptr(),
+                    out_ptrs.as_ptr(),
+                    count as u64,
+                    steps as u64,
+                    n as u64,
+                    n as u64,
+                )
+            };
+        });
+    }
+
+    /// Runs a forward loop over parts of the elements, each part on the
+    /// thread pool in chunks of `chunk` steps, its recorded outputs going to
+    /// buffers of its own (`[chunk][count]` values each, or `[chunk][count /
+    /// 16]` words where `bits[r]`): after each chunk of steps `t0..t1`,
+    /// `visit(&mut state, t0, t1, outs)` gets them (`(t1 - t0) * count`
+    /// values or `(t1 - t0) * count / 16` words each). `parts` are disjoint
+    /// `(start, count)` ranges of `0..n`, each with a state of the
+    /// caller's. The caller has checked the lengths as for
+    /// [`StepEntry::call`], and that with outputs as bits `n` and each
+    /// part's start and count are multiples of 16; `layout[k]` says whether
+    /// input `k` has a value per element, and whether per step (`Seq`);
+    /// `bits` has one flag per recorded output.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn call_chunked<P: Send>(
+        &self,
+        ins: &[*const f32],
+        layout: &[(bool, bool)],
+        states: &mut [&mut [f32]],
+        bits: &[bool],
+        n: usize,
+        steps: usize,
+        parts: Vec<((usize, usize), P)>,
+        chunk: usize,
+        visit: impl Fn(&mut P, usize, usize, &[super::ChunkOut<'_>]) + Sync,
+    ) {
+        debug_assert!(parts.iter().all(|&((start, count), _)| start + count <= n));
+        let chunk = chunk.max(1);
+        let in_addr: Vec<usize> = ins.iter().map(|&p| p as usize).collect();
+        let state_addr: Vec<usize> = states.iter_mut().map(|x| x.as_mut_ptr() as usize).collect();
+        let f = self.f;
+        crate::pool::for_each_item(parts, |_, ((start, count), mut state)| {
+            // Values, or bits (in `u16` words, as the generated code writes).
+            let mut bufs: Vec<Vec<f32>> =
+                bits.iter().map(|&b| if b { Vec::new() } else { vec![0.0; chunk * count] }).collect();
+            let mut words: Vec<Vec<u16>> =
+                bits.iter().map(|&b| if b { vec![0; chunk * count / 16] } else { Vec::new() }).collect();
+            let state_ptrs: Vec<*mut f32> = state_addr.iter().map(|&a| (a as *mut f32).wrapping_add(start)).collect();
+            let mut t0 = 0;
+            while t0 < steps {
+                let c = chunk.min(steps - t0);
+                let in_ptrs: Vec<*const f32> = in_addr
+                    .iter()
+                    .zip(layout)
+                    .map(|(&a, &(per_element, seq))| {
+                        let at = if seq {
+                            start + t0 * n
+                        } else if per_element {
+                            start
+                        } else {
+                            0
+                        };
+                        (a as *const f32).wrapping_add(at)
+                    })
+                    .collect();
+                let out_ptrs: Vec<*mut f32> = bufs
+                    .iter_mut()
+                    .zip(words.iter_mut())
+                    .zip(bits)
+                    .map(|((v, w), &b)| if b { w.as_mut_ptr().cast::<f32>() } else { v.as_mut_ptr() })
+                    .collect();
+                // SAFETY: the generated code reads, per element `e < count`
+                // and step `t < c`, `ins[k][start + (t0 + t) * n + e]` (Seq),
+                // `ins[k][start + e]` (Static) or `ins[k][0]` (Scalar), and
+                // `states[s][start + e]`; it writes `states[s][start + e]`
+                // and `bufs[r][t * count + e]` (values), or the `u16`
+                // `words[r][(t * count + e) / 16]` for the blocks of 16
+                // elements `e` (bits; `count` and `e` are multiples of 16, so
+                // these are whole, 2-byte aligned words). With `start +
+                // count <= n` and `t0 + c <= steps` these lie inside the
+                // buffers (the caller checked the lengths; `bufs` hold `chunk
+                // * count` values, `words` `chunk * count / 16` words). The
+                // parts are disjoint, so no state element is touched by two
+                // threads; `bufs` and `words` are this part's own; the
+                // inputs come from shared slices that outlive the call.
+                // Nothing else is touched; only the safe Rust libm wrappers
+                // are called.
+                unsafe {
+                    f(
+                        in_ptrs.as_ptr(),
+                        state_ptrs.as_ptr(),
+                        out_ptrs.as_ptr(),
+                        count as u64,
+                        c as u64,
+                        n as u64,
+                        count as u64,
+                    )
+                };
+                let outs: Vec<super::ChunkOut<'_>> = bufs
+                    .iter()
+                    .zip(&words)
+                    .zip(bits)
+                    .map(|((v, w), &b)| {
+                        if b {
+                            super::ChunkOut::Bits(&w[..c * count / 16])
+                        } else {
+                            super::ChunkOut::Values(&v[..c * count])
+                        }
+                    })
+                    .collect();
+                visit(&mut state, t0, t0 + c, &outs);
+                t0 += c;
+            }
+        });
     }
 }

@@ -170,16 +170,34 @@ impl KernelCompiler {
         record: &[bool],
         reverse: bool,
     ) -> Result<JitStepKernel, JitError> {
+        self.compile_steps_bits(kernel, inputs, record, &vec![false; record.len()], reverse)
+    }
+
+    /// [`KernelCompiler::compile_steps_ordered`] with the recorded outputs
+    /// that have `bits[j]` (each a `threshold`, so `0` or `1`) written as
+    /// bits (see `clif::build_step_function_bits`); such a kernel runs
+    /// with [`JitStepKernel::run_chunked`] only.
+    pub fn compile_steps_bits(
+        &mut self,
+        kernel: &FusedKernel,
+        inputs: &[StepInput],
+        record: &[bool],
+        bits: &[bool],
+        reverse: bool,
+    ) -> Result<JitStepKernel, JitError> {
         let code = Arc::clone(&self.code);
         let mut guard = code.module();
         let module: &mut JITModule = &mut guard;
-        let func = clif::build_step_function(kernel, inputs, record, reverse, module.isa().frontend_config())?;
+        let target = module.isa().frontend_config();
+        let func = clif::build_step_function_bits(kernel, inputs, record, bits, reverse, target)?;
         let ptr = self.define(module, func, &kernel.name)?;
         drop(guard);
         Ok(JitStepKernel {
             name: Arc::from(kernel.name.as_str()),
             inputs: Arc::from(inputs),
             record: Arc::from(record),
+            bits: Arc::from(bits),
+            reverse,
             entry: call::StepEntry::new(code, ptr),
         })
     }
@@ -222,7 +240,18 @@ pub struct JitStepKernel {
     name: Arc<str>,
     inputs: Arc<[StepInput]>,
     record: Arc<[bool]>,
+    bits: Arc<[bool]>,
+    reverse: bool,
     entry: call::StepEntry,
+}
+
+/// The outputs of a chunk of steps of [`JitStepKernel::run_chunked`], per
+/// recorded output: values, or bits (`u16` words: bit `k` of word `w` is
+/// element `16 w + k` of the chunk's step-major `[steps][count]` block).
+#[derive(Clone, Copy, Debug)]
+pub enum ChunkOut<'a> {
+    Values(&'a [f32]),
+    Bits(&'a [u16]),
 }
 
 impl JitStepKernel {
@@ -240,16 +269,110 @@ impl JitStepKernel {
         n: usize,
         steps: usize,
     ) -> Result<(), JitError> {
+        self.run_parts(ins, states, outs, n, steps, 1)
+    }
+
+    /// [`JitStepKernel::run`] with the elements split into `parts` parts
+    /// (of multiples of 16 elements) run on the thread pool: every element
+    /// gets the same operations, so the results are the same bits.
+    pub fn run_parts(
+        &self,
+        ins: &[&[f32]],
+        states: &mut [&mut [f32]],
+        outs: &mut [&mut [f32]],
+        n: usize,
+        steps: usize,
+        parts: usize,
+    ) -> Result<(), JitError> {
+        if self.bits.iter().any(|&b| b) {
+            return Err(JitError::Shape(format!("kernel {}: outputs written as bits need run_chunked", self.name)));
+        }
+        let lens: Vec<usize> = outs.iter().map(|o| o.len()).collect();
+        let Some(per_input) = self.check(ins, states, lens.into_iter(), n, steps)? else {
+            return Ok(());
+        };
+        let per_element: Vec<bool> =
+            self.inputs.iter().map(|i| matches!(i, StepInput::Seq | StepInput::Static)).collect();
+        let per = n.div_ceil(parts.max(1)).div_ceil(16) * 16;
+        let ranges: Vec<(usize, usize)> = (0..n).step_by(per).map(|s| (s, per.min(n - s))).collect();
+        self.entry.call(&per_input, &per_element, states, outs, n, steps, &ranges);
+        Ok(())
+    }
+
+    /// [`JitStepKernel::run`] for a forward loop, over `parts` (disjoint
+    /// `(start, count)` ranges of the elements, each with a state of the
+    /// caller's) on the thread pool, each part in chunks of `chunk` steps
+    /// whose recorded outputs go to buffers of the part's own instead of
+    /// `steps * n` buffers: after each chunk of steps `t0..t1`, `visit(&mut
+    /// state, t0, t1, outs)` gets them (`outs[r]`: `(t1 - t0) * count`
+    /// values, step-major; outputs written as bits, see [`ChunkOut`]). Every
+    /// element gets the same operations as with [`JitStepKernel::run`].
+    /// With outputs written as bits, `n` and every part's start and count
+    /// must be multiples of 16.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_chunked<P: Send>(
+        &self,
+        ins: &[&[f32]],
+        states: &mut [&mut [f32]],
+        n: usize,
+        steps: usize,
+        parts: Vec<((usize, usize), P)>,
+        chunk: usize,
+        visit: impl Fn(&mut P, usize, usize, &[ChunkOut<'_>]) + Sync,
+    ) -> Result<(), JitError> {
+        let name = &self.name;
+        if self.reverse {
+            return Err(JitError::Shape(format!("kernel {name}: a reverse loop does not run in chunks")));
+        }
+        if parts.iter().any(|&((start, count), _)| start.checked_add(count).is_none_or(|end| end > n)) {
+            return Err(JitError::Shape(format!("kernel {name}: a part is not inside the {n} elements")));
+        }
+        let any_bits = self.bits.iter().any(|&b| b);
+        let whole = |x: usize| x.is_multiple_of(16);
+        if any_bits && (!whole(n) || parts.iter().any(|&((start, count), _)| !whole(start) || !whole(count))) {
+            return Err(JitError::Shape(format!("kernel {name}: bits need multiples of 16 elements")));
+        }
+        let n_rec = self.record.iter().filter(|&&r| r).count();
+        let total = n.saturating_mul(steps);
+        let Some(per_input) = self.check(ins, states, std::iter::repeat_n(total, n_rec), n, steps)? else {
+            return Ok(());
+        };
+        let layout: Vec<(bool, bool)> = self
+            .inputs
+            .iter()
+            .map(|i| (matches!(i, StepInput::Seq | StepInput::Static), *i == StepInput::Seq))
+            .collect();
+        let bits: Vec<bool> = self.record.iter().zip(self.bits.iter()).filter(|(r, _)| **r).map(|(_, b)| *b).collect();
+        self.entry.call_chunked(&per_input, &layout, states, &bits, n, steps, parts, chunk, visit);
+        Ok(())
+    }
+
+    /// Whether kernel output `j` is written as bits.
+    pub fn writes_bits(&self, j: usize) -> bool {
+        self.bits.get(j).copied().unwrap_or(false)
+    }
+
+    /// Checks the buffers of a run (`outs`: the lengths of the recorded
+    /// outputs' buffers) and returns the input pointers (null for states),
+    /// or `None` if there is nothing to compute.
+    fn check(
+        &self,
+        ins: &[&[f32]],
+        states: &[&mut [f32]],
+        outs: impl ExactSizeIterator<Item = usize>,
+        n: usize,
+        steps: usize,
+    ) -> Result<Option<Vec<*const f32>>, JitError> {
         let name = &self.name;
         let shape = |what: String| Err(JitError::Shape(format!("kernel {name}: {what}")));
         let n_states = self.inputs.iter().filter(|i| matches!(i, StepInput::State { .. })).count();
         let n_rec = self.record.iter().filter(|&&r| r).count();
-        if ins.len() != self.inputs.len() - n_states || states.len() != n_states || outs.len() != n_rec {
+        let n_outs = outs.len();
+        if ins.len() != self.inputs.len() - n_states || states.len() != n_states || n_outs != n_rec {
             return shape(format!(
-                "{} inputs, {} states, {} outputs given; {}, {n_states}, {n_rec} expected",
+                "{} inputs, {} states, {n_outs} outputs given; {}, {n_states}, {n_rec} expected",
                 ins.len(),
                 states.len(),
-                outs.len(),
                 self.inputs.len() - n_states
             ));
         }
@@ -277,14 +400,13 @@ impl JitStepKernel {
         if let Some((s, x)) = states.iter().enumerate().find(|(_, x)| x.len() != n) {
             return shape(format!("state {s} has {} elements, {n} expected", x.len()));
         }
-        if let Some((r, x)) = outs.iter().enumerate().find(|(_, x)| x.len() != total) {
-            return shape(format!("recorded output {r} has {} elements, {total} expected", x.len()));
+        if let Some((r, len)) = outs.enumerate().find(|&(_, len)| len != total) {
+            return shape(format!("recorded output {r} has {len} elements, {total} expected"));
         }
         if total == 0 {
-            return Ok(());
+            return Ok(None);
         }
-        self.entry.call(&per_input, states, outs, n, steps);
-        Ok(())
+        Ok(Some(per_input))
     }
 }
 

@@ -65,6 +65,9 @@ fn parse_imm(s: &str) -> Option<u64> {
     if let Some(h) = s.strip_prefix("0f") {
         return u32::from_str_radix(h, 16).ok().map(u64::from);
     }
+    if let Some(h) = s.strip_prefix("0d") {
+        return u64::from_str_radix(h, 16).ok();
+    }
     if let Some(h) = s.strip_prefix("0x") {
         return u64::from_str_radix(h, 16).ok();
     }
@@ -218,6 +221,14 @@ fn fb(x: f32) -> u64 {
     u64::from(x.to_bits())
 }
 
+fn d(x: u64) -> f64 {
+    f64::from_bits(x)
+}
+
+fn db(x: f64) -> u64 {
+    x.to_bits()
+}
+
 impl Module {
     /// Runs one launch.
     pub fn launch(&self, name: &str, grid: [u32; 3], block: [u32; 3], params: &[u64], mem: &mut Memory) {
@@ -325,7 +336,7 @@ fn run(
         }
         let o = &inst.opds;
         let v = |i: usize| val(t, o[i], cta, grid, block, shared);
-        let d = match o.first() {
+        let dst = match o.first() {
             Some(Opd::Reg(r)) => *r as usize,
             _ => usize::MAX,
         };
@@ -351,7 +362,24 @@ fn run(
                 let Opd::Param(p) = o[1] else { panic!("ld.param") };
                 Some(params[p as usize])
             }
-            "cvta.to.global.u64" | "mov.u32" | "mov.f32" | "mov.b32" | "mov.u64" => Some(v(1)),
+            "cvta.to.global.u64" | "mov.u32" | "mov.f32" | "mov.b32" | "mov.u64" | "mov.f64" | "mov.b64" => Some(v(1)),
+            "cvt.f64.f32" => Some(db(f64::from(f(v(1))))),
+            "cvt.rn.f32.f64" => Some(fb(d(v(1)) as f32)),
+            "cvt.rni.f64.f64" => Some(db(d(v(1)).round_ties_even())),
+            "cvt.rzi.s32.f64" => Some(u64::from(d(v(1)) as i32 as u32)),
+            "cvt.rn.f64.s32" => Some(db(f64::from(v(1) as u32 as i32))),
+            "add.rn.f64" => Some(db(d(v(1)) + d(v(2)))),
+            "sub.rn.f64" => Some(db(d(v(1)) - d(v(2)))),
+            "mul.rn.f64" => Some(db(d(v(1)) * d(v(2)))),
+            "div.rn.f64" => Some(db(d(v(1)) / d(v(2)))),
+            "fma.rn.f64" => Some(db(d(v(1)).mul_add(d(v(2)), d(v(3))))),
+            "max.f64" => Some(db(d(v(1)).max(d(v(2))))),
+            "min.f64" => Some(db(d(v(1)).min(d(v(2))))),
+            "abs.f64" => Some(v(1) & !(1 << 63)),
+            "copysign.f64" => Some((v(2) & !(1 << 63)) | (v(1) & (1 << 63))),
+            "and.b64" => Some(v(1) & v(2)),
+            "or.b64" => Some(v(1) | v(2)),
+            "selp.f64" => Some(if v(3) != 0 { v(1) } else { v(2) }),
             "ld.global.f32" | "ld.global.u32" => {
                 let Opd::Addr(r, off) = o[1] else { panic!("ld") };
                 let (b, i) = split_addr(t.regs[r as usize].wrapping_add(off as u64));
@@ -425,8 +453,9 @@ fn run(
             "not.pred" => Some(u64::from(v(1) == 0)),
             _ if op.starts_with("setp.") => {
                 let (cmp, ty) = op[5..].split_once('.').expect("setp.cmp.ty");
-                let r = if ty == "f32" {
-                    let (a, b) = (f(v(1)), f(v(2)));
+                let r = if ty == "f32" || ty == "f64" {
+                    let (a, b) =
+                        if ty == "f32" { (f64::from(f(v(1))), f64::from(f(v(2)))) } else { (d(v(1)), d(v(2))) };
                     let nan = a.is_nan() || b.is_nan();
                     match cmp {
                         "gt" => a > b,
@@ -438,7 +467,7 @@ fn run(
                         "neu" => nan || a != b,
                         "ltu" => nan || a < b,
                         "nan" => nan,
-                        c => panic!("setp.{c}.f32"),
+                        c => panic!("setp.{c}.{ty}"),
                     }
                 } else {
                     let (a, b) = (v(1) as u32, v(2) as u32);
@@ -457,7 +486,7 @@ fn run(
             _ => panic!("the simulator does not know `{op}`"),
         };
         if let Some(r) = res {
-            t.regs[d] = r;
+            t.regs[dst] = r;
         }
         t.pc += 1;
     }

@@ -286,9 +286,10 @@ impl BenchResult {
 /// [`crate::api::compile`] does, and also hands `sparsify` the spike
 /// densities measured on the benchmark's data.
 struct Runner {
-    compiled: Compiled,
+    /// The optimised module (its parameters give the default weights).
+    module: Module,
     weights: Weights,
-    backend: Backend,
+    backend: driver::ModuleRunner,
     /// For a training step: the seed inputs, the gradient outputs by
     /// parameter, and the optimizer.
     train: Option<TrainStep>,
@@ -298,12 +299,6 @@ struct TrainStep {
     seeds: BTreeMap<String, Tensor>,
     grads: Vec<(String, String)>,
     optimizer: snnc_runtime::Optimizer,
-}
-
-enum Backend {
-    Interp,
-    Cpu(Box<snnc_cpu::Executable>),
-    Cuda(Box<driver::CudaRunner>),
 }
 
 impl Runner {
@@ -364,12 +359,9 @@ impl Runner {
     }
 
     fn with_backend(compiled: Compiled, target: Target, train: Option<TrainStep>) -> Result<Runner, Error> {
-        let backend = match target {
-            Target::Interp => Backend::Interp,
-            Target::Cpu => Backend::Cpu(Box::new(snnc_cpu::compile(&compiled.module, &compiled.info)?)),
-            Target::Cuda => Backend::Cuda(Box::new(driver::CudaRunner::new(&compiled.module, &compiled.info)?)),
-        };
-        Ok(Runner { compiled, weights: Weights::new(), backend, train })
+        let module = compiled.module.clone();
+        let backend = driver::ModuleRunner::new(compiled.module, compiled.info, target)?;
+        Ok(Runner { module, weights: Weights::new(), backend, train })
     }
 
     /// One forward pass, or one training step (forward, backward and the
@@ -393,21 +385,12 @@ impl Runner {
 
     /// Default weights, as PyTorch/Norse initialise them (not timed).
     fn init_weights(&mut self, seed: u64) {
-        self.weights = snnc_runtime::init_weights(&self.compiled.module, seed);
+        self.weights = snnc_runtime::init_weights(&self.module, seed);
     }
 
     /// One forward pass from the initial state; the module's outputs.
     fn forward(&mut self, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>, Error> {
-        match &self.backend {
-            Backend::Interp => {
-                let opts = snnc_interp::RunOptions::default();
-                snnc_interp::run(&self.compiled.module, &self.compiled.info, &self.weights, inputs, &opts)
-                    .map(|r| r.outputs)
-                    .map_err(|e| Error::User(e.to_string()))
-            }
-            Backend::Cpu(exe) => Ok(exe.run(&self.weights, inputs, &snnc_cpu::RunOptions::default())?.outputs),
-            Backend::Cuda(exe) => exe.run(&self.weights, inputs),
-        }
+        self.backend.run(&self.weights, inputs)
     }
 }
 

@@ -391,6 +391,43 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), Error> {
     })
 }
 
+/// A validated module made ready to run on one target: the one place that
+/// knows how each backend runs a module from its initial state (training,
+/// evaluation and benchmarks use it).
+#[derive(Debug)]
+pub enum ModuleRunner {
+    Interp(Box<(Module, ModuleInfo)>),
+    Cpu(Box<snnc_cpu::Executable>),
+    Cuda(Box<CudaRunner>),
+}
+
+impl ModuleRunner {
+    /// Compiles `module` for `target` (the interpreter needs nothing).
+    pub fn new(module: Module, info: ModuleInfo, target: Target) -> Result<ModuleRunner, Error> {
+        Ok(match target {
+            Target::Interp => ModuleRunner::Interp(Box::new((module, info))),
+            Target::Cpu => ModuleRunner::Cpu(Box::new(snnc_cpu::compile(&module, &info)?)),
+            Target::Cuda => ModuleRunner::Cuda(Box::new(CudaRunner::new(&module, &info)?)),
+        })
+    }
+
+    /// Runs from the initial state; the module's outputs. Shapes are
+    /// checked before anything runs.
+    pub fn run(&self, weights: &Weights, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>, Error> {
+        match self {
+            ModuleRunner::Interp(m) => {
+                let (module, info) = &**m;
+                let opts = snnc_interp::RunOptions::default();
+                let res =
+                    snnc_interp::run(module, info, weights, inputs, &opts).map_err(|e| Error::User(e.to_string()))?;
+                Ok(res.outputs)
+            }
+            ModuleRunner::Cpu(exe) => Ok(exe.run(weights, inputs, &snnc_cpu::RunOptions::default())?.outputs),
+            ModuleRunner::Cuda(exe) => exe.run(weights, inputs),
+        }
+    }
+}
+
 /// A module emitted as PTX and loaded on the first GPU (the CUDA backend's
 /// runtime; checked against the interpreter on a PTX simulator, not yet on
 /// a GPU). Runs from the initial state and returns the outputs.

@@ -25,42 +25,10 @@ use snnc_runtime::{
     EpochMetrics, FashionMnist, Optimizer, OptimizerConfig, Split, Tensor, Weights, checkpoint, shuffle_order,
 };
 
-use crate::driver::{self, Error, Target};
+use crate::driver::{self, Error, ModuleRunner as Runner, Target};
 
 /// The output holding the log-probabilities the loss reads.
 pub const LOG_PROBS: &str = "log_probs";
-
-/// A compiled module on one backend.
-#[derive(Debug)]
-enum Runner {
-    Interp(Box<(snnc_ir::Module, snnc_ir::ModuleInfo)>),
-    Cpu(Box<snnc_cpu::Executable>),
-    Cuda(Box<driver::CudaRunner>),
-}
-
-impl Runner {
-    fn new(module: snnc_ir::Module, info: snnc_ir::ModuleInfo, target: Target) -> Result<Runner, Error> {
-        Ok(match target {
-            Target::Interp => Runner::Interp(Box::new((module, info))),
-            Target::Cpu => Runner::Cpu(Box::new(snnc_cpu::compile(&module, &info)?)),
-            Target::Cuda => Runner::Cuda(Box::new(driver::CudaRunner::new(&module, &info)?)),
-        })
-    }
-
-    fn run(&self, weights: &Weights, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>, Error> {
-        match self {
-            Runner::Interp(m) => {
-                let (module, info) = &**m;
-                let opts = snnc_interp::RunOptions::default();
-                let res =
-                    snnc_interp::run(module, info, weights, inputs, &opts).map_err(|e| Error::User(e.to_string()))?;
-                Ok(res.outputs)
-            }
-            Runner::Cpu(exe) => Ok(exe.run(weights, inputs, &snnc_cpu::RunOptions::default())?.outputs),
-            Runner::Cuda(exe) => exe.run(weights, inputs),
-        }
-    }
-}
 
 /// What one training step returns.
 #[derive(Debug, Clone)]

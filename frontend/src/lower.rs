@@ -462,7 +462,14 @@ impl Lower<'_> {
                     None
                 };
                 let y = self.named(
-                    Op::Conv2d { input: x, weight: w, bias: b, stride: [s, s], padding: [p, p] },
+                    Op::Conv2d {
+                        input: x,
+                        weight: w,
+                        bias: b,
+                        stride: [s, s],
+                        padding: [p, p],
+                        kind: MatMulKind::Dense,
+                    },
                     format!("{name}.out"),
                 )?;
                 let out = |d: u32| {

@@ -266,12 +266,15 @@ pub enum Op {
     /// 2-d cross-correlation (torch's `Conv2d`): `input` `[..., B, C, H, W]`
     /// (rank 4 after time), `weight` `[O, C, kh, kw]`, optional `bias` `[O]`.
     /// Result `[..., B, O, H', W']` with `H' = (H + 2 pad - kh) / stride + 1`.
+    /// `EventDriven` (`spike_conv2d`) needs a spike input: each active
+    /// input element adds its weights to the outputs it reaches.
     Conv2d {
         input: Handle<Node>,
         weight: Handle<Node>,
         bias: Option<Handle<Node>>,
         stride: [u32; 2],
         padding: [u32; 2],
+        kind: MatMulKind,
     },
     /// 2-d pooling over the last two dims, no padding, floor mode.
     /// Result `[..., H', W']` with `H' = (H - k) / stride + 1`; keeps dtype.
@@ -323,8 +326,17 @@ pub enum Op {
     },
     /// The weight gradient of `conv2d`: `grad` `[..., B, O, H', W']` and the
     /// forward `input` `[..., B, C, H, W]` (same time flag) give the fixed
-    /// `[O, C, kh, kw]` tensor summed over time and batch.
-    Conv2dGradWeight { grad: Handle<Node>, input: Handle<Node>, kernel: [u32; 2], stride: [u32; 2], padding: [u32; 2] },
+    /// `[O, C, kh, kw]` tensor summed over time and batch. `EventDriven`
+    /// (`spike_conv2d_grad_weight`) needs a spike input and visits its
+    /// active elements only.
+    Conv2dGradWeight {
+        grad: Handle<Node>,
+        input: Handle<Node>,
+        kernel: [u32; 2],
+        stride: [u32; 2],
+        padding: [u32; 2],
+        kind: MatMulKind,
+    },
     /// The bias gradient of `conv2d`: `grad` `[..., B, O, H', W']` summed to
     /// the fixed `[O]`.
     Conv2dGradBias { grad: Handle<Node> },
@@ -460,7 +472,8 @@ impl Op {
             Op::Cast { .. } => "cast",
             Op::MatMul { kind: MatMulKind::Dense, .. } => "matmul",
             Op::MatMul { kind: MatMulKind::EventDriven, .. } => "spike_matmul",
-            Op::Conv2d { .. } => "conv2d",
+            Op::Conv2d { kind: MatMulKind::Dense, .. } => "conv2d",
+            Op::Conv2d { kind: MatMulKind::EventDriven, .. } => "spike_conv2d",
             Op::Pool2d { op: PoolOp::Max, .. } => "max_pool2d",
             Op::Reshape { .. } => "reshape",
             Op::ReduceTime { op, .. } => match op {
@@ -478,7 +491,8 @@ impl Op {
             Op::MatMulGradWeight { kind: MatMulKind::EventDriven, .. } => "spike_matmul_grad_weight",
             Op::SumTo { .. } => "sum_to",
             Op::Conv2dGradInput { .. } => "conv2d_grad_input",
-            Op::Conv2dGradWeight { .. } => "conv2d_grad_weight",
+            Op::Conv2dGradWeight { kind: MatMulKind::Dense, .. } => "conv2d_grad_weight",
+            Op::Conv2dGradWeight { kind: MatMulKind::EventDriven, .. } => "spike_conv2d_grad_weight",
             Op::Conv2dGradBias { .. } => "conv2d_grad_bias",
             Op::Pool2dGrad { op: PoolOp::Max, .. } => "max_pool2d_grad",
             Op::ReduceTimeGrad { op, .. } => match op {

@@ -107,10 +107,13 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
             *shape.0.last_mut().expect("rank checked above") = w.shape.0[0];
             Ok(Type { dtype: w.dtype, seq: x.seq, shape })
         }
-        Op::Conv2d { input, weight, bias, stride, padding } => {
+        Op::Conv2d { input, weight, bias, stride, padding, kind } => {
             let (x, w) = (ty(input), ty(weight));
             if x.shape.rank() != 4 {
                 return Err(format!("`conv2d` input must be [B, C, H, W], got {x}"));
+            }
+            if kind == MatMulKind::EventDriven && x.dtype != Dtype::Spike {
+                return Err(format!("`spike_conv2d` needs a spike input, got {x}"));
             }
             if w.seq || w.shape.rank() != 4 || w.shape.has_batch() {
                 return Err(format!("`conv2d` weight must be a fixed [O, C, kh, kw] tensor, got {w}"));
@@ -248,8 +251,11 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
             let shape = Shape(vec![g.shape.0[0], w.shape.0[1], Dim::Fixed(input_size[0]), Dim::Fixed(input_size[1])]);
             Ok(Type { dtype: g.dtype, seq: g.seq, shape })
         }
-        Op::Conv2dGradWeight { grad, input, kernel, stride, padding } => {
+        Op::Conv2dGradWeight { grad, input, kernel, stride, padding, kind } => {
             let (g, x) = (ty(grad), ty(input));
+            if kind == MatMulKind::EventDriven && x.dtype != Dtype::Spike {
+                return Err(format!("`spike_conv2d_grad_weight` needs a spike input, got {x}"));
+            }
             if g.shape.rank() != 4 || !g.dtype.is_float() {
                 return Err(format!("`conv2d_grad_weight` gradient must be float [B, O, H', W'], got {g}"));
             }

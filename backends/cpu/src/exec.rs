@@ -35,11 +35,11 @@ use snnc_ir::{
 };
 use snnc_runtime::{ElemType, Tensor, Weights, check_weights};
 
-use crate::event;
 use crate::jit::{ChunkOut, InputLayout, JitError, JitKernel, KernelCompiler};
 use crate::kernels::{self, ConvShape};
 use crate::steploop::{self, LoopInput, StepLoop};
 use crate::{CpuError, RunOptions, RunResult, check};
+use crate::{event, event_conv};
 
 mod rowloop;
 
@@ -945,10 +945,10 @@ impl Executable {
             Op::Const { value, .. } => out.fill(value as f32),
             Op::Unary { op, arg } => kernels::unary(op, self.val(b, arg, step), &mut out),
             Op::Binary { op, lhs, rhs } => {
-                kernels::zip2(self.val(b, lhs, step), self.val(b, rhs, step), &mut out, kernels::binary_fn(op))
+                kernels::binary(op, self.val(b, lhs, step), self.val(b, rhs, step), &mut out)
             }
             Op::Compare { op, lhs, rhs } => {
-                kernels::zip2(self.val(b, lhs, step), self.val(b, rhs, step), &mut out, kernels::compare_fn(op))
+                kernels::compare(op, self.val(b, lhs, step), self.val(b, rhs, step), &mut out)
             }
             Op::Select { cond, on_true, on_false } => kernels::select(
                 self.val(b, cond, step),
@@ -988,7 +988,7 @@ impl Executable {
                 }
                 b.transposed[i] = (wt, finite);
             }
-            Op::Conv2d { input, weight, bias, stride, padding } => {
+            Op::Conv2d { input, weight, bias, stride, padding, kind } => {
                 let (xd, wd) = (&b.dims[input.index()], &b.dims[weight.index()]);
                 let r = xd.len();
                 let s = ConvShape {
@@ -1005,7 +1005,11 @@ impl Executable {
                     padding: padding.map(|v| v as usize),
                 };
                 let bias = bias.map(|x| self.val(b, x, step));
-                kernels::conv2d(self.val(b, input, step), self.val(b, weight, step), bias, s, &mut out);
+                let (x, w) = (self.val(b, input, step), self.val(b, weight, step));
+                match kind {
+                    MatMulKind::Dense => kernels::conv2d(x, w, bias, s, &mut out),
+                    MatMulKind::EventDriven => event_conv::spike_conv2d(x, w, bias, s, &mut out),
+                }
             }
             Op::Pool2d { input, kernel, stride, .. } => {
                 let xd = &b.dims[input.index()];
@@ -1051,9 +1055,13 @@ impl Executable {
                 let s = conv_shape(&b.dims[grad.index()], dims, &b.dims[weight.index()], stride, padding);
                 kernels::conv2d_grad_input(self.val(b, grad, step), self.val(b, weight, step), s, &mut out);
             }
-            Op::Conv2dGradWeight { grad, input, stride, padding, .. } => {
+            Op::Conv2dGradWeight { grad, input, stride, padding, kind, .. } => {
                 let s = conv_shape(&b.dims[grad.index()], &b.dims[input.index()], dims, stride, padding);
-                kernels::conv2d_grad_weight(self.val(b, grad, step), self.val(b, input, step), s, &mut out);
+                let (g, x) = (self.val(b, grad, step), self.val(b, input, step));
+                match kind {
+                    MatMulKind::Dense => kernels::conv2d_grad_weight(g, x, s, &mut out),
+                    MatMulKind::EventDriven => event_conv::spike_conv2d_grad_weight(g, x, s, &mut out),
+                }
             }
             Op::Conv2dGradBias { grad } => {
                 let gd = &b.dims[grad.index()];

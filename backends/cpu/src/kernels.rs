@@ -88,15 +88,183 @@ pub(crate) fn compare_fn(op: CompareOp) -> fn(f32, f32) -> f32 {
     }
 }
 
+/// Elements per block of a split elementwise kernel: parts are whole
+/// blocks (cache lines), the last part also takes the tail.
+const BLOCK: usize = 64;
+
+/// Runs `f(first_element, chunk)` over `out` split into parts of whole
+/// [`BLOCK`]s, on the pool when `out.len()` elements of `streams` input and
+/// output streams take long enough (see [`par_rows`]). Every element is
+/// computed by the same operations wherever it runs.
+fn par_elements(out: &mut [f32], streams: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let ns = out.len().saturating_mul(streams) / ELEMENTS_PER_NS;
+    par_rows(out, BLOCK, ns, |first, chunk| f(first * BLOCK, chunk));
+}
+
+/// `f` over `x` into `out` (the first `min` of both lengths), one
+/// monomorphised loop for LLVM to vectorise; an element costs as much as
+/// `streams` of [`par_elements`] (2 for a cheap `f`: one stream in, one
+/// out).
+#[inline(always)]
+fn map1(x: &[f32], out: &mut [f32], streams: usize, f: impl Fn(f32) -> f32 + Sync) {
+    let n = out.len().min(x.len());
+    let (x, out) = (&x[..n], &mut out[..n]);
+    par_elements(out, streams, |first, chunk| {
+        let x = &x[first..first + chunk.len()];
+        for (o, &v) in chunk.iter_mut().zip(x) {
+            *o = f(v);
+        }
+    });
+}
+
+/// `unary_fn(op)` elementwise over `x` into `out` (the first `min` of both
+/// lengths): the same bits, with the op matched once and the loop split
+/// over threads.
 pub(crate) fn unary(op: UnaryOp, x: &[f32], out: &mut [f32]) {
-    let f = unary_fn(op);
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = f(v);
+    // `exp`, `ln` and `tanh` are calls to libm: a few ns per element.
+    const LIBM: usize = 4 * ELEMENTS_PER_NS;
+    match op {
+        UnaryOp::Neg => map1(x, out, 2, |x: f32| -x),
+        UnaryOp::Abs => map1(x, out, 2, f32::abs),
+        UnaryOp::Exp => map1(x, out, LIBM, f32::exp),
+        UnaryOp::Log => map1(x, out, LIBM, f32::ln),
+        UnaryOp::Tanh => map1(x, out, LIBM, f32::tanh),
+        UnaryOp::Sqrt => map1(x, out, 2, f32::sqrt),
+        UnaryOp::Relu => map1(x, out, 2, |x: f32| max_nan(x, 0.0)),
+    }
+}
+
+/// One operand of a run of a suffix-broadcast elementwise kernel: a value
+/// for every element (an operand of one element), or a slice at least as
+/// long as the run.
+#[derive(Clone, Copy)]
+enum Operand<'a> {
+    Scalar(f32),
+    Run(&'a [f32]),
+}
+
+/// An operand inside the loop of a run: element `i` of the run.
+trait Lane: Copy {
+    fn at(self, i: usize) -> f32;
+}
+
+impl Lane for f32 {
+    #[inline(always)]
+    fn at(self, _: usize) -> f32 {
+        self
+    }
+}
+
+impl Lane for &[f32] {
+    #[inline(always)]
+    fn at(self, i: usize) -> f32 {
+        self[i]
+    }
+}
+
+/// Calls `f(starts, run)` over elements `first..first + out.len()` of a
+/// kernel whose `K` operands (of the nonzero lengths `lens`) are
+/// suffix-broadcast to the output (element `i` reads element `i % len`):
+/// `out` is cut into runs in which every operand longer than one element
+/// is read contiguously from `starts[k]`.
+#[inline(always)]
+fn for_runs<const K: usize>(
+    lens: [usize; K],
+    first: usize,
+    out: &mut [f32],
+    mut f: impl FnMut([usize; K], &mut [f32]),
+) {
+    let mut at = lens.map(|len| first % len);
+    let mut rest = out;
+    while !rest.is_empty() {
+        let mut len = rest.len();
+        for k in 0..K {
+            if lens[k] > 1 {
+                len = len.min(lens[k] - at[k]);
+            }
+        }
+        let (run, tail) = std::mem::take(&mut rest).split_at_mut(len);
+        f(at, run);
+        for k in 0..K {
+            at[k] += len;
+            if at[k] >= lens[k] {
+                at[k] = 0;
+            }
+        }
+        rest = tail;
+    }
+}
+
+/// The operand of a run from `x` (nonempty): its one element, or its
+/// elements from `start`.
+#[inline(always)]
+fn operand(x: &[f32], start: usize) -> Operand<'_> {
+    if x.len() == 1 { Operand::Scalar(x[0]) } else { Operand::Run(&x[start..]) }
+}
+
+#[inline(always)]
+fn zip_run<A: Lane, B: Lane>(a: A, b: B, out: &mut [f32], f: impl Fn(f32, f32) -> f32) {
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = f(a.at(i), b.at(i));
+    }
+}
+
+/// [`zip2`] with `f` known at compile time (one loop per op and per kind
+/// of operand), split over threads: the same bits. (Except which NaN an
+/// add, subtraction, product or quotient of two NaNs gives: that is up to
+/// the order LLVM puts the operands in, in any compiled loop; `max_nan`
+/// and `min_nan` give the canonical NaN as before.)
+#[inline(always)]
+fn zip_with(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32 + Sync + Copy) {
+    if a.is_empty() || b.is_empty() {
+        // As `zip2`: with an empty operand and a nonempty `out`.
+        out.fill(f32::NAN);
+        return;
+    }
+    par_elements(out, 3, |first, chunk| {
+        for_runs([a.len(), b.len()], first, chunk, |[ia, ib], run| {
+            let n = run.len();
+            match (operand(a, ia), operand(b, ib)) {
+                (Operand::Run(a), Operand::Run(b)) => zip_run(&a[..n], &b[..n], run, f),
+                (Operand::Run(a), Operand::Scalar(b)) => zip_run(&a[..n], b, run, f),
+                (Operand::Scalar(a), Operand::Run(b)) => zip_run(a, &b[..n], run, f),
+                (Operand::Scalar(a), Operand::Scalar(b)) => run.fill(f(a, b)),
+            }
+        });
+    });
+}
+
+/// `binary_fn(op)` elementwise as [`zip2`] (the same bits, broadcasting
+/// and NaN fill included), the op matched once and the loop split over
+/// threads.
+pub(crate) fn binary(op: BinaryOp, a: &[f32], b: &[f32], out: &mut [f32]) {
+    match op {
+        BinaryOp::Add => zip_with(a, b, out, |x, y| x + y),
+        BinaryOp::Sub => zip_with(a, b, out, |x, y| x - y),
+        BinaryOp::Mul => zip_with(a, b, out, |x, y| x * y),
+        BinaryOp::Div => zip_with(a, b, out, |x, y| x / y),
+        BinaryOp::Max => zip_with(a, b, out, max_nan),
+        BinaryOp::Min => zip_with(a, b, out, min_nan),
+    }
+}
+
+/// `compare_fn(op)` elementwise as [`zip2`] (the same bits), the op matched
+/// once and the loop split over threads.
+pub(crate) fn compare(op: CompareOp, a: &[f32], b: &[f32], out: &mut [f32]) {
+    match op {
+        CompareOp::Gt => zip_with(a, b, out, |x, y| bool_to(x > y)),
+        CompareOp::Ge => zip_with(a, b, out, |x, y| bool_to(x >= y)),
+        CompareOp::Lt => zip_with(a, b, out, |x, y| bool_to(x < y)),
+        CompareOp::Le => zip_with(a, b, out, |x, y| bool_to(x <= y)),
+        CompareOp::Eq => zip_with(a, b, out, |x, y| bool_to(x == y)),
     }
 }
 
 /// `f` elementwise over two operands suffix-broadcast to `out.len()`:
-/// element `i` reads `a[i % a.len()]` and `b[i % b.len()]`.
+/// element `i` reads `a[i % a.len()]` and `b[i % b.len()]`. (A call per
+/// element: [`binary`] and [`compare`] are the fast forms; this one is
+/// their reference in the tests.)
+#[cfg(test)]
 pub(crate) fn zip2(a: &[f32], b: &[f32], out: &mut [f32], f: fn(f32, f32) -> f32) {
     let n = out.len();
     if a.len() == n && b.len() == n {
@@ -112,21 +280,44 @@ pub(crate) fn zip2(a: &[f32], b: &[f32], out: &mut [f32], f: fn(f32, f32) -> f32
     }
 }
 
-/// `cond != 0 ? a : b`, all three suffix-broadcast to `out.len()`.
+#[inline(always)]
+fn select_run<C: Lane, A: Lane, B: Lane>(cond: C, a: A, b: B, out: &mut [f32]) {
+    for (i, o) in out.iter_mut().enumerate() {
+        // Both read first: a select LLVM can vectorise, not a branch.
+        let (c, x, y) = (cond.at(i), a.at(i), b.at(i));
+        *o = if c != 0.0 { x } else { y };
+    }
+}
+
+/// `cond != 0 ? a : b`, all three suffix-broadcast to `out.len()` (NaN
+/// everywhere if one is empty); split over threads.
 pub(crate) fn select(cond: &[f32], a: &[f32], b: &[f32], out: &mut [f32]) {
     if cond.is_empty() || a.is_empty() || b.is_empty() {
         out.fill(f32::NAN);
         return;
     }
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = if cond[i % cond.len()] != 0.0 { a[i % a.len()] } else { b[i % b.len()] };
-    }
+    use Operand::{Run as R, Scalar as S};
+    par_elements(out, 4, |first, chunk| {
+        for_runs([cond.len(), a.len(), b.len()], first, chunk, |[ic, ia, ib], run| {
+            let n = run.len();
+            match (operand(cond, ic), operand(a, ia), operand(b, ib)) {
+                (R(c), R(a), R(b)) => select_run(&c[..n], &a[..n], &b[..n], run),
+                (R(c), R(a), S(b)) => select_run(&c[..n], &a[..n], b, run),
+                (R(c), S(a), R(b)) => select_run(&c[..n], a, &b[..n], run),
+                (R(c), S(a), S(b)) => select_run(&c[..n], a, b, run),
+                (S(c), R(a), R(b)) => select_run(c, &a[..n], &b[..n], run),
+                (S(c), R(a), S(b)) => select_run(c, &a[..n], b, run),
+                (S(c), S(a), R(b)) => select_run(c, a, &b[..n], run),
+                (S(c), S(a), S(b)) => select_run(c, a, b, run),
+            }
+        });
+    });
 }
 
+/// `x > 0` as `1.0`/`0.0` into `out` (the first `min` of both lengths);
+/// split over threads.
 pub(crate) fn threshold(x: &[f32], out: &mut [f32]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = bool_to(v > 0.0);
-    }
+    map1(x, out, 2, |v| bool_to(v > 0.0));
 }
 
 /// One GEMM call on the calling thread: `c[m×n] = a[m×k] · b` where `b`
@@ -331,7 +522,10 @@ fn im2col(x: &[f32], n: usize, s: ConvShape, col: &mut [f32], stride: usize, at:
     }
 }
 
-/// Max pooling as the interpreter's `max_pool2d` (the same bits).
+/// Max pooling as the interpreter's `max_pool2d` (the same bits): per
+/// window, `max_nan` from its first element over its elements in row-major
+/// order. Images are split over threads; 2×2 windows of stride 2 have a
+/// loop of their own.
 pub(crate) fn max_pool2d(
     x: &[f32],
     [h, w]: [usize; 2],
@@ -341,6 +535,22 @@ pub(crate) fn max_pool2d(
     out: &mut [f32],
 ) {
     let ns = out.len().saturating_mul(kh * kw) / ELEMENTS_PER_NS;
+    if is_pool_2x2([h, w], [kh, kw], [sh, sw], [oh, ow]) {
+        par_rows(out, oh * ow, ns, |first, chunk| {
+            for (l, y) in chunk.chunks_exact_mut(oh * ow).enumerate() {
+                let img = &x[(first + l) * h * w..(first + l + 1) * h * w];
+                for (i, yr) in y.chunks_exact_mut(ow).enumerate() {
+                    let r0 = &img[2 * i * w..2 * i * w + 2 * ow];
+                    let r1 = &img[(2 * i + 1) * w..(2 * i + 1) * w + 2 * ow];
+                    let (r0, r1) = (r0.as_chunks::<2>().0, r1.as_chunks::<2>().0);
+                    for ((o, &[a, b]), &[c, d]) in yr.iter_mut().zip(r0).zip(r1) {
+                        *o = max4_nan([a, b, c, d]);
+                    }
+                }
+            }
+        });
+        return;
+    }
     par_rows(out, oh * ow, ns, |first, chunk| {
         for (l, y) in chunk.chunks_exact_mut((oh * ow).max(1)).enumerate() {
             let img = &x[(first + l) * h * w..(first + l + 1) * h * w];
@@ -357,6 +567,24 @@ pub(crate) fn max_pool2d(
             }
         }
     });
+}
+
+/// `max_nan(max_nan(max_nan(max_nan(v[0], v[0]), v[1]), v[2]), v[3])`
+/// without branches (for LLVM to vectorise): the canonical NaN if one is
+/// NaN (a NaN stays through `max_nan`), else the same chain of `b > a`.
+#[inline(always)]
+fn max4_nan(v: [f32; 4]) -> f32 {
+    let nan = v[0].is_nan() | v[1].is_nan() | v[2].is_nan() | v[3].is_nan();
+    let m = if v[1] > v[0] { v[1] } else { v[0] };
+    let m = if v[2] > m { v[2] } else { m };
+    let m = if v[3] > m { v[3] } else { m };
+    if nan { f32::NAN } else { m }
+}
+
+/// Whether a pooling is 2×2 windows of stride 2 that lie inside the
+/// `h × w` image (the common case, with loops of its own).
+fn is_pool_2x2([h, w]: [usize; 2], kernel: [usize; 2], stride: [usize; 2], [oh, ow]: [usize; 2]) -> bool {
+    kernel == [2, 2] && stride == [2, 2] && oh > 0 && ow > 0 && 2 * oh <= h && 2 * ow <= w
 }
 
 /// Reduces `x` (`steps × n`) over time as the interpreter does (the same
@@ -477,35 +705,77 @@ pub(crate) fn sum_rows(x: &[f32], out: &mut [f32]) {
     }
 }
 
-/// The input gradient of `conv2d`: per image, `col = w^T · grad` (one GEMM,
-/// `c·kh·kw × oh·ow`), then col2im adds every column entry into the input
-/// position it was read from (padding dropped), in `(c, a, b, i, j)` order.
-/// Images are split over threads.
+/// The outputs `j0..j1` (along one axis of `out` outputs) whose input
+/// position `j·stride + tap - pad` lies in `0..n`.
+fn inside(out: usize, tap: usize, stride: usize, pad: usize, n: usize) -> (usize, usize) {
+    // j·stride + tap >= pad  and  j·stride + tap - pad < n.
+    let j0 = pad.saturating_sub(tap).div_ceil(stride);
+    let j1 = (n + pad).saturating_sub(tap).div_ceil(stride).min(out);
+    (j0.min(j1), j1)
+}
+
+/// The input gradient of `conv2d`: per group of images, `col = w^T ·
+/// grad` (one GEMM, `c·kh·kw × g·oh·ow`, the group's gradients side by
+/// side as in [`conv2d`]: a GEMM per image of a small plane is narrow and
+/// slow), then per image col2im adds every column entry into the input
+/// position it was read from (padding dropped), in `(c, a, b, i, j)`
+/// order. Groups of images are split over threads. (Every column entry is
+/// the same sum over `o` whatever the group: the same bits as one GEMM per
+/// image.)
 pub(crate) fn conv2d_grad_input(grad: &[f32], w: &[f32], s: ConvShape, out: &mut [f32]) {
     let plane = s.oh * s.ow;
     let ckk = s.c * s.kh * s.kw;
     let img_in = s.c * s.h * s.w;
+    let img_g = s.o * plane;
+    let group = CONV_COLUMNS.div_ceil(plane.max(1)).clamp(1, s.n.max(1));
     let ns = out.len().saturating_mul(s.o * s.kh * s.kw) / GEMM_MACS_PER_NS;
-    par_rows(out, img_in, ns, |first, chunk| {
-        let mut col = vec![0.0f32; ckk * plane];
-        for (i, dx) in chunk.chunks_exact_mut(img_in.max(1)).enumerate() {
-            let n = first + i;
-            let g = &grad[n * s.o * plane..(n + 1) * s.o * plane];
+    let n_parts = crate::pool::parts(s.n.div_ceil(group), ns);
+    // Parts of whole groups.
+    let per = s.n.div_ceil(group).div_ceil(n_parts.max(1)) * group;
+    crate::pool::for_rows(out, img_in * per, s.n.div_ceil(per.max(1)), |p, chunk| {
+        let first = p * per;
+        let mut gs = vec![0.0f32; img_g * group];
+        let mut col = vec![0.0f32; ckk * plane * group];
+        for (gi, dxs) in chunk.chunks_mut((img_in * group).max(1)).enumerate() {
+            let n0 = first + gi * group;
+            let g = dxs.len() / img_in.max(1);
+            let width = g * plane;
+            // The group's gradients as `o × (g·plane)`.
+            for k in 0..g {
+                let gk = &grad[(n0 + k) * img_g..][..img_g];
+                for (o, src) in gk.chunks_exact(plane.max(1)).enumerate() {
+                    gs[o * width + k * plane..][..plane].copy_from_slice(src);
+                }
+            }
             // w viewed as `ckk × o`: element (l, o) is w[o * ckk + l].
-            sgemm_strided(ckk, s.o, plane, (w, 1, ckk), (g, plane, 1), &mut col, false);
-            dx.fill(0.0);
-            for c in 0..s.c {
-                let ch = &mut dx[c * s.h * s.w..(c + 1) * s.h * s.w];
-                for a in 0..s.kh {
-                    for b in 0..s.kw {
-                        let row = &col[((c * s.kh + a) * s.kw + b) * plane..][..plane];
-                        for oi in 0..s.oh {
-                            let Some(r) = (oi * s.stride[0] + a).checked_sub(s.padding[0]).filter(|&r| r < s.h) else {
-                                continue;
-                            };
-                            for oj in 0..s.ow {
-                                if let Some(q) = (oj * s.stride[1] + b).checked_sub(s.padding[1]).filter(|&q| q < s.w) {
-                                    ch[r * s.w + q] += row[oi * s.ow + oj];
+            sgemm_strided(ckk, s.o, width, (w, 1, ckk), (&gs[..img_g * g], width, 1), &mut col[..ckk * width], false);
+            for (k, dx) in dxs.chunks_exact_mut(img_in.max(1)).enumerate() {
+                dx.fill(0.0);
+                for c in 0..s.c {
+                    let ch = &mut dx[c * s.h * s.w..(c + 1) * s.h * s.w];
+                    for a in 0..s.kh {
+                        for b in 0..s.kw {
+                            let row = &col[((c * s.kh + a) * s.kw + b) * width + k * plane..][..plane];
+                            // The outputs `oj` whose input column `q = oj·sw + b - pw` is inside.
+                            let (j0, j1) = inside(s.ow, b, s.stride[1], s.padding[1], s.w);
+                            for oi in 0..s.oh {
+                                let Some(r) = (oi * s.stride[0] + a).checked_sub(s.padding[0]).filter(|&r| r < s.h)
+                                else {
+                                    continue;
+                                };
+                                if j0 >= j1 {
+                                    continue;
+                                }
+                                let src = &row[oi * s.ow + j0..oi * s.ow + j1];
+                                let q0 = j0 * s.stride[1] + b - s.padding[1];
+                                if s.stride[1] == 1 {
+                                    for (d, &v) in ch[r * s.w + q0..][..j1 - j0].iter_mut().zip(src) {
+                                        *d += v;
+                                    }
+                                } else {
+                                    for (j, &v) in src.iter().enumerate() {
+                                        ch[r * s.w + q0 + j * s.stride[1]] += v;
+                                    }
                                 }
                             }
                         }
@@ -584,23 +854,61 @@ pub(crate) fn conv2d_grad_weight(grad: &[f32], x: &[f32], s: ConvShape, out: &mu
 }
 
 /// The bias gradient of `conv2d`: per channel, the sum over images and
-/// positions in order from `+0` (the interpreter's bits).
+/// positions in order from `+0` (the interpreter's bits). Each channel's
+/// sum is one chain of adds in that order; the loop runs the chains of up
+/// to 8 channels side by side (one chain alone waits on every add), image
+/// by image. Channels are split over threads in parts of 8 where a part's
+/// planes of an image are long enough to stream from memory (with short
+/// ones, a part reading a little of every image waits on memory).
 pub(crate) fn conv2d_grad_bias(grad: &[f32], n: usize, plane: usize, out: &mut [f32]) {
+    const PART: usize = 8;
     let o = out.len();
-    out.fill(0.0);
-    for img in 0..n {
-        for (ch, acc) in out.iter_mut().enumerate() {
-            for &v in &grad[(img * o + ch) * plane..(img * o + ch + 1) * plane] {
-                *acc += v;
+    let ns = n.saturating_mul(o).saturating_mul(plane) / ELEMENTS_PER_NS;
+    let parts = if PART * plane >= 4096 { crate::pool::parts(o / PART, ns) } else { 1 };
+    crate::pool::for_rows(out, PART, parts, |first, out| {
+        let (first, c) = (PART * first, out.len());
+        // The sums of the part, on its own (not in cache lines that
+        // another part writes too).
+        let mut sums = vec![0.0f32; c];
+        for img in 0..n {
+            let block = &grad[(img * o + first) * plane..(img * o + first + c) * plane];
+            let mut g = 0;
+            while g < c {
+                let (acc, planes) = (&mut sums[g..], &block[g * plane..]);
+                g += match c - g {
+                    8.. => add_planes::<8>(acc, planes, plane),
+                    4.. => add_planes::<4>(acc, planes, plane),
+                    3 => add_planes::<3>(acc, planes, plane),
+                    2 => add_planes::<2>(acc, planes, plane),
+                    _ => add_planes::<1>(acc, planes, plane),
+                };
             }
         }
+        out.copy_from_slice(&sums);
+    });
+}
+
+/// Adds the `G` planes of `plane` elements at the start of `planes` into
+/// `acc[..G]`, each in order; returns `G`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // One position of every plane a step.
+fn add_planes<const G: usize>(acc: &mut [f32], planes: &[f32], plane: usize) -> usize {
+    let mut a: [f32; G] = std::array::from_fn(|g| acc[g]);
+    let rows: [&[f32]; G] = std::array::from_fn(|g| &planes[g * plane..(g + 1) * plane]);
+    for p in 0..plane {
+        for g in 0..G {
+            a[g] += rows[g][p];
+        }
     }
+    acc[..G].copy_from_slice(&a);
+    G
 }
 
 /// The input gradient of max pooling as the interpreter's (its bits): per
 /// window in row-major order, the gradient goes to the element torch's CPU
 /// kernel picks (greater than the maximum so far from `-inf`, or NaN);
-/// overlapping windows add. Slices are split over threads.
+/// overlapping windows add (to `+0`). Images are split over threads; 2×2
+/// windows of stride 2 have a loop of their own.
 pub(crate) fn max_pool2d_grad(
     x: &[f32],
     grad: &[f32],
@@ -611,6 +919,44 @@ pub(crate) fn max_pool2d_grad(
     out: &mut [f32],
 ) {
     let ns = grad.len().saturating_mul(kh * kw) / ELEMENTS_PER_NS;
+    if is_pool_2x2([h, w], [kh, kw], [sh, sw], [oh, ow]) {
+        par_rows(out, h * w, ns, |first, chunk| {
+            for (l, acc) in chunk.chunks_exact_mut(h * w).enumerate() {
+                let img = &x[(first + l) * h * w..(first + l + 1) * h * w];
+                let g = &grad[(first + l) * oh * ow..(first + l + 1) * oh * ow];
+                // The rows and columns no window covers.
+                acc[2 * oh * w..].fill(0.0);
+                for (i, gr) in g.chunks_exact(ow).enumerate() {
+                    let (a0, a1) = acc[2 * i * w..(2 * i + 2) * w].split_at_mut(w);
+                    a0[2 * ow..].fill(0.0);
+                    a1[2 * ow..].fill(0.0);
+                    let r0 = &img[2 * i * w..2 * i * w + 2 * ow];
+                    let r1 = &img[(2 * i + 1) * w..(2 * i + 1) * w + 2 * ow];
+                    let (r0, r1) = (r0.as_chunks::<2>().0, r1.as_chunks::<2>().0);
+                    let (a0, a1) = (a0[..2 * ow].as_chunks_mut::<2>().0, a1[..2 * ow].as_chunks_mut::<2>().0);
+                    for ((((&[p, q], &[r, t]), o0), o1), &gv) in r0.iter().zip(r1).zip(a0).zip(a1).zip(gr) {
+                        // The general loop's choice without branches (for LLVM
+                        // to vectorise): from `-inf`, `p` is taken (`m = p`);
+                        // then each later one if greater than the maximum so
+                        // far, or NaN; the last one taken gets the gradient.
+                        let take_q = (q > p) | q.is_nan();
+                        let m = if take_q { q } else { p };
+                        let take_r = (r > m) | r.is_nan();
+                        let m = if take_r { r } else { m };
+                        let take_t = (t > m) | t.is_nan();
+                        let [at_p, at_q, at_r] =
+                            [!take_q & !take_r & !take_t, take_q & !take_r & !take_t, take_r & !take_t];
+                        // `+0 + g` where the gradient goes (as the interpreter's
+                        // sum into a zeroed plane: `-0` becomes `+0`).
+                        let add = 0.0 + gv;
+                        *o0 = [if at_p { add } else { 0.0 }, if at_q { add } else { 0.0 }];
+                        *o1 = [if at_r { add } else { 0.0 }, if take_t { add } else { 0.0 }];
+                    }
+                }
+            }
+        });
+        return;
+    }
     par_rows(out, h * w, ns, |first, chunk| {
         for (l, acc) in chunk.chunks_exact_mut((h * w).max(1)).enumerate() {
             let img = &x[(first + l) * h * w..(first + l + 1) * h * w];
@@ -871,5 +1217,465 @@ mod tests {
         let mut again = vec![0.0; w.len()];
         conv2d_grad_weight(&g, &x, s, &mut again);
         assert!(dw.iter().zip(&again).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+}
+
+/// The fast elementwise, pooling and bias-gradient kernels against the
+/// plain loops they replace (the loops as they were), bit for bit. Run
+/// with `SNNC_THREADS=1`, `2` and `3` to check every thread count.
+#[cfg(test)]
+mod fast_tests {
+    use super::*;
+
+    /// Awkward values: signed zeros, infinities, NaNs of both signs and
+    /// other payloads (a signalling one too), subnormals, extremes, ties.
+    const SPECIAL: [u32; 20] = [
+        0x0000_0000, // +0
+        0x8000_0000, // -0
+        0x3f80_0000, // 1
+        0xbf80_0000, // -1
+        0x7f80_0000, // inf
+        0xff80_0000, // -inf
+        0x7fc0_0000, // NaN
+        0xffc0_0000, // -NaN (x86's default NaN)
+        0x7fc0_1234, // NaN with a payload
+        0x7f80_0001, // signalling NaN
+        0x0000_0001, // the least subnormal
+        0x8000_0003, // a negative subnormal
+        0x7f7f_ffff, // f32::MAX
+        0xff7f_ffff, // f32::MIN
+        0x0080_0000, // f32::MIN_POSITIVE
+        0x3fc0_0000, // 1.5
+        0xc020_0000, // -2.5
+        0x4040_0000, // 3
+        0x3f80_0000, // 1 again (ties)
+        0x4f00_0000, // 2^31
+    ];
+
+    /// `n` values: the special ones and pseudo-random ones of mixed
+    /// magnitude, in an order set by `seed`.
+    fn mixed(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let r = (state >> 11) as u32;
+                match r % 4 {
+                    0 => f32::from_bits(SPECIAL[(r / 4) as usize % SPECIAL.len()]),
+                    1 => ((r >> 8) % 7) as f32 - 3.0,
+                    _ => ((r >> 8) as f32 / (1u32 << 21) as f32 - 1.0) * 10f32.powi((r % 9) as i32 - 4),
+                }
+            })
+            .collect()
+    }
+
+    fn assert_bits(what: &str, got: &[f32], want: &[f32]) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+        if let Some(i) = got.iter().zip(want).position(|(g, w)| g.to_bits() != w.to_bits()) {
+            panic!("{what}[{i}]: {:#010x} vs {:#010x}", got[i].to_bits(), want[i].to_bits());
+        }
+    }
+
+    /// [`assert_bits`] but for the payloads of NaNs: which NaN an add,
+    /// subtraction, product or quotient of two NaNs gives depends on the
+    /// order LLVM puts the operands in (Rust does not specify it; the
+    /// project's tests count any NaN as the same there).
+    fn assert_same(what: &str, got: &[f32], want: &[f32]) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+        let same = |g: &f32, w: &f32| g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan());
+        if let Some(i) = got.iter().zip(want).position(|(g, w)| !same(g, w)) {
+            panic!("{what}[{i}]: {:#010x} vs {:#010x}", got[i].to_bits(), want[i].to_bits());
+        }
+    }
+
+    /// The check for `op`: NaN payloads are exact for `max` and `min`
+    /// (always the canonical NaN).
+    fn check_binary(op: BinaryOp) -> fn(&str, &[f32], &[f32]) {
+        if matches!(op, BinaryOp::Max | BinaryOp::Min) { assert_bits } else { assert_same }
+    }
+
+    // The kernels as they were.
+
+    fn old_unary(op: UnaryOp, x: &[f32], out: &mut [f32]) {
+        let f = unary_fn(op);
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = f(v);
+        }
+    }
+
+    fn old_select(cond: &[f32], a: &[f32], b: &[f32], out: &mut [f32]) {
+        if cond.is_empty() || a.is_empty() || b.is_empty() {
+            out.fill(f32::NAN);
+            return;
+        }
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = if cond[i % cond.len()] != 0.0 { a[i % a.len()] } else { b[i % b.len()] };
+        }
+    }
+
+    fn old_threshold(x: &[f32], out: &mut [f32]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = bool_to(v > 0.0);
+        }
+    }
+
+    fn old_max_pool2d(
+        x: &[f32],
+        [h, w]: [usize; 2],
+        [kh, kw]: [usize; 2],
+        [sh, sw]: [usize; 2],
+        [oh, ow]: [usize; 2],
+        out: &mut [f32],
+    ) {
+        let ns = out.len().saturating_mul(kh * kw) / ELEMENTS_PER_NS;
+        par_rows(out, oh * ow, ns, |first, chunk| {
+            for (l, y) in chunk.chunks_exact_mut((oh * ow).max(1)).enumerate() {
+                let img = &x[(first + l) * h * w..(first + l + 1) * h * w];
+                for i in 0..oh {
+                    for j in 0..ow {
+                        let mut m = img[i * sh * w + j * sw];
+                        for a in 0..kh {
+                            for b in 0..kw {
+                                m = max_nan(m, img[(i * sh + a) * w + j * sw + b]);
+                            }
+                        }
+                        y[i * ow + j] = m;
+                    }
+                }
+            }
+        });
+    }
+
+    fn old_conv2d_grad_bias(grad: &[f32], n: usize, plane: usize, out: &mut [f32]) {
+        let o = out.len();
+        out.fill(0.0);
+        for img in 0..n {
+            for (ch, acc) in out.iter_mut().enumerate() {
+                for &v in &grad[(img * o + ch) * plane..(img * o + ch + 1) * plane] {
+                    *acc += v;
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn old_max_pool2d_grad(
+        x: &[f32],
+        grad: &[f32],
+        [h, w]: [usize; 2],
+        [kh, kw]: [usize; 2],
+        [sh, sw]: [usize; 2],
+        [oh, ow]: [usize; 2],
+        out: &mut [f32],
+    ) {
+        let ns = grad.len().saturating_mul(kh * kw) / ELEMENTS_PER_NS;
+        par_rows(out, h * w, ns, |first, chunk| {
+            for (l, acc) in chunk.chunks_exact_mut((h * w).max(1)).enumerate() {
+                let img = &x[(first + l) * h * w..(first + l + 1) * h * w];
+                let g = &grad[(first + l) * oh * ow..(first + l + 1) * oh * ow];
+                acc.fill(0.0);
+                for i in 0..oh {
+                    for j in 0..ow {
+                        let (mut m, mut at) = (f32::NEG_INFINITY, i * sh * w + j * sw);
+                        for a in 0..kh {
+                            for b in 0..kw {
+                                let k = (i * sh + a) * w + j * sw + b;
+                                let v = img[k];
+                                if v > m || v.is_nan() {
+                                    m = v;
+                                    at = k;
+                                }
+                            }
+                        }
+                        acc[at] += g[i * ow + j];
+                    }
+                }
+            }
+        });
+    }
+
+    const BINARY: [BinaryOp; 6] =
+        [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Max, BinaryOp::Min];
+    const COMPARE: [CompareOp; 5] = [CompareOp::Gt, CompareOp::Ge, CompareOp::Lt, CompareOp::Le, CompareOp::Eq];
+    const UNARY: [UnaryOp; 7] =
+        [UnaryOp::Neg, UnaryOp::Abs, UnaryOp::Exp, UnaryOp::Log, UnaryOp::Tanh, UnaryOp::Sqrt, UnaryOp::Relu];
+
+    /// Every pair of special values, at the same index in both operands.
+    fn special_pairs() -> (Vec<f32>, Vec<f32>) {
+        let s: Vec<f32> = SPECIAL.iter().map(|&b| f32::from_bits(b)).collect();
+        let a = s.iter().flat_map(|&x| s.iter().map(move |_| x)).collect();
+        let b = s.iter().flat_map(|_| s.iter().copied()).collect();
+        (a, b)
+    }
+
+    /// Output lengths and operand lengths for each: equal, scalar,
+    /// dividing, not dividing, longer, empty.
+    fn shapes() -> Vec<(usize, usize, usize)> {
+        let mut v = Vec::new();
+        for n in [0, 1, 5, 63, 64, 65, 130, 1000, 100_003, 300_000] {
+            for (la, lb) in [(n, n), (n, 1), (1, n), (1, 1), (n, 7), (10, n), (3, 64), (n + 5, n), (0, n), (n, 0)] {
+                v.push((n, la, lb));
+            }
+        }
+        v.push((2 * 3 * 100_000, 3 * 100_000, 100_000));
+        v
+    }
+
+    #[test]
+    fn binary_and_compare_are_zip2_bit_for_bit() {
+        let (a, b) = special_pairs();
+        for op in BINARY {
+            let (mut got, mut want) = (vec![0.5; a.len()], vec![0.5; a.len()]);
+            binary(op, &a, &b, &mut got);
+            zip2(&a, &b, &mut want, binary_fn(op));
+            check_binary(op)(&format!("{op:?} specials"), &got, &want);
+        }
+        for op in COMPARE {
+            let (mut got, mut want) = (vec![0.5; a.len()], vec![0.5; a.len()]);
+            compare(op, &a, &b, &mut got);
+            zip2(&a, &b, &mut want, compare_fn(op));
+            assert_bits(&format!("{op:?} specials"), &got, &want);
+        }
+        for (k, (n, la, lb)) in shapes().into_iter().enumerate() {
+            let (a, b) = (mixed(la, 2 * k as u64), mixed(lb, 2 * k as u64 + 1));
+            for op in BINARY {
+                let (mut got, mut want) = (vec![0.5; n], vec![0.5; n]);
+                binary(op, &a, &b, &mut got);
+                zip2(&a, &b, &mut want, binary_fn(op));
+                check_binary(op)(&format!("{op:?} {n} {la} {lb}"), &got, &want);
+            }
+            for op in COMPARE {
+                let (mut got, mut want) = (vec![0.5; n], vec![0.5; n]);
+                compare(op, &a, &b, &mut got);
+                zip2(&a, &b, &mut want, compare_fn(op));
+                assert_bits(&format!("{op:?} {n} {la} {lb}"), &got, &want);
+            }
+        }
+    }
+
+    #[test]
+    fn unary_and_threshold_are_the_plain_loops_bit_for_bit() {
+        let specials: Vec<f32> = SPECIAL.iter().map(|&b| f32::from_bits(b)).collect();
+        let inputs = [specials, mixed(1, 1), mixed(65, 2), mixed(1000, 3), mixed(300_001, 4)];
+        for x in &inputs {
+            // Also an `out` longer and one shorter than `x`: the rest stays.
+            for n in [x.len(), x.len() + 3, x.len() / 2] {
+                for op in UNARY {
+                    let (mut got, mut want) = (vec![0.5; n], vec![0.5; n]);
+                    unary(op, x, &mut got);
+                    old_unary(op, x, &mut want);
+                    assert_bits(&format!("{op:?} {} -> {n}", x.len()), &got, &want);
+                }
+                let (mut got, mut want) = (vec![0.5; n], vec![0.5; n]);
+                threshold(x, &mut got);
+                old_threshold(x, &mut want);
+                assert_bits(&format!("threshold {} -> {n}", x.len()), &got, &want);
+            }
+        }
+    }
+
+    #[test]
+    fn select_is_the_plain_loop_bit_for_bit() {
+        let specials: Vec<f32> = SPECIAL.iter().map(|&b| f32::from_bits(b)).collect();
+        let (a, b) = special_pairs();
+        let cond: Vec<f32> = specials.iter().cycle().take(a.len()).copied().collect();
+        let (mut got, mut want) = (vec![0.5; a.len()], vec![0.5; a.len()]);
+        select(&cond, &a, &b, &mut got);
+        old_select(&cond, &a, &b, &mut want);
+        assert_bits("select specials", &got, &want);
+        for (k, n) in [0usize, 1, 5, 64, 65, 1000, 100_003].into_iter().enumerate() {
+            let lens = [n, 1, 7, 10, n + 3, 0];
+            for lc in lens {
+                for la in lens {
+                    for lb in lens {
+                        let seed = (k * 1000 + lc % 17 * 100 + la % 17 * 10 + lb % 17) as u64;
+                        // Conditions: mostly 0/1, some specials (NaN: true).
+                        let cond: Vec<f32> =
+                            mixed(lc, seed).into_iter().map(|v| if v.abs() < 0.5 { 0.0 } else { v }).collect();
+                        let (a, b) = (mixed(la, seed + 1), mixed(lb, seed + 2));
+                        let (mut got, mut want) = (vec![0.5; n], vec![0.5; n]);
+                        select(&cond, &a, &b, &mut got);
+                        old_select(&cond, &a, &b, &mut want);
+                        assert_bits(&format!("select {n} {lc} {la} {lb}"), &got, &want);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pooling shapes: `(images, [h, w], kernel, stride)`; the 2×2/2 ones
+    /// with even and odd sizes, and others for the general loop.
+    type Pool = (usize, [usize; 2], [usize; 2], [usize; 2]);
+    const POOLS: [Pool; 11] = [
+        (3, [4, 4], [2, 2], [2, 2]),
+        (5, [5, 7], [2, 2], [2, 2]),
+        (2, [2, 2], [2, 2], [2, 2]),
+        (7, [3, 2], [2, 2], [2, 2]),
+        (1536, [24, 24], [2, 2], [2, 2]),
+        (300, [9, 8], [2, 2], [2, 2]),
+        (4, [6, 6], [3, 3], [2, 2]),
+        (4, [6, 7], [2, 2], [1, 1]),
+        (4, [6, 7], [3, 2], [3, 2]),
+        (4, [5, 5], [1, 1], [1, 1]),
+        (200, [9, 9], [3, 3], [3, 3]),
+    ];
+
+    /// Pooling inputs: many ties (small integers), signed zeros and NaNs.
+    fn pool_input(n: usize, seed: u64) -> Vec<f32> {
+        mixed(n, seed).into_iter().map(|v| if v.is_finite() && v.abs() > 2.0 { v.round() } else { v }).collect()
+    }
+
+    #[test]
+    fn pooling_is_the_plain_loop_bit_for_bit() {
+        for (k, (n, [h, w], [kh, kw], [sh, sw])) in POOLS.into_iter().enumerate() {
+            let [oh, ow] = [(h - kh) / sh + 1, (w - kw) / sw + 1];
+            let x = pool_input(n * h * w, k as u64);
+            let (mut got, mut want) = (vec![0.5; n * oh * ow], vec![0.5; n * oh * ow]);
+            max_pool2d(&x, [h, w], [kh, kw], [sh, sw], [oh, ow], &mut got);
+            old_max_pool2d(&x, [h, w], [kh, kw], [sh, sw], [oh, ow], &mut want);
+            assert_bits(&format!("max_pool2d {k}"), &got, &want);
+            let g = mixed(n * oh * ow, 100 + k as u64);
+            let (mut got, mut want) = (vec![0.5; n * h * w], vec![0.5; n * h * w]);
+            max_pool2d_grad(&x, &g, [h, w], [kh, kw], [sh, sw], [oh, ow], &mut got);
+            old_max_pool2d_grad(&x, &g, [h, w], [kh, kw], [sh, sw], [oh, ow], &mut want);
+            assert_bits(&format!("max_pool2d_grad {k}"), &got, &want);
+        }
+        // Every window of four special values.
+        let s: Vec<f32> = SPECIAL.iter().map(|&b| f32::from_bits(b)).collect();
+        let mut x = Vec::new();
+        for &a in &s {
+            for &b in &s {
+                for &c in &s[..6] {
+                    for &d in &s[4..10] {
+                        x.extend([a, b, c, d]);
+                    }
+                }
+            }
+        }
+        let n = x.len() / 4;
+        let g = mixed(n, 7);
+        let (mut got, mut want) = (vec![0.5; n], vec![0.5; n]);
+        max_pool2d(&x, [2, 2], [2, 2], [2, 2], [1, 1], &mut got);
+        old_max_pool2d(&x, [2, 2], [2, 2], [2, 2], [1, 1], &mut want);
+        assert_bits("max_pool2d specials", &got, &want);
+        let (mut got, mut want) = (vec![0.5; 4 * n], vec![0.5; 4 * n]);
+        max_pool2d_grad(&x, &g, [2, 2], [2, 2], [2, 2], [1, 1], &mut got);
+        old_max_pool2d_grad(&x, &g, [2, 2], [2, 2], [2, 2], [1, 1], &mut want);
+        assert_bits("max_pool2d_grad specials", &got, &want);
+    }
+
+    #[test]
+    fn bias_gradient_is_the_plain_sum_bit_for_bit() {
+        for (k, (n, o, plane)) in
+            [(1, 1, 1), (3, 5, 7), (2, 8, 9), (4, 9, 16), (3, 21, 5), (64, 20, 576), (100, 50, 64), (2, 3, 0)]
+                .into_iter()
+                .enumerate()
+        {
+            // Mixed magnitudes: any other order of the adds shows.
+            let g: Vec<f32> = mixed(n * o * plane, k as u64)
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| if i % 97 == 0 || v.is_finite() { v } else { 0.25 })
+                .collect();
+            let (mut got, mut want) = (vec![0.5; o], vec![0.5; o]);
+            conv2d_grad_bias(&g, n, plane, &mut got);
+            old_conv2d_grad_bias(&g, n, plane, &mut want);
+            assert_same(&format!("conv2d_grad_bias {n} {o} {plane}"), &got, &want);
+        }
+        // Finite values of mixed magnitudes only: sums that any other order
+        // of the adds changes, no NaN or infinity to hide them.
+        for (k, (n, o, plane)) in [(40, 20, 100), (64, 20, 576), (3, 13, 33), (200, 50, 64)].into_iter().enumerate() {
+            let g: Vec<f32> = mixed(n * o * plane, 50 + k as u64)
+                .into_iter()
+                .map(|v| if v.is_finite() && v.abs() < 1e6 { v } else { 1e-3 })
+                .collect();
+            let (mut got, mut want) = (vec![0.5; o], vec![0.5; o]);
+            conv2d_grad_bias(&g, n, plane, &mut got);
+            old_conv2d_grad_bias(&g, n, plane, &mut want);
+            assert_bits(&format!("conv2d_grad_bias finite {n} {o} {plane}"), &got, &want);
+            assert!(got.iter().all(|v| v.is_finite()));
+            // The order matters: the sum in another order differs somewhere.
+            let reversed: Vec<f32> = (0..o)
+                .map(|c| (0..n).rev().flat_map(|i| g[(i * o + c) * plane..(i * o + c + 1) * plane].iter().rev()).sum())
+                .collect();
+            assert!(reversed.iter().zip(&want).any(|(r, w)| r != w), "{n} {o} {plane}: order-insensitive data");
+        }
+    }
+
+    /// The least of `reps` timings of `f`, in ms.
+    fn time_ms(reps: usize, mut f: impl FnMut()) -> f64 {
+        (0..reps)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// Old and new times of the ConvNet benchmark's shapes (T·B = 1536):
+    /// `cargo test --release -p snnc-cpu time_fast_kernels -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn time_fast_kernels() {
+        crate::pool::install(|| {
+            let reps = 10;
+            // Plain values (subnormals would slow the old and new alike).
+            let plain = |n: usize, seed: usize| -> Vec<f32> {
+                (0..n).map(|i| ((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.5 - 1.0).collect()
+            };
+            let big = plain(1536 * 20 * 24 * 24, 1);
+            let a = plain(1536 * 50 * 8 * 8, 2);
+            let b = plain(a.len(), 3);
+            let mut out = vec![0.0; big.len()];
+            let report = |what: &str, old: f64, new: f64| println!("{what:40} old {old:7.2} ms  new {new:7.2} ms");
+
+            let o = &mut out[..a.len()];
+            let old = time_ms(reps, || zip2(&a, &b, o, binary_fn(BinaryOp::Mul)));
+            let new = time_ms(reps, || binary(BinaryOp::Mul, &a, &b, o));
+            report("mul [1536,50,8,8]", old, new);
+            let old = time_ms(reps, || zip2(&a, &b[..1], o, binary_fn(BinaryOp::Mul)));
+            let new = time_ms(reps, || binary(BinaryOp::Mul, &a, &b[..1], o));
+            report("mul [1536,50,8,8] by a scalar", old, new);
+            let old = time_ms(reps, || zip2(&a, &b[..3200], o, binary_fn(BinaryOp::Add)));
+            let new = time_ms(reps, || binary(BinaryOp::Add, &a, &b[..3200], o));
+            report("add [1536,50,8,8] + [50,8,8]", old, new);
+            let old = time_ms(reps, || zip2(&a, &b, o, compare_fn(CompareOp::Gt)));
+            let new = time_ms(reps, || compare(CompareOp::Gt, &a, &b, o));
+            report("gt [1536,50,8,8]", old, new);
+            let old = time_ms(reps, || old_select(&b, &a, &[0.0], o));
+            let new = time_ms(reps, || select(&b, &a, &[0.0], o));
+            report("select [1536,50,8,8] (a, 0)", old, new);
+            let old = time_ms(reps, || old_threshold(&a, o));
+            let new = time_ms(reps, || threshold(&a, o));
+            report("threshold [1536,50,8,8]", old, new);
+            let r = &mut out[..1536 * 500];
+            let old = time_ms(reps, || old_unary(UnaryOp::Relu, &a[..1536 * 500], r));
+            let new = time_ms(reps, || unary(UnaryOp::Relu, &a[..1536 * 500], r));
+            report("relu [1536,500]", old, new);
+
+            let p = &mut out[..1536 * 20 * 12 * 12];
+            let old = time_ms(reps, || old_max_pool2d(&big, [24, 24], [2, 2], [2, 2], [12, 12], p));
+            let new = time_ms(reps, || max_pool2d(&big, [24, 24], [2, 2], [2, 2], [12, 12], p));
+            report("max_pool2d [1536,20,24,24]", old, new);
+            let p = &mut out[..1536 * 50 * 4 * 4];
+            let old = time_ms(reps, || old_max_pool2d(&a, [8, 8], [2, 2], [2, 2], [4, 4], p));
+            let new = time_ms(reps, || max_pool2d(&a, [8, 8], [2, 2], [2, 2], [4, 4], p));
+            report("max_pool2d [1536,50,8,8]", old, new);
+            let g = &b[..1536 * 20 * 12 * 12];
+            let old = time_ms(reps, || old_max_pool2d_grad(&big, g, [24, 24], [2, 2], [2, 2], [12, 12], &mut out));
+            let new = time_ms(reps, || max_pool2d_grad(&big, g, [24, 24], [2, 2], [2, 2], [12, 12], &mut out));
+            report("max_pool2d_grad [1536,20,24,24]", old, new);
+            let mut bias = [0.0; 20];
+            let old = time_ms(reps, || old_conv2d_grad_bias(&big, 1536, 576, &mut bias));
+            let new = time_ms(reps, || conv2d_grad_bias(&big, 1536, 576, &mut bias));
+            report("conv2d_grad_bias [1536,20,24,24]", old, new);
+            let mut bias = [0.0; 50];
+            let old = time_ms(reps, || old_conv2d_grad_bias(&a, 1536, 64, &mut bias));
+            let new = time_ms(reps, || conv2d_grad_bias(&a, 1536, 64, &mut bias));
+            report("conv2d_grad_bias [1536,50,8,8]", old, new);
+        });
     }
 }

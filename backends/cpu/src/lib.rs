@@ -52,6 +52,7 @@ mod check;
 pub mod clif;
 pub mod emit;
 mod event;
+mod event_conv;
 pub mod exec;
 pub mod jit;
 mod kernels;

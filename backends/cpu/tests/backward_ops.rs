@@ -215,12 +215,15 @@ fn conv_module(steps: u32, c: u32, hw: [u32; 2], o: u32, k: [u32; 2], stride: [u
     ];
     seq_module(steps, &inputs, &[("w", &[o, c, k[0], k[1]])], |b, i, p| {
         let (x, g, s, w) = (i[0], i[1], i[2], p[0]);
-        let y = b.emit(Op::Conv2d { input: x, weight: w, bias: None, stride, padding }).unwrap();
+        let (dense, event) = (MatMulKind::Dense, MatMulKind::EventDriven);
+        let y = b.emit(Op::Conv2d { input: x, weight: w, bias: None, stride, padding, kind: dense }).unwrap();
+        let ys = b.emit(Op::Conv2d { input: s, weight: w, bias: None, stride, padding, kind: event }).unwrap();
         let dx = b.emit(Op::Conv2dGradInput { grad: g, weight: w, stride, padding, input_size: hw }).unwrap();
-        let dw = b.emit(Op::Conv2dGradWeight { grad: g, input: x, kernel: k, stride, padding }).unwrap();
-        let dws = b.emit(Op::Conv2dGradWeight { grad: g, input: s, kernel: k, stride, padding }).unwrap();
+        let dw = b.emit(Op::Conv2dGradWeight { grad: g, input: x, kernel: k, stride, padding, kind: dense }).unwrap();
+        let dws = b.emit(Op::Conv2dGradWeight { grad: g, input: s, kernel: k, stride, padding, kind: dense }).unwrap();
+        let dwe = b.emit(Op::Conv2dGradWeight { grad: g, input: s, kernel: k, stride, padding, kind: event }).unwrap();
         let db = b.emit(Op::Conv2dGradBias { grad: g }).unwrap();
-        vec![y, dx, dw, dws, db]
+        vec![y, ys, dx, dw, dws, dwe, db]
     })
 }
 
@@ -232,6 +235,38 @@ fn conv2d_grads_stride_2_padding_1() {
         check(&conv_module(12, 2, [7, 6], 3, [3, 3], [2, 2], [1, 1]), batch, 21, false);
         check(&conv_module(2, 1, [6, 5], 2, [3, 2], [2, 1], [0, 1]), batch, 22, false);
         check(&conv_module(3, 3, [5, 5], 4, [1, 1], [1, 1], [0, 0]), batch, 23, false);
+    }
+}
+
+/// The event-driven convolution and its weight gradient over a spike input:
+/// `spike_conv2d` and `spike_conv2d_grad_weight` (bias included).
+fn spike_conv_module(
+    steps: u32,
+    c: u32,
+    hw: [u32; 2],
+    o: u32,
+    k: [u32; 2],
+    stride: [u32; 2],
+    padding: [u32; 2],
+) -> Module {
+    let out = |ax: usize| (hw[ax] + 2 * padding[ax] - k[ax]) / stride[ax] + 1;
+    let inputs = [("g", seq(F32, &[o, out(0), out(1)])), ("s", seq(SPIKE, &[c, hw[0], hw[1]]))];
+    seq_module(steps, &inputs, &[("w", &[o, c, k[0], k[1]]), ("bias", &[o])], |b, i, p| {
+        let (g, s, w, bias) = (i[0], i[1], p[0], p[1]);
+        let event = MatMulKind::EventDriven;
+        let y = b.emit(Op::Conv2d { input: s, weight: w, bias: Some(bias), stride, padding, kind: event }).unwrap();
+        let dw = b.emit(Op::Conv2dGradWeight { grad: g, input: s, kernel: k, stride, padding, kind: event }).unwrap();
+        vec![y, dw]
+    })
+}
+
+#[test]
+fn spike_conv2d_has_the_interpreters_bits() {
+    for batch in BATCHES {
+        check(&spike_conv_module(12, 2, [7, 6], 3, [3, 3], [2, 2], [1, 1]), batch, 31, true);
+        check(&spike_conv_module(2, 1, [6, 5], 2, [3, 2], [2, 1], [0, 1]), batch, 32, true);
+        check(&spike_conv_module(3, 3, [5, 5], 4, [1, 1], [1, 1], [0, 0]), batch, 33, true);
+        check(&spike_conv_module(5, 4, [12, 12], 17, [5, 5], [1, 1], [2, 2]), batch, 34, true);
     }
 }
 

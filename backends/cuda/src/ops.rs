@@ -208,7 +208,7 @@ pub(crate) fn write(plan: &Plan<'_>, h: Handle<Node>, mode: Mode, prefix: &str) 
                 MatMulKind::EventDriven => spike_matmul(plan, h, mode, prefix, input, weight, rows, kk, n)?,
             }
         }
-        Op::Conv2d { input, weight, bias, stride, padding } => {
+        Op::Conv2d { input, weight, bias, stride, padding, .. } => {
             let xd = dims(input);
             let wd = dims(weight);
             let r = xd.len();
@@ -282,7 +282,7 @@ pub(crate) fn write(plan: &Plan<'_>, h: Handle<Node>, mode: Mode, prefix: &str) 
             )?;
             vec![conv2d_grad_input(plan, h, mode, name("conv2d_grad_input"), grad, weight, c)?]
         }
-        Op::Conv2dGradWeight { grad, input, kernel, stride, padding } => {
+        Op::Conv2dGradWeight { grad, input, kernel, stride, padding, .. } => {
             let gd = dims(grad);
             let xd = dims(input);
             let r = xd.len();

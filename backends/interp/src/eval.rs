@@ -231,7 +231,7 @@ impl<F: Real> Evaluator<'_, F> {
                     &mut self.scratch,
                 );
             }
-            Op::Conv2d { input, weight, bias, stride, padding } => {
+            Op::Conv2d { input, weight, bias, stride, padding, .. } => {
                 let (xd, wd) = (self.dims(input), self.dims(weight));
                 let r = xd.len();
                 let s = ConvShape {

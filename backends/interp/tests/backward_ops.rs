@@ -207,11 +207,12 @@ fn conv_grads(geo: Geo, x: &[f64], w: &[f64], g: &[f64]) -> [Vec<f64>; 4] {
     let wp = b.param(param("w", F64, &[o as u32, c as u32, kh as u32, kw as u32]));
     b.begin_seq();
     let (xn, gn, wn) = (b.emit(Op::Input(xi)).unwrap(), b.emit(Op::Input(gi)).unwrap(), b.emit(Op::Param(wp)).unwrap());
-    let y = b.emit(Op::Conv2d { input: xn, weight: wn, bias: None, stride, padding }).unwrap();
+    let y = b.emit(Op::Conv2d { input: xn, weight: wn, bias: None, stride, padding, kind: MatMulKind::Dense }).unwrap();
     let input_size = [h as u32, wd as u32];
     let dx = b.emit(Op::Conv2dGradInput { grad: gn, weight: wn, stride, padding, input_size }).unwrap();
     let kernel = [kh as u32, kw as u32];
-    let dw = b.emit(Op::Conv2dGradWeight { grad: gn, input: xn, kernel, stride, padding }).unwrap();
+    let dw =
+        b.emit(Op::Conv2dGradWeight { grad: gn, input: xn, kernel, stride, padding, kind: MatMulKind::Dense }).unwrap();
     let db = b.emit(Op::Conv2dGradBias { grad: gn }).unwrap();
     for (name, v) in [("y", y), ("dx", dx), ("dw", dw), ("db", db)] {
         b.output(name, v);

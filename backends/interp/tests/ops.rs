@@ -398,9 +398,29 @@ fn conv2d_matches_a_naive_reference() {
     let xs = b.emit(Op::Input(sin)).unwrap();
     let wt = b.emit(Op::Param(pw)).unwrap();
     let bias = b.emit(Op::Param(pb)).unwrap();
-    let y = b.emit(Op::Conv2d { input: x, weight: wt, bias: Some(bias), stride: [2, 1], padding: [1, 1] }).unwrap();
-    let yn = b.emit(Op::Conv2d { input: x, weight: wt, bias: None, stride: [1, 3], padding: [0, 2] }).unwrap();
-    let ys = b.emit(Op::Conv2d { input: xs, weight: wt, bias: Some(bias), stride: [2, 1], padding: [1, 1] }).unwrap();
+    let y = b
+        .emit(Op::Conv2d {
+            input: x,
+            weight: wt,
+            bias: Some(bias),
+            stride: [2, 1],
+            padding: [1, 1],
+            kind: MatMulKind::Dense,
+        })
+        .unwrap();
+    let yn = b
+        .emit(Op::Conv2d { input: x, weight: wt, bias: None, stride: [1, 3], padding: [0, 2], kind: MatMulKind::Dense })
+        .unwrap();
+    let ys = b
+        .emit(Op::Conv2d {
+            input: xs,
+            weight: wt,
+            bias: Some(bias),
+            stride: [2, 1],
+            padding: [1, 1],
+            kind: MatMulKind::Dense,
+        })
+        .unwrap();
     b.output("y", y);
     b.output("y_nobias", yn);
     b.output("y_seq", ys);

@@ -87,7 +87,7 @@ pub(crate) fn backward(ad: &mut Ad<'_>, h: H, g: H) -> Result<(), AdError> {
             }
             Ok(())
         }
-        Op::Conv2d { input, weight, bias, stride, padding } => {
+        Op::Conv2d { input, weight, bias, stride, padding, .. } => {
             if ad.is_needed(input) {
                 let w = ad.fv(weight)?;
                 let xs = &ad.ty(input).shape.0;
@@ -108,7 +108,14 @@ pub(crate) fn backward(ad: &mut Ad<'_>, h: H, g: H) -> Result<(), AdError> {
                     snnc_ir::Dim::Batch => 0,
                 };
                 let kernel = [k(ws[2]), k(ws[3])];
-                let gw = ad.emit(Op::Conv2dGradWeight { grad: g, input: x, kernel, stride, padding })?;
+                let gw = ad.emit(Op::Conv2dGradWeight {
+                    grad: g,
+                    input: x,
+                    kernel,
+                    stride,
+                    padding,
+                    kind: MatMulKind::Dense,
+                })?;
                 ad.contribute(weight, gw)?;
             }
             if let Some(b) = bias

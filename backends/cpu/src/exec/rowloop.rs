@@ -448,18 +448,12 @@ impl Executable {
                 part.spikes[i] = spikes;
             }
             Op::Unary { op, arg } => kernels::unary(op, self.part_val(b, part, arg, t, true), out),
-            Op::Binary { op, lhs, rhs } => kernels::zip2(
-                self.part_val(b, part, lhs, t, true),
-                self.part_val(b, part, rhs, t, true),
-                out,
-                kernels::binary_fn(op),
-            ),
-            Op::Compare { op, lhs, rhs } => kernels::zip2(
-                self.part_val(b, part, lhs, t, true),
-                self.part_val(b, part, rhs, t, true),
-                out,
-                kernels::compare_fn(op),
-            ),
+            Op::Binary { op, lhs, rhs } => {
+                kernels::binary(op, self.part_val(b, part, lhs, t, true), self.part_val(b, part, rhs, t, true), out)
+            }
+            Op::Compare { op, lhs, rhs } => {
+                kernels::compare(op, self.part_val(b, part, lhs, t, true), self.part_val(b, part, rhs, t, true), out)
+            }
             Op::Select { cond, on_true, on_false } => kernels::select(
                 self.part_val(b, part, cond, t, true),
                 self.part_val(b, part, on_true, t, true),

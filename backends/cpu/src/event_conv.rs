@@ -1,0 +1,204 @@
+//! Event-driven convolutions over spike inputs: `spike_conv2d` and
+//! `spike_conv2d_grad_weight`.
+//!
+//! A spike input is mostly zeros (the Norse ConvNet's first convolution
+//! reads the encoder's spikes, 2 % active; its second the pooled spikes of
+//! the first LIF layer, 0.05 %), so instead of multiplying every kernel tap
+//! these kernels visit the nonzero inputs only:
+//!
+//! - the forward adds, for each active input `x[c, iy, ix]`, the terms
+//!   `x · w[o, c, a, b]` to every output `y[o, oy, ox]` it reaches
+//!   (`iy = oy·s + a - p`), then adds the bias;
+//! - the weight gradient adds, for each output channel `o` (the unit of
+//!   parallel work) and each active input, `x · grad[o, oy, ox]` to
+//!   `dw[o, c, a, b]` for every tap `(a, b)` that connects them.
+//!
+//! **Same bits as the interpreter.** Every output element receives its
+//! nonzero terms in the interpreter's order: for an output of the forward
+//! the inputs are visited in `(c, iy, ix)` order, which for a fixed output
+//! is the interpreter's `(c, a, b)` order; for a weight gradient in `(n,
+//! oy, ox)` order. A skipped term is `0 · w = ±0`, and adding `±0` to a
+//! sum that starts at `+0` never changes it, so skipping is exact — when
+//! the other factor is finite. With a non-finite weight (forward) or
+//! gradient (weight gradient) the kernels defer to the dense ones, whose
+//! `0 · inf = NaN` terms they would otherwise miss.
+
+use crate::kernels::{self, ConvShape};
+use crate::pool::{self, ELEMENTS_PER_NS, EVENT_ADDS_PER_NS};
+
+/// The nonzero inputs of a batch of images: for image `n`,
+/// `items[start[n]..start[n + 1]]` holds `(c·H·W + iy·W + ix, value)` in
+/// that (row-major) order.
+#[derive(Default)]
+struct Active {
+    start: Vec<usize>,
+    items: Vec<(u32, f32)>,
+}
+
+impl Active {
+    /// Lists the nonzero elements of each of the `n` images of `x`
+    /// (`per_image` elements each), split over threads by images.
+    fn build(x: &[f32], n: usize, per_image: usize) -> Active {
+        let n_parts = pool::parts(n, x.len() / ELEMENTS_PER_NS);
+        let per = n.div_ceil(n_parts.max(1)).max(1);
+        let chunks: Vec<(usize, std::sync::Mutex<Active>)> =
+            (0..n.div_ceil(per)).map(|p| (p, std::sync::Mutex::default())).collect();
+        pool::for_each_item(chunks.iter().collect(), |_, (p, slot)| {
+            let mut part = Active::default();
+            for img in p * per..((p + 1) * per).min(n) {
+                part.start.push(part.items.len());
+                let xs = &x[img * per_image..(img + 1) * per_image];
+                for (k, &v) in xs.iter().enumerate() {
+                    if v != 0.0 {
+                        part.items.push((k as u32, v));
+                    }
+                }
+            }
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = part;
+        });
+        let mut all = Active { start: Vec::with_capacity(n + 1), items: Vec::new() };
+        for (_, slot) in chunks {
+            let part = slot.into_inner().unwrap_or_else(|e| e.into_inner());
+            let base = all.items.len();
+            all.start.extend(part.start.iter().map(|&s| s + base));
+            all.items.extend(part.items);
+        }
+        all.start.push(all.items.len());
+        all
+    }
+
+    fn image(&self, n: usize) -> &[(u32, f32)] {
+        &self.items[self.start[n]..self.start[n + 1]]
+    }
+}
+
+/// The output positions along one axis that input position `i` reaches
+/// through kernel tap `a`: `o` with `o·stride + a - pad = i`, if in range.
+#[inline]
+fn reach(i: usize, a: usize, stride: usize, pad: usize, out: usize) -> Option<usize> {
+    let num = (i + pad).checked_sub(a)?;
+    (num % stride == 0 && num / stride < out).then_some(num / stride)
+}
+
+/// The taps `(a, o)` of one axis through which input position `i` reaches
+/// an output: `(tap, output)` pairs in tap order (at most `k`).
+#[inline]
+fn taps(i: usize, k: usize, stride: usize, pad: usize, out: usize, buf: &mut [(usize, usize); MAX_TAPS]) -> usize {
+    let mut n = 0;
+    for a in 0..k {
+        if let Some(o) = reach(i, a, stride, pad, out) {
+            buf[n] = (a, o);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The widest kernel the event-driven kernels take (wider ones run dense).
+pub(crate) const MAX_TAPS: usize = 32;
+
+/// `conv2d` of a spike input, event-driven (see the module docs); falls
+/// back to the dense kernel when a weight is not finite or the kernel is
+/// wider than [`MAX_TAPS`].
+///
+/// Each image's output plane is computed in place: zeroed, then every
+/// active input adds `x · w[o, c, a, b]` to `y[o, oy, ox]` for each output
+/// channel and tap that reaches an output, then the bias is added.
+pub(crate) fn spike_conv2d(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: ConvShape, out: &mut [f32]) {
+    if s.kh > MAX_TAPS || s.kw > MAX_TAPS || !w.iter().all(|v| v.is_finite()) {
+        return kernels::conv2d(x, w, bias, s, out);
+    }
+    let plane = s.oh * s.ow;
+    let img_out = s.o * plane;
+    let img_in = s.c * s.h * s.w;
+    let taps_per_o = s.c * s.kh * s.kw;
+    debug_assert_eq!(out.len(), s.n * img_out);
+    // The scan and the output, plus the adds of a tenth of the inputs.
+    let ns = (s.n * (img_in + img_out)) / ELEMENTS_PER_NS + s.n * img_in / 10 * s.kh * s.kw * s.o / EVENT_ADDS_PER_NS;
+    kernels::par_rows(out, img_out, ns, |first, chunk| {
+        let (mut ty, mut tx) = ([(0, 0); MAX_TAPS], [(0, 0); MAX_TAPS]);
+        for (l, y) in chunk.chunks_exact_mut(img_out.max(1)).enumerate() {
+            let n = first + l;
+            y.fill(0.0);
+            let xs = &x[n * img_in..(n + 1) * img_in];
+            for (k, &v) in xs.iter().enumerate() {
+                if v == 0.0 {
+                    continue;
+                }
+                let (c, iy, ix) = (k / (s.h * s.w), k / s.w % s.h, k % s.w);
+                let ny = taps(iy, s.kh, s.stride[0], s.padding[0], s.oh, &mut ty);
+                let nx = taps(ix, s.kw, s.stride[1], s.padding[1], s.ow, &mut tx);
+                for o in 0..s.o {
+                    let wo = &w[o * taps_per_o + c * s.kh * s.kw..][..s.kh * s.kw];
+                    let yo = &mut y[o * plane..][..plane];
+                    for &(a, oy) in &ty[..ny] {
+                        let (wrow, yrow) = (&wo[a * s.kw..][..s.kw], &mut yo[oy * s.ow..][..s.ow]);
+                        for &(b, ox) in &tx[..nx] {
+                            yrow[ox] += v * wrow[b];
+                        }
+                    }
+                }
+            }
+            if let Some(bias) = bias {
+                for (o, yo) in y.chunks_exact_mut(plane.max(1)).enumerate() {
+                    for e in yo {
+                        *e += bias[o];
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// `conv2d_grad_weight` of a spike input, event-driven (see the module
+/// docs); falls back to the dense kernel when a gradient is not finite or
+/// the kernel is wider than [`MAX_TAPS`].
+///
+/// Output channels are split over threads; each part goes through the
+/// images in order and, for every active input, adds `grad[o, oy, ox] · x`
+/// to `dw[o, c, a, b]` for its channels `o` and the taps that connect them
+/// (reading the part's slice of each image's gradient in address order).
+pub(crate) fn spike_conv2d_grad_weight(grad: &[f32], x: &[f32], s: ConvShape, out: &mut [f32]) {
+    if s.kh > MAX_TAPS || s.kw > MAX_TAPS {
+        return kernels::conv2d_grad_weight(grad, x, s, out);
+    }
+    let plane = s.oh * s.ow;
+    let img_in = s.c * s.h * s.w;
+    let active = Active::build(x, s.n, img_in);
+    let per_o = s.c * s.kh * s.kw;
+    debug_assert_eq!(out.len(), s.o * per_o);
+    let finite = std::sync::atomic::AtomicBool::new(true);
+    // Reading the gradient (checked finite) and the adds.
+    let ns = grad.len() / ELEMENTS_PER_NS + active.items.len() * s.kh * s.kw * s.o / ELEMENTS_PER_NS;
+    kernels::par_rows(out, per_o, ns, |first, dw| {
+        let (mut ty, mut tx) = ([(0, 0); MAX_TAPS], [(0, 0); MAX_TAPS]);
+        let n_o = dw.len() / per_o.max(1);
+        dw.fill(0.0);
+        let mut ok = true;
+        for n in 0..s.n {
+            let g = &grad[(n * s.o + first) * plane..][..n_o * plane];
+            ok &= g.iter().all(|v| v.is_finite());
+            for &(k, v) in active.image(n) {
+                let k = k as usize;
+                let (c, iy, ix) = (k / (s.h * s.w), k / s.w % s.h, k % s.w);
+                let ny = taps(iy, s.kh, s.stride[0], s.padding[0], s.oh, &mut ty);
+                let nx = taps(ix, s.kw, s.stride[1], s.padding[1], s.ow, &mut tx);
+                for (go, dwo) in g.chunks_exact(plane.max(1)).zip(dw.chunks_exact_mut(per_o.max(1))) {
+                    let dwc = &mut dwo[c * s.kh * s.kw..][..s.kh * s.kw];
+                    for &(a, oy) in &ty[..ny] {
+                        let (grow, row) = (&go[oy * s.ow..][..s.ow], &mut dwc[a * s.kw..][..s.kw]);
+                        for &(b, ox) in &tx[..nx] {
+                            row[b] += grow[ox] * v;
+                        }
+                    }
+                }
+            }
+        }
+        if !ok {
+            finite.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    if !finite.into_inner() {
+        kernels::conv2d_grad_weight(grad, x, s, out);
+    }
+}

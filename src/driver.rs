@@ -51,7 +51,7 @@ pub enum Target {
     Interp,
     /// Native code: fused kernels compiled by Cranelift, GEMM, threads (f32).
     Cpu,
-    /// CUDA PTX through cudarc (not built yet).
+    /// CUDA PTX through cudarc on an NVIDIA GPU (f32; needs the CUDA driver).
     Cuda,
 }
 

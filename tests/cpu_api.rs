@@ -131,3 +131,36 @@ fn f64_on_the_cpu_is_refused_and_cuda_is_not_built() {
     let err = snnc::compile(&net, Target::Cuda).unwrap_err();
     assert_eq!(err.exit_code(), 3);
 }
+
+/// `run_f32` (f32 in, borrowed f32 out, weights loaded once) gives the
+/// bits of `run`, and checks what it is given.
+#[test]
+fn the_f32_fast_path_gives_the_bits_of_run() {
+    let exe = snnc::compile(&load("tutorial"), Target::Cpu).unwrap();
+    let snnc::api::Backend::Cpu(cpu) = exe.backend() else { panic!("a cpu executable") };
+    let inputs = example_inputs(&exe, 3);
+    let want = cpu.run(exe.weights(), &inputs, &Default::default()).expect("run");
+    let x = &inputs["x"];
+    let data: Vec<f32> = x.data.iter().map(|&v| v as f32).collect();
+    let views = BTreeMap::from([("x".to_string(), snnc_cpu::F32View { shape: &x.shape, data: &data })]);
+    let err = cpu.run_f32(&views, |_| ()).unwrap_err();
+    assert!(err.to_string().contains("no weights loaded"), "{err}");
+    cpu.load_weights(exe.weights()).expect("weights load");
+    let got = cpu
+        .run_f32(&views, |out| {
+            let r = out.get("readout").expect("the readout");
+            (r.shape.to_vec(), r.data.to_vec())
+        })
+        .expect("run_f32");
+    assert_eq!(got.0, want.outputs["readout"].shape);
+    let want_bits: Vec<u32> = want.outputs["readout"].data.iter().map(|&v| (v as f32).to_bits()).collect();
+    assert_eq!(got.1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want_bits);
+    // Data that does not fit the shape, and a wrong shape.
+    let short = BTreeMap::from([("x".to_string(), snnc_cpu::F32View { shape: &x.shape, data: &data[1..] })]);
+    let err = cpu.run_f32(&short, |_| ()).unwrap_err();
+    assert!(err.to_string().contains("has shape [3, 1, 28, 28] but 2351 values"), "{err}");
+    let odd = [3, 1, 28, 27];
+    let wrong = BTreeMap::from([("x".to_string(), snnc_cpu::F32View { shape: &odd, data: &data[..3 * 28 * 27] })]);
+    let err = cpu.run_f32(&wrong, |_| ()).unwrap_err();
+    assert!(err.to_string().contains("but the module expects [B, 1, 28, 28]"), "{err}");
+}

@@ -1,9 +1,9 @@
 //! The float32 matrix product used to measure the machine's GEMM peak: the
-//! crate the CPU backend computes dense products with (`matrixmultiply`),
+//! crate the CPU backend computes dense products with (`gemm`),
 //! its rows split over the cores with scoped threads.
 
 /// The GEMM crate measured.
-pub const CRATE: &str = "matrixmultiply";
+pub const CRATE: &str = "gemm";
 
 /// The number of threads the product is split over: the machine's cores.
 pub fn threads() -> usize {
@@ -38,21 +38,26 @@ fn sgemm_block(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]
     // and m·n elements (checked above), laid out row-major with the given
     // strides; `c` is borrowed mutably, so nothing else aliases it.
     unsafe {
-        matrixmultiply::sgemm(
+        gemm::gemm(
             m,
-            k,
             n,
-            1.0,
-            a.as_ptr(),
-            k as isize,
-            1,
-            b.as_ptr(),
-            n as isize,
-            1,
-            0.0,
+            k,
             c.as_mut_ptr(),
-            n as isize,
             1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
         );
     }
 }

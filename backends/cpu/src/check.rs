@@ -54,6 +54,17 @@ fn match_dims(full: &[Dim], given: &[usize]) -> Option<Vec<usize>> {
 /// shape, one batch size) and returns the batch size they agree on, if any
 /// input has a batch dim.
 pub(crate) fn inputs(module: &Module, inputs: &BTreeMap<String, Tensor>) -> Result<Option<usize>, CpuError> {
+    for (name, t) in inputs {
+        if module.input_by_name(name).is_some() {
+            t.check().map_err(|e| CpuError::Input(format!("input `{name}`: {e}")))?;
+        }
+    }
+    input_shapes(module, &inputs.iter().map(|(k, t)| (k.clone(), t.shape.as_slice())).collect())
+}
+
+/// [`inputs`] for values whose data is known to fit their shapes: checks
+/// the names and shapes and returns the batch size.
+pub(crate) fn input_shapes(module: &Module, inputs: &BTreeMap<String, &[usize]>) -> Result<Option<usize>, CpuError> {
     let names: Vec<String> = module.inputs.iter().map(|(_, i)| i.name.clone()).collect();
     for name in &names {
         if !inputs.contains_key(name) {
@@ -70,21 +81,19 @@ pub(crate) fn inputs(module: &Module, inputs: &BTreeMap<String, Tensor>) -> Resu
     }
     let mut batch: Option<(usize, &str)> = None;
     for (_, input) in module.inputs.iter() {
-        let t = &inputs[&input.name];
-        t.check().map_err(|e| CpuError::Input(format!("input `{}`: {e}", input.name)))?;
-        let Some(batches) = match_dims(&input.ty.full_dims(module.steps), &t.shape) else {
+        let shape = inputs[&input.name];
+        let Some(batches) = match_dims(&input.ty.full_dims(module.steps), shape) else {
             return Err(CpuError::Input(format!(
-                "input `{}` has shape {:?} but the module expects {}",
+                "input `{}` has shape {shape:?} but the module expects {}",
                 input.name,
-                t.shape,
                 render_dims(&input.ty, module.steps, None)
             )));
         };
         for b in batches {
             if b == 0 {
                 return Err(CpuError::Input(format!(
-                    "input `{}` (shape {:?}) has batch size 0; the batch size must be at least 1",
-                    input.name, t.shape
+                    "input `{}` (shape {shape:?}) has batch size 0; the batch size must be at least 1",
+                    input.name
                 )));
             }
             match batch {

@@ -202,3 +202,59 @@ pub(crate) fn spike_conv2d_grad_weight(grad: &[f32], x: &[f32], s: ConvShape, ou
         kernels::conv2d_grad_weight(grad, x, s, out);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(n: usize) -> ConvShape {
+        ConvShape { n, c: 2, h: 6, w: 5, o: 3, kh: 3, kw: 2, oh: 3, ow: 3, stride: [2, 2], padding: [1, 1] }
+    }
+
+    /// Spikes (every third element) and small weights.
+    fn data(s: ConvShape) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let x = (0..s.n * s.c * s.h * s.w).map(|i| if i % 3 == 0 { 1.0 } else { 0.0 }).collect();
+        let w = (0..s.o * s.c * s.kh * s.kw).map(|i| (i as f32 * 0.37).sin()).collect();
+        let g = (0..s.n * s.o * s.oh * s.ow).map(|i| (i as f32 * 0.11).cos()).collect();
+        (x, w, g)
+    }
+
+    #[test]
+    fn a_non_finite_weight_gives_the_dense_kernels_nans() {
+        let s = shape(4);
+        let (x, mut w, _) = data(s);
+        w[5] = f32::INFINITY;
+        let mut want = vec![0.0; s.n * s.o * s.oh * s.ow];
+        kernels::conv2d(&x, &w, None, s, &mut want);
+        let mut got = vec![1.0; want.len()];
+        spike_conv2d(&x, &w, None, s, &mut got);
+        assert!(want.iter().any(|v| v.is_nan()));
+        assert_eq!(
+            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_non_finite_gradient_gives_the_dense_kernels_nans() {
+        let s = shape(4);
+        let (x, _, mut g) = data(s);
+        g[7] = f32::NAN;
+        let mut want = vec![0.0; s.o * s.c * s.kh * s.kw];
+        kernels::conv2d_grad_weight(&g, &x, s, &mut want);
+        let mut got = vec![1.0; want.len()];
+        spike_conv2d_grad_weight(&g, &x, s, &mut got);
+        assert!(want.iter().any(|v| v.is_nan()));
+        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want));
+    }
+
+    #[test]
+    fn the_active_lists_follow_the_images() {
+        let x = [0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0];
+        let a = Active::build(&x, 3, 3);
+        assert_eq!(a.image(0), &[(1, 1.0)]);
+        assert_eq!(a.image(1), &[]);
+        assert_eq!(a.image(2), &[(0, 1.0), (1, 1.0)]);
+    }
+}

@@ -140,6 +140,41 @@ pub struct Executable {
     /// Buffers planned for the batch size and recording flag of the last
     /// run, reused by the next run with the same ones.
     buffers: Mutex<Option<Buffers>>,
+    /// The parameters of the last [`Executable::load_weights`], in the
+    /// module's order, for [`Executable::run_f32`].
+    loaded: Mutex<Option<Vec<Vec<f32>>>>,
+}
+
+/// A borrowed f32 host value: its full shape (time first for a sequence
+/// value, as [`Tensor`]) and its row-major data.
+#[derive(Clone, Copy, Debug)]
+pub struct F32View<'a> {
+    pub shape: &'a [usize],
+    pub data: &'a [f32],
+}
+
+/// The outputs of [`Executable::run_f32`], borrowed from the executable's
+/// buffers (valid until `read` returns).
+#[derive(Debug)]
+pub struct F32Outputs<'a> {
+    exe: &'a Executable,
+    b: &'a Buffers,
+}
+
+impl F32Outputs<'_> {
+    /// The output called `name` (see `Module::outputs`).
+    pub fn get(&self, name: &str) -> Option<F32View<'_>> {
+        let module = &self.exe.module;
+        let o = module.outputs.iter().find(|o| o.name == name)?;
+        let i = o.value.index();
+        let last = module.steps.saturating_sub(1) as usize;
+        Some(F32View { shape: &self.b.dims[i], data: get(self.b, self.exe.views[i], self.b.numel[i], last) })
+    }
+
+    /// The output names, in the module's order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.exe.module.outputs.iter().map(|o| o.name.as_str())
+    }
 }
 
 /// Compiles a validated module for the CPU. `info` is the proof of
@@ -253,6 +288,7 @@ pub fn compile_with(module: &Module, info: &ModuleInfo, opts: &CompileOptions) -
         row_loops,
         loop_lists,
         buffers: Mutex::new(None),
+        loaded: Mutex::new(None),
     })
 }
 
@@ -445,6 +481,89 @@ impl Executable {
         check_weights(module, weights).map_err(|e| CpuError::Input(e.to_string()))?;
         let batch = check::inputs(module, inputs)?;
         let batch = check::states(module, &opts.initial_state, batch)?;
+        self.execute_with(
+            batch,
+            opts,
+            t_in,
+            |bufs| {
+                for (h, input) in module.inputs.iter() {
+                    fill_f32(&mut bufs.inputs[h.index()], &inputs[&input.name].data);
+                }
+                for (h, p) in module.params.iter() {
+                    fill_f32(&mut bufs.params[h.index()], &weights[&p.name].data);
+                }
+            },
+            |bufs| self.results(bufs),
+        )
+    }
+
+    /// Checks the weights and keeps them, converted to f32, for
+    /// [`Executable::run_f32`] (until the next call).
+    pub fn load_weights(&self, weights: &Weights) -> Result<(), CpuError> {
+        check_weights(&self.module, weights).map_err(|e| CpuError::Input(e.to_string()))?;
+        let params = self.module.params.iter().map(|(_, p)| weights[&p.name].data.iter().map(|&x| x as f32).collect());
+        *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = Some(params.collect());
+        Ok(())
+    }
+
+    /// Runs the module on f32 inputs with the weights of the last
+    /// [`Executable::load_weights`], from the states' initial values, and
+    /// hands the outputs to `read` as borrowed f32 slices: nothing is
+    /// converted to or from f64 host tensors, for callers that keep their
+    /// data in f32 (the benchmarks, time-critical loops). Inputs are
+    /// checked as in [`Executable::run`].
+    pub fn run_f32<R>(
+        &self,
+        inputs: &BTreeMap<String, F32View<'_>>,
+        read: impl FnOnce(&F32Outputs<'_>) -> R,
+    ) -> Result<R, CpuError> {
+        let module = &self.module;
+        let t_in = std::time::Instant::now();
+        for (name, v) in inputs {
+            let n: Option<usize> = v.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            if n != Some(v.data.len()) {
+                return Err(CpuError::Input(format!(
+                    "input `{name}` has shape {:?} but {} values",
+                    v.shape,
+                    v.data.len()
+                )));
+            }
+        }
+        let batch = check::input_shapes(module, &inputs.iter().map(|(k, v)| (k.clone(), v.shape)).collect())?;
+        let batch = batch.unwrap_or(1);
+        let loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(params) = loaded.as_ref() else {
+            return Err(CpuError::Input("no weights loaded: call `load_weights` before `run_f32`".into()));
+        };
+        self.execute_with(
+            batch,
+            &RunOptions::default(),
+            t_in,
+            |bufs| {
+                for (h, input) in module.inputs.iter() {
+                    bufs.inputs[h.index()].copy_from_slice(inputs[&input.name].data);
+                }
+                for (buf, p) in bufs.params.iter_mut().zip(params) {
+                    buf.copy_from_slice(p);
+                }
+            },
+            |bufs| read(&F32Outputs { exe: self, b: bufs }),
+        )
+    }
+
+    /// Plans (or reuses) the buffers for `batch`, lets `fill` set the
+    /// inputs and parameters, sets the initial states, runs the regions and
+    /// returns what `finish` makes of the buffers (timing it for the
+    /// profile).
+    fn execute_with<R>(
+        &self,
+        batch: usize,
+        opts: &RunOptions,
+        t_in: std::time::Instant,
+        fill: impl FnOnce(&mut Buffers),
+        finish: impl FnOnce(&Buffers) -> R,
+    ) -> Result<R, CpuError> {
+        let module = &self.module;
         let mut guard = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
         let reuse = guard.as_ref().is_some_and(|b| b.batch == batch && b.record == opts.record);
         if !reuse {
@@ -452,12 +571,7 @@ impl Executable {
             *guard = Some(self.plan(batch, opts.record)?);
         }
         let bufs = guard.as_mut().expect("planned above");
-        for (h, input) in module.inputs.iter() {
-            fill_f32(&mut bufs.inputs[h.index()], &inputs[&input.name].data);
-        }
-        for (h, p) in module.params.iter() {
-            fill_f32(&mut bufs.params[h.index()], &weights[&p.name].data);
-        }
+        fill(bufs);
         for (h, s) in module.states.iter() {
             let buf = &mut bufs.states[h.index()];
             match opts.initial_state.get(&s.name) {
@@ -476,7 +590,7 @@ impl Executable {
         crate::pool::install(|| self.execute(bufs));
         let total = start.elapsed().as_secs_f64();
         let t1 = std::time::Instant::now();
-        let res = self.results(bufs);
+        let res = finish(bufs);
         if let (Some(prof), Some(regions)) = (&mut bufs.profile, &mut bufs.region_profile) {
             self.print_profile(prof, regions, prepare, total, t1.elapsed().as_secs_f64());
             prof.fill(0.0);

@@ -13,7 +13,7 @@
 //! | a step loop of one `fused` kernel (state reads, `step`s, the kernel, its `extract`s, state writes) | one whole-loop JIT kernel: the time loop inside generated code, the states in registers, per-step outputs written only where collected or recorded; the elements split over threads. A collected output that only event-driven kernels read is not written: the loop runs in chunks of steps and turns each chunk's output (in cache) into spike lists |
 //! | another step loop whose every node works row by row on the batch (products with a weight fixed during the loop, `fused` JIT kernels, elementwise ops, states) | split over the batch: each part of the rows runs all steps on its own (`exec/rowloop.rs`), one synchronisation per loop instead of one per node and step; a state written with a value of the loop's own takes that value's buffer instead of a copy |
 //! | `fused`, `extract` | a kernel per `fused` node (Cranelift JIT in `jit`; the plain-Rust [`exec::eval_kernel_fallback`] for broadcast inputs), element by element: the interpreter's bits |
-//! | `matmul` (dense) | one GEMM (`matrixmultiply`) over all rows, `[T·B, in] × [out, in]ᵀ`, rows split over threads; with at most 64 inputs, the interpreter's loop (its bits) |
+//! | `matmul` (dense) | one GEMM (`gemm` crate) over all rows, `[T·B, in] × [out, in]ᵀ`, rows split over threads; with at most 64 inputs, the interpreter's loop (its bits) |
 //! | `spike_matmul` | ours (`event.rs`): the active inputs of each row listed once (a value read by several kernels, such as the encoder's spikes, is listed once per run), then per row the rows of the transposed weight of its active inputs added in ascending input order, in registers: the interpreter's bits |
 //! | `conv2d` | im2col and one GEMM per image, images split over threads |
 //! | `max_pool2d`, `reduce_time_*`, `log_softmax`, `uniform`, unfused elementwise ops | plain Rust loops in the interpreter's order: its bits |
@@ -66,7 +66,7 @@ use std::collections::BTreeMap;
 use snnc_runtime::Tensor;
 
 pub use emit::{KernelText, emit_clif};
-pub use exec::{CompileOptions, Executable, compile, compile_with};
+pub use exec::{CompileOptions, Executable, F32Outputs, F32View, compile, compile_with};
 
 /// Options of one run (as the interpreter's).
 #[derive(Debug, Clone, Default)]

@@ -58,7 +58,7 @@ const SPLIT_NS: usize = 25_000;
 const PART_NS: usize = 10_000;
 
 /// Rough single-thread speeds on the project machine (AMD Zen 5, SSE2
-/// Rust code, `matrixmultiply`'s AVX-512 GEMM), per ns, for the estimates
+/// Rust code, the `gemm` crate's AVX-512 GEMM), per ns, for the estimates
 /// given to [`parts`]: multiply-adds of a GEMM...
 pub(crate) const GEMM_MACS_PER_NS: usize = 40;
 /// ... vector adds of an event-driven product (per output element added)...
@@ -78,13 +78,6 @@ pub(crate) fn parts(items: usize, ns: usize) -> usize {
         return 1;
     }
     (4 * t).min(ns / PART_NS).min(items).max(1)
-}
-
-/// How many parts to split the `rows` of a GEMM's result into (see
-/// [`parts`]): at most one per thread, of at least 8 rows, as every part
-/// packs the whole right-hand matrix again and works best on many rows.
-pub(crate) fn gemm_parts(rows: usize, ns: usize) -> usize {
-    parts(rows, ns).min(threads()).min(rows / 8).max(1)
 }
 
 thread_local! {

@@ -72,6 +72,37 @@ fn cpu_runs_are_deterministic() {
     assert!(recordings[0] == recordings[1], "two cpu runs of the same input recorded different values");
 }
 
+/// The same bits on 1, 2 and 3 threads: a dense GEMM (`Linear` 300→300
+/// over 12·40 rows, split by the GEMM crate), event-driven products and
+/// convolutions, and loops split over the batch.
+#[test]
+fn cpu_runs_give_the_same_bits_on_any_thread_count() {
+    let dir = scratch("threads");
+    let net = dir.join("dense.ron");
+    std::fs::write(
+        &net,
+        "(version: 1, name: \"dense\", steps: 12, input: [300], \
+         layers: [Linear(name: \"fc\", out: 300), LIF(name: \"lif\"), Linear(name: \"out\", out: 300)])",
+    )
+    .expect("can write the net");
+    for (net, batch) in [(net.to_str().unwrap(), "40"), ("examples/convnet.ron", "5")] {
+        let mut recordings = Vec::new();
+        for threads in ["1", "2", "3"] {
+            let rec = dir.join(format!("rec{threads}.json"));
+            let o = Command::new(env!("CARGO_BIN_EXE_snnc"))
+                .args(["run", net, "--batch", batch, "--record", rec.to_str().unwrap()])
+                .env("SNNC_THREADS", threads)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .expect("the snnc binary runs");
+            assert!(o.status.success(), "{}", stderr(&o));
+            recordings.push(std::fs::read(&rec).expect("the recording was written"));
+        }
+        assert!(recordings[0] == recordings[1], "{net}: 1 and 2 threads recorded different values");
+        assert!(recordings[0] == recordings[2], "{net}: 1 and 3 threads recorded different values");
+    }
+}
+
 #[test]
 fn compile_emits_the_clif_of_every_kernel() {
     let o = snnc(&["compile", "examples/tutorial.ron", "--target", "cpu", "--emit", "clif"]);

@@ -48,9 +48,13 @@ impl Active {
             for img in p * per..((p + 1) * per).min(n) {
                 part.start.push(part.items.len());
                 let xs = &x[img * per_image..(img + 1) * per_image];
-                for (k, &v) in xs.iter().enumerate() {
-                    if v != 0.0 {
-                        part.items.push((k as u32, v));
+                for (c, chunk) in xs.chunks(SCAN).enumerate() {
+                    if chunk.iter().fold(false, |any, &v| any | (v != 0.0)) {
+                        for (k, &v) in chunk.iter().enumerate() {
+                            if v != 0.0 {
+                                part.items.push(((c * SCAN + k) as u32, v));
+                            }
+                        }
                     }
                 }
             }
@@ -70,6 +74,15 @@ impl Active {
     fn image(&self, n: usize) -> &[(u32, f32)] {
         &self.items[self.start[n]..self.start[n + 1]]
     }
+}
+
+/// Values tested at once for a nonzero (or a non-finite) one: a loop the
+/// compiler vectorises, then a closer look only where needed.
+const SCAN: usize = 64;
+
+/// Whether every value is finite (tested [`SCAN`] at a time).
+fn all_finite(x: &[f32]) -> bool {
+    x.chunks(SCAN).all(|c| c.iter().fold(true, |ok, v| ok & v.is_finite()))
 }
 
 /// The output positions along one axis that input position `i` reaches
@@ -105,7 +118,7 @@ pub(crate) const MAX_TAPS: usize = 32;
 /// active input adds `x · w[o, c, a, b]` to `y[o, oy, ox]` for each output
 /// channel and tap that reaches an output, then the bias is added.
 pub(crate) fn spike_conv2d(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: ConvShape, out: &mut [f32]) {
-    if s.kh > MAX_TAPS || s.kw > MAX_TAPS || !w.iter().all(|v| v.is_finite()) {
+    if s.kh > MAX_TAPS || s.kw > MAX_TAPS || !all_finite(w) {
         return kernels::conv2d(x, w, bias, s, out);
     }
     let plane = s.oh * s.ow;
@@ -121,7 +134,8 @@ pub(crate) fn spike_conv2d(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: ConvSh
             let n = first + l;
             y.fill(0.0);
             let xs = &x[n * img_in..(n + 1) * img_in];
-            for (k, &v) in xs.iter().enumerate() {
+            let nonzero = xs.chunks(SCAN).enumerate().filter(|(_, c)| c.iter().fold(false, |any, &v| any | (v != 0.0)));
+            for (k, v) in nonzero.flat_map(|(ci, c)| c.iter().enumerate().map(move |(j, &v)| (ci * SCAN + j, v))) {
                 if v == 0.0 {
                     continue;
                 }
@@ -177,7 +191,7 @@ pub(crate) fn spike_conv2d_grad_weight(grad: &[f32], x: &[f32], s: ConvShape, ou
         let mut ok = true;
         for n in 0..s.n {
             let g = &grad[(n * s.o + first) * plane..][..n_o * plane];
-            ok &= g.iter().all(|v| v.is_finite());
+            ok &= all_finite(g);
             for &(k, v) in active.image(n) {
                 let k = k as usize;
                 let (c, iy, ix) = (k / (s.h * s.w), k / s.w % s.h, k % s.w);

@@ -253,12 +253,10 @@ pub fn compile_with(module: &Module, info: &ModuleInfo, opts: &CompileOptions) -
         }
         step_loops.push(lp);
     }
-    let row_loops = (0..module.body.len())
-        .map(|r| match step_loops[r] {
-            Some(_) => None,
-            None => rowloop::plan(module, r, &info.region_of, &views, &kernels),
-        })
-        .collect();
+    // Planned for whole-loop kernels too: a loop over many elements runs
+    // better split over the batch (see `execute_region`).
+    let row_loops =
+        (0..module.body.len()).map(|r| rowloop::plan(module, r, &info.region_of, &views, &kernels)).collect();
     let mut loop_lists = Vec::with_capacity(module.body.len());
     for (r, lp) in step_loops.iter().enumerate() {
         let Some(outputs) = lp.as_ref().and_then(|lp| list_outputs(module, &info.region_of, &views, r, lp)) else {
@@ -405,6 +403,11 @@ fn list_outputs(
 /// gain little from a GEMM, and its summation order would differ from the
 /// interpreter's where terms cancel.
 const EXACT_MAX_IN: usize = 64;
+
+/// Elements per step from which a step loop that has a whole-loop kernel
+/// runs split over the batch instead, where it can (see
+/// `execute_region`).
+const WHOLE_LOOP_MAX_ELEMENTS: usize = 1 << 16;
 
 /// The most elements one buffer may hold.
 const MAX_ELEMENTS: usize = (isize::MAX as usize) / 16;
@@ -727,8 +730,16 @@ impl Executable {
     fn execute_region(&self, b: &mut Buffers, r: usize, region: &snnc_ir::Region, steps: usize) {
         let module = &self.module;
         {
+            // A whole-loop kernel walks all `T` steps of a block of
+            // elements, reading rows `4n` bytes apart that the hardware
+            // prefetchers do not follow; with many elements per step the
+            // loop split over the batch (one call per step on a part's
+            // rows, the same bits) streams instead.
+            let wide = |lp: &StepLoop| b.numel[lp.fused.index()] >= WHOLE_LOOP_MAX_ELEMENTS;
+            let by_rows = self.row_loops[r].is_some() && self.loop_lists[r].is_none() && !b.record;
             if let Some(lp) = &self.step_loops[r]
                 && (!b.record || steploop::records_only_outputs(module, region, lp))
+                && !(by_rows && wide(lp) && self.row_parts(b, self.row_loops[r].as_ref().expect("checked")) > 1)
             {
                 let t0 = b.profile.is_some().then(std::time::Instant::now);
                 match &self.loop_lists[r] {

@@ -1,6 +1,6 @@
 //! The plain-Rust kernels of the CPU backend, in f32, on flat row-major
 //! buffers: elementwise ops that were not fused, the dense product through
-//! the GEMM crate (`gemm`), the event-driven spike product, the
+//! the GEMM crates (`gemm`, `matrixmultiply`), the event-driven spike product, the
 //! convolution (im2col + GEMM), pooling, time reductions and `log_softmax`.
 //!
 //! Where the operation order is the interpreter's (every kernel here except
@@ -22,30 +22,29 @@ pub(crate) fn par_rows(out: &mut [f32], row_len: usize, ns: usize, f: impl Fn(us
     crate::pool::for_rows(out, row_len, crate::pool::parts(rows, ns), f);
 }
 
-/// One GEMM over all the rows of `out` (`f(0, out)`), which the GEMM
-/// crate splits over the pool's threads itself when it takes about `ns`
-/// nanoseconds or more on one thread (see [`gemm_parallelism`]). Its
-/// threads share the packed matrices and split the output blocks only, never
-/// a sum, so the bits do not depend on the thread count (checked for 1–8
-/// threads on many shapes when the crate was chosen).
+/// One GEMM over all the rows of `out` (`f(0, out)`) through the `gemm`
+/// crate, which splits it over the pool's threads itself when it takes
+/// about `ns` nanoseconds or more on one thread. Its threads share the
+/// packed matrices and split the output blocks only, never a sum, so the
+/// bits do not depend on the thread count (checked for 1–8 threads on many
+/// shapes when the crate was chosen). The other GEMMs (the convolutions',
+/// already split over threads by groups of images) run on one thread
+/// through `matrixmultiply`, faster there: measured on this machine, one
+/// thread of `matrixmultiply` does 94–186 GFLOP/s on these shapes (k = 50
+/// to 4096), one of `gemm` 62–100; split over the two threads of this VM,
+/// `gemm` does 169–202 against 132–178 for `matrixmultiply` in halves.
 fn gemm_rows(out: &mut [f32], _row_len: usize, ns: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    PARALLEL_GEMM.set(crate::pool::parts(2, ns) > 1);
+    let threads = crate::pool::threads();
+    let split = threads > 1 && crate::pool::parts(2, ns) > 1;
+    GEMM_CRATE.set(Some(if split { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None }));
     f(0, out);
-    PARALLEL_GEMM.set(false);
+    GEMM_CRATE.set(None);
 }
 
 thread_local! {
-    /// Set by [`gemm_rows`] around its GEMM: the next [`sgemm_strided`]
-    /// on this thread may use the pool's threads.
-    static PARALLEL_GEMM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// How the GEMM crate may split the GEMM being called (see [`gemm_rows`]).
-fn gemm_parallelism() -> gemm::Parallelism {
-    match crate::pool::threads() {
-        t if t > 1 && PARALLEL_GEMM.get() => gemm::Parallelism::Rayon(t),
-        _ => gemm::Parallelism::None,
-    }
+    /// Set by [`gemm_rows`] around its GEMM: [`sgemm_strided`] calls the
+    /// `gemm` crate with this parallelism (else `matrixmultiply`).
+    static GEMM_CRATE: std::cell::Cell<Option<gemm::Parallelism>> = const { std::cell::Cell::new(None) };
 }
 
 /// `max` as the interpreter's `max_nan`: NaN if either is NaN, `a` on ties.
@@ -376,27 +375,45 @@ fn sgemm_strided(
     // (`c[i*n + j]`) for `i < m`, `l < k`, `j < n` lies inside the slices;
     // `c` is borrowed mutably, so it does not overlap `a` or `b`.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            csa as isize,
-            rsa as isize,
-            b.as_ptr(),
-            csb as isize,
-            rsb as isize,
-            1.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm_parallelism(),
-        );
+        match GEMM_CRATE.get() {
+            Some(parallelism) => gemm::gemm(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                accumulate,
+                a.as_ptr(),
+                csa as isize,
+                rsa as isize,
+                b.as_ptr(),
+                csb as isize,
+                rsb as isize,
+                1.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                parallelism,
+            ),
+            None => matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.as_ptr(),
+                rsa as isize,
+                csa as isize,
+                b.as_ptr(),
+                rsb as isize,
+                csb as isize,
+                if accumulate { 1.0 } else { 0.0 },
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            ),
+        }
     }
 }
 

@@ -446,6 +446,8 @@ struct Buffers {
     profile: Option<Vec<f64>>,
     /// With `SNNC_PROFILE` set: seconds spent per region.
     region_profile: Option<Vec<f64>>,
+    /// How each region ran last (for the profile).
+    region_how: Vec<&'static str>,
 }
 
 impl Executable {
@@ -595,7 +597,7 @@ impl Executable {
         let t1 = std::time::Instant::now();
         let res = finish(bufs);
         if let (Some(prof), Some(regions)) = (&mut bufs.profile, &mut bufs.region_profile) {
-            self.print_profile(prof, regions, prepare, total, t1.elapsed().as_secs_f64());
+            self.print_profile(prof, regions, &bufs.region_how, prepare, total, t1.elapsed().as_secs_f64());
             prof.fill(0.0);
             regions.fill(0.0);
         }
@@ -603,7 +605,7 @@ impl Executable {
     }
 
     /// Prints the nodes that took the most time (`SNNC_PROFILE=1`).
-    fn print_profile(&self, prof: &[f64], regions: &[f64], prepare: f64, total: f64, results: f64) {
+    fn print_profile(&self, prof: &[f64], regions: &[f64], how: &[&str], prepare: f64, total: f64, results: f64) {
         let mut rows: Vec<(usize, f64)> = prof.iter().copied().enumerate().filter(|&(_, t)| t > 0.0).collect();
         rows.sort_by(|a, b| b.1.total_cmp(&a.1));
         eprintln!(
@@ -628,16 +630,7 @@ impl Executable {
             .iter()
             .enumerate()
             .filter(|&(r, _)| self.module.body[r].is_step())
-            .map(|(r, t)| {
-                let how = if self.step_loops[r].is_some() {
-                    "whole-loop kernel"
-                } else if self.row_loops[r].is_some() {
-                    "split over the batch"
-                } else {
-                    "node by node"
-                };
-                format!("region {r} ({how}) {:.3} ms", t * 1e3)
-            })
+            .map(|(r, t)| format!("region {r} ({}) {:.3} ms", how[r], t * 1e3))
             .collect();
         eprintln!("  step loops: {}", loops.join(", "));
     }
@@ -710,6 +703,7 @@ impl Executable {
         b.grad_scratch = (0..n_nodes).map(|_| event::GradScratch::default()).collect();
         b.profile = std::env::var_os("SNNC_PROFILE").map(|_| vec![0.0; n_nodes]);
         b.region_profile = b.profile.as_ref().map(|_| vec![0.0; module.body.len()]);
+        b.region_how = vec!["node by node"; module.body.len()];
         Ok(b)
     }
 
@@ -741,6 +735,7 @@ impl Executable {
                 && (!b.record || steploop::records_only_outputs(module, region, lp))
                 && !(by_rows && wide(lp) && self.row_parts(b, self.row_loops[r].as_ref().expect("checked")) > 1)
             {
+                b.region_how[r] = "whole-loop kernel";
                 let t0 = b.profile.is_some().then(std::time::Instant::now);
                 match &self.loop_lists[r] {
                     Some(lists) if !b.record => self.run_step_loop_lists(b, lp, lists),
@@ -754,6 +749,7 @@ impl Executable {
             if let Some(lp) = &self.row_loops[r] {
                 let parts = self.row_parts(b, lp);
                 if parts > 1 {
+                    b.region_how[r] = "split over the batch";
                     self.run_row_loop(b, r, lp, parts);
                     return;
                 }

@@ -9,7 +9,12 @@
 //!
 //! Each config is compiled once (lowering + passes + backend compile, the
 //! "compile" time), run `warmup` times untimed, then `runs` times with the
-//! wall clock around `forward` only; the median is reported.
+//! wall clock around `forward` only (or a training step: forward, backward
+//! and Adam on the host); the median is reported. On the CPU backend a run
+//! is `Executable::run_f32`: inputs prepared once in f32, weights loaded
+//! once (and again after each optimizer step, inside the timing), outputs
+//! read in place as f32 — as Norse's tensors are; other targets go through
+//! host tensors.
 //!
 //! How the figures are counted (as `../shared/bench/results-cpu.md` counts
 //! Norse's):

@@ -250,6 +250,9 @@ pub fn load_data(dir: &Path) -> Result<FashionMnist, Error> {
     })
 }
 
+/// The largest batch the test set is evaluated in.
+pub const EVAL_BATCH: usize = 1000;
+
 /// The mean NLL and the number of correct predictions over a split, in
 /// batches of `batch` samples.
 pub fn evaluate_split(
@@ -347,10 +350,11 @@ pub fn train(program: &TrainProgram, data: &FashionMnist, opts: &TrainOptions) -
         if let Some(n) = opts.test_limit {
             test.truncate(n);
         }
-        // In batches of the training's size: the forward keeps buffers for
-        // the batch it ran last, and the user chose this size to fit memory
-        // (the ConvNet's forward needs ~9 MB per image; 1000 at once held 8.6 GB).
-        let (test_loss, correct) = evaluate_split(program, &weights, &test, opts.batch)?;
+        // In batches of the training's size, at most EVAL_BATCH: the forward
+        // keeps buffers for the batch it ran last, and the user chose this
+        // size to fit memory (the ConvNet's forward needs ~9 MB per image;
+        // batches of 1000 held 8.6 GB).
+        let (test_loss, correct) = evaluate_split(program, &weights, &test, opts.batch.min(EVAL_BATCH))?;
         let m = EpochMetrics {
             epoch,
             train_loss: loss_sum / seen.max(1) as f64,

@@ -1075,6 +1075,7 @@ fn layer_from(obj: &Map<String, Value>, index: usize) -> PResult<(Layer, Option<
                 .transpose()?
                 .unwrap_or(0),
             bias,
+            input_density: None,
         },
         "MaxPool2d" => {
             let kernel_size = as_square(req_field(obj, &["kernel", "kernel_size"], &what)?, &format!("{what}.kernel"))?;

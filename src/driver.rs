@@ -167,7 +167,7 @@ pub fn layer_densities(net: &Network, module: &Module) -> BTreeMap<String, f64> 
         let name = layer.name(index);
         let weights = [format!("{name}.weight"), format!("{name}.input_weights")];
         for (_, node) in module.nodes.iter() {
-            let Op::MatMul { input, weight, .. } = node.op else { continue };
+            let (Op::MatMul { input, weight, .. } | Op::Conv2d { input, weight, .. }) = node.op else { continue };
             let Op::Param(p) = module.nodes[weight].op else { continue };
             if weights.contains(&module.params[p].name)
                 && let Some(key) = snnc_passes::sparsify::density_key(module, input)

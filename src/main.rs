@@ -102,6 +102,11 @@ enum Command {
         /// Learning rate.
         #[arg(long, default_value_t = 0.002)]
         lr: f64,
+        /// Multiply the learning rate by this factor after every epoch
+        /// (PyTorch's `ExponentialLR` stepped once per epoch): epoch e
+        /// trains with lr * lr_decay^(e-1).
+        #[arg(long, value_name = "GAMMA", default_value_t = 1.0)]
+        lr_decay: f64,
         /// The optimizer (PyTorch's defaults otherwise).
         #[arg(long, value_enum, default_value = "adam")]
         optimizer: OptimizerKind,
@@ -195,6 +200,7 @@ fn main() -> ExitCode {
             epochs,
             batch,
             lr,
+            lr_decay,
             optimizer,
             momentum,
             seed,
@@ -213,6 +219,7 @@ fn main() -> ExitCode {
                 epochs,
                 batch,
                 optimizer,
+                lr_decay,
                 seed,
                 target,
                 out: out_dir,

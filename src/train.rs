@@ -224,6 +224,8 @@ pub struct TrainOptions {
     pub epochs: u32,
     pub batch: usize,
     pub optimizer: OptimizerConfig,
+    /// The learning rate of epoch e is `lr * lr_decay^(e-1)` (1 = constant).
+    pub lr_decay: f64,
     pub seed: u64,
     pub target: Target,
     pub out: PathBuf,
@@ -291,6 +293,12 @@ pub fn train(program: &TrainProgram, data: &FashionMnist, opts: &TrainOptions) -
     if opts.batch == 0 {
         return Err(Error::User("--batch must be at least 1".into()));
     }
+    if !(opts.lr_decay.is_finite() && opts.lr_decay > 0.0 && opts.lr_decay <= 1.0) {
+        return Err(Error::User(format!(
+            "--lr-decay must be in (0, 1] (the factor the learning rate is multiplied by after each epoch), not {}",
+            opts.lr_decay
+        )));
+    }
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| Error::User(format!("cannot create the output folder {}: {e}", opts.out.display())))?;
     let config = serde_json::json!({
@@ -300,6 +308,7 @@ pub fn train(program: &TrainProgram, data: &FashionMnist, opts: &TrainOptions) -
         "optimizer": opts.optimizer,
         "seed": opts.seed,
         "limit": opts.limit,
+        "lr_decay": opts.lr_decay,
     });
     let (mut weights, mut optimizer, mut metrics, start_epoch, resumed_from) = if opts.resume {
         let ck = checkpoint::load(&opts.out).map_err(|e| {
@@ -322,6 +331,8 @@ pub fn train(program: &TrainProgram, data: &FashionMnist, opts: &TrainOptions) -
     let n = train_split.len();
     let n_batches = n.div_ceil(opts.batch);
     for epoch in start_epoch + 1..=opts.epochs {
+        let lr = epoch_lr(opts, epoch);
+        optimizer.set_lr(lr).map_err(train_error)?;
         let start = Instant::now();
         let order = shuffle_order(n, opts.seed, u64::from(epoch));
         let mut loss_sum = 0.0;
@@ -334,9 +345,8 @@ pub fn train(program: &TrainProgram, data: &FashionMnist, opts: &TrainOptions) -
             let loss = snnc_runtime::nll_mean(&step.log_probs, &labels).map_err(train_error)?;
             if !loss.is_finite() {
                 return Err(Error::User(format!(
-                    "the loss became {loss} in epoch {epoch}, batch {}: lower --lr (now {})",
+                    "the loss became {loss} in epoch {epoch}, batch {}: lower --lr (this epoch's learning rate is {lr})",
                     i + 1,
-                    opts.optimizer.lr()
                 )));
             }
             optimizer.step(&mut weights, &step.grads).map_err(train_error)?;
@@ -364,7 +374,7 @@ pub fn train(program: &TrainProgram, data: &FashionMnist, opts: &TrainOptions) -
         };
         if opts.progress {
             eprintln!(
-                "epoch {epoch}/{}: train loss {:.4}, test loss {:.4}, test accuracy {:.2}% ({:.1} s, {:.0} samples/s)",
+                "epoch {epoch}/{}: train loss {:.4}, test loss {:.4}, test accuracy {:.2}% ({:.1} s, {:.0} samples/s, lr {lr:.3e})",
                 opts.epochs,
                 m.train_loss,
                 m.test_loss,
@@ -387,6 +397,17 @@ pub fn train(program: &TrainProgram, data: &FashionMnist, opts: &TrainOptions) -
         snnc_runtime::write_metrics_csv(&opts.out.join("metrics.csv"), &metrics).map_err(train_error)?;
     }
     Ok(TrainSummary { metrics, weights, out: opts.out.clone(), resumed_from })
+}
+
+/// The learning rate of `epoch` (1-based): `lr * lr_decay^(epoch-1)`,
+/// the factor multiplied in once per epoch as `ExponentialLR.step()` does,
+/// so a resumed run uses the same rates as an uninterrupted one.
+pub fn epoch_lr(opts: &TrainOptions, epoch: u32) -> f64 {
+    let mut lr = opts.optimizer.lr();
+    for _ in 1..epoch {
+        lr *= opts.lr_decay;
+    }
+    lr
 }
 
 /// Rewrites `batches.csv` (`epoch,batch,train_loss`) atomically: the rows

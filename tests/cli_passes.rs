@@ -153,6 +153,15 @@ fn run_after_the_pipeline_records_the_same_bits_as_the_raw_lowering() {
     assert!(stdout(&o).contains(&format!("passes: {}\n", DEFAULT.join(", "))), "{}", stdout(&o));
 }
 
+/// The note `sparsify` writes about the convolution `layer`.
+fn conv_note(text: &str, layer: &str) -> String {
+    let start = format!("//   {layer}: ");
+    text.lines()
+        .find(|l| l.starts_with(&start))
+        .unwrap_or_else(|| panic!("no sparsify note for {layer}:\n{text}"))
+        .to_string()
+}
+
 /// The note `sparsify` writes about the product of `weight`.
 fn sparsify_note(text: &str, weight: &str) -> String {
     let key = format!("(@{weight}): ");
@@ -186,6 +195,27 @@ fn input_density_in_the_network_file_guides_sparsify() {
     let o = snnc(&["check", &path.display().to_string()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("input_density: must be a number from 0 to 1, found 1.5"), "{}", stderr(&o));
+}
+
+#[test]
+fn input_density_of_a_convolution_picks_its_kernel() {
+    let dir = scratch("conv-density");
+    let text = std::fs::read_to_string("examples/convnet_direct.ron").unwrap();
+    let o = snnc(&["ir", "examples/convnet_direct.ron", "--after", "sparsify"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        conv_note(&stdout(&o), "conv2"),
+        "//   conv2: dense (density 0.5 of pool1.out; per image: dense 3276800, event-driven 6571520)"
+    );
+    // Without the hint, the default density makes it event-driven.
+    let sparse = text.replace(", input_density: 0.5", "");
+    assert_ne!(sparse, text);
+    let path = dir.join("sparse.ron");
+    std::fs::write(&path, &sparse).unwrap();
+    let o = snnc(&["ir", &path.display().to_string(), "--after", "sparsify"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let note = conv_note(&stdout(&o), "conv2");
+    assert!(note.starts_with("//   conv2: event-driven (density 0.1 default of pool1.out"), "{note}");
 }
 
 #[test]

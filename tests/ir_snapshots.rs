@@ -46,7 +46,7 @@ fn lowering_is_deterministic() {
 #[test]
 fn examples_lower_and_validate() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    for name in ["tutorial.ron", "convnet.ron", "lif.ron", "li.ron"] {
+    for name in ["tutorial.ron", "convnet.ron", "convnet_direct.ron", "convnet_small.ron", "lif.ron", "li.ron"] {
         let text = lowered(&dir.join(name));
         assert!(text.starts_with("module "), "{name}");
     }

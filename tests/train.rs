@@ -33,6 +33,8 @@ fn options(out: PathBuf, epochs: u32, resume: bool) -> TrainOptions {
         epochs,
         batch: 128,
         optimizer: OptimizerConfig::Adam(Adam { lr: 0.002, ..Default::default() }),
+        // Halved after every epoch: resuming must pick up the schedule too.
+        lr_decay: 0.5,
         seed: 7,
         target: Target::Cpu,
         out,
@@ -89,4 +91,19 @@ fn resuming_after_an_epoch_gives_the_uninterrupted_weights() {
     // A resume with nothing to resume from is a clear error.
     let err = snnc::train::train(&program, &data, &options(tmp("none"), 1, true)).expect_err("no checkpoint");
     assert_eq!(err.exit_code(), 2, "{err}");
+}
+
+#[test]
+fn the_learning_rate_decays_per_epoch_and_bad_factors_are_refused() {
+    let opts = options(tmp("unused"), 3, false);
+    let rates: Vec<f64> = (1..=3).map(|e| snnc::train::epoch_lr(&opts, e)).collect();
+    assert_eq!(rates, [0.002, 0.001, 0.0005]);
+    let Some(data) = data() else { return };
+    let program = program();
+    for bad in [0.0, -0.5, 1.5, f64::NAN] {
+        let opts = TrainOptions { lr_decay: bad, ..options(tmp("bad-decay"), 1, false) };
+        let err = snnc::train::train(&program, &data, &opts).expect_err("bad --lr-decay");
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert!(err.to_string().contains("--lr-decay"), "{err}");
+    }
 }

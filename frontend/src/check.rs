@@ -18,7 +18,8 @@
 //! * sizes ≥ 1: the input's dimensions, `in`, `out`, `hidden`,
 //!   `in_channels`, `out_channels`, `kernel_size`, `stride`;
 //! * at least one layer, unless there is an encoder (the network then
-//!   returns the encoder's spikes);
+//!   returns the encoder's spikes); a `Direct` encoder needs a layer other
+//!   than `Flatten` (else the output is the input itself);
 //! * layer names (given or default, see [`Layer::name`]) are unique, are not
 //!   empty, contain no `.` (weights are named `NAME.weight`), and are not
 //!   `encoder` or `output`, which are reserved.
@@ -74,6 +75,18 @@ pub fn network_problems(net: &Network) -> Vec<Problem> {
     }
     if let Some(encoder) = &net.encoder {
         c.encoder(encoder);
+        if matches!(encoder, Encoder::Direct {}) && net.layers.iter().all(|l| matches!(l, Layer::Flatten { .. })) {
+            c.push(
+                Problem::new(
+                    "encoder (Direct)",
+                    "a Direct encoder passes the image on unchanged, and no layer computes anything from it: \
+                     the output would be the input at every step",
+                )
+                .with_help(
+                    "add the layers that read the image, e.g. `Conv2d(out_channels: 16, kernel_size: 5)` and `LIF()`",
+                ),
+            );
+        }
     }
     match &net.example_input {
         ExampleInput::Pattern => {}
@@ -200,6 +213,7 @@ impl Checker {
                     self.push(problem);
                 }
             }
+            Encoder::Direct {} => {}
         }
     }
 
@@ -210,7 +224,17 @@ impl Checker {
                 self.size("out", *out);
                 self.density("input_density", *input_density);
             }
-            Layer::Conv2d { name: _, in_channels, out_channels, kernel_size, stride, padding: _, bias: _ } => {
+            Layer::Conv2d {
+                name: _,
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride,
+                padding: _,
+                bias: _,
+                input_density,
+            } => {
+                self.density("input_density", *input_density);
                 self.opt_size("in_channels", *in_channels);
                 self.size("out_channels", *out_channels);
                 self.size("kernel_size", *kernel_size);

@@ -248,6 +248,7 @@ pub struct Conv2d {
     stride: u32,
     padding: u32,
     bias: bool,
+    input_density: Option<f64>,
 }
 
 /// `max_pool2d`; made by [`Layer::max_pool2d`].
@@ -337,7 +338,7 @@ pub struct LifAdEx {
 named!(Linear, Conv2d, MaxPool2d, Lif, LifRecurrent, Li, LiLinear, Lsnn, LsnnRecurrent, LifBox, LifAdEx);
 input_size!(Linear, LifRecurrent, LiLinear, LsnnRecurrent);
 autapses!(LifRecurrent, LsnnRecurrent);
-input_density!(Linear, LifRecurrent, LiLinear, LsnnRecurrent);
+input_density!(Linear, Conv2d, LifRecurrent, LiLinear, LsnnRecurrent);
 
 params!(Lif, LifParams;
     tau_syn_inv: f64, tau_mem_inv: f64, v_leak: f64, v_th: f64, v_reset: f64, method: Method, alpha: f64);
@@ -426,6 +427,7 @@ impl From<Conv2d> for Layer {
             stride: b.stride,
             padding: b.padding,
             bias: b.bias,
+            input_density: b.input_density,
         }
     }
 }
@@ -510,7 +512,16 @@ impl Layer {
     /// `torch.nn.Conv2d(in, out_channels, kernel_size)`, stride 1, no
     /// padding, with a bias; see [`Conv2d`].
     pub fn conv2d(out_channels: u32, kernel_size: u32) -> Conv2d {
-        Conv2d { name: None, in_channels: None, out_channels, kernel_size, stride: 1, padding: 0, bias: true }
+        Conv2d {
+            name: None,
+            in_channels: None,
+            out_channels,
+            kernel_size,
+            stride: 1,
+            padding: 0,
+            bias: true,
+            input_density: None,
+        }
     }
 
     /// `max_pool2d(kernel_size)` with the stride equal to the kernel size;
@@ -681,5 +692,11 @@ impl Encoder {
     /// `PoissonEncoder` with `f_max` = 100 Hz and seed 0; see [`Poisson`].
     pub fn poisson() -> Poisson {
         Poisson { f_max: 100.0, seed: 0 }
+    }
+
+    /// Direct encoding: the static input is the first layer's input at
+    /// every step.
+    pub fn direct() -> Encoder {
+        Encoder::Direct {}
     }
 }

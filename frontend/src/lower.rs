@@ -365,6 +365,8 @@ impl Lower<'_> {
                 };
                 self.named(Op::Compare { op: CompareOp::Lt, lhs: u, rhs: p }, "encoder.z".into())
             }
+            // The first layer reads the static input at every step.
+            Encoder::Direct {} => Ok(x),
         }
     }
 

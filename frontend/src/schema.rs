@@ -323,6 +323,11 @@ pub enum Encoder {
         #[serde(default)]
         seed: u64,
     },
+    /// Direct encoding: the static input itself is the first layer's input
+    /// at every step (what a Norse model sees when it is fed
+    /// `x.unsqueeze(0).repeat(T, 1, ...)`); no spikes, no state. Written
+    /// `Direct()`.
+    Direct {},
 }
 
 impl Encoder {
@@ -332,6 +337,7 @@ impl Encoder {
             Encoder::ConstantCurrent { .. } => "ConstantCurrent",
             Encoder::SpikeLatency { .. } => "SpikeLatency",
             Encoder::Poisson { .. } => "Poisson",
+            Encoder::Direct {} => "Direct",
         }
     }
 }
@@ -376,6 +382,10 @@ pub enum Layer {
         padding: u32,
         #[serde(default = "default_true")]
         bias: bool,
+        /// As `Linear`'s: the expected fraction of ones in a spike input,
+        /// which decides between a dense and an event-driven convolution.
+        #[serde(default)]
+        input_density: Option<f64>,
     },
     /// `max_pool2d(kernel_size, stride)`; stride defaults to the kernel size.
     MaxPool2d {
@@ -546,6 +556,7 @@ impl Layer {
     pub fn input_density(&self) -> Option<f64> {
         match self {
             Layer::Linear { input_density, .. }
+            | Layer::Conv2d { input_density, .. }
             | Layer::LIFRecurrent { input_density, .. }
             | Layer::LILinear { input_density, .. }
             | Layer::LSNNRecurrent { input_density, .. } => *input_density,

@@ -206,7 +206,7 @@ fn unknown_encoder_and_readout() {
       |
     8 |     encoder: ConstantCurrentLIF(),
       |              ^^^^^^^^^^^^^^^^^^
-      = help: did you mean `ConstantCurrent`? The encoders are `ConstantCurrent`, `SpikeLatency`, `Poisson`
+      = help: did you mean `ConstantCurrent`? The encoders are `ConstantCurrent`, `SpikeLatency`, `Poisson`, `Direct`
     "#);
     insta::assert_snapshot!(parse_error(&tutorial_with("MaxLogSoftmax", "Softmax")), @r#"
     net.ron:15:14: error: unknown readout `Softmax`
@@ -619,4 +619,16 @@ fn errors_end_without_a_newline() {
     for err in errors {
         assert!(!err.ends_with('\n'), "{err:?}");
     }
+}
+
+#[test]
+fn a_direct_encoder_needs_a_layer_that_computes() {
+    let direct = r#"(version: 1, name: "d", steps: 4, input: [1, 28, 28], encoder: Direct(), layers: [Flatten()])"#;
+    insta::assert_snapshot!(check_error(direct), @r#"
+    net.ron: error: encoder (Direct): a Direct encoder passes the image on unchanged, and no layer computes anything from it: the output would be the input at every step
+      = help: add the layers that read the image, e.g. `Conv2d(out_channels: 16, kernel_size: 5)` and `LIF()`
+    "#);
+    // With a layer that reads the image it is a valid network.
+    let net = parse_network(&direct.replace("Flatten()", "Flatten(), LIF()"), "net.ron").unwrap();
+    check_network(&net, "net.ron").unwrap_or_else(|e| panic!("{e}"));
 }

@@ -261,6 +261,7 @@ pub fn arb_encoder() -> impl Strategy<Value = Option<Encoder>> {
         1 => arb_lif().prop_map(|p| Some(Encoder::SpikeLatency { p })),
         1 => (prop_oneof![Just(100.0), 10.0f64..1000.0], any::<u64>())
             .prop_map(|(f_max, seed)| Some(Encoder::Poisson { f_max, seed })),
+        1 => Just(Some(Encoder::Direct {})),
     ]
 }
 
@@ -343,6 +344,7 @@ fn fit(spec: &LayerSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<bool>
                 stride: *stride,
                 padding: p,
                 bias: *bias,
+                input_density: None,
             };
             (layer, vec![out_channels, oh, ow], Some(false))
         }
@@ -413,7 +415,8 @@ pub fn build(
     seed: u64,
 ) -> Network {
     let mut shape = input.clone();
-    let mut spike = encoder.is_some();
+    let direct = matches!(encoder, Some(Encoder::Direct {}));
+    let mut spike = encoder.is_some() && !direct;
     let mut layers = Vec::new();
     for spec in specs {
         if let Some((layer, out, is_spike)) = fit(spec, &shape) {
@@ -422,7 +425,10 @@ pub fn build(
             layers.push(layer);
         }
     }
-    if layers.is_empty() && encoder.is_none() {
+    // Without an encoder, or with a `Direct` one, a network needs a layer
+    // that computes something.
+    if (encoder.is_none() && layers.is_empty()) || (direct && layers.iter().all(|l| matches!(l, Layer::Flatten { .. })))
+    {
         layers.push(Layer::LIF { name: None, p: LifParams::default() });
         spike = true;
     }

@@ -225,15 +225,9 @@ pub fn arb_layer() -> impl Strategy<Value = Layer> {
         (arb_name(), opt(), arb_size(), any::<bool>(), density())
             .prop_map(|(name, input, out, bias, input_density)| Layer::Linear { name, input, out, bias, input_density })
             .boxed(),
-        (arb_name(), opt(), arb_size(), arb_size(), arb_size(), any::<u32>(), any::<bool>())
-            .prop_map(|(name, in_channels, out_channels, kernel_size, stride, padding, bias)| Layer::Conv2d {
-                name,
-                in_channels,
-                out_channels,
-                kernel_size,
-                stride,
-                padding,
-                bias,
+        (arb_name(), opt(), arb_size(), arb_size(), arb_size(), any::<u32>(), any::<bool>(), density())
+            .prop_map(|(name, in_channels, out_channels, kernel_size, stride, padding, bias, input_density)| {
+                Layer::Conv2d { name, in_channels, out_channels, kernel_size, stride, padding, bias, input_density }
             })
             .boxed(),
         (arb_name(), arb_size(), opt())
@@ -278,6 +272,7 @@ pub fn arb_encoder() -> impl Strategy<Value = Encoder> {
         arb_lif().prop_map(|p| Encoder::ConstantCurrent { p }),
         arb_lif().prop_map(|p| Encoder::SpikeLatency { p }),
         (arb_f64(), any::<u64>()).prop_map(|(f_max, seed)| Encoder::Poisson { f_max, seed }),
+        Just(Encoder::Direct {}),
     ]
 }
 

@@ -205,17 +205,18 @@ fn input_density_of_a_convolution_picks_its_kernel() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
         conv_note(&stdout(&o), "conv2"),
-        "//   conv2: dense (density 0.5 of pool1.out; per image: dense 3276800, event-driven 6571520)"
+        "//   conv2: dense (density 0.1 default of pool1.out; per image: dense 3276800, event-driven 8209920)"
     );
-    // Without the hint, the default density makes it event-driven.
-    let sparse = text.replace(", input_density: 0.5", "");
+    // A sparse input (the hint) makes it event-driven.
+    let sparse =
+        text.replace("kernel_size: 5),\n        Scale", "kernel_size: 5, input_density: 0.01),\n        Scale");
     assert_ne!(sparse, text);
     let path = dir.join("sparse.ron");
     std::fs::write(&path, &sparse).unwrap();
     let o = snnc(&["ir", &path.display().to_string(), "--after", "sparsify"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let note = conv_note(&stdout(&o), "conv2");
-    assert!(note.starts_with("//   conv2: event-driven (density 0.1 default of pool1.out"), "{note}");
+    assert!(note.starts_with("//   conv2: event-driven (density 0.01 of pool1.out"), "{note}");
 }
 
 #[test]

@@ -166,3 +166,35 @@ fn microbench_calibrate() {
         println!("{line}");
     }
 }
+
+/// Dense against event-driven convolutions (product and weight gradient)
+/// at several input densities, in ns per image, for the geometries of the
+/// example nets: the Norse ConvNet's two convolutions and
+/// `convnet_direct`'s second. Calibrates `sparsify`'s `CONV_ADD`.
+#[test]
+#[ignore]
+fn microbench_calibrate_conv() {
+    use crate::event_conv;
+    // (c, h, o, k): square inputs, stride 1, no padding.
+    for (c, h, o, k) in [(1, 28, 20, 5), (20, 12, 50, 5), (32, 12, 64, 5)] {
+        let n = 256;
+        let oh = h - k + 1;
+        let s = kernels::ConvShape { n, c, h, w: h, o, kh: k, kw: k, oh, ow: oh, stride: [1, 1], padding: [0, 0] };
+        let w: Vec<f32> = rand(o * c * k * k, 2).into_iter().map(|v| v - 0.5).collect();
+        let g: Vec<f32> = rand(n * o * oh * oh, 3).into_iter().map(|v| v - 0.5).collect();
+        let mut out = vec![0.0; n * o * oh * oh];
+        let mut dw = vec![0.0; o * c * k * k];
+        let x0 = spikes(n * c * h * h, 0.1, 1);
+        let per = |ms: f64| ms * 1e6 / n as f64;
+        let dense = per(time(3, || kernels::conv2d(&x0, &w, None, s, &mut out)));
+        let gdense = per(time(3, || kernels::conv2d_grad_weight(&g, &x0, s, &mut dw)));
+        let mut line = format!("{c}x{h}x{h} -> {o}, {k}x{k}: dense {dense:9.0} ns/image, grad {gdense:9.0}; event:");
+        for density in [0.0f32, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3] {
+            let x = spikes(n * c * h * h, density, 1);
+            let ev = per(time(3, || event_conv::spike_conv2d(&x, &w, None, s, &mut out)));
+            let gev = per(time(3, || event_conv::spike_conv2d_grad_weight(&g, &x, s, &mut dw)));
+            line += &format!(" {density}: {ev:.0} {gev:.0};");
+        }
+        println!("{line}");
+    }
+}

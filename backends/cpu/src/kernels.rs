@@ -530,35 +530,41 @@ fn im2col(x: &[f32], n: usize, s: ConvShape, col: &mut [f32], stride: usize, at:
         for a in 0..s.kh {
             for b in 0..s.kw {
                 let row = &mut col[((c * s.kh + a) * s.kw + b) * stride + at..][..plane];
-                for oi in 0..s.oh {
-                    let r = (oi * s.stride[0] + a).checked_sub(s.padding[0]).filter(|&r| r < s.h);
-                    let out_row = &mut row[oi * s.ow..(oi + 1) * s.ow];
-                    let Some(r) = r else {
-                        out_row.fill(0.0);
-                        continue;
-                    };
-                    if s.stride[1] == 1 {
-                        // Columns `oj` with `0 <= oj + b - pw < w` read a
-                        // contiguous run of the image row; the rest is 0.
-                        let lo = s.padding[1].saturating_sub(b).min(s.ow);
-                        let hi = (s.w + s.padding[1]).saturating_sub(b).clamp(lo, s.ow);
-                        out_row[..lo].fill(0.0);
-                        out_row[hi..].fill(0.0);
-                        if hi > lo {
-                            let start = r * s.w + lo + b - s.padding[1];
-                            out_row[lo..hi].copy_from_slice(&img[start..start + (hi - lo)]);
-                        }
-                        continue;
-                    }
-                    for (oj, e) in out_row.iter_mut().enumerate() {
-                        let q = (oj * s.stride[1] + b).checked_sub(s.padding[1]).filter(|&q| q < s.w);
-                        *e = match q {
-                            Some(q) => img[r * s.w + q],
-                            None => 0.0,
-                        };
-                    }
-                }
+                patch_row(img, s, a, b, row);
             }
+        }
+    }
+}
+
+/// One im2col row of one image channel `img` (`h·w`): for every output
+/// position, the input under kernel tap `(a, b)`, 0 outside the image.
+fn patch_row(img: &[f32], s: ConvShape, a: usize, b: usize, row: &mut [f32]) {
+    for oi in 0..s.oh {
+        let r = (oi * s.stride[0] + a).checked_sub(s.padding[0]).filter(|&r| r < s.h);
+        let out_row = &mut row[oi * s.ow..(oi + 1) * s.ow];
+        let Some(r) = r else {
+            out_row.fill(0.0);
+            continue;
+        };
+        if s.stride[1] == 1 {
+            // Columns `oj` with `0 <= oj + b - pw < w` read a contiguous run
+            // of the image row; the rest is 0.
+            let lo = s.padding[1].saturating_sub(b).min(s.ow);
+            let hi = (s.w + s.padding[1]).saturating_sub(b).clamp(lo, s.ow);
+            out_row[..lo].fill(0.0);
+            out_row[hi..].fill(0.0);
+            if hi > lo {
+                let start = r * s.w + lo + b - s.padding[1];
+                out_row[lo..hi].copy_from_slice(&img[start..start + (hi - lo)]);
+            }
+            continue;
+        }
+        for (oj, e) in out_row.iter_mut().enumerate() {
+            let q = (oj * s.stride[1] + b).checked_sub(s.padding[1]).filter(|&q| q < s.w);
+            *e = match q {
+                Some(q) => img[r * s.w + q],
+                None => 0.0,
+            };
         }
     }
 }
@@ -859,21 +865,7 @@ pub(crate) fn conv2d_grad_weight(grad: &[f32], x: &[f32], s: ConvShape, out: &mu
                 let (c, a, b) = (l / (s.kh * s.kw), l / s.kw % s.kh, l % s.kw);
                 for i in 0..m {
                     let ch = &x[(n0 + i) * img_in + c * s.h * s.w..][..s.h * s.w];
-                    let dst = &mut row[i * plane..(i + 1) * plane];
-                    for oi in 0..s.oh {
-                        let out_row = &mut dst[oi * s.ow..(oi + 1) * s.ow];
-                        let Some(r) = (oi * s.stride[0] + a).checked_sub(s.padding[0]).filter(|&r| r < s.h) else {
-                            out_row.fill(0.0);
-                            continue;
-                        };
-                        for (oj, e) in out_row.iter_mut().enumerate() {
-                            let q = (oj * s.stride[1] + b).checked_sub(s.padding[1]).filter(|&q| q < s.w);
-                            *e = match q {
-                                Some(q) => ch[r * s.w + q],
-                                None => 0.0,
-                            };
-                        }
-                    }
+                    patch_row(ch, s, a, b, &mut row[i * plane..(i + 1) * plane]);
                 }
             }
         });

@@ -122,8 +122,18 @@ fn big_weight_gradients_of_matmul_agree_with_the_sums_on_threads() {
 
 #[test]
 fn big_conv_gradients_agree_with_the_direct_formulas_on_threads() {
-    // 70 images: three chunks of the weight gradient's GEMM.
-    let s = ConvShape { n: 70, c: 3, h: 12, w: 11, o: 8, kh: 3, kw: 3, oh: 6, ow: 6, stride: [2, 2], padding: [1, 1] };
+    // 70 images: three chunks of the weight gradient's GEMM; strided and
+    // not (the contiguous patch rows), padded and not.
+    let strided =
+        ConvShape { n: 70, c: 3, h: 12, w: 11, o: 8, kh: 3, kw: 3, oh: 6, ow: 6, stride: [2, 2], padding: [1, 1] };
+    let unit = ConvShape { stride: [1, 1], oh: 12, ow: 11, ..strided };
+    let valid = ConvShape { padding: [0, 0], oh: 10, ow: 9, ..unit };
+    for s in [strided, unit, valid] {
+        conv_gradients_agree(s);
+    }
+}
+
+fn conv_gradients_agree(s: ConvShape) {
     let x = values(s.n * s.c * s.h * s.w, 5);
     let w = values(s.o * s.c * s.kh * s.kw, 6);
     let g = values(s.n * s.o * s.oh * s.ow, 7);

@@ -22,9 +22,18 @@ pub(crate) fn par_rows(out: &mut [f32], row_len: usize, ns: usize, f: impl Fn(us
     crate::pool::for_rows(out, row_len, crate::pool::parts(rows, ns), f);
 }
 
-/// One GEMM over all the rows of `out` (`f(0, out)`) through the `gemm`
-/// crate, which splits it over the pool's threads itself when it takes
-/// about `ns` nanoseconds or more on one thread. Its threads share the
+/// Which GEMM implementation [`sgemm_strided`] calls.
+#[derive(Clone, Copy, Debug)]
+enum Gemm {
+    /// `matrixmultiply`, on the calling thread.
+    Serial,
+    /// The `gemm` crate with this parallelism.
+    Crate(gemm::Parallelism),
+}
+
+/// The engine of one GEMM over all the rows of its output, through the
+/// `gemm` crate, which splits it over the pool's threads itself when it
+/// takes about `ns` nanoseconds or more on one thread. Its threads share the
 /// packed matrices and split the output blocks only, never a sum, so the
 /// bits do not depend on the thread count (checked for 1–8 threads on many
 /// shapes when the crate was chosen). The other GEMMs (the convolutions',
@@ -33,18 +42,10 @@ pub(crate) fn par_rows(out: &mut [f32], row_len: usize, ns: usize, f: impl Fn(us
 /// thread of `matrixmultiply` does 94–186 GFLOP/s on these shapes (k = 50
 /// to 4096), one of `gemm` 62–100; split over the two threads of this VM,
 /// `gemm` does 169–202 against 132–178 for `matrixmultiply` in halves.
-fn gemm_rows(out: &mut [f32], _row_len: usize, ns: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+fn whole_gemm(ns: usize) -> Gemm {
     let threads = crate::pool::threads();
     let split = threads > 1 && crate::pool::parts(2, ns) > 1;
-    GEMM_CRATE.set(Some(if split { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None }));
-    f(0, out);
-    GEMM_CRATE.set(None);
-}
-
-thread_local! {
-    /// Set by [`gemm_rows`] around its GEMM: [`sgemm_strided`] calls the
-    /// `gemm` crate with this parallelism (else `matrixmultiply`).
-    static GEMM_CRATE: std::cell::Cell<Option<gemm::Parallelism>> = const { std::cell::Cell::new(None) };
+    Gemm::Crate(if split { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None })
 }
 
 /// `max` as the interpreter's `max_nan`: NaN if either is NaN, `a` on ties.
@@ -341,16 +342,17 @@ pub(crate) fn threshold(x: &[f32], out: &mut [f32]) {
 /// One GEMM call on the calling thread: `c[m×n] = a[m×k] · b` where `b`
 /// is `k×n` with row stride `rsb` and column stride `csb`.
 #[allow(clippy::too_many_arguments)]
-fn sgemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], rsb: usize, csb: usize, c: &mut [f32]) {
-    sgemm_strided(m, k, n, (a, k, 1), (b, rsb, csb), c, false);
+fn sgemm(engine: Gemm, m: usize, k: usize, n: usize, a: &[f32], b: &[f32], rsb: usize, csb: usize, c: &mut [f32]) {
+    sgemm_strided(engine, m, k, n, (a, k, 1), (b, rsb, csb), c, false);
 }
 
 /// One GEMM call on the calling thread: `c[m×n] (+)= a · b` where `a` is
 /// `m×k` and `b` is `k×n`, each given as (data, row stride, column
 /// stride); `c` is row-major `m×n`. With `accumulate`, the product is
 /// added to `c` (beta = 1), else `c` is overwritten.
-#[allow(unsafe_code)]
+#[allow(unsafe_code, clippy::too_many_arguments)]
 fn sgemm_strided(
+    engine: Gemm,
     m: usize,
     k: usize,
     n: usize,
@@ -375,8 +377,8 @@ fn sgemm_strided(
     // (`c[i*n + j]`) for `i < m`, `l < k`, `j < n` lies inside the slices;
     // `c` is borrowed mutably, so it does not overlap `a` or `b`.
     unsafe {
-        match GEMM_CRATE.get() {
-            Some(parallelism) => gemm::gemm(
+        match engine {
+            Gemm::Crate(parallelism) => gemm::gemm(
                 m,
                 n,
                 k,
@@ -397,7 +399,7 @@ fn sgemm_strided(
                 false,
                 parallelism,
             ),
-            None => matrixmultiply::sgemm(
+            Gemm::Serial => matrixmultiply::sgemm(
                 m,
                 k,
                 n,
@@ -423,10 +425,8 @@ fn sgemm_strided(
 /// agree with the interpreter within rounding only.
 pub(crate) fn matmul_dense(x: &[f32], w: &[f32], n_in: usize, n_out: usize, out: &mut [f32]) {
     let ns = out.len().saturating_mul(n_in) / GEMM_MACS_PER_NS;
-    gemm_rows(out, n_out, ns, |row, chunk| {
-        let m = chunk.len() / n_out.max(1);
-        sgemm(m, n_in, n_out, &x[row * n_in..], w, 1, n_in, chunk);
-    });
+    let m = out.len() / n_out.max(1);
+    sgemm(whole_gemm(ns), m, n_in, n_out, x, w, 1, n_in, out);
 }
 
 /// [`matmul_dense`] with the weight given transposed (`wt`, `n_in ×
@@ -435,10 +435,8 @@ pub(crate) fn matmul_dense(x: &[f32], w: &[f32], n_in: usize, n_out: usize, out:
 /// GEMM packs either layout into the same panels: the same bits.
 pub(crate) fn matmul_dense_t(x: &[f32], wt: &[f32], n_in: usize, n_out: usize, out: &mut [f32]) {
     let ns = out.len().saturating_mul(n_in) / GEMM_MACS_PER_NS;
-    gemm_rows(out, n_out, ns, |row, chunk| {
-        let m = chunk.len() / n_out.max(1);
-        sgemm(m, n_in, n_out, &x[row * n_in..], wt, n_out, 1, chunk);
-    });
+    let m = out.len() / n_out.max(1);
+    sgemm(whole_gemm(ns), m, n_in, n_out, x, wt, n_out, 1, out);
 }
 
 /// Transposes `w` (`n_out × n_in`) to `wt` (`n_in × n_out`) and marks in
@@ -506,7 +504,7 @@ pub(crate) fn conv2d(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: ConvShape, o
             for k in 0..g {
                 im2col(x, n0 + k, s, &mut col[..ckk * width], width, k * plane);
             }
-            sgemm(s.o, ckk, width, w, &col[..ckk * width], width, 1, &mut y[..s.o * width]);
+            sgemm(Gemm::Serial, s.o, ckk, width, w, &col[..ckk * width], width, 1, &mut y[..s.o * width]);
             for (k, yk) in ys.chunks_exact_mut(img_out.max(1)).enumerate() {
                 for (o, yo) in yk.chunks_exact_mut(plane.max(1)).enumerate() {
                     yo.copy_from_slice(&y[o * width + k * plane..][..plane]);
@@ -706,10 +704,8 @@ pub(crate) fn matmul_grad_weight_dense(grad: &[f32], x: &[f32], n_in: usize, n_o
         return;
     }
     let ns = out.len().saturating_mul(rows) / GEMM_MACS_PER_NS;
-    gemm_rows(out, n_in, ns, |first, chunk| {
-        let m = chunk.len() / n_in.max(1);
-        sgemm_strided(m, rows, n_in, (&grad[first..], 1, n_out), (x, n_in, 1), chunk, false);
-    });
+    let m = out.len() / n_in.max(1);
+    sgemm_strided(whole_gemm(ns), m, rows, n_in, (grad, 1, n_out), (x, n_in, 1), out, false);
 }
 
 /// The interpreter's `matmul_grad_weight` loop: rows in order from `+0`,
@@ -795,7 +791,16 @@ pub(crate) fn conv2d_grad_input(grad: &[f32], w: &[f32], s: ConvShape, out: &mut
                 }
             }
             // w viewed as `ckk × o`: element (l, o) is w[o * ckk + l].
-            sgemm_strided(ckk, s.o, width, (w, 1, ckk), (&gs[..img_g * g], width, 1), &mut col[..ckk * width], false);
+            sgemm_strided(
+                Gemm::Serial,
+                ckk,
+                s.o,
+                width,
+                (w, 1, ckk),
+                (&gs[..img_g * g], width, 1),
+                &mut col[..ckk * width],
+                false,
+            );
             for (k, dx) in dxs.chunks_exact_mut(img_in.max(1)).enumerate() {
                 dx.fill(0.0);
                 for c in 0..s.c {
@@ -877,11 +882,8 @@ pub(crate) fn conv2d_grad_weight(grad: &[f32], x: &[f32], s: ConvShape, out: &mu
         }
         let (gs, cols) = (&gs[..s.o * k], &*cols);
         let ns = out.len().saturating_mul(k) / GEMM_MACS_PER_NS;
-        gemm_rows(out, ckk, ns, |first, part| {
-            let rows = part.len() / ckk;
-            // cols^T: element (p, l) is cols[l * k + p].
-            sgemm_strided(rows, k, ckk, (&gs[first * k..], k, 1), (cols, 1, k), part, true);
-        });
+        // cols^T: element (p, l) is cols[l * k + p].
+        sgemm_strided(whole_gemm(ns), s.o, k, ckk, (gs, k, 1), (cols, 1, k), out, true);
         n0 += m;
     }
 }

@@ -14,10 +14,13 @@
 //! `step` (the slice of the current step).
 //!
 //! **How.** For each step loop:
-//! 1. *Loop-invariant code motion:* unnamed nodes that compute the same
-//!    value at every step (constants, parameters and pure ops of them) and
+//! 1. *Loop-invariant code motion:* nodes that compute the same value at
+//!    every step (constants, parameters and pure ops of them; with a
+//!    `Direct` encoder, the first layer's product of the static image) and
 //!    that no `collect` reads move to the sequence region before the loop
-//!    (the preamble).
+//!    (the preamble). A named one is then recorded once (`[B, ...]`), not
+//!    per step; its gradient is summed over the steps before it flows on
+//!    (one convolution weight gradient instead of `T`).
 //! 2. *Recurrences:* the dependency graph of the loop's nodes gets a back
 //!    edge from each `state_write` to the reads of its state (and one from
 //!    each read to the write, so that a state's reads and write stay in one
@@ -160,8 +163,9 @@ fn plan_loop(
     let mut hoist = vec![false; len];
     for p in 0..len {
         let node = &module.nodes[nodes[p]];
-        hoist[p] = node.name.is_none()
-            && !time_dependent(&node.op)
+        // Named nodes too (a `Direct` encoder's first layer reads only the
+        // static image): their recorded trace is then one value, not `T`.
+        hoist[p] = !time_dependent(&node.op)
             && !stays(&node.op)
             && !pinned.contains_key(&nodes[p])
             && !collected.contains(&nodes[p])

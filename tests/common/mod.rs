@@ -701,13 +701,31 @@ struct Flip {
 /// the rule needs to know which tensors are spikes and where their margins
 /// are, which only the reference module tells.
 pub fn compare(reference: &Reference, actual: &RunResult) -> Result<Verdict, String> {
+    // A named value that `time-batch` hoisted out of its step loop (it
+    // reads only static values, e.g. the first layer after a `Direct`
+    // encoder) is recorded once: compare it with every step.
+    let broadcast: BTreeMap<&String, Tensor> = reference
+        .result
+        .traces
+        .iter()
+        .filter_map(|(name, expected)| {
+            let got = actual.traces.get(name)?;
+            let per_step = expected.shape.len() == got.shape.len() + 1 && expected.shape[1..] == got.shape[..];
+            per_step.then(|| {
+                let steps = expected.shape[0];
+                let data = (0..steps).flat_map(|_| got.data.iter().copied()).collect();
+                (name, Tensor { shape: expected.shape.clone(), dtype: got.dtype, data })
+            })
+        })
+        .collect();
     let mut pairs: Vec<(String, &Layout, &Tensor, &Tensor)> = Vec::new();
     for (name, expected) in &reference.result.outputs {
         let got = actual.outputs.get(name).ok_or_else(|| format!("output `{name}` is missing"))?;
         pairs.push((format!("output `{name}`"), &reference.outputs[name], expected, got));
     }
     for (name, expected) in &reference.result.traces {
-        if let (Some(got), Some(layout)) = (actual.traces.get(name), reference.traces.get(name)) {
+        let got = broadcast.get(name).or_else(|| actual.traces.get(name));
+        if let (Some(got), Some(layout)) = (got, reference.traces.get(name)) {
             pairs.push((format!("trace `{name}`"), layout, expected, got));
         }
     }

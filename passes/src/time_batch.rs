@@ -17,7 +17,8 @@
 //! 1. *Loop-invariant code motion:* nodes that compute the same value at
 //!    every step (constants, parameters and pure ops of them; with a
 //!    `Direct` encoder, the first layer's product of the static image) and
-//!    that no `collect` reads move to the sequence region before the loop
+//!    that no `collect` reads (directly or through a `reshape` or
+//!    `stop_gradient` view) move to the sequence region before the loop
 //!    (the preamble). A named one is then recorded once (`[B, ...]`), not
 //!    per step; its gradient is summed over the steps before it flows on
 //!    (one convolution weight gradient instead of `T`).
@@ -505,14 +506,19 @@ impl<'a> Rebuild<'a> {
     fn split_loop(&mut self, region: &Region, pinned: &HashMap<Handle<Node>, String>) -> Result<(), Failure> {
         let old = self.old;
         let nodes = &region.nodes;
-        let collected: HashSet<Handle<Node>> = old
-            .nodes
-            .iter()
-            .filter_map(|(_, n)| match n.op {
-                Op::Collect(v) => Some(v),
-                _ => None,
-            })
-            .collect();
+        // What a `collect` reads, and what that views (`reshape`,
+        // `stop_gradient`): a collected history must be computed in the
+        // loop (a backend keeps it as the loop's per-step rows).
+        let mut collected: HashSet<Handle<Node>> = HashSet::new();
+        for (_, n) in old.nodes.iter() {
+            let Op::Collect(mut v) = n.op else { continue };
+            while collected.insert(v) {
+                match old.nodes[v].op {
+                    Op::Reshape { arg, .. } | Op::StopGradient(arg) => v = arg,
+                    _ => break,
+                }
+            }
+        }
         let plan = plan_loop(old, nodes, pinned, &collected);
         let pos: HashMap<Handle<Node>, usize> = nodes.iter().enumerate().map(|(i, &h)| (h, i)).collect();
 

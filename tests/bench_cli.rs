@@ -2,15 +2,9 @@
 //! timings are not checked), and its exit code without the data set.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn snnc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_snnc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the snnc binary runs")
-}
+mod support;
+use support::snnc;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

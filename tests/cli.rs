@@ -2,23 +2,9 @@
 //! tested as rendered text. Temporary files go under `target/`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn snnc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_snnc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the snnc binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod support;
+use support::{snnc, stderr, stdout};
 
 /// A scratch folder under target/ for this test.
 fn scratch(name: &str) -> PathBuf {

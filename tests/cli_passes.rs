@@ -3,23 +3,9 @@
 //! --passes`, tested as rendered text. Temporary files go under `target/`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn exe(bin: &str, args: &[&str]) -> Output {
-    Command::new(bin).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("the binary runs")
-}
-
-fn snnc(args: &[&str]) -> Output {
-    exe(env!("CARGO_BIN_EXE_snnc"), args)
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod support;
+use support::{exe, snnc, stderr, stdout};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli_passes").join(name);

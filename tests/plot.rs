@@ -4,25 +4,11 @@
 //! under `target/`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use snnc::plot::{PANEL_FILL, RASTER_MARK_FILL};
 
-fn snnc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_snnc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the snnc binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod support;
+use support::{snnc, stderr, stdout};
 
 /// Runs snnc and expects success.
 fn ok(args: &[&str]) -> String {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Times Norse 1.1.0 and snnc on the benchmark configs A, B, C of
-# ../shared/DESIGN.md, forward and training step (forward + backward; Adam
+# docs/DESIGN.md, forward and training step (forward + backward; Adam
 # for the tutorial, as Norse's A train step), on this machine in one go, and
 # prints the ratio table (markdown) that BENCHMARKS.md records.
 #
@@ -8,7 +8,7 @@
 #
 # Environment:
 #   PY            Norse's python (default: /root/.cache/snnc/norse-venv/bin/python,
-#                 else what ../shared/bench/setup-norse.sh prints)
+#                 else what scripts/norse/setup-norse.sh prints)
 #   TARGET        snnc's target: cpu (default) or interp
 #   NORSE_FILTER  regex of norse_cpu.py config keys to time (default: the eight
 #                 Norse configs that match snnc's, forward and fwd+bwd)
@@ -18,7 +18,7 @@
 #   SKIP_NORSE=1  reuse OUT_DIR/norse.json from an earlier run
 #   QUIET_WAIT    seconds snnc waits at most for a quiet machine (default 120)
 #
-# Norse runs with the tuned allocator env of ../shared/bench/results-cpu.md
+# Norse runs with the tuned allocator env of scripts/norse/results-cpu.md
 # and with norse_cpu.py's own quiet-machine checks (it waits for other
 # processes to use < 0.15 cores and re-times disturbed configs). snnc waits
 # for the same before it starts. A Norse config missing from norse.json
@@ -27,7 +27,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SHARED="${SHARED:-../shared}"
+NORSE_DIR=scripts/norse # the Norse side: setup-norse.sh, norse_cpu.py
 OUT="${1:-target/bench-vs-norse}"
 TARGET="${TARGET:-cpu}"
 RUNS="${RUNS:-5}"
@@ -41,7 +41,7 @@ if [ -z "${PY:-}" ]; then
     if [ -x /root/.cache/snnc/norse-venv/bin/python ]; then
         PY=/root/.cache/snnc/norse-venv/bin/python
     else
-        PY="$("$SHARED/bench/setup-norse.sh")"
+        PY="$("$NORSE_DIR/setup-norse.sh")"
     fi
 fi
 
@@ -75,9 +75,9 @@ cargo build --release --quiet
 
 if [ "${SKIP_NORSE:-0}" != 1 ]; then
     rm -f "$OUT/norse.json" # norse_cpu.py merges into an existing file
-    echo "== Norse: $PY $SHARED/bench/norse_cpu.py --only A,B,C --filter '$NORSE_FILTER'" >&2
+    echo "== Norse: $PY $NORSE_DIR/norse_cpu.py --only A,B,C --filter '$NORSE_FILTER'" >&2
     THP_MEM_ALLOC_ENABLE=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=68719476736 \
-        "$PY" "$SHARED/bench/norse_cpu.py" --only A,B,C --filter "$NORSE_FILTER" \
+        "$PY" "$NORSE_DIR/norse_cpu.py" --only A,B,C --filter "$NORSE_FILTER" \
         --reps "$RUNS" --warmup "$WARMUP" --attempts 3 --max-wait 120 --out "$OUT/norse.json" >&2
 fi
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of snnc on a fresh machine: installs what the tests need,
-# then runs `cargo test` over the whole workspace.
+# then runs `cargo test` over the whole workspace (`--no-fail-fast`: a
+# failing test binary does not stop the others, so one run shows every
+# failure).
 #
 # Installs (each step is skipped when already done):
 # - Debian's `dataset-fashion-mnist` (the training tests read it from
@@ -34,4 +36,4 @@ export SNNC_PTXAS
 # writing a .snap.new file next to it, and makes the data set and ptxas
 # tests fail instead of skipping when what they need is missing.
 export CI="${CI:-true}"
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"

@@ -114,7 +114,7 @@ pub fn compile_with(net: &Network, target: Target, opts: &LowerOptions) -> Resul
         Target::Cpu => Backend::Cpu(Box::new(snnc_cpu::compile(&compiled.module, &compiled.info)?)),
         Target::Cuda => Backend::Cuda(Box::new(driver::CudaRunner::new(&compiled.module, &compiled.info)?)),
     };
-    let weights = snnc_runtime::init_weights(&compiled.module, net.seed);
+    let weights = driver::init_weights(&compiled.module, net.seed)?;
     Ok(Executable { compiled, target, backend, weights, state: BTreeMap::new() })
 }
 
@@ -140,8 +140,12 @@ impl Executable {
     }
 
     /// Replaces weights by name. Every given name must be a parameter of
-    /// the network with its shape; parameters not given keep their value.
+    /// the network with its shape, and every value finite in the network's
+    /// float type; parameters not given keep their value.
     pub fn set_weights(&mut self, weights: Weights) -> Result<(), Error> {
+        let none = BTreeMap::new();
+        snnc_runtime::check_finite(&self.compiled.module, &weights, &none, &none)
+            .map_err(|e| Error::User(e.to_string()))?;
         let mut merged = self.weights.clone();
         let dtype = driver::elem_type(self.compiled.module.float);
         for (name, t) in weights {

@@ -1,5 +1,5 @@
-//! `snnc bench`: the benchmarks of `../shared/DESIGN.md`, timed the way
-//! `../shared/bench/norse_cpu.py` times Norse, so the two can be compared.
+//! `snnc bench`: the benchmarks of `docs/DESIGN.md`, timed the way
+//! `scripts/norse/norse_cpu.py` times Norse, so the two can be compared.
 //!
 //! | name | network | T | batch | input |
 //! |---|---|---|---|---|
@@ -16,7 +16,7 @@
 //! read in place as f32 — as Norse's tensors are; other targets go through
 //! host tensors.
 //!
-//! How the figures are counted (as `../shared/bench/results-cpu.md` counts
+//! How the figures are counted (as `scripts/norse/results-cpu.md` counts
 //! Norse's):
 //!
 //! - neuron-updates/s = neurons · T · batch / time, where the neurons are
@@ -135,7 +135,7 @@ pub struct Config {
     pub synapses_per_step: u64,
     pub input: InputKind,
     /// Norse 1.1.0's best forward median on this machine kind
-    /// (`../shared/bench/results-cpu.md`), in seconds: the goal.
+    /// (`scripts/norse/results-cpu.md`), in seconds: the goal.
     pub norse_best_s: f64,
     /// The matching config key of `norse_cpu.py`.
     pub norse_key: &'static str,
@@ -798,7 +798,7 @@ pub fn bench_command(out: &mut impl Write, args: &BenchArgs) -> Result<(), Error
     if !args.json {
         let _ = writeln!(
             out,
-            "Norse ms: Norse 1.1.0's best median on this machine kind (../shared/bench/results-cpu.md; fwd+bwd: \
+            "Norse ms: Norse 1.1.0's best median on this machine kind (scripts/norse/results-cpu.md; fwd+bwd: \
              its training step, with Adam for `tutorial`); GFLOP/s of fwd+bwd count 3x the forward's products; \
              speedup = Norse / snnc; %bw counts compulsory traffic only (see `snnc::bench`); \
              load = other processes' CPU use while timing, in cores."

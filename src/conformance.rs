@@ -1,7 +1,7 @@
 //! The conformance runner: checks snnc against Norse oracle files.
 //!
 //! An oracle file (schema `snnc-norse-oracle/1`, see
-//! `../shared/golden/README.md`) describes one case: a Norse model or a small
+//! `tests/golden/README.md`) describes one case: a Norse model or a small
 //! network, its inputs, weights and initial state, and the values Norse
 //! computed. [`run_case`] turns the case into a [`Network`] (or, for the
 //! surrogate cases, a one-node module), lowers it through the frontend, runs

@@ -9,6 +9,8 @@ use snnc_ir::{Dim, Dtype, Module, ModuleInfo, Op};
 use snnc_passes::{AfterPass, PassError, PassOptions, Pipeline, PipelineKind};
 use snnc_runtime::{ElemType, Tensor, Weights};
 
+use crate::memory;
+
 /// What went wrong, sorted by whose fault it is (this decides the exit code).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,6 +43,12 @@ impl Error {
 impl From<FrontendError> for Error {
     fn from(e: FrontendError) -> Self {
         Error::Diagnostic(e.to_string())
+    }
+}
+
+impl From<snnc_runtime::SaveError> for Error {
+    fn from(e: snnc_runtime::SaveError) -> Self {
+        if e.is_users() { Error::User(e.to_string()) } else { Error::Environment(e.to_string()) }
     }
 }
 
@@ -86,6 +94,7 @@ impl From<snnc_cpu::CpuError> for Error {
         match e {
             CpuError::Unsupported(_) => Error::User(format!("{e}; use --target interp (the reference interpreter)")),
             CpuError::Input(_) | CpuError::TooLarge(_) => Error::User(e.to_string()),
+            CpuError::OutOfMemory(_) => Error::Environment(format!("{e}; use a smaller --batch")),
             CpuError::InfoMismatch | CpuError::Jit(_) => Error::Internal(e.to_string()),
         }
     }
@@ -126,12 +135,61 @@ pub fn compile(net: &Network, file: &str, opts: &LowerOptions) -> Result<Compile
     let info = snnc_ir::validate(&module).map_err(|e| Error::Internal(e.to_string()))?;
     let values = module.params.iter().fold(0u64, |acc, (_, p)| acc.saturating_add(p.shape.fixed_elements()));
     if values > MAX_HOST_VALUES {
+        let mut largest: Vec<(&str, u64)> =
+            layer_values(&module).into_iter().filter(|(_, v)| v.params > 0).map(|(l, v)| (l, v.params)).collect();
+        largest.sort_by_key(|&(l, n)| (std::cmp::Reverse(n), l));
+        let shown: Vec<String> = largest.iter().take(3).map(|(l, n)| format!("`{l}` {n}")).collect();
         return Err(Error::User(format!(
-            "{file}: network `{}` has {values} parameter values, more than the {MAX_HOST_VALUES} snnc can hold on the host; use smaller layers",
-            net.name
+            "{file}: network `{}` has {values} parameter values, more than the {MAX_HOST_VALUES} snnc can hold on the host (the most: {}); use smaller layers",
+            net.name,
+            shown.join(", ")
         )));
     }
     Ok(Compiled { network: net.clone(), module, info, layers })
+}
+
+/// The network's initial weights (`snnc_runtime::init_weights`), after
+/// checking that they fit in memory: the f64 host values and a backend's
+/// f32 copy, 12 bytes a value.
+pub fn init_weights(module: &Module, seed: u64) -> Result<Weights, Error> {
+    let values = module.params.iter().fold(0u128, |acc, (_, p)| acc.saturating_add(p.shape.fixed_elements().into()));
+    crate::memory::check(&crate::memory::Need::bytes("initialising the weights", values.saturating_mul(12)))?;
+    Ok(snnc_runtime::init_weights(module, seed))
+}
+
+/// The values a layer of a lowered module holds; see [`layer_values`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LayerValues {
+    /// Parameter values, trainable or not.
+    pub params: u64,
+    /// Trainable parameter values.
+    pub trainable: u64,
+    /// State values per sample.
+    pub state: u64,
+}
+
+/// The parameter and state values of each layer, by layer name: the part
+/// of a parameter's or state's name before its first `.` (`lif1.weight`,
+/// `lif1.v`; the encoder's are `encoder.*`). One pass over the parameters
+/// and states, so summaries of many layers take linear time.
+pub fn layer_values(module: &Module) -> BTreeMap<&str, LayerValues> {
+    fn layer_of(name: &str) -> &str {
+        name.split_once('.').map_or(name, |(layer, _)| layer)
+    }
+    let mut res: BTreeMap<&str, LayerValues> = BTreeMap::new();
+    for (_, p) in module.params.iter() {
+        let n = p.shape.fixed_elements();
+        let v = res.entry(layer_of(&p.name)).or_default();
+        v.params = v.params.saturating_add(n);
+        if p.trainable {
+            v.trainable = v.trainable.saturating_add(n);
+        }
+    }
+    for (_, s) in module.states.iter() {
+        let v = res.entry(layer_of(&s.name)).or_default();
+        v.state = v.state.saturating_add(s.ty.shape.fixed_elements());
+    }
+    res
 }
 
 /// The pipeline to run for a target: its default pipeline, or the
@@ -183,8 +241,7 @@ pub fn layer_densities(net: &Network, module: &Module) -> BTreeMap<String, f64> 
 /// every spike trace (a tensor of zeros and ones), by name: the measured
 /// densities for `sparsify`.
 pub fn read_profile(path: &Path) -> Result<BTreeMap<String, f64>, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::User(format!("{}: cannot read the profile: {e}", path.display())))?;
+    let text = memory::read_json_file(path, "the profile", memory::MAX_JSON_BYTES)?;
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::User(format!("{}:{}:{}: not valid JSON: {e}", path.display(), e.line(), e.column())))?;
     let Some(obj) = value.as_object() else {
@@ -280,16 +337,23 @@ pub fn example_inputs(
 ) -> Result<BTreeMap<String, Tensor>, Error> {
     let dtype = elem_type(module.float);
     let mut res = BTreeMap::new();
-    for (_, input) in module.inputs.iter() {
-        let steps = if input.ty.seq { u64::from(module.steps) } else { 1 };
-        let values = input.ty.shape.fixed_elements().saturating_mul(steps).saturating_mul(batch as u64);
-        if values > MAX_HOST_VALUES {
-            return Err(Error::User(format!(
-                "the example input `{}` would hold {values} values, more than the {MAX_HOST_VALUES} snnc can hold; use a smaller --batch or network",
-                input.name
-            )));
-        }
-    }
+    // The host tensors below, checked before they are made.
+    let buffers = module
+        .nodes
+        .iter()
+        .filter_map(|(h, node)| match node.op {
+            Op::Input(i) => {
+                let ty = &module.inputs[i].ty;
+                let steps = if ty.seq { u128::from(module.steps) } else { 1 };
+                let bytes = u128::from(ty.shape.fixed_elements()).saturating_mul(steps).saturating_mul(8);
+                let batched = ty.shape.0.contains(&Dim::Batch);
+                Some(snnc_cpu::PlannedBuffer { node: Some(h), batched, bytes, elem_bytes: 8 })
+            }
+            _ => None,
+        })
+        .collect();
+    let part = memory::Part { module, batch: batch as u64, buffers };
+    memory::check(&memory::Need { what: "the example input".into(), parts: vec![part], extra: 0 })?;
     for (_, input) in module.inputs.iter() {
         let sample: Vec<usize> = input
             .ty
@@ -355,13 +419,13 @@ fn ring_pixel(sample: &[usize], k: usize, b: usize) -> f64 {
 /// Reads inputs from a JSON file: either one tensor (for the input `x`) or
 /// an object of named tensors.
 pub fn read_inputs(path: &Path) -> Result<BTreeMap<String, Tensor>, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::User(format!("{}: cannot read the input file: {e}", path.display())))?;
+    let text = memory::read_json_file(path, "the input file", memory::MAX_JSON_BYTES)?;
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::User(format!("{}:{}:{}: not valid JSON: {e}", path.display(), e.line(), e.column())))?;
     let mut res = BTreeMap::new();
     if value.get("shape").is_some() {
-        let t = Tensor::from_json(&value).map_err(|e| Error::User(format!("{}: {e}", path.display())))?;
+        let t = Tensor::from_json(&value)
+            .map_err(|e| Error::User(format!("{}: input `x` (the file's one tensor): {e}", path.display())))?;
         res.insert("x".to_string(), t);
         return Ok(res);
     }
@@ -378,17 +442,12 @@ pub fn read_inputs(path: &Path) -> Result<BTreeMap<String, Tensor>, Error> {
     Ok(res)
 }
 
-/// Writes a file atomically: a temporary file in the same folder, then a
-/// rename, so a crash never leaves a half-written file.
+/// Saves a file the user named with [`snnc_runtime::write_file`]: a regular
+/// file is replaced atomically, a symbolic link is followed, a device or FIFO
+/// is written through, a folder is refused. A bad path is the user's error
+/// (exit 2), a folder that cannot be written or a full disk the machine's (3).
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), Error> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| Error::User(format!("{}: not a file name", path.display())))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
-    std::fs::write(&tmp, contents).map_err(|e| Error::User(format!("{}: cannot write: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::User(format!("{}: cannot write: {e}", path.display()))
-    })
+    Ok(snnc_runtime::write_file(path, contents)?)
 }
 
 /// A validated module made ready to run on one target: the one place that
@@ -411,9 +470,56 @@ impl ModuleRunner {
         })
     }
 
+    /// The module it runs.
+    pub fn module(&self) -> &Module {
+        match self {
+            ModuleRunner::Interp(m) => &m.0,
+            ModuleRunner::Cpu(exe) => exe.module(),
+            ModuleRunner::Cuda(exe) => &exe.module,
+        }
+    }
+
+    /// What a run with `batch` samples holds: the part of a
+    /// [`memory::Need`]. Device buffers (cuda) are not host memory: they
+    /// are listed for the absurdity limits only (see [`memory::check_against`]).
+    pub fn memory_part(&self, batch: usize) -> memory::Part<'_> {
+        let buffers = match self {
+            ModuleRunner::Interp(m) => memory::interp_buffers(&m.0, false),
+            ModuleRunner::Cpu(exe) => exe.planned_buffers(false),
+            ModuleRunner::Cuda(exe) => memory::cuda_buffers(&exe.module, exe.exe.manifest()),
+        };
+        memory::Part { module: self.module(), batch: batch as u64, buffers }
+    }
+
+    /// Refuses a run with `batch` samples that does not fit in memory (see
+    /// [`memory`]); the buffers a CPU executable holds for another batch
+    /// size count as available (they are freed first), and buffers it
+    /// holds for this one need nothing more.
+    pub fn check_memory(&self, batch: usize, what: &str) -> Result<(), Error> {
+        let need = memory::Need { what: what.to_string(), parts: vec![self.memory_part(batch)], extra: 0 };
+        let mut avail = memory::available()?;
+        match self {
+            ModuleRunner::Cpu(exe) => match exe.held_buffers() {
+                Some((b, false, _)) if b == batch => return Ok(()),
+                Some((_, _, held)) => {
+                    if let Some(a) = &mut avail {
+                        a.bytes = a.bytes.saturating_add(u64::try_from(held).unwrap_or(u64::MAX));
+                    }
+                }
+                None => {}
+            },
+            ModuleRunner::Cuda(_) => avail = None,
+            ModuleRunner::Interp(_) => {}
+        }
+        memory::check_against(&need, avail)
+    }
+
     /// Runs from the initial state; the module's outputs. Shapes are
-    /// checked before anything runs.
+    /// checked before anything runs, and the memory the run needs (see
+    /// [`ModuleRunner::check_memory`]).
     pub fn run(&self, weights: &Weights, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>, Error> {
+        let module = self.module();
+        self.check_memory(batch_of(module, inputs), &format!("running `{}`", module.name))?;
         match self {
             ModuleRunner::Interp(m) => {
                 let (module, info) = &**m;
@@ -455,36 +561,16 @@ impl CudaRunner {
     }
 
     /// Runs the module: weights and inputs are checked against the module
-    /// (names, shapes, one batch size) before anything reaches the GPU.
+    /// ([`snnc_runtime::check_run`]: names, shapes, one batch size) before
+    /// anything reaches the GPU.
     pub fn run(&self, weights: &Weights, inputs: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>, Error> {
-        let m = &self.module;
-        snnc_runtime::check_weights(m, weights).map_err(|e| Error::User(e.to_string()))?;
-        let mut batch = None;
-        let mut host_inputs = BTreeMap::new();
-        for (_, input) in m.inputs.iter() {
-            let t = inputs.get(&input.name).ok_or_else(|| Error::User(format!("missing input `{}`", input.name)))?;
-            let pos = usize::from(input.ty.seq);
-            let b = *t.shape.get(pos).ok_or_else(|| Error::User(format!("input `{}` has no batch dim", input.name)))?;
-            if *batch.get_or_insert(b) != b {
-                return Err(Error::User(format!("input `{}` has batch {b}, other inputs another", input.name)));
-            }
-            let mut want = input.ty.shape.resolve(b);
-            if input.ty.seq {
-                want.insert(0, m.steps as usize);
-            }
-            if t.shape != want || t.data.len() != want.iter().product::<usize>() {
-                return Err(Error::User(format!(
-                    "input `{}` has shape {:?}, the network needs {want:?}",
-                    input.name, t.shape
-                )));
-            }
-            host_inputs.insert(input.name.clone(), t.data.iter().map(|&x| x as f32).collect());
-        }
-        if let Some(extra) = inputs.keys().find(|k| m.input_by_name(k).is_none()) {
-            return Err(Error::User(format!("unknown input `{extra}`")));
-        }
-        let params = weights.iter().map(|(k, t)| (k.clone(), t.data.iter().map(|&x| x as f32).collect())).collect();
-        let res = self.exe.forward(batch.unwrap_or(1), &host_inputs, &params).map_err(cuda_error)?;
+        let none = BTreeMap::new();
+        let batch =
+            snnc_runtime::check_run(&self.module, weights, inputs, &none).map_err(|e| Error::User(e.to_string()))?;
+        let to_f32 = |t: &Tensor| t.data.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        let host_inputs = inputs.iter().map(|(k, t)| (k.clone(), to_f32(t))).collect();
+        let params = weights.iter().map(|(k, t)| (k.clone(), to_f32(t))).collect();
+        let res = self.exe.forward(batch, &host_inputs, &params).map_err(cuda_error)?;
         Ok(res
             .outputs
             .into_iter()
@@ -494,6 +580,17 @@ impl CudaRunner {
             })
             .collect())
     }
+}
+
+/// Checks a run a user asked for, before anything runs, with the rules
+/// every backend shares: the weights and inputs fit the module
+/// ([`snnc_runtime::check_run`]) and every value is finite in the module's
+/// float type ([`snnc_runtime::check_finite`]). Returns the batch size.
+pub fn check_run(module: &Module, weights: &Weights, inputs: &BTreeMap<String, Tensor>) -> Result<usize, Error> {
+    let none = BTreeMap::new();
+    let batch = snnc_runtime::check_run(module, weights, inputs, &none).map_err(|e| Error::User(e.to_string()))?;
+    snnc_runtime::check_finite(module, weights, inputs, &none).map_err(|e| Error::User(e.to_string()))?;
+    Ok(batch)
 }
 
 /// The driver's error for a CUDA backend error.
@@ -523,9 +620,17 @@ pub fn run(
     inputs: &BTreeMap<String, Tensor>,
     record: bool,
 ) -> Result<RunOutput, Error> {
+    check_run(&compiled.module, weights, inputs)?;
     target.ensure_available()?;
+    let module = &compiled.module;
+    let batch = batch_of(module, inputs);
+    let need = |buffers| {
+        let what = format!("running `{}` on {}", compiled.network.name, target.name());
+        memory::Need { what, parts: vec![memory::Part { module, batch: batch as u64, buffers }], extra: 0 }
+    };
     let (outputs, traces) = match target {
         Target::Interp => {
+            memory::check(&need(memory::interp_buffers(module, record)))?;
             let opts = snnc_interp::RunOptions { record, ..Default::default() };
             let res = snnc_interp::run(&compiled.module, &compiled.info, weights, inputs, &opts)
                 .map_err(|e| Error::User(e.to_string()))?;
@@ -533,6 +638,7 @@ pub fn run(
         }
         Target::Cpu => {
             let exe = snnc_cpu::compile(&compiled.module, &compiled.info)?;
+            memory::check(&need(exe.planned_buffers(record)))?;
             let opts = snnc_cpu::RunOptions { record, ..Default::default() };
             let res = exe.run(weights, inputs, &opts)?;
             (res.outputs, res.traces)
@@ -544,17 +650,22 @@ pub fn run(
                 ));
             }
             let exe = CudaRunner::new(&compiled.module, &compiled.info)?;
+            memory::check_against(&need(memory::cuda_buffers(module, exe.exe.manifest())), None)?;
             (exe.run(weights, inputs)?, BTreeMap::new())
         }
     };
-    let batch = inputs
-        .values()
-        .next()
-        .and_then(|t| {
-            let input = compiled.module.inputs.iter().next()?.1;
-            let pos = input.ty.full_dims(compiled.module.steps).iter().position(|d| *d == Dim::Batch)?;
-            t.shape.get(pos).copied()
-        })
-        .unwrap_or(1);
     Ok(RunOutput { outputs, traces, batch })
+}
+
+/// The batch size of `inputs` for `module`: that of the first module input
+/// with a batch dim given (1 if none).
+pub fn batch_of(module: &Module, inputs: &BTreeMap<String, Tensor>) -> usize {
+    module
+        .inputs
+        .iter()
+        .find_map(|(_, input)| {
+            let pos = input.ty.full_dims(module.steps).iter().position(|d| *d == Dim::Batch)?;
+            inputs.get(&input.name)?.shape.get(pos).copied()
+        })
+        .unwrap_or(1)
 }

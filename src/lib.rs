@@ -17,6 +17,7 @@ pub mod api;
 pub mod bench;
 pub mod conformance;
 pub mod driver;
+pub mod memory;
 pub mod plot;
 pub mod train;
 

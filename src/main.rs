@@ -120,11 +120,18 @@ enum Command {
         #[arg(long, value_enum, default_value = "cpu")]
         target: Target,
         /// Output folder: metrics.csv, checkpoint.json, weights.json (loads with `snnc run --weights`).
+        /// A folder that holds a run is refused unless --resume or --force says what to do with it;
+        /// one training at a time writes to a folder.
         #[arg(long, value_name = "DIR", default_value = "train-out")]
         out: PathBuf,
-        /// Continue from the checkpoint in --out.
+        /// Continue from the checkpoint in --out. Every other setting must be the checkpoint's
+        /// (network, --target, --batch, --optimizer, --lr, --momentum, --lr-decay, --seed, --limit,
+        /// --test-limit); only --epochs may change, to train longer.
         #[arg(long)]
         resume: bool,
+        /// Start a new run in --out even if it holds one, overwriting its checkpoint and metrics.
+        #[arg(long, conflicts_with = "resume")]
+        force: bool,
         /// Use only the first N training samples.
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
@@ -169,6 +176,10 @@ enum Command {
         /// A recording of `snnc run --record`: each spike trace's measured density guides `sparsify`.
         #[arg(long, value_name = "REC.json")]
         profile: Option<PathBuf>,
+        /// Exit 0 even when an output holds NaN or infinity (by default such a run prints its
+        /// results, writes --record, then names the first non-finite value on stderr and exits 2).
+        #[arg(long)]
+        allow_nonfinite: bool,
         #[command(flatten)]
         plot: snnc::plot::RunPlotArgs,
     },
@@ -180,14 +191,29 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut out = std::io::stdout().lock();
+    let mut out = Stdout::new();
     let res = match cli.command {
         Command::Check { net } => check(&mut out, &net),
         Command::Ir { net, f64, after, passes, time_passes, profile, target } => {
             ir(&mut out, &net, IrArgs { f64, after, passes, time_passes, profile, target })
         }
-        Command::Run { net, target, weights, input, record, batch, seed, f64, passes, profile, plot } => {
-            run(&mut out, &net, RunArgs { target, weights, input, record, batch, seed, f64, passes, profile, plot })
+        Command::Run {
+            net,
+            target,
+            weights,
+            input,
+            record,
+            batch,
+            seed,
+            f64,
+            passes,
+            profile,
+            allow_nonfinite,
+            plot,
+        } => {
+            let args =
+                RunArgs { target, weights, input, record, batch, seed, f64, passes, profile, allow_nonfinite, plot };
+            run(&mut out, &net, args)
         }
         Command::Compile { net, target, emit, arch, out_dir, backward } => {
             let emit = emit.unwrap_or(if target == Target::Cuda { Emit::Ptx } else { Emit::Ir });
@@ -207,6 +233,7 @@ fn main() -> ExitCode {
             target,
             out: out_dir,
             resume,
+            force,
             limit,
             test_limit,
             quiet,
@@ -224,6 +251,7 @@ fn main() -> ExitCode {
                 target,
                 out: out_dir,
                 resume,
+                force,
                 limit,
                 test_limit,
                 data: data_dir,
@@ -234,17 +262,81 @@ fn main() -> ExitCode {
         Command::Plot(args) => snnc::plot::plot_command(&mut out, &args),
         Command::Bench(args) => snnc::bench::bench_command(&mut out, &args),
     };
+    let _ = out.flush();
+    // An error of the command says more than one of standard output.
+    let res = res.and_then(|()| match out.error.take() {
+        Some(e) => Err(Error::Environment(format!("cannot write to standard output: {e}"))),
+        None => Ok(()),
+    });
     match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let _ = out.flush();
             let code = e.exit_code() as u8;
-            match e {
-                Error::Diagnostic(text) => eprintln!("{text}"),
-                e => eprintln!("error: {e}"),
-            }
+            // A failing stderr cannot be reported anywhere; the code still is.
+            let mut err = std::io::stderr().lock();
+            let _ = match e {
+                Error::Diagnostic(text) => writeln!(err, "{text}"),
+                e => writeln!(err, "error: {e}"),
+            };
             ExitCode::from(code)
         }
+    }
+}
+
+/// Standard output for the commands: it keeps the first write error instead
+/// of returning it (commands print with `say!`, which ignores errors), and
+/// `main` reports it as exit 3 once the command is done. A closed pipe
+/// (`snnc ir net.ron | head`) is no error: the rest of the output is dropped
+/// quietly.
+struct Stdout {
+    inner: std::io::StdoutLock<'static>,
+    /// The first write error other than a closed pipe.
+    error: Option<std::io::Error>,
+    /// The reader has gone away.
+    closed: bool,
+}
+
+impl Stdout {
+    fn new() -> Stdout {
+        Stdout { inner: std::io::stdout().lock(), error: None, closed: false }
+    }
+
+    /// Whether writes still go anywhere.
+    fn open(&self) -> bool {
+        !self.closed && self.error.is_none()
+    }
+
+    fn failed(&mut self, e: std::io::Error) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            self.closed = true;
+        } else if self.error.is_none() {
+            self.error = Some(e);
+        }
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.open() {
+            return Ok(buf.len());
+        }
+        match self.inner.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                self.failed(e);
+                Ok(buf.len())
+            }
+            written => written,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.open()
+            && let Err(e) = self.inner.flush()
+        {
+            self.failed(e);
+        }
+        Ok(())
     }
 }
 
@@ -253,11 +345,23 @@ fn display(path: &Path) -> String {
 }
 
 fn load(path: &Path, float: Dtype) -> Result<Compiled, Error> {
-    let net = driver::load(path)?;
+    let net = load_network(path)?;
     driver::compile(&net, &display(path), &LowerOptions { float, ..Default::default() })
 }
 
-/// Writes to stdout, ignoring a closed pipe (e.g. `snnc ir net.ron | head`).
+/// Reads a network file and prints its warnings (what the check allows but
+/// is likely a mistake) on stderr.
+fn load_network(path: &Path) -> Result<snnc_frontend::Network, Error> {
+    let net = driver::load(path)?;
+    let mut err = std::io::stderr().lock();
+    for warning in snnc_frontend::check::network_warnings(&net) {
+        let _ = writeln!(err, "{}: warning: {warning}", display(path));
+    }
+    Ok(net)
+}
+
+/// Writes a line to the command's output; a write error is kept by
+/// [`Stdout`] and reported when the command ends.
 macro_rules! say {
     ($out:expr, $($arg:tt)*) => {{
         let _ = writeln!($out, $($arg)*);
@@ -284,21 +388,10 @@ fn check(out: &mut impl Write, path: &Path) -> Result<(), Error> {
         if net.encoder.is_some() { " (static, encoded to spikes)" } else { " per step" }
     );
     say!(out, "{:<16} {:<16} {:<16} {:>12} {:>12}", "layer", "kind", "output shape", "parameters", "state/sample");
+    let values = driver::layer_values(m);
     for l in &c.layers {
-        let prefix = format!("{}.", l.name);
-        let params: u64 = m
-            .params
-            .iter()
-            .filter(|(_, p)| p.trainable && p.name.starts_with(&prefix))
-            .map(|(_, p)| p.shape.fixed_elements())
-            .sum();
-        let state: u64 = m
-            .states
-            .iter()
-            .filter(|(_, s)| s.name.starts_with(&prefix))
-            .map(|(_, s)| s.ty.shape.fixed_elements())
-            .sum();
-        say!(out, "{:<16} {:<16} {:<16} {:>12} {:>12}", l.name, l.kind, shape_str(&l.shape), params, state);
+        let v = values.get(l.name.as_str()).copied().unwrap_or_default();
+        say!(out, "{:<16} {:<16} {:<16} {:>12} {:>12}", l.name, l.kind, shape_str(&l.shape), v.trainable, v.state);
     }
     say!(out, "readout: {:?}", net.readout);
     say!(
@@ -441,7 +534,15 @@ fn compile(
         let pipeline = driver::pipeline(target, None, &opts)?;
         driver::optimize(&mut c, &pipeline, &mut |_| {})?;
     }
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "net".into());
+    let mut stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "net".into());
+    // Files are named `STEM.KERNEL.clif`, a kernel by its layer (at most
+    // 64 bytes, see `snnc_frontend::check::MAX_NAME_BYTES`): a stem of at
+    // most 100 bytes keeps every name within the 255 bytes file systems allow.
+    let mut end = stem.len().min(100);
+    while !stem.is_char_boundary(end) {
+        end -= 1;
+    }
+    stem.truncate(end);
     let files: Vec<(String, String)> = match emit {
         Emit::Ir => vec![(format!("{stem}.ir"), snnc_ir::print(&c.module))],
         Emit::Ptx => {
@@ -501,29 +602,27 @@ enum OptimizerKind {
 }
 
 fn train(out: &mut impl Write, path: &Path, opts: &snnc::train::TrainOptions) -> Result<(), Error> {
-    let net = driver::load(path)?;
-    if opts.epochs == 0 {
-        return Err(Error::User("--epochs must be at least 1".into()));
-    }
+    let net = load_network(path)?;
+    // The output folder first: a folder that cannot be written, or holds a
+    // run the flags do not mention, is refused before anything is computed.
+    let folder = snnc::train::RunFolder::open(&net.name, opts)?;
     let mut data = snnc::train::load_data(&opts.data)?;
     if let Some(n) = opts.limit {
-        if n == 0 {
-            return Err(Error::User("--limit must be at least 1".into()));
-        }
         data = data.limit(n);
     }
+    let tests = opts.test_limit.map_or(data.test.len(), |n| n.min(data.test.len()));
     let program = snnc::train::TrainProgram::new(&net, opts.target)?;
     say!(
         out,
         "training `{}` on {} Fashion-MNIST images ({} test) on {}: {} epoch(s), batch {}, {} lr {}",
         net.name,
         data.train.len(),
-        data.test.len(),
+        tests,
         opts.target.name(),
         opts.epochs,
         opts.batch,
         opts.optimizer.name(),
-        opts.optimizer.lr()
+        snnc::train::number(opts.optimizer.lr())
     );
     say!(
         out,
@@ -535,7 +634,7 @@ fn train(out: &mut impl Write, path: &Path, opts: &snnc::train::TrainOptions) ->
         say!(out, "note: no gradient reaches {} (they stay as initialised)", program.no_gradient.join(", "));
     }
     let _ = out.flush();
-    let summary = snnc::train::train(&program, &data, opts)?;
+    let summary = snnc::train::train_in(folder, &program, &data, opts)?;
     if let Some(e) = summary.resumed_from {
         say!(out, "resumed after epoch {e}");
     }
@@ -563,6 +662,7 @@ struct RunArgs {
     f64: bool,
     passes: Option<String>,
     profile: Option<PathBuf>,
+    allow_nonfinite: bool,
     plot: snnc::plot::RunPlotArgs,
 }
 
@@ -584,24 +684,22 @@ fn run(out: &mut impl Write, path: &Path, args: RunArgs) -> Result<(), Error> {
     driver::optimize(&mut c, &pipeline, &mut |_| {})?;
     let weights = match &args.weights {
         Some(w) => {
-            let text = std::fs::read_to_string(w)
-                .map_err(|e| Error::User(format!("{}: cannot read the weights file: {e}", w.display())))?;
+            let limit = snnc::memory::weights_file_limit(&c.module);
+            let text = snnc::memory::read_json_file(w, "the weights file", limit)?;
             let mut weights =
                 snnc_runtime::read_weights_json(&text).map_err(|e| Error::User(format!("{}: {e}", w.display())))?;
             // Constant masks are not part of a weights file; fill them in.
-            let defaults = snnc_runtime::init_weights(&c.module, 0);
-            for (_, p) in c.module.params.iter() {
-                if !p.trainable && !weights.contains_key(&p.name) {
-                    weights.insert(p.name.clone(), defaults[&p.name].clone());
-                }
-            }
+            snnc_runtime::complete_weights(&c.module, &mut weights);
+            let in_file = |e: snnc_runtime::CheckError| Error::User(format!("{}: {e}", w.display()));
+            snnc_runtime::check_weights(&c.module, &weights).map_err(|e| in_file(e.into()))?;
+            // Before rounding: a float64 1e300 overflows an f32 run.
+            let none = std::collections::BTreeMap::new();
+            snnc_runtime::check_finite(&c.module, &weights, &none, &none).map_err(in_file)?;
             let dtype = driver::elem_type(c.module.float);
             weights.values_mut().for_each(|t| *t = t.cast(dtype));
-            snnc_runtime::check_weights(&c.module, &weights)
-                .map_err(|e| Error::User(format!("{}: {e}", w.display())))?;
             weights
         }
-        None => snnc_runtime::init_weights(&c.module, args.seed.unwrap_or(c.network.seed)),
+        None => driver::init_weights(&c.module, args.seed.unwrap_or(c.network.seed))?,
     };
     let (inputs, source) = match &args.input {
         Some(p) => (driver::read_inputs(p)?, display(p)),
@@ -630,7 +728,35 @@ fn run(out: &mut impl Write, path: &Path, args: RunArgs) -> Result<(), Error> {
     if let Some(msg) = snnc::plot::plot_run(&c, &res, &args.plot)? {
         say!(out, "{msg}");
     }
+    if !args.allow_nonfinite {
+        check_outputs_finite(&c, &res)?;
+    }
     Ok(())
+}
+
+/// Refuses (exit 2) a run whose outputs hold NaN or infinity, once its
+/// results are printed and saved: names the output, the element, and the
+/// first recorded value (in execution order) that was not finite, where the
+/// overflow began.
+fn check_outputs_finite(c: &Compiled, res: &driver::RunOutput) -> Result<(), Error> {
+    let float = c.module.float;
+    let Some(bad) = res
+        .outputs
+        .iter()
+        .find_map(|(name, t)| snnc_runtime::check::finite(&format!("output `{name}`"), t, float).err())
+    else {
+        return Ok(());
+    };
+    let first = c.module.body.iter().flat_map(|r| &r.nodes).find_map(|&h| {
+        let name = c.module.nodes[h].name.as_ref()?;
+        let t = res.traces.get(name)?;
+        snnc_runtime::check::finite(&format!("`{name}`"), t, float).err()?;
+        Some(name.clone())
+    });
+    let from = first.map(|n| format!(" (the first recorded value to go non-finite is `{n}`)")).unwrap_or_default();
+    Err(Error::User(format!(
+        "{bad}{from}: scale down the inputs or weights, or pass --allow-nonfinite to accept non-finite outputs"
+    )))
 }
 
 fn summarize(

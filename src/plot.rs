@@ -91,7 +91,9 @@ impl FromStr for Size {
         let (width, height) = (w.trim().parse::<u32>(), h.trim().parse::<u32>());
         let (Ok(width), Ok(height)) = (width, height) else { return Err(usage) };
         if !(1..=10_000).contains(&width) || !(1..=10_000).contains(&height) {
-            return Err(format!("{s}: a figure is at most 10000x10000 pixels"));
+            return Err(format!(
+                "`{s}`: a figure's width and height are each from 1 to 10000 pixels (1x1 to 10000x10000)"
+            ));
         }
         Ok(Size { width, height })
     }
@@ -253,6 +255,12 @@ mod tests {
         assert_eq!("1200x900".parse::<Size>(), Ok(Size { width: 1200, height: 900 }));
         assert!("1200".parse::<Size>().unwrap_err().contains("WIDTHxHEIGHT"));
         assert!("0x10".parse::<Size>().is_err());
+        // The message gives the whole range, not only the upper end.
+        assert_eq!(
+            "0x0".parse::<Size>().unwrap_err(),
+            "`0x0`: a figure's width and height are each from 1 to 10000 pixels (1x1 to 10000x10000)"
+        );
+        assert!("10001x5".parse::<Size>().unwrap_err().contains("from 1 to 10000"));
     }
 
     #[test]

@@ -10,8 +10,11 @@
 //! (cross-entropy on a max, mean, last-step or spike-count readout), added
 //! to the module as output `log_probs`.
 //!
-//! [`train`] runs epochs of seeded mini-batches with Adam (or SGD),
-//! evaluates on the test split after each, writes `metrics.csv` and a
+//! [`train`] prepares the output folder ([`RunFolder`]: writable, locked,
+//! not holding a run the flags do not mention, a resumed run's settings
+//! equal to the checkpoint's), runs epochs of seeded mini-batches with Adam
+//! (or SGD), stops at the first diverging batch ([`EXPLODING_LOSS`]),
+//! evaluates on the test split after each epoch, writes `metrics.csv` and a
 //! checkpoint per epoch (atomically), and resumes from the last one.
 
 use std::collections::BTreeMap;
@@ -21,8 +24,10 @@ use std::time::Instant;
 
 use snnc_frontend::{LowerOptions, Network, Readout};
 use snnc_ir::{Op, Output, Region};
+use snnc_runtime::checkpoint::{self, Checkpoint};
+use snnc_runtime::save::is_users_fault;
 use snnc_runtime::{
-    EpochMetrics, FashionMnist, Optimizer, OptimizerConfig, Split, Tensor, Weights, checkpoint, shuffle_order,
+    EpochMetrics, FashionMnist, Optimizer, OptimizerConfig, Split, Tensor, TrainError, Weights, shuffle_order,
 };
 
 use crate::driver::{self, Error, ModuleRunner as Runner, Target};
@@ -153,7 +158,7 @@ impl TrainProgram {
         let pipeline = driver::pipeline(target, None, &pass_opts)?;
         let eval_info = driver::run_pipeline(&mut eval_module, &pipeline, &mut |_| {})?;
 
-        let initial_weights = snnc_runtime::init_weights(&compiled.module, net.seed);
+        let initial_weights = driver::init_weights(&compiled.module, net.seed)?;
         let train = Runner::new(train_module, train_info, target)?;
         let eval = Runner::new(eval_module, eval_info, target)?;
         Ok(TrainProgram {
@@ -230,6 +235,8 @@ pub struct TrainOptions {
     pub target: Target,
     pub out: PathBuf,
     pub resume: bool,
+    /// Start a new run in `out` even if it holds one (overwriting it).
+    pub force: bool,
     pub limit: Option<usize>,
     /// Evaluate on the first N test samples only.
     pub test_limit: Option<usize>,
@@ -244,10 +251,9 @@ pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 /// Loads Fashion-MNIST; a missing data set is an environment error (exit 3)
 /// with the install command.
 pub fn load_data(dir: &Path) -> Result<FashionMnist, Error> {
+    // `DataError::Missing` carries the install hint itself.
     FashionMnist::load(dir).map_err(|e| match e {
-        snnc_runtime::DataError::Missing { .. } => Error::Environment(format!(
-            "{e}\n  install it with: sudo apt-get install dataset-fashion-mnist (files under {FASHION_MNIST_DIR})"
-        )),
+        snnc_runtime::DataError::Missing { .. } => Error::Environment(e.to_string()),
         other => Error::User(other.to_string()),
     })
 }
@@ -284,52 +290,256 @@ pub struct TrainSummary {
     pub resumed_from: Option<u32>,
 }
 
-fn train_error(e: snnc_runtime::TrainError) -> Error {
-    Error::User(e.to_string())
+/// The driver's error for a training runtime error: the machine's (exit 3)
+/// where a folder cannot be written or the disk is full, else the user's.
+fn train_error(e: TrainError) -> Error {
+    if e.is_environment() { Error::Environment(e.to_string()) } else { Error::User(e.to_string()) }
 }
 
-/// Trains `program` on `data` (see the module doc).
-pub fn train(program: &TrainProgram, data: &FashionMnist, opts: &TrainOptions) -> Result<TrainSummary, Error> {
-    if opts.batch == 0 {
-        return Err(Error::User("--batch must be at least 1".into()));
+/// A mean batch loss above this stops training as diverged. The loss is the
+/// mean NLL of log-probabilities: ln(classes) (2.3 for ten) at chance, and
+/// a mean above 1e4 means log-probabilities below -1e4 on average, which no
+/// run that is still learning reaches (`--lr 1e30` gives 1e31).
+pub const EXPLODING_LOSS: f64 = 1e4;
+
+impl TrainOptions {
+    /// Checks the settings that clap cannot: ranges and combinations.
+    pub fn check(&self) -> Result<(), Error> {
+        let at_least_one = [
+            ("--epochs", Some(self.epochs as usize)),
+            ("--batch", Some(self.batch)),
+            ("--limit", self.limit),
+            ("--test-limit", self.test_limit),
+        ];
+        for (flag, value) in at_least_one {
+            if value == Some(0) {
+                return Err(Error::User(format!("{flag} must be at least 1")));
+            }
+        }
+        if !(self.lr_decay.is_finite() && self.lr_decay > 0.0 && self.lr_decay <= 1.0) {
+            return Err(Error::User(format!(
+                "--lr-decay must be in (0, 1] (the factor the learning rate is multiplied by after each epoch), not {}",
+                self.lr_decay
+            )));
+        }
+        if self.resume && self.force {
+            return Err(Error::User(
+                "--resume continues the run in the output folder and --force starts a new one over it: give one".into(),
+            ));
+        }
+        // The optimizer's own check names its fields; the flags come first.
+        let mut flags = vec![("--lr", self.optimizer.lr())];
+        if let OptimizerConfig::Sgd(sgd) = &self.optimizer {
+            flags.push(("--momentum", sgd.momentum));
+        }
+        for (flag, x) in flags {
+            if !(x.is_finite() && x >= 0.0) {
+                return Err(Error::User(format!("{flag} must be a finite number >= 0, not {x}")));
+            }
+        }
+        self.optimizer.validate().map_err(train_error)
     }
-    if !(opts.lr_decay.is_finite() && opts.lr_decay > 0.0 && opts.lr_decay <= 1.0) {
-        return Err(Error::User(format!(
-            "--lr-decay must be in (0, 1] (the factor the learning rate is multiplied by after each epoch), not {}",
-            opts.lr_decay
-        )));
-    }
-    std::fs::create_dir_all(&opts.out)
-        .map_err(|e| Error::User(format!("cannot create the output folder {}: {e}", opts.out.display())))?;
-    let config = serde_json::json!({
-        "network": program.network.name,
-        "target": program.target.name(),
+}
+
+/// The configuration a checkpoint records: every setting that decides what
+/// a run computes. A resumed run must have the same (see [`RunFolder`]);
+/// only `--epochs` may change.
+pub fn run_config(network: &str, opts: &TrainOptions) -> serde_json::Value {
+    serde_json::json!({
+        "network": network,
+        "target": opts.target.name(),
         "batch": opts.batch,
         "optimizer": opts.optimizer,
         "seed": opts.seed,
         "limit": opts.limit,
+        "test_limit": opts.test_limit,
         "lr_decay": opts.lr_decay,
-    });
-    let (mut weights, mut optimizer, mut metrics, start_epoch, resumed_from) = if opts.resume {
-        let ck = checkpoint::load(&opts.out).map_err(|e| {
-            Error::User(format!("--resume: {e} (run without --resume to start a new run in {})", opts.out.display()))
-        })?;
-        if ck.seed != opts.seed {
-            return Err(Error::User(format!(
-                "--resume: the checkpoint in {} was trained with --seed {}, not {}",
-                opts.out.display(),
-                ck.seed,
-                opts.seed
-            )));
+    })
+}
+
+/// Each difference between the configuration a checkpoint recorded and this
+/// run's, as `--flag: CHECKPOINT in the checkpoint, THIS now`, in the order
+/// of the keys. A setting the checkpoint does not record (an older snnc's)
+/// is not compared; with another optimizer, only its kind and learning rate
+/// are.
+pub fn config_differences(recorded: &serde_json::Value, current: &serde_json::Value) -> Vec<String> {
+    use serde_json::Value;
+    let show = |v: &Value| match v {
+        Value::Null => "none".to_string(),
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    let flag = |key: &str| match key {
+        "network" => "the network".to_string(),
+        "optimizer.type" => "--optimizer".to_string(),
+        "optimizer.lr" => "--lr".to_string(),
+        "optimizer.momentum" => "--momentum".to_string(),
+        k if k.starts_with("optimizer.") => format!("the optimizer's `{}`", &k["optimizer.".len()..]),
+        k => format!("--{}", k.replace('_', "-")),
+    };
+    let (recorded, current) = (flatten(recorded), flatten(current));
+    // Another optimizer has other settings: name the optimizer and the rate.
+    let other_optimizer = recorded.get("optimizer.type") != current.get("optimizer.type");
+    let mut diffs = Vec::new();
+    for (key, was) in &recorded {
+        let now = current.get(key).unwrap_or(&Value::Null);
+        let compared =
+            !(other_optimizer && key.starts_with("optimizer.") && key != "optimizer.type" && key != "optimizer.lr");
+        if compared && was != now {
+            diffs.push(format!("{}: {} in the checkpoint, {} now", flag(key), show(was), show(now)));
         }
-        let optimizer = Optimizer::from_state(ck.optimizer).map_err(train_error)?;
-        (ck.weights, optimizer, ck.metrics, ck.epoch, Some(ck.epoch))
-    } else {
-        (program.initial_weights.clone(), Optimizer::new(opts.optimizer).map_err(train_error)?, Vec::new(), 0, None)
+    }
+    diffs
+}
+
+/// The leaves of a JSON object by dotted key (`optimizer.lr`).
+fn flatten(v: &serde_json::Value) -> BTreeMap<String, serde_json::Value> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
+        match v.as_object() {
+            Some(obj) => {
+                for (k, v) in obj {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&key, v, out);
+                }
+            }
+            None => {
+                out.insert(prefix.to_string(), v.clone());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk("", v, &mut out);
+    out
+}
+
+/// The output folder of a training run, made ready before anything is
+/// computed: created and known to be writable, locked against a second
+/// training (released when dropped), cleared of the temporary files of
+/// killed runs, and checked against the flags. A folder that holds a
+/// checkpoint is refused unless `--resume` (then its configuration must
+/// match this run's, but for `--epochs`) or `--force` (start over) says
+/// what to do with it.
+#[derive(Debug)]
+pub struct RunFolder {
+    dir: PathBuf,
+    /// The checkpoint to continue from (with `--resume`).
+    resume: Option<Checkpoint>,
+    _lock: checkpoint::RunLock,
+}
+
+impl RunFolder {
+    /// Prepares `opts.out` for training network `network` (its name).
+    pub fn open(network: &str, opts: &TrainOptions) -> Result<RunFolder, Error> {
+        opts.check()?;
+        let dir = opts.out.clone();
+        let shown = dir.display();
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            let msg = format!("--out {shown}: cannot create the output folder: {e}");
+            if is_users_fault(&e) { Error::User(msg) } else { Error::Environment(msg) }
+        })?;
+        // Creating the lock file is also the check that the folder is writable.
+        let lock = checkpoint::RunLock::acquire(&dir).map_err(|e| match e {
+            TrainError::Locked { .. } => Error::User(format!("--out {e}")),
+            e if e.is_environment() => {
+                Error::Environment(format!("--out {shown}: cannot write in this folder ({e}); choose another --out"))
+            }
+            e => train_error(e),
+        })?;
+        snnc_runtime::save::remove_stale_temporaries(&dir);
+        let has_run = dir.join(checkpoint::CHECKPOINT_FILE).exists();
+        let resume = if opts.resume {
+            let ck = checkpoint::load(&dir).map_err(|e| {
+                let msg = format!("--resume: {e} (run without --resume to start a new run in {shown})");
+                if e.is_environment() { Error::Environment(msg) } else { Error::User(msg) }
+            })?;
+            let diffs = config_differences(&ck.config, &run_config(network, opts));
+            if !diffs.is_empty() {
+                return Err(Error::User(format!(
+                    "--resume: the checkpoint in {shown} was trained with other settings:\n  {}\n  resume with the \
+                     checkpoint's settings (only --epochs may change), or start a new run with --force or another --out",
+                    diffs.join("\n  ")
+                )));
+            }
+            Some(ck)
+        } else if has_run && !opts.force {
+            return Err(Error::User(format!(
+                "--out {shown} holds a training run ({}): add --resume to continue it, --force to start a new run \
+                 over it, or choose another --out",
+                dir.join(checkpoint::CHECKPOINT_FILE).display()
+            )));
+        } else {
+            None
+        };
+        Ok(RunFolder { dir, resume, _lock: lock })
+    }
+}
+
+/// Checks that a checkpoint's weights are the weights of `program`'s network
+/// (names and shapes).
+fn check_checkpoint_weights(dir: &Path, ck: &Checkpoint, program: &TrainProgram) -> Result<(), Error> {
+    let initial = &program.initial_weights;
+    let mut problems = Vec::new();
+    for (name, t) in initial {
+        match ck.weights.get(name) {
+            None => problems.push(format!("no weight `{name}`")),
+            Some(c) if c.shape != t.shape => {
+                problems.push(format!("`{name}` has shape {:?}, the network's is {:?}", c.shape, t.shape))
+            }
+            Some(_) => {}
+        }
+    }
+    problems.extend(ck.weights.keys().filter(|k| !initial.contains_key(*k)).map(|k| format!("unknown weight `{k}`")));
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::User(format!(
+        "--resume: the checkpoint {} is not of network `{}`: {}; train it into another --out, or start over with --force",
+        dir.join(checkpoint::CHECKPOINT_FILE).display(),
+        program.network.name,
+        problems.join("; ")
+    )))
+}
+
+/// Trains `program` on `data` (see the module doc), preparing `opts.out`
+/// first ([`RunFolder`]).
+pub fn train(program: &TrainProgram, data: &FashionMnist, opts: &TrainOptions) -> Result<TrainSummary, Error> {
+    let folder = RunFolder::open(&program.network.name, opts)?;
+    train_in(folder, program, data, opts)
+}
+
+/// Trains `program` on `data` into a folder prepared by [`RunFolder::open`]
+/// with the same options; the folder is unlocked when this returns.
+pub fn train_in(
+    mut folder: RunFolder,
+    program: &TrainProgram,
+    data: &FashionMnist,
+    opts: &TrainOptions,
+) -> Result<TrainSummary, Error> {
+    opts.check()?;
+    if folder.dir != opts.out {
+        return Err(Error::Internal(format!(
+            "trained into {} with a folder prepared for {}",
+            opts.out.display(),
+            folder.dir.display()
+        )));
+    }
+    let config = run_config(&program.network.name, opts);
+    let (mut weights, mut optimizer, mut metrics, start_epoch, resumed_from) = match folder.resume.take() {
+        Some(ck) => {
+            check_checkpoint_weights(&folder.dir, &ck, program)?;
+            let optimizer = Optimizer::from_state(ck.optimizer).map_err(train_error)?;
+            (ck.weights, optimizer, ck.metrics, ck.epoch, Some(ck.epoch))
+        }
+        None => {
+            (program.initial_weights.clone(), Optimizer::new(opts.optimizer).map_err(train_error)?, Vec::new(), 0, None)
+        }
     };
     let train_split = &data.train;
     let n = train_split.len();
     let n_batches = n.div_ceil(opts.batch);
+    let (batch, eval_batch) = (opts.batch.min(n).max(1), opts.batch.min(EVAL_BATCH).min(data.test.len()).max(1));
+    let what = format!("training `{}` on {}", program.network.name, program.target.name());
+    crate::memory::check_runs(&what, &[(&program.train, batch), (&program.eval, eval_batch)])?;
     for epoch in start_epoch + 1..=opts.epochs {
         let lr = epoch_lr(opts, epoch);
         optimizer.set_lr(lr).map_err(train_error)?;
@@ -343,11 +553,11 @@ pub fn train(program: &TrainProgram, data: &FashionMnist, opts: &TrainOptions) -
             let (images, labels) = train_split.batch(chunk).map_err(|e| Error::User(e.to_string()))?;
             let step = program.step(&weights, &images, &labels)?;
             let loss = snnc_runtime::nll_mean(&step.log_probs, &labels).map_err(train_error)?;
-            if !loss.is_finite() {
-                return Err(Error::User(format!(
-                    "the loss became {loss} in epoch {epoch}, batch {}: lower --lr (this epoch's learning rate is {lr})",
-                    i + 1,
-                )));
+            if !(loss.is_finite() && loss <= EXPLODING_LOSS) {
+                progress.abandon();
+                let why = if loss.is_finite() { format!(", above {EXPLODING_LOSS:e}") } else { String::new() };
+                let at = format!("the mean loss of batch {} of {n_batches} is {}{why}", i + 1, number(loss));
+                return Err(diverged(&at, epoch, lr, &opts.out));
             }
             optimizer.step(&mut weights, &step.grads).map_err(train_error)?;
             loss_sum += loss * chunk.len() as f64;
@@ -373,7 +583,8 @@ pub fn train(program: &TrainProgram, data: &FashionMnist, opts: &TrainOptions) -
             seconds,
         };
         if opts.progress {
-            eprintln!(
+            let _ = writeln!(
+                std::io::stderr(),
                 "epoch {epoch}/{}: train loss {:.4}, test loss {:.4}, test accuracy {:.2}% ({:.1} s, {:.0} samples/s, lr {lr:.3e})",
                 opts.epochs,
                 m.train_loss,
@@ -393,10 +604,32 @@ pub fn train(program: &TrainProgram, data: &FashionMnist, opts: &TrainOptions) -
             config: config.clone(),
         };
         write_batches(&opts.out.join("batches.csv"), epoch, &batch_rows)?;
-        checkpoint::save(&opts.out, &ck).map_err(train_error)?;
+        checkpoint::save(&opts.out, &ck).map_err(|e| match e {
+            TrainError::NonFinite { .. } => diverged(&format!("after its last batch, {e}"), epoch, lr, &opts.out),
+            e => train_error(e),
+        })?;
         snnc_runtime::write_metrics_csv(&opts.out.join("metrics.csv"), &metrics).map_err(train_error)?;
     }
     Ok(TrainSummary { metrics, weights, out: opts.out.clone(), resumed_from })
+}
+
+/// The error of a run that diverged in `epoch` (`at` says where and how):
+/// it suggests a lower learning rate and says which checkpoint is kept.
+fn diverged(at: &str, epoch: u32, lr: f64, dir: &Path) -> Error {
+    let kept = match epoch - 1 {
+        0 => "nothing of this run was saved".to_string(),
+        e => format!("the checkpoint after epoch {e} in {} is kept", dir.display()),
+    };
+    Error::User(format!(
+        "training diverged in epoch {epoch}: {at}; lower --lr (this epoch's learning rate is {}); {kept}",
+        number(lr)
+    ))
+}
+
+/// A number in Rust's shortest exact form, in scientific notation from a
+/// million on (`0.002`, `1e30`).
+pub fn number(x: f64) -> String {
+    if x.is_finite() && x.abs() >= 1e6 { format!("{x:e}") } else { format!("{x}") }
 }
 
 /// The learning rate of `epoch` (1-based): `lr * lr_decay^(epoch-1)`,
@@ -424,7 +657,7 @@ fn write_batches(path: &Path, epoch: u32, rows: &str) -> Result<(), Error> {
         }
     }
     text.push_str(rows);
-    checkpoint::write_atomic(path, text.as_bytes()).map_err(train_error)
+    snnc_runtime::write_file(path, text.as_bytes()).map_err(|e| train_error(e.into()))
 }
 
 /// A progress line on stderr: a bar redrawn in place on a terminal, a line
@@ -441,6 +674,13 @@ struct Progress {
 impl Progress {
     fn new(on: bool, epoch: u32, epochs: u32, total: usize) -> Progress {
         Progress { on, tty: std::io::stderr().is_terminal(), epoch, epochs, total, next_line: total / 10 }
+    }
+
+    /// Ends a bar left unfinished, so that an error starts on its own line.
+    fn abandon(&self) {
+        if self.on && self.tty {
+            let _ = writeln!(std::io::stderr());
+        }
     }
 
     fn update(&mut self, seen: usize, loss: f64, secs: f64, last: bool) {
@@ -464,9 +704,12 @@ impl Progress {
             }
             let _ = err.flush();
         } else if seen >= self.next_line || last {
-            eprintln!(
+            let _ = writeln!(
+                std::io::stderr(),
                 "epoch {}/{}: {seen}/{} samples, loss {loss:.4}, {rate:.0} samples/s",
-                self.epoch, self.epochs, self.total
+                self.epoch,
+                self.epochs,
+                self.total
             );
             self.next_line = seen + self.total.div_ceil(10);
         }

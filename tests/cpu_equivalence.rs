@@ -11,14 +11,17 @@
 //! differences follow a spike flip near threshold is excused (rejected and
 //! counted; more than 5% excused fails).
 //!
-//! `PROPTEST_CASES` sets the number of cases (default [`DEFAULT_CASES`]).
+//! The cases are fixed (`common::proptest_config`: `PROPTEST_CASES` sets
+//! their number, default [`DEFAULT_CASES`]; `SNNC_PROPTEST_EXPLORE=1` draws
+//! new ones). Past failures are the cases of
+//! `cpu_backend_agrees_with_the_interpreter_on_past_failures`.
 
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{Case, Reference, Verdict};
-use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestError, TestRunner};
+use proptest::test_runner::{TestCaseError, TestError, TestRunner};
 use snnc_ir::Module;
 use snnc_passes::PipelineKind;
 
@@ -70,14 +73,7 @@ fn check_case(case: &Case) -> Result<Verdict, String> {
 
 #[test]
 fn cpu_backend_agrees_with_the_interpreter_on_random_networks() {
-    let cases = if std::env::var_os("PROPTEST_CASES").is_some() { Config::default().cases } else { DEFAULT_CASES };
-    let config = Config {
-        cases,
-        source_file: Some(file!()),
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
-        ..Config::default()
-    };
-    let mut runner = TestRunner::new(config);
+    let mut runner = TestRunner::new(common::proptest_config(DEFAULT_CASES));
     let excused = AtomicUsize::new(0);
     let passed = AtomicUsize::new(0);
     let result = runner.run(&common::arb_case(), |case| match check_case(&case) {
@@ -109,6 +105,46 @@ fn cpu_backend_agrees_with_the_interpreter_on_random_networks() {
         "{excused} of {total} cases were excused (near-threshold flips), more than {}%",
         MAX_EXCUSED * 100.0
     );
+}
+
+/// Cases that failed before (they were `cpu_equivalence.proptest-regressions`):
+/// a network, its batch size and seed.
+const PAST_FAILURES: &[(&str, usize, u64)] = &[
+    (
+        "(version: 1, name: \"case\", steps: 2, dt: 0.001, input: [1], encoder: SpikeLatency(p: (tau_syn_inv: 50.0, \
+         tau_mem_inv: 95.26723128422596, v_leak: 0.0, v_th: 0.05, v_reset: 0.0, method: super, alpha: 100.0)), \
+         layers: [LSNNRecurrent(hidden: 1, p: (tau_syn_inv: 200.0, tau_mem_inv: 100.0, tau_adapt_inv: 0.00125, \
+         v_leak: 0.0, v_th: 1.0, v_reset: 0.0, beta: 1.8, method: super, alpha: 100.0))], readout: Sequence, \
+         seed: 12093229582035489619)",
+        1,
+        12093229582035489619,
+    ),
+    (
+        "(version: 1, name: \"case\", steps: 20, dt: 0.0006849353437302434, input: [4], layers: [ \
+         LILinear(out: 41, p: (tau_syn_inv: 200.0, tau_mem_inv: 100.0, v_leak: 0.0)), \
+         LILinear(out: 38, p: (tau_syn_inv: 200.0, tau_mem_inv: 100.0, v_leak: 0.0))], readout: SpikeCount, \
+         seed: 3936068185853152631)",
+        4,
+        3936068185853152631,
+    ),
+    (
+        "(version: 1, name: \"case\", steps: 1, dt: 0.001, input: [1], encoder: Direct(), \
+         layers: [Flatten(), Linear(out: 1, bias: false)], readout: Sequence, seed: 0)",
+        1,
+        0,
+    ),
+];
+
+#[test]
+fn cpu_backend_agrees_with_the_interpreter_on_past_failures() {
+    for &(text, batch, seed) in PAST_FAILURES {
+        let net = snnc_frontend::parse_network(text, "case.ron").unwrap_or_else(|e| panic!("{e}"));
+        match check_case(&Case { net, batch, seed }) {
+            Ok(Verdict::Equal) => {}
+            Ok(Verdict::Excused(why)) => println!("excused: {why}"),
+            Err(e) => panic!("{e}\n{text}"),
+        }
+    }
 }
 
 /// Every fixture network and the examples, at batch sizes 1 and 5.

@@ -1,5 +1,5 @@
-//! Golden conformance: every Norse oracle case of `tests/golden` (a copy of
-//! `../shared/golden`, produced by the real Norse 1.1.0) must
+//! Golden conformance: every Norse oracle case of `tests/golden` (produced
+//! by the real Norse 1.1.0; format: `tests/golden/README.md`) must
 //! pass on the reference interpreter, in f32 and in f64: the traces, and
 //! every gradient (BPTT through the derived backward pass, seeded by the
 //! case's loss; the surrogate cases' `dx`).

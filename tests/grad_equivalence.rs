@@ -35,7 +35,9 @@
 //! ([`MAX_ALLOWED`]). Networks the CPU backend reports as unsupported are
 //! skipped and counted.
 //!
-//! `PROPTEST_CASES` sets the number of cases (default [`DEFAULT_CASES`]).
+//! The cases are fixed (`common::proptest_config`: `PROPTEST_CASES` sets
+//! their number, default [`DEFAULT_CASES`]; `SNNC_PROPTEST_EXPLORE=1` draws
+//! new ones).
 
 mod common;
 
@@ -43,7 +45,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use common::{Case, Reference, Verdict};
-use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestError, TestRunner};
+use proptest::test_runner::{TestCaseError, TestError, TestRunner};
 use snnc::driver::{self, Target};
 use snnc_interp::RunResult;
 use snnc_ir::{Dtype, Module, ModuleInfo};
@@ -348,14 +350,7 @@ struct Counts {
 
 #[test]
 fn cpu_gradients_agree_with_the_interpreter_on_random_networks() {
-    let cases = if std::env::var_os("PROPTEST_CASES").is_some() { Config::default().cases } else { DEFAULT_CASES };
-    let config = Config {
-        cases,
-        source_file: Some(file!()),
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
-        ..Config::default()
-    };
-    let mut runner = TestRunner::new(config);
+    let mut runner = TestRunner::new(common::proptest_config(DEFAULT_CASES));
     let counts = Mutex::new(Counts::default());
     let start = std::time::Instant::now();
     let result = runner.run(&common::arb_case(), |case| {

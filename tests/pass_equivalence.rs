@@ -13,19 +13,20 @@
 //! excused: it is rejected (proptest draws another) and counted; more than
 //! 5% excused cases fail the test.
 //!
-//! `PROPTEST_CASES` sets the number of cases (default [`DEFAULT_CASES`]:
-//! a case takes about 7 ms at the test profile's opt-level 1, so the
-//! default costs under 10 s). A failure is
-//! shrunk to a minimal network, printed as RON, and its seed is kept in
-//! `tests/pass_equivalence.proptest-regressions` (commit that file: the case
-//! is then replayed first on every run).
+//! The cases are fixed (`common::proptest_config`: `PROPTEST_CASES` sets
+//! their number, default [`DEFAULT_CASES`]: a case takes about 7 ms at the
+//! test profile's opt-level 1, so the default costs under 10 s;
+//! `SNNC_PROPTEST_EXPLORE=1` draws new ones). A failure is shrunk to a
+//! minimal network and printed as RON; add it to
+//! `passes_keep_the_meaning_of_past_failures`, which runs every case that
+//! failed before.
 
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{Case, Reference, Verdict};
-use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestError, TestRunner};
+use proptest::test_runner::{TestCaseError, TestError, TestRunner};
 use snnc_passes::{PassError, Pipeline};
 
 /// The passes under test.
@@ -103,14 +104,7 @@ fn pipelines() -> Vec<(String, Pipeline)> {
 
 #[test]
 fn passes_keep_the_meaning_of_random_networks() {
-    let cases = if std::env::var_os("PROPTEST_CASES").is_some() { Config::default().cases } else { DEFAULT_CASES };
-    let config = Config {
-        cases,
-        source_file: Some(file!()),
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
-        ..Config::default()
-    };
-    let mut runner = TestRunner::new(config);
+    let mut runner = TestRunner::new(common::proptest_config(DEFAULT_CASES));
     let pipelines = pipelines();
     let excused = AtomicUsize::new(0);
     let passed = AtomicUsize::new(0);
@@ -144,6 +138,29 @@ fn passes_keep_the_meaning_of_random_networks() {
         "{excused} of {total} cases were excused (near-threshold flips), more than {}%",
         MAX_EXCUSED * 100.0
     );
+}
+
+/// Cases that failed before (they were `pass_equivalence.proptest-regressions`):
+/// a network, its batch size and seed.
+const PAST_FAILURES: &[(&str, usize, u64)] = &[(
+    "(version: 1, name: \"case\", steps: 1, dt: 0.001, input: [1], layers: [LSNNRecurrent(hidden: 1, \
+     p: (tau_syn_inv: 200.0, tau_mem_inv: 100.0, tau_adapt_inv: 0.00125, v_leak: 0.0, v_th: 1.0, v_reset: 0.0, \
+     beta: 1.8, method: super, alpha: 100.0))], readout: Sequence, seed: 0)",
+    1,
+    0,
+)];
+
+#[test]
+fn passes_keep_the_meaning_of_past_failures() {
+    let pipelines = pipelines();
+    for &(text, batch, seed) in PAST_FAILURES {
+        let net = snnc_frontend::parse_network(text, "case.ron").unwrap_or_else(|e| panic!("{e}"));
+        match check_case(&Case { net, batch, seed }, &pipelines) {
+            Ok(Verdict::Equal) => {}
+            Ok(Verdict::Excused(why)) => println!("excused: {why}"),
+            Err(e) => panic!("{e}\n{text}"),
+        }
+    }
 }
 
 /// Some generated networks and every fixture.

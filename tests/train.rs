@@ -39,6 +39,7 @@ fn options(out: PathBuf, epochs: u32, resume: bool) -> TrainOptions {
         target: Target::Cpu,
         out,
         resume,
+        force: false,
         limit: None,
         test_limit: Some(1000),
         data: PathBuf::from(snnc::train::FASHION_MNIST_DIR),
@@ -106,4 +107,57 @@ fn the_learning_rate_decays_per_epoch_and_bad_factors_are_refused() {
         assert_eq!(err.exit_code(), 2, "{err}");
         assert!(err.to_string().contains("--lr-decay"), "{err}");
     }
+}
+
+#[test]
+fn a_folder_is_trained_into_by_one_run_at_a_time() {
+    let dir = tmp("locked");
+    let opts = options(dir.clone(), 1, false);
+    let held = snnc::train::RunFolder::open("tutorial", &opts).expect("opens");
+    let err = snnc::train::RunFolder::open("tutorial", &opts).expect_err("locked");
+    assert_eq!(err.exit_code(), 2, "{err}");
+    let want = format!("another training (process {}) is writing to this folder", std::process::id());
+    assert!(err.to_string().contains(&want), "{err}");
+    drop(held);
+    drop(snnc::train::RunFolder::open("tutorial", &opts).expect("unlocked when dropped"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_resume_must_have_the_recorded_settings_but_epochs() {
+    use snnc::train::{config_differences, run_config};
+    let a = options(tmp("unused"), 1, false);
+    let same = TrainOptions { epochs: 9, progress: true, ..a.clone() };
+    assert!(config_differences(&run_config("tutorial", &a), &run_config("tutorial", &same)).is_empty());
+    let b = TrainOptions {
+        batch: 64,
+        optimizer: OptimizerConfig::Adam(Adam { lr: 0.01, eps: 1e-6, ..Default::default() }),
+        seed: 8,
+        limit: Some(100),
+        ..a.clone()
+    };
+    assert_eq!(
+        config_differences(&run_config("tutorial", &a), &run_config("convnet", &b)),
+        [
+            "--batch: 128 in the checkpoint, 64 now",
+            "--limit: none in the checkpoint, 100 now",
+            "the network: tutorial in the checkpoint, convnet now",
+            "the optimizer's `eps`: 1e-8 in the checkpoint, 1e-6 now",
+            "--lr: 0.002 in the checkpoint, 0.01 now",
+            "--seed: 7 in the checkpoint, 8 now",
+        ]
+    );
+    let sgd = TrainOptions {
+        optimizer: OptimizerConfig::Sgd(snnc_runtime::Sgd { lr: 0.002, ..Default::default() }),
+        ..a.clone()
+    };
+    assert_eq!(
+        config_differences(&run_config("tutorial", &a), &run_config("tutorial", &sgd)),
+        ["--optimizer: adam in the checkpoint, sgd now"]
+    );
+    // A setting an older checkpoint did not record is not compared.
+    let mut old = run_config("tutorial", &a);
+    old.as_object_mut().unwrap().remove("test_limit");
+    let c = TrainOptions { test_limit: None, ..a.clone() };
+    assert!(config_differences(&old, &run_config("tutorial", &c)).is_empty());
 }

@@ -1,7 +1,10 @@
 //! `snnc train` and `snnc compile --backward` from the command line: what a
-//! short run writes, and the errors (missing data set: exit 3; a network
-//! that cannot be trained or a bad flag: exit 2).
+//! short run writes, and the errors (missing data set or an output folder
+//! that cannot be written: exit 3; a network that cannot be trained, a bad
+//! flag, a folder that holds another run or is locked, a resume with other
+//! settings, a diverging run: exit 2).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -29,9 +32,11 @@ fn have_data() -> bool {
 
 #[test]
 fn a_missing_data_set_is_an_environment_error_with_the_install_command() {
-    let o = snnc(&["train", "examples/tutorial.ron", "--data-dir", "/nonexistent/fmnist"]);
+    let out = scratch("no-data");
+    let o =
+        snnc(&["train", "examples/tutorial.ron", "--data-dir", "/nonexistent/fmnist", "--out", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(text(&o).contains("apt-get install dataset-fashion-mnist"), "{}", text(&o));
+    assert_eq!(text(&o).matches("apt-get install dataset-fashion-mnist").count(), 1, "{}", text(&o));
 }
 
 #[test]
@@ -90,4 +95,164 @@ fn compile_backward_prints_the_reverse_loops_and_gradient_outputs() {
         assert!(t.contains(&format!("output {g} = %")), "{g} missing:\n{t}");
     }
     assert!(t.contains("spike_matmul_grad_weight"), "{t}");
+}
+
+/// A short training run into `out` with `extra` flags (by default 64
+/// images, batches of 32, 64 test images; no progress).
+fn short_run(out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["train", "examples/tutorial.ron", "--quiet", "--out", out.to_str().unwrap()];
+    for (flag, value) in [("--limit", "64"), ("--batch", "32"), ("--test-limit", "64")] {
+        if !extra.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
+    args.extend(extra);
+    snnc(&args)
+}
+
+#[test]
+fn an_output_folder_that_cannot_be_written_is_refused_before_training() {
+    // Nothing can create files in sysfs, not even root.
+    if !Path::new("/sys/kernel").is_dir() || std::fs::write("/sys/snnc-probe", "x").is_ok() {
+        let _ = writeln!(std::io::stderr().lock(), "skipped: no read-only /sys to train into");
+        return;
+    }
+    let o = snnc(&["train", "examples/tutorial.ron", "--out", "/sys"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("--out /sys: cannot write in this folder"), "{}", text(&o));
+    assert!(o.stdout.is_empty(), "it started: {}", text(&o));
+}
+
+#[test]
+fn a_locked_folder_is_refused_naming_the_holder() {
+    let out = scratch("locked");
+    std::fs::create_dir_all(&out).unwrap();
+    let lock = snnc_runtime::checkpoint::RunLock::acquire(&out).unwrap();
+    let o = short_run(&out, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let want = format!("another training (process {}) is writing to this folder", std::process::id());
+    assert!(text(&o).contains(&want), "{}", text(&o));
+    assert!(o.stdout.is_empty(), "it started: {}", text(&o));
+    drop(lock);
+}
+
+#[test]
+fn a_folder_holding_a_run_needs_resume_or_force_and_resume_needs_the_same_settings() {
+    if !have_data() {
+        return;
+    }
+    let out = scratch("rerun");
+    let o = short_run(&out, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // The header counts the test images evaluated.
+    assert!(text(&o).contains("on 64 Fashion-MNIST images (64 test)"), "{}", text(&o));
+    let ck = out.join("checkpoint.json");
+    let first = std::fs::read(&ck).unwrap();
+
+    let o = short_run(&out, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let want = format!("--out {} holds a training run", out.display());
+    assert!(text(&o).contains(&want) && text(&o).contains("--resume") && text(&o).contains("--force"), "{}", text(&o));
+    assert_eq!(std::fs::read(&ck).unwrap(), first, "the refused run changed the checkpoint");
+
+    let o = short_run(&out, &["--resume", "--epochs", "2", "--batch", "16", "--lr", "0.01", "--limit", "48"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    for diff in [
+        "--batch: 32 in the checkpoint, 16 now",
+        "--lr: 0.002 in the checkpoint, 0.01 now",
+        "--limit: 64 in the checkpoint, 48 now",
+        "only --epochs may change",
+    ] {
+        assert!(text(&o).contains(diff), "{diff} missing: {}", text(&o));
+    }
+    let o = short_run(&out, &["--resume", "--optimizer", "sgd"]);
+    assert!(text(&o).contains("--optimizer: adam in the checkpoint, sgd now"), "{}", text(&o));
+    assert_eq!(std::fs::read(&ck).unwrap(), first, "a refused resume changed the checkpoint");
+
+    let o = short_run(&out, &["--resume", "--epochs", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("resumed after epoch 1"), "{}", text(&o));
+    let o = short_run(&out, &["--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2, "--force started a new run: {csv}");
+    let o = short_run(&out, &["--force", "--resume"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
+
+#[test]
+fn stale_temporary_files_of_killed_runs_are_removed() {
+    if !have_data() {
+        return;
+    }
+    let out = scratch("stale");
+    std::fs::create_dir_all(&out).unwrap();
+    // PIDs above the kernel's maximum (4194304) never live.
+    let stale = out.join(".checkpoint.json.tmp-4999999-0");
+    std::fs::write(&stale, "half a checkpoint").unwrap();
+    let o = short_run(&out, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!stale.exists(), "the stale temporary file is still there");
+    let mut names: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    names.sort();
+    assert_eq!(names, ["batches.csv", "checkpoint.json", "metrics.csv", "weights.json"]);
+}
+
+#[test]
+fn a_diverging_run_stops_at_the_first_exploding_batch_and_keeps_the_checkpoint() {
+    if !have_data() {
+        return;
+    }
+    let out = scratch("diverge");
+    let o = short_run(&out, &["--lr", "1e30"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("training diverged in epoch 1: the mean loss of batch 2 of 2 is "), "{t}");
+    assert!(t.contains("lower --lr (this epoch's learning rate is 1e30); nothing of this run was saved"), "{t}");
+    assert!(!out.join("checkpoint.json").exists());
+    // Over a good run, the good checkpoint stays.
+    let o = short_run(&out, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let good = std::fs::read(out.join("checkpoint.json")).unwrap();
+    let o = short_run(&out, &["--force", "--lr", "1e30"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(std::fs::read(out.join("checkpoint.json")).unwrap(), good);
+}
+
+#[test]
+fn bad_limits_and_a_checkpoint_of_another_network_are_refused() {
+    let out = scratch("limits");
+    let o = short_run(&out, &["--test-limit", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--test-limit must be at least 1"), "{}", text(&o));
+    if !have_data() {
+        return;
+    }
+    let o = short_run(&out, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // The same name with a smaller hidden layer.
+    let other = out.with_extension("ron");
+    let net = std::fs::read_to_string("examples/tutorial.ron").unwrap().replace("hidden: 100", "hidden: 50");
+    std::fs::write(&other, net).unwrap();
+    let o = snnc(&[
+        "train",
+        other.to_str().unwrap(),
+        "--limit",
+        "64",
+        "--batch",
+        "32",
+        "--test-limit",
+        "64",
+        "--quiet",
+        "--resume",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_file(&other);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let want =
+        format!("--resume: the checkpoint {} is not of network `tutorial`", out.join("checkpoint.json").display());
+    assert!(text(&o).contains(&want), "{}", text(&o));
+    assert!(text(&o).contains("`lif1.input_weights` has shape [100, 784], the network's is [50, 784]"), "{}", text(&o));
 }

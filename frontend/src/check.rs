@@ -20,13 +20,18 @@
 //! * at least one layer, unless there is an encoder (the network then
 //!   returns the encoder's spikes); a `Direct` encoder needs a layer other
 //!   than `Flatten` (else the output is the input itself);
+//! * every `dt * tau_*_inv` is at most 1 (see [`STEP_LIMIT`]);
 //! * layer names (given or default, see [`Layer::name`]) are unique, are not
-//!   empty, contain no `.` (weights are named `NAME.weight`), and are not
-//!   `encoder` or `output`, which are reserved.
+//!   `encoder` or `output`, which are reserved, and are 1 to
+//!   [`MAX_NAME_BYTES`] bytes of letters, digits, `_` and `-` (no `.`:
+//!   weights are named `NAME.weight`; names become file names, so no `/`,
+//!   spaces or control characters).
+//!
+//! [`network_warnings`] lists what is allowed but likely a mistake.
 
 use std::collections::BTreeMap;
 
-use crate::error::{FrontendError, Problem, layer_at};
+use crate::error::{FrontendError, Problem, layer_at, shown_name};
 use crate::schema::{
     Encoder, ExampleInput, FORMAT_VERSION, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Method,
     Network,
@@ -44,7 +49,19 @@ pub fn check_network(net: &Network, file: &str) -> Result<(), FrontendError> {
 
 /// Every problem of `net`, in the order of the description.
 pub fn network_problems(net: &Network) -> Vec<Problem> {
-    let mut c = Checker::default();
+    check_all(net).problems
+}
+
+/// What `net` allows but is likely a mistake (a state that keeps nothing
+/// from one step to the next, a Poisson rate that saturates), in the order
+/// of the description. [`check_network`] does not fail on these; the CLI
+/// prints them as warnings.
+pub fn network_warnings(net: &Network) -> Vec<Problem> {
+    check_all(net).warnings
+}
+
+fn check_all(net: &Network) -> Checker {
+    let mut c = Checker { dt: net.dt, ..Checker::default() };
     if net.version != FORMAT_VERSION {
         c.push(
             Problem::new("version", format!("unsupported format version {}", net.version))
@@ -124,17 +141,44 @@ pub fn network_problems(net: &Network) -> Vec<Problem> {
         c.layer(layer);
     }
     c.names(&net.layers);
-    c.problems
+    c
 }
 
 #[derive(Default)]
 struct Checker {
+    /// The network's time step, for [`Checker::step`].
+    dt: f64,
     /// The place of the thing being checked; fields are appended.
     at: String,
     problems: Vec<Problem>,
+    warnings: Vec<Problem>,
 }
 
 const TAU_HELP: &str = "an inverse time constant in 1/s (1/tau); Norse's default is";
+
+/// The states that `tau_syn_inv` and `tau_mem_inv` govern, for messages.
+const SYN: &str = "the synaptic current `i`";
+const MEM: &str = "the membrane potential `v`";
+
+/// The largest `dt * tau_inv` a state update may have. Norse's updates are
+/// forward Euler steps (`v + dt * tau_mem_inv * ((v_leak - v) + i)`,
+/// `i - dt * tau_syn_inv * i`, likewise LSNN's threshold adaptation
+/// `tau_adapt_inv` and LIFAdEx's adaptation current `tau_ada_inv`), each
+/// moving its state the fraction `k = dt * tau_inv` of the way to its
+/// target. With `k > 1` a step overshoots: the state swings around its
+/// target (the current changes sign every step), and with `k > 2` it grows
+/// without bound to inf and NaN. That is an error. At `k = 1` the state
+/// keeps nothing from the previous step; Norse runs that, so it is only a
+/// warning. Norse's defaults give 0.1 and 0.2 at `dt = 0.001`, and Norse's
+/// test cases and our examples stay at or below 0.5. A product within
+/// `STEP_SLACK` of 1 counts as 1, so `0.005 * 200` is 1 however it rounds.
+pub const STEP_LIMIT: f64 = 1.0;
+const STEP_SLACK: f64 = 1e-9;
+
+/// The longest layer name, in bytes. Names become parts of file names
+/// (`snnc compile --emit clif -o DIR` writes `STEM.NAME.clif`), which most
+/// file systems limit to 255 bytes.
+pub const MAX_NAME_BYTES: usize = 64;
 
 impl Checker {
     fn push(&mut self, problem: Problem) {
@@ -172,6 +216,42 @@ impl Checker {
         self.positive(field, value, Some(format!("{TAU_HELP} {default}")));
     }
 
+    /// An inverse time constant `field` whose state `what` moves by
+    /// `dt * field` per step: at most [`STEP_LIMIT`].
+    fn step(&mut self, field: &str, tau_inv: f64, what: &str) {
+        let dt = self.dt;
+        // Values out of range are reported by the range checks.
+        if !(dt.is_finite() && dt > 0.0 && tau_inv.is_finite() && tau_inv > 0.0) {
+            return;
+        }
+        let k = dt * tau_inv;
+        if k < STEP_LIMIT - STEP_SLACK {
+            return;
+        }
+        let name = field.trim_start_matches("p.");
+        let product = format!("dt * {name} = {dt} * {tau_inv} = {k}");
+        let (dt_bound, tau_bound) = (round_down(1.0 / tau_inv), round_down(1.0 / dt));
+        if k > STEP_LIMIT + STEP_SLACK {
+            let help = format!(
+                "dt is in seconds: 1 ms is `dt: 0.001`; dt * {name} must be at most 1: dt at most {dt_bound} s, or \
+                 {name} at most {tau_bound}"
+            );
+            let grows = if k > 2.0 { ", and grows without bound to inf and NaN" } else { "" };
+            let message = format!(
+                "{product}, more than 1: each step moves {what} past its target, so it swings around it every \
+                 step{grows}"
+            );
+            self.push(Problem::new(self.place(field), message).with_help(help));
+        } else {
+            let help = format!(
+                "dt is in seconds: 1 ms is `dt: 0.001`; with dt below {dt_bound} s, or {name} below {tau_bound}, part \
+                 of it carries over"
+            );
+            let message = format!("{product}: {what} keeps nothing from one step to the next");
+            self.warnings.push(Problem::new(self.place(field), message).with_help(help));
+        }
+    }
+
     /// A size that must be at least 1.
     fn size(&mut self, field: &str, value: u32) {
         if value == 0 {
@@ -199,11 +279,11 @@ impl Checker {
         match encoder {
             Encoder::ConstantCurrent { p } => {
                 self.at = "encoder (ConstantCurrent)".to_string();
-                self.lif(p);
+                self.lif(p, false);
             }
             Encoder::SpikeLatency { p } => {
                 self.at = "encoder (SpikeLatency)".to_string();
-                self.lif(p);
+                self.lif(p, false);
             }
             Encoder::Poisson { f_max, seed: _ } => {
                 self.at = "encoder (Poisson)".to_string();
@@ -211,6 +291,17 @@ impl Checker {
                     let problem = Problem::new(self.place("f_max"), format!("must be 0 or more, found {f_max}"))
                         .with_help("the maximum firing rate in Hz; Norse's default is 100");
                     self.push(problem);
+                }
+                let rate = self.dt * f_max;
+                if self.dt.is_finite() && rate.is_finite() && rate > STEP_LIMIT + STEP_SLACK {
+                    let message = format!(
+                        "dt * f_max = {} * {f_max} = {rate}, more than 1: an input value x spikes with probability \
+                         dt * f_max * x, so every value of {} or more spikes at every step",
+                        self.dt,
+                        1.0 / rate
+                    );
+                    let help = "dt is in seconds: 1 ms is `dt: 0.001`; f_max is in Hz";
+                    self.warnings.push(Problem::new(self.place("f_max"), message).with_help(help));
                 }
             }
             Encoder::Direct {} => {}
@@ -248,11 +339,11 @@ impl Checker {
             Layer::Scale { name: _, factor } => {
                 self.finite("factor", *factor);
             }
-            Layer::LIF { name: _, p } => self.lif(p),
+            Layer::LIF { name: _, p } => self.lif(p, true),
             Layer::LIFRecurrent { name: _, input, hidden, p, autapses: _, input_density } => {
                 self.opt_size("in", *input);
                 self.size("hidden", *hidden);
-                self.lif(p);
+                self.lif(p, true);
                 self.density("input_density", *input_density);
             }
             Layer::LI { name: _, p } => self.li(p),
@@ -294,10 +385,16 @@ impl Checker {
     // The parameter checks destructure their struct so that a new field
     // can't be forgotten.
 
-    fn lif(&mut self, p: &LifParams) {
+    /// LIF parameters; `syn`: whether the synaptic current is used (the
+    /// current encoders have none).
+    fn lif(&mut self, p: &LifParams, syn: bool) {
         let LifParams { tau_syn_inv, tau_mem_inv, v_leak, v_th, v_reset, method, alpha } = *p;
         self.tau("p.tau_syn_inv", tau_syn_inv, 200.0);
         self.tau("p.tau_mem_inv", tau_mem_inv, 100.0);
+        if syn {
+            self.step("p.tau_syn_inv", tau_syn_inv, SYN);
+        }
+        self.step("p.tau_mem_inv", tau_mem_inv, MEM);
         self.finite("p.v_leak", v_leak);
         self.finite("p.v_th", v_th);
         self.finite("p.v_reset", v_reset);
@@ -308,6 +405,8 @@ impl Checker {
         let LiParams { tau_syn_inv, tau_mem_inv, v_leak } = *p;
         self.tau("p.tau_syn_inv", tau_syn_inv, 200.0);
         self.tau("p.tau_mem_inv", tau_mem_inv, 100.0);
+        self.step("p.tau_syn_inv", tau_syn_inv, SYN);
+        self.step("p.tau_mem_inv", tau_mem_inv, MEM);
         self.finite("p.v_leak", v_leak);
     }
 
@@ -316,6 +415,9 @@ impl Checker {
         self.tau("p.tau_syn_inv", tau_syn_inv, 200.0);
         self.tau("p.tau_mem_inv", tau_mem_inv, 100.0);
         self.tau("p.tau_adapt_inv", tau_adapt_inv, 0.00125);
+        self.step("p.tau_syn_inv", tau_syn_inv, SYN);
+        self.step("p.tau_mem_inv", tau_mem_inv, MEM);
+        self.step("p.tau_adapt_inv", tau_adapt_inv, "the adaptive threshold `b`");
         self.finite("p.v_leak", v_leak);
         self.finite("p.v_th", v_th);
         self.finite("p.v_reset", v_reset);
@@ -326,6 +428,7 @@ impl Checker {
     fn lif_box(&mut self, p: &LifBoxParams) {
         let LifBoxParams { tau_mem_inv, v_leak, v_th, v_reset, method, alpha, reset_method: _ } = *p;
         self.tau("p.tau_mem_inv", tau_mem_inv, 100.0);
+        self.step("p.tau_mem_inv", tau_mem_inv, MEM);
         self.finite("p.v_leak", v_leak);
         self.finite("p.v_th", v_th);
         self.finite("p.v_reset", v_reset);
@@ -357,6 +460,9 @@ impl Checker {
         self.tau("p.tau_ada_inv", tau_ada_inv, 2.0);
         self.tau("p.tau_syn_inv", tau_syn_inv, 200.0);
         self.tau("p.tau_mem_inv", tau_mem_inv, 100.0);
+        self.step("p.tau_ada_inv", tau_ada_inv, "the adaptation current `a`");
+        self.step("p.tau_syn_inv", tau_syn_inv, SYN);
+        self.step("p.tau_mem_inv", tau_mem_inv, MEM);
         self.finite("p.v_leak", v_leak);
         self.finite("p.v_th", v_th);
         self.finite("p.v_reset", v_reset);
@@ -375,8 +481,24 @@ impl Checker {
                 );
             } else if name.contains('.') {
                 self.push(
-                    Problem::new(at.clone(), format!("must not contain `.`, found `{name}`"))
-                        .with_help("weights are named `NAME.weight`; use letters, digits and `_`"),
+                    Problem::new(at.clone(), format!("must not contain `.`, found `{}`", shown_name(&name)))
+                        .with_help("weights are named `NAME.weight`; use letters, digits, `_` and `-`"),
+                );
+            } else if name.len() > MAX_NAME_BYTES {
+                self.push(
+                    Problem::new(
+                        at.clone(),
+                        format!("must be at most {MAX_NAME_BYTES} bytes long, found {}", name.len()),
+                    )
+                    .with_help("names become parts of file names (`snnc compile -o`); choose a shorter name"),
+                );
+            } else if let Some(c) = name.chars().find(|&c| !is_name_char(c)) {
+                self.push(
+                    Problem::new(
+                        at.clone(),
+                        format!("must not contain `{}`, found `{}`", c.escape_debug(), shown_name(&name)),
+                    )
+                    .with_help("names become parts of file names and tensor names; use letters, digits, `_` and `-`"),
                 );
             }
             if RESERVED_NAMES.contains(&name.as_str()) {
@@ -389,8 +511,11 @@ impl Checker {
                 Some(&other) => {
                     let how = if layers[other].given_name().is_some() { "" } else { " (its default name)" };
                     self.push(
-                        Problem::new(at, format!("`{name}` is already the name of layers[{other}]{how}"))
-                            .with_help("layer names must be unique"),
+                        Problem::new(
+                            at,
+                            format!("`{}` is already the name of layers[{other}]{how}", shown_name(&name)),
+                        )
+                        .with_help("layer names must be unique"),
                     );
                 }
                 None => {
@@ -399,4 +524,21 @@ impl Checker {
             }
         }
     }
+}
+
+/// Whether a layer name may hold `c`: a letter or digit (any script), `_`
+/// or `-`.
+fn is_name_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || c == '-'
+}
+
+/// A positive `x` rounded down to three significant digits, so that a
+/// bound shown in a message still holds.
+fn round_down(x: f64) -> String {
+    let decimals = 2 - x.log10().floor() as i32;
+    let scale = 10f64.powi(decimals);
+    // The nudge keeps 0.005 from becoming 0.00499 by rounding error.
+    let rounded = (x * scale * (1.0 + 1e-12)).floor() / scale;
+    let text = format!("{rounded:.*}", decimals.max(0) as usize);
+    if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_string() } else { text }
 }

@@ -107,7 +107,22 @@ impl fmt::Display for Problem {
 /// The place of layer `index` in a description, as used in
 /// [`Problem::at`]: ``layers[1] `lif1` (LIF)``. Append `: field` for a field.
 pub fn layer_at(index: usize, layer: &Layer) -> String {
-    format!("layers[{index}] `{}` ({})", layer.name(index), layer.kind())
+    format!("layers[{index}] `{}` ({})", shown_name(&layer.name(index)), layer.kind())
+}
+
+/// Names longer than this many characters are shortened in messages.
+const MAX_SHOWN_NAME: usize = 40;
+
+/// A name as a message shows it: control characters escaped (`\n`, `\0`),
+/// so a message stays on its line, and a long name cut to its first
+/// characters and `...`.
+pub fn shown_name(name: &str) -> String {
+    let escaped: String = name.chars().flat_map(char::escape_debug).collect();
+    if escaped.chars().count() <= MAX_SHOWN_NAME {
+        escaped
+    } else {
+        escaped.chars().take(MAX_SHOWN_NAME - 3).chain("...".chars()).collect()
+    }
 }
 
 impl FrontendError {

@@ -1,6 +1,6 @@
 //! Lowering: a [`Network`] description becomes an IR [`snnc_ir::Module`] of
 //! primitives. Every neuron model's equations live here, written in the order
-//! of operations of Norse 1.1.0 (`../shared/norse-semantics.md`), so that the
+//! of operations of Norse 1.1.0 (`docs/norse-semantics.md`), so that the
 //! interpreter reproduces Norse and the autodiff pass derives Norse's
 //! gradients (including where Norse detaches).
 //!
@@ -437,6 +437,19 @@ impl Lower<'_> {
                     ));
                 }
                 let (k, s, p) = (*kernel_size, *stride, *padding);
+                let widest = shape[1..].iter().copied().max().unwrap_or(0);
+                if u64::from(widest) + 2 * u64::from(p) > u64::from(u32::MAX) {
+                    // Dimensions are 32-bit (`snnc_ir::typing::conv_out_size`).
+                    return Err(invalid(
+                        self.file,
+                        format!("{at}: padding"),
+                        format!(
+                            "{p} makes the padded input {} wide ({widest} + 2 * {p}), more than 2^32 - 1",
+                            u64::from(widest) + 2 * u64::from(p)
+                        ),
+                        Some(format!("use a padding of at most {}", (u32::MAX - widest) / 2)),
+                    ));
+                }
                 for &d in &shape[1..] {
                     if u64::from(d) + 2 * u64::from(p) < u64::from(k) {
                         return Err(invalid(
@@ -450,8 +463,9 @@ impl Lower<'_> {
                         ));
                     }
                 }
-                let fan_in = shape[0] * k * k;
-                let bound = 1.0 / f64::from(fan_in).sqrt();
+                // In f64: `in_channels * k * k` may not fit in 32 bits.
+                let fan_in = f64::from(shape[0]) * f64::from(k) * f64::from(k);
+                let bound = 1.0 / fan_in.sqrt();
                 let w = self.param(
                     format!("{name}.weight"),
                     &[*out_channels, shape[0], k, k],

@@ -37,12 +37,72 @@ pub fn parse_network(text: &str, file: &str) -> Result<Network, FrontendError> {
     options().from_str::<Network>(text).map_err(|err| syntax_error(text, file, &err))
 }
 
+/// The largest network description [`load_network`] reads: 16 MiB, far
+/// more than any network needs (the examples are under 2 KiB). Reading
+/// stops there, so `/dev/zero` or a pipe that never ends is refused.
+pub const MAX_NETWORK_BYTES: u64 = 16 << 20;
+
 /// Reads and parses a network description from a file.
 pub fn load_network(path: &Path) -> Result<Network, FrontendError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| FrontendError::Io { file: file.clone(), message: err.to_string() })?;
-    parse_network(&text, &file)
+    let bytes = read_bounded(path).map_err(|message| FrontendError::Io { file: file.clone(), message })?;
+    let text = decode(&bytes, &file)?;
+    parse_network(text, &file)
+}
+
+/// The bytes of `path`, at most [`MAX_NETWORK_BYTES`] (more is an error
+/// naming the limit).
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_NETWORK_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_NETWORK_BYTES {
+        return Err(format!(
+            "it holds more than {} MiB, and a network description is a small text file; give the .ron file",
+            MAX_NETWORK_BYTES >> 20
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The UTF-8 byte-order mark, which some editors write at the start.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The text of a file: UTF-8 after an optional byte-order mark. Anything
+/// else is a syntax error at the first bad byte, with its byte offset in
+/// the file.
+fn decode<'a>(bytes: &'a [u8], file: &str) -> Result<&'a str, FrontendError> {
+    let skipped = if bytes.starts_with(BOM) { BOM.len() } else { 0 };
+    let err = match std::str::from_utf8(&bytes[skipped..]) {
+        Ok(text) => return Ok(text),
+        Err(err) => err,
+    };
+    let offset = skipped + err.valid_up_to();
+    let line_start = bytes[..offset].iter().rposition(|&b| b == b'\n').map_or(skipped, |i| i + 1);
+    let line_end = bytes[offset..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| offset + i);
+    // Everything before `offset` is valid UTF-8.
+    let col = 1 + std::str::from_utf8(&bytes[line_start..offset]).map_or(0, |s| s.chars().count());
+    let line = 1 + bytes[..offset].iter().filter(|&&b| b == b'\n').count();
+    let mut snippet = String::from_utf8_lossy(&bytes[line_start..line_end]).trim_end_matches('\r').to_string();
+    let message = if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
+        // Its characters are not worth showing: every other byte is 0.
+        snippet.clear();
+        "not UTF-8 but UTF-16 (the file starts with a UTF-16 byte-order mark)".to_string()
+    } else if err.error_len().is_none() {
+        format!("not valid UTF-8: the file ends inside a character at byte offset {offset}")
+    } else {
+        format!("not valid UTF-8: byte 0x{:02X} at byte offset {offset}", bytes[offset])
+    };
+    Err(FrontendError::Syntax {
+        file: file.to_string(),
+        line,
+        col,
+        len: 1,
+        message,
+        snippet,
+        help: Some("snnc reads UTF-8 text; save the file as UTF-8".to_string()),
+    })
 }
 
 /// Writes a network as pretty RON that [`parse_network`] reads back to the

@@ -1,6 +1,6 @@
 //! The network description shared by the RON format and the Rust DSL.
 //!
-//! Field names and defaults follow Norse 1.1.0 (`../shared/norse-semantics.md`):
+//! Field names and defaults follow Norse 1.1.0 (`docs/norse-semantics.md`):
 //! parameters are inverse time constants in 1/s, `dt` is in seconds and
 //! defaults to 0.001, and every neuron parameter defaults to Norse's value.
 //!
@@ -44,6 +44,7 @@
 //!   [`check_network`](crate::check::check_network). Sizes, `steps` and
 //!   `version` are `u32`, `seed` is `u64`.
 //! * `//` and `/* */` comments and trailing commas are allowed.
+//! * A file is UTF-8 text; a byte-order mark at its start is skipped.
 //!
 //! [`to_ron`](crate::parse::to_ron) writes every field, including the
 //! defaults, in this syntax.
@@ -345,7 +346,8 @@ impl Encoder {
 /// One layer, applied at every time step to the previous layer's output.
 ///
 /// `name` defaults to the lower-case kind followed by the layer's index
-/// (`linear0`, `lif1`, ...). Sizes marked `in`/`in_channels` are optional
+/// (`linear0`, `lif1`, ...); a given name is letters, digits, `_` and `-`
+/// (the rules are in [`check`](crate::check)). Sizes marked `in`/`in_channels` are optional
 /// and, when given, checked against the previous layer's output.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -381,6 +381,80 @@ fn missing_file() {
     assert!(text.starts_with("tests/no-such-net.ron: error: cannot read the network description: "), "{text}");
 }
 
+/// A fresh folder under the system's temporary folder, removed on drop.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("snnc-frontend-errors-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    /// Loads a file holding `bytes`; errors are rendered with the name `net.ron`.
+    fn load(&self, bytes: &[u8]) -> Result<snnc_frontend::Network, String> {
+        let path = self.0.join("net.ron");
+        std::fs::write(&path, bytes).unwrap();
+        load_network(&path).map_err(|e| e.to_string().replace(&path.display().to_string(), "net.ron"))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_utf8_byte_order_mark_is_skipped() {
+    let dir = Scratch::new("bom");
+    let mut bytes = b"\xEF\xBB\xBF".to_vec();
+    bytes.extend_from_slice(common::TUTORIAL.as_bytes());
+    let net = dir.load(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(net.name, "tutorial");
+}
+
+#[test]
+fn invalid_utf8_names_the_byte_offset() {
+    let dir = Scratch::new("utf8");
+    // A Latin-1 `ä` (0xE4) in a comment on line 2.
+    let text = b"(version: 1, name: \"x\", steps: 4, input: [2],\n  // Schicht \xE4\n  layers: [LIF()])";
+    insta::assert_snapshot!(dir.load(text).unwrap_err(), @r#"
+    net.ron:2:14: error: not valid UTF-8: byte 0xE4 at byte offset 59
+      |
+    2 |   // Schicht �
+      |              ^
+      = help: snnc reads UTF-8 text; save the file as UTF-8
+    "#);
+    // After a byte-order mark, the offset still counts the file's bytes.
+    let mut bom = b"\xEF\xBB\xBF".to_vec();
+    bom.extend_from_slice(b"(\xFF");
+    insta::assert_snapshot!(dir.load(&bom).unwrap_err(), @r#"
+    net.ron:1:2: error: not valid UTF-8: byte 0xFF at byte offset 4
+      |
+    1 | (�
+      |  ^
+      = help: snnc reads UTF-8 text; save the file as UTF-8
+    "#);
+    // A file cut inside a character.
+    insta::assert_snapshot!(dir.load(b"(name: \"\xC3").unwrap_err(), @r#"
+    net.ron:1:9: error: not valid UTF-8: the file ends inside a character at byte offset 8
+      |
+    1 | (name: "�
+      |         ^
+      = help: snnc reads UTF-8 text; save the file as UTF-8
+    "#);
+    // UTF-16, as some Windows editors save.
+    insta::assert_snapshot!(dir.load(b"\xFF\xFE(\0v\0").unwrap_err(), @r#"
+    net.ron:1:1: error: not UTF-8 but UTF-16 (the file starts with a UTF-16 byte-order mark)
+      |
+    1 |
+      | ^
+      = help: snnc reads UTF-8 text; save the file as UTF-8
+    "#);
+}
+
 // Impossible values.
 
 #[test]
@@ -394,6 +468,94 @@ fn dt_must_be_positive() {
       = help: dt is the time step in seconds; Norse's default is 0.001
     "#);
     insta::assert_snapshot!(check_error(&tutorial_with("steps: 32,", "steps: 32, dt: inf,")), @r#"net.ron: error: dt: must be a finite number greater than 0, found inf"#);
+}
+
+#[test]
+fn dt_in_milliseconds_is_an_error_naming_the_product() {
+    // `dt: 1.0` meant 1 ms: every update overshoots, and the run gives NaN.
+    insta::assert_snapshot!(check_error(&tutorial_with("steps: 32,", "steps: 32, dt: 1.0,")), @r#"
+    net.ron: error: encoder (ConstantCurrent): p.tau_mem_inv: dt * tau_mem_inv = 1 * 100 = 100, more than 1: each step moves the membrane potential `v` past its target, so it swings around it every step, and grows without bound to inf and NaN
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; dt * tau_mem_inv must be at most 1: dt at most 0.01 s, or tau_mem_inv at most 1
+    net.ron: error: layers[1] `lif1` (LIFRecurrent): p.tau_syn_inv: dt * tau_syn_inv = 1 * 200 = 200, more than 1: each step moves the synaptic current `i` past its target, so it swings around it every step, and grows without bound to inf and NaN
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; dt * tau_syn_inv must be at most 1: dt at most 0.005 s, or tau_syn_inv at most 1
+    net.ron: error: layers[1] `lif1` (LIFRecurrent): p.tau_mem_inv: dt * tau_mem_inv = 1 * 100 = 100, more than 1: each step moves the membrane potential `v` past its target, so it swings around it every step, and grows without bound to inf and NaN
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; dt * tau_mem_inv must be at most 1: dt at most 0.01 s, or tau_mem_inv at most 1
+    net.ron: error: layers[3] `li3` (LI): p.tau_syn_inv: dt * tau_syn_inv = 1 * 200 = 200, more than 1: each step moves the synaptic current `i` past its target, so it swings around it every step, and grows without bound to inf and NaN
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; dt * tau_syn_inv must be at most 1: dt at most 0.005 s, or tau_syn_inv at most 1
+    net.ron: error: layers[3] `li3` (LI): p.tau_mem_inv: dt * tau_mem_inv = 1 * 100 = 100, more than 1: each step moves the membrane potential `v` past its target, so it swings around it every step, and grows without bound to inf and NaN
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; dt * tau_mem_inv must be at most 1: dt at most 0.01 s, or tau_mem_inv at most 1
+    "#);
+}
+
+#[test]
+fn every_time_constant_is_checked_against_dt() {
+    // dt = 10 ms: each product named below is more than 1; the others are
+    // 0.5. The current encoders have no synaptic current.
+    let text = "(version: 1, name: \"steps\", steps: 4, dt: 0.01, input: [2],
+        encoder: ConstantCurrent(p: (tau_syn_inv: 1000, tau_mem_inv: 50)),
+        layers: [
+            LI(p: (tau_syn_inv: 50, tau_mem_inv: 150)),
+            LSNN(p: (tau_syn_inv: 50, tau_mem_inv: 50, tau_adapt_inv: 300)),
+            LIFBox(p: (tau_mem_inv: 101)),
+            LIFAdEx(p: (tau_syn_inv: 50, tau_mem_inv: 50, tau_ada_inv: 200)),
+            LIF(p: (tau_syn_inv: 50, tau_mem_inv: 50)),
+        ])";
+    insta::assert_snapshot!(check_error(text), @r#"
+    net.ron: error: layers[0] `li0` (LI): p.tau_mem_inv: dt * tau_mem_inv = 0.01 * 150 = 1.5, more than 1: each step moves the membrane potential `v` past its target, so it swings around it every step
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; dt * tau_mem_inv must be at most 1: dt at most 0.00666 s, or tau_mem_inv at most 100
+    net.ron: error: layers[1] `lsnn1` (LSNN): p.tau_adapt_inv: dt * tau_adapt_inv = 0.01 * 300 = 3, more than 1: each step moves the adaptive threshold `b` past its target, so it swings around it every step, and grows without bound to inf and NaN
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; dt * tau_adapt_inv must be at most 1: dt at most 0.00333 s, or tau_adapt_inv at most 100
+    net.ron: error: layers[2] `lifbox2` (LIFBox): p.tau_mem_inv: dt * tau_mem_inv = 0.01 * 101 = 1.01, more than 1: each step moves the membrane potential `v` past its target, so it swings around it every step
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; dt * tau_mem_inv must be at most 1: dt at most 0.0099 s, or tau_mem_inv at most 100
+    net.ron: error: layers[3] `lifadex3` (LIFAdEx): p.tau_ada_inv: dt * tau_ada_inv = 0.01 * 200 = 2, more than 1: each step moves the adaptation current `a` past its target, so it swings around it every step
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; dt * tau_ada_inv must be at most 1: dt at most 0.005 s, or tau_ada_inv at most 100
+    "#);
+}
+
+#[test]
+fn a_step_that_keeps_nothing_is_a_warning() {
+    use snnc_frontend::check::network_warnings;
+    // dt = 5 ms zeroes the default synaptic current (tau_syn_inv 200) at
+    // every step: allowed, as Norse runs it, but said.
+    let text = tutorial_with("steps: 32,", "steps: 32, dt: 0.005,");
+    check_ok(&text);
+    let net = parse_network(&text, "net.ron").unwrap();
+    let warnings: Vec<String> = network_warnings(&net).iter().map(Problem::to_string).collect();
+    insta::assert_snapshot!(warnings.join("\n"), @r#"
+    layers[1] `lif1` (LIFRecurrent): p.tau_syn_inv: dt * tau_syn_inv = 0.005 * 200 = 1: the synaptic current `i` keeps nothing from one step to the next
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; with dt below 0.005 s, or tau_syn_inv below 200, part of it carries over
+    layers[3] `li3` (LI): p.tau_syn_inv: dt * tau_syn_inv = 0.005 * 200 = 1: the synaptic current `i` keeps nothing from one step to the next
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; with dt below 0.005 s, or tau_syn_inv below 200, part of it carries over
+    "#);
+    // A Poisson rate that saturates the spike probability.
+    let poisson = "(version: 1, name: \"p\", steps: 4, input: [2], encoder: Poisson(f_max: 2000), layers: [LIF()])";
+    check_ok(poisson);
+    let net = parse_network(poisson, "net.ron").unwrap();
+    let warnings: Vec<String> = network_warnings(&net).iter().map(Problem::to_string).collect();
+    insta::assert_snapshot!(warnings.join("\n"), @r#"
+    encoder (Poisson): f_max: dt * f_max = 0.001 * 2000 = 2, more than 1: an input value x spikes with probability dt * f_max * x, so every value of 0.5 or more spikes at every step
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; f_max is in Hz
+    "#);
+}
+
+#[test]
+fn the_examples_and_test_nets_pass_without_warnings() {
+    use snnc_frontend::check::{network_problems, network_warnings};
+    let mut files = Vec::new();
+    for dir in ["../examples", "../tests/nets"] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "ron") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() >= 10, "{files:?}");
+    for path in files {
+        let net = load_network(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(network_problems(&net), vec![], "{}", path.display());
+        assert_eq!(network_warnings(&net), vec![], "{}", path.display());
+    }
 }
 
 #[test]
@@ -529,8 +691,41 @@ fn layer_names_must_be_unique_and_not_reserved() {
     net.ron: error: layers[4] `` (ReLU): name: must not be empty
       = help: leave `name` out to get a default name
     net.ron: error: layers[5] `a.b` (ReLU): name: must not contain `.`, found `a.b`
-      = help: weights are named `NAME.weight`; use letters, digits and `_`
+      = help: weights are named `NAME.weight`; use letters, digits, `_` and `-`
     "#);
+}
+
+#[test]
+fn layer_names_must_be_safe_file_names() {
+    let long = "n".repeat(65);
+    let text = format!(
+        "(version: 1, name: \"names\", steps: 4, input: [2], layers: [
+        ReLU(name: \"a/b\"),
+        ReLU(name: \"nul\\u{{0}}\"),
+        ReLU(name: \"two\\nlines\"),
+        ReLU(name: \"with space\"),
+        ReLU(name: \"{long}\"),
+    ])"
+    );
+    insta::assert_snapshot!(check_error(&text), @r#"
+    net.ron: error: layers[0] `a/b` (ReLU): name: must not contain `/`, found `a/b`
+      = help: names become parts of file names and tensor names; use letters, digits, `_` and `-`
+    net.ron: error: layers[1] `nul\0` (ReLU): name: must not contain `\0`, found `nul\0`
+      = help: names become parts of file names and tensor names; use letters, digits, `_` and `-`
+    net.ron: error: layers[2] `two\nlines` (ReLU): name: must not contain `\n`, found `two\nlines`
+      = help: names become parts of file names and tensor names; use letters, digits, `_` and `-`
+    net.ron: error: layers[3] `with space` (ReLU): name: must not contain ` `, found `with space`
+      = help: names become parts of file names and tensor names; use letters, digits, `_` and `-`
+    net.ron: error: layers[4] `nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn...` (ReLU): name: must be at most 64 bytes long, found 65
+      = help: names become parts of file names (`snnc compile -o`); choose a shorter name
+    "#);
+    // What names use today, letters of any script and `-` are fine.
+    check_ok(&format!(
+        "(version: 1, name: \"names\", steps: 4, input: [2], layers: [
+        ReLU(name: \"fc_out\"), ReLU(name: \"conv-1\"), ReLU(name: \"Schichtä\"), ReLU(name: \"{}\"),
+    ])",
+        "n".repeat(64)
+    ));
 }
 
 #[test]

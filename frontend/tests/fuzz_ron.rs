@@ -6,11 +6,15 @@
 //!
 //! [`mutated_ron`] and [`valid_ron`] are meant for reuse by later stages
 //! (e.g. lowering): `proptest!(|(text in mutated_ron())| { ... })`.
+//!
+//! The property tests run fixed cases (`common::proptest_config`; set
+//! `SNNC_PROPTEST_EXPLORE=1` and `PROPTEST_CASES` to fuzz further). Every
+//! failure found so far is a case of [`past_failures`]; add new ones there.
 
 mod common;
 
 use proptest::prelude::*;
-use snnc_frontend::{FrontendError, Network, check_network, parse_network, to_ron};
+use snnc_frontend::{FrontendError, Layer, Network, check_network, parse_network, to_ron};
 
 /// One edit of a text. Positions are taken modulo the text's length (plus
 /// one where the end is a valid position).
@@ -282,6 +286,82 @@ proptest! {
     }
 }
 
+/// Sizes that overflow when multiplied, added or doubled, and small ones.
+fn any_size() -> impl Strategy<Value = u32> {
+    prop_oneof![1..8u32, prop::sample::select(vec![65535, 65536, 1 << 31, u32::MAX - 1, u32::MAX]), any::<u32>()]
+}
+
+/// A layer with valid parameters and any sizes.
+fn sized_layer() -> impl Strategy<Value = Layer> {
+    let opt = || proptest::option::of(any_size());
+    prop_oneof![
+        (opt(), any_size(), any::<bool>()).prop_map(|(input, out, bias)| Layer::Linear {
+            name: None,
+            input,
+            out,
+            bias,
+            input_density: None
+        }),
+        (opt(), any_size(), any_size(), any_size(), prop_oneof![0..4u32, any_size()], any::<bool>()).prop_map(
+            |(in_channels, out_channels, kernel_size, stride, padding, bias)| Layer::Conv2d {
+                name: None,
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride,
+                padding,
+                bias,
+                input_density: None,
+            }
+        ),
+        (any_size(), opt()).prop_map(|(kernel_size, stride)| Layer::MaxPool2d { name: None, kernel_size, stride }),
+        Just(Layer::Flatten { name: None }),
+        Just(Layer::LIF { name: None, p: Default::default() }),
+        (opt(), any_size(), any::<bool>()).prop_map(|(input, hidden, autapses)| Layer::LIFRecurrent {
+            name: None,
+            input,
+            hidden,
+            p: Default::default(),
+            autapses,
+            input_density: None,
+        }),
+        (opt(), any_size()).prop_map(|(input, out)| Layer::LILinear {
+            name: None,
+            input,
+            out,
+            p: Default::default(),
+            input_density: None
+        }),
+    ]
+}
+
+/// A network whose every value is in range but whose sizes may overflow
+/// any shape arithmetic.
+fn sized_network() -> impl Strategy<Value = Network> {
+    (any_size(), prop::collection::vec(any_size(), 1..4), any::<bool>(), prop::collection::vec(sized_layer(), 1..4))
+        .prop_map(|(steps, input, encoder, layers)| {
+            let mut net = parse_and_check("(version: 1, name: \"n\", steps: 1, input: [1], layers: [LIF()])")
+                .expect("a valid network");
+            net.steps = steps;
+            net.input = input;
+            net.encoder = encoder.then_some(snnc_frontend::Encoder::ConstantCurrent { p: Default::default() });
+            net.layers = layers;
+            net
+        })
+}
+
+proptest! {
+    #![proptest_config(common::proptest_config(1024))]
+
+    /// Shape arithmetic never overflows: a network of any sizes lowers, or
+    /// the error names a layer (or the input) and says what to change.
+    #[test]
+    fn any_sizes_lower_or_name_the_layer(net in sized_network()) {
+        let text = to_ron(&net);
+        assert_well_formed(&text)?;
+    }
+}
+
 #[test]
 fn the_mutations_do_what_they_say() {
     let text = "(steps: 32, dt: -0.5, input: [1, 28])";
@@ -295,6 +375,45 @@ fn the_mutations_do_what_they_say() {
     assert_eq!(apply("ab", &Mutation::Insert { at: 2, text: "x".into() }), "abx");
     assert_eq!(apply("ab", &Mutation::Delete { at: 0, len: 5 }), "");
     assert_eq!(apply("a", &Mutation::FlipBit { at: 1, bit: 0 }), "`");
+}
+
+/// Inputs that failed before, in the order they were found (the first two
+/// were `fuzz_ron.proptest-regressions`): a huge network, a huge Linear
+/// input, a Conv2d padding that overflowed `n + 2 * padding` in the IR's
+/// typing rule, and a kernel whose `in_channels * k * k` overflowed.
+const PAST_FAILURES: &[&str] = &[
+    "(\n    version: 1,\n    name: \"\u{11390} \u{a66}0®0\",\n    steps: 1000000000,\n    dt: 418.8412337766608,\n    input: [\n        1000000000,\n        1000000000,\n        1000000000,\n    ],\n    encoder: Poisson(\n        f_max: 1.4854736922907263E276,\n        seed: 10000000000000000000,\n    ),\n    layers: [],\n    readout: Max,\n    seed: 1000000000000000000,\n)\n",
+    "(\n    version: 1,\n    name: \"\",\n    steps: 1,\n    dt: 121.86151695454159,\n    input: [\n        15,\n        1255976337,\n        979144991,\n    ],\n    encoder: None,\n    layers: [\n        Linear(\n            name: None,\n            in: None,\n            out: 1,\n            bias: false,\n        ),\n    ],\n    readout: Sequence,\n    seed: 0,\n)\n",
+    PADDING_OVERFLOW,
+    "(version: 1, name: \"k\", steps: 2, input: [1, 3, 3], encoder: ConstantCurrent(), \
+     layers: [Conv2d(name: \"conv1\", out_channels: 2, kernel_size: 65536, padding: 32767), LIF()])",
+];
+
+/// A Conv2d whose padded input does not fit in 32 bits.
+const PADDING_OVERFLOW: &str = "(version: 1, name: \"pad\", steps: 2, input: [1, 5, 7], encoder: ConstantCurrent(), \
+     layers: [Conv2d(name: \"conv1\", out_channels: 2, kernel_size: 3, padding: 4294967295), LIF()])";
+
+#[test]
+fn past_failures() {
+    for text in PAST_FAILURES {
+        assert_well_formed(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    }
+}
+
+#[test]
+fn an_overflowing_padding_names_the_layer_and_the_field() {
+    let net = parse_and_check(PADDING_OVERFLOW).expect("the values are in range one by one");
+    let err = snnc_frontend::lower(&net, "fuzz.ron", &snnc_frontend::LowerOptions::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "fuzz.ron: error: layers[0] `conv1` (Conv2d): padding: 4294967295 makes the padded input 8589934597 wide \
+         (7 + 2 * 4294967295), more than 2^32 - 1\n  = help: use a padding of at most 2147483644"
+    );
+    // The largest padding that fits lowers (a stride as wide keeps the
+    // output small).
+    let net = parse_and_check(&PADDING_OVERFLOW.replace("4294967295", "2147483644, stride: 4294967295")).unwrap();
+    let module = snnc_frontend::lower(&net, "fuzz.ron", &snnc_frontend::LowerOptions::default()).unwrap();
+    snnc_ir::validate(&module).unwrap();
 }
 
 #[test]

@@ -36,6 +36,7 @@
 pub mod arena;
 pub mod builder;
 pub mod compact;
+pub mod layer;
 pub mod module;
 pub mod op;
 pub mod print;

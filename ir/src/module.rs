@@ -165,6 +165,23 @@ pub struct Module {
 }
 
 impl Module {
+    /// Which nodes need their value of every step, not only the current
+    /// one: the operands of `collect`, and (when `record`ing traces) every
+    /// named node of a step loop. Backends size these `T` times over.
+    pub fn kept_per_step(&self, record: bool) -> Vec<bool> {
+        let mut keep = vec![false; self.nodes.len()];
+        for region in &self.body {
+            for &h in &region.nodes {
+                match self.nodes[h].op {
+                    Op::Collect(x) => keep[x.index()] = true,
+                    _ if record && region.is_step() && self.nodes[h].name.is_some() => keep[h.index()] = true,
+                    _ => {}
+                }
+            }
+        }
+        keep
+    }
+
     pub fn new(name: impl Into<String>, steps: u32, dt: f64, float: Dtype) -> Self {
         Module {
             name: name.into(),
@@ -195,13 +212,17 @@ impl Module {
         self.nodes.iter().filter(|(_, n)| n.name.as_deref() == Some(name)).map(|(h, _)| h).last()
     }
 
-    /// The number of scalar parameters (weights) in the module.
+    /// The number of scalar parameters (weights) in the module, saturating
+    /// at `u64::MAX`.
     pub fn parameter_count(&self) -> u64 {
-        self.params.iter().filter(|(_, p)| p.trainable).map(|(_, p)| p.shape.fixed_elements()).sum()
+        self.params
+            .iter()
+            .filter(|(_, p)| p.trainable)
+            .fold(0u64, |acc, (_, p)| acc.saturating_add(p.shape.fixed_elements()))
     }
 
-    /// The number of state scalars per sample.
+    /// The number of state scalars per sample, saturating at `u64::MAX`.
     pub fn state_size_per_sample(&self) -> u64 {
-        self.states.iter().map(|(_, s)| s.ty.shape.fixed_elements()).sum()
+        self.states.iter().fold(0u64, |acc, (_, s)| acc.saturating_add(s.ty.shape.fixed_elements()))
     }
 }

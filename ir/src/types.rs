@@ -106,6 +106,15 @@ impl Shape {
         })
     }
 
+    /// The number of elements of one sample (the product of fixed dims), or
+    /// `None` when it is more than `u64::MAX`.
+    pub fn checked_fixed_elements(&self) -> Option<u64> {
+        self.0.iter().try_fold(1u64, |acc, d| match d {
+            Dim::Batch => Some(acc),
+            Dim::Fixed(n) => acc.checked_mul(u64::from(*n)),
+        })
+    }
+
     /// The last dimension, if any.
     pub fn last(&self) -> Option<Dim> {
         self.0.last().copied()

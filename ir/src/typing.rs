@@ -138,11 +138,8 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
                 let (Dim::Fixed(n), Dim::Fixed(k)) = (x.shape.0[2 + ax], w.shape.0[2 + ax]) else {
                     return Err(format!("`conv2d` spatial dims must be fixed, got {x}"));
                 };
-                let padded = n + 2 * padding[ax];
-                if padded < k {
-                    return Err(format!("`conv2d` kernel {k} is larger than the padded input {padded}"));
-                }
-                out.push(Dim::Fixed((padded - k) / stride[ax] + 1));
+                let o = conv_out_size(n, k, stride[ax], padding[ax]).map_err(|m| format!("`conv2d` {m}"))?;
+                out.push(Dim::Fixed(o));
             }
             Ok(Type { dtype: w.dtype, seq: x.seq, shape: Shape(out) })
         }
@@ -175,8 +172,10 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
             {
                 return Err(format!("`reshape` must keep the batch dimension first: {x} to {shape}"));
             }
-            if x.shape.fixed_elements() != shape.fixed_elements() {
-                return Err(format!("`reshape` changes the element count: {x} to {shape}"));
+            match (x.shape.checked_fixed_elements(), shape.checked_fixed_elements()) {
+                (Some(a), Some(b)) if a == b => {}
+                (Some(_), Some(_)) => return Err(format!("`reshape` changes the element count: {x} to {shape}")),
+                _ => return Err(format!("`reshape` of {x} to {shape}: more than 2^64 - 1 elements per sample")),
             }
             Ok(Type { shape: shape.clone(), ..x.clone() })
         }
@@ -348,8 +347,8 @@ fn conv_check(
         let Dim::Fixed(k) = kernel[ax] else {
             return Err(format!("`{what}` kernel dims must be fixed"));
         };
-        let padded = input_size[ax] + 2 * padding[ax];
-        if padded < k || grad.0[2 + ax] != Dim::Fixed((padded - k) / stride[ax] + 1) {
+        let o = conv_out_size(input_size[ax], k, stride[ax], padding[ax]).map_err(|m| format!("`{what}` {m}"))?;
+        if grad.0[2 + ax] != Dim::Fixed(o) {
             return Err(format!(
                 "`{what}`: an input of {:?} with kernel {k}, stride {} and padding {} does not give {grad}",
                 input_size, stride[ax], padding[ax]
@@ -357,6 +356,27 @@ fn conv_check(
         }
     }
     Ok(())
+}
+
+/// The output size of a convolution along one axis, `(n + 2 padding - k) /
+/// stride + 1`, computed without overflow. The padded input `n + 2 padding`
+/// must fit in 32 bits, as every dimension does; the error says why not
+/// (it reads after the op's name).
+pub fn conv_out_size(n: u32, k: u32, stride: u32, padding: u32) -> Result<u32, String> {
+    if stride == 0 {
+        return Err("stride must be at least 1".into());
+    }
+    let padded = u64::from(n) + 2 * u64::from(padding);
+    if padded > u64::from(u32::MAX) {
+        return Err(format!(
+            "padding {padding} makes the padded input {padded} wide ({n} + 2 * {padding}), more than 2^32 - 1"
+        ));
+    }
+    if padded < u64::from(k) {
+        return Err(format!("kernel {k} is larger than the padded input {padded}"));
+    }
+    let out = (padded - u64::from(k)) / u64::from(stride) + 1;
+    u32::try_from(out).map_err(|_| format!("output size {out} is more than 2^32 - 1"))
 }
 
 /// The dtype rule of `Unary`: floats keep their dtype; `relu`, `neg` and
@@ -555,5 +575,94 @@ pub fn binary_defined(op: BinaryOp, a: Dtype, b: Dtype) -> bool {
         (Dtype::Spike, Dtype::Spike) => op.keeps_spikes(),
         (Dtype::Spike, _) | (_, Dtype::Spike) => true,
         (x, y) => x == y,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Builder, Handle, Node, Param, ParamInit};
+
+    #[test]
+    fn conv_out_size_is_checked() {
+        assert_eq!(conv_out_size(28, 5, 1, 0), Ok(24));
+        assert_eq!(conv_out_size(12, 3, 2, 1), Ok(6));
+        assert_eq!(conv_out_size(u32::MAX, 1, 1, 0), Ok(u32::MAX));
+        assert_eq!(conv_out_size(u32::MAX - 2, 1, 1, 1), Ok(u32::MAX));
+        // A zero kernel (only reachable through hand-made IR) would give 2^32.
+        assert!(conv_out_size(u32::MAX, 0, 1, 0).unwrap_err().contains("output size 4294967296"));
+        let e = conv_out_size(5, 3, 1, u32::MAX).unwrap_err();
+        assert!(e.contains("padding 4294967295 makes the padded input 8589934595 wide"), "{e}");
+        assert!(e.contains("(5 + 2 * 4294967295), more than 2^32 - 1"), "{e}");
+        assert!(conv_out_size(u32::MAX - 1, 1, 1, 1).is_err());
+        assert!(conv_out_size(2, 5, 1, 1).unwrap_err().contains("kernel 5 is larger than the padded input 4"));
+        assert!(conv_out_size(2, 1, 0, 0).is_err());
+    }
+
+    /// A module with a conv input `[B, 1, n, n]` and a weight `[1, 1, k, k]`
+    /// in a sequence region, and the two handles.
+    fn conv_module(n: u32, k: u32) -> (Builder, Handle<Node>, Handle<Node>) {
+        let mut b = Builder::new("conv", 1, 1e-3, Dtype::F32);
+        let x = b.input("x", Type::new(Dtype::F32, Shape::batched(&[1, n, n])));
+        let w = b.param(Param {
+            name: "w".into(),
+            dtype: Dtype::F32,
+            shape: Shape::fixed(&[1, 1, k, k]),
+            trainable: true,
+            init: ParamInit::Zeros,
+        });
+        b.begin_seq();
+        let x = b.emit(Op::Input(x)).unwrap();
+        let w = b.emit(Op::Param(w)).unwrap();
+        (b, x, w)
+    }
+
+    #[test]
+    fn an_overflowing_convolution_is_a_type_error() {
+        let (mut b, x, w) = conv_module(5, 3);
+        let conv = |padding, stride| Op::Conv2d {
+            input: x,
+            weight: w,
+            bias: None,
+            stride: [stride, stride],
+            padding: [padding, padding],
+            kind: MatMulKind::Dense,
+        };
+        let e = b.emit(conv(u32::MAX, 1)).unwrap_err().to_string();
+        assert!(e.contains("`conv2d` padding 4294967295 makes the padded input 8589934595 wide"), "{e}");
+        // The largest padding that fits.
+        let ok = b.emit(conv((u32::MAX - 5) / 2, u32::MAX)).unwrap();
+        assert_eq!(b.ty(ok).shape, Shape::batched(&[1, 1, 1]));
+        let grad = b.emit(conv(1, 1)).unwrap();
+        let e = b
+            .emit(Op::Conv2dGradInput { grad, weight: w, stride: [1, 1], padding: [u32::MAX, 1], input_size: [5, 5] })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`conv2d_grad_input` padding 4294967295"), "{e}");
+        let e = b
+            .emit(Op::Conv2dGradWeight {
+                grad,
+                input: x,
+                kernel: [3, 3],
+                stride: [1, 1],
+                padding: [1, u32::MAX - 1],
+                kind: MatMulKind::Dense,
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`conv2d_grad_weight` padding 4294967294"), "{e}");
+    }
+
+    #[test]
+    fn a_reshape_of_more_than_2_64_elements_is_a_type_error() {
+        let mut b = Builder::new("reshape", 1, 1e-3, Dtype::F32);
+        let huge = [u32::MAX, u32::MAX, u32::MAX];
+        let x = b.input("x", Type::new(Dtype::F32, Shape::batched(&huge)));
+        b.begin_seq();
+        let x = b.emit(Op::Input(x)).unwrap();
+        // Both counts saturate; they used to compare equal.
+        let e = b.emit(Op::Reshape { arg: x, shape: Shape::batched(&[u32::MAX, u32::MAX, u32::MAX, 2]) });
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains("more than 2^64 - 1 elements per sample"), "{e}");
     }
 }

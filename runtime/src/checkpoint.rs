@@ -9,10 +9,10 @@
 //! - `weights.json`: the same weights in the weights-file format of
 //!   [`crate::weights`], for `snnc run --weights`.
 //!
-//! Every file is written atomically: into a temporary file in the same
-//! folder, flushed to disk, then renamed over the old one (and the folder
-//! synced), so a crash leaves either the old file or the new one. `save`
-//! writes `weights.json` first and `checkpoint.json` last, so
+//! Every file is written by [`crate::save::write_file`]: into a temporary
+//! file in the same folder, flushed to disk, then renamed over the old one
+//! (and the folder synced), so a crash leaves either the old file or the
+//! new one. `save` writes `weights.json` first and `checkpoint.json` last, so
 //! `checkpoint.json` never refers to a state newer than the weights file.
 //!
 //! Tensor values are written as JSON numbers that read back exactly (f32
@@ -23,11 +23,11 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
 use crate::optim::{Optimizer, OptimizerState};
+use crate::save::write_file;
 use crate::tensor::Tensor;
 use crate::train_error::TrainError;
 use crate::weights::{Weights, write_weights_json};
@@ -112,7 +112,7 @@ pub fn save(dir: &Path, checkpoint: &Checkpoint) -> Result<(), TrainError> {
         source,
     })?;
 
-    write_atomic(&weights_path, write_weights_json(&checkpoint.weights).as_bytes())?;
+    write_file(&weights_path, write_weights_json(&checkpoint.weights).as_bytes())?;
     let file = CheckpointFile {
         format: FORMAT.into(),
         epoch: checkpoint.epoch,
@@ -124,7 +124,7 @@ pub fn save(dir: &Path, checkpoint: &Checkpoint) -> Result<(), TrainError> {
     };
     let text = serde_json::to_string(&file)
         .map_err(|e| TrainError::Corrupt { path: checkpoint_path.clone(), why: format!("cannot serialise: {e}") })?;
-    write_atomic(&checkpoint_path, text.as_bytes())
+    Ok(write_file(&checkpoint_path, text.as_bytes())?)
 }
 
 fn check_finite<'a>(path: &Path, tensors: impl Iterator<Item = (String, &'a Tensor)>) -> Result<(), TrainError> {
@@ -178,46 +178,90 @@ pub fn load(dir: &Path) -> Result<Checkpoint, TrainError> {
 
 /// Writes `epoch,train_loss,test_loss,test_accuracy,seconds` and one line per
 /// epoch (accuracy as a fraction; numbers in Rust's shortest exact form),
-/// atomically.
+/// atomically ([`write_file`]).
 pub fn write_metrics_csv(path: &Path, metrics: &[EpochMetrics]) -> Result<(), TrainError> {
     let mut text = String::from("epoch,train_loss,test_loss,test_accuracy,seconds\n");
     for m in metrics {
         text.push_str(&format!("{},{},{},{},{}\n", m.epoch, m.train_loss, m.test_loss, m.test_accuracy, m.seconds));
     }
-    write_atomic(path, text.as_bytes())
+    Ok(write_file(path, text.as_bytes())?)
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder,
-/// synced, renamed over `path`, then the folder synced where the platform
-/// allows. On error the temporary file is removed and `path` is unchanged.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.tmp-{}-{unique}", std::process::id()));
-    let io = |path: &Path, action: &'static str| {
-        let path = path.to_path_buf();
-        move |source| TrainError::Io { path, action, source }
-    };
-    let written = (|| {
-        let mut file = std::fs::File::create(&tmp).map_err(io(&tmp, "create a temporary file"))?;
-        file.write_all(bytes).map_err(io(&tmp, "write"))?;
-        file.sync_all().map_err(io(&tmp, "sync"))?;
-        std::fs::rename(&tmp, path).map_err(io(path, "replace the file"))
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-        return written;
+/// The lock file of a run folder (see [`RunLock`]).
+pub const LOCK_FILE: &str = ".snnc-train.lock";
+
+/// The lock of a run folder: one training at a time writes to it. An
+/// advisory lock (`flock`) on `dir/.snnc-train.lock`, which holds the
+/// holder's PID for the message of whoever is refused. The operating system
+/// releases it when its process ends, however it ends, so a killed run
+/// leaves no stale lock; dropping it removes the file.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+    // Held open: closing it releases the lock (after `drop` removed the file).
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    /// Takes the lock of `dir` (which must exist), or fails with
+    /// [`TrainError::Locked`] naming the process that holds it. Creating the
+    /// lock file is also the check that `dir` can be written.
+    pub fn acquire(dir: &Path) -> Result<RunLock, TrainError> {
+        let path = dir.join(LOCK_FILE);
+        let io = |action| {
+            let path = path.clone();
+            move |source| TrainError::Io { path, action, source }
+        };
+        // A holder removes the file before it unlocks, so the file locked may
+        // no longer be the one at `path`; then try again on the new one.
+        for _ in 0..16 {
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(io("create the lock file"))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let mut text = String::new();
+                    let _ = std::io::Read::read_to_string(&mut file, &mut text);
+                    return Err(TrainError::Locked { dir: dir.to_path_buf(), pid: text.trim().parse().ok() });
+                }
+                Err(std::fs::TryLockError::Error(source)) => return Err(io("lock the lock file")(source)),
+            }
+            if !same_file(&file, &path) {
+                continue;
+            }
+            file.set_len(0).map_err(io("write the lock file"))?;
+            write!(file, "{}", std::process::id()).map_err(io("write the lock file"))?;
+            return Ok(RunLock { path, _file: file });
+        }
+        Err(TrainError::Locked { dir: dir.to_path_buf(), pid: None })
     }
-    // Make the rename durable; not every platform can open a folder.
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Removed while still locked; the file closes (unlocks) after this.
+        let _ = std::fs::remove_file(&self.path);
     }
-    Ok(())
+}
+
+/// Whether the open `file` is the file at `path`.
+#[cfg(unix)]
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &std::fs::File, path: &Path) -> bool {
+    path.exists()
 }
 
 /// f64 fields that may be non-finite: numbers, or `"NaN"`, `"inf"`, `"-inf"`.
@@ -377,12 +421,13 @@ mod tests {
         let nested = dir.0.join("a/b");
         save(&nested, &c).unwrap();
         assert!(nested.join(CHECKPOINT_FILE).is_file());
-        // A failed write removes its temporary file and keeps the old file.
+        // A failed write leaves no temporary file and keeps what was there.
         let target = dir.0.join("blocked");
         std::fs::create_dir(&target).unwrap();
         std::fs::write(target.join("x"), "keep").unwrap();
-        let e = write_atomic(&target, b"new").unwrap_err().to_string();
-        assert!(e.contains("blocked: cannot replace the file"), "{e}");
+        let e = write_metrics_csv(&target, &c.metrics).unwrap_err().to_string();
+        assert!(e.contains("blocked: is a folder"), "{e}");
+        assert_eq!(std::fs::read_to_string(target.join("x")).unwrap(), "keep");
         assert_eq!(dir.files(), ["a", "blocked", "checkpoint.json", "metrics.csv", "weights.json"]);
     }
 
@@ -452,7 +497,26 @@ mod tests {
         );
         write_metrics_csv(&path, &[]).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "epoch,train_loss,test_loss,test_accuracy,seconds\n");
-        let e = write_metrics_csv(&dir.0.join("no/such/dir/m.csv"), &[]).unwrap_err().to_string();
-        assert!(e.contains("cannot create a temporary file"), "{e}");
+        let e = write_metrics_csv(&dir.0.join("no/such/dir/m.csv"), &[]).unwrap_err();
+        assert!(!e.is_environment(), "{e}");
+        assert!(e.to_string().contains("no/such/dir does not exist"), "{e}");
+    }
+
+    #[test]
+    fn one_run_at_a_time_holds_a_folder() {
+        let dir = TempDir::new("lock");
+        let lock = RunLock::acquire(&dir.0).unwrap();
+        let pid = std::process::id();
+        assert_eq!(std::fs::read_to_string(dir.0.join(LOCK_FILE)).unwrap(), pid.to_string());
+        let e = RunLock::acquire(&dir.0).unwrap_err();
+        assert!(matches!(e, TrainError::Locked { pid: Some(p), .. } if p == pid), "{e:?}");
+        assert!(e.to_string().contains(&format!("another training (process {pid}) is writing to this folder")), "{e}");
+        drop(lock);
+        assert!(dir.files().is_empty());
+        let again = RunLock::acquire(&dir.0).unwrap();
+        drop(again);
+        // A folder that does not exist cannot be locked.
+        let e = RunLock::acquire(&dir.0.join("missing")).unwrap_err();
+        assert!(e.to_string().contains("cannot create the lock file"), "{e}");
     }
 }

@@ -38,50 +38,70 @@ pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, IdxError> {
     }
 }
 
+/// The most data bytes an IDX file may announce: 2^31 (Fashion-MNIST's
+/// training images are 47 MB).
+pub const MAX_IDX_BYTES: u64 = 1 << 31;
+
 /// The dimensions and data of an IDX file of unsigned bytes (type `0x08`).
+///
+/// The file is read as a stream (decompressed on the fly when gzipped):
+/// the header first, whose size must be at most [`MAX_IDX_BYTES`], then
+/// exactly the bytes it announces. A file holding more (a gzip bomb) or
+/// fewer is refused without reading past what the header promises.
 pub fn read_idx_u8(path: &Path) -> Result<(Vec<usize>, Vec<u8>), IdxError> {
-    let raw = std::fs::read(path).map_err(|source| IdxError::Io { path: path.display().to_string(), source })?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| format_error(path, format!("bad gzip data: {e}")))?;
-        out
-    } else {
-        raw
+    let io = |source| IdxError::Io { path: path.display().to_string(), source };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut magic = Vec::with_capacity(2);
+    (&mut file).take(2).read_to_end(&mut magic).map_err(io)?;
+    let raw = std::io::Cursor::new(magic.clone()).chain(std::io::BufReader::new(file));
+    let gzip = magic == [0x1f, 0x8b];
+    let mut reader: Box<dyn Read> = if gzip { Box::new(flate2::read::GzDecoder::new(raw)) } else { Box::new(raw) };
+    let read_error = |e: std::io::Error| {
+        if gzip { format_error(path, format!("bad gzip data: {e}")) } else { io(e) }
     };
-    parse_idx_u8(&bytes).map_err(|why| format_error(path, why))
+    let mut head = Vec::with_capacity(4);
+    (&mut reader).take(4).read_to_end(&mut head).map_err(read_error)?;
+    if head.len() < 4 || head[0] != 0 || head[1] != 0 {
+        return Err(format_error(path, "the file does not start with the IDX magic (two zero bytes)".into()));
+    }
+    if head[2] != 0x08 {
+        return Err(format_error(
+            path,
+            format!("element type 0x{:02x}; only unsigned bytes (0x08) are supported", head[2]),
+        ));
+    }
+    let ndim = usize::from(head[3]);
+    let mut dims_bytes = Vec::with_capacity(4 * ndim);
+    (&mut reader).take(4 * ndim as u64).read_to_end(&mut dims_bytes).map_err(read_error)?;
+    if dims_bytes.len() < 4 * ndim {
+        return Err(format_error(path, format!("the header of {ndim} dimensions is cut short")));
+    }
+    let dims: Vec<usize> =
+        dims_bytes.chunks_exact(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize).collect();
+    let len = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64)).filter(|&n| n <= MAX_IDX_BYTES);
+    let Some(len) = len else {
+        return Err(format_error(
+            path,
+            format!("dimensions {dims:?} announce more than the {MAX_IDX_BYTES} bytes snnc reads from an IDX file"),
+        ));
+    };
+    let mut data = Vec::new();
+    data.try_reserve_exact(len as usize + 1).map_err(|_| {
+        format_error(path, format!("dimensions {dims:?} need {len} bytes of data, more than this machine can allocate"))
+    })?;
+    reader.take(len + 1).read_to_end(&mut data).map_err(read_error)?;
+    if data.len() as u64 != len {
+        let holds = if data.len() as u64 > len { "more".to_string() } else { data.len().to_string() };
+        return Err(format_error(
+            path,
+            format!("dimensions {dims:?} need {len} bytes of data, the file holds {holds}"),
+        ));
+    }
+    Ok((dims, data))
 }
 
 fn format_error(path: &Path, why: String) -> IdxError {
     IdxError::Format { path: path.display().to_string(), why }
-}
-
-/// Parses decompressed IDX bytes of type u8.
-fn parse_idx_u8(bytes: &[u8]) -> Result<(Vec<usize>, Vec<u8>), String> {
-    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
-        return Err("the file does not start with the IDX magic (two zero bytes)".into());
-    }
-    if bytes[2] != 0x08 {
-        return Err(format!("element type 0x{:02x}; only unsigned bytes (0x08) are supported", bytes[2]));
-    }
-    let ndim = usize::from(bytes[3]);
-    let header = 4 + 4 * ndim;
-    if bytes.len() < header {
-        return Err(format!("the header of {ndim} dimensions is cut short"));
-    }
-    let dims: Vec<usize> = (0..ndim)
-        .map(|d| {
-            let o = 4 + 4 * d;
-            u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as usize
-        })
-        .collect();
-    let len = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or("the dimensions overflow")?;
-    let data = &bytes[header..];
-    if data.len() != len {
-        return Err(format!("dimensions {dims:?} need {len} bytes of data, the file holds {}", data.len()));
-    }
-    Ok((dims, data.to_vec()))
 }
 
 #[cfg(test)]
@@ -172,5 +192,20 @@ mod tests {
 
         let e = read_idx_labels(Path::new("/nonexistent/snnc/labels.gz")).unwrap_err().to_string();
         assert!(e.contains("cannot read"), "{e}");
+    }
+
+    #[test]
+    fn refuses_gzip_bombs_and_absurd_headers() {
+        let dir = TempDir::new("bomb");
+        // A header announcing 4 bytes, then 64 MiB of zeros: refused after
+        // decompressing 5 bytes of data.
+        let mut bomb = idx(&[4], &[1, 2, 3, 4]);
+        bomb.resize(bomb.len() + (64 << 20), 0);
+        let e = read_idx_labels(&dir.file("bomb.gz", &gzip(&bomb))).unwrap_err().to_string();
+        assert!(e.contains("need 4 bytes of data, the file holds more"), "{e}");
+
+        let huge = idx(&[60000, 28, 28, 28, 28], &[]);
+        let e = read_idx_u8(&dir.file("huge.gz", &gzip(&huge))).unwrap_err().to_string();
+        assert!(e.contains("announce more than the 2147483648 bytes"), "{e}");
     }
 }

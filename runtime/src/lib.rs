@@ -1,21 +1,28 @@
 //! snnc runtime: host tensors, their JSON files, weights, and what backends
 //! share; and the host side of training: losses, optimizers, the
-//! Fashion-MNIST dataset and checkpoints.
+//! Fashion-MNIST dataset and checkpoints; and the one way a file the user
+//! named is saved ([`save`]).
 
+pub mod check;
 pub mod checkpoint;
 pub mod dataset;
 pub mod idx;
 pub mod loss;
 pub mod optim;
 mod real;
+pub mod save;
 pub mod tensor;
 pub mod train_error;
 pub mod weights;
 
+pub use check::{CheckError, check_finite, check_run};
 pub use checkpoint::{Checkpoint, EpochMetrics, write_metrics_csv};
 pub use dataset::{DataError, FashionMnist, Split, batches, shuffle_order};
 pub use loss::{accuracy, argmax, cross_entropy_counts, log_softmax, mse_mean, nll_mean, nll_seed};
 pub use optim::{Adam, Optimizer, OptimizerConfig, OptimizerState, ParamState, Sgd};
+pub use save::{SaveError, write_file};
 pub use tensor::{ElemType, ShapeError, Tensor};
 pub use train_error::TrainError;
-pub use weights::{Weights, WeightsError, check_weights, init_weights, read_weights_json, write_weights_json};
+pub use weights::{
+    Weights, WeightsError, check_weights, complete_weights, init_weights, read_weights_json, write_weights_json,
+};

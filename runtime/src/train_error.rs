@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::save::{SaveError, is_users_fault};
 use crate::tensor::ShapeError;
 
 /// Why a loss, an optimizer step, or a checkpoint failed. Every variant names
@@ -41,10 +42,28 @@ pub enum TrainError {
     /// A checkpoint file exists but does not hold a valid checkpoint.
     #[error("{}: corrupt checkpoint: {why}", path.display())]
     Corrupt { path: PathBuf, why: String },
+    /// A file could not be saved (see [`crate::save`]).
+    #[error(transparent)]
+    Save(#[from] SaveError),
+    /// Another process holds the lock of a run folder.
+    #[error("{}: another training ({}) is writing to this folder; wait for it to end, or train into another folder", dir.display(), pid.map_or_else(|| "process".to_string(), |p| format!("process {p}")))]
+    Locked { dir: PathBuf, pid: Option<u32> },
     /// JSON holds no NaN or infinity, so a tensor holding one cannot be
     /// saved (training has diverged).
     #[error("{}: cannot save tensor `{tensor}`: it holds {value} at flat index {index}, which JSON cannot store", path.display())]
     NonFinite { path: PathBuf, tensor: String, index: usize, value: f64 },
+}
+
+impl TrainError {
+    /// Whether the machine is at fault (a folder it cannot write, a full
+    /// disk) rather than the user's input; see [`crate::save::is_users_fault`].
+    pub fn is_environment(&self) -> bool {
+        match self {
+            TrainError::Save(e) => !e.is_users(),
+            TrainError::Io { source, .. } => !is_users_fault(source),
+            _ => false,
+        }
+    }
 }
 
 /// Renders names as `` `a`, `b` `` (or `(none)`).

@@ -4,6 +4,8 @@
 //!   [`ParamInit`], deterministically from a seed;
 //! - [`check_weights`] checks a set of weights against a module before a
 //!   run: every parameter present with its exact shape, nothing else;
+//! - [`complete_weights`] fills in the constant parameters (masks) a
+//!   weights file may leave out;
 //! - [`read_weights_json`] / [`write_weights_json`] read and write a weights
 //!   file, a JSON object `{"fc1.weight": TENSOR, ...}` where `TENSOR` is the
 //!   form of [`Tensor::to_json`].
@@ -21,11 +23,16 @@ pub type Weights = BTreeMap<String, Tensor>;
 /// A set of weights does not fit a module.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum WeightsError {
-    /// A parameter of the module has no weight.
-    #[error("missing weight `{name}`; the module's weights are {}", list(expected))]
-    Missing { name: String, expected: Vec<String> },
+    /// A parameter of the module has no weight. `expected` lists the
+    /// trainable parameters, `constant` the others (masks such as
+    /// `lif1.autapse_mask`, which a weights file may leave out).
+    #[error("missing weight `{name}`; the module's weights are {}{}", list(expected), constant_note(constant))]
+    Missing { name: String, expected: Vec<String>, constant: Vec<String> },
     /// A weight has another shape than its parameter.
-    #[error("weight `{name}` has shape {given:?} but the module expects {expected:?}")]
+    #[error(
+        "weight `{name}` has shape {given:?} but the module expects {expected:?}{}",
+        transposed_hint(expected, given)
+    )]
     Shape { name: String, expected: Vec<usize>, given: Vec<usize> },
     /// Weights whose names are no parameter of the module.
     #[error("unknown weight(s) {}; the module's weights are {}", list(names), list(valid))]
@@ -41,6 +48,49 @@ fn list(names: &[String]) -> String {
         return "(none)".into();
     }
     names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// Says which constant parameters a weights file may leave out.
+fn constant_note(constant: &[String]) -> String {
+    if constant.is_empty() {
+        return String::new();
+    }
+    format!(" (a weights file may leave out the constant {}: it keeps its initial value)", list(constant))
+}
+
+/// A hint for a matrix given as the transpose of the expected shape.
+fn transposed_hint(expected: &[usize], given: &[usize]) -> String {
+    match (expected, given) {
+        ([o, i], [a, b]) if o != i && (a, b) == (i, o) => {
+            format!("; transposed? PyTorch stores Linear weights as [out, in] = [{o}, {i}]: give the transpose")
+        }
+        _ => String::new(),
+    }
+}
+
+/// The names of the module's parameters that a weights file must hold
+/// (trainable) and those it may leave out (constant masks).
+fn param_names(module: &Module) -> (Vec<String>, Vec<String>) {
+    let (mut trainable, mut constant) = (Vec::new(), Vec::new());
+    for (_, p) in module.params.iter() {
+        if p.trainable { &mut trainable } else { &mut constant }.push(p.name.clone());
+    }
+    (trainable, constant)
+}
+
+/// Fills in the constant parameters of `module` that `weights` lacks with
+/// their initial value (they do not depend on a seed), so a weights file
+/// need only hold the trainable ones.
+pub fn complete_weights(module: &Module, weights: &mut Weights) {
+    if module.params.iter().all(|(_, p)| p.trainable || weights.contains_key(&p.name)) {
+        return;
+    }
+    let defaults = init_weights(module, 0);
+    for (_, p) in module.params.iter() {
+        if !p.trainable && !weights.contains_key(&p.name) {
+            weights.insert(p.name.clone(), defaults[&p.name].clone());
+        }
+    }
 }
 
 /// The host element type of a module's float dtype (`f32` unless `f64`).
@@ -112,15 +162,17 @@ pub fn init_weights(module: &Module, seed: u64) -> Weights {
 /// Checks that `weights` holds exactly the module's parameters, each with
 /// its parameter's shape (any element type: runs convert it).
 ///
-/// Errors, in this order: the first missing parameter (in declaration
-/// order), the first weight with a wrong shape or inconsistent data, then
-/// every unknown name at once.
+/// Errors, in this order: the first missing parameter (trainable ones
+/// first, in declaration order), the first weight with a wrong shape or
+/// inconsistent data, then every unknown name at once.
 pub fn check_weights(module: &Module, weights: &Weights) -> Result<(), WeightsError> {
     let expected: Vec<String> = module.params.iter().map(|(_, p)| p.name.clone()).collect();
+    let (trainable, constant) = param_names(module);
+    if let Some(name) = trainable.iter().chain(&constant).find(|n| !weights.contains_key(*n)) {
+        return Err(WeightsError::Missing { name: name.clone(), expected: trainable, constant });
+    }
     for (_, p) in module.params.iter() {
-        let Some(t) = weights.get(&p.name) else {
-            return Err(WeightsError::Missing { name: p.name.clone(), expected });
-        };
+        let t = &weights[&p.name];
         let want = p.shape.resolve(1);
         if t.shape != want {
             return Err(WeightsError::Shape { name: p.name.clone(), expected: want, given: t.shape.clone() });
@@ -220,7 +272,14 @@ mod tests {
         w.insert("a.weight".into(), Tensor::zeros(vec![4, 3], ElemType::F32));
         assert_eq!(
             check_weights(&m, &w).unwrap_err().to_string(),
-            "weight `a.weight` has shape [4, 3] but the module expects [3, 4]"
+            "weight `a.weight` has shape [4, 3] but the module expects [3, 4]; transposed? PyTorch stores Linear \
+             weights as [out, in] = [3, 4]: give the transpose"
+        );
+        let mut w = init_weights(&m, 1);
+        w.insert("a.weight".into(), Tensor::zeros(vec![3, 5], ElemType::F32));
+        assert_eq!(
+            check_weights(&m, &w).unwrap_err().to_string(),
+            "weight `a.weight` has shape [3, 5] but the module expects [3, 4]"
         );
         let mut w = init_weights(&m, 1);
         w.insert("b.weight".into(), Tensor::zeros(vec![1], ElemType::F32));
@@ -236,6 +295,30 @@ mod tests {
             check_weights(&m, &w).unwrap_err().to_string(),
             "weight `a.bias`: tensor data has 4 elements but shape [3] needs 3"
         );
+    }
+
+    #[test]
+    fn constant_masks_are_optional() {
+        let mut b = Builder::new("w", 4, 1e-3, Dtype::F32);
+        for (name, trainable, init) in [
+            ("r.weight", true, ParamInit::Zeros),
+            ("r.autapse_mask", false, ParamInit::OffDiagonal),
+            ("r.bias", true, ParamInit::Zeros),
+        ] {
+            b.param(Param { name: name.into(), dtype: Dtype::F32, shape: Shape::fixed(&[2, 2]), trainable, init });
+        }
+        let m = b.finish();
+        let mut w = init_weights(&m, 1);
+        w.remove("r.bias");
+        w.remove("r.autapse_mask");
+        assert_eq!(
+            check_weights(&m, &w).unwrap_err().to_string(),
+            "missing weight `r.bias`; the module's weights are `r.weight`, `r.bias` (a weights file may leave out \
+             the constant `r.autapse_mask`: it keeps its initial value)"
+        );
+        complete_weights(&m, &mut w);
+        assert_eq!(w["r.autapse_mask"].data, vec![0.0, 1.0, 1.0, 0.0]);
+        assert!(!w.contains_key("r.bias"));
     }
 
     #[test]
@@ -265,6 +348,11 @@ mod tests {
         let e = read_weights_json(r#"{"a": {"shape": [1], "dtype": "float16", "data": [1]}}"#).unwrap_err();
         assert!(e.starts_with("weights file: weight `a`: not a tensor: unknown variant `float16`"), "{e}");
         assert!(read_weights_json("{").unwrap_err().starts_with("weights file: "));
+        let e = read_weights_json(r#"{"a": {"shape": [2], "dtype": "float32", "data": [1, 1e300]}}"#).unwrap_err();
+        assert!(e.starts_with("weights file: weight `a`: data[1] (element [1]) = 1e300 does not fit float32"), "{e}");
+        let e =
+            read_weights_json(r#"{"a": {"shape": [1], "dtype": "float32", "data": [1], "grad": null}}"#).unwrap_err();
+        assert!(e.starts_with("weights file: weight `a`: not a tensor: unknown field `grad`"), "{e}");
         // f32 values are rounded on reading.
         let w = read_weights_json(r#"{"a": {"shape": [], "dtype": "float32", "data": [0.1]}}"#).unwrap();
         assert_eq!(w["a"].data, vec![f64::from(0.1f32)]);

@@ -1,5 +1,5 @@
 //! The CPU time other processes take while we time something, in cores,
-//! as `../shared/bench/norse_cpu.py` measures it: the machine's busy time
+//! as `scripts/norse/norse_cpu.py` measures it: the machine's busy time
 //! (`/proc/stat`) less our own (`/proc/self/stat`), over the wall time.
 
 use std::time::Instant;

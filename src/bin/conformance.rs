@@ -1,5 +1,6 @@
-//! `conformance DIR [--target interp|cpu|cuda]`: runs every Norse oracle file
-//! (`*.json`) of DIR and prints a pass/fail table per case and tensor.
+//! `conformance [DIR] [--target interp|cpu|cuda]`: runs every Norse oracle file
+//! (`*.json`) of DIR (default `tests/golden`) and prints a pass/fail table per
+//! case and tensor.
 //!
 //! Exit codes: 0 everything passed; 1 a tensor or case failed; 2 the
 //! directory or an oracle file cannot be read; 3 the target's backend does
@@ -16,7 +17,9 @@ use snnc::driver::Target;
 #[derive(Parser, Debug)]
 #[command(name = "conformance", version, about, long_about = None)]
 struct Cli {
-    /// The directory of oracle files (`*.json`), e.g. ../shared/golden.
+    /// The directory of oracle files (`*.json`); the default is the repository's own
+    /// (run from the repository root).
+    #[arg(default_value = "tests/golden")]
     dir: PathBuf,
     /// Where to run the cases.
     #[arg(long, value_enum, default_value = "interp")]

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use snnc_frontend::Layer;
+use snnc_frontend::{Encoder, Layer};
 use snnc_runtime::Tensor;
 
 use super::draw::{Body, Figure, Line, Note, PALETTE, Panel, RASTER, Stroke, THRESHOLD, num, padded_range};
@@ -86,9 +86,12 @@ impl Meta {
     pub fn of(c: &Compiled) -> Meta {
         let net = &c.network;
         let mut summaries = c.layers.iter();
-        let encoder = net.encoder.as_ref().map(|e| EncoderMeta {
+        // Every encoder has a summary; a Direct encoder records no spikes
+        // (the first layer reads the input itself), so it has no panel.
+        let encoder_shape = net.encoder.as_ref().map(|_| summaries.next());
+        let encoder = net.encoder.as_ref().filter(|e| !matches!(e, Encoder::Direct {})).map(|e| EncoderMeta {
             kind: e.kind().to_string(),
-            shape: summaries.next().map_or_else(|| net.input.clone(), |s| s.shape.clone()),
+            shape: encoder_shape.flatten().map_or_else(|| net.input.clone(), |s| s.shape.clone()),
         });
         let layers = net
             .layers

@@ -47,6 +47,12 @@
 
 #![allow(dead_code)]
 
+mod proptest_config;
+/// The configuration of every property test (fixed seed, no persistence;
+/// see `tests/common/proptest_config.rs` for exploring).
+#[allow(unused_imports)] // Not every test crate has property tests.
+pub use proptest_config::proptest_config;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;

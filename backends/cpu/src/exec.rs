@@ -43,8 +43,11 @@ use crate::{event, event_conv};
 
 mod eval;
 mod rowloop;
+mod size;
 
 pub use eval::eval_kernel_fallback;
+pub use size::PlannedBuffer;
+use size::zeros;
 
 /// Where a node's value lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -656,7 +659,8 @@ impl Executable {
             }
             d.extend(node.ty.shape.resolve(batch));
             if !fits(&d) {
-                return Err(CpuError::TooLarge(format!("the value of %{} ({})", h.index(), node.ty)));
+                let what = snnc_ir::layer::describe_value(module, h);
+                return Err(CpuError::TooLarge(format!("{what} at batch size {batch}")));
             }
             b.numel.push(d.iter().product());
             b.dims.push(d);
@@ -664,44 +668,46 @@ impl Executable {
         for (_, s) in module.states.iter() {
             let d = s.ty.shape.resolve(batch);
             if !fits(&d) {
-                return Err(CpuError::TooLarge(format!("state `{}`", s.name)));
+                return Err(CpuError::TooLarge(format!("state `{}` at batch size {batch}", s.name)));
             }
             b.state_numel.push(d.iter().product());
         }
         let n_nodes = module.nodes.len();
-        b.keep = vec![false; n_nodes];
-        for region in &module.body {
-            for &h in &region.nodes {
-                match module.nodes[h].op {
-                    Op::Collect(x) => b.keep[x.index()] = true,
-                    _ if record && region.is_step() && module.nodes[h].name.is_some() => b.keep[h.index()] = true,
-                    _ => {}
-                }
-            }
-        }
+        b.keep = self.module.kept_per_step(record);
+        // Every large buffer is allocated fallibly (see `exec/size.rs`).
+        let value = |i: usize| format!("the value of %{i} ({})", module.nodes[Handle::from_index(i)].ty);
         b.own = (0..n_nodes)
-            .map(|i| if self.views[i].src == Src::Own(i) { vec![0.0; b.numel[i]] } else { Vec::new() })
-            .collect();
-        b.hist = (0..n_nodes).map(|i| if b.keep[i] { vec![0.0; steps * b.numel[i]] } else { Vec::new() }).collect();
-        b.states = b.state_numel.iter().map(|&n| vec![0.0; n]).collect();
-        b.next_states = b.states.clone();
+            .map(|i| if self.views[i].src == Src::Own(i) { zeros(b.numel[i], || value(i)) } else { Ok(Vec::new()) })
+            .collect::<Result<_, _>>()?;
+        b.hist = (0..n_nodes)
+            .map(|i| if b.keep[i] { zeros(steps * b.numel[i], || value(i)) } else { Ok(Vec::new()) })
+            .collect::<Result<_, _>>()?;
+        let state = |(h, s): (Handle<snnc_ir::StateVar>, &snnc_ir::StateVar)| {
+            zeros(b.state_numel[h.index()], || format!("state `{}`", s.name))
+        };
+        b.states = module.states.iter().map(state).collect::<Result<_, _>>()?;
+        b.next_states = module.states.iter().map(state).collect::<Result<_, _>>()?;
         b.kernel_outs = module
             .nodes
             .iter()
             .map(|(h, node)| match &node.op {
-                Op::Fused(k) => vec![vec![0.0; b.numel[h.index()]]; k.outputs.len()],
-                _ => Vec::new(),
+                Op::Fused(k) => (0..k.outputs.len()).map(|_| zeros(b.numel[h.index()], || value(h.index()))).collect(),
+                _ => Ok(Vec::new()),
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         b.inputs = module
             .inputs
             .iter()
             .map(|(_, i)| {
                 let per_step: usize = i.ty.shape.resolve(batch).iter().product();
-                vec![0.0; if i.ty.seq { steps * per_step } else { per_step }]
+                zeros(if i.ty.seq { steps * per_step } else { per_step }, || format!("input `{}`", i.name))
             })
-            .collect();
-        b.params = module.params.iter().map(|(_, p)| vec![0.0; p.shape.resolve(1).iter().product()]).collect();
+            .collect::<Result<_, _>>()?;
+        b.params = module
+            .params
+            .iter()
+            .map(|(_, p)| zeros(p.shape.resolve(1).iter().product(), || format!("parameter `{}`", p.name)))
+            .collect::<Result<_, _>>()?;
         b.transposed = vec![(Vec::new(), Vec::new()); n_nodes];
         b.grad_scratch = (0..n_nodes).map(|_| event::GradScratch::default()).collect();
         b.profile = std::env::var_os("SNNC_PROFILE").map(|_| vec![0.0; n_nodes]);

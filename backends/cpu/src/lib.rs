@@ -66,7 +66,7 @@ use std::collections::BTreeMap;
 use snnc_runtime::Tensor;
 
 pub use emit::{KernelText, emit_clif};
-pub use exec::{CompileOptions, Executable, F32Outputs, F32View, compile, compile_with};
+pub use exec::{CompileOptions, Executable, F32Outputs, F32View, PlannedBuffer, compile, compile_with};
 
 /// Options of one run (as the interpreter's).
 #[derive(Debug, Clone, Default)]
@@ -100,8 +100,13 @@ pub enum CpuError {
     /// The weights, inputs or initial states do not fit the module.
     #[error("{0}")]
     Input(String),
-    #[error("{0} has too many elements to hold in memory")]
+    /// A value, named with its layer and the batch size, too large to
+    /// hold.
+    #[error("{0} has too many elements to hold in memory; use a smaller batch, fewer steps or a smaller layer")]
     TooLarge(String),
+    /// An allocation failed: this machine lacks the memory.
+    #[error("out of memory: cannot allocate {0}")]
+    OutOfMemory(String),
     #[error("the module info does not belong to this module; pass the info `validate` returned for it")]
     InfoMismatch,
     /// The JIT failed on a kernel (a bug).

@@ -8,6 +8,9 @@
 //! leaves unspecified; the canonical NaN of `max`/`min`/`relu` is checked
 //! exactly.
 
+#[path = "../../../tests/common/proptest_config.rs"]
+mod proptest_config;
+
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -552,7 +555,7 @@ fn arb_case() -> impl Strategy<Value = Case> {
 static JIT: Mutex<Option<KernelCompiler>> = Mutex::new(None);
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_config::proptest_config(512))]
 
     #[test]
     fn random_kernels_give_the_interpreters_bits(case in arb_case()) {
@@ -706,7 +709,7 @@ fn arb_step_case() -> impl Strategy<Value = StepCase> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_config::proptest_config(512))]
 
     #[test]
     fn random_step_loops_give_the_bits_of_repeated_steps(case in arb_step_case()) {

@@ -196,7 +196,9 @@ pub(crate) fn write(plan: &Plan<'_>, h: Handle<Node>, mode: Mode, prefix: &str) 
     let node = &m.nodes[h];
     let dims = |x: Handle<Node>| m.nodes[x].ty.full_dims(m.steps);
     let name = |what: &str| format!("{prefix}_{what}");
-    let ctx = |what: &str| format!("%{} ({what})", h.index());
+    // The node with its layer, for messages (one search per heavy node).
+    let place = snnc_ir::layer::describe(m, h);
+    let ctx = |what: &str| format!("{place} ({what})");
     Ok(match node.op {
         Op::MatMul { input, weight, kind } => {
             let xd = dims(input);

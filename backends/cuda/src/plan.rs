@@ -43,6 +43,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use snnc_ir::layer::describe;
 use snnc_ir::{Dim, Dtype, Handle, Module, Node, Op, RegionKind, StateInit, Type};
 
 use crate::CudaError;
@@ -290,7 +291,10 @@ impl<'a> Plan<'a> {
                 }
                 Op::Cast { arg, dtype } => {
                     if dtype == Dtype::F64 {
-                        return Err(unsupported(format!("%{}: a cast to f64 (the CUDA backend runs f32)", h.index())));
+                        return Err(unsupported(format!(
+                            "{}: a cast to f64 (the CUDA backend runs f32)",
+                            describe(m, h)
+                        )));
                     }
                     self.root[arg.index()]
                 }
@@ -306,12 +310,12 @@ impl<'a> Plan<'a> {
             }
             let size = count_of(m.steps, &node.ty);
             if size.fixed == 0 {
-                return Err(unsupported(format!("%{}: an empty value ({})", h.index(), node.ty)));
+                return Err(unsupported(format!("{}: an empty value ({})", describe(m, h), node.ty)));
             }
             if size.fixed > u64::from(u32::MAX) / 2 {
                 return Err(unsupported(format!(
-                    "%{}: {} elements per sample (32-bit indices need fewer than 2^31)",
-                    h.index(),
+                    "{}: {} elements per sample (32-bit indices need fewer than 2^31)",
+                    describe(m, h),
                     size.fixed
                 )));
             }
@@ -619,8 +623,8 @@ impl Plan<'_> {
                 && !self.collect_buf.contains_key(&self.root[x.index()])
             {
                 return Err(unsupported(format!(
-                    "%{}: `collect` of a value computed outside the step loop",
-                    h.index()
+                    "{}: `collect` of a value computed outside the step loop",
+                    describe(m, h)
                 )));
             }
         }
@@ -698,7 +702,12 @@ impl Plan<'_> {
                 let r = self.root[x.index()];
                 let b = match self.source(r, Mode::Seq)? {
                     Source::Buf { buf, host_row: false, t_row: None } => buf,
-                    _ => return Err(unsupported(format!("%{}: `step` of a value without a buffer", v.node.index()))),
+                    _ => {
+                        return Err(unsupported(format!(
+                            "{}: `step` of a value without a buffer",
+                            describe(m, v.node)
+                        )));
+                    }
                 };
                 match mode {
                     Mode::Whole => {
@@ -722,8 +731,8 @@ impl Plan<'_> {
         match self.source(v, mode)? {
             Source::Buf { buf, host_row, t_row: None } => Ok((buf, host_row)),
             _ => Err(unsupported(format!(
-                "%{}: a constant or register value as the operand of a `{}`",
-                v.node.index(),
+                "{}: a constant or register value as the operand of a `{}`",
+                describe(self.m, v.node),
                 self.m.nodes[v.node].op.mnemonic()
             ))),
         }

@@ -22,8 +22,8 @@
 //! A module without batched inputs takes `B` from the batched initial
 //! states in [`RunOptions::initial_state`], else `B = 1`. Every input's
 //! full shape (`[T, ...]` for a `seq` input, `T = Module::steps`), the
-//! weights ([`snnc_runtime::check_weights`]) and the initial states are
-//! checked before anything runs. A value's buffer holds its full shape: the
+//! weights and the initial states are checked before anything runs, by
+//! [`snnc_runtime::check_run`], the rules every backend shares. A value's buffer holds its full shape: the
 //! time dim first for `seq` values, then its shape with `B` resolved.
 //!
 //! # Execution
@@ -98,8 +98,8 @@ mod real;
 
 use std::collections::BTreeMap;
 
-use snnc_ir::{Dim, Dtype, Module, ModuleInfo, Op, RegionKind, Type};
-use snnc_runtime::{ShapeError, Tensor, Weights, WeightsError, check_weights};
+use snnc_ir::{Dtype, Module, ModuleInfo, Op, RegionKind, Type};
+use snnc_runtime::{CheckError, Tensor, Weights, check_run};
 
 /// Options of one run.
 #[derive(Debug, Clone, Default)]
@@ -127,74 +127,15 @@ pub struct RunResult {
 /// Why a module could not run on the given inputs.
 #[derive(Debug, thiserror::Error)]
 pub enum InterpError {
-    #[error("missing input `{name}`; the module's inputs are {}", list(expected))]
-    MissingInput { name: String, expected: Vec<String> },
-    #[error("unknown input(s) {}; the module's inputs are {}", list(names), list(valid))]
-    UnknownInput { names: Vec<String>, valid: Vec<String> },
-    /// `expected` names the time dim `T=..` and the batch dim `B`.
-    #[error("input `{name}` has shape {given:?} but the module expects {expected}")]
-    InputShape { name: String, expected: String, given: Vec<usize> },
-    #[error(
-        "input `{name}` has batch size {batch} but input `{first}` has batch size {first_batch}; \
-         all inputs must have the same batch size"
-    )]
-    BatchMismatch { name: String, batch: usize, first: String, first_batch: usize },
-    #[error("{what} has batch size 0; the batch size must be at least 1")]
-    BatchZero { what: String },
-    #[error("unknown initial state `{name}`; the module's states are {}", list(valid))]
-    UnknownState { name: String, valid: Vec<String> },
-    #[error("initial state `{name}` has shape {given:?} but the state has shape {expected}")]
-    StateShape { name: String, expected: String, given: Vec<usize> },
-    /// A tensor whose data does not fit its own shape.
-    #[error("{what}: {source}")]
-    BadTensor { what: String, source: ShapeError },
+    /// The weights, inputs or initial states do not fit the module
+    /// ([`snnc_runtime::check_run`]).
     #[error(transparent)]
-    Weights(#[from] WeightsError),
-    #[error("{what} has too many elements to hold in memory")]
+    Check(#[from] CheckError),
+    /// `what` names the value, its layer and the batch size.
+    #[error("{what} has too many elements to hold in memory; use a smaller batch, fewer steps or a smaller layer")]
     TooLarge { what: String },
     #[error("the module info does not belong to this module; pass the info `validate` returned for it")]
     InfoMismatch,
-}
-
-fn list(names: &[String]) -> String {
-    if names.is_empty() {
-        return "(none)".into();
-    }
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
-}
-
-/// Renders a type's full dims for messages: `[T=32, B, 784]`, or with the
-/// batch size known, `[B=4, 100]`.
-fn render_dims(ty: &Type, steps: u32, batch: Option<usize>) -> String {
-    let mut parts = Vec::new();
-    if ty.seq {
-        parts.push(format!("T={steps}"));
-    }
-    for d in &ty.shape.0 {
-        parts.push(match (d, batch) {
-            (Dim::Batch, Some(b)) => format!("B={b}"),
-            (Dim::Batch, None) => "B".into(),
-            (Dim::Fixed(n), _) => n.to_string(),
-        });
-    }
-    format!("[{}]", parts.join(", "))
-}
-
-/// Matches a given shape against a type's full dims; returns the sizes the
-/// batch dims take, or `None` if the rank or a fixed dim differs.
-fn match_dims(full: &[Dim], given: &[usize]) -> Option<Vec<usize>> {
-    if full.len() != given.len() {
-        return None;
-    }
-    let mut batches = Vec::new();
-    for (d, &g) in full.iter().zip(given) {
-        match d {
-            Dim::Batch => batches.push(g),
-            Dim::Fixed(n) if *n as usize == g => {}
-            Dim::Fixed(_) => return None,
-        }
-    }
-    Some(batches)
 }
 
 /// The resolved sizes of a run, computed and bounds-checked before it.
@@ -240,7 +181,8 @@ impl Plan {
         for (h, node) in module.nodes.iter() {
             let d = resolve(&node.ty, node.ty.seq);
             if !fits(&d) {
-                return Err(InterpError::TooLarge { what: format!("the value of %{} ({})", h.index(), node.ty) });
+                let what = format!("{} at batch size {batch}", snnc_ir::layer::describe_value(module, h));
+                return Err(InterpError::TooLarge { what });
             }
             dims.push(d);
         }
@@ -248,7 +190,7 @@ impl Plan {
         for (_, s) in module.states.iter() {
             let d = resolve(&s.ty, false);
             if !fits(&d) {
-                return Err(InterpError::TooLarge { what: format!("state `{}`", s.name) });
+                return Err(InterpError::TooLarge { what: format!("state `{}` at batch size {batch}", s.name) });
             }
             state_dims.push(d);
         }
@@ -273,90 +215,6 @@ impl Plan {
     }
 }
 
-/// Checks the inputs and returns the batch size they agree on, if any input
-/// has a batch dim.
-fn check_inputs(module: &Module, inputs: &BTreeMap<String, Tensor>) -> Result<Option<usize>, InterpError> {
-    let names: Vec<String> = module.inputs.iter().map(|(_, i)| i.name.clone()).collect();
-    for name in &names {
-        if !inputs.contains_key(name) {
-            return Err(InterpError::MissingInput { name: name.clone(), expected: names });
-        }
-    }
-    let unknown: Vec<String> = inputs.keys().filter(|k| module.input_by_name(k).is_none()).cloned().collect();
-    if !unknown.is_empty() {
-        return Err(InterpError::UnknownInput { names: unknown, valid: names });
-    }
-    let mut batch: Option<(usize, &str)> = None;
-    for (_, input) in module.inputs.iter() {
-        let t = &inputs[&input.name];
-        t.check().map_err(|source| InterpError::BadTensor { what: format!("input `{}`", input.name), source })?;
-        let Some(batches) = match_dims(&input.ty.full_dims(module.steps), &t.shape) else {
-            return Err(InterpError::InputShape {
-                name: input.name.clone(),
-                expected: render_dims(&input.ty, module.steps, None),
-                given: t.shape.clone(),
-            });
-        };
-        for b in batches {
-            if b == 0 {
-                return Err(InterpError::BatchZero { what: format!("input `{}` (shape {:?})", input.name, t.shape) });
-            }
-            match batch {
-                None => batch = Some((b, &input.name)),
-                Some((first_batch, first)) if first_batch != b => {
-                    return Err(InterpError::BatchMismatch {
-                        name: input.name.clone(),
-                        batch: b,
-                        first: first.to_string(),
-                        first_batch,
-                    });
-                }
-                Some(_) => {}
-            }
-        }
-    }
-    Ok(batch.map(|(b, _)| b))
-}
-
-/// Checks the initial states given in the options against the module, with
-/// the batch size from the inputs if known (else from these states, else 1).
-/// Returns the batch size.
-fn check_states(
-    module: &Module,
-    initial: &BTreeMap<String, Tensor>,
-    batch: Option<usize>,
-) -> Result<usize, InterpError> {
-    let names: Vec<String> = module.states.iter().map(|(_, s)| s.name.clone()).collect();
-    let mut batch = batch;
-    for (name, t) in initial {
-        let Some((_, s)) = module.states.iter().find(|(_, s)| s.name == *name) else {
-            return Err(InterpError::UnknownState { name: name.clone(), valid: names });
-        };
-        t.check().map_err(|source| InterpError::BadTensor { what: format!("initial state `{name}`"), source })?;
-        let shape_error = |batch| InterpError::StateShape {
-            name: name.clone(),
-            expected: render_dims(&s.ty, module.steps, batch),
-            given: t.shape.clone(),
-        };
-        let Some(batches) = match_dims(&s.ty.full_dims(module.steps), &t.shape) else {
-            return Err(shape_error(batch));
-        };
-        for b in batches {
-            match batch {
-                Some(known) if known != b => return Err(shape_error(batch)),
-                Some(_) => {}
-                None if b == 0 => {
-                    return Err(InterpError::BatchZero {
-                        what: format!("initial state `{name}` (shape {:?})", t.shape),
-                    });
-                }
-                None => batch = Some(b),
-            }
-        }
-    }
-    Ok(batch.unwrap_or(1))
-}
-
 /// Runs `module` on `inputs` with `weights`; see the crate doc for what
 /// every op computes.
 ///
@@ -375,9 +233,7 @@ pub fn run(
     if info.region_of.len() != module.nodes.len() || info.state_region.len() != module.states.len() {
         return Err(InterpError::InfoMismatch);
     }
-    check_weights(module, weights)?;
-    let batch = check_inputs(module, inputs)?;
-    let batch = check_states(module, &opts.initial_state, batch)?;
+    let batch = check_run(module, weights, inputs, &opts.initial_state)?;
     let plan = Plan::new(module, batch, opts.record)?;
     let result = match module.float {
         Dtype::F64 => eval::run::<f64>(module, &plan, weights, inputs, &opts.initial_state, opts.record),

@@ -113,7 +113,11 @@ fn weights_are_checked() {
     let e = error(&Weights::new(), &inputs, &o);
     assert_eq!(e, "missing weight `w`; the module's weights are `w`");
     let e = error(&weights(&[("w", zeros(&[4, 3]))]), &inputs, &o);
-    assert_eq!(e, "weight `w` has shape [4, 3] but the module expects [3, 4]");
+    assert_eq!(
+        e,
+        "weight `w` has shape [4, 3] but the module expects [3, 4]; transposed? PyTorch stores Linear weights as \
+         [out, in] = [3, 4]: give the transpose"
+    );
     let e = error(&weights(&[("w", zeros(&[3, 4])), ("v", zeros(&[1]))]), &inputs, &o);
     assert_eq!(e, "unknown weight(s) `v`; the module's weights are `w`");
 }
@@ -157,15 +161,29 @@ fn info_of_another_module_is_refused() {
 
 #[test]
 fn huge_values_are_refused_not_allocated() {
-    let mut b = Builder::new("huge", 1, 1e-3, Dtype::F32);
-    let xin = b.input("x", Type::new(Dtype::F32, Shape::batched(&[1])));
-    let _x = b.emit(Op::Input(xin)).unwrap();
-    let u = b.emit(Op::Uniform { seed: 1, shape: Shape::fixed(&[u32::MAX, u32::MAX, u32::MAX]), seq: false }).unwrap();
-    b.output("u", u);
-    let m = b.finish();
-    let e = run_with(&m, &Weights::new(), &[("x", zeros(&[1, 1]))], &RunOptions::default()).unwrap_err();
+    let huge = |layer: bool| {
+        let mut b = Builder::new("huge", 1, 1e-3, Dtype::F32);
+        let xin = b.input("x", Type::new(Dtype::F32, Shape::batched(&[1])));
+        let _x = b.emit(Op::Input(xin)).unwrap();
+        let shape = Shape::fixed(&[u32::MAX, u32::MAX, u32::MAX]);
+        let mut u = b.emit(Op::Uniform { seed: 1, shape, seq: false }).unwrap();
+        if layer {
+            u = b.emit(Op::StopGradient(u)).unwrap();
+            b.name(u, "noise.out");
+        }
+        b.output("u", u);
+        let m = b.finish();
+        run_with(&m, &Weights::new(), &[("x", zeros(&[1, 1]))], &RunOptions::default()).unwrap_err().to_string()
+    };
     assert_eq!(
-        e.to_string(),
-        "the value of %1 (f32[4294967295,4294967295,4294967295]) has too many elements to hold in memory"
+        huge(false),
+        "the value of %1 (f32[4294967295,4294967295,4294967295]) at batch size 1 has too many elements to hold in \
+         memory; use a smaller batch, fewer steps or a smaller layer"
+    );
+    // An unnamed value is named by its layer: that of its nearest named user.
+    assert_eq!(
+        huge(true),
+        "the value of %1 (f32[4294967295,4294967295,4294967295]) of layer `noise` at batch size 1 has too many \
+         elements to hold in memory; use a smaller batch, fewer steps or a smaller layer"
     );
 }

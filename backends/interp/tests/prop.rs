@@ -1,11 +1,14 @@
 //! proptest: random elementwise chains in f64 agree bit for bit with the
-//! same arithmetic written directly in Rust.
+//! same arithmetic written directly in Rust. The cases are fixed
+//! (`proptest_config`: `PROPTEST_CASES` sets their number,
+//! `SNNC_PROPTEST_EXPLORE=1` draws new ones).
 
 mod common;
+#[path = "../../../tests/common/proptest_config.rs"]
+mod proptest_config;
 
 use common::*;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use snnc_ir::{BinaryOp, Builder, CompareOp, Dtype, Handle, Node, Op, Shape, Surrogate, Type, UnaryOp};
 use snnc_runtime::Weights;
 
@@ -91,7 +94,7 @@ fn apply_unary(op: UnaryOp, a: f64) -> f64 {
 const N: usize = 3;
 
 proptest! {
-    #![proptest_config(Config { cases: 96, failure_persistence: None, ..Config::default() })]
+    #![proptest_config(proptest_config::proptest_config(96))]
 
     #[test]
     fn elementwise_chain_matches_direct_f64(

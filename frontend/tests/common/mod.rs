@@ -5,7 +5,6 @@
 
 use proptest::prelude::*;
 use proptest::strategy::Union;
-use proptest::test_runner::FileFailurePersistence;
 use snnc_frontend::*;
 
 /// The Norse tutorial network (benchmark A of DESIGN.md) in RON.
@@ -103,17 +102,12 @@ pub fn seed_texts() -> Vec<&'static str> {
     texts
 }
 
-/// `cases` cases, or `PROPTEST_CASES` when set (for long fuzzing runs);
-/// failures are saved next to the test file
-/// (`tests/NAME.proptest-regressions`), which proptest's default also does
-/// for integration tests, but with a warning.
-pub fn proptest_config(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases),
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
-        ..ProptestConfig::default()
-    }
-}
+#[path = "../../../tests/common/proptest_config.rs"]
+mod proptest_config;
+/// The configuration of every property test (fixed seed, no persistence;
+/// see `tests/common/proptest_config.rs` for exploring).
+#[allow(unused_imports)] // Not every test crate has property tests.
+pub use proptest_config::proptest_config;
 
 /// Finite floats, biased towards the values RON files hold.
 pub fn arb_f64() -> impl Strategy<Value = f64> {

@@ -275,7 +275,7 @@ fn binary(ad: &mut Ad<'_>, op: BinaryOp, lhs: H, rhs: H, g: H) -> Result<(), AdE
 }
 
 /// `dy * g(x)` for a surrogate, in the order of Norse 1.1.0's autograd
-/// functions (see `../shared/norse-semantics.md` §7 and
+/// functions (see `docs/norse-semantics.md` §7 and
 /// [`Surrogate`]'s table).
 fn surrogate_grad(ad: &mut Ad<'_>, s: Surrogate, x: H, dy: H) -> Result<H, AdError> {
     match s {

@@ -209,3 +209,42 @@ fn cuda_size_errors_name_the_layer() {
     assert!(err.starts_with("error: the cuda backend does not support %"), "{err}");
     assert!(err.contains(" (layer `conv1`): 5368709120 elements per sample"), "{err}");
 }
+
+/// Found by the fuzz harness (`src/bin/fuzz`): an input file of one bare
+/// tensor names the input it fills, and a shape whose element count
+/// overflows is an error, not a panic (debug) or a wrapped count (release).
+#[test]
+fn a_bare_input_tensor_is_named_and_its_shape_cannot_overflow() {
+    let dir = TempDir::new("bare");
+    let short = dir.write("short.json", r#"{"shape":[100,1,5],"dtype":"float32","data":[]}"#);
+    let o = snnc(&["run", "examples/lif.ron", "--input", &short]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("input `x` (the file's one tensor): tensor data has 0 elements but shape [100, 1, 5] needs 500"),
+        "{err}"
+    );
+    for shape in ["[1,1,18446744073709551615,28]", "[4294967296,4294967296]"] {
+        let huge = dir.write("huge.json", &format!(r#"{{"x":{{"shape":{shape},"dtype":"float32","data":[]}}}}"#));
+        let o = snnc(&["run", "examples/lif.ron", "--input", &huge]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{shape}: {err}");
+        assert!(err.contains("input `x`") && err.contains("more than this machine can address"), "{shape}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+/// Found by the fuzz harness: `--plot` of a network with a Direct encoder
+/// (which records no encoder spikes) was an internal error.
+#[test]
+fn a_direct_encoder_network_plots() {
+    let dir = TempDir::new("direct-plot");
+    let svg = dir.0.join("run.svg");
+    let o = snnc(&["run", "tests/nets/direct_conv.ron", "--plot", svg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.contains("lif1") && !text.contains("input encoding"),
+        "the plot has lif1's panels and no encoder panel"
+    );
+}

@@ -226,6 +226,16 @@ fn bad_limits_and_a_checkpoint_of_another_network_are_refused() {
     let o = short_run(&out, &["--test-limit", "0"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("--test-limit must be at least 1"), "{}", text(&o));
+    // Found by the fuzz harness: the message names the flag.
+    for (args, want) in [
+        (&["--lr", "NaN"][..], "--lr must be a finite number >= 0, not NaN"),
+        (&["--lr", "inf"][..], "--lr must be a finite number >= 0, not inf"),
+        (&["--optimizer", "sgd", "--momentum", "NaN"][..], "--momentum must be a finite number >= 0, not NaN"),
+    ] {
+        let o = short_run(&out, args);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains(want), "{args:?}: {}", text(&o));
+    }
     if !have_data() {
         return;
     }

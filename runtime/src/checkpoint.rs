@@ -139,14 +139,36 @@ fn check_finite<'a>(path: &Path, tensors: impl Iterator<Item = (String, &'a Tens
 /// Reads `dir/checkpoint.json`, checking everything a resumed run relies on:
 /// the format, every tensor's data against its shape, and the optimizer
 /// state against its optimizer. f32 tensors come back bit-identical.
+/// The largest checkpoint read: 16 GiB. Parsed, JSON takes several times
+/// its text, so a larger checkpoint would not fit in this machine's memory
+/// anyway; the limit keeps a wrong file from being read until memory runs
+/// out.
+pub const MAX_CHECKPOINT_BYTES: u64 = 16 << 30;
+
 pub fn load(dir: &Path) -> Result<Checkpoint, TrainError> {
     let path = dir.join(CHECKPOINT_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(TrainError::NoCheckpoint { path }),
         Err(source) => return Err(TrainError::Io { path, action: "read the checkpoint", source }),
     };
     let corrupt = |why: String| TrainError::Corrupt { path: path.clone(), why };
+    // A checkpoint is a regular file snnc wrote; anything else (a device, a
+    // pipe) or anything larger than any network's could be is refused
+    // before it is read into memory.
+    match file.metadata() {
+        Ok(m) if !m.is_file() => return Err(corrupt("not a regular file".into())),
+        Ok(m) if m.len() > MAX_CHECKPOINT_BYTES => {
+            return Err(corrupt(format!(
+                "{} bytes, more than the {MAX_CHECKPOINT_BYTES} a checkpoint may have",
+                m.len()
+            )));
+        }
+        _ => {}
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_CHECKPOINT_BYTES), &mut text)
+        .map_err(|source| TrainError::Io { path: path.clone(), action: "read the checkpoint", source })?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| corrupt(format!("not JSON: {e}")))?;
     match value.get("format").and_then(|f| f.as_str()) {
         Some(FORMAT) => {}

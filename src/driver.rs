@@ -352,7 +352,7 @@ pub fn example_inputs(
             _ => None,
         })
         .collect();
-    let part = memory::Part { module, batch: batch as u64, buffers };
+    let part = memory::Part { module, batch: batch as u64, buffers, tensor_limit: None };
     memory::check(&memory::Need { what: "the example input".into(), parts: vec![part], extra: 0 })?;
     for (_, input) in module.inputs.iter() {
         let sample: Vec<usize> = input
@@ -488,7 +488,8 @@ impl ModuleRunner {
             ModuleRunner::Cpu(exe) => exe.planned_buffers(false),
             ModuleRunner::Cuda(exe) => memory::cuda_buffers(&exe.module, exe.exe.manifest()),
         };
-        memory::Part { module: self.module(), batch: batch as u64, buffers }
+        let tensor_limit = matches!(self, ModuleRunner::Cuda(_)).then_some(memory::MAX_TENSOR_VALUES);
+        memory::Part { module: self.module(), batch: batch as u64, buffers, tensor_limit }
     }
 
     /// Refuses a run with `batch` samples that does not fit in memory (see
@@ -626,7 +627,12 @@ pub fn run(
     let batch = batch_of(module, inputs);
     let need = |buffers| {
         let what = format!("running `{}` on {}", compiled.network.name, target.name());
-        memory::Need { what, parts: vec![memory::Part { module, batch: batch as u64, buffers }], extra: 0 }
+        let tensor_limit = (target == Target::Cuda).then_some(memory::MAX_TENSOR_VALUES);
+        memory::Need {
+            what,
+            parts: vec![memory::Part { module, batch: batch as u64, buffers, tensor_limit }],
+            extra: 0,
+        }
     };
     let (outputs, traces) = match target {
         Target::Interp => {

@@ -7,9 +7,9 @@
 //! interpreter, the CUDA manifest's buffers — plus host bytes such as
 //! parsed JSON), and [`check`] applies, in this order:
 //!
-//! 1. one tensor of more than [`MAX_TENSOR_VALUES`] values, or more than
-//!    [`ABSURD_BYTES`] in all: the input is absurd (exit 2); the message
-//!    names the layer and the tensor and its size;
+//! 1. more than [`ABSURD_BYTES`] in all, or on CUDA one tensor of more
+//!    than [`MAX_TENSOR_VALUES`] values: the input is absurd (exit 2); the
+//!    message names the layer and the tensor and its size;
 //! 2. more than the memory [`available`]: this machine is too small
 //!    (exit 3); the message says how much is needed and available and the
 //!    largest `--batch` that fits (every buffer is linear in the batch
@@ -38,11 +38,12 @@ use crate::driver::{Error, ModuleRunner};
 
 /// The environment variable that sets the memory available, in bytes.
 pub const LIMIT_ENV: &str = "SNNC_MEMORY_LIMIT";
-/// More values than this in one tensor is absurd (2^31, 8 GiB of f32).
+/// The most values the CUDA backend holds in one tensor (its kernels index
+/// with 32 bits): 2^31, 8 GiB of f32.
 pub const MAX_TENSOR_VALUES: u128 = 1 << 31;
 /// More bytes than this for one run is absurd (1 TiB).
 pub const ABSURD_BYTES: u128 = 1 << 40;
-/// The largest JSON file (`--input`, `--profile`, checkpoints) read: 1 GiB.
+/// The largest JSON file (`--input`, `--profile`) read: 1 GiB.
 pub const MAX_JSON_BYTES: u64 = 1 << 30;
 /// Bytes a parsed JSON document takes per byte of its text, at most
 /// (`serde_json::Value` is 32 bytes; the shortest number, `0,`, 2 bytes).
@@ -54,6 +55,10 @@ pub struct Part<'a> {
     pub module: &'a Module,
     pub batch: u64,
     pub buffers: Vec<PlannedBuffer>,
+    /// The most values the target can hold in one tensor, where it has a
+    /// limit of its own: [`MAX_TENSOR_VALUES`] on CUDA (32-bit indices);
+    /// host targets have none but the memory.
+    pub tensor_limit: Option<u128>,
 }
 
 /// What some work (a run, a training step, parsing a file) will hold.
@@ -127,12 +132,13 @@ pub fn check_against(need: &Need<'_>, avail: Option<Available>) -> Result<(), Er
     let batch = need.batch();
     let total = need.bytes_at(batch);
     let largest = need.largest();
+    let limit = largest.and_then(|(p, _, _)| p.tensor_limit);
     let tensor = largest.map(|(p, b, values)| {
         let h = b.node.expect("only node buffers are compared");
         let mut name = describe(p.module, h);
         let ty = &p.module.nodes[h].ty;
         if !ty.seq && values > u128::from(ty.shape.fixed_elements()).saturating_mul(u128::from(p.batch)) {
-            name += &format!(", kept for all {} steps,", p.module.steps);
+            name += &format!(" (kept for all {} steps)", p.module.steps);
         }
         let size = bytes(values.saturating_mul(u128::from(b.elem_bytes)));
         (name, values, size, b.batched)
@@ -143,11 +149,12 @@ pub fn check_against(need: &Need<'_>, avail: Option<Available>) -> Result<(), Er
         None => "make the network smaller (fewer steps, smaller layers, less padding)".to_string(),
     };
     if let Some((name, values, size, batched)) = &tensor
-        && *values > MAX_TENSOR_VALUES
+        && let Some(limit) = limit
+        && *values > limit
     {
         let fix = if *batched && batch > 1 {
             let per_sample = values / u128::from(batch);
-            match u64::try_from(MAX_TENSOR_VALUES / per_sample.max(1)) {
+            match u64::try_from(limit / per_sample.max(1)) {
                 Ok(b) if b >= 1 => format!("use --batch {b} or smaller"),
                 _ => "make the layer smaller".to_string(),
             }
@@ -155,8 +162,8 @@ pub fn check_against(need: &Need<'_>, avail: Option<Available>) -> Result<(), Er
             "make the layer smaller (its shape, padding, or the number of steps)".to_string()
         };
         return Err(Error::User(format!(
-            "{}{}: {name} would hold {values} values ({size}), more than the {MAX_TENSOR_VALUES} snnc allows in \
-             one tensor; {fix}",
+            "{}{}: {name} would hold {values} values ({size}), more than the {limit} the target allows in one \
+             tensor; {fix}",
             need.what,
             with_batch(batch)
         )));
@@ -264,7 +271,13 @@ pub fn available() -> Result<Option<Available>, Error> {
     consider(read("/proc/meminfo").and_then(|t| field(&t, "MemAvailable:")), "MemAvailable in /proc/meminfo");
     let cgroup = |f: &str| read(&format!("/sys/fs/cgroup/{f}")).and_then(|t| t.trim().parse::<u64>().ok());
     if let (Some(max), Some(current)) = (cgroup("memory.max"), cgroup("memory.current")) {
-        consider(Some(max.saturating_sub(current)), "the cgroup's memory.max less memory.current");
+        // `memory.current` counts the page cache too, which the kernel
+        // reclaims before it fails an allocation: its inactive part is free.
+        let cache = read("/sys/fs/cgroup/memory.stat")
+            .and_then(|t| t.lines().find_map(|l| l.strip_prefix("inactive_file ")?.trim().parse::<u64>().ok()))
+            .unwrap_or(0);
+        let used = current.saturating_sub(cache);
+        consider(Some(max.saturating_sub(used)), "the cgroup's memory.max less memory.current's unreclaimable part");
     }
     let address_limit = read("/proc/self/limits").and_then(|t| {
         let line = t.lines().find(|l| l.starts_with("Max address space"))?;

@@ -445,7 +445,8 @@ impl RunFolder {
             }
             e => train_error(e),
         })?;
-        snnc_runtime::save::remove_stale_temporaries(&dir);
+        let run_files = [checkpoint::CHECKPOINT_FILE, checkpoint::WEIGHTS_FILE, "metrics.csv", "batches.csv"];
+        snnc_runtime::save::remove_stale_temporaries(&dir, &run_files);
         let has_run = dir.join(checkpoint::CHECKPOINT_FILE).exists();
         let resume = if opts.resume {
             let ck = checkpoint::load(&dir).map_err(|e| {

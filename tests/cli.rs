@@ -180,7 +180,7 @@ fn dt_in_milliseconds_is_a_user_error_not_nan() {
         let o = snnc(&[command, &net]);
         assert_eq!(o.status.code(), Some(2), "{command}: {}{}", stdout(&o), stderr(&o));
         let err = stderr(&o);
-        assert!(err.contains("p.tau_mem_inv: dt * tau_mem_inv = 1 * 100 = 100, more than 1"), "{err}");
+        assert!(err.contains("p.tau_mem_inv: dt * tau_mem_inv = 1 * 100 = 100, more than 2"), "{err}");
         assert!(err.contains("dt is in seconds: 1 ms is `dt: 0.001`"), "{err}");
     }
 }

@@ -474,23 +474,25 @@ fn dt_must_be_positive() {
 fn dt_in_milliseconds_is_an_error_naming_the_product() {
     // `dt: 1.0` meant 1 ms: every update overshoots, and the run gives NaN.
     insta::assert_snapshot!(check_error(&tutorial_with("steps: 32,", "steps: 32, dt: 1.0,")), @r#"
-    net.ron: error: encoder (ConstantCurrent): p.tau_mem_inv: dt * tau_mem_inv = 1 * 100 = 100, more than 1: each step moves the membrane potential `v` past its target, so it swings around it every step, and grows without bound to inf and NaN
-      = help: dt is in seconds: 1 ms is `dt: 0.001`; dt * tau_mem_inv must be at most 1: dt at most 0.01 s, or tau_mem_inv at most 1
-    net.ron: error: layers[1] `lif1` (LIFRecurrent): p.tau_syn_inv: dt * tau_syn_inv = 1 * 200 = 200, more than 1: each step moves the synaptic current `i` past its target, so it swings around it every step, and grows without bound to inf and NaN
-      = help: dt is in seconds: 1 ms is `dt: 0.001`; dt * tau_syn_inv must be at most 1: dt at most 0.005 s, or tau_syn_inv at most 1
-    net.ron: error: layers[1] `lif1` (LIFRecurrent): p.tau_mem_inv: dt * tau_mem_inv = 1 * 100 = 100, more than 1: each step moves the membrane potential `v` past its target, so it swings around it every step, and grows without bound to inf and NaN
-      = help: dt is in seconds: 1 ms is `dt: 0.001`; dt * tau_mem_inv must be at most 1: dt at most 0.01 s, or tau_mem_inv at most 1
-    net.ron: error: layers[3] `li3` (LI): p.tau_syn_inv: dt * tau_syn_inv = 1 * 200 = 200, more than 1: each step moves the synaptic current `i` past its target, so it swings around it every step, and grows without bound to inf and NaN
-      = help: dt is in seconds: 1 ms is `dt: 0.001`; dt * tau_syn_inv must be at most 1: dt at most 0.005 s, or tau_syn_inv at most 1
-    net.ron: error: layers[3] `li3` (LI): p.tau_mem_inv: dt * tau_mem_inv = 1 * 100 = 100, more than 1: each step moves the membrane potential `v` past its target, so it swings around it every step, and grows without bound to inf and NaN
-      = help: dt is in seconds: 1 ms is `dt: 0.001`; dt * tau_mem_inv must be at most 1: dt at most 0.01 s, or tau_mem_inv at most 1
+    net.ron: error: encoder (ConstantCurrent): p.tau_mem_inv: dt * tau_mem_inv = 1 * 100 = 100, more than 2: each step moves the membrane potential `v` past its target by more than it was away, so it grows without bound to inf and NaN
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; keep dt * tau_mem_inv at most 1: dt at most 0.01 s, or tau_mem_inv at most 1
+    net.ron: error: layers[1] `lif1` (LIFRecurrent): p.tau_syn_inv: dt * tau_syn_inv = 1 * 200 = 200, more than 2: each step moves the synaptic current `i` past its target by more than it was away, so it grows without bound to inf and NaN
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; keep dt * tau_syn_inv at most 1: dt at most 0.005 s, or tau_syn_inv at most 1
+    net.ron: error: layers[1] `lif1` (LIFRecurrent): p.tau_mem_inv: dt * tau_mem_inv = 1 * 100 = 100, more than 2: each step moves the membrane potential `v` past its target by more than it was away, so it grows without bound to inf and NaN
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; keep dt * tau_mem_inv at most 1: dt at most 0.01 s, or tau_mem_inv at most 1
+    net.ron: error: layers[3] `li3` (LI): p.tau_syn_inv: dt * tau_syn_inv = 1 * 200 = 200, more than 2: each step moves the synaptic current `i` past its target by more than it was away, so it grows without bound to inf and NaN
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; keep dt * tau_syn_inv at most 1: dt at most 0.005 s, or tau_syn_inv at most 1
+    net.ron: error: layers[3] `li3` (LI): p.tau_mem_inv: dt * tau_mem_inv = 1 * 100 = 100, more than 2: each step moves the membrane potential `v` past its target by more than it was away, so it grows without bound to inf and NaN
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; keep dt * tau_mem_inv at most 1: dt at most 0.01 s, or tau_mem_inv at most 1
     "#);
 }
 
 #[test]
 fn every_time_constant_is_checked_against_dt() {
-    // dt = 10 ms: each product named below is more than 1; the others are
-    // 0.5. The current encoders have no synaptic current.
+    use snnc_frontend::check::network_warnings;
+    // dt = 10 ms: each product named below is more than 1 (above 2 an
+    // error, else a warning); the others are 0.5. The current encoders have
+    // no synaptic current.
     let text = "(version: 1, name: \"steps\", steps: 4, dt: 0.01, input: [2],
         encoder: ConstantCurrent(p: (tau_syn_inv: 1000, tau_mem_inv: 50)),
         layers: [
@@ -501,14 +503,21 @@ fn every_time_constant_is_checked_against_dt() {
             LIF(p: (tau_syn_inv: 50, tau_mem_inv: 50)),
         ])";
     insta::assert_snapshot!(check_error(text), @r#"
-    net.ron: error: layers[0] `li0` (LI): p.tau_mem_inv: dt * tau_mem_inv = 0.01 * 150 = 1.5, more than 1: each step moves the membrane potential `v` past its target, so it swings around it every step
-      = help: dt is in seconds: 1 ms is `dt: 0.001`; dt * tau_mem_inv must be at most 1: dt at most 0.00666 s, or tau_mem_inv at most 100
-    net.ron: error: layers[1] `lsnn1` (LSNN): p.tau_adapt_inv: dt * tau_adapt_inv = 0.01 * 300 = 3, more than 1: each step moves the adaptive threshold `b` past its target, so it swings around it every step, and grows without bound to inf and NaN
-      = help: dt is in seconds: 1 ms is `dt: 0.001`; dt * tau_adapt_inv must be at most 1: dt at most 0.00333 s, or tau_adapt_inv at most 100
-    net.ron: error: layers[2] `lifbox2` (LIFBox): p.tau_mem_inv: dt * tau_mem_inv = 0.01 * 101 = 1.01, more than 1: each step moves the membrane potential `v` past its target, so it swings around it every step
-      = help: dt is in seconds: 1 ms is `dt: 0.001`; dt * tau_mem_inv must be at most 1: dt at most 0.0099 s, or tau_mem_inv at most 100
-    net.ron: error: layers[3] `lifadex3` (LIFAdEx): p.tau_ada_inv: dt * tau_ada_inv = 0.01 * 200 = 2, more than 1: each step moves the adaptation current `a` past its target, so it swings around it every step
-      = help: dt is in seconds: 1 ms is `dt: 0.001`; dt * tau_ada_inv must be at most 1: dt at most 0.005 s, or tau_ada_inv at most 100
+    net.ron: error: layers[1] `lsnn1` (LSNN): p.tau_adapt_inv: dt * tau_adapt_inv = 0.01 * 300 = 3, more than 2: each step moves the adaptive threshold `b` past its target by more than it was away, so it grows without bound to inf and NaN
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; keep dt * tau_adapt_inv at most 1: dt at most 0.00333 s, or tau_adapt_inv at most 100
+    "#);
+    // Between 1 and 2 Norse's state stays bounded: warnings.
+    let fixed = text.replace("tau_adapt_inv: 300", "tau_adapt_inv: 50");
+    check_ok(&fixed);
+    let net = parse_network(&fixed, "net.ron").unwrap();
+    let warnings: Vec<String> = network_warnings(&net).iter().map(Problem::to_string).collect();
+    insta::assert_snapshot!(warnings.join("\n"), @r#"
+    layers[0] `li0` (LI): p.tau_mem_inv: dt * tau_mem_inv = 0.01 * 150 = 1.5, more than 1: each step moves the membrane potential `v` past its target, so it swings around it
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; keep dt * tau_mem_inv at most 1: dt at most 0.00666 s, or tau_mem_inv at most 100
+    layers[2] `lifbox2` (LIFBox): p.tau_mem_inv: dt * tau_mem_inv = 0.01 * 101 = 1.01, more than 1: each step moves the membrane potential `v` past its target, so it swings around it
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; keep dt * tau_mem_inv at most 1: dt at most 0.0099 s, or tau_mem_inv at most 100
+    layers[3] `lifadex3` (LIFAdEx): p.tau_ada_inv: dt * tau_ada_inv = 0.01 * 200 = 2, more than 1: each step moves the adaptation current `a` past its target, so it swings around it
+      = help: dt is in seconds: 1 ms is `dt: 0.001`; keep dt * tau_ada_inv at most 1: dt at most 0.005 s, or tau_ada_inv at most 100
     "#);
 }
 

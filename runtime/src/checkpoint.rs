@@ -136,15 +136,15 @@ fn check_finite<'a>(path: &Path, tensors: impl Iterator<Item = (String, &'a Tens
     Ok(())
 }
 
-/// Reads `dir/checkpoint.json`, checking everything a resumed run relies on:
-/// the format, every tensor's data against its shape, and the optimizer
-/// state against its optimizer. f32 tensors come back bit-identical.
 /// The largest checkpoint read: 16 GiB. Parsed, JSON takes several times
 /// its text, so a larger checkpoint would not fit in this machine's memory
 /// anyway; the limit keeps a wrong file from being read until memory runs
 /// out.
 pub const MAX_CHECKPOINT_BYTES: u64 = 16 << 30;
 
+/// Reads `dir/checkpoint.json`, checking everything a resumed run relies on:
+/// the format, every tensor's data against its shape, and the optimizer
+/// state against its optimizer. f32 tensors come back bit-identical.
 pub fn load(dir: &Path) -> Result<Checkpoint, TrainError> {
     let path = dir.join(CHECKPOINT_FILE);
     let file = match std::fs::File::open(&path) {
@@ -166,9 +166,11 @@ pub fn load(dir: &Path) -> Result<Checkpoint, TrainError> {
         }
         _ => {}
     }
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_CHECKPOINT_BYTES), &mut text)
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_CHECKPOINT_BYTES), &mut bytes)
         .map_err(|source| TrainError::Io { path: path.clone(), action: "read the checkpoint", source })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| corrupt(format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| corrupt(format!("not JSON: {e}")))?;
     match value.get("format").and_then(|f| f.as_str()) {
         Some(FORMAT) => {}
@@ -506,6 +508,15 @@ mod tests {
             assert!(e.starts_with(&format!("{path}: corrupt checkpoint: ")), "{e}");
             assert!(e.contains(want), "{e} does not contain {want}");
         }
+        // Not text, and not a file: corrupt (the user's to fix), not an
+        // error of the machine.
+        std::fs::write(dir.0.join(CHECKPOINT_FILE), b"{\"format\": \"\xff\"}").unwrap();
+        let e = load(&dir.0).unwrap_err();
+        assert!(matches!(e, TrainError::Corrupt { .. }) && e.to_string().ends_with("not UTF-8 text (byte 12)"), "{e}");
+        std::fs::remove_file(dir.0.join(CHECKPOINT_FILE)).unwrap();
+        std::fs::create_dir(dir.0.join(CHECKPOINT_FILE)).unwrap();
+        let e = load(&dir.0).unwrap_err();
+        assert!(matches!(e, TrainError::Corrupt { .. }) && e.to_string().ends_with("not a regular file"), "{e}");
     }
 
     #[test]

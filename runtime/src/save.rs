@@ -185,17 +185,23 @@ fn replace(path: &Path, bytes: &[u8], permissions: Option<Permissions>) -> Resul
     let Some(name) = path.file_name() else {
         return Err(SaveError::IsFolder { path: path.to_path_buf() });
     };
-    let tmp = dir.join(temporary_name(&name.to_string_lossy()));
     let io = |action: &'static str| {
         let path = path.to_path_buf();
         move |source| SaveError::Io { path, action, source }
     };
-    let mut file = match OpenOptions::new().write(true).create_new(true).open(&tmp) {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            return Err(SaveError::NoFolder { path: path.to_path_buf(), folder: dir });
+    // A name can be taken by a file a killed process left (with a PID
+    // this process now has, as PID 1 in a container): take the next one.
+    let mut attempts = 0;
+    let (tmp, mut file) = loop {
+        let tmp = dir.join(temporary_name(&name.to_string_lossy()));
+        match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && attempts < 1000 => attempts += 1,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(SaveError::NoFolder { path: path.to_path_buf(), folder: dir });
+            }
+            Err(e) => return Err(io("create a temporary file in its folder")(e)),
         }
-        Err(e) => return Err(io("create a temporary file in its folder")(e)),
     };
     let written = (|| {
         file.write_all(bytes).map_err(io("write"))?;
@@ -218,10 +224,12 @@ fn replace(path: &Path, bytes: &[u8], permissions: Option<Permissions>) -> Resul
     Ok(())
 }
 
-/// Removes from `dir` the temporary files of saves whose process is gone
-/// (killed while saving), and returns their paths. Does nothing where
-/// `/proc` cannot say which processes live.
-pub fn remove_stale_temporaries(dir: &Path) -> Vec<PathBuf> {
+/// Removes from `dir` the temporary files of saves of the files `names`
+/// whose process is gone (killed while saving), and returns their paths.
+/// Only names [`temporary_name`] makes of `names` are touched, so a
+/// user's own `.notes.tmp-2024-1` stays. Does nothing where `/proc`
+/// cannot say which processes live.
+pub fn remove_stale_temporaries(dir: &Path, names: &[&str]) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     if !Path::new("/proc/self").exists() {
         return removed;
@@ -229,7 +237,11 @@ pub fn remove_stale_temporaries(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = fs::read_dir(dir) else { return removed };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(temporary_pid) else { continue };
+        let Some(name) = name.to_str() else { continue };
+        if !names.iter().any(|n| name.starts_with(&format!(".{n}.tmp-"))) {
+            continue;
+        }
+        let Some(pid) = temporary_pid(name) else { continue };
         let is_file = entry.file_type().is_ok_and(|t| t.is_file());
         if is_file && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
             let path = entry.path();
@@ -330,16 +342,32 @@ mod tests {
     }
 
     #[test]
+    fn a_temporary_name_left_by_a_killed_process_is_skipped() {
+        let dir = TempDir::new("taken");
+        // The next names this process would take, as a killed process with
+        // the same PID (PID 1 in a container) could have left them.
+        let probe = temporary_name("m.csv");
+        let n: u64 = probe.rsplit('-').next().unwrap().parse().unwrap();
+        for k in n + 1..n + 5 {
+            fs::write(dir.0.join(format!(".m.csv.tmp-{}-{k}", std::process::id())), "old").unwrap();
+        }
+        write_file(&dir.0.join("m.csv"), b"new").unwrap();
+        assert_eq!(fs::read(dir.0.join("m.csv")).unwrap(), b"new");
+    }
+
+    #[test]
     fn stale_temporaries_of_dead_processes_are_removed() {
         let dir = TempDir::new("stale");
         // PIDs above the kernel's maximum (4194304) never live.
         let dead = dir.0.join(".checkpoint.json.tmp-4999999-3");
         let live = dir.0.join(format!(".checkpoint.json.tmp-{}-0", std::process::id()));
-        for p in [&dead, &live, &dir.0.join(".x.tmp-1-y"), &dir.0.join("keep.json")] {
+        // A user's file that merely looks like a temporary, of another name.
+        let users = dir.0.join(".notes.tmp-4999999-1");
+        for p in [&dead, &live, &users, &dir.0.join(".x.tmp-1-y"), &dir.0.join("keep.json")] {
             fs::write(p, "x").unwrap();
         }
-        assert_eq!(remove_stale_temporaries(&dir.0), [dead]);
-        assert_eq!(dir.files().len(), 3);
+        assert_eq!(remove_stale_temporaries(&dir.0, &["checkpoint.json", "x"]), [dead]);
+        assert_eq!(dir.files().len(), 4);
         assert_eq!(temporary_pid(&temporary_name("weights.json")), Some(std::process::id()));
         // Long names are cut (at a character boundary) to stay a valid file name.
         assert!(temporary_name(&"é".repeat(200)).starts_with(&format!(".{}.tmp-", "é".repeat(50))));

@@ -98,7 +98,7 @@ mod real;
 
 use std::collections::BTreeMap;
 
-use snnc_ir::{Dtype, Module, ModuleInfo, Op, RegionKind, Type};
+use snnc_ir::{Dtype, Module, ModuleInfo, Type};
 use snnc_runtime::{CheckError, Tensor, Weights, check_run};
 
 /// Options of one run.
@@ -194,23 +194,7 @@ impl Plan {
             }
             state_dims.push(d);
         }
-        let mut keep_history = vec![false; module.nodes.len()];
-        for region in module.body.iter().filter(|r| r.kind == RegionKind::Seq) {
-            for &h in &region.nodes {
-                if let Op::Collect(x) = module.nodes[h].op {
-                    keep_history[x.index()] = true;
-                }
-            }
-        }
-        if record {
-            for region in module.body.iter().filter(|r| r.kind == RegionKind::Step) {
-                for &h in &region.nodes {
-                    if module.nodes[h].name.is_some() {
-                        keep_history[h.index()] = true;
-                    }
-                }
-            }
-        }
+        let keep_history = module.kept_per_step(record);
         Ok(Plan { steps, dims, state_dims, keep_history })
     }
 }

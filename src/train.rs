@@ -1,5 +1,5 @@
 //! Training: a network compiled with its derived backward pass, and the
-//! `snnc train` loop on Fashion-MNIST.
+//! `snnc train` loop on Fashion-MNIST or MNIST.
 //!
 //! [`TrainProgram`] compiles two executables from one network: the
 //! training module (forward + backward from the `autodiff` pass, seeded by
@@ -27,7 +27,7 @@ use snnc_ir::{Op, Output, Region};
 use snnc_runtime::checkpoint::{self, Checkpoint};
 use snnc_runtime::save::is_users_fault;
 use snnc_runtime::{
-    EpochMetrics, FashionMnist, Optimizer, OptimizerConfig, Split, Tensor, TrainError, Weights, shuffle_order,
+    EpochMetrics, ImageData, ImageSet, Optimizer, OptimizerConfig, Split, Tensor, TrainError, Weights, shuffle_order,
 };
 
 use crate::driver::{self, Error, ModuleRunner as Runner, Target};
@@ -240,19 +240,22 @@ pub struct TrainOptions {
     pub limit: Option<usize>,
     /// Evaluate on the first N test samples only.
     pub test_limit: Option<usize>,
+    /// The folder of the data set's files.
     pub data: PathBuf,
+    /// The data set (`--data`).
+    pub data_set: ImageSet,
     /// Print progress (a bar on a terminal, a line per tenth otherwise).
     pub progress: bool,
 }
 
 /// Where Debian's `dataset-fashion-mnist` puts the files.
-pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+pub const FASHION_MNIST_DIR: &str = snnc_runtime::dataset::DEFAULT_DIR;
 
-/// Loads Fashion-MNIST; a missing data set is an environment error (exit 3)
-/// with the install command.
-pub fn load_data(dir: &Path) -> Result<FashionMnist, Error> {
+/// Loads an image data set; a missing data set is an environment error
+/// (exit 3) with the way to get it.
+pub fn load_data(set: ImageSet, dir: &Path) -> Result<ImageData, Error> {
     // `DataError::Missing` carries the install hint itself.
-    FashionMnist::load(dir).map_err(|e| match e {
+    ImageData::load(set, dir).map_err(|e| match e {
         snnc_runtime::DataError::Missing { .. } => Error::Environment(e.to_string()),
         other => Error::User(other.to_string()),
     })
@@ -347,6 +350,7 @@ impl TrainOptions {
 pub fn run_config(network: &str, opts: &TrainOptions) -> serde_json::Value {
     serde_json::json!({
         "network": network,
+        "data": opts.data_set.key(),
         "target": opts.target.name(),
         "batch": opts.batch,
         "optimizer": opts.optimizer,
@@ -503,7 +507,7 @@ fn check_checkpoint_weights(dir: &Path, ck: &Checkpoint, program: &TrainProgram)
 
 /// Trains `program` on `data` (see the module doc), preparing `opts.out`
 /// first ([`RunFolder`]).
-pub fn train(program: &TrainProgram, data: &FashionMnist, opts: &TrainOptions) -> Result<TrainSummary, Error> {
+pub fn train(program: &TrainProgram, data: &ImageData, opts: &TrainOptions) -> Result<TrainSummary, Error> {
     let folder = RunFolder::open(&program.network.name, opts)?;
     train_in(folder, program, data, opts)
 }
@@ -513,7 +517,7 @@ pub fn train(program: &TrainProgram, data: &FashionMnist, opts: &TrainOptions) -
 pub fn train_in(
     mut folder: RunFolder,
     program: &TrainProgram,
-    data: &FashionMnist,
+    data: &ImageData,
     opts: &TrainOptions,
 ) -> Result<TrainSummary, Error> {
     opts.check()?;

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use snnc::driver::Target;
 use snnc::train::{TrainOptions, TrainProgram};
-use snnc_runtime::{Adam, FashionMnist, OptimizerConfig};
+use snnc_runtime::{Adam, ImageData, ImageSet, OptimizerConfig};
 
-fn data() -> Option<FashionMnist> {
-    match snnc::train::load_data(Path::new(snnc::train::FASHION_MNIST_DIR)) {
+fn data() -> Option<ImageData> {
+    match snnc::train::load_data(ImageSet::FashionMnist, Path::new(snnc::train::FASHION_MNIST_DIR)) {
         Ok(d) => Some(d.limit(2048)),
         Err(e) if std::env::var_os("CI").is_none() => {
             eprintln!("skipped: Fashion-MNIST is not installed ({e})");
@@ -43,6 +43,7 @@ fn options(out: PathBuf, epochs: u32, resume: bool) -> TrainOptions {
         limit: None,
         test_limit: Some(1000),
         data: PathBuf::from(snnc::train::FASHION_MNIST_DIR),
+        data_set: ImageSet::FashionMnist,
         progress: false,
     }
 }

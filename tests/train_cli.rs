@@ -266,3 +266,43 @@ fn bad_limits_and_a_checkpoint_of_another_network_are_refused() {
     assert!(text(&o).contains(&want), "{}", text(&o));
     assert!(text(&o).contains("`lif1.input_weights` has shape [100, 784], the network's is [50, 784]"), "{}", text(&o));
 }
+
+/// Writes a tiny MNIST as torchvision downloads it (`ROOT/MNIST/raw`,
+/// plain IDX files): 64 training and 16 test images, image `i` all `i`,
+/// label `i % 10`.
+fn fake_mnist(root: &Path) {
+    let raw = root.join("MNIST/raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    let idx = |dims: &[u32], data: &[u8]| {
+        let mut b = vec![0, 0, 0x08, dims.len() as u8];
+        dims.iter().for_each(|d| b.extend_from_slice(&d.to_be_bytes()));
+        b.extend_from_slice(data);
+        b
+    };
+    for (prefix, n) in [("train", 64u8), ("t10k", 16)] {
+        let pixels: Vec<u8> = (0..n).flat_map(|i| std::iter::repeat_n(i * 3, 784)).collect();
+        let labels: Vec<u8> = (0..n).map(|i| i % 10).collect();
+        std::fs::write(raw.join(format!("{prefix}-images-idx3-ubyte")), idx(&[u32::from(n), 28, 28], &pixels)).unwrap();
+        std::fs::write(raw.join(format!("{prefix}-labels-idx1-ubyte")), idx(&[u32::from(n)], &labels)).unwrap();
+    }
+}
+
+#[test]
+fn mnist_trains_from_a_torchvision_folder_and_a_resume_keeps_the_data_set() {
+    let root = scratch("mnist-data");
+    fake_mnist(&root);
+    let out = scratch("mnist-run");
+    let data = root.to_str().unwrap();
+    let o = short_run(&out, &["--data", "mnist", "--data-dir", data]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("on 64 MNIST images (16 test)"), "{}", text(&o));
+    // The data set is part of the run's configuration.
+    let o = short_run(&out, &["--resume", "--epochs", "2"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--data: mnist in the checkpoint, fashion-mnist now"), "{}", text(&o));
+    // Without the files: where to get MNIST, exit 3.
+    let o = short_run(&scratch("mnist-none"), &["--data", "mnist", "--data-dir", "/nonexistent/mnist"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("MNIST file not found; download MNIST"), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -1,25 +1,32 @@
-//! Fashion-MNIST for training: loading Debian's `dataset-fashion-mnist`
-//! files, the Norse tutorial's preprocessing, seeded shuffling and batches.
+//! The image data sets of `snnc train` — Fashion-MNIST and MNIST —: loading
+//! their IDX files, the Norse tutorials' preprocessing, seeded shuffling
+//! and batches.
 //!
 //! # Files
 //!
-//! [`FashionMnist::load`] reads the four IDX files of Zalando's release from
-//! one folder ([`DEFAULT_DIR`], where Debian's package puts them):
+//! [`ImageData::load`] reads the four IDX files of a release (Zalando's
+//! Fashion-MNIST copies LeCun's MNIST file names) from one folder:
 //! `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`,
 //! `t10k-images-idx3-ubyte` and `t10k-labels-idx1-ubyte`, each gzipped
 //! (`.gz`, preferred) or plain. Images are 28×28 u8 pixels, labels 0..=9.
+//! The folder is the one given, or below it where torchvision downloads
+//! them (`MNIST/raw/`, `FashionMNIST/raw/`). Fashion-MNIST's default folder
+//! is where Debian's `dataset-fashion-mnist` puts it ([`DEFAULT_DIR`]).
 //!
 //! # Preprocessing
 //!
 //! Pixels are kept as bytes and converted when a batch is made, as the
-//! Norse tutorial's `ToTensor()` then `Normalize((0.2860,), (0.3530,))`
-//! compute them, in f32, in this order:
+//! Norse tutorials' `ToTensor()` then `Normalize((MEAN,), (STD,))` compute
+//! them, in f32, in this order:
 //!
 //! ```text
-//! x = ((pixel as f32 / 255.0) - 0.2860) / 0.3530
+//! x = ((pixel as f32 / 255.0) - MEAN) / STD
 //! ```
 //!
-//! (one rounding per operation; 0.2860 and 0.3530 are rounded to f32 first).
+//! (one rounding per operation; the constants are rounded to f32 first),
+//! with `MEAN, STD` = 0.2860, 0.3530 for Fashion-MNIST (the Norse
+//! Fashion-MNIST tutorial) and 0.1307, 0.3081 for MNIST (the Norse MNIST
+//! tutorial, torchvision's usual values); see [`ImageSet::mean_std`].
 //!
 //! # Shuffling
 //!
@@ -49,15 +56,81 @@ use crate::tensor::{ElemType, Tensor};
 /// Where Debian's `dataset-fashion-mnist` package installs the files.
 pub const DEFAULT_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
-/// How to get the files, for [`DataError::Missing`].
-pub const INSTALL_HINT: &str = "install Debian's Fashion-MNIST package with \
-     `sudo apt-get install dataset-fashion-mnist` (it puts the files in /usr/share/datasets/fashion-mnist), \
-     or give the folder that holds the four IDX files";
+/// Which image data set: the files are laid out alike, the preprocessing
+/// and where to get them differ.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ImageSet {
+    #[default]
+    FashionMnist,
+    Mnist,
+}
 
-/// The normalisation of the Norse tutorial: mean and standard deviation of
-/// Fashion-MNIST pixels scaled to `[0, 1]`.
-pub const MEAN: f32 = 0.2860;
-pub const STD: f32 = 0.3530;
+impl ImageSet {
+    /// The name people know it by.
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageSet::FashionMnist => "Fashion-MNIST",
+            ImageSet::Mnist => "MNIST",
+        }
+    }
+
+    /// The `--data` value (and the name a checkpoint records).
+    pub fn key(self) -> &'static str {
+        match self {
+            ImageSet::FashionMnist => "fashion-mnist",
+            ImageSet::Mnist => "mnist",
+        }
+    }
+
+    /// The normalisation: mean and standard deviation of its pixels scaled
+    /// to `[0, 1]`, as the Norse tutorials give them.
+    pub fn mean_std(self) -> (f32, f32) {
+        match self {
+            ImageSet::FashionMnist => (0.2860, 0.3530),
+            ImageSet::Mnist => (0.1307, 0.3081),
+        }
+    }
+
+    /// The folder looked in when none is given.
+    pub fn default_dir(self) -> &'static str {
+        match self {
+            ImageSet::FashionMnist => DEFAULT_DIR,
+            ImageSet::Mnist => ".",
+        }
+    }
+
+    /// The folder torchvision downloads its raw files into, below its root.
+    fn torchvision_dir(self) -> &'static str {
+        match self {
+            ImageSet::FashionMnist => "FashionMNIST/raw",
+            ImageSet::Mnist => "MNIST/raw",
+        }
+    }
+
+    /// How to get the files, for [`DataError::Missing`].
+    pub fn install_hint(self) -> String {
+        let get = match self {
+            ImageSet::FashionMnist => {
+                "install Debian's Fashion-MNIST package with `sudo apt-get install dataset-fashion-mnist` (it puts \
+                 the files in /usr/share/datasets/fashion-mnist), or"
+            }
+            ImageSet::Mnist => {
+                "download MNIST (e.g. `torchvision.datasets.MNIST(root=DIR, download=True)`, which writes \
+                 DIR/MNIST/raw) and"
+            }
+        };
+        format!(
+            "{get} give the folder that holds the four IDX files with --data-dir DIR (DIR or DIR/{} is searched)",
+            self.torchvision_dir()
+        )
+    }
+
+    /// A pixel preprocessed (see the module doc).
+    pub fn normalise(self, pixel: u8) -> f32 {
+        let (mean, std) = self.mean_std();
+        ((f32::from(pixel) / 255.0) - mean) / std
+    }
+}
 
 /// Image height and width.
 pub const SIDE: usize = 28;
@@ -69,8 +142,8 @@ pub const CLASSES: usize = 10;
 pub enum DataError {
     /// A dataset file is not there (the caller reports this as a missing
     /// part of the environment).
-    #[error("{}: Fashion-MNIST file not found; {hint}", path.display())]
-    Missing { path: PathBuf, hint: String },
+    #[error("{}: {set} file not found; {hint}", path.display())]
+    Missing { path: PathBuf, set: &'static str, hint: String },
     /// A file is there but cannot be read or is not an IDX file.
     #[error(transparent)]
     Idx(#[from] IdxError),
@@ -90,44 +163,52 @@ pub enum DataError {
 pub struct Split {
     /// `"train"` or `"test"`.
     pub name: &'static str,
+    /// The data set, which says how pixels are preprocessed.
+    pub set: ImageSet,
     /// `len() * 28 * 28` pixels, image after image, row-major.
     pub pixels: Vec<u8>,
     /// One label per image, each below [`CLASSES`].
     pub labels: Vec<u8>,
 }
 
-/// The Fashion-MNIST training (60000) and test (10000) splits.
+/// The training (60000) and test (10000) splits of an image data set.
 #[derive(Clone, Debug, PartialEq)]
-pub struct FashionMnist {
+pub struct ImageData {
+    pub set: ImageSet,
     pub train: Split,
     pub test: Split,
 }
 
-impl FashionMnist {
-    /// Reads the four files from `dir` (see the module doc). A missing
-    /// folder or file is [`DataError::Missing`] with an install hint.
-    pub fn load(dir: &Path) -> Result<FashionMnist, DataError> {
-        Ok(FashionMnist {
-            train: Split::load(dir, "train", "train-images-idx3-ubyte", "train-labels-idx1-ubyte")?,
-            test: Split::load(dir, "test", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?,
+impl ImageData {
+    /// Reads the four files of `set` from `dir` (see the module doc). A
+    /// missing folder or file is [`DataError::Missing`] with an install
+    /// hint.
+    pub fn load(set: ImageSet, dir: &Path) -> Result<ImageData, DataError> {
+        let torch = dir.join(set.torchvision_dir());
+        // The folder given, else torchvision's below it, judged by one file.
+        let dir = if find(set, dir, "t10k-labels-idx1-ubyte").is_err() && torch.is_dir() { &torch } else { dir };
+        Ok(ImageData {
+            set,
+            train: Split::load(set, dir, "train", "train-images-idx3-ubyte", "train-labels-idx1-ubyte")?,
+            test: Split::load(set, dir, "test", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?,
         })
     }
 
     /// Keeps the first `n` training samples (all of them if there are fewer).
     /// The test split is unchanged.
-    pub fn limit(mut self, n: usize) -> FashionMnist {
+    pub fn limit(mut self, n: usize) -> ImageData {
         self.train.truncate(n);
         self
     }
 }
 
 impl Split {
-    fn load(dir: &Path, name: &'static str, images: &str, labels: &str) -> Result<Split, DataError> {
-        let images_path = find(dir, images)?;
-        let labels_path = find(dir, labels)?;
+    fn load(set: ImageSet, dir: &Path, name: &'static str, images: &str, labels: &str) -> Result<Split, DataError> {
+        let images_path = find(set, dir, images)?;
+        let labels_path = find(set, dir, labels)?;
         let (n, rows, cols, pixels) = read_idx_images(&images_path)?;
         if (rows, cols) != (SIDE, SIDE) {
-            let why = format!("images are {rows}×{cols}; Fashion-MNIST images are {SIDE}×{SIDE}");
+            let why = format!("images are {rows}×{cols}; {} images are {SIDE}×{SIDE}", set.name());
             return Err(DataError::Format { path: images_path, why });
         }
         let labels = read_idx_labels(&labels_path)?;
@@ -139,7 +220,7 @@ impl Split {
             let why = format!("label {} of sample {i} is not a class (0 to {})", labels[i], CLASSES - 1);
             return Err(DataError::Format { path: labels_path, why });
         }
-        Ok(Split { name, pixels, labels })
+        Ok(Split { name, set, pixels, labels })
     }
 
     /// The number of samples.
@@ -161,7 +242,7 @@ impl Split {
     /// The samples at `indices`, in that order: images `[b, 1, 28, 28]`
     /// float32, preprocessed (see the module doc), and their labels.
     pub fn batch(&self, indices: &[usize]) -> Result<(Tensor, Vec<u8>), DataError> {
-        let table = normalised_pixels();
+        let table = normalised_pixels(self.set);
         let len = self.len();
         let size = SIDE * SIDE;
         let mut data = Vec::with_capacity(indices.len() * size);
@@ -180,7 +261,7 @@ impl Split {
 
 /// `dir/name.gz`, else `dir/name`, else [`DataError::Missing`] naming the
 /// `.gz` file.
-fn find(dir: &Path, name: &str) -> Result<PathBuf, DataError> {
+fn find(set: ImageSet, dir: &Path, name: &str) -> Result<PathBuf, DataError> {
     let gz = dir.join(format!("{name}.gz"));
     if gz.is_file() {
         return Ok(gz);
@@ -189,17 +270,12 @@ fn find(dir: &Path, name: &str) -> Result<PathBuf, DataError> {
     if plain.is_file() {
         return Ok(plain);
     }
-    Err(DataError::Missing { path: gz, hint: INSTALL_HINT.into() })
+    Err(DataError::Missing { path: gz, set: set.name(), hint: set.install_hint() })
 }
 
-/// The preprocessed value of a pixel (see the module doc).
-pub fn normalise_pixel(pixel: u8) -> f32 {
-    ((f32::from(pixel) / 255.0) - MEAN) / STD
-}
-
-/// [`normalise_pixel`] of every byte, as f64.
-fn normalised_pixels() -> [f64; 256] {
-    std::array::from_fn(|p| f64::from(normalise_pixel(p as u8)))
+/// [`ImageSet::normalise`] of every byte, as f64.
+fn normalised_pixels(set: ImageSet) -> [f64; 256] {
+    std::array::from_fn(|p| f64::from(set.normalise(p as u8)))
 }
 
 /// SplitMix64's output function.
@@ -315,13 +391,13 @@ mod tests {
 
     #[test]
     fn normalisation_follows_the_tutorial() {
-        assert_eq!(normalise_pixel(0), (0.0f32 - 0.2860f32) / 0.3530f32);
-        assert_eq!(normalise_pixel(255), (1.0f32 - 0.2860f32) / 0.3530f32);
+        assert_eq!(ImageSet::FashionMnist.normalise(0), (0.0f32 - 0.2860f32) / 0.3530f32);
+        assert_eq!(ImageSet::FashionMnist.normalise(255), (1.0f32 - 0.2860f32) / 0.3530f32);
         let x = 128.0f32 / 255.0;
-        assert_eq!(normalise_pixel(128), (x - 0.2860) / 0.3530);
+        assert_eq!(ImageSet::FashionMnist.normalise(128), (x - 0.2860) / 0.3530);
         // Values from torch 2.15: ((torch.arange(256, dtype=uint8).float() / 255) - 0.2860) / 0.3530.
         for (p, want) in TORCH_NORMALISED {
-            assert_eq!(f64::from(normalise_pixel(p)), want, "pixel {p}");
+            assert_eq!(f64::from(ImageSet::FashionMnist.normalise(p)), want, "pixel {p}");
         }
     }
 
@@ -385,13 +461,13 @@ mod tests {
     fn loads_batches_and_limits_small_files() {
         let dir = TempDir::new("small");
         fake(&dir.0, 12);
-        let data = FashionMnist::load(&dir.0).unwrap();
+        let data = ImageData::load(ImageSet::FashionMnist, &dir.0).unwrap();
         assert_eq!((data.train.len(), data.test.len()), (12, 2));
         let (images, labels) = data.train.batch(&[11, 3]).unwrap();
         assert_eq!((images.shape.clone(), images.dtype), (vec![2, 1, 28, 28], ElemType::F32));
         assert_eq!(labels, [1, 3]);
-        assert!(images.data[..784].iter().all(|&x| x == f64::from(normalise_pixel(11))));
-        assert!(images.data[784..].iter().all(|&x| x == f64::from(normalise_pixel(3))));
+        assert!(images.data[..784].iter().all(|&x| x == f64::from(ImageSet::FashionMnist.normalise(11))));
+        assert!(images.data[784..].iter().all(|&x| x == f64::from(ImageSet::FashionMnist.normalise(3))));
         let e = data.train.batch(&[12]).unwrap_err().to_string();
         assert_eq!(e, "sample index 12 is out of range: the train split has 12 samples");
         let (empty, none) = data.test.batch(&[]).unwrap();
@@ -405,42 +481,64 @@ mod tests {
     #[test]
     fn missing_and_bad_files_are_reported() {
         let dir = TempDir::new("missing");
-        let e = FashionMnist::load(&dir.0.join("nope")).unwrap_err();
+        let e = ImageData::load(ImageSet::FashionMnist, &dir.0.join("nope")).unwrap_err();
         assert!(matches!(e, DataError::Missing { .. }), "{e:?}");
         let text = e.to_string();
-        assert!(text.ends_with("train-images-idx3-ubyte.gz: Fashion-MNIST file not found; install Debian's Fashion-MNIST package with `sudo apt-get install dataset-fashion-mnist` (it puts the files in /usr/share/datasets/fashion-mnist), or give the folder that holds the four IDX files"), "{text}");
+        assert!(text.ends_with("train-images-idx3-ubyte.gz: Fashion-MNIST file not found; install Debian's Fashion-MNIST package with `sudo apt-get install dataset-fashion-mnist` (it puts the files in /usr/share/datasets/fashion-mnist), or give the folder that holds the four IDX files with --data-dir DIR (DIR or DIR/FashionMNIST/raw is searched)"), "{text}");
 
         fake(&dir.0, 3);
         std::fs::remove_file(dir.0.join("t10k-labels-idx1-ubyte")).unwrap();
-        let e = FashionMnist::load(&dir.0).unwrap_err();
+        let e = ImageData::load(ImageSet::FashionMnist, &dir.0).unwrap_err();
         assert!(matches!(&e, DataError::Missing { path, .. } if path.ends_with("t10k-labels-idx1-ubyte.gz")), "{e:?}");
 
         // A label that is not a class.
         std::fs::write(dir.0.join("t10k-labels-idx1-ubyte"), idx(&[2], &[0, 10])).unwrap();
-        let e = FashionMnist::load(&dir.0).unwrap_err().to_string();
+        let e = ImageData::load(ImageSet::FashionMnist, &dir.0).unwrap_err().to_string();
         assert!(e.ends_with("t10k-labels-idx1-ubyte: label 10 of sample 1 is not a class (0 to 9)"), "{e}");
         // Fewer labels than images.
         std::fs::write(dir.0.join("t10k-labels-idx1-ubyte"), idx(&[1], &[0])).unwrap();
-        let e = FashionMnist::load(&dir.0).unwrap_err().to_string();
+        let e = ImageData::load(ImageSet::FashionMnist, &dir.0).unwrap_err().to_string();
         assert!(e.contains("1 labels for 2 images"), "{e}");
         // Images of another size.
         std::fs::write(dir.0.join("t10k-images-idx3-ubyte.gz"), gzip(&idx(&[1, 2, 2], &[0; 4]))).unwrap();
-        let e = FashionMnist::load(&dir.0).unwrap_err().to_string();
+        let e = ImageData::load(ImageSet::FashionMnist, &dir.0).unwrap_err().to_string();
         assert!(e.ends_with("t10k-images-idx3-ubyte.gz: images are 2×2; Fashion-MNIST images are 28×28"), "{e}");
         // Not an IDX file.
         std::fs::write(dir.0.join("t10k-images-idx3-ubyte.gz"), b"junk").unwrap();
-        let e = FashionMnist::load(&dir.0).unwrap_err();
+        let e = ImageData::load(ImageSet::FashionMnist, &dir.0).unwrap_err();
         assert!(matches!(e, DataError::Idx(_)), "{e:?}");
+    }
+
+    #[test]
+    fn mnist_is_found_where_torchvision_puts_it_and_normalised_as_the_tutorial() {
+        let dir = TempDir::new("mnist");
+        let raw = dir.0.join("MNIST/raw");
+        std::fs::create_dir_all(&raw).unwrap();
+        fake(&raw, 3);
+        // The torchvision root, or the raw folder itself.
+        for root in [&dir.0, &raw] {
+            let data = ImageData::load(ImageSet::Mnist, root).unwrap();
+            assert_eq!((data.set, data.train.len(), data.test.len()), (ImageSet::Mnist, 3, 2));
+            let (images, _) = data.train.batch(&[2]).unwrap();
+            let want = ((2.0f32 / 255.0) - 0.1307f32) / 0.3081f32;
+            assert!(images.data.iter().all(|&x| x == f64::from(want)));
+        }
+        assert_eq!(ImageSet::Mnist.normalise(0), (0.0f32 - 0.1307f32) / 0.3081f32);
+        // Fashion-MNIST's layout is not MNIST's: the message says where to
+        // get MNIST and which folders were searched.
+        let e = ImageData::load(ImageSet::Mnist, &dir.0.join("none")).unwrap_err().to_string();
+        assert!(e.contains("none/train-images-idx3-ubyte.gz: MNIST file not found; download MNIST"), "{e}");
+        assert!(e.contains("(DIR or DIR/MNIST/raw is searched)"), "{e}");
     }
 
     #[test]
     fn loads_the_real_dataset_when_installed() {
         let dir = Path::new(DEFAULT_DIR);
         if !dir.is_dir() {
-            println!("skipped: {DEFAULT_DIR} is missing ({INSTALL_HINT})");
+            println!("skipped: {DEFAULT_DIR} is missing ({})", ImageSet::FashionMnist.install_hint());
             return;
         }
-        let data = FashionMnist::load(dir).unwrap();
+        let data = ImageData::load(ImageSet::FashionMnist, dir).unwrap();
         assert_eq!((data.train.len(), data.test.len()), (60_000, 10_000));
         assert_eq!(data.train.pixels.len(), 60_000 * 784);
         // Fashion-MNIST is balanced: 6000 training and 1000 test images per class.
@@ -460,7 +558,7 @@ mod tests {
         assert!((var.sqrt() - 0.3530).abs() < 5e-4, "std {}", var.sqrt());
         let (images, labels) = data.train.batch(&[0]).unwrap();
         assert_eq!(labels, [9]);
-        assert_eq!(images.data[0], f64::from(normalise_pixel(0)));
+        assert_eq!(images.data[0], f64::from(ImageSet::FashionMnist.normalise(0)));
         let first_image_sum: u32 = data.train.pixels[..784].iter().map(|&p| u32::from(p)).sum();
         assert_eq!(first_image_sum, FIRST_TRAIN_IMAGE_SUM);
     }

@@ -442,6 +442,56 @@ pub fn read_inputs(path: &Path) -> Result<BTreeMap<String, Tensor>, Error> {
     Ok(res)
 }
 
+/// Whether a weights file is a safetensors file (by its extension,
+/// `.safetensors`); any other is JSON.
+pub fn is_safetensors(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+}
+
+/// The largest rename map file read (`snnc run --rename-map`): 1 MiB.
+pub const MAX_RENAME_MAP_BYTES: u64 = 1 << 20;
+
+/// Reads a rename map file ([`snnc_runtime::parse_rename_map`]), with the
+/// bounded reader; errors name the file and the line.
+pub fn read_rename_map(path: &Path) -> Result<Vec<(String, String)>, Error> {
+    let fail = |why: String| Error::User(format!("{}: {why}", path.display()));
+    let bytes = memory::read_binary_file(path, "the rename map", MAX_RENAME_MAP_BYTES)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| fail(format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))?;
+    snnc_runtime::parse_rename_map(&text).map_err(fail)
+}
+
+/// Reads a weights file for `module`: safetensors by extension
+/// ([`is_safetensors`]), else JSON, both read with the limit
+/// [`memory::weights_file_limit`]. `renames` (`OLD=NEW`, see
+/// [`snnc_runtime::rename_weights`]) apply to the file's names first. Then
+/// the constant masks the file leaves out are filled in, and the weights
+/// are checked (names, shapes, finite values in the module's float type)
+/// and converted to that type. Every error is the user's (exit 2) and
+/// names the file.
+pub fn read_weights_file(module: &Module, path: &Path, renames: &[(String, String)]) -> Result<Weights, Error> {
+    let in_file = |e: String| Error::User(format!("{}: {e}", path.display()));
+    let limit = memory::weights_file_limit(module);
+    let mut weights = if is_safetensors(path) {
+        let bytes = memory::read_binary_file(path, "the weights file", limit)?;
+        snnc_runtime::read_weights_safetensors(&bytes).map_err(in_file)?
+    } else {
+        let text = memory::read_json_file(path, "the weights file", limit)?;
+        snnc_runtime::read_weights_json(&text).map_err(in_file)?
+    };
+    snnc_runtime::rename_weights(&mut weights, renames).map_err(in_file)?;
+    // Constant masks are not part of a weights file; fill them in.
+    snnc_runtime::complete_weights(module, &mut weights);
+    let check = |e: snnc_runtime::CheckError| in_file(e.to_string());
+    snnc_runtime::check_weights(module, &weights).map_err(|e| check(e.into()))?;
+    // Before rounding: a float64 1e300 overflows an f32 run.
+    let none = BTreeMap::new();
+    snnc_runtime::check_finite(module, &weights, &none, &none).map_err(check)?;
+    let dtype = elem_type(module.float);
+    weights.values_mut().for_each(|t| *t = t.cast(dtype));
+    Ok(weights)
+}
+
 /// Saves a file the user named with [`snnc_runtime::write_file`]: a regular
 /// file is replaced atomically, a symbolic link is followed, a device or FIFO
 /// is written through, a folder is refused. A bad path is the user's error

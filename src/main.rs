@@ -123,7 +123,8 @@ enum Command {
         /// Where to run it.
         #[arg(long, value_enum, default_value = "cpu")]
         target: Target,
-        /// Output folder: metrics.csv, checkpoint.json, weights.json (loads with `snnc run --weights`).
+        /// Output folder: metrics.csv, checkpoint.json, weights.json and weights.safetensors (both load
+        /// with `snnc run --weights`).
         /// A folder that holds a run is refused unless --resume or --force says what to do with it;
         /// one training at a time writes to a folder.
         #[arg(long, value_name = "DIR", default_value = "train-out")]
@@ -150,42 +151,17 @@ enum Command {
     Run {
         /// The network description (RON).
         net: PathBuf,
-        /// Where to run it.
-        #[arg(long, value_enum, default_value = "cpu")]
-        target: Target,
-        /// Weights as JSON (`{"NAME": {"shape": [...], "dtype": "float32", "data": [...]}}`);
-        /// default: initialised from the network's seed as PyTorch/Norse do.
-        #[arg(long)]
-        weights: Option<PathBuf>,
-        /// Input as JSON: one tensor for the input `x`, or an object of named tensors;
-        /// default: a built-in deterministic example input.
-        #[arg(long)]
-        input: Option<PathBuf>,
-        /// Write every output and recorded trace (spikes, voltages, currents) to this JSON file.
-        #[arg(long)]
-        record: Option<PathBuf>,
-        /// Batch size of the built-in example input.
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        /// Seed of the default weights (overrides the network's `seed`).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Compute in f64 (the interpreter only: use with --target interp).
-        #[arg(long)]
-        f64: bool,
-        /// The passes to run before running, comma-separated, or `none` for the raw lowering;
-        /// default: the target's default pipeline.
-        #[arg(long, value_name = "a,b,c")]
-        passes: Option<String>,
-        /// A recording of `snnc run --record`: each spike trace's measured density guides `sparsify`.
-        #[arg(long, value_name = "REC.json")]
-        profile: Option<PathBuf>,
-        /// Exit 0 even when an output holds NaN or infinity (by default such a run prints its
-        /// results, writes --record, then names the first non-finite value on stderr and exits 2).
-        #[arg(long)]
-        allow_nonfinite: bool,
         #[command(flatten)]
-        plot: snnc::plot::RunPlotArgs,
+        args: RunArgs,
+    },
+    /// Print the weights a network expects (name, shape, dtype, trainable): the names and
+    /// PyTorch layouts a `--weights` file must use.
+    Weights {
+        /// The network description (RON).
+        net: PathBuf,
+        /// Print a JSON object `{NAME: {"shape": [...], "dtype": "float32", "trainable": bool}}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Draw a recording (`run --record`) or training metrics (`train`) as SVG or PNG.
     Plot(snnc::plot::PlotArgs),
@@ -201,24 +177,7 @@ fn main() -> ExitCode {
         Command::Ir { net, f64, after, passes, time_passes, profile, target } => {
             ir(&mut out, &net, IrArgs { f64, after, passes, time_passes, profile, target })
         }
-        Command::Run {
-            net,
-            target,
-            weights,
-            input,
-            record,
-            batch,
-            seed,
-            f64,
-            passes,
-            profile,
-            allow_nonfinite,
-            plot,
-        } => {
-            let args =
-                RunArgs { target, weights, input, record, batch, seed, f64, passes, profile, allow_nonfinite, plot };
-            run(&mut out, &net, args)
-        }
+        Command::Run { net, args } => run(&mut out, &net, args),
         Command::Compile { net, target, emit, arch, out_dir, backward } => {
             let emit = emit.unwrap_or(if target == Target::Cuda { Emit::Ptx } else { Emit::Ir });
             compile(&mut out, &net, target, emit, arch, out_dir.as_deref(), backward)
@@ -264,6 +223,7 @@ fn main() -> ExitCode {
             };
             train(&mut out, &net, &opts)
         }
+        Command::Weights { net, json } => weights(&mut out, &net, json),
         Command::Plot(args) => snnc::plot::plot_command(&mut out, &args),
         Command::Bench(args) => snnc::bench::bench_command(&mut out, &args),
     };
@@ -661,7 +621,8 @@ fn train(out: &mut impl Write, path: &Path, opts: &snnc::train::TrainOptions) ->
     }
     say!(
         out,
-        "wrote {}/metrics.csv, checkpoint.json and weights.json (use: snnc run {} --weights {}/weights.json)",
+        "wrote {}/metrics.csv, checkpoint.json, weights.json and weights.safetensors (use: snnc run {} --weights \
+         {}/weights.safetensors)",
         summary.out.display(),
         path.display(),
         summary.out.display()
@@ -669,17 +630,89 @@ fn train(out: &mut impl Write, path: &Path, opts: &snnc::train::TrainOptions) ->
     Ok(())
 }
 
+/// `snnc weights`: one line per parameter of the lowered network (before
+/// passes, which keep parameters), `NAME  SHAPE  DTYPE  trainable|constant`,
+/// constants marked optional; or, with `--json`, one object.
+fn weights(out: &mut impl Write, path: &Path, json: bool) -> Result<(), Error> {
+    let c = load(path, Dtype::F32)?;
+    let params: Vec<_> = c.module.params.iter().map(|(_, p)| p).collect();
+    if params.is_empty() && !json {
+        say!(out, "(the network has no weights)");
+        return Ok(());
+    }
+    if json {
+        let obj: serde_json::Map<String, serde_json::Value> = params
+            .iter()
+            .map(|p| {
+                let v = serde_json::json!({"shape": p.shape.resolve(1), "dtype": "float32", "trainable": p.trainable});
+                (p.name.clone(), v)
+            })
+            .collect();
+        say!(out, "{}", serde_json::Value::Object(obj));
+        return Ok(());
+    }
+    let width = params.iter().map(|p| p.name.len()).max().unwrap_or(0).max(4);
+    say!(out, "{:<width$}  {:<16}  {:<8}  kind", "name", "shape", "dtype");
+    for p in &params {
+        let shape = format!("{:?}", p.shape.resolve(1));
+        let kind = if p.trainable { "trainable" } else { "constant (optional: keeps its initial value)" };
+        say!(out, "{:<width$}  {shape:<16}  {:<8}  {kind}", p.name, "float32");
+    }
+    say!(
+        out,
+        "# layouts are PyTorch's (a Linear weight is [out, in]); F32, F64, F16 and BF16 safetensors are accepted, \
+         and --rename OLD=NEW maps other names"
+    );
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
 struct RunArgs {
+    /// Where to run it.
+    #[arg(long, value_enum, default_value = "cpu")]
     target: Target,
+    /// Weights: a safetensors file (`*.safetensors`, e.g. a PyTorch `state_dict()` saved with
+    /// `safetensors.torch.save_file`; F32, F64, F16 or BF16) or JSON
+    /// (`{"NAME": {"shape": [...], "dtype": "float32", "data": [...]}}`); names and shapes as
+    /// `snnc weights NET` prints them. Default: initialised from the network's seed as
+    /// PyTorch/Norse do.
+    #[arg(long)]
     weights: Option<PathBuf>,
+    /// Rename a tensor of the --weights file before it is checked: `OLD=NEW` (repeatable);
+    /// `fc.=fc1.` (both ending in `.`) renames every name starting with `fc.`.
+    #[arg(long, value_name = "OLD=NEW", value_parser = snnc_runtime::parse_rename, requires = "weights")]
+    rename: Vec<(String, String)>,
+    /// A file of renames, one `OLD=NEW` per line (`#` comments), applied before --rename.
+    #[arg(long, value_name = "FILE", requires = "weights")]
+    rename_map: Option<PathBuf>,
+    /// Input as JSON: one tensor for the input `x`, or an object of named tensors;
+    /// default: a built-in deterministic example input.
+    #[arg(long)]
     input: Option<PathBuf>,
+    /// Write every output and recorded trace (spikes, voltages, currents) to this JSON file.
+    #[arg(long)]
     record: Option<PathBuf>,
+    /// Batch size of the built-in example input.
+    #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Seed of the default weights (overrides the network's `seed`).
+    #[arg(long)]
     seed: Option<u64>,
+    /// Compute in f64 (the interpreter only: use with --target interp).
+    #[arg(long)]
     f64: bool,
+    /// The passes to run before running, comma-separated, or `none` for the raw lowering;
+    /// default: the target's default pipeline.
+    #[arg(long, value_name = "a,b,c")]
     passes: Option<String>,
+    /// A recording of `snnc run --record`: each spike trace's measured density guides `sparsify`.
+    #[arg(long, value_name = "REC.json")]
     profile: Option<PathBuf>,
+    /// Exit 0 even when an output holds NaN or infinity (by default such a run prints its
+    /// results, writes --record, then names the first non-finite value on stderr and exits 2).
+    #[arg(long)]
     allow_nonfinite: bool,
+    #[command(flatten)]
     plot: snnc::plot::RunPlotArgs,
 }
 
@@ -701,20 +734,12 @@ fn run(out: &mut impl Write, path: &Path, args: RunArgs) -> Result<(), Error> {
     driver::optimize(&mut c, &pipeline, &mut |_| {})?;
     let weights = match &args.weights {
         Some(w) => {
-            let limit = snnc::memory::weights_file_limit(&c.module);
-            let text = snnc::memory::read_json_file(w, "the weights file", limit)?;
-            let mut weights =
-                snnc_runtime::read_weights_json(&text).map_err(|e| Error::User(format!("{}: {e}", w.display())))?;
-            // Constant masks are not part of a weights file; fill them in.
-            snnc_runtime::complete_weights(&c.module, &mut weights);
-            let in_file = |e: snnc_runtime::CheckError| Error::User(format!("{}: {e}", w.display()));
-            snnc_runtime::check_weights(&c.module, &weights).map_err(|e| in_file(e.into()))?;
-            // Before rounding: a float64 1e300 overflows an f32 run.
-            let none = std::collections::BTreeMap::new();
-            snnc_runtime::check_finite(&c.module, &weights, &none, &none).map_err(in_file)?;
-            let dtype = driver::elem_type(c.module.float);
-            weights.values_mut().for_each(|t| *t = t.cast(dtype));
-            weights
+            let mut renames = match &args.rename_map {
+                Some(map) => driver::read_rename_map(map)?,
+                None => Vec::new(),
+            };
+            renames.extend(args.rename.iter().cloned());
+            driver::read_weights_file(&c.module, w, &renames)?
         }
         None => driver::init_weights(&c.module, args.seed.unwrap_or(c.network.seed))?,
     };

@@ -48,6 +48,9 @@ pub const MAX_JSON_BYTES: u64 = 1 << 30;
 /// Bytes a parsed JSON document takes per byte of its text, at most
 /// (`serde_json::Value` is 32 bytes; the shortest number, `0,`, 2 bytes).
 pub const JSON_EXPANSION: u128 = 16;
+/// Bytes a binary weights file (safetensors) takes in memory per byte of the
+/// file, at most: the file itself, and an f64 per 2-byte f16 value.
+pub const BINARY_EXPANSION: u128 = 5;
 
 /// The buffers of one module run with one batch size.
 #[derive(Debug)]
@@ -311,6 +314,23 @@ pub fn parse_bytes(text: &str) -> Option<u64> {
 /// memory. A longer file, one that never ends (`/dev/zero`), or a NUL
 /// byte (never in JSON text) is the user's error.
 pub fn read_json_file(path: &Path, what: &str, limit: u64) -> Result<String, Error> {
+    let text = read_bounded(path, what, limit, JSON_EXPANSION, true)?;
+    String::from_utf8(text).map_err(|e| {
+        let why = format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to());
+        Error::User(format!("{}: cannot read {what}: {why}", path.display()))
+    })
+}
+
+/// Reads a binary file (a safetensors weights file) of at most `limit`
+/// bytes by the rule of [`read_json_file`], without its text checks; what
+/// it becomes must fit in memory ([`BINARY_EXPANSION`]).
+pub fn read_binary_file(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>, Error> {
+    read_bounded(path, what, limit, BINARY_EXPANSION, false)
+}
+
+/// The one bounded reader: at most `limit` bytes, refusing a NUL byte when
+/// `text`, then a memory check of `expansion` bytes per byte read.
+fn read_bounded(path: &Path, what: &str, limit: u64, expansion: u128, text: bool) -> Result<Vec<u8>, Error> {
     let fail = |why: String| Error::User(format!("{}: cannot read {what}: {why}", path.display()));
     let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
     if let Ok(meta) = file.metadata()
@@ -320,7 +340,7 @@ pub fn read_json_file(path: &Path, what: &str, limit: u64) -> Result<String, Err
         return Err(fail(too_long(meta.len().to_string() + " bytes", limit)));
     }
     let mut reader = file.take(limit + 1);
-    let mut text = Vec::new();
+    let mut bytes = Vec::new();
     let mut chunk = vec![0u8; 1 << 16];
     loop {
         let n = match reader.read(&mut chunk) {
@@ -329,22 +349,22 @@ pub fn read_json_file(path: &Path, what: &str, limit: u64) -> Result<String, Err
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(fail(e.to_string())),
         };
-        if let Some(i) = chunk[..n].iter().position(|&b| b == 0) {
+        if text && let Some(i) = chunk[..n].iter().position(|&b| b == 0) {
             return Err(fail(format!(
                 "byte {} is a NUL byte, and JSON is text: is it the right file?",
-                text.len() + i
+                bytes.len() + i
             )));
         }
-        text.try_reserve(n).map_err(|_| fail("out of memory".into()))?;
-        text.extend_from_slice(&chunk[..n]);
-        if text.len() as u64 > limit {
+        bytes.try_reserve(n).map_err(|_| fail("out of memory".into()))?;
+        bytes.extend_from_slice(&chunk[..n]);
+        if bytes.len() as u64 > limit {
             return Err(fail(too_long(format!("more than {limit} bytes"), limit)));
         }
     }
     let need =
-        Need::bytes(format!("{}: parsing {what}", path.display()), (text.len() as u128).saturating_mul(JSON_EXPANSION));
+        Need::bytes(format!("{}: parsing {what}", path.display()), (bytes.len() as u128).saturating_mul(expansion));
     check(&need)?;
-    String::from_utf8(text).map_err(|e| fail(format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))
+    Ok(bytes)
 }
 
 /// The longest weights file of `module` that [`read_json_file`] reads: 64

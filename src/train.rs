@@ -449,7 +449,13 @@ impl RunFolder {
             }
             e => train_error(e),
         })?;
-        let run_files = [checkpoint::CHECKPOINT_FILE, checkpoint::WEIGHTS_FILE, "metrics.csv", "batches.csv"];
+        let run_files = [
+            checkpoint::CHECKPOINT_FILE,
+            checkpoint::WEIGHTS_FILE,
+            checkpoint::SAFETENSORS_FILE,
+            "metrics.csv",
+            "batches.csv",
+        ];
         snnc_runtime::save::remove_stale_temporaries(&dir, &run_files);
         let has_run = dir.join(checkpoint::CHECKPOINT_FILE).exists();
         let resume = if opts.resume {

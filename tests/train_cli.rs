@@ -83,6 +83,13 @@ fn a_short_run_writes_metrics_a_checkpoint_and_weights_that_snnc_run_loads() {
     let weights = out.join("weights.json");
     let o = snnc(&["run", "examples/tutorial.ron", "--weights", weights.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // weights.safetensors holds the same weights: the same run, bar the timing.
+    let st = out.join("weights.safetensors");
+    let o2 = snnc(&["run", "examples/tutorial.ron", "--weights", st.to_str().unwrap()]);
+    assert_eq!(o2.status.code(), Some(0), "{}", text(&o2));
+    let body =
+        |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).lines().skip(1).collect::<Vec<_>>().join("\n");
+    assert_eq!(body(&o), body(&o2));
 }
 
 #[test]
@@ -196,7 +203,7 @@ fn stale_temporary_files_of_killed_runs_are_removed() {
     let mut names: Vec<String> =
         std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
     names.sort();
-    assert_eq!(names, ["batches.csv", "checkpoint.json", "metrics.csv", "weights.json"]);
+    assert_eq!(names, ["batches.csv", "checkpoint.json", "metrics.csv", "weights.json", "weights.safetensors"]);
 }
 
 #[test]

@@ -7,13 +7,17 @@
 //!   metrics so far and the run's configuration), as one JSON object with
 //!   `"format": "snnc-checkpoint/1"`;
 //! - `weights.json`: the same weights in the weights-file format of
-//!   [`crate::weights`], for `snnc run --weights`.
+//!   [`crate::weights`], for `snnc run --weights`;
+//! - `weights.safetensors`: the same weights again as a safetensors file
+//!   ([`crate::safetensors_io`]), which PyTorch loads
+//!   (`safetensors.torch.load_file`) and `snnc run --weights` reads too.
 //!
 //! Every file is written by [`crate::save::write_file`]: into a temporary
 //! file in the same folder, flushed to disk, then renamed over the old one
 //! (and the folder synced), so a crash leaves either the old file or the
-//! new one. `save` writes `weights.json` first and `checkpoint.json` last, so
-//! `checkpoint.json` never refers to a state newer than the weights file.
+//! new one. `save` writes `weights.json`, then `weights.safetensors`, and
+//! `checkpoint.json` last, so `checkpoint.json` never refers to a state
+//! newer than the weights files.
 //!
 //! Tensor values are written as JSON numbers that read back exactly (f32
 //! values are written as the f64 they convert to). JSON has no NaN or
@@ -27,6 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::optim::{Optimizer, OptimizerState};
+use crate::safetensors_io::write_weights_safetensors;
 use crate::save::write_file;
 use crate::tensor::Tensor;
 use crate::train_error::TrainError;
@@ -36,6 +41,8 @@ use crate::weights::{Weights, write_weights_json};
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
 /// The file name of the weights file in a checkpoint folder.
 pub const WEIGHTS_FILE: &str = "weights.json";
+/// The file name of the safetensors weights file in a checkpoint folder.
+pub const SAFETENSORS_FILE: &str = "weights.safetensors";
 /// The value of the `format` field.
 pub const FORMAT: &str = "snnc-checkpoint/1";
 
@@ -89,7 +96,8 @@ struct CheckpointFile {
     weights: BTreeMap<String, Tensor>,
 }
 
-/// Writes `dir/weights.json` then `dir/checkpoint.json`, each atomically
+/// Writes `dir/weights.json`, `dir/weights.safetensors`, then
+/// `dir/checkpoint.json`, each atomically
 /// (see the module doc), creating `dir` if needed.
 pub fn save(dir: &Path, checkpoint: &Checkpoint) -> Result<(), TrainError> {
     let checkpoint_path = dir.join(CHECKPOINT_FILE);
@@ -112,7 +120,13 @@ pub fn save(dir: &Path, checkpoint: &Checkpoint) -> Result<(), TrainError> {
         source,
     })?;
 
+    let safetensors_path = dir.join(SAFETENSORS_FILE);
+    let safetensors = write_weights_safetensors(&checkpoint.weights).map_err(|why| TrainError::Corrupt {
+        path: safetensors_path.clone(),
+        why: format!("cannot serialise: {why}"),
+    })?;
     write_file(&weights_path, write_weights_json(&checkpoint.weights).as_bytes())?;
+    write_file(&safetensors_path, &safetensors)?;
     let file = CheckpointFile {
         format: FORMAT.into(),
         epoch: checkpoint.epoch,
@@ -431,6 +445,12 @@ mod tests {
         for (k, t) in &c.weights {
             assert!(same_bits(t, &w[k]), "{k}");
         }
+        let bytes = std::fs::read(dir.0.join(SAFETENSORS_FILE)).unwrap();
+        let w = crate::read_weights_safetensors(&bytes).unwrap();
+        assert_eq!(w.keys().collect::<Vec<_>>(), c.weights.keys().collect::<Vec<_>>());
+        for (k, t) in &c.weights {
+            assert!(same_bits(t, &w[k]), "{k}");
+        }
     }
 
     #[test]
@@ -440,7 +460,7 @@ mod tests {
         save(&dir.0, &c).unwrap();
         save(&dir.0, &c).unwrap();
         write_metrics_csv(&dir.0.join("metrics.csv"), &c.metrics).unwrap();
-        assert_eq!(dir.files(), ["checkpoint.json", "metrics.csv", "weights.json"]);
+        assert_eq!(dir.files(), ["checkpoint.json", "metrics.csv", "weights.json", "weights.safetensors"]);
         // A folder that does not exist yet is created.
         let nested = dir.0.join("a/b");
         save(&nested, &c).unwrap();
@@ -452,7 +472,10 @@ mod tests {
         let e = write_metrics_csv(&target, &c.metrics).unwrap_err().to_string();
         assert!(e.contains("blocked: is a folder"), "{e}");
         assert_eq!(std::fs::read_to_string(target.join("x")).unwrap(), "keep");
-        assert_eq!(dir.files(), ["a", "blocked", "checkpoint.json", "metrics.csv", "weights.json"]);
+        assert_eq!(
+            dir.files(),
+            ["a", "blocked", "checkpoint.json", "metrics.csv", "weights.json", "weights.safetensors"]
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! snnc runtime: host tensors, their JSON files, weights, and what backends
-//! share; and the host side of training: losses, optimizers, the
-//! Fashion-MNIST dataset and checkpoints; and the one way a file the user
-//! named is saved ([`save`]).
+//! snnc runtime: host tensors, their JSON files, weights (JSON and
+//! safetensors files), and what backends share; and the host side of
+//! training: losses, optimizers, the Fashion-MNIST dataset and
+//! checkpoints; and the one way a file the user named is saved ([`save`]).
 
 pub mod check;
 pub mod checkpoint;
@@ -10,6 +10,7 @@ pub mod idx;
 pub mod loss;
 pub mod optim;
 mod real;
+pub mod safetensors_io;
 pub mod save;
 pub mod tensor;
 pub mod train_error;
@@ -20,6 +21,9 @@ pub use checkpoint::{Checkpoint, EpochMetrics, write_metrics_csv};
 pub use dataset::{DataError, ImageData, ImageSet, Split, batches, shuffle_order};
 pub use loss::{accuracy, argmax, cross_entropy_counts, log_softmax, mse_mean, nll_mean, nll_seed};
 pub use optim::{Adam, Optimizer, OptimizerConfig, OptimizerState, ParamState, Sgd};
+pub use safetensors_io::{
+    parse_rename, parse_rename_map, read_weights_safetensors, rename_weights, write_weights_safetensors,
+};
 pub use save::{SaveError, write_file};
 pub use tensor::{ElemType, ShapeError, Tensor};
 pub use train_error::TrainError;

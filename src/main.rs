@@ -587,7 +587,11 @@ fn train(out: &mut impl Write, path: &Path, opts: &snnc::train::TrainOptions) ->
         data = data.limit(n);
     }
     let tests = opts.test_limit.map_or(data.test.len(), |n| n.min(data.test.len()));
-    let program = snnc::train::TrainProgram::new(&net, opts.target)?;
+    // A network that cannot be trained is the file's problem: name it.
+    let program = snnc::train::TrainProgram::new(&net, opts.target).map_err(|e| match e {
+        Error::User(m) if m.starts_with("network `") => Error::User(format!("{}: {m}", display(path))),
+        e => e,
+    })?;
     say!(
         out,
         "training `{}` on {} {} images ({} test) on {}: {} epoch(s), batch {}, {} lr {}",

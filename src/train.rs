@@ -147,10 +147,13 @@ impl TrainProgram {
         let classes = add_log_probs(net, &mut train_module)?;
         let grad = snnc_passes::AutodiffOptions { seeds: vec![LOG_PROBS.into()], inputs: Vec::new() };
         let (train_info, report) = driver::differentiate(&mut train_module, target, None, &pass_opts, &grad)?;
-        let seed_input =
-            report.seeds.first().map(|(_, i)| i.clone()).ok_or_else(|| {
-                Error::User(format!("network `{}`: no trainable parameter reaches the loss", net.name))
-            })?;
+        let seed_input = report.seeds.first().map(|(_, i)| i.clone()).ok_or_else(|| {
+            Error::User(format!(
+                "network `{}`: no trainable parameter reaches the loss; training needs a layer with weights \
+                     (Linear, Conv2d, LILinear or a recurrent layer) between the input and the readout",
+                snnc_frontend::error::shown_name(&net.name)
+            ))
+        })?;
         let stored_bytes_per_sample = report.stored_bytes_per_sample(train_module.steps);
 
         let mut eval_module = compiled.module.clone();

@@ -313,3 +313,23 @@ fn mnist_trains_from_a_torchvision_folder_and_a_resume_keeps_the_data_set() {
     assert!(text(&o).contains("MNIST file not found; download MNIST"), "{}", text(&o));
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Found by the fuzz harness: a network without weights names its file,
+/// shows an odd network name escaped, and says what training needs.
+#[test]
+fn a_network_without_weights_names_its_file_and_the_fix() {
+    let dir = scratch("no-weights");
+    std::fs::create_dir_all(&dir).unwrap();
+    let net = dir.join("net.ron");
+    let ron = "(version: 1, name: \"a\\u{0}b\", steps: 5, input: [2], encoder: Poisson(f_max: 200.0, seed: 7), \
+                layers: [LI(name: \"li\")], readout: Mean)";
+    std::fs::write(&net, ron).unwrap();
+    let out = dir.join("out");
+    fake_mnist(&dir);
+    let data = dir.to_str().unwrap();
+    let o =
+        snnc(&["train", net.to_str().unwrap(), "--out", out.to_str().unwrap(), "--data", "mnist", "--data-dir", data]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let want = format!("{}: network `a\\0b`: no trainable parameter reaches the loss; training needs", net.display());
+    assert!(text(&o).contains(&want), "{}", text(&o));
+}

@@ -80,6 +80,8 @@ const WHOLE_FILE: &[&str] = &[
     "no rows",
     "top level",
     "named tensors",
+    // A property of the whole network, not of one place in it.
+    "no trainable parameter",
 ];
 
 /// Which kind of place `msg` names, or `None` when it names none. The
@@ -236,6 +238,7 @@ mod tests {
             ("net.ron: error: input[0]: must be 1 or more, found 0", "field"),
             ("missing.json: error: cannot read the network description: No such file", "file"),
             ("error: frob: a figure is written as SVG or PNG; name the file `.svg` or `.png`", "file"),
+            ("error: net.ron: network `a\\0b`: no trainable parameter reaches the loss; training needs", "file"),
         ];
         for (msg, kind) in cases {
             assert_eq!(locate(msg, &cx()), Some(kind), "{msg}");

@@ -492,14 +492,6 @@ pub fn read_weights_file(module: &Module, path: &Path, renames: &[(String, Strin
     Ok(weights)
 }
 
-/// Saves a file the user named with [`snnc_runtime::write_file`]: a regular
-/// file is replaced atomically, a symbolic link is followed, a device or FIFO
-/// is written through, a folder is refused. A bad path is the user's error
-/// (exit 2), a folder that cannot be written or a full disk the machine's (3).
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), Error> {
-    Ok(snnc_runtime::write_file(path, contents)?)
-}
-
 /// A validated module made ready to run on one target: the one place that
 /// knows how each backend runs a module from its initial state (training,
 /// evaluation and benchmarks use it).

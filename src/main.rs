@@ -546,7 +546,7 @@ fn compile(
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::User(format!("{}: cannot create the folder: {e}", dir.display())))?;
             for (name, text) in &files {
-                driver::write_atomic(&dir.join(name), text.as_bytes())?;
+                snnc_runtime::write_file(&dir.join(name), text.as_bytes())?;
             }
             say!(out, "wrote {} file(s) to {}", files.len(), dir.display());
         }
@@ -768,7 +768,7 @@ fn run(out: &mut impl Write, path: &Path, args: RunArgs) -> Result<(), Error> {
         }
         let text = serde_json::to_string(&serde_json::Value::Object(obj))
             .map_err(|e| Error::Internal(format!("cannot serialise the recording: {e}")))?;
-        driver::write_atomic(rec, text.as_bytes())?;
+        snnc_runtime::write_file(rec, text.as_bytes())?;
         say!(out, "recorded {} tensors to {}", res.traces.len() + res.outputs.len(), rec.display());
     }
     if let Some(msg) = snnc::plot::plot_run(&c, &res, &args.plot)? {

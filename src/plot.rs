@@ -161,7 +161,7 @@ fn draw_recording(rec: &Recording, path: &Path, f: &FigureArgs) -> Result<String
 
 fn write_figure(fig: &draw::Figure, format: Format, size: Option<Size>, path: &Path) -> Result<String, Error> {
     let bytes = draw::render(fig, format, size)?;
-    driver::write_atomic(path, &bytes)?;
+    snnc_runtime::write_file(path, &bytes)?;
     let labels: Vec<&str> = fig.panels.iter().map(|p| p.label.as_str()).collect();
     Ok(format!("plotted {} panel(s) to {}: {}", fig.panels.len(), path.display(), labels.join(", ")))
 }

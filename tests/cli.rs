@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 mod support;
-use support::{snnc, stderr, stdout};
+use support::{TempDir, snnc, stderr, stdout};
 
 /// A scratch folder under target/ for this test.
 fn scratch(name: &str) -> PathBuf {
@@ -145,34 +145,9 @@ fn cuda_without_a_gpu_is_an_environment_error() {
     assert!(stderr(&o).contains("no usable GPU"), "{}", stderr(&o));
 }
 
-/// A fresh folder under the system's temporary folder for one test,
-/// removed on drop.
-struct Temp(PathBuf);
-
-impl Temp {
-    fn new(test: &str) -> Temp {
-        let dir = std::env::temp_dir().join(format!("snnc-cli-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("can create a temporary folder");
-        Temp(dir)
-    }
-
-    fn write(&self, name: &str, bytes: &[u8]) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, bytes).expect("can write a temporary file");
-        p.display().to_string()
-    }
-}
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn dt_in_milliseconds_is_a_user_error_not_nan() {
-    let tmp = Temp::new("dt-ms");
+    let tmp = TempDir::new("dt-ms");
     let tutorial = std::fs::read_to_string("examples/tutorial.ron").unwrap();
     assert!(tutorial.contains("dt: 0.001,"));
     let net = tmp.write("ms.ron", tutorial.replace("dt: 0.001,", "dt: 1.0,").as_bytes());
@@ -187,7 +162,7 @@ fn dt_in_milliseconds_is_a_user_error_not_nan() {
 
 #[test]
 fn warnings_go_to_stderr_and_the_check_passes() {
-    let tmp = Temp::new("dt-coarse");
+    let tmp = TempDir::new("dt-coarse");
     let tutorial = std::fs::read_to_string("examples/tutorial.ron").unwrap();
     let net = tmp.write("coarse.ron", tutorial.replace("dt: 0.001,", "dt: 0.005,").as_bytes());
     let o = snnc(&["check", &net]);
@@ -205,7 +180,7 @@ fn warnings_go_to_stderr_and_the_check_passes() {
 
 #[test]
 fn layer_names_that_cannot_be_file_names_fail_the_check() {
-    let tmp = Temp::new("names");
+    let tmp = TempDir::new("names");
     let net = tmp.write(
         "names.ron",
         b"(version: 1, name: \"n\", steps: 2, input: [2], layers: [LIF(name: \"a/b\"), LIF(name: \"x\\u{0}\")])",
@@ -221,7 +196,7 @@ fn layer_names_that_cannot_be_file_names_fail_the_check() {
 fn emit_clif_writes_the_files_of_the_longest_names() {
     // The longest layer name the check accepts, in a file with a long name:
     // every file name stays within 255 bytes.
-    let tmp = Temp::new("clif-names");
+    let tmp = TempDir::new("clif-names");
     let layer = "n".repeat(snnc_frontend::check::MAX_NAME_BYTES);
     let text = format!("(version: 1, name: \"n\", steps: 2, input: [2], layers: [LIF(name: \"{layer}\")])");
     let net = tmp.write(&format!("{}.ron", "f".repeat(240)), text.as_bytes());
@@ -239,10 +214,10 @@ fn emit_clif_writes_the_files_of_the_longest_names() {
 
 #[test]
 fn non_utf8_files_name_the_byte_offset() {
-    let tmp = Temp::new("utf8");
+    let tmp = TempDir::new("utf8");
     let bom = tmp.write(
         "bom.ron",
-        &[b"\xEF\xBB\xBF".as_slice(), b"(version: 1, name: \"b\", steps: 2, input: [2], layers: [LIF()])"].concat(),
+        [b"\xEF\xBB\xBF".as_slice(), b"(version: 1, name: \"b\", steps: 2, input: [2], layers: [LIF()])"].concat(),
     );
     let o = snnc(&["check", &bom]);
     assert_eq!(o.status.code(), Some(0), "a byte-order mark is accepted: {}", stderr(&o));
@@ -258,7 +233,7 @@ fn non_utf8_files_name_the_byte_offset() {
 
 #[test]
 fn the_parameter_limit_names_the_largest_layers() {
-    let tmp = Temp::new("params");
+    let tmp = TempDir::new("params");
     let net = tmp.write(
         "huge.ron",
         b"(version: 1, name: \"huge\", steps: 1, input: [50000], layers: [Linear(name: \"fc\", out: 50000), LIF()])",
@@ -274,7 +249,7 @@ fn the_parameter_limit_names_the_largest_layers() {
 fn check_handles_many_layers() {
     // 16,000 layers: the per-layer table is one pass over the parameters
     // and states (it was a scan of all of them per layer).
-    let tmp = Temp::new("many-layers");
+    let tmp = TempDir::new("many-layers");
     let layers: Vec<&str> = (0..16_000).map(|i| if i % 2 == 0 { "Linear(out: 4)" } else { "LIF()" }).collect();
     let text = format!("(version: 1, name: \"many\", steps: 2, input: [4], layers: [{}])", layers.join(", "));
     let net = tmp.write("many.ron", text.as_bytes());

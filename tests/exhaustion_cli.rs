@@ -7,10 +7,9 @@
 mod support;
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use support::stderr;
+use support::{TempDir, stderr};
 
 /// Runs `snnc ARGS` under a 4 GiB address-space limit, with
 /// `SNNC_MEMORY_LIMIT` set to `limit` if given.
@@ -22,30 +21,6 @@ fn snnc_limited(limit: Option<&str>, args: &[&str]) -> Output {
         cmd.env("SNNC_MEMORY_LIMIT", l);
     }
     cmd.output().expect("prlimit runs")
-}
-
-/// A fresh folder for one test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("snnc-exhaustion-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn file(&self, name: &str, bytes: &[u8]) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path.display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Asserts the exit code and that stderr holds every one of `parts`.
@@ -62,7 +37,7 @@ fn assert_fails(o: &Output, code: i32, parts: &[&str]) {
 fn a_huge_example_input_is_refused_with_a_batch_that_fits() {
     let dir = TempDir::new("input");
     let net = dir
-        .file("big.ron", br#"(version: 1, name: "big", steps: 100, input: [10000000], layers: [LIF(name: "lif1")])"#);
+        .write("big.ron", br#"(version: 1, name: "big", steps: 100, input: [10000000], layers: [LIF(name: "lif1")])"#);
     // 14.9 GiB of f64 input at batch 2.
     let o = snnc_limited(Some("12G"), &["run", &net, "--batch", "2"]);
     assert_fails(&o, 3, &["input `x`", "14.9 GiB", "12.0 GiB available", "SNNC_MEMORY_LIMIT=12G", "use --batch 1"]);
@@ -71,7 +46,7 @@ fn a_huge_example_input_is_refused_with_a_batch_that_fits() {
 #[test]
 fn huge_padding_is_the_users_error() {
     let dir = TempDir::new("padding");
-    let net = dir.file(
+    let net = dir.write(
         "pad.ron",
         br#"(version: 1, name: "pad", steps: 10, input: [1, 6, 6], encoder: Direct(),
             layers: [Conv2d(name: "conv1", out_channels: 4, kernel_size: 3, padding: 20000), LIF(name: "lif1")])"#,
@@ -98,7 +73,7 @@ fn a_million_samples_do_not_fit_and_a_smaller_batch_is_suggested() {
 #[test]
 fn a_convolution_of_a_large_image_names_the_tensor() {
     let dir = TempDir::new("image");
-    let net = dir.file(
+    let net = dir.write(
         "image.ron",
         br#"(version: 1, name: "image", steps: 8, input: [3, 4000, 4000], encoder: Direct(),
             layers: [Conv2d(name: "conv1", out_channels: 32, kernel_size: 5), LIF(name: "lif1")])"#,
@@ -129,10 +104,10 @@ fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
 fn dataset(dir: &TempDir, n: u32) {
     let pixels: Vec<u8> = (0..n * 784).map(|i| i as u8).collect();
     let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
-    dir.file("train-images-idx3-ubyte", &idx(&[n, 28, 28], &pixels));
-    dir.file("train-labels-idx1-ubyte", &idx(&[n], &labels));
-    dir.file("t10k-images-idx3-ubyte", &idx(&[2, 28, 28], &pixels[..2 * 784]));
-    dir.file("t10k-labels-idx1-ubyte", &idx(&[2], &labels[..2]));
+    dir.write("train-images-idx3-ubyte", idx(&[n, 28, 28], &pixels));
+    dir.write("train-labels-idx1-ubyte", idx(&[n], &labels));
+    dir.write("t10k-images-idx3-ubyte", idx(&[2, 28, 28], &pixels[..2 * 784]));
+    dir.write("t10k-labels-idx1-ubyte", idx(&[2], &labels[..2]));
 }
 
 #[test]
@@ -140,7 +115,7 @@ fn training_a_thousand_steps_is_refused_before_the_first_step() {
     let dir = TempDir::new("train");
     dataset(&dir, 256);
     let text = std::fs::read_to_string("examples/convnet_direct.ron").unwrap().replace("steps: 8,", "steps: 1000,");
-    let net = dir.file("convnet_1000.ron", text.as_bytes());
+    let net = dir.write("convnet_1000.ron", text.as_bytes());
     let out = dir.0.join("out").display().to_string();
     let data = dir.0.display().to_string();
     let o = snnc_limited(None, &["train", &net, "--data-dir", &data, "--out", &out, "--quiet"]);
@@ -163,7 +138,7 @@ fn a_gzip_bomb_in_the_data_set_is_refused() {
     bomb.resize(bomb.len() + (32 << 20), 0);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&bomb).unwrap();
-    dir.file("train-labels-idx1-ubyte.gz", &gz.finish().unwrap());
+    dir.write("train-labels-idx1-ubyte.gz", gz.finish().unwrap());
     let data = dir.0.display().to_string();
     let out = dir.0.join("out").display().to_string();
     let o = snnc_limited(None, &["train", "examples/convnet_small.ron", "--data-dir", &data, "--out", &out]);

@@ -6,36 +6,12 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use snnc::driver::{self, Target};
 use snnc_frontend::LowerOptions;
 use snnc_runtime::{ElemType, Tensor, Weights};
-use support::{snnc, stderr};
-
-/// A fresh folder under the system's temporary folder, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let dir = std::env::temp_dir().join(format!("snnc-run-checks-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::{TempDir, snnc, stderr};
 
 /// An LI layer on 2 inputs, 5 steps: its synaptic current sums the input
 /// (`i <- 0.8 i + x`), so inputs of 3e38 overflow f32 at the second step.
@@ -50,7 +26,7 @@ fn input_json(value: f64) -> String {
 fn non_finite_outputs_exit_2_unless_allowed() {
     let dir = TempDir::new("nan-out");
     let net = dir.write("li.ron", LI);
-    let input = dir.write("in.json", &input_json(3e38));
+    let input = dir.write("in.json", input_json(3e38));
     let rec = dir.0.join("rec.json");
     for target in ["interp", "cpu"] {
         let o = snnc(&["run", &net, "--target", target, "--input", &input, "--record", rec.to_str().unwrap()]);
@@ -69,7 +45,7 @@ fn non_finite_outputs_exit_2_unless_allowed() {
         assert_eq!(o.status.code(), Some(0), "{target}: {}", stderr(&o));
     }
     // Large but finite outputs are fine.
-    let input = dir.write("small.json", &input_json(1e30));
+    let input = dir.write("small.json", input_json(1e30));
     let o = snnc(&["run", &net, "--target", "interp", "--input", &input]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
@@ -225,7 +201,7 @@ fn a_bare_input_tensor_is_named_and_its_shape_cannot_overflow() {
         "{err}"
     );
     for shape in ["[1,1,18446744073709551615,28]", "[4294967296,4294967296]"] {
-        let huge = dir.write("huge.json", &format!(r#"{{"x":{{"shape":{shape},"dtype":"float32","data":[]}}}}"#));
+        let huge = dir.write("huge.json", format!(r#"{{"x":{{"shape":{shape},"dtype":"float32","data":[]}}}}"#));
         let o = snnc(&["run", "examples/lif.ron", "--input", &huge]);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{shape}: {err}");

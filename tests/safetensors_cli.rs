@@ -6,39 +6,17 @@
 //! dtypes or names are the user's errors (exit 2), never a panic.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use snnc_frontend::LowerOptions;
 use snnc_runtime::{ElemType, Tensor, Weights};
 
 mod support;
-use support::{snnc, stderr, stdout};
+use support::{TempDir, snnc, stderr, stdout};
 
 const NET: &str = "tests/nets/lif_recurrent.ron";
 const F32_FIXTURE: &str = "tests/fixtures/weights/lif_recurrent_f32.safetensors";
 const F16_FIXTURE: &str = "tests/fixtures/weights/lif_recurrent_f16.safetensors";
-
-/// A fresh folder for one test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("snnc-safetensors-cli-{}-{test}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The initial weights of a network file, by the library API.
 fn initial_weights(net: &str, seed: u64) -> Weights {

@@ -1,6 +1,6 @@
 //! A fresh clone stands alone: no file of the repository names the
-//! `../shared` folder it was first written next to (its contents are
-//! vendored: `docs/`, `scripts/norse/`, `tests/golden/`), and every
+//! team's shared folder of notes it was first written next to (what it
+//! needs is vendored: `docs/`, `scripts/norse/`, `tests/golden/`), and every
 //! repository path a Markdown document names exists.
 //!
 //! A path is checked when it is the target of a Markdown link (relative to

@@ -41,16 +41,17 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 use snnc_frontend::{
-    Encoder, ExampleInput, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LowerOptions, LsnnParams, Method,
-    Network, Readout, ResetMethod,
+    Encoder, ExampleInput, Layer, LowerOptions, Method, Network, Readout,
 };
 use snnc_ir::{Builder, Dtype, Module, Op, Shape, Type};
 use snnc_runtime::{ElemType, Tensor};
 
 pub use crate::driver::Target;
 pub use run::argmax_over_time;
+use layers::*;
 use run::*;
 
+mod layers;
 mod run;
 
 /// The target's name on the command line.
@@ -575,109 +576,6 @@ fn method(v: &Value, what: &str) -> PResult<Method> {
 /// Keys of a `parameters` object that are not neuron parameters.
 const NOT_PARAMS: [&str; 5] = ["dt", "autapses", "seq_length", "f_max", "seed"];
 
-fn unknown_param<T>(model: &str, key: &str) -> PResult<T> {
-    unsupported(format!("{model} parameter `{key}` is not supported"))
-}
-
-fn lif_params(obj: &Map<String, Value>, model: &str) -> PResult<LifParams> {
-    let mut p = LifParams::default();
-    for (k, v) in obj {
-        match k.as_str() {
-            "tau_syn_inv" => p.tau_syn_inv = as_f64(v, k)?,
-            "tau_mem_inv" => p.tau_mem_inv = as_f64(v, k)?,
-            "v_leak" => p.v_leak = as_f64(v, k)?,
-            "v_th" => p.v_th = as_f64(v, k)?,
-            "v_reset" => p.v_reset = as_f64(v, k)?,
-            "method" => p.method = method(v, k)?,
-            "alpha" => p.alpha = as_f64(v, k)?,
-            k if NOT_PARAMS.contains(&k) => {}
-            _ => return unknown_param(model, k),
-        }
-    }
-    Ok(p)
-}
-
-fn li_params(obj: &Map<String, Value>, model: &str) -> PResult<LiParams> {
-    let mut p = LiParams::default();
-    for (k, v) in obj {
-        match k.as_str() {
-            "tau_syn_inv" => p.tau_syn_inv = as_f64(v, k)?,
-            "tau_mem_inv" => p.tau_mem_inv = as_f64(v, k)?,
-            "v_leak" => p.v_leak = as_f64(v, k)?,
-            k if NOT_PARAMS.contains(&k) => {}
-            _ => return unknown_param(model, k),
-        }
-    }
-    Ok(p)
-}
-
-fn lsnn_params(obj: &Map<String, Value>, model: &str) -> PResult<LsnnParams> {
-    let mut p = LsnnParams::default();
-    for (k, v) in obj {
-        match k.as_str() {
-            "tau_syn_inv" => p.tau_syn_inv = as_f64(v, k)?,
-            "tau_mem_inv" => p.tau_mem_inv = as_f64(v, k)?,
-            "tau_adapt_inv" => p.tau_adapt_inv = as_f64(v, k)?,
-            "v_leak" => p.v_leak = as_f64(v, k)?,
-            "v_th" => p.v_th = as_f64(v, k)?,
-            "v_reset" => p.v_reset = as_f64(v, k)?,
-            "beta" => p.beta = as_f64(v, k)?,
-            "method" => p.method = method(v, k)?,
-            "alpha" => p.alpha = as_f64(v, k)?,
-            k if NOT_PARAMS.contains(&k) => {}
-            _ => return unknown_param(model, k),
-        }
-    }
-    Ok(p)
-}
-
-fn lif_box_params(obj: &Map<String, Value>, model: &str) -> PResult<LifBoxParams> {
-    let mut p = LifBoxParams::default();
-    for (k, v) in obj {
-        match k.as_str() {
-            "tau_mem_inv" => p.tau_mem_inv = as_f64(v, k)?,
-            "v_leak" => p.v_leak = as_f64(v, k)?,
-            "v_th" => p.v_th = as_f64(v, k)?,
-            "v_reset" => p.v_reset = as_f64(v, k)?,
-            "method" => p.method = method(v, k)?,
-            "alpha" => p.alpha = as_f64(v, k)?,
-            "reset_method" => {
-                p.reset_method = match as_str(v, k)? {
-                    "reset_value" | "value" => ResetMethod::Value,
-                    "reset_subtract" | "subtract" => ResetMethod::Subtract,
-                    other => return unsupported(format!("{model} reset method `{other}` is not supported")),
-                }
-            }
-            k if NOT_PARAMS.contains(&k) => {}
-            _ => return unknown_param(model, k),
-        }
-    }
-    Ok(p)
-}
-
-fn lif_adex_params(obj: &Map<String, Value>, model: &str) -> PResult<LifAdExParams> {
-    let mut p = LifAdExParams::default();
-    for (k, v) in obj {
-        match k.as_str() {
-            "adaptation_current" => p.adaptation_current = as_f64(v, k)?,
-            "adaptation_spike" => p.adaptation_spike = as_f64(v, k)?,
-            "delta_T" => p.delta_T = as_f64(v, k)?,
-            "tau_ada_inv" => p.tau_ada_inv = as_f64(v, k)?,
-            "tau_syn_inv" => p.tau_syn_inv = as_f64(v, k)?,
-            "tau_mem_inv" => p.tau_mem_inv = as_f64(v, k)?,
-            "v_leak" => p.v_leak = as_f64(v, k)?,
-            "v_th" => p.v_th = as_f64(v, k)?,
-            "v_reset" => p.v_reset = as_f64(v, k)?,
-            "method" => p.method = method(v, k)?,
-            "alpha" => p.alpha = as_f64(v, k)?,
-            k if NOT_PARAMS.contains(&k) => {}
-            _ => return unknown_param(model, k),
-        }
-    }
-    Ok(p)
-}
-
-/// Whether an oracle name holds spikes (compared exactly).
 fn is_spike_name(name: &str) -> bool {
     name == "z" || name.ends_with(".z") || name == "z_before_latency_mask"
 }
@@ -727,6 +625,7 @@ fn plan_case(json: &Value) -> PResult<Plan> {
             plan_encoder(json, model, &name, &mut plan)?
         }
         "network" => plan_network(json, &name, &mut plan)?,
+        "graph" => plan_graph(json, &name, &mut plan)?,
         "LIF" | "LI" | "LILinearCell" | "LIFRecurrentCell" | "LSNN" | "LSNNRecurrent" | "LIFBoxCell"
         | "LIFAdExCell" => plan_cell(json, model, &name, &mut plan)?,
         other => return unsupported(format!("model `{other}` is not supported by the runner")),
@@ -943,16 +842,55 @@ fn plan_cell(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<
     };
     let cell = Some(CELL.to_string());
     let layer = match model {
-        "LIF" => Layer::LIF { name: cell, p: lif_params(params, model)? },
-        "LI" => Layer::LI { name: cell, p: li_params(params, model)? },
-        "LSNN" => Layer::LSNN { name: cell, p: lsnn_params(params, model)? },
-        "LIFBoxCell" => Layer::LIFBox { name: cell, p: lif_box_params(params, model)? },
-        "LIFAdExCell" => Layer::LIFAdEx { name: cell, p: lif_adex_params(params, model)? },
+        "LIF" => Layer::LIF {
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Default::default(),
+            name: cell,
+            p: lif_params(params, model)?,
+        },
+        "LI" => Layer::LI {
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Default::default(),
+            name: cell,
+            p: li_params(params, model)?,
+        },
+        "LSNN" => Layer::LSNN {
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Default::default(),
+            name: cell,
+            p: lsnn_params(params, model)?,
+        },
+        "LIFBoxCell" => Layer::LIFBox {
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Default::default(),
+            name: cell,
+            p: lif_box_params(params, model)?,
+        },
+        "LIFAdExCell" => Layer::LIFAdEx {
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Default::default(),
+            name: cell,
+            p: lif_adex_params(params, model)?,
+        },
         "LILinearCell" => {
             let w = weight("input_weights")?;
             let (out, _) = matrix(&w, "weights.input_weights")?;
             plan.weights.insert(format!("{CELL}.input_weights"), w);
-            Layer::LILinear { name: cell, input: in_features, out, p: li_params(params, model)?, input_density: None }
+            Layer::LILinear {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name: cell,
+                input: in_features,
+                out,
+                p: li_params(params, model)?,
+                input_density: None,
+            }
         }
         "LIFRecurrentCell" | "LSNNRecurrent" => {
             let w_in = weight("input_weights")?;
@@ -964,6 +902,9 @@ fn plan_cell(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<
             plan.weights.insert(format!("{CELL}.recurrent_weights"), w_rec);
             if model == "LIFRecurrentCell" {
                 Layer::LIFRecurrent {
+                    inputs: None,
+                    recurrent_inputs: Vec::new(),
+                    merge: Default::default(),
                     name: cell,
                     input: in_features,
                     hidden,
@@ -973,6 +914,9 @@ fn plan_cell(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<
                 }
             } else {
                 Layer::LSNNRecurrent {
+                    inputs: None,
+                    recurrent_inputs: Vec::new(),
+                    merge: Default::default(),
                     name: cell,
                     input: in_features,
                     hidden,
@@ -1018,134 +962,34 @@ fn plan_cell(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<
     Ok(())
 }
 
-/// A field of a layer object, under any of the given names.
-fn field<'a>(layer: &'a Map<String, Value>, keys: &[&str]) -> Option<&'a Value> {
-    keys.iter().find_map(|k| layer.get(*k))
-}
-
-fn req_field<'a>(layer: &'a Map<String, Value>, keys: &[&str], what: &str) -> PResult<&'a Value> {
-    match field(layer, keys) {
-        Some(v) => Ok(v),
-        None => bad(format!("{what}: missing field `{}`", keys[0])),
+/// A `graph` case: a network whose nodes name their inputs, run step by
+/// step. Its output must be its last node, as snnc's output is.
+fn plan_graph(json: &Value, name: &str, plan: &mut Plan) -> PResult<()> {
+    let execution = json.get("execution").and_then(Value::as_str).unwrap_or("step");
+    if execution != "step" {
+        return unsupported(format!("graph execution `{execution}` is not supported"));
     }
-}
-
-fn opt_u32(layer: &Map<String, Value>, keys: &[&str], what: &str) -> PResult<Option<u32>> {
-    field(layer, keys).filter(|v| !v.is_null()).map(|v| as_u32(v, &format!("{what}.{}", keys[0]))).transpose()
-}
-
-fn layer_params<'a>(layer: &'a Map<String, Value>, what: &str) -> PResult<&'a Map<String, Value>> {
-    static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
-    match layer.get("parameters").or_else(|| layer.get("p")) {
-        Some(v) => as_obj(v, &format!("{what}.parameters")),
-        None => Ok(EMPTY.get_or_init(Map::new)),
+    let nodes = match get(json, "nodes")?.as_array() {
+        Some(n) => n,
+        None => return bad("`nodes` must be a list"),
+    };
+    let output = as_str(get(json, "output")?, "output")?;
+    let last = nodes.last().and_then(|n| n.get("name")).and_then(Value::as_str);
+    if last != Some(output) {
+        return unsupported(format!("the output node `{output}` is not the last node"));
     }
-}
-
-/// One layer of a network case, and its `dt` when it has one.
-fn layer_from(obj: &Map<String, Value>, index: usize) -> PResult<(Layer, Option<f64>)> {
-    let ty = as_str(req_field(obj, &["type"], &format!("layers[{index}]"))?, "type")?;
-    let name = match obj.get("name") {
-        Some(n) => Some(as_str(n, &format!("layers[{index}].name"))?.to_string()),
-        None => None,
-    };
-    let what = format!("layer `{}`", name.as_deref().unwrap_or(ty));
-    let dt = obj.get("dt").map(|v| as_f64(v, &format!("{what}.dt"))).transpose()?;
-    let bias = match obj.get("bias") {
-        Some(b) => as_bool(b, &format!("{what}.bias"))?,
-        None => true,
-    };
-    let autapses = match obj.get("autapses") {
-        Some(b) => as_bool(b, &format!("{what}.autapses"))?,
-        None => false,
-    };
-    let params = layer_params(obj, &what)?;
-    let layer = match ty {
-        "Linear" => Layer::Linear {
-            name,
-            input: opt_u32(obj, &["in_features", "in"], &what)?,
-            out: as_u32(req_field(obj, &["out_features", "out"], &what)?, &format!("{what}.out_features"))?,
-            bias,
-            input_density: None,
-        },
-        "Conv2d" => Layer::Conv2d {
-            name,
-            in_channels: opt_u32(obj, &["in_channels"], &what)?,
-            out_channels: as_u32(req_field(obj, &["out_channels"], &what)?, &format!("{what}.out_channels"))?,
-            kernel_size: as_square(req_field(obj, &["kernel_size"], &what)?, &format!("{what}.kernel_size"))?,
-            stride: field(obj, &["stride"]).map(|v| as_square(v, &format!("{what}.stride"))).transpose()?.unwrap_or(1),
-            padding: field(obj, &["padding"])
-                .map(|v| as_square(v, &format!("{what}.padding")))
-                .transpose()?
-                .unwrap_or(0),
-            bias,
-            input_density: None,
-        },
-        "MaxPool2d" => {
-            let kernel_size = as_square(req_field(obj, &["kernel", "kernel_size"], &what)?, &format!("{what}.kernel"))?;
-            let stride = field(obj, &["stride"])
-                .filter(|v| !v.is_null())
-                .map(|v| as_square(v, &format!("{what}.stride")))
-                .transpose()?;
-            Layer::MaxPool2d { name, kernel_size, stride }
-        }
-        "Flatten" => Layer::Flatten { name },
-        "ReLU" => Layer::ReLU { name },
-        "Scale" => {
-            Layer::Scale { name, factor: as_f64(req_field(obj, &["factor"], &what)?, &format!("{what}.factor"))? }
-        }
-        "LIF" => Layer::LIF { name, p: lif_params(params, &what)? },
-        "LI" => Layer::LI { name, p: li_params(params, &what)? },
-        "LSNN" => Layer::LSNN { name, p: lsnn_params(params, &what)? },
-        "LIFBox" => Layer::LIFBox { name, p: lif_box_params(params, &what)? },
-        "LIFAdEx" => Layer::LIFAdEx { name, p: lif_adex_params(params, &what)? },
-        "LIFRecurrent" | "LSNNRecurrent" => {
-            let input = opt_u32(obj, &["input_size", "in_features", "in"], &what)?;
-            let hidden = as_u32(
-                req_field(obj, &["hidden_size", "out_features", "hidden"], &what)?,
-                &format!("{what}.hidden_size"),
-            )?;
-            if ty == "LIFRecurrent" {
-                Layer::LIFRecurrent {
-                    name,
-                    input,
-                    hidden,
-                    p: lif_params(params, &what)?,
-                    autapses,
-                    input_density: None,
-                }
-            } else {
-                Layer::LSNNRecurrent {
-                    name,
-                    input,
-                    hidden,
-                    p: lsnn_params(params, &what)?,
-                    autapses,
-                    input_density: None,
-                }
-            }
-        }
-        "LILinear" => Layer::LILinear {
-            name,
-            input: opt_u32(obj, &["in_features", "input_size", "in"], &what)?,
-            out: as_u32(
-                req_field(obj, &["out_features", "hidden_size", "out"], &what)?,
-                &format!("{what}.out_features"),
-            )?,
-            p: li_params(params, &what)?,
-            input_density: None,
-        },
-        other => return unsupported(format!("layer type `{other}` is not supported")),
-    };
-    Ok((layer, dt))
+    if json.get("buffers").is_some_and(|b| !b.is_null()) {
+        return unsupported("buffers (BatchNorm running statistics) are not supported");
+    }
+    plan_network(json, name, plan)
 }
 
 fn plan_network(json: &Value, name: &str, plan: &mut Plan) -> PResult<()> {
     let mut layers = Vec::new();
     let mut dts: Vec<(String, f64)> = Vec::new();
-    let list = match get(json, "layers")?.as_array() {
+    let list = match json.get("layers").or_else(|| json.get("nodes")).and_then(Value::as_array) {
         Some(l) => l,
-        None => return bad("`layers` must be a list"),
+        None => return bad("`layers` (`nodes` in a graph) must be a list"),
     };
     for (index, l) in list.iter().enumerate() {
         let (layer, dt) = layer_from(as_obj(l, &format!("layers[{index}]"))?, index)?;

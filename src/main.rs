@@ -352,11 +352,31 @@ fn check(out: &mut impl Write, path: &Path) -> Result<(), Error> {
         shape_str(&net.input),
         if net.encoder.is_some() { " (static, encoded to spikes)" } else { " per step" }
     );
-    say!(out, "{:<16} {:<16} {:<16} {:>12} {:>12}", "layer", "kind", "output shape", "parameters", "state/sample");
+    // A graph shows each layer's inputs, in the order the layers run.
+    let graph = snnc_frontend::graph::resolve(&net.layers).is_ok_and(|g| !g.is_chain());
+    let inputs_head = if graph { "  inputs" } else { "" };
+    say!(
+        out,
+        "{:<16} {:<16} {:<16} {:>12} {:>12}{inputs_head}",
+        "layer",
+        "kind",
+        "output shape",
+        "parameters",
+        "state/sample"
+    );
     let values = driver::layer_values(m);
     for l in &c.layers {
         let v = values.get(l.name.as_str()).copied().unwrap_or_default();
-        say!(out, "{:<16} {:<16} {:<16} {:>12} {:>12}", l.name, l.kind, shape_str(&l.shape), v.trainable, v.state);
+        let inputs = if graph { format!("  {}", l.inputs.join(", ")) } else { String::new() };
+        say!(
+            out,
+            "{:<16} {:<16} {:<16} {:>12} {:>12}{inputs}",
+            l.name,
+            l.kind,
+            shape_str(&l.shape),
+            v.trainable,
+            v.state
+        );
     }
     say!(out, "readout: {:?}", net.readout);
     say!(

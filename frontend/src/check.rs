@@ -23,7 +23,7 @@
 //! * every `dt * tau_*_inv` is at most 2 (see [`STEP_LIMIT`]; above 1 is a
 //!   warning);
 //! * layer names (given or default, see [`Layer::name`]) are unique, are not
-//!   `encoder` or `output`, which are reserved, and are 1 to
+//!   `encoder`, `output` or `x`, which are reserved, and are 1 to
 //!   [`MAX_NAME_BYTES`] bytes of letters, digits, `_` and `-` (no `.`:
 //!   weights are named `NAME.weight`; names become file names, so no `/`,
 //!   spaces or control characters).
@@ -39,7 +39,7 @@ use crate::schema::{
 };
 
 /// Names a layer may not have: they name the network's own tensors.
-pub const RESERVED_NAMES: [&str; 2] = ["encoder", "output"];
+pub const RESERVED_NAMES: [&str; 3] = ["encoder", "output", crate::graph::INPUT];
 
 /// Checks every value of `net`; `file` is used only in messages. Returns
 /// all problems at once in [`FrontendError::Invalid`].
@@ -142,6 +142,9 @@ fn check_all(net: &Network) -> Checker {
         c.layer(layer);
     }
     c.names(&net.layers);
+    if let Err(problems) = crate::graph::resolve(&net.layers) {
+        c.problems.extend(problems);
+    }
     c
 }
 
@@ -315,12 +318,15 @@ impl Checker {
 
     fn layer(&mut self, layer: &Layer) {
         match layer {
-            Layer::Linear { name: _, input, out, bias: _, input_density } => {
+            Layer::Linear { inputs: _, recurrent_inputs: _, merge: _, name: _, input, out, bias: _, input_density } => {
                 self.opt_size("in", *input);
                 self.size("out", *out);
                 self.density("input_density", *input_density);
             }
             Layer::Conv2d {
+                inputs: _,
+                recurrent_inputs: _,
+                merge: _,
                 name: _,
                 in_channels,
                 out_channels,
@@ -336,37 +342,59 @@ impl Checker {
                 self.size("kernel_size", *kernel_size);
                 self.size("stride", *stride);
             }
-            Layer::MaxPool2d { name: _, kernel_size, stride } => {
+            Layer::MaxPool2d { inputs: _, recurrent_inputs: _, merge: _, name: _, kernel_size, stride } => {
                 self.size("kernel_size", *kernel_size);
                 self.opt_size("stride", *stride);
             }
-            Layer::Flatten { name: _ } | Layer::ReLU { name: _ } => {}
-            Layer::Scale { name: _, factor } => {
+            Layer::Flatten { inputs: _, recurrent_inputs: _, merge: _, name: _ }
+            | Layer::ReLU { inputs: _, recurrent_inputs: _, merge: _, name: _ }
+            | Layer::Identity { inputs: _, recurrent_inputs: _, merge: _, name: _ } => {}
+            Layer::Scale { inputs: _, recurrent_inputs: _, merge: _, name: _, factor } => {
                 self.finite("factor", *factor);
             }
-            Layer::LIF { name: _, p } => self.lif(p, true),
-            Layer::LIFRecurrent { name: _, input, hidden, p, autapses: _, input_density } => {
+            Layer::LIF { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.lif(p, true),
+            Layer::LIFRecurrent {
+                inputs: _,
+                recurrent_inputs: _,
+                merge: _,
+                name: _,
+                input,
+                hidden,
+                p,
+                autapses: _,
+                input_density,
+            } => {
                 self.opt_size("in", *input);
                 self.size("hidden", *hidden);
                 self.lif(p, true);
                 self.density("input_density", *input_density);
             }
-            Layer::LI { name: _, p } => self.li(p),
-            Layer::LILinear { name: _, input, out, p, input_density } => {
+            Layer::LI { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.li(p),
+            Layer::LILinear { inputs: _, recurrent_inputs: _, merge: _, name: _, input, out, p, input_density } => {
                 self.opt_size("in", *input);
                 self.size("out", *out);
                 self.li(p);
                 self.density("input_density", *input_density);
             }
-            Layer::LSNN { name: _, p } => self.lsnn(p),
-            Layer::LSNNRecurrent { name: _, input, hidden, p, autapses: _, input_density } => {
+            Layer::LSNN { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.lsnn(p),
+            Layer::LSNNRecurrent {
+                inputs: _,
+                recurrent_inputs: _,
+                merge: _,
+                name: _,
+                input,
+                hidden,
+                p,
+                autapses: _,
+                input_density,
+            } => {
                 self.opt_size("in", *input);
                 self.size("hidden", *hidden);
                 self.lsnn(p);
                 self.density("input_density", *input_density);
             }
-            Layer::LIFBox { name: _, p } => self.lif_box(p),
-            Layer::LIFAdEx { name: _, p } => self.lif_adex(p),
+            Layer::LIFBox { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.lif_box(p),
+            Layer::LIFAdEx { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.lif_adex(p),
         }
     }
 
@@ -509,7 +537,7 @@ impl Checker {
             if RESERVED_NAMES.contains(&name.as_str()) {
                 self.push(
                     Problem::new(at.clone(), format!("`{name}` is reserved"))
-                        .with_help("`encoder` and `output` name the network's own tensors; choose another name"),
+                        .with_help("`encoder`, `output` and `x` name the network's own tensors; choose another name"),
                 );
             }
             match first.get(&name) {

@@ -42,7 +42,7 @@
 
 pub use crate::error::FrontendError;
 pub use crate::schema::{
-    Encoder, ExampleInput, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Method, Network,
+    Encoder, ExampleInput, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Merge, Method, Network,
     Readout, ResetMethod,
 };
 
@@ -413,13 +413,25 @@ impl MaxPool2d {
 
 impl From<Linear> for Layer {
     fn from(b: Linear) -> Layer {
-        Layer::Linear { name: b.name, input: b.input, out: b.out, bias: b.bias, input_density: b.input_density }
+        Layer::Linear {
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Default::default(),
+            name: b.name,
+            input: b.input,
+            out: b.out,
+            bias: b.bias,
+            input_density: b.input_density,
+        }
     }
 }
 
 impl From<Conv2d> for Layer {
     fn from(b: Conv2d) -> Layer {
         Layer::Conv2d {
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Default::default(),
             name: b.name,
             in_channels: b.in_channels,
             out_channels: b.out_channels,
@@ -434,19 +446,29 @@ impl From<Conv2d> for Layer {
 
 impl From<MaxPool2d> for Layer {
     fn from(b: MaxPool2d) -> Layer {
-        Layer::MaxPool2d { name: b.name, kernel_size: b.kernel_size, stride: b.stride }
+        Layer::MaxPool2d {
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Default::default(),
+            name: b.name,
+            kernel_size: b.kernel_size,
+            stride: b.stride,
+        }
     }
 }
 
 impl From<Lif> for Layer {
     fn from(b: Lif) -> Layer {
-        Layer::LIF { name: b.name, p: b.p }
+        Layer::LIF { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: b.name, p: b.p }
     }
 }
 
 impl From<LifRecurrent> for Layer {
     fn from(b: LifRecurrent) -> Layer {
         Layer::LIFRecurrent {
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Default::default(),
             name: b.name,
             input: b.input,
             hidden: b.hidden,
@@ -459,25 +481,37 @@ impl From<LifRecurrent> for Layer {
 
 impl From<Li> for Layer {
     fn from(b: Li) -> Layer {
-        Layer::LI { name: b.name, p: b.p }
+        Layer::LI { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: b.name, p: b.p }
     }
 }
 
 impl From<LiLinear> for Layer {
     fn from(b: LiLinear) -> Layer {
-        Layer::LILinear { name: b.name, input: b.input, out: b.out, p: b.p, input_density: b.input_density }
+        Layer::LILinear {
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Default::default(),
+            name: b.name,
+            input: b.input,
+            out: b.out,
+            p: b.p,
+            input_density: b.input_density,
+        }
     }
 }
 
 impl From<Lsnn> for Layer {
     fn from(b: Lsnn) -> Layer {
-        Layer::LSNN { name: b.name, p: b.p }
+        Layer::LSNN { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: b.name, p: b.p }
     }
 }
 
 impl From<LsnnRecurrent> for Layer {
     fn from(b: LsnnRecurrent) -> Layer {
         Layer::LSNNRecurrent {
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Default::default(),
             name: b.name,
             input: b.input,
             hidden: b.hidden,
@@ -490,13 +524,13 @@ impl From<LsnnRecurrent> for Layer {
 
 impl From<LifBox> for Layer {
     fn from(b: LifBox) -> Layer {
-        Layer::LIFBox { name: b.name, p: b.p }
+        Layer::LIFBox { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: b.name, p: b.p }
     }
 }
 
 impl From<LifAdEx> for Layer {
     fn from(b: LifAdEx) -> Layer {
-        Layer::LIFAdEx { name: b.name, p: b.p }
+        Layer::LIFAdEx { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: b.name, p: b.p }
     }
 }
 
@@ -532,17 +566,17 @@ impl Layer {
 
     /// Reshapes each sample to one dimension.
     pub fn flatten() -> Layer {
-        Layer::Flatten { name: None }
+        Layer::Flatten { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: None }
     }
 
     /// Multiplies by a constant.
     pub fn scale(factor: f64) -> Layer {
-        Layer::Scale { name: None, factor }
+        Layer::Scale { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: None, factor }
     }
 
     /// `torch.nn.ReLU`.
     pub fn relu() -> Layer {
-        Layer::ReLU { name: None }
+        Layer::ReLU { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: None }
     }
 
     /// `LIFCell` with Norse's default parameters; see [`Lif`].
@@ -592,6 +626,12 @@ impl Layer {
         LifAdEx { name: None, p: LifAdExParams::default() }
     }
 
+    /// `Identity`: the merged input itself, to name a residual sum or a
+    /// concatenation: `Layer::identity().named("res").inputs(["lif2", "lif0"])`.
+    pub fn identity() -> Layer {
+        Layer::Identity { name: None, inputs: None, recurrent_inputs: Vec::new(), merge: Merge::Add }
+    }
+
     /// The same layer with the given name.
     #[must_use]
     pub fn named(mut self, name: impl Into<String>) -> Layer {
@@ -599,9 +639,9 @@ impl Layer {
             Layer::Linear { name, .. }
             | Layer::Conv2d { name, .. }
             | Layer::MaxPool2d { name, .. }
-            | Layer::Flatten { name }
+            | Layer::Flatten { name, .. }
             | Layer::Scale { name, .. }
-            | Layer::ReLU { name }
+            | Layer::ReLU { name, .. }
             | Layer::LIF { name, .. }
             | Layer::LIFRecurrent { name, .. }
             | Layer::LI { name, .. }
@@ -609,12 +649,43 @@ impl Layer {
             | Layer::LSNN { name, .. }
             | Layer::LSNNRecurrent { name, .. }
             | Layer::LIFBox { name, .. }
-            | Layer::LIFAdEx { name, .. } => name,
+            | Layer::LIFAdEx { name, .. }
+            | Layer::Identity { name, .. } => name,
         };
         *slot = Some(name.into());
         self
     }
 }
+
+/// Graph wiring, for every layer builder and [`Layer`] (`inputs`,
+/// `recurrent_inputs` and `merge` in RON; see [`Layer`]). Each returns the
+/// finished [`Layer`], so set the layer's own fields first:
+/// `Layer::lif().v_th(0.5).named("b").inputs(["a", "x"])`.
+pub trait Wire: Into<Layer> + Sized {
+    /// The layers read at the same step (`"x"` is the network input);
+    /// without this, a layer reads the previous one.
+    fn inputs<S: Into<String>>(self, names: impl IntoIterator<Item = S>) -> Layer {
+        let mut layer = self.into();
+        *layer.wiring_mut().0 = Some(names.into_iter().map(Into::into).collect());
+        layer
+    }
+
+    /// The layers whose previous-step output is read (zeros at t = 0).
+    fn recurrent_inputs<S: Into<String>>(self, names: impl IntoIterator<Item = S>) -> Layer {
+        let mut layer = self.into();
+        *layer.wiring_mut().1 = names.into_iter().map(Into::into).collect();
+        layer
+    }
+
+    /// How several inputs combine (default [`Merge::Add`]).
+    fn merge(self, merge: Merge) -> Layer {
+        let mut layer = self.into();
+        *layer.wiring_mut().2 = merge;
+        layer
+    }
+}
+
+impl<T: Into<Layer>> Wire for T {}
 
 /// Which LIF encoder a [`LifEncoder`] builds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

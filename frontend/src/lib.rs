@@ -4,6 +4,7 @@
 pub mod check;
 pub mod dsl;
 pub mod error;
+pub mod graph;
 pub mod lower;
 pub mod parse;
 pub mod schema;

@@ -343,12 +343,30 @@ impl Encoder {
     }
 }
 
-/// One layer, applied at every time step to the previous layer's output.
+/// One layer (a node of the network's graph), applied at every time step.
 ///
 /// `name` defaults to the lower-case kind followed by the layer's index
 /// (`linear0`, `lif1`, ...); a given name is letters, digits, `_` and `-`
 /// (the rules are in [`check`](crate::check)). Sizes marked `in`/`in_channels` are optional
-/// and, when given, checked against the previous layer's output.
+/// and, when given, checked against the layer's input.
+///
+/// Every layer has three wiring fields (see [`Wiring`]); left out, a layer
+/// reads the previous layer's output of the same step, so a plain list is a
+/// chain:
+///
+/// * `inputs: ["a", "b"]`: the layers read at the same step (`"x"` is the
+///   network input, after the encoder if there is one); they may be listed
+///   anywhere in the file: layers run in an order where each runs after
+///   its same-step inputs (the file's order where it allows);
+/// * `recurrent_inputs: ["c"]`: layers whose output of the *previous* step
+///   is read (zeros at t = 0, gradients flow through it): how a cycle is
+///   written;
+/// * `merge: add` (the default: the sum, left to right) or `merge: concat`
+///   (along the feature or channel axis): how several inputs combine, the
+///   same-step inputs first, then the recurrent ones.
+///
+/// The last layer in the list is the network's output; every other layer
+/// must be read by some layer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub enum Layer {
@@ -368,6 +386,12 @@ pub enum Layer {
         /// pass's default (0.1), or the density measured in a `--profile`.
         #[serde(default)]
         input_density: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
     },
     /// `torch.nn.Conv2d` on `[C, H, W]`, weights `NAME.weight`
     /// `[out_channels, in_channels, k, k]` and `NAME.bias`.
@@ -388,6 +412,12 @@ pub enum Layer {
         /// which decides between a dense and an event-driven convolution.
         #[serde(default)]
         input_density: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
     },
     /// `max_pool2d(kernel_size, stride)`; stride defaults to the kernel size.
     MaxPool2d {
@@ -396,21 +426,45 @@ pub enum Layer {
         kernel_size: u32,
         #[serde(default)]
         stride: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
     },
     /// Reshape each sample to one dimension.
     Flatten {
         #[serde(default)]
         name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
     },
     /// Multiply by a constant.
     Scale {
         #[serde(default)]
         name: Option<String>,
         factor: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
     },
     ReLU {
         #[serde(default)]
         name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
     },
     /// `LIFCell`: feed-forward LIF; the input is a current.
     LIF {
@@ -418,6 +472,12 @@ pub enum Layer {
         name: Option<String>,
         #[serde(default)]
         p: LifParams,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
     },
     /// `LIFRecurrentCell`: weights `NAME.input_weights` `[hidden, in]`,
     /// `NAME.recurrent_weights` `[hidden, hidden]`.
@@ -437,6 +497,12 @@ pub enum Layer {
         /// pass's default (0.1), or the density measured in a `--profile`.
         #[serde(default)]
         input_density: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
     },
     /// `LICell`: leaky integrator; the output is the voltage.
     LI {
@@ -444,6 +510,12 @@ pub enum Layer {
         name: Option<String>,
         #[serde(default)]
         p: LiParams,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
     },
     /// `LILinearCell`: a leaky integrator behind weights
     /// `NAME.input_weights` `[out, in]` (no bias).
@@ -461,6 +533,12 @@ pub enum Layer {
         /// pass's default (0.1), or the density measured in a `--profile`.
         #[serde(default)]
         input_density: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
     },
     /// `LSNNCell`: LIF with an adaptive threshold.
     LSNN {
@@ -468,6 +546,12 @@ pub enum Layer {
         name: Option<String>,
         #[serde(default)]
         p: LsnnParams,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
     },
     /// `LSNNRecurrentCell`, weights as `LIFRecurrent`.
     LSNNRecurrent {
@@ -486,6 +570,12 @@ pub enum Layer {
         /// pass's default (0.1), or the density measured in a `--profile`.
         #[serde(default)]
         input_density: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
     },
     /// `LIFBoxCell`: LIF without synaptic current.
     LIFBox {
@@ -493,6 +583,12 @@ pub enum Layer {
         name: Option<String>,
         #[serde(default)]
         p: LifBoxParams,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
     },
     /// `LIFAdExCell`: adaptive exponential LIF.
     LIFAdEx {
@@ -500,6 +596,24 @@ pub enum Layer {
         name: Option<String>,
         #[serde(default)]
         p: LifAdExParams,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
+    },
+    /// The merged input itself: names a residual sum or a concatenation
+    /// (`Identity(name: "res", inputs: ["lif2", "lif0"])`).
+    Identity {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
     },
 }
 
@@ -521,6 +635,7 @@ impl Layer {
             Layer::LSNNRecurrent { .. } => "LSNNRecurrent",
             Layer::LIFBox { .. } => "LIFBox",
             Layer::LIFAdEx { .. } => "LIFAdEx",
+            Layer::Identity { .. } => "Identity",
         }
     }
 
@@ -530,9 +645,9 @@ impl Layer {
             Layer::Linear { name, .. }
             | Layer::Conv2d { name, .. }
             | Layer::MaxPool2d { name, .. }
-            | Layer::Flatten { name }
+            | Layer::Flatten { name, .. }
             | Layer::Scale { name, .. }
-            | Layer::ReLU { name }
+            | Layer::ReLU { name, .. }
             | Layer::LIF { name, .. }
             | Layer::LIFRecurrent { name, .. }
             | Layer::LI { name, .. }
@@ -540,7 +655,52 @@ impl Layer {
             | Layer::LSNN { name, .. }
             | Layer::LSNNRecurrent { name, .. }
             | Layer::LIFBox { name, .. }
-            | Layer::LIFAdEx { name, .. } => name.as_deref(),
+            | Layer::LIFAdEx { name, .. }
+            | Layer::Identity { name, .. } => name.as_deref(),
+        }
+    }
+
+    /// How the layer is wired into the graph: its inputs and their merge.
+    pub fn wiring(&self) -> Wiring<'_> {
+        match self {
+            Layer::Linear { inputs, recurrent_inputs, merge, .. }
+            | Layer::Conv2d { inputs, recurrent_inputs, merge, .. }
+            | Layer::MaxPool2d { inputs, recurrent_inputs, merge, .. }
+            | Layer::Flatten { inputs, recurrent_inputs, merge, .. }
+            | Layer::Scale { inputs, recurrent_inputs, merge, .. }
+            | Layer::ReLU { inputs, recurrent_inputs, merge, .. }
+            | Layer::LIF { inputs, recurrent_inputs, merge, .. }
+            | Layer::LIFRecurrent { inputs, recurrent_inputs, merge, .. }
+            | Layer::LI { inputs, recurrent_inputs, merge, .. }
+            | Layer::LILinear { inputs, recurrent_inputs, merge, .. }
+            | Layer::LSNN { inputs, recurrent_inputs, merge, .. }
+            | Layer::LSNNRecurrent { inputs, recurrent_inputs, merge, .. }
+            | Layer::LIFBox { inputs, recurrent_inputs, merge, .. }
+            | Layer::LIFAdEx { inputs, recurrent_inputs, merge, .. }
+            | Layer::Identity { inputs, recurrent_inputs, merge, .. } => {
+                Wiring { inputs: inputs.as_deref(), recurrent_inputs, merge: *merge }
+            }
+        }
+    }
+
+    /// The wiring fields, for setting them (the Rust DSL).
+    pub fn wiring_mut(&mut self) -> (&mut Option<Vec<String>>, &mut Vec<String>, &mut Merge) {
+        match self {
+            Layer::Linear { inputs, recurrent_inputs, merge, .. }
+            | Layer::Conv2d { inputs, recurrent_inputs, merge, .. }
+            | Layer::MaxPool2d { inputs, recurrent_inputs, merge, .. }
+            | Layer::Flatten { inputs, recurrent_inputs, merge, .. }
+            | Layer::Scale { inputs, recurrent_inputs, merge, .. }
+            | Layer::ReLU { inputs, recurrent_inputs, merge, .. }
+            | Layer::LIF { inputs, recurrent_inputs, merge, .. }
+            | Layer::LIFRecurrent { inputs, recurrent_inputs, merge, .. }
+            | Layer::LI { inputs, recurrent_inputs, merge, .. }
+            | Layer::LILinear { inputs, recurrent_inputs, merge, .. }
+            | Layer::LSNN { inputs, recurrent_inputs, merge, .. }
+            | Layer::LSNNRecurrent { inputs, recurrent_inputs, merge, .. }
+            | Layer::LIFBox { inputs, recurrent_inputs, merge, .. }
+            | Layer::LIFAdEx { inputs, recurrent_inputs, merge, .. }
+            | Layer::Identity { inputs, recurrent_inputs, merge, .. } => (inputs, recurrent_inputs, merge),
         }
     }
 
@@ -580,6 +740,39 @@ impl Layer {
                 | Layer::LIFAdEx { .. }
         )
     }
+}
+
+/// How a layer with several inputs combines them (`merge:` in RON).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Merge {
+    /// Their sum, left to right (every input the same shape; spikes count
+    /// as 0.0 and 1.0, so two spike inputs sum to 0, 1 or 2).
+    #[default]
+    Add,
+    /// `torch.cat(inputs, dim=1)` of the per-step `[B, F]` or
+    /// `[B, C, H, W]` values: along the feature or channel axis.
+    Concat,
+}
+
+impl Merge {
+    /// Whether this is the default, [`Merge::Add`] (used to leave it out
+    /// when writing RON).
+    pub fn is_add(&self) -> bool {
+        *self == Merge::Add
+    }
+}
+
+/// A layer's place in the graph, as written in the description.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Wiring<'a> {
+    /// The nodes read at the same step (`None`: the previous layer in the
+    /// list, or the network input for the first layer; `Some([])`: none).
+    pub inputs: Option<&'a [String]>,
+    /// The nodes whose output of the *previous* step is read (zeros at
+    /// t = 0): how a cycle is written.
+    pub recurrent_inputs: &'a [String],
+    pub merge: Merge,
 }
 
 /// What the network returns.

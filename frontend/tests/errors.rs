@@ -145,7 +145,7 @@ fn unknown_field() {
        |
     12 |         Linear(out: 10, biass: false),
        |                         ^^^^^
-       = help: did you mean `bias`? The fields are `name`, `in`, `out`, `bias`, `input_density`
+       = help: did you mean `bias`? The fields are `name`, `in`, `out`, `bias`, `input_density`, `inputs`, `recurrent_inputs`, `merge`
     "#);
     insta::assert_snapshot!(parse_error(&tutorial_with("v_th: 0.5", "threshold: 0.5")), @r#"
     net.ron:11:53: error: unknown field `threshold` in `LifParams`
@@ -170,14 +170,14 @@ fn unknown_layer_kind() {
        |
     12 |         Lenear(out: 10, bias: false),
        |         ^^^^^^
-       = help: did you mean `Linear`? The layer kinds are `Linear`, `Conv2d`, `MaxPool2d`, `Flatten`, `Scale`, `ReLU`, `LIF`, `LIFRecurrent`, `LI`, `LILinear`, `LSNN`, `LSNNRecurrent`, `LIFBox`, `LIFAdEx`
+       = help: did you mean `Linear`? The layer kinds are `Linear`, `Conv2d`, `MaxPool2d`, `Flatten`, `Scale`, `ReLU`, `LIF`, `LIFRecurrent`, `LI`, `LILinear`, `LSNN`, `LSNNRecurrent`, `LIFBox`, `LIFAdEx`, `Identity`
     "#);
     insta::assert_snapshot!(parse_error(&tutorial_with("LI()", "Dropout()")), @r#"
     net.ron:13:9: error: unknown layer kind `Dropout`
        |
     13 |         Dropout(),
        |         ^^^^^^^
-       = help: the layer kinds are `Linear`, `Conv2d`, `MaxPool2d`, `Flatten`, `Scale`, `ReLU`, `LIF`, `LIFRecurrent`, `LI`, `LILinear`, `LSNN`, `LSNNRecurrent`, `LIFBox`, `LIFAdEx`
+       = help: the layer kinds are `Linear`, `Conv2d`, `MaxPool2d`, `Flatten`, `Scale`, `ReLU`, `LIF`, `LIFRecurrent`, `LI`, `LILinear`, `LSNN`, `LSNNRecurrent`, `LIFBox`, `LIFAdEx`, `Identity`
     "#);
 }
 
@@ -694,9 +694,9 @@ fn layer_names_must_be_unique_and_not_reserved() {
     net.ron: error: layers[1] `lif0` (LIF): name: `lif0` is already the name of layers[0] (its default name)
       = help: layer names must be unique
     net.ron: error: layers[2] `encoder` (LI): name: `encoder` is reserved
-      = help: `encoder` and `output` name the network's own tensors; choose another name
+      = help: `encoder`, `output` and `x` name the network's own tensors; choose another name
     net.ron: error: layers[3] `output` (LI): name: `output` is reserved
-      = help: `encoder` and `output` name the network's own tensors; choose another name
+      = help: `encoder`, `output` and `x` name the network's own tensors; choose another name
     net.ron: error: layers[4] `` (ReLU): name: must not be empty
       = help: leave `name` out to get a default name
     net.ron: error: layers[5] `a.b` (ReLU): name: must not contain `.`, found `a.b`
@@ -775,7 +775,7 @@ fn the_dsl_reports_the_same_problems() {
     network `dsl`: error: layers[0] `lif0` (LIF): p.tau_mem_inv: must be greater than 0, found 0
       = help: an inverse time constant in 1/s (1/tau); Norse's default is 100
     network `dsl`: error: layers[1] `output` (LILinear): name: `output` is reserved
-      = help: `encoder` and `output` name the network's own tensors; choose another name
+      = help: `encoder`, `output` and `x` name the network's own tensors; choose another name
     "#);
 }
 

@@ -296,6 +296,9 @@ fn sized_layer() -> impl Strategy<Value = Layer> {
     let opt = || proptest::option::of(any_size());
     prop_oneof![
         (opt(), any_size(), any::<bool>()).prop_map(|(input, out, bias)| Layer::Linear {
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Default::default(),
             name: None,
             input,
             out,
@@ -304,6 +307,9 @@ fn sized_layer() -> impl Strategy<Value = Layer> {
         }),
         (opt(), any_size(), any_size(), any_size(), prop_oneof![0..4u32, any_size()], any::<bool>()).prop_map(
             |(in_channels, out_channels, kernel_size, stride, padding, bias)| Layer::Conv2d {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
                 name: None,
                 in_channels,
                 out_channels,
@@ -314,10 +320,26 @@ fn sized_layer() -> impl Strategy<Value = Layer> {
                 input_density: None,
             }
         ),
-        (any_size(), opt()).prop_map(|(kernel_size, stride)| Layer::MaxPool2d { name: None, kernel_size, stride }),
-        Just(Layer::Flatten { name: None }),
-        Just(Layer::LIF { name: None, p: Default::default() }),
+        (any_size(), opt()).prop_map(|(kernel_size, stride)| Layer::MaxPool2d {
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Default::default(),
+            name: None,
+            kernel_size,
+            stride
+        }),
+        Just(Layer::Flatten { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: None }),
+        Just(Layer::LIF {
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Default::default(),
+            name: None,
+            p: Default::default()
+        }),
         (opt(), any_size(), any::<bool>()).prop_map(|(input, hidden, autapses)| Layer::LIFRecurrent {
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Default::default(),
             name: None,
             input,
             hidden,
@@ -326,6 +348,9 @@ fn sized_layer() -> impl Strategy<Value = Layer> {
             input_density: None,
         }),
         (opt(), any_size()).prop_map(|(input, out)| Layer::LILinear {
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Default::default(),
             name: None,
             input,
             out,

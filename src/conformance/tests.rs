@@ -81,6 +81,9 @@ fn cell_cases_become_one_layer_networks() {
     assert_eq!(
         net.layers,
         vec![Layer::LIFRecurrent {
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Default::default(),
             name: Some("cell".into()),
             input: Some(3),
             hidden: 2,
@@ -131,6 +134,9 @@ fn network_cases_map_layers_encoder_and_readout() {
     assert_eq!(
         net.layers[1],
         Layer::LIFRecurrent {
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Default::default(),
             name: Some("l1".into()),
             input: Some(4),
             hidden: 3,

@@ -329,7 +329,20 @@ fn fit(spec: &LayerSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<bool>
     Some(match spec {
         LayerSpec::Linear { out, bias } => {
             let out = clamp_last(shape, *out);
-            (Layer::Linear { name: None, input: None, out, bias: *bias, input_density: None }, last(out), Some(false))
+            (
+                Layer::Linear {
+                    inputs: None,
+                    recurrent_inputs: Vec::new(),
+                    merge: Default::default(),
+                    name: None,
+                    input: None,
+                    out,
+                    bias: *bias,
+                    input_density: None,
+                },
+                last(out),
+                Some(false),
+            )
         }
         LayerSpec::Conv2d { out_channels, kernel_size, stride, padding, bias } => {
             let [_, h, w] = shape[..] else { return None };
@@ -343,6 +356,9 @@ fn fit(spec: &LayerSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<bool>
                 return None;
             }
             let layer = Layer::Conv2d {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
                 name: None,
                 in_channels: None,
                 out_channels,
@@ -365,15 +381,51 @@ fn fit(spec: &LayerSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<bool>
             for d in &mut out[r - 2..] {
                 *d = (*d - k) / s + 1;
             }
-            (Layer::MaxPool2d { name: None, kernel_size: k, stride: *stride }, out, None)
+            (
+                Layer::MaxPool2d {
+                    inputs: None,
+                    recurrent_inputs: Vec::new(),
+                    merge: Default::default(),
+                    name: None,
+                    kernel_size: k,
+                    stride: *stride,
+                },
+                out,
+                None,
+            )
         }
-        LayerSpec::Flatten => (Layer::Flatten { name: None }, vec![elements(shape)], None),
-        LayerSpec::Scale { factor } => (Layer::Scale { name: None, factor: *factor }, shape.to_vec(), Some(false)),
-        LayerSpec::ReLU => (Layer::ReLU { name: None }, shape.to_vec(), Some(false)),
-        LayerSpec::Lif(p) => (Layer::LIF { name: None, p: *p }, shape.to_vec(), Some(true)),
+        LayerSpec::Flatten => (
+            Layer::Flatten { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: None },
+            vec![elements(shape)],
+            None,
+        ),
+        LayerSpec::Scale { factor } => (
+            Layer::Scale {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name: None,
+                factor: *factor,
+            },
+            shape.to_vec(),
+            Some(false),
+        ),
+        LayerSpec::ReLU => (
+            Layer::ReLU { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: None },
+            shape.to_vec(),
+            Some(false),
+        ),
+        LayerSpec::Lif(p) => (
+            Layer::LIF { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: None, p: *p },
+            shape.to_vec(),
+            Some(true),
+        ),
         LayerSpec::LifRecurrent { hidden, p, autapses } => {
             let hidden = clamp_last(shape, *hidden);
             let layer = Layer::LIFRecurrent {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
                 name: None,
                 input: None,
                 hidden,
@@ -383,15 +435,39 @@ fn fit(spec: &LayerSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<bool>
             };
             (layer, last(hidden), Some(true))
         }
-        LayerSpec::Li(p) => (Layer::LI { name: None, p: *p }, shape.to_vec(), Some(false)),
+        LayerSpec::Li(p) => (
+            Layer::LI { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: None, p: *p },
+            shape.to_vec(),
+            Some(false),
+        ),
         LayerSpec::LiLinear { out, p } => {
             let out = clamp_last(shape, *out);
-            (Layer::LILinear { name: None, input: None, out, p: *p, input_density: None }, last(out), Some(false))
+            (
+                Layer::LILinear {
+                    inputs: None,
+                    recurrent_inputs: Vec::new(),
+                    merge: Default::default(),
+                    name: None,
+                    input: None,
+                    out,
+                    p: *p,
+                    input_density: None,
+                },
+                last(out),
+                Some(false),
+            )
         }
-        LayerSpec::Lsnn(p) => (Layer::LSNN { name: None, p: *p }, shape.to_vec(), Some(true)),
+        LayerSpec::Lsnn(p) => (
+            Layer::LSNN { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: None, p: *p },
+            shape.to_vec(),
+            Some(true),
+        ),
         LayerSpec::LsnnRecurrent { hidden, p, autapses } => {
             let hidden = clamp_last(shape, *hidden);
             let layer = Layer::LSNNRecurrent {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
                 name: None,
                 input: None,
                 hidden,
@@ -401,8 +477,16 @@ fn fit(spec: &LayerSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<bool>
             };
             (layer, last(hidden), Some(true))
         }
-        LayerSpec::LifBox(p) => (Layer::LIFBox { name: None, p: *p }, shape.to_vec(), Some(true)),
-        LayerSpec::LifAdEx(p) => (Layer::LIFAdEx { name: None, p: *p }, shape.to_vec(), Some(true)),
+        LayerSpec::LifBox(p) => (
+            Layer::LIFBox { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: None, p: *p },
+            shape.to_vec(),
+            Some(true),
+        ),
+        LayerSpec::LifAdEx(p) => (
+            Layer::LIFAdEx { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: None, p: *p },
+            shape.to_vec(),
+            Some(true),
+        ),
     })
 }
 
@@ -435,15 +519,32 @@ pub fn build(
     // that computes something.
     if (encoder.is_none() && layers.is_empty()) || (direct && layers.iter().all(|l| matches!(l, Layer::Flatten { .. })))
     {
-        layers.push(Layer::LIF { name: None, p: LifParams::default() });
+        layers.push(Layer::LIF {
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Default::default(),
+            name: None,
+            p: LifParams::default(),
+        });
         spike = true;
     }
     if readout == Readout::MaxLogSoftmax {
         if shape.len() != 1 {
-            layers.push(Layer::Flatten { name: None });
+            layers.push(Layer::Flatten {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name: None,
+            });
         }
         if spike {
-            layers.push(Layer::LI { name: None, p: LiParams::default() });
+            layers.push(Layer::LI {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name: None,
+                p: LiParams::default(),
+            });
         }
     }
     Network {

@@ -217,22 +217,83 @@ pub fn arb_layer() -> impl Strategy<Value = Layer> {
     let density = || proptest::option::of(arb_f64());
     Union::new(vec![
         (arb_name(), opt(), arb_size(), any::<bool>(), density())
-            .prop_map(|(name, input, out, bias, input_density)| Layer::Linear { name, input, out, bias, input_density })
+            .prop_map(|(name, input, out, bias, input_density)| Layer::Linear {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name,
+                input,
+                out,
+                bias,
+                input_density,
+            })
             .boxed(),
         (arb_name(), opt(), arb_size(), arb_size(), arb_size(), any::<u32>(), any::<bool>(), density())
             .prop_map(|(name, in_channels, out_channels, kernel_size, stride, padding, bias, input_density)| {
-                Layer::Conv2d { name, in_channels, out_channels, kernel_size, stride, padding, bias, input_density }
+                Layer::Conv2d {
+                    inputs: None,
+                    recurrent_inputs: Vec::new(),
+                    merge: Default::default(),
+                    name,
+                    in_channels,
+                    out_channels,
+                    kernel_size,
+                    stride,
+                    padding,
+                    bias,
+                    input_density,
+                }
             })
             .boxed(),
         (arb_name(), arb_size(), opt())
-            .prop_map(|(name, kernel_size, stride)| Layer::MaxPool2d { name, kernel_size, stride })
+            .prop_map(|(name, kernel_size, stride)| Layer::MaxPool2d {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name,
+                kernel_size,
+                stride,
+            })
             .boxed(),
-        arb_name().prop_map(|name| Layer::Flatten { name }).boxed(),
-        (arb_name(), arb_f64()).prop_map(|(name, factor)| Layer::Scale { name, factor }).boxed(),
-        arb_name().prop_map(|name| Layer::ReLU { name }).boxed(),
-        (arb_name(), arb_lif()).prop_map(|(name, p)| Layer::LIF { name, p }).boxed(),
+        arb_name()
+            .prop_map(|name| Layer::Flatten {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name,
+            })
+            .boxed(),
+        (arb_name(), arb_f64())
+            .prop_map(|(name, factor)| Layer::Scale {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name,
+                factor,
+            })
+            .boxed(),
+        arb_name()
+            .prop_map(|name| Layer::ReLU {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name,
+            })
+            .boxed(),
+        (arb_name(), arb_lif())
+            .prop_map(|(name, p)| Layer::LIF {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name,
+                p,
+            })
+            .boxed(),
         (arb_name(), opt(), arb_size(), arb_lif(), any::<bool>(), density())
             .prop_map(|(name, input, hidden, p, autapses, input_density)| Layer::LIFRecurrent {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
                 name,
                 input,
                 hidden,
@@ -241,13 +302,41 @@ pub fn arb_layer() -> impl Strategy<Value = Layer> {
                 input_density,
             })
             .boxed(),
-        (arb_name(), arb_li()).prop_map(|(name, p)| Layer::LI { name, p }).boxed(),
-        (arb_name(), opt(), arb_size(), arb_li(), density())
-            .prop_map(|(name, input, out, p, input_density)| Layer::LILinear { name, input, out, p, input_density })
+        (arb_name(), arb_li())
+            .prop_map(|(name, p)| Layer::LI {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name,
+                p,
+            })
             .boxed(),
-        (arb_name(), arb_lsnn()).prop_map(|(name, p)| Layer::LSNN { name, p }).boxed(),
+        (arb_name(), opt(), arb_size(), arb_li(), density())
+            .prop_map(|(name, input, out, p, input_density)| Layer::LILinear {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name,
+                input,
+                out,
+                p,
+                input_density,
+            })
+            .boxed(),
+        (arb_name(), arb_lsnn())
+            .prop_map(|(name, p)| Layer::LSNN {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name,
+                p,
+            })
+            .boxed(),
         (arb_name(), opt(), arb_size(), arb_lsnn(), any::<bool>(), density())
             .prop_map(|(name, input, hidden, p, autapses, input_density)| Layer::LSNNRecurrent {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
                 name,
                 input,
                 hidden,
@@ -256,8 +345,24 @@ pub fn arb_layer() -> impl Strategy<Value = Layer> {
                 input_density,
             })
             .boxed(),
-        (arb_name(), arb_lif_box()).prop_map(|(name, p)| Layer::LIFBox { name, p }).boxed(),
-        (arb_name(), arb_lif_adex()).prop_map(|(name, p)| Layer::LIFAdEx { name, p }).boxed(),
+        (arb_name(), arb_lif_box())
+            .prop_map(|(name, p)| Layer::LIFBox {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name,
+                p,
+            })
+            .boxed(),
+        (arb_name(), arb_lif_adex())
+            .prop_map(|(name, p)| Layer::LIFAdEx {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name,
+                p,
+            })
+            .boxed(),
     ])
 }
 

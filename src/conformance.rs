@@ -40,15 +40,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
-use snnc_frontend::{
-    Encoder, ExampleInput, Layer, LowerOptions, Method, Network, Readout,
-};
+use snnc_frontend::{Encoder, ExampleInput, Layer, LowerOptions, Method, Network, Readout};
 use snnc_ir::{Builder, Dtype, Module, Op, Shape, Type};
 use snnc_runtime::{ElemType, Tensor};
 
 pub use crate::driver::Target;
-pub use run::argmax_over_time;
 use layers::*;
+pub use run::argmax_over_time;
 use run::*;
 
 mod layers;

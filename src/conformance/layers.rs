@@ -291,7 +291,6 @@ pub(super) fn layer_from(obj: &Map<String, Value>, index: usize) -> PResult<(Lay
     Ok((layer, dt))
 }
 
-
 /// The graph fields of a node: `inputs` (`"x"` is the network input),
 /// `recurrent_inputs` and `merge`. A layer of a `network` case has none.
 fn wiring(obj: &Map<String, Value>, what: &str, layer: &mut Layer) -> PResult<()> {

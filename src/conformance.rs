@@ -745,7 +745,7 @@ fn poisson_uniforms(inputs: &Value, x_shape: &[usize], plan: &mut Plan) -> PResu
 }
 
 fn set_lower(plan: &mut Plan, net: Network, poisson: bool) {
-    let opts = LowerOptions { float: plan.float, poisson_uniform_input: poisson };
+    let opts = LowerOptions { float: plan.float, poisson_uniform_input: poisson, training: false };
     plan.program = Program::Network { net, opts };
 }
 
@@ -979,7 +979,27 @@ fn plan_graph(json: &Value, name: &str, plan: &mut Plan) -> PResult<()> {
     if json.get("buffers").is_some_and(|b| !b.is_null()) {
         return unsupported("buffers (BatchNorm running statistics) are not supported");
     }
-    plan_network(json, name, plan)
+    plan_network(json, name, plan)?;
+    // Dropout in training mode multiplies by the given mask: the input the
+    // node names becomes the layer's mask input.
+    let mut training = false;
+    for node in nodes {
+        if node.get("type").and_then(Value::as_str) != Some("Dropout") {
+            continue;
+        }
+        let layer = as_str(get(node, "name")?, "nodes[].name")?;
+        let key = as_str(get(node, "mask_input")?, &format!("node `{layer}`.mask_input"))?;
+        let mask = plan
+            .inputs
+            .remove(key)
+            .map_or_else(|| tensor(get(get(json, "inputs")?, key)?, &format!("inputs.{key}")), Ok)?;
+        plan.inputs.insert(snnc_frontend::dropout_mask_input(layer), mask);
+        training = true;
+    }
+    if let Program::Network { opts, .. } = &mut plan.program {
+        opts.training = training;
+    }
+    Ok(())
 }
 
 fn plan_network(json: &Value, name: &str, plan: &mut Plan) -> PResult<()> {

@@ -57,6 +57,9 @@ pub struct TrainProgram {
     grads: Vec<(String, String)>,
     /// Trainable parameters without a gradient (no path to the loss).
     pub no_gradient: Vec<String>,
+    /// The dropout masks the training module reads: input name, `p` and
+    /// the per-step shape after the batch.
+    dropouts: Vec<(String, f64, Vec<usize>)>,
     /// Bytes per sample the backward pass stores (see `GradReport`).
     pub stored_bytes_per_sample: u64,
     /// The classes of the readout.
@@ -143,7 +146,44 @@ impl TrainProgram {
         };
         let pass_opts = driver::pass_options(&compiled, None)?;
 
-        let mut train_module = compiled.module.clone();
+        // Dropout is the identity except in the training module, where it
+        // reads a mask per layer.
+        let dropouts: Vec<(String, f64)> = net
+            .layers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| match l {
+                snnc_frontend::Layer::Dropout { p, .. } => Some((snnc_frontend::dropout_mask_input(&l.name(i)), *p)),
+                _ => None,
+            })
+            .collect();
+        let mut train_module = if dropouts.is_empty() {
+            compiled.module.clone()
+        } else {
+            driver::compile(net, &net.name, &LowerOptions { training: true, ..LowerOptions::default() })?.module
+        };
+        let dropouts = dropouts
+            .into_iter()
+            .map(|(name, p)| {
+                let shape = train_module
+                    .inputs
+                    .iter()
+                    .find(|(_, i)| i.name == name)
+                    .map(|(_, i)| {
+                        i.ty.shape
+                            .0
+                            .iter()
+                            .skip(1)
+                            .filter_map(|d| match d {
+                                snnc_ir::Dim::Fixed(v) => Some(*v as usize),
+                                snnc_ir::Dim::Batch => None,
+                            })
+                            .collect()
+                    })
+                    .ok_or_else(|| Error::Internal(format!("the training module has no input `{name}`")))?;
+                Ok((name, p, shape))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
         let classes = add_log_probs(net, &mut train_module)?;
         let grad = snnc_passes::AutodiffOptions { seeds: vec![LOG_PROBS.into()], inputs: Vec::new() };
         let (train_info, report) = driver::differentiate(&mut train_module, target, None, &pass_opts, &grad)?;
@@ -172,6 +212,7 @@ impl TrainProgram {
             seed_input,
             grads: report.gradients,
             no_gradient: report.no_gradient,
+            dropouts,
             stored_bytes_per_sample,
             classes,
             input_shape,
@@ -199,9 +240,15 @@ impl TrainProgram {
     }
 
     /// Forward and backward of one batch: the log-probabilities and the
-    /// gradient of the mean NLL loss for `labels`.
-    pub fn step(&self, weights: &Weights, images: &Tensor, labels: &[u8]) -> Result<StepResult, Error> {
+    /// gradient of the mean NLL loss for `labels`. `key` draws the dropout
+    /// masks (the same key gives the same masks).
+    pub fn step(&self, weights: &Weights, images: &Tensor, labels: &[u8], key: u64) -> Result<StepResult, Error> {
         let mut inputs = self.input(images)?;
+        let batch = labels.len();
+        let steps = self.train.module().steps as usize;
+        for (name, p, shape) in &self.dropouts {
+            inputs.insert(name.clone(), dropout_mask(key ^ name_key(name), *p, steps, batch, shape));
+        }
         let seed = snnc_runtime::nll_seed(labels, labels.len(), self.classes, snnc_runtime::ElemType::F32)
             .map_err(|e| Error::User(e.to_string()))?;
         inputs.insert(self.seed_input.clone(), seed);
@@ -224,6 +271,37 @@ impl TrainProgram {
         let mut out = self.eval.run(weights, &inputs)?;
         out.remove(LOG_PROBS).ok_or_else(|| Error::Internal("the forward module lost its log_probs output".into()))
     }
+}
+
+/// A dropout mask `[steps, batch, ...shape]`: each value is 0 with
+/// probability `p` and `1 / (1 - p)` (in f32, as torch scales) otherwise,
+/// drawn from the counter-based generator keyed by `key`.
+pub fn dropout_mask(key: u64, p: f64, steps: usize, batch: usize, shape: &[usize]) -> Tensor {
+    let per_step = batch * shape.iter().product::<usize>();
+    let scale = f64::from((1.0 / (1.0 - p)) as f32);
+    let mut data = Vec::with_capacity(steps * per_step);
+    for t in 0..steps {
+        for k in 0..per_step {
+            let u = snnc_ir::rng::uniform(key, t as u32, k as u64);
+            data.push(if u < p { 0.0 } else { scale });
+        }
+    }
+    let mut full = vec![steps, batch];
+    full.extend(shape);
+    Tensor { shape: full, dtype: snnc_runtime::ElemType::F32, data }
+}
+
+/// A key per mask name (FNV-1a), so two dropout layers draw apart.
+fn name_key(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The key of the dropout masks of batch `batch` of `epoch`: the same run
+/// seed, epoch and batch give the same masks, so a resumed run draws what
+/// the uninterrupted one drew.
+fn batch_key(seed: u64, epoch: u32, batch: usize) -> u64 {
+    let mut r = snnc_ir::rng::Stream::new(seed ^ (u64::from(epoch) << 40) ^ batch as u64);
+    r.next_u64()
 }
 
 /// Settings of a training run.
@@ -565,7 +643,7 @@ pub fn train_in(
         let mut batch_rows = String::new();
         for (i, chunk) in order.chunks(opts.batch).enumerate() {
             let (images, labels) = train_split.batch(chunk).map_err(|e| Error::User(e.to_string()))?;
-            let step = program.step(&weights, &images, &labels)?;
+            let step = program.step(&weights, &images, &labels, batch_key(opts.seed, epoch, i))?;
             let loss = snnc_runtime::nll_mean(&step.log_probs, &labels).map_err(train_error)?;
             if !(loss.is_finite() && loss <= EXPLODING_LOSS) {
                 progress.abandon();

@@ -120,3 +120,22 @@ fn a_graph_runs_the_same_on_the_interpreter_and_the_cpu() {
         }
     }
 }
+
+#[test]
+fn dropout_is_the_identity_in_a_run_and_p_must_be_below_one() {
+    let (code, _, err) = check("dropout_p", r#"Linear(out: 4), Dropout(p: 1.0), LIF()"#);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("(Dropout): p: must be in [0, 1), found 1"), "{err}");
+
+    let dir = TempDir::new("dropout_run");
+    let with = dir.write("with.ron", net(r#"Linear(name: "fc", out: 4), Dropout(p: 0.5), LIF(name: "lif")"#));
+    let without = dir.write("without.ron", net(r#"Linear(name: "fc", out: 4), LIF(name: "lif")"#));
+    let run = |path: &str| {
+        let out = format!("{path}.json");
+        let o = snnc(&["run", path, "--batch", "2", "--record", &out]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        v["lif.v"].clone()
+    };
+    assert_eq!(run(&with), run(&without));
+}

@@ -162,3 +162,37 @@ fn a_resume_must_have_the_recorded_settings_but_epochs() {
     let c = TrainOptions { test_limit: None, ..a.clone() };
     assert!(config_differences(&old, &run_config("tutorial", &c)).is_empty());
 }
+
+/// A network with `Dropout`: training draws a new mask per batch from the
+/// run's seed (so a resumed run still matches an uninterrupted one), and
+/// evaluation runs without it.
+#[test]
+fn dropout_trains_deterministically_and_resumes() {
+    let Some(data) = data() else { return };
+    let data = data.limit(512);
+    let text = r#"(version: 1, name: "drop", steps: 16, input: [1, 28, 28], encoder: ConstantCurrent(),
+        layers: [Flatten(), LIFRecurrent(name: "lif1", hidden: 32, p: (v_th: 0.5)), Dropout(name: "drop", p: 0.3),
+                 Linear(name: "out", out: 10, bias: false), LI()], readout: MaxLogSoftmax)"#;
+    let net = snnc_frontend::parse_network(text, "drop.ron").expect("parses");
+    let program = TrainProgram::new(&net, Target::Cpu).expect("compiles for training");
+    let whole = snnc::train::train(&program, &data, &options(tmp("drop-whole"), 2, false)).expect("trains");
+    assert!(whole.metrics.iter().all(|m| m.train_loss.is_finite()), "{:?}", whole.metrics);
+    let dir = tmp("drop-resumed");
+    snnc::train::train(&program, &data, &options(dir.clone(), 1, false)).expect("first epoch");
+    let resumed = snnc::train::train(&program, &data, &options(dir, 2, true)).expect("resumes");
+    assert_eq!(bits(&whole.weights), bits(&resumed.weights), "resuming changed the dropout run");
+}
+
+#[test]
+fn dropout_masks_are_zero_or_the_scale_at_rate_p() {
+    let m = snnc::train::dropout_mask(42, 0.3, 4, 8, &[100]);
+    assert_eq!(m.shape, vec![4, 8, 100]);
+    let scale = f64::from((1.0f64 / 0.7) as f32);
+    assert!(m.data.iter().all(|&x| x == 0.0 || x == scale));
+    let dropped = m.data.iter().filter(|&&x| x == 0.0).count() as f64 / m.data.len() as f64;
+    assert!((dropped - 0.3).abs() < 0.03, "dropped {dropped}");
+    assert_eq!(m.data, snnc::train::dropout_mask(42, 0.3, 4, 8, &[100]).data);
+    assert_ne!(m.data, snnc::train::dropout_mask(43, 0.3, 4, 8, &[100]).data);
+    // Every step draws its own mask.
+    assert_ne!(m.data[..800], m.data[800..1600]);
+}

@@ -349,6 +349,15 @@ impl Checker {
             Layer::Flatten { inputs: _, recurrent_inputs: _, merge: _, name: _ }
             | Layer::ReLU { inputs: _, recurrent_inputs: _, merge: _, name: _ }
             | Layer::Identity { inputs: _, recurrent_inputs: _, merge: _, name: _ } => {}
+            Layer::Dropout { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => {
+                if self.finite("p", *p) && !(0.0..1.0).contains(p) {
+                    let at = self.place("p");
+                    self.push(
+                        Problem::new(at, format!("must be in [0, 1), found {p}"))
+                            .with_help("p is the probability of zeroing a value; 1 would zero everything"),
+                    );
+                }
+            }
             Layer::Scale { inputs: _, recurrent_inputs: _, merge: _, name: _, factor } => {
                 self.finite("factor", *factor);
             }

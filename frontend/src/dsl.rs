@@ -632,6 +632,12 @@ impl Layer {
         Layer::Identity { name: None, inputs: None, recurrent_inputs: Vec::new(), merge: Merge::Add }
     }
 
+    /// `Dropout(p)`: zeroes each value with probability `p` in training,
+    /// the identity otherwise (see [`Layer::Dropout`]).
+    pub fn dropout(p: f64) -> Layer {
+        Layer::Dropout { name: None, p, inputs: None, recurrent_inputs: Vec::new(), merge: Merge::Add }
+    }
+
     /// The same layer with the given name.
     #[must_use]
     pub fn named(mut self, name: impl Into<String>) -> Layer {
@@ -650,6 +656,7 @@ impl Layer {
             | Layer::LSNNRecurrent { name, .. }
             | Layer::LIFBox { name, .. }
             | Layer::LIFAdEx { name, .. }
+            | Layer::Dropout { name, .. }
             | Layer::Identity { name, .. } => name,
         };
         *slot = Some(name.into());

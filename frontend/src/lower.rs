@@ -43,11 +43,20 @@ pub struct LowerOptions {
     /// (`[T, B, ...input]`) instead of snnc's generator. Used to replay
     /// torch's random numbers from the golden files.
     pub poisson_uniform_input: bool,
+    /// Lower for training: a `Dropout` layer multiplies by its mask, the
+    /// input `NAME.mask` (`[T, B, ...]`, 0 or `1/(1-p)`); otherwise it is
+    /// the identity.
+    pub training: bool,
+}
+
+/// The name of a `Dropout` layer's mask input in a training module.
+pub fn dropout_mask_input(layer: &str) -> String {
+    format!("{layer}.mask")
 }
 
 impl Default for LowerOptions {
     fn default() -> Self {
-        LowerOptions { float: Dtype::F32, poisson_uniform_input: false }
+        LowerOptions { float: Dtype::F32, poisson_uniform_input: false, training: false }
     }
 }
 
@@ -206,7 +215,13 @@ fn lower_body<'a>(
     probe: bool,
 ) -> Result<Body<'a>, FrontendError> {
     let mut summary = Vec::new();
-    let mut cx = Lower { b: Builder::new(net.name.clone(), net.steps, net.dt, opts.float), file, dt: net.dt, pre: 0 };
+    let mut cx = Lower {
+        b: Builder::new(net.name.clone(), net.steps, net.dt, opts.float),
+        file,
+        dt: net.dt,
+        training: opts.training,
+        pre: 0,
+    };
     cx.b.begin_seq();
     cx.pre = cx.b.region_index().expect("just created");
 
@@ -384,6 +399,8 @@ struct Lower<'a> {
     b: Builder,
     file: &'a str,
     dt: f64,
+    /// Lowering for training (see [`LowerOptions::training`]).
+    training: bool,
     /// The index of the preamble region.
     pre: usize,
 }
@@ -835,6 +852,16 @@ impl Lower<'_> {
             Layer::LIFAdEx { p, .. } => {
                 let z = self.lif_adex(name, p, x, &shape)?;
                 Ok(same(z))
+            }
+            Layer::Dropout { .. } if !self.training => Ok(same(x)),
+            Layer::Dropout { .. } => {
+                let float = self.b.float();
+                let input = self.b.input(dropout_mask_input(name), Type::seq(float, Shape::batched(&shape)));
+                let mask = self.emit_pre(Op::Input(input))?;
+                let mask = self.emit(Op::Step(mask))?;
+                let y = self.mul(x, mask)?;
+                self.b.name(y, format!("{name}.out"));
+                Ok(same(y))
             }
             Layer::Identity { .. } => {
                 // A merge made a new value: name it; a single input keeps

@@ -66,6 +66,9 @@ fn default_one() -> u32 {
 fn default_f_max() -> f64 {
     100.0
 }
+fn default_dropout() -> f64 {
+    0.5
+}
 
 /// A whole network: input, optional encoder, layers applied at every step,
 /// and a readout.
@@ -603,6 +606,24 @@ pub enum Layer {
         #[serde(default, skip_serializing_if = "Merge::is_add")]
         merge: Merge,
     },
+    /// `torch.nn.Dropout(p)`: in training (`snnc train`) each value is
+    /// zeroed with probability `p` and the rest scaled by `1 / (1 - p)`, a
+    /// new mask per step, sample and value (as `Lift(Dropout)` in Norse); the
+    /// identity everywhere else (`snnc run`, evaluation). The training mask
+    /// is the module input `NAME.mask` (`[T, B, ...]`), drawn by the trainer
+    /// from the run's seed.
+    Dropout {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default = "default_dropout")]
+        p: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
+    },
     /// The merged input itself: names a residual sum or a concatenation
     /// (`Identity(name: "res", inputs: ["lif2", "lif0"])`).
     Identity {
@@ -635,6 +656,7 @@ impl Layer {
             Layer::LSNNRecurrent { .. } => "LSNNRecurrent",
             Layer::LIFBox { .. } => "LIFBox",
             Layer::LIFAdEx { .. } => "LIFAdEx",
+            Layer::Dropout { .. } => "Dropout",
             Layer::Identity { .. } => "Identity",
         }
     }
@@ -656,6 +678,7 @@ impl Layer {
             | Layer::LSNNRecurrent { name, .. }
             | Layer::LIFBox { name, .. }
             | Layer::LIFAdEx { name, .. }
+            | Layer::Dropout { name, .. }
             | Layer::Identity { name, .. } => name.as_deref(),
         }
     }
@@ -677,6 +700,7 @@ impl Layer {
             | Layer::LSNNRecurrent { inputs, recurrent_inputs, merge, .. }
             | Layer::LIFBox { inputs, recurrent_inputs, merge, .. }
             | Layer::LIFAdEx { inputs, recurrent_inputs, merge, .. }
+            | Layer::Dropout { inputs, recurrent_inputs, merge, .. }
             | Layer::Identity { inputs, recurrent_inputs, merge, .. } => {
                 Wiring { inputs: inputs.as_deref(), recurrent_inputs, merge: *merge }
             }
@@ -700,6 +724,7 @@ impl Layer {
             | Layer::LSNNRecurrent { inputs, recurrent_inputs, merge, .. }
             | Layer::LIFBox { inputs, recurrent_inputs, merge, .. }
             | Layer::LIFAdEx { inputs, recurrent_inputs, merge, .. }
+            | Layer::Dropout { inputs, recurrent_inputs, merge, .. }
             | Layer::Identity { inputs, recurrent_inputs, merge, .. } => (inputs, recurrent_inputs, merge),
         }
     }

@@ -128,7 +128,7 @@ pub(super) fn opt_u32(layer: &Map<String, Value>, keys: &[&str], what: &str) -> 
 
 pub(super) fn layer_params<'a>(layer: &'a Map<String, Value>, what: &str) -> PResult<&'a Map<String, Value>> {
     static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
-    match layer.get("parameters").or_else(|| layer.get("p")) {
+    match layer.get("parameters").or_else(|| layer.get("p").filter(|p| p.is_object())) {
         Some(v) => as_obj(v, &format!("{what}.parameters")),
         None => Ok(EMPTY.get_or_init(Map::new)),
     }
@@ -283,6 +283,18 @@ pub(super) fn layer_from(obj: &Map<String, Value>, index: usize) -> PResult<(Lay
             p: li_params(params, &what)?,
             input_density: None,
         },
+        "Dropout" => {
+            if obj.get("training").is_some_and(|t| t.as_bool() != Some(true)) {
+                return unsupported(format!("{what}: only training-mode dropout (a given mask) is an oracle case"));
+            }
+            Layer::Dropout {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Merge::Add,
+                name,
+                p: as_f64(req_field(obj, &["p"], &what)?, &format!("{what}.p"))?,
+            }
+        }
         "Identity" => Layer::Identity { inputs: None, recurrent_inputs: Vec::new(), merge: Merge::Add, name },
         other => return unsupported(format!("layer type `{other}` is not supported")),
     };

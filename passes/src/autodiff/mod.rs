@@ -439,7 +439,11 @@ impl<'m> Ad<'m> {
         let v = match op {
             Op::StateWrite { value, .. } => self.recompute(value)?,
             Op::Input(_) | Op::Param(_) | Op::Const { .. } | Op::Uniform { .. } | Op::Step(_) => self.emit(op)?,
-            ref op if op.is_elementwise() || matches!(op, Op::Reshape { .. }) => {
+            // Layout ops are recomputed from their operands too: storing
+            // a `concat` would store its operands' values a second time.
+            ref op
+                if op.is_elementwise() || matches!(op, Op::Reshape { .. } | Op::Concat { .. } | Op::Narrow { .. }) =>
+            {
                 let mut op = op.clone();
                 let mut err = None;
                 let operands = op.operands();

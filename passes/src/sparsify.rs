@@ -81,7 +81,11 @@
 //!    map from the network file (`input_density` of a layer, under the name
 //!    of the layer's input) and from a recording (`--profile`: each spike
 //!    trace's mean);
-//! 2. [`Sparsify::default_density`], [`DEFAULT_DENSITY`] = 0.1 unless set
+//! 2. for a `concat` without such a name (found at the end of that
+//!    chain), the mean of its operands' densities weighted by their sizes,
+//!    when at least one operand has one (the others count with the
+//!    default); a `narrow` takes its operand's;
+//! 3. [`Sparsify::default_density`], [`DEFAULT_DENSITY`] = 0.1 unless set
 //!    (about a 10 % firing probability per step, typical of trained SNNs).
 //!
 //! Both kinds compute the same numbers in every backend (the interpreter

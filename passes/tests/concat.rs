@@ -52,7 +52,7 @@ fn module() -> Module {
         let th = b.constant(1.0).unwrap();
         let over = b.sub(vn, th).unwrap();
         let z = b.threshold(over, Surrogate::SuperSpike).unwrap();
-        b.name(z, &format!("{name}.z"));
+        b.name(z, format!("{name}.z"));
         let zs = b.emit(Op::StopGradient(z)).unwrap();
         let one = b.constant(1.0).unwrap();
         let keep = b.sub(one, zs).unwrap();

@@ -27,7 +27,9 @@
 //!
 //! **Stores and recomputes.** Inside a step loop the backward loop
 //! *recomputes* every elementwise value from stored ones (cheap, and fused
-//! with the backward kernel later) and *stores* the rest: the states at the
+//! with the backward kernel later), and the layout ops `reshape`, `concat`
+//! and `narrow` from their operands (storing a concat would store its
+//! operands twice), and *stores* the rest: the states at the
 //! start of each step (`state_read`, spikes stored as spikes) and the
 //! results of non-elementwise ops (matrix products, convolutions, pooling).
 //! [`GradReport::stored`] lists what is stored.

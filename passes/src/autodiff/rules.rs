@@ -1,5 +1,9 @@
 //! The adjoint rule of every differentiable op, in PyTorch's order of
 //! operations, and which operand edges carry a gradient.
+//!
+//! `concat`'s adjoint gives operand `i` the `narrow` of the gradient at
+//! its offset; `narrow`'s is the `concat` of zero blocks (see
+//! `zero_block`) around the gradient.
 
 use snnc_ir::{BinaryOp, CompareOp, Handle, MatMulKind, Node, Op, Surrogate, UnaryOp};
 

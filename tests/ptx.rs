@@ -429,3 +429,81 @@ fn simulate_random(check: impl Fn(&Case) -> Result<Verdict, String>) {
     println!("{passed} cases agreed, {excused} were excused (a spike flip near threshold)");
     assert!(excused * 20 <= excused + passed, "{excused} of {} cases were excused", excused + passed);
 }
+
+/// `concat` and `narrow` (`common::concat_net`, which the frontend cannot
+/// write yet): as built (in a per-step loop), after the CUDA pipeline
+/// (batched over time unless the concat feeds a state) and with the
+/// backward pass, the simulated PTX equals the interpreter (bit for bit
+/// with spikes; within 1e-5 of the largest value with `tanh`, which the
+/// PTX rounds correctly and glibc not always), and ptxas assembles it.
+#[test]
+fn concat_and_narrow_agree_on_simulated_ptx_and_assemble() {
+    use common::concat_net;
+    let ptxas = ptxas();
+    let batch = 3usize;
+    let mut checked = 0;
+    for (spiking, recurrent) in [(true, true), (true, false), (false, true), (false, false)] {
+        let fwd = concat_net::module(snnc_ir::Dtype::F32, spiking, recurrent, 5);
+        let mut optimized = fwd.clone();
+        snnc_passes::default_pipeline(snnc_passes::PipelineKind::Cuda).run(&mut optimized, &mut |_| {}).unwrap();
+        let mut backward = fwd.clone();
+        snnc_passes::parse_pipeline(TRAINING, &Default::default()).unwrap().run(&mut backward, &mut |_| {}).unwrap();
+        let weights = concat_net::weights(&fwd, 11);
+        let mut inputs = concat_net::inputs(&fwd, batch, 11);
+        for (name, dims) in [("grad.y", 3usize), ("grad.y2", 2)] {
+            let n = 5 * batch * dims;
+            let data = (0..n).map(|k| 2.0 * snnc_ir::rng::uniform(5, 0, k as u64) - 1.0).collect();
+            inputs.insert(
+                name.into(),
+                snnc_runtime::Tensor::new(vec![5, batch, dims], concat_net::elem(&fwd), data).unwrap(),
+            );
+        }
+        for (label, m) in [("as built", &fwd), ("cuda pipeline", &optimized), ("backward", &backward)] {
+            let what = format!("spiking {spiking}, recurrent {recurrent}, {label}");
+            let info = snnc_ir::validate(m).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let ins: BTreeMap<_, _> = inputs
+                .iter()
+                .filter(|(k, _)| m.input_by_name(k).is_some())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let want = snnc_interp::run(m, &info, &weights, &ins, &Default::default()).unwrap();
+            let art = snnc_cuda::emit(m, &info, &CudaOptions::default()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(art.ptx.contains("concat0"), "{what}: no concat kernel");
+            let ptx = sim::Module::parse(&art.ptx);
+            let names = sim::bindings(&art.manifest);
+            let mut run = sim::Run::new(&art.manifest, batch as u64);
+            for (name, t) in ins.iter().chain(&weights) {
+                if let Some(&b) = names.get(name) {
+                    run.set(b, &t.data.iter().map(|&x| x as f32).collect::<Vec<_>>());
+                }
+            }
+            for s in &art.manifest.states {
+                let n = run.mem.bufs[s.buffer].len();
+                run.set(s.buffer, &vec![s.init as f32; n]);
+            }
+            run.run(&ptx);
+            for (name, e) in &want.outputs {
+                let got = run.get(names[name]);
+                assert_eq!(got.len(), e.data.len(), "{what}: {name}");
+                let largest = e.data.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+                for (k, (&g, &v)) in got.iter().zip(&e.data).enumerate() {
+                    let ok = if spiking {
+                        f64::from(g).to_bits() == v.to_bits()
+                    } else {
+                        (f64::from(g) - v).abs() <= 1e-5 * largest
+                    };
+                    assert!(ok, "{what}: `{name}`[{k}] is {g} on the simulated PTX, {v} on the interpreter");
+                }
+                checked += 1;
+            }
+            if let Some(ptxas) = &ptxas {
+                for arch in Arch::ALL {
+                    let art = snnc_cuda::emit(m, &info, &CudaOptions { arch }).unwrap();
+                    let name = format!("concat_{spiking}_{recurrent}_{}", label.replace(' ', "_"));
+                    assemble(ptxas, &art.ptx, arch, &name).unwrap_or_else(|e| panic!("{what}: {e}"));
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 4 * (2 + 2 + 6));
+}

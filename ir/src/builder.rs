@@ -142,6 +142,16 @@ impl Builder {
         self.emit(Op::Threshold { arg, surrogate })
     }
 
+    /// `concat` of `args` along dim 1 (see [`Op::Concat`]).
+    pub fn concat(&mut self, args: Vec<Handle<Node>>) -> Result<Handle<Node>, BuildError> {
+        self.emit(Op::Concat { args })
+    }
+
+    /// `narrow`: the slice `[start, start + len)` of dim 1 (see [`Op::Narrow`]).
+    pub fn narrow(&mut self, arg: Handle<Node>, start: u32, len: u32) -> Result<Handle<Node>, BuildError> {
+        self.emit(Op::Narrow { arg, start, len })
+    }
+
     pub fn state_read(&mut self, state: Handle<StateVar>) -> Result<Handle<Node>, BuildError> {
         self.emit(Op::StateRead(state))
     }

@@ -294,6 +294,23 @@ pub enum Op {
     /// flat index `k` is `rng::uniform(seed, t, k)`. Type: float, `shape`,
     /// `seq` when `seq`.
     Uniform { seed: u64, shape: Shape, seq: bool },
+    /// Concatenation along the first per-sample dimension, the one right
+    /// after the batch dimension (torch's `torch.cat(args, dim=1)` of
+    /// `[B, F]` or `[B, C, H, W]` values; for a `seq` value `[T, B, ...]`
+    /// the dim after `B`). Typing: at least one operand; all have the same
+    /// dtype (float or spike, which the result keeps), the same time flag,
+    /// a shape `[B, d1, ...]` of the same rank (at least 2) with the batch
+    /// dimension first and only there, and equal dims except `d1`. The
+    /// result's `d1` is the sum of the operands' (at most 2^32 - 1).
+    /// Semantics: for each sample (and step), the operands' per-sample
+    /// blocks one after the other, in operand order.
+    Concat { args: Vec<Handle<Node>> },
+    /// The slice `[start, start + len)` of the first per-sample dimension
+    /// (the axis of `Concat`, whose inverse it is). Typing: `arg` is
+    /// `[B, d1, ...]` (batch first, rank at least 2), `len >= 1` and
+    /// `start + len <= d1`; the result is `arg`'s type with `d1 = len`
+    /// (same dtype and time flag).
+    Narrow { arg: Handle<Node>, start: u32, len: u32 },
 
     // ---- Ops made by the autodiff pass (the backward of the ops above) ----
     /// Swaps the two dims of a fixed `[m, n]` matrix (no batch, no time).
@@ -362,6 +379,8 @@ impl Op {
     /// The operands, in order.
     pub fn operands(&self) -> Vec<Handle<Node>> {
         match *self {
+            Op::Concat { ref args } => args.clone(),
+            Op::Narrow { arg, .. } => vec![arg],
             Op::Input(_) | Op::Param(_) | Op::Const { .. } | Op::StateRead(_) | Op::Uniform { .. } => Vec::new(),
             Op::StateWrite { value, .. } => vec![value],
             Op::Step(a) | Op::Collect(a) | Op::StopGradient(a) => vec![a],
@@ -396,6 +415,12 @@ impl Op {
     pub fn map_operands(&mut self, mut f: impl FnMut(Handle<Node>) -> Handle<Node>) {
         match self {
             Op::Input(_) | Op::Param(_) | Op::Const { .. } | Op::StateRead(_) | Op::Uniform { .. } => {}
+            Op::Concat { args } => {
+                for h in args {
+                    *h = f(*h);
+                }
+            }
+            Op::Narrow { arg, .. } => *arg = f(*arg),
             Op::StateWrite { value, .. } => *value = f(*value),
             Op::Step(a) | Op::Collect(a) | Op::StopGradient(a) => *a = f(*a),
             Op::Unary { arg, .. }
@@ -484,6 +509,8 @@ impl Op {
             },
             Op::LogSoftmax { .. } => "log_softmax",
             Op::Uniform { .. } => "uniform",
+            Op::Concat { .. } => "concat",
+            Op::Narrow { .. } => "narrow",
             Op::Fused(_) => "fused",
             Op::Extract { .. } => "extract",
             Op::Transpose(_) => "transpose",

@@ -195,6 +195,12 @@ fn write_operands(line: &mut String, m: &Module, op: &Op) -> fmt::Result {
             write!(line, " {}({})", kernel.name, ops.join(", "))?;
             return Ok(());
         }
+        Op::Narrow { start, len, .. } => {
+            // `narrow %9, 4, 5`: the slice [4, 9) of dim 1.
+            parts.extend(ops);
+            parts.push(start.to_string());
+            parts.push(len.to_string());
+        }
         Op::Extract { index, .. } => {
             parts.extend(ops);
             parts.push(index.to_string());

@@ -198,6 +198,23 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
             Ok(x.clone())
         }
         Op::Uniform { ref shape, seq, .. } => Ok(Type { dtype: module.float, seq, shape: shape.clone() }),
+        Op::Concat { ref args } => concat_type(module, args),
+        Op::Narrow { arg, start, len } => {
+            let x = ty(arg);
+            let d = concat_axis(x).map_err(|m| format!("`narrow` {m}"))?;
+            if len == 0 {
+                return Err(format!("`narrow` of {x} needs a length of at least 1, got 0"));
+            }
+            if u64::from(start) + u64::from(len) > u64::from(d) {
+                return Err(format!(
+                    "`narrow` of {x}: the slice [{start}, {start} + {len}) is beyond dimension 1, which is {d}; \
+                     start + len must be at most {d}"
+                ));
+            }
+            let mut shape = x.shape.clone();
+            shape.0[1] = Dim::Fixed(len);
+            Ok(Type { shape, ..x.clone() })
+        }
         Op::Transpose(a) => {
             let x = ty(a);
             if x.seq || x.shape.rank() != 2 || x.shape.has_batch() {
@@ -328,6 +345,57 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
             }
         }
     }
+}
+
+/// The size of the axis of `concat` and `narrow` (dim 1, right after the
+/// batch dimension), or why `x` has none. The message reads after the op's
+/// name.
+pub fn concat_axis(x: &Type) -> Result<u32, String> {
+    let dims = &x.shape.0;
+    if dims.len() < 2 || dims[0] != Dim::Batch || dims[1..].contains(&Dim::Batch) {
+        return Err(format!(
+            "needs a value [B, d1, ...] with the batch dimension first and at least one dimension after it, got {x}"
+        ));
+    }
+    match dims[1] {
+        Dim::Fixed(n) => Ok(n),
+        Dim::Batch => unreachable!("checked above: only dim 0 is the batch dimension"),
+    }
+}
+
+/// The typing rule of `concat` (see [`Op::Concat`]).
+fn concat_type(module: &Module, args: &[crate::Handle<crate::Node>]) -> Result<Type, String> {
+    let Some(&first) = args.first() else {
+        return Err("`concat` needs at least one operand".into());
+    };
+    let a = &module.nodes[first].ty;
+    let mut total = u64::from(concat_axis(a).map_err(|m| format!("`concat` operand 0 {m}"))?);
+    for (i, &h) in args.iter().enumerate().skip(1) {
+        let b = &module.nodes[h].ty;
+        let d = concat_axis(b).map_err(|m| format!("`concat` operand {i} {m}"))?;
+        if b.dtype != a.dtype {
+            return Err(format!(
+                "`concat` operand {i} is {b} but operand 0 is {a}: every operand needs the same dtype (cast one)"
+            ));
+        }
+        if b.seq != a.seq {
+            return Err(format!(
+                "`concat` operand {i} is {b} but operand 0 is {a}: every operand needs the same time flag"
+            ));
+        }
+        if b.shape.rank() != a.shape.rank() || b.shape.0[2..] != a.shape.0[2..] {
+            return Err(format!(
+                "`concat` operand {i} is {b} but operand 0 is {a}: every dimension but dimension 1 must be equal"
+            ));
+        }
+        total += u64::from(d);
+    }
+    let total = u32::try_from(total).map_err(|_| {
+        format!("`concat` of {} operands: dimension 1 would be {total}, more than 2^32 - 1", args.len())
+    })?;
+    let mut shape = a.shape.clone();
+    shape.0[1] = Dim::Fixed(total);
+    Ok(Type { shape, ..a.clone() })
 }
 
 /// Checks that a convolution with `kernel`, `stride` and `padding` maps an

@@ -178,6 +178,8 @@ fn fold<F: Real>(module: &Module, op: &Op) -> Option<f64> {
         | Op::ReduceTime { .. }
         | Op::LogSoftmax { .. }
         | Op::Uniform { .. }
+        | Op::Concat { .. }
+        | Op::Narrow { .. }
         | Op::Transpose(_)
         | Op::MatMulGradWeight { .. }
         | Op::SumTo { .. }

@@ -81,7 +81,11 @@
 //!    map from the network file (`input_density` of a layer, under the name
 //!    of the layer's input) and from a recording (`--profile`: each spike
 //!    trace's mean);
-//! 2. [`Sparsify::default_density`], [`DEFAULT_DENSITY`] = 0.1 unless set
+//! 2. for a `concat` without such a name (found at the end of that
+//!    chain), the mean of its operands' densities weighted by their sizes,
+//!    when at least one operand has one (the others count with the
+//!    default); a `narrow` takes its operand's;
+//! 3. [`Sparsify::default_density`], [`DEFAULT_DENSITY`] = 0.1 unless set
 //!    (about a 10 % firing probability per step, typical of trained SNNs).
 //!
 //! Both kinds compute the same numbers in every backend (the interpreter
@@ -280,10 +284,47 @@ impl Sparsify {
         let keys = density_keys(module, input);
         match keys.iter().find_map(|k| self.per_value.get(k).map(|d| (k, *d))) {
             Some((k, d)) => (d, format!("of {k}")),
+            None if let Some(d) = self.layout_density(module, input) => d,
             None => {
                 let of = keys.first().map(|k| format!(" of {k}")).unwrap_or_default();
                 (self.default_density, format!("default{of}"))
             }
+        }
+    }
+}
+
+impl Sparsify {
+    /// The density of a `concat` (the mean of its operands' densities,
+    /// weighted by their sizes) or a `narrow` (its operand's), found at
+    /// the end of the chain of value-preserving ops from `h`, when some
+    /// operand has a density of its own. `None` otherwise.
+    fn layout_density(&self, module: &Module, mut h: Handle<Node>) -> Option<(f64, String)> {
+        loop {
+            h = match module.nodes[h].op {
+                Op::Reshape { arg, .. } | Op::Step(arg) | Op::Collect(arg) | Op::StopGradient(arg) => arg,
+                _ => break,
+            };
+        }
+        match module.nodes[h].op {
+            Op::Concat { ref args } => {
+                let (mut sum, mut total, mut known) = (0.0, 0.0, Vec::new());
+                for &a in args {
+                    let n = module.nodes[a].ty.shape.fixed_elements() as f64;
+                    let (d, from) = self.density(module, a);
+                    if !from.starts_with("default") {
+                        known.push(from.trim_start_matches("of ").to_string());
+                    }
+                    sum += d * n;
+                    total += n;
+                }
+                (!known.is_empty() && total > 0.0)
+                    .then(|| (sum / total, format!("of the concat of {}", known.join(", "))))
+            }
+            Op::Narrow { arg, .. } => {
+                let (d, from) = self.density(module, arg);
+                (!from.starts_with("default")).then(|| (d, format!("{from} (narrowed)")))
+            }
+            _ => None,
         }
     }
 }

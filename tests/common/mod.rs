@@ -47,6 +47,7 @@
 
 #![allow(dead_code)]
 
+pub mod concat_net;
 mod proptest_config;
 /// The configuration of every property test (fixed seed, no persistence;
 /// see `tests/common/proptest_config.rs` for exploring).

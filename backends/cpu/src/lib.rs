@@ -17,6 +17,7 @@
 //! | `spike_matmul` | ours (`event.rs`): the active inputs of each row listed once (a value read by several kernels, such as the encoder's spikes, is listed once per run), then per row the rows of the transposed weight of its active inputs added in ascending input order, in registers: the interpreter's bits |
 //! | `conv2d` | im2col and one GEMM per image, images split over threads |
 //! | `max_pool2d`, `reduce_time_*`, `log_softmax`, `uniform`, unfused elementwise ops | plain Rust loops in the interpreter's order: its bits |
+//! | `concat`, `narrow` | copies into the node's own buffer, row by row (each time and batch row: the operands' blocks in order, or the slice): the interpreter's bits. A step loop holding one runs node by node |
 //! | `step`, `reshape`, `stop_gradient`, `collect`, `state_read`, `state_write` | views of other buffers, no copy (a `state_write` copies into the next-state buffer) |
 //! | `transpose`, `sum_to`, `conv2d_grad_bias`, `max_pool2d_grad`, `reduce_time_*_grad`, `log_softmax_grad` | plain Rust loops in the interpreter's order: its bits |
 //! | `matmul_grad_weight` | one GEMM `gradᵀ · x` over all `T·B` rows, the rows of the result split over threads; with at most 64 rows, the interpreter's loop (its bits) |

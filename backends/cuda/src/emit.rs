@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use snnc_ir::{Dtype, Handle, MatMulKind, Module, ModuleInfo, Op, StateInit};
 
 use crate::ew::{self, Dest, EwSpec, Written};
+use crate::layout;
 use crate::manifest::{
     Arg, Binding, Count, GridDim, Kernel, KernelParam, Launch, Manifest, RegionPlan, Schedule, StateBinding,
 };
@@ -219,7 +220,7 @@ impl Emitter<'_, '_> {
                     launches.push(self.ew_launch(&spec, format!("elementwise: {}", names.join(", ")))?);
                 }
                 Unit::Heavy(h) => {
-                    for k in ops::write(plan, *h, Mode::Seq, &format!("r{ri}_n{}", h.index()))? {
+                    for k in layout::heavy(plan, *h, Mode::Seq, &format!("r{ri}_n{}", h.index()))? {
                         launches.push(self.heavy_launch(k, *h));
                     }
                 }
@@ -314,7 +315,7 @@ impl Emitter<'_, '_> {
                     body.push(self.ew_launch(&spec, format!("one step, elementwise: {}", names.join(", ")))?);
                 }
                 Unit::Heavy(h) => {
-                    let kernels = ops::write(plan, *h, Mode::PerStep, &format!("r{ri}_n{}", h.index()))?;
+                    let kernels = layout::heavy(plan, *h, Mode::PerStep, &format!("r{ri}_n{}", h.index()))?;
                     // The event-driven product prepares its weight once when
                     // the weight does not change inside the loop.
                     let invariant_prep = match m.nodes[*h].op {

@@ -50,7 +50,7 @@ fn unsupported(what: impl Into<String>) -> CudaError {
 }
 
 /// The fixed value of a dim.
-fn fixed(d: Dim, what: &str) -> Result<u64, CudaError> {
+pub(crate) fn fixed(d: Dim, what: &str) -> Result<u64, CudaError> {
     match d {
         Dim::Fixed(n) => Ok(u64::from(n)),
         Dim::Batch => Err(unsupported(format!("{what}: a batch dimension where a fixed one is needed"))),
@@ -59,15 +59,15 @@ fn fixed(d: Dim, what: &str) -> Result<u64, CudaError> {
 
 /// A kernel being written: its builder and the argument of each
 /// parameter.
-struct Hk<'p, 'a> {
+pub(crate) struct Hk<'p, 'a> {
     plan: &'p Plan<'a>,
     mode: Mode,
-    k: Kb,
+    pub(crate) k: Kb,
     args: Vec<Arg>,
 }
 
 impl<'p, 'a> Hk<'p, 'a> {
-    fn new(plan: &'p Plan<'a>, mode: Mode, name: String) -> Self {
+    pub(crate) fn new(plan: &'p Plan<'a>, mode: Mode, name: String) -> Self {
         Hk { plan, mode, k: Kb::new(name), args: vec![Arg::Batch] }
     }
 
@@ -80,13 +80,13 @@ impl<'p, 'a> Hk<'p, 'a> {
     }
 
     /// The pointer of the operand `h` (through its root).
-    fn input(&mut self, h: Handle<Node>) -> Result<String, CudaError> {
+    pub(crate) fn input(&mut self, h: Handle<Node>) -> Result<String, CudaError> {
         let (buf, row) = self.plan.heavy_source(self.plan.root_of(h), self.mode)?;
         Ok(self.buffer(buf, row))
     }
 
     /// The pointer of node `h`'s own buffer.
-    fn output(&mut self, h: Handle<Node>) -> Result<String, CudaError> {
+    pub(crate) fn output(&mut self, h: Handle<Node>) -> Result<String, CudaError> {
         let loc = self
             .plan
             .loc
@@ -98,14 +98,14 @@ impl<'p, 'a> Hk<'p, 'a> {
 
     /// One thread per element of `threads`: the element index (threads
     /// beyond exit).
-    fn thread(&mut self, threads: Count) -> String {
+    pub(crate) fn thread(&mut self, threads: Count) -> String {
         let e = self.k.global_x();
         let n = self.k.count(threads);
         self.k.exit_if_ge(&e, &n);
         e
     }
 
-    fn done(self, what: String, threads: Count) -> HeavyKernel {
+    pub(crate) fn done(self, what: String, threads: Count) -> HeavyKernel {
         let mut k = self.done_with(
             what,
             [BLOCK, 1, 1],
@@ -147,7 +147,7 @@ pub(crate) fn geometry(block: [u32; 3], grid: [GridDim; 3]) -> String {
 }
 
 /// `q = x / d`, `r = x % d` for a u32 register and a constant.
-fn divmod(k: &mut Kb, x: &str, d: u64) -> (String, String) {
+pub(crate) fn divmod(k: &mut Kb, x: &str, d: u64) -> (String, String) {
     let (q, r) = (k.r(), k.r());
     k.ins(format!("div.u32 {q}, {x}, {d}"));
     k.ins(format!("rem.u32 {r}, {x}, {d}"));

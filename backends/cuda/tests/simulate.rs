@@ -338,3 +338,56 @@ fn uniform_draws_match_the_interpreter() {
         assert_eq!(got, want, "{name}");
     }
 }
+
+/// `concat` of three `[B, C, H, W]` values and `narrow`s of it, over whole
+/// sequences, per step in a step loop (one kernel per operand, into row
+/// `t` of a collected value) and of spikes: the interpreter's bits.
+#[test]
+fn concat_and_narrow_match_the_interpreter() {
+    use snnc_ir::{Builder, Dtype, Shape, Surrogate, Type};
+    let mut b = Builder::new("layout", 3, 1e-3, Dtype::F32);
+    let chans = [1u32, 3, 2];
+    let xs: Vec<_> = chans
+        .iter()
+        .enumerate()
+        .map(|(k, &c)| b.input(format!("x{k}"), Type::seq(Dtype::F32, Shape::batched(&[c, 2, 3]))))
+        .collect();
+    b.begin_seq();
+    let xs: Vec<_> = xs.into_iter().map(|x| b.emit(Op::Input(x)).expect("input")).collect();
+    let whole = b.concat(xs.clone()).expect("concat");
+    let mid = b.narrow(whole, 1, 4).expect("narrow");
+    b.output("whole", whole);
+    b.output("mid", mid);
+    b.begin_step();
+    let steps: Vec<_> = xs.iter().map(|&x| b.emit(Op::Step(x)).expect("step")).collect();
+    let spikes: Vec<_> = steps.iter().map(|&x| b.threshold(x, Surrogate::SuperSpike).expect("threshold")).collect();
+    let per_step = b.concat(vec![steps[2], steps[0], steps[1]]).expect("concat");
+    let spiked = b.concat(spikes).expect("concat");
+    let last = b.narrow(spiked, 5, 1).expect("narrow");
+    let sum = b.add(per_step, spiked).expect("add");
+    b.begin_seq();
+    for (name, v) in [("per_step", sum), ("last", last)] {
+        let c = b.emit(Op::Collect(v)).expect("collect");
+        b.output(name, c);
+    }
+    let module = b.finish();
+    let info = snnc_ir::validate(&module).unwrap_or_else(|e| panic!("{e}"));
+    let ins = inputs(&module, 2, 5);
+    let weights = snnc_runtime::Weights::new();
+    let reference = snnc_interp::run(&module, &info, &weights, &ins, &snnc_interp::RunOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let art = snnc_cuda::emit(&module, &info, &CudaOptions::default()).expect("emits");
+    let ptx = sim::Module::parse(&art.ptx);
+    let names = sim::bindings(&art.manifest);
+    let mut run = sim::Run::new(&art.manifest, 2);
+    for (name, t) in &ins {
+        run.set(names[name], &t.data.iter().map(|&v| v as f32).collect::<Vec<_>>());
+    }
+    run.run(&ptx);
+    for (name, t) in &reference.outputs {
+        let got = run.get(names[name]);
+        let want: Vec<f32> = t.data.iter().map(|&v| v as f32).collect();
+        assert_eq!(got, want, "{name}");
+    }
+    assert_eq!(reference.outputs["whole"].shape, vec![3, 2, 6, 2, 3]);
+}

@@ -264,6 +264,22 @@ impl<F: Real> Evaluator<'_, F> {
                 );
             }
             Op::Reshape { arg, .. } => out.extend_from_slice(self.val(arg)),
+            Op::Concat { ref args } => {
+                // The axis is the dim after the batch (and time) dims.
+                let axis = usize::from(node.ty.seq) + 1;
+                let rows = self.plan.numel(&dims[..axis]);
+                let blocks: Vec<usize> = args.iter().map(|&a| self.plan.numel(&self.dims(a)[axis..])).collect();
+                let vals: Vec<&[F]> = args.iter().map(|&a| self.val(a)).collect();
+                kernels::concat(&vals, &blocks, rows, &mut out);
+            }
+            Op::Narrow { arg, start, len } => {
+                let axis = usize::from(node.ty.seq) + 1;
+                let xd = self.dims(arg);
+                let inner = self.plan.numel(&xd[axis + 1..]);
+                let rows = self.plan.numel(&xd[..axis]);
+                let block = self.plan.numel(&xd[axis..]);
+                kernels::narrow(self.val(arg), rows, block, start as usize * inner, len as usize * inner, &mut out);
+            }
             Op::ReduceTime { op, arg } => kernels::reduce_time(op, self.val(arg), self.plan.steps, n, &mut out),
             Op::LogSoftmax { arg } => kernels::log_softmax(self.val(arg), dims.last().copied().unwrap_or(1), &mut out),
             Op::Fused(ref kernel) => {

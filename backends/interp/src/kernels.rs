@@ -652,6 +652,25 @@ pub(crate) fn log_softmax_grad<F: Real>(y: &[F], grad: &[F], len: usize, out: &m
     }
 }
 
+/// `concat`: `rows` rows (the time and batch dims); row `r` of the result
+/// is row `r` of each operand in operand order, operand `i`'s row being
+/// `blocks[i]` elements long (its axis dim times the dims after it).
+pub(crate) fn concat<F: Real>(args: &[&[F]], blocks: &[usize], rows: usize, out: &mut Vec<F>) {
+    for r in 0..rows {
+        for (x, &blk) in args.iter().zip(blocks) {
+            out.extend_from_slice(&x[r * blk..(r + 1) * blk]);
+        }
+    }
+}
+
+/// `narrow`: `rows` rows of `block` elements each; row `r` of the result is
+/// the `len` elements of row `r` starting at `start`.
+pub(crate) fn narrow<F: Real>(x: &[F], rows: usize, block: usize, start: usize, len: usize, out: &mut Vec<F>) {
+    for r in 0..rows {
+        out.extend_from_slice(&x[r * block + start..r * block + start + len]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,6 +63,8 @@
 //! | `conv2d` | torch's cross-correlation, NCHW, zero padding, sum in `(c, kh, kw)` order from `+0`, then `+ bias` |
 //! | `max_pool2d` | max over each window of the last two dims, no padding, floor; NaN propagates |
 //! | `reshape` | the same elements in row-major order |
+//! | `concat %a, %b, ...` | along dim 1 of the shape (the dim after `B`; after `T, B` for `seq`): for every time and batch row, the operands' rows one after the other, in operand order |
+//! | `narrow %x, start, len` | the elements `[start, start + len)` of that dim, for every time and batch row |
 //! | `reduce_time_*` | over the time dim: `sum` in step order from `+0`, `mean = sum / T`, `max`, `last = x[T-1]` |
 //! | `log_softmax` | over the last dim: `(x - m) - ln(sum(exp(x - m)))` with `m = max(x)` |
 //! | `fused` | its body, instruction by instruction, each as the op of the same name above, over the kernel's shape (inputs broadcast); the node's value is output 0 |

@@ -593,3 +593,137 @@ fn module_without_batched_inputs_runs_with_batch_one_or_the_states_batch() {
     let out = run_with(&m, &Weights::new(), &[], &opts).unwrap();
     assert_eq!(out.final_state["s"].data, [4.0, 8.0, 12.0]);
 }
+
+/// Row `r` of `[rows, cols]` values `xs`.
+fn row(xs: &[f64], cols: usize, r: usize) -> &[f64] {
+    &xs[r * cols..(r + 1) * cols]
+}
+
+#[test]
+fn concat_of_two_and_narrow_in_b_f() {
+    let batch = 3usize;
+    let mut b = Builder::new("concat", 1, 1e-3, F64);
+    let ain = b.input("a", Type::new(F64, Shape::batched(&[2])));
+    let bin = b.input("b", Type::new(F64, Shape::batched(&[3])));
+    let a = b.emit(Op::Input(ain)).unwrap();
+    let c = b.emit(Op::Input(bin)).unwrap();
+    let y = b.concat(vec![a, c]).unwrap();
+    assert_eq!(b.module().nodes[y].ty, Type::new(F64, Shape::batched(&[5])));
+    let n = b.narrow(y, 1, 3).unwrap();
+    let back = b.narrow(y, 2, 3).unwrap();
+    b.output("y", y);
+    b.output("n", n);
+    b.output("back", back);
+    let m = b.finish();
+    let (xa, xb) = (ramp(6), ramp(15)[6..15].to_vec());
+    let r = run(&m, &Weights::new(), &[("a", t64(&[batch, 2], xa.clone())), ("b", t64(&[batch, 3], xb.clone()))]);
+    assert_eq!(r.outputs["y"].shape, vec![batch, 5]);
+    let mut want = Vec::new();
+    for s in 0..batch {
+        want.extend_from_slice(row(&xa, 2, s));
+        want.extend_from_slice(row(&xb, 3, s));
+    }
+    assert_bits(&r.outputs["y"].data, &want);
+    let narrowed: Vec<f64> = (0..batch).flat_map(|s| want[s * 5 + 1..s * 5 + 4].to_vec()).collect();
+    assert_eq!(r.outputs["n"].shape, vec![batch, 3]);
+    assert_bits(&r.outputs["n"].data, &narrowed);
+    // Narrowing the second operand's columns gives it back.
+    assert_bits(&r.outputs["back"].data, &xb);
+}
+
+#[test]
+fn concat_of_three_in_b_c_h_w_and_narrow_of_channels() {
+    // [B, 1, 2, 2] ++ [B, 2, 2, 2] ++ [B, 1, 2, 2] = [B, 4, 2, 2], as
+    // torch.cat(dim=1).
+    let batch = 2usize;
+    let mut b = Builder::new("concat4", 1, 1e-3, F32);
+    let shapes = [1u32, 2, 1];
+    let mut args = Vec::new();
+    for (k, c) in shapes.iter().enumerate() {
+        let x = b.input(format!("x{k}"), Type::new(F32, Shape::batched(&[*c, 2, 2])));
+        args.push(b.emit(Op::Input(x)).unwrap());
+    }
+    let y = b.concat(args).unwrap();
+    let mid = b.narrow(y, 1, 2).unwrap();
+    b.output("y", y);
+    b.output("mid", mid);
+    let m = b.finish();
+    let data: Vec<Vec<f32>> = shapes
+        .iter()
+        .enumerate()
+        .map(|(k, c)| (0..batch * *c as usize * 4).map(|i| (100 * k + i) as f32).collect())
+        .collect();
+    let inputs: Vec<(String, snnc_runtime::Tensor)> =
+        shapes.iter().enumerate().map(|(k, c)| (format!("x{k}"), t32(&[batch, *c as usize, 2, 2], &data[k]))).collect();
+    let inputs: Vec<(&str, snnc_runtime::Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    let r = run(&m, &Weights::new(), &inputs);
+    assert_eq!(r.outputs["y"].shape, vec![batch, 4, 2, 2]);
+    #[rustfmt::skip]
+    let want = [
+        0.0, 1.0, 2.0, 3.0,   100.0, 101.0, 102.0, 103.0,   104.0, 105.0, 106.0, 107.0,   200.0, 201.0, 202.0, 203.0,
+        4.0, 5.0, 6.0, 7.0,   108.0, 109.0, 110.0, 111.0,   112.0, 113.0, 114.0, 115.0,   204.0, 205.0, 206.0, 207.0,
+    ];
+    assert_bits(&r.outputs["y"].data, &want);
+    assert_eq!(r.outputs["mid"].shape, vec![batch, 2, 2, 2]);
+    let mid: Vec<f64> = data[1].iter().map(|&v| f64::from(v)).collect();
+    assert_bits(&r.outputs["mid"].data, &mid);
+}
+
+#[test]
+fn concat_of_spikes_gives_spikes_per_step_and_over_sequences() {
+    // Two thresholded sequences concatenated, once per step inside a step
+    // loop (then collected) and once over the whole sequence: the same
+    // spikes, rows [T, B, 2 + 1].
+    let (steps, batch) = (2usize, 2usize);
+    let mut b = Builder::new("spikes", steps as u32, 1e-3, F32);
+    let ain = b.input("a", Type::seq(F32, Shape::batched(&[2])));
+    let bin = b.input("b", Type::seq(F32, Shape::batched(&[1])));
+    b.begin_seq();
+    let a = b.emit(Op::Input(ain)).unwrap();
+    let c = b.emit(Op::Input(bin)).unwrap();
+    let za = b.threshold(a, Surrogate::SuperSpike).unwrap();
+    let zb = b.threshold(c, Surrogate::SuperSpike).unwrap();
+    let whole = b.concat(vec![za, zb]).unwrap();
+    assert_eq!(b.module().nodes[whole].ty, Type::seq(Dtype::Spike, Shape::batched(&[3])));
+    b.begin_step();
+    let at = b.emit(Op::Step(za)).unwrap();
+    let bt = b.emit(Op::Step(zb)).unwrap();
+    let per_step = b.concat(vec![bt, at]).unwrap();
+    assert_eq!(b.module().nodes[per_step].ty, Type::new(Dtype::Spike, Shape::batched(&[3])));
+    let last = b.narrow(per_step, 2, 1).unwrap();
+    b.begin_seq();
+    let collected = b.emit(Op::Collect(per_step)).unwrap();
+    let last = b.emit(Op::Collect(last)).unwrap();
+    b.output("whole", whole);
+    b.output("per_step", collected);
+    b.output("last", last);
+    let m = b.finish();
+    let xa = [0.5f32, -1.0, 0.0, 2.0, -0.5, 3.0, 1.0, 1.0];
+    let xb = [-2.0f32, 0.25, 4.0, -4.0];
+    let r = run(&m, &Weights::new(), &[("a", t32(&[steps, batch, 2], &xa)), ("b", t32(&[steps, batch, 1], &xb))]);
+    assert_eq!(r.outputs["whole"].shape, vec![steps, batch, 3]);
+    assert_bits(&r.outputs["whole"].data, &[1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0]);
+    assert_eq!(r.outputs["per_step"].shape, vec![steps, batch, 3]);
+    assert_bits(&r.outputs["per_step"].data, &[0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0]);
+    assert_eq!(r.outputs["last"].shape, vec![steps, batch, 1]);
+    assert_bits(&r.outputs["last"].data, &[0.0, 1.0, 1.0, 1.0]);
+}
+
+#[test]
+fn narrow_of_a_sequence_slices_dim_one_of_every_step() {
+    let (steps, batch) = (3usize, 2usize);
+    let mut b = Builder::new("narrow", steps as u32, 1e-3, F64);
+    let xin = b.input("x", Type::seq(F64, Shape::batched(&[4, 2])));
+    let x = b.emit(Op::Input(xin)).unwrap();
+    let y = b.narrow(x, 3, 1).unwrap();
+    let all = b.narrow(x, 0, 4).unwrap();
+    b.output("y", y);
+    b.output("all", all);
+    let m = b.finish();
+    let xs = ramp(steps * batch * 8);
+    let r = run(&m, &Weights::new(), &[("x", t64(&[steps, batch, 4, 2], xs.clone()))]);
+    assert_eq!(r.outputs["y"].shape, vec![steps, batch, 1, 2]);
+    let want: Vec<f64> = (0..steps * batch).flat_map(|rr| xs[rr * 8 + 6..rr * 8 + 8].to_vec()).collect();
+    assert_bits(&r.outputs["y"].data, &want);
+    assert_bits(&r.outputs["all"].data, &xs);
+}

@@ -27,7 +27,9 @@
 //!
 //! **Stores and recomputes.** Inside a step loop the backward loop
 //! *recomputes* every elementwise value from stored ones (cheap, and fused
-//! with the backward kernel later) and *stores* the rest: the states at the
+//! with the backward kernel later), and the layout ops `reshape`, `concat`
+//! and `narrow` from their operands (storing a concat would store its
+//! operands twice), and *stores* the rest: the states at the
 //! start of each step (`state_read`, spikes stored as spikes) and the
 //! results of non-elementwise ops (matrix products, convolutions, pooling).
 //! [`GradReport::stored`] lists what is stored.
@@ -439,7 +441,11 @@ impl<'m> Ad<'m> {
         let v = match op {
             Op::StateWrite { value, .. } => self.recompute(value)?,
             Op::Input(_) | Op::Param(_) | Op::Const { .. } | Op::Uniform { .. } | Op::Step(_) => self.emit(op)?,
-            ref op if op.is_elementwise() || matches!(op, Op::Reshape { .. }) => {
+            // Layout ops are recomputed from their operands too: storing
+            // a `concat` would store its operands' values a second time.
+            ref op
+                if op.is_elementwise() || matches!(op, Op::Reshape { .. } | Op::Concat { .. } | Op::Narrow { .. }) =>
+            {
                 let mut op = op.clone();
                 let mut err = None;
                 let operands = op.operands();

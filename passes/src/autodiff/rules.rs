@@ -1,5 +1,9 @@
 //! The adjoint rule of every differentiable op, in PyTorch's order of
 //! operations, and which operand edges carry a gradient.
+//!
+//! `concat`'s adjoint gives operand `i` the `narrow` of the gradient at
+//! its offset; `narrow`'s is the `concat` of zero blocks (see
+//! `zero_block`) around the gradient.
 
 use snnc_ir::{BinaryOp, CompareOp, Handle, MatMulKind, Node, Op, Surrogate, UnaryOp};
 
@@ -141,9 +145,53 @@ pub(crate) fn backward(ad: &mut Ad<'_>, h: H, g: H) -> Result<(), AdError> {
             let gx = ad.emit(Op::LogSoftmaxGrad { out, grad: g })?;
             ad.contribute(arg, gx)
         }
+        Op::Concat { args } => {
+            // Each operand's gradient is its slice of the gradient.
+            let mut start = 0u32;
+            for arg in args {
+                let len = concat_size(ad, arg)?;
+                if ad.is_needed(arg) {
+                    let gx = ad.emit(Op::Narrow { arg: g, start, len })?;
+                    ad.contribute(arg, gx)?;
+                }
+                start += len;
+            }
+            Ok(())
+        }
+        Op::Narrow { arg, start, len } => {
+            // The gradient, with zero blocks before and after the slice.
+            let size = concat_size(ad, arg)?;
+            let mut parts = Vec::new();
+            if start > 0 {
+                parts.push(zero_block(ad, arg, 0, start)?);
+            }
+            parts.push(g);
+            if start + len < size {
+                parts.push(zero_block(ad, arg, start + len, size - start - len)?);
+            }
+            let gx = if parts.len() == 1 { g } else { ad.emit(Op::Concat { args: parts })? };
+            ad.contribute(arg, gx)
+        }
         Op::Fused(_) | Op::Extract { .. } => Err(AdError("`fused` kernels cannot be differentiated".into())),
         ref op => Err(AdError(format!("`{}` cannot be differentiated", op.mnemonic()))),
     }
+}
+
+/// The size of the axis of `concat` and `narrow` (dim 1) of forward value `h`.
+fn concat_size(ad: &Ad<'_>, h: H) -> Result<u32, AdError> {
+    snnc_ir::typing::concat_axis(ad.ty(h)).map_err(|m| AdError(format!("`concat` operand %{} {m}", h.index())))
+}
+
+/// Zeros of the module's float with the type of `narrow(x, start, len)`
+/// (`x` a forward value): `cast(gt(narrow(x, start, len), +inf))`, false for
+/// every value, NaN and infinities included.
+fn zero_block(ad: &mut Ad<'_>, x: H, start: u32, len: u32) -> Result<H, AdError> {
+    let x = ad.fv(x)?;
+    let part = ad.emit(Op::Narrow { arg: x, start, len })?;
+    let inf = ad.constant(f64::INFINITY)?;
+    let never = ad.emit(Op::Compare { op: CompareOp::Gt, lhs: part, rhs: inf })?;
+    let dtype = ad.float();
+    ad.emit(Op::Cast { arg: never, dtype })
 }
 
 fn bin(ad: &mut Ad<'_>, op: BinaryOp, lhs: H, rhs: H) -> Result<H, AdError> {

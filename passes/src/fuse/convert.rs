@@ -36,6 +36,8 @@ pub fn op_to_inst(op: &Op, mut arg: impl FnMut(Handle<Node>) -> u32) -> Option<K
         | Op::ReduceTime { .. }
         | Op::LogSoftmax { .. }
         | Op::Uniform { .. }
+        | Op::Concat { .. }
+        | Op::Narrow { .. }
         | Op::Fused(_)
         | Op::Extract { .. }
         | Op::Transpose(_)

@@ -198,6 +198,31 @@ impl Executable {
                 dims.last().copied().unwrap_or(1),
                 &mut out,
             ),
+            Op::Concat { ref args } => {
+                // Row r (time and batch) of the result is row r of each
+                // operand in order; the axis is the dim after them.
+                let axis = usize::from(node.ty.seq) + 1;
+                let rows: usize = dims[..axis].iter().product();
+                let mut at = 0;
+                for r in 0..rows {
+                    for &a in args {
+                        let blk: usize = b.dims[a.index()][axis..].iter().product();
+                        out[at..at + blk].copy_from_slice(&self.val(b, a, step)[r * blk..(r + 1) * blk]);
+                        at += blk;
+                    }
+                }
+            }
+            Op::Narrow { arg, start, .. } => {
+                let axis = usize::from(node.ty.seq) + 1;
+                let xd = &b.dims[arg.index()];
+                let inner: usize = xd[axis + 1..].iter().product();
+                let (block, len) = (xd[axis] * inner, dims[axis] * inner);
+                let x = self.val(b, arg, step);
+                let from = start as usize * inner;
+                for (r, o) in out.chunks_exact_mut(len.max(1)).enumerate() {
+                    o.copy_from_slice(&x[r * block + from..r * block + from + len]);
+                }
+            }
             Op::Uniform { seed, seq, .. } => {
                 let rng = |t: usize, k: usize| snnc_ir::rng::uniform(seed, t as u32, k as u64) as f32;
                 if seq {

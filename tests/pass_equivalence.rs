@@ -243,7 +243,10 @@ fn generator_covers_every_kind() {
     expected
         .extend(["Conv2d stride >1", "Conv2d padding >0", "Linear bias false", "Linear bias true"].map(String::from));
     expected.extend((1..=4).map(|b| format!("batch {b}")));
-    expected.extend(["graph same-step Add", "graph recurrent Add"].map(String::from));
+    expected.extend(
+        ["graph same-step Add", "graph recurrent Add", "graph same-step Concat", "graph recurrent Concat"]
+            .map(String::from),
+    );
     for key in expected {
         if !counts.contains_key(&key) {
             missing.push(key);

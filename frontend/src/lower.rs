@@ -650,7 +650,7 @@ impl Lower<'_> {
                 for v in ins {
                     args.push(if spikes { v.node } else { self.float_of(v.node)? });
                 }
-                let node = self.concat(at, args)?;
+                let node = self.emit(Op::Concat { args })?;
                 Ok(Value { node, shape, producer })
             }
         }
@@ -660,10 +660,6 @@ impl Lower<'_> {
     fn float_of(&mut self, node: Handle<Node>) -> Res<Handle<Node>> {
         let float = self.b.float();
         if self.b.ty(node).dtype == Dtype::Spike { self.emit(Op::Cast { arg: node, dtype: float }) } else { Ok(node) }
-    }
-
-    fn concat(&mut self, at: &str, _args: Vec<Handle<Node>>) -> Res<Handle<Node>> {
-        Err(invalid(self.file, format!("{at}: merge"), "concat is not supported yet".into(), None))
     }
 
     fn layer(&mut self, layer: &Layer, name: &str, at: &str, cur: Value) -> Res<Value> {

@@ -308,9 +308,6 @@ pub fn arb_case() -> impl Strategy<Value = Case> {
         })
 }
 
-/// Whether [`wire`] draws `merge: concat` (needs the IR's `concat`).
-const DRAW_CONCAT: bool = false;
-
 /// Turns a chain into a graph: each pick may add to one layer a second
 /// input that keeps the layer's input shape — a same-step input from an
 /// earlier layer or `x` (a residual `add`), the previous step of any layer
@@ -338,16 +335,14 @@ pub fn wire(net: &mut Network, picks: &[u32]) {
             if k == n { ("x".to_string(), net.input.clone()) } else { (names[k].clone(), shapes[k].clone()) };
         let same_step = k == n || k < j;
         let default_input = if j == 0 { "x".to_string() } else { names[j - 1].clone() };
-        let concat_ok = DRAW_CONCAT
-            && match &net.layers[j] {
-                Layer::Linear { .. }
-                | Layer::LILinear { .. }
-                | Layer::LIFRecurrent { .. }
-                | Layer::LSNNRecurrent { .. } => in_shape.len() == 1,
-                Layer::Conv2d { .. } => in_shape.len() == 3,
-                _ => false,
-            }
-            && source_shape.len() == in_shape.len()
+        let concat_ok = match &net.layers[j] {
+            Layer::Linear { .. }
+            | Layer::LILinear { .. }
+            | Layer::LIFRecurrent { .. }
+            | Layer::LSNNRecurrent { .. } => in_shape.len() == 1,
+            Layer::Conv2d { .. } => in_shape.len() == 3,
+            _ => false,
+        } && source_shape.len() == in_shape.len()
             && source_shape[1..] == in_shape[1..]
             && source_shape[0] + in_shape[0] <= 2 * MAX_ELEMENTS;
         let layer = &mut net.layers[j];

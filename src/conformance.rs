@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use snnc_frontend::{
     Encoder, ExampleInput, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LowerOptions, LsnnParams, Method,
-    Network, Readout, ResetMethod,
+    Network, ParamValue, Readout, ResetMethod,
 };
 use snnc_ir::{Builder, Dtype, Module, Op, Shape, Type};
 use snnc_runtime::{ElemType, Tensor};
@@ -527,6 +527,18 @@ fn as_f64(v: &Value, what: &str) -> PResult<f64> {
     }
 }
 
+/// A neuron parameter: a number, or a list of numbers (one per neuron).
+fn as_pv(v: &Value, what: &str) -> PResult<ParamValue> {
+    if let Some(list) = v.as_array() {
+        let values: Option<Vec<f64>> = list.iter().map(Value::as_f64).collect();
+        return match values {
+            Some(values) => Ok(ParamValue::PerNeuron(values)),
+            None => bad(format!("`{what}` must be a number or a list of numbers")),
+        };
+    }
+    as_f64(v, what).map(ParamValue::Scalar)
+}
+
 fn as_u32(v: &Value, what: &str) -> PResult<u32> {
     match v.as_u64().and_then(|x| u32::try_from(x).ok()) {
         Some(x) => Ok(x),
@@ -583,11 +595,11 @@ fn lif_params(obj: &Map<String, Value>, model: &str) -> PResult<LifParams> {
     let mut p = LifParams::default();
     for (k, v) in obj {
         match k.as_str() {
-            "tau_syn_inv" => p.tau_syn_inv = as_f64(v, k)?,
-            "tau_mem_inv" => p.tau_mem_inv = as_f64(v, k)?,
-            "v_leak" => p.v_leak = as_f64(v, k)?,
-            "v_th" => p.v_th = as_f64(v, k)?,
-            "v_reset" => p.v_reset = as_f64(v, k)?,
+            "tau_syn_inv" => p.tau_syn_inv = as_pv(v, k)?,
+            "tau_mem_inv" => p.tau_mem_inv = as_pv(v, k)?,
+            "v_leak" => p.v_leak = as_pv(v, k)?,
+            "v_th" => p.v_th = as_pv(v, k)?,
+            "v_reset" => p.v_reset = as_pv(v, k)?,
             "method" => p.method = method(v, k)?,
             "alpha" => p.alpha = as_f64(v, k)?,
             k if NOT_PARAMS.contains(&k) => {}
@@ -601,9 +613,9 @@ fn li_params(obj: &Map<String, Value>, model: &str) -> PResult<LiParams> {
     let mut p = LiParams::default();
     for (k, v) in obj {
         match k.as_str() {
-            "tau_syn_inv" => p.tau_syn_inv = as_f64(v, k)?,
-            "tau_mem_inv" => p.tau_mem_inv = as_f64(v, k)?,
-            "v_leak" => p.v_leak = as_f64(v, k)?,
+            "tau_syn_inv" => p.tau_syn_inv = as_pv(v, k)?,
+            "tau_mem_inv" => p.tau_mem_inv = as_pv(v, k)?,
+            "v_leak" => p.v_leak = as_pv(v, k)?,
             k if NOT_PARAMS.contains(&k) => {}
             _ => return unknown_param(model, k),
         }
@@ -615,13 +627,13 @@ fn lsnn_params(obj: &Map<String, Value>, model: &str) -> PResult<LsnnParams> {
     let mut p = LsnnParams::default();
     for (k, v) in obj {
         match k.as_str() {
-            "tau_syn_inv" => p.tau_syn_inv = as_f64(v, k)?,
-            "tau_mem_inv" => p.tau_mem_inv = as_f64(v, k)?,
-            "tau_adapt_inv" => p.tau_adapt_inv = as_f64(v, k)?,
-            "v_leak" => p.v_leak = as_f64(v, k)?,
-            "v_th" => p.v_th = as_f64(v, k)?,
-            "v_reset" => p.v_reset = as_f64(v, k)?,
-            "beta" => p.beta = as_f64(v, k)?,
+            "tau_syn_inv" => p.tau_syn_inv = as_pv(v, k)?,
+            "tau_mem_inv" => p.tau_mem_inv = as_pv(v, k)?,
+            "tau_adapt_inv" => p.tau_adapt_inv = as_pv(v, k)?,
+            "v_leak" => p.v_leak = as_pv(v, k)?,
+            "v_th" => p.v_th = as_pv(v, k)?,
+            "v_reset" => p.v_reset = as_pv(v, k)?,
+            "beta" => p.beta = as_pv(v, k)?,
             "method" => p.method = method(v, k)?,
             "alpha" => p.alpha = as_f64(v, k)?,
             k if NOT_PARAMS.contains(&k) => {}
@@ -635,10 +647,10 @@ fn lif_box_params(obj: &Map<String, Value>, model: &str) -> PResult<LifBoxParams
     let mut p = LifBoxParams::default();
     for (k, v) in obj {
         match k.as_str() {
-            "tau_mem_inv" => p.tau_mem_inv = as_f64(v, k)?,
-            "v_leak" => p.v_leak = as_f64(v, k)?,
-            "v_th" => p.v_th = as_f64(v, k)?,
-            "v_reset" => p.v_reset = as_f64(v, k)?,
+            "tau_mem_inv" => p.tau_mem_inv = as_pv(v, k)?,
+            "v_leak" => p.v_leak = as_pv(v, k)?,
+            "v_th" => p.v_th = as_pv(v, k)?,
+            "v_reset" => p.v_reset = as_pv(v, k)?,
             "method" => p.method = method(v, k)?,
             "alpha" => p.alpha = as_f64(v, k)?,
             "reset_method" => {
@@ -659,15 +671,15 @@ fn lif_adex_params(obj: &Map<String, Value>, model: &str) -> PResult<LifAdExPara
     let mut p = LifAdExParams::default();
     for (k, v) in obj {
         match k.as_str() {
-            "adaptation_current" => p.adaptation_current = as_f64(v, k)?,
-            "adaptation_spike" => p.adaptation_spike = as_f64(v, k)?,
-            "delta_T" => p.delta_T = as_f64(v, k)?,
-            "tau_ada_inv" => p.tau_ada_inv = as_f64(v, k)?,
-            "tau_syn_inv" => p.tau_syn_inv = as_f64(v, k)?,
-            "tau_mem_inv" => p.tau_mem_inv = as_f64(v, k)?,
-            "v_leak" => p.v_leak = as_f64(v, k)?,
-            "v_th" => p.v_th = as_f64(v, k)?,
-            "v_reset" => p.v_reset = as_f64(v, k)?,
+            "adaptation_current" => p.adaptation_current = as_pv(v, k)?,
+            "adaptation_spike" => p.adaptation_spike = as_pv(v, k)?,
+            "delta_T" => p.delta_T = as_pv(v, k)?,
+            "tau_ada_inv" => p.tau_ada_inv = as_pv(v, k)?,
+            "tau_syn_inv" => p.tau_syn_inv = as_pv(v, k)?,
+            "tau_mem_inv" => p.tau_mem_inv = as_pv(v, k)?,
+            "v_leak" => p.v_leak = as_pv(v, k)?,
+            "v_th" => p.v_th = as_pv(v, k)?,
+            "v_reset" => p.v_reset = as_pv(v, k)?,
             "method" => p.method = method(v, k)?,
             "alpha" => p.alpha = as_f64(v, k)?,
             k if NOT_PARAMS.contains(&k) => {}

@@ -523,6 +523,17 @@ pub fn build(
     seed: u64,
 ) -> Network {
     let mut shape = input.clone();
+    // A current encoder has no synaptic current to train.
+    let fit_encoder = |p: &LifParams| {
+        let mut p = spread(p, elements(&input));
+        p.trainable.retain(|&f| f != NeuronParam::tau_syn_inv);
+        p
+    };
+    let encoder = encoder.map(|e| match e {
+        Encoder::ConstantCurrent { p } => Encoder::ConstantCurrent { p: fit_encoder(&p) },
+        Encoder::SpikeLatency { p } => Encoder::SpikeLatency { p: fit_encoder(&p) },
+        e => e,
+    });
     let direct = matches!(encoder, Some(Encoder::Direct {}));
     let mut spike = encoder.is_some() && !direct;
     let mut layers = Vec::new();

@@ -31,11 +31,7 @@ fn input(steps: usize) -> Vec<f64> {
     (0..steps * B * N).map(|k| 0.5 + ((k * 7919) % 23) as f64 / 4.0).collect()
 }
 
-fn run(
-    module: &Module,
-    weights: &Weights,
-    extra: &[(&str, Vec<usize>, Vec<f64>)],
-) -> snnc_interp::RunResult {
+fn run(module: &Module, weights: &Weights, extra: &[(&str, Vec<usize>, Vec<f64>)]) -> snnc_interp::RunResult {
     let info = snnc_ir::validate(module).unwrap_or_else(|e| panic!("{e}"));
     let mut inputs = BTreeMap::new();
     for (name, shape, data) in extra {

@@ -426,7 +426,7 @@ fn unsupported<T>(msg: impl Into<String>) -> PResult<T> {
 #[derive(Debug, Clone)]
 enum Program {
     /// A network lowered by the frontend.
-    Network { net: Network, opts: LowerOptions },
+    Network { net: Box<Network>, opts: LowerOptions },
     /// `threshold(x)` with the given surrogate, built directly.
     Threshold { method: Method, alpha: f64 },
 }
@@ -861,7 +861,7 @@ fn poisson_uniforms(inputs: &Value, x_shape: &[usize], plan: &mut Plan) -> PResu
 
 fn set_lower(plan: &mut Plan, net: Network, poisson: bool) {
     let opts = LowerOptions { float: plan.float, poisson_uniform_input: poisson };
-    plan.program = Program::Network { net, opts };
+    plan.program = Program::Network { net: Box::new(net), opts };
 }
 
 fn plan_encoder(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<()> {

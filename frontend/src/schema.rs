@@ -32,7 +32,15 @@
 //!   `Flatten()`. Braces (`Linear { .. }`) are not RON.
 //! * The input size of a layer is the field `in` (`Linear(in: 784, out: 10)`).
 //! * Neuron parameters are a struct of the fields that differ from Norse's
-//!   defaults: `p: (v_th: 0.5, method: tanh, alpha: 50)`.
+//!   defaults: `p: (v_th: 0.5, method: tanh, alpha: 50)`. A float field
+//!   other than `alpha` may be a list, one value per neuron of one sample
+//!   (row-major over the layer's per-sample shape): `v_th: [0.5, 0.6, 0.7]`
+//!   ([`ParamValue`]). `trainable: [tau_mem_inv, v_th]` names the fields
+//!   training updates ([`NeuronParam`]): each becomes a trainable tensor
+//!   `LAYER.FIELD`, 0-d for a number, the per-sample shape for a list; a
+//!   list that is not trainable is a non-trainable tensor of that name (a
+//!   weights file may set it); a number that is not trainable stays a
+//!   constant of the IR.
 //! * `Option` fields (`name`, `in`, `in_channels`, `encoder`, the stride of
 //!   `MaxPool2d`) take their value directly, `name: "lif1"`, or as
 //!   `Some("lif1")`; `None` is the same as leaving the field out.

@@ -510,8 +510,9 @@ pub fn randn(shape: Vec<usize>, seed: u64) -> Tensor {
 /// `lif_current_encoder`, in f32), or `None` without such an encoder.
 pub fn encoder_density(net: &Network, images: &Tensor) -> Option<f64> {
     let Some(Encoder::ConstantCurrent { p }) = &net.encoder else { return None };
-    let k = (net.dt * p.tau_mem_inv) as f32;
-    let (v_leak, v_th, v_reset) = (p.v_leak as f32, p.v_th as f32, p.v_reset as f32);
+    // Per-neuron parameters: no estimate (the density is a hint).
+    let k = (net.dt * p.tau_mem_inv.scalar()?) as f32;
+    let (v_leak, v_th, v_reset) = (p.v_leak.scalar()? as f32, p.v_th.scalar()? as f32, p.v_reset.scalar()? as f32);
     let mut spikes = 0u64;
     for &x in &images.data {
         let x = x as f32;

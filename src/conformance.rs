@@ -40,7 +40,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
-use snnc_frontend::{Encoder, ExampleInput, Layer, LowerOptions, Method, Network, Readout};
+use snnc_frontend::{Encoder, ExampleInput, Layer, LowerOptions, Method, Network, ParamValue, Readout};
 use snnc_ir::{Builder, Dtype, Module, Op, Shape, Type};
 use snnc_runtime::{ElemType, Tensor};
 
@@ -425,7 +425,7 @@ fn unsupported<T>(msg: impl Into<String>) -> PResult<T> {
 #[derive(Debug, Clone)]
 enum Program {
     /// A network lowered by the frontend.
-    Network { net: Network, opts: LowerOptions },
+    Network { net: Box<Network>, opts: LowerOptions },
     /// `threshold(x)` with the given surrogate, built directly.
     Threshold { method: Method, alpha: f64 },
 }
@@ -526,6 +526,23 @@ fn as_f64(v: &Value, what: &str) -> PResult<f64> {
     }
 }
 
+/// A neuron parameter: a number, or a list of numbers (one per neuron).
+fn as_pv(v: &Value, what: &str) -> PResult<ParamValue> {
+    if v.is_object() {
+        // A TENSOR: 0-d for one value per layer, [n] per neuron.
+        let t = tensor(v, what)?;
+        return Ok(if t.shape.is_empty() { ParamValue::Scalar(t.data[0]) } else { ParamValue::PerNeuron(t.data) });
+    }
+    if let Some(list) = v.as_array() {
+        let values: Option<Vec<f64>> = list.iter().map(Value::as_f64).collect();
+        return match values {
+            Some(values) => Ok(ParamValue::PerNeuron(values)),
+            None => bad(format!("`{what}` must be a number or a list of numbers")),
+        };
+    }
+    as_f64(v, what).map(ParamValue::Scalar)
+}
+
 fn as_u32(v: &Value, what: &str) -> PResult<u32> {
     match v.as_u64().and_then(|x| u32::try_from(x).ok()) {
         Some(x) => Ok(x),
@@ -574,6 +591,7 @@ fn method(v: &Value, what: &str) -> PResult<Method> {
 /// Keys of a `parameters` object that are not neuron parameters.
 const NOT_PARAMS: [&str; 5] = ["dt", "autapses", "seq_length", "f_max", "seed"];
 
+/// Whether an oracle name holds spikes (compared exactly).
 fn is_spike_name(name: &str) -> bool {
     name == "z" || name.ends_with(".z") || name == "z_before_latency_mask"
 }
@@ -746,7 +764,7 @@ fn poisson_uniforms(inputs: &Value, x_shape: &[usize], plan: &mut Plan) -> PResu
 
 fn set_lower(plan: &mut Plan, net: Network, poisson: bool) {
     let opts = LowerOptions { float: plan.float, poisson_uniform_input: poisson, training: false };
-    plan.program = Program::Network { net, opts };
+    plan.program = Program::Network { net: Box::new(net), opts };
 }
 
 fn plan_encoder(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<()> {

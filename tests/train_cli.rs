@@ -333,3 +333,62 @@ fn a_network_without_weights_names_its_file_and_the_fix() {
     let want = format!("{}: network `a\\0b`: no trainable parameter reaches the loss; training needs", net.display());
     assert!(text(&o).contains(&want), "{}", text(&o));
 }
+
+/// A trainable neuron parameter is trained like a weight: `snnc train`
+/// saves `lif1.tau_mem_inv` (0-d) and the per-neuron `lif1.v_th` in the
+/// weights, the trainable one changed, and `snnc weights` lists both.
+#[test]
+fn a_trainable_tau_mem_inv_is_updated_and_saved() {
+    let root = scratch("plif-data");
+    fake_mnist(&root);
+    let out = scratch("plif-run");
+    std::fs::create_dir_all(&root).unwrap();
+    let net = root.join("plif.ron");
+    let v_th: Vec<String> = (0..10).map(|k| format!("{}", 0.1 + 0.01 * f64::from(k))).collect();
+    std::fs::write(
+        &net,
+        format!(
+            "(version: 1, name: \"plif\", steps: 4, input: [1, 28, 28], encoder: ConstantCurrent(),
+              layers: [Flatten(), Linear(name: \"fc\", out: 10),
+                       LIF(name: \"lif1\", p: (v_th: [{}], trainable: [tau_mem_inv])), LI(name: \"out\")],
+              readout: MaxLogSoftmax)",
+            v_th.join(", ")
+        ),
+    )
+    .unwrap();
+    let o = snnc(&["weights", net.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("lif1.tau_mem_inv") && text(&o).contains("lif1.v_th"), "{}", text(&o));
+    let args = [
+        "train",
+        net.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+        "--data",
+        "mnist",
+        "--data-dir",
+        root.to_str().unwrap(),
+        "--limit",
+        "64",
+        "--batch",
+        "32",
+        "--test-limit",
+        "16",
+        "--lr",
+        "0.01",
+    ];
+    let o = snnc(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let weights: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("weights.json")).unwrap()).unwrap();
+    let tau = &weights["lif1.tau_mem_inv"];
+    assert_eq!(tau["shape"], serde_json::json!([]), "{tau}");
+    let value = tau["data"][0].as_f64().unwrap();
+    assert!(value.is_finite() && value != 100.0, "lif1.tau_mem_inv = {value}: not trained");
+    // The per-neuron threshold is a parameter too, but not trained.
+    let v_th: Vec<f64> = weights["lif1.v_th"]["data"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let want: Vec<f64> = (0..10).map(|k| f64::from((0.1 + 0.01 * f64::from(k)) as f32)).collect();
+    assert_eq!(v_th, want);
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -22,6 +22,10 @@
 //!   than `Flatten` (else the output is the input itself);
 //! * every `dt * tau_*_inv` is at most 2 (see [`STEP_LIMIT`]; above 1 is a
 //!   warning);
+//! * a neuron parameter given per neuron (`v_th: [0.5, 0.6]`) is checked
+//!   element by element (`p.v_th[1]`), and holds at least one value; its
+//!   length is checked by lowering, which knows the layer's shape;
+//! * `trainable` lists names of the struct's float fields, each once;
 //! * layer names (given or default, see [`Layer::name`]) are unique, are not
 //!   `encoder`, `output` or `x`, which are reserved, and are 1 to
 //!   [`MAX_NAME_BYTES`] bytes of letters, digits, `_` and `-` (no `.`:
@@ -35,7 +39,7 @@ use std::collections::BTreeMap;
 use crate::error::{FrontendError, Problem, layer_at, shown_name};
 use crate::schema::{
     Encoder, ExampleInput, FORMAT_VERSION, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Method,
-    Network,
+    Network, NeuronParam, NeuronParams, ParamValue,
 };
 
 /// Names a layer may not have: they name the network's own tensors.
@@ -427,54 +431,136 @@ impl Checker {
     // The parameter checks destructure their struct so that a new field
     // can't be forgotten.
 
+    /// Runs `check` on every value of `v`, named `field` for a scalar and
+    /// `field[k]` for element `k` of a per-neuron list. Reports at most one
+    /// problem and one warning per field (a list of 1000 neurons with the
+    /// same mistake is one message); an empty list is a problem.
+    fn each(&mut self, field: &str, v: &ParamValue, check: impl Fn(&mut Self, &str, f64)) {
+        if let ParamValue::PerNeuron(list) = v
+            && list.is_empty()
+        {
+            let problem = Problem::new(self.place(field), "must hold at least one value, found `[]`")
+                .with_help("give one number for the whole layer, or one per neuron");
+            self.push(problem);
+            return;
+        }
+        let mut warned = false;
+        for (k, &x) in v.values().iter().enumerate() {
+            let name = if v.is_per_neuron() { format!("{field}[{k}]") } else { field.to_string() };
+            let (problems, warnings) = (self.problems.len(), self.warnings.len());
+            check(self, &name, x);
+            if self.warnings.len() > warnings {
+                if warned {
+                    self.warnings.truncate(warnings);
+                }
+                warned = true;
+            }
+            if self.problems.len() > problems {
+                break;
+            }
+        }
+    }
+
+    fn each_finite(&mut self, field: &str, v: &ParamValue) {
+        self.each(field, v, |c, f, x| {
+            c.finite(f, x);
+        });
+    }
+
+    fn each_tau(&mut self, field: &str, v: &ParamValue, default: f64) {
+        self.each(field, v, |c, f, x| c.tau(f, x, default));
+    }
+
+    fn each_step(&mut self, field: &str, v: &ParamValue, what: &str) {
+        self.each(field, v, |c, f, x| c.step(f, x, what));
+    }
+
+    /// The `trainable` list: names of this struct's float fields, each once.
+    /// `unused`: fields the model does not use here (a current encoder has
+    /// no synaptic current), which cannot be trained.
+    fn trainable<P: NeuronParams>(&mut self, p: &P, unused: &[NeuronParam]) {
+        let valid: Vec<&str> = P::FIELDS.iter().filter(|f| !unused.contains(f)).map(|f| f.name()).collect();
+        for (k, &name) in p.trainable().iter().enumerate() {
+            let field = format!("p.trainable[{k}]");
+            if !valid.contains(&name.name()) {
+                let problem = Problem::new(self.place(&field), format!("`{name}` is not a parameter of this model"))
+                    .with_help(format!("trainable parameters here: {}", valid.join(", ")));
+                self.push(problem);
+            } else if p.trainable()[..k].contains(&name) {
+                let problem = Problem::new(self.place(&field), format!("`{name}` is listed twice"))
+                    .with_help("list each trainable parameter once");
+                self.push(problem);
+            }
+        }
+    }
+
+    // The parameter checks destructure their struct so that a new field
+    // can't be forgotten.
+
     /// LIF parameters; `syn`: whether the synaptic current is used (the
     /// current encoders have none).
     fn lif(&mut self, p: &LifParams, syn: bool) {
-        let LifParams { tau_syn_inv, tau_mem_inv, v_leak, v_th, v_reset, method, alpha } = *p;
-        self.tau("p.tau_syn_inv", tau_syn_inv, 200.0);
-        self.tau("p.tau_mem_inv", tau_mem_inv, 100.0);
+        let LifParams { tau_syn_inv, tau_mem_inv, v_leak, v_th, v_reset, method, alpha, trainable: _ } = p;
+        self.each_tau("p.tau_syn_inv", tau_syn_inv, 200.0);
+        self.each_tau("p.tau_mem_inv", tau_mem_inv, 100.0);
         if syn {
-            self.step("p.tau_syn_inv", tau_syn_inv, SYN);
+            self.each_step("p.tau_syn_inv", tau_syn_inv, SYN);
         }
-        self.step("p.tau_mem_inv", tau_mem_inv, MEM);
-        self.finite("p.v_leak", v_leak);
-        self.finite("p.v_th", v_th);
-        self.finite("p.v_reset", v_reset);
-        self.alpha("p.alpha", alpha, method);
+        self.each_step("p.tau_mem_inv", tau_mem_inv, MEM);
+        self.each_finite("p.v_leak", v_leak);
+        self.each_finite("p.v_th", v_th);
+        self.each_finite("p.v_reset", v_reset);
+        self.alpha("p.alpha", *alpha, *method);
+        let unused: &[NeuronParam] = if syn { &[] } else { &[NeuronParam::tau_syn_inv] };
+        self.trainable(p, unused);
     }
 
     fn li(&mut self, p: &LiParams) {
-        let LiParams { tau_syn_inv, tau_mem_inv, v_leak } = *p;
-        self.tau("p.tau_syn_inv", tau_syn_inv, 200.0);
-        self.tau("p.tau_mem_inv", tau_mem_inv, 100.0);
-        self.step("p.tau_syn_inv", tau_syn_inv, SYN);
-        self.step("p.tau_mem_inv", tau_mem_inv, MEM);
-        self.finite("p.v_leak", v_leak);
+        let LiParams { tau_syn_inv, tau_mem_inv, v_leak, trainable: _ } = p;
+        self.each_tau("p.tau_syn_inv", tau_syn_inv, 200.0);
+        self.each_tau("p.tau_mem_inv", tau_mem_inv, 100.0);
+        self.each_step("p.tau_syn_inv", tau_syn_inv, SYN);
+        self.each_step("p.tau_mem_inv", tau_mem_inv, MEM);
+        self.each_finite("p.v_leak", v_leak);
+        self.trainable(p, &[]);
     }
 
     fn lsnn(&mut self, p: &LsnnParams) {
-        let LsnnParams { tau_syn_inv, tau_mem_inv, tau_adapt_inv, v_leak, v_th, v_reset, beta, method, alpha } = *p;
-        self.tau("p.tau_syn_inv", tau_syn_inv, 200.0);
-        self.tau("p.tau_mem_inv", tau_mem_inv, 100.0);
-        self.tau("p.tau_adapt_inv", tau_adapt_inv, 0.00125);
-        self.step("p.tau_syn_inv", tau_syn_inv, SYN);
-        self.step("p.tau_mem_inv", tau_mem_inv, MEM);
-        self.step("p.tau_adapt_inv", tau_adapt_inv, "the adaptive threshold `b`");
-        self.finite("p.v_leak", v_leak);
-        self.finite("p.v_th", v_th);
-        self.finite("p.v_reset", v_reset);
-        self.finite("p.beta", beta);
-        self.alpha("p.alpha", alpha, method);
+        let LsnnParams {
+            tau_syn_inv,
+            tau_mem_inv,
+            tau_adapt_inv,
+            v_leak,
+            v_th,
+            v_reset,
+            beta,
+            method,
+            alpha,
+            trainable: _,
+        } = p;
+        self.each_tau("p.tau_syn_inv", tau_syn_inv, 200.0);
+        self.each_tau("p.tau_mem_inv", tau_mem_inv, 100.0);
+        self.each_tau("p.tau_adapt_inv", tau_adapt_inv, 0.00125);
+        self.each_step("p.tau_syn_inv", tau_syn_inv, SYN);
+        self.each_step("p.tau_mem_inv", tau_mem_inv, MEM);
+        self.each_step("p.tau_adapt_inv", tau_adapt_inv, "the adaptive threshold `b`");
+        self.each_finite("p.v_leak", v_leak);
+        self.each_finite("p.v_th", v_th);
+        self.each_finite("p.v_reset", v_reset);
+        self.each_finite("p.beta", beta);
+        self.alpha("p.alpha", *alpha, *method);
+        self.trainable(p, &[]);
     }
 
     fn lif_box(&mut self, p: &LifBoxParams) {
-        let LifBoxParams { tau_mem_inv, v_leak, v_th, v_reset, method, alpha, reset_method: _ } = *p;
-        self.tau("p.tau_mem_inv", tau_mem_inv, 100.0);
-        self.step("p.tau_mem_inv", tau_mem_inv, MEM);
-        self.finite("p.v_leak", v_leak);
-        self.finite("p.v_th", v_th);
-        self.finite("p.v_reset", v_reset);
-        self.alpha("p.alpha", alpha, method);
+        let LifBoxParams { tau_mem_inv, v_leak, v_th, v_reset, method, alpha, reset_method: _, trainable: _ } = p;
+        self.each_tau("p.tau_mem_inv", tau_mem_inv, 100.0);
+        self.each_step("p.tau_mem_inv", tau_mem_inv, MEM);
+        self.each_finite("p.v_leak", v_leak);
+        self.each_finite("p.v_th", v_th);
+        self.each_finite("p.v_reset", v_reset);
+        self.alpha("p.alpha", *alpha, *method);
+        self.trainable(p, &[]);
     }
 
     #[allow(non_snake_case)]
@@ -491,24 +577,31 @@ impl Checker {
             v_reset,
             method,
             alpha,
-        } = *p;
-        self.finite("p.adaptation_current", adaptation_current);
-        self.finite("p.adaptation_spike", adaptation_spike);
-        self.positive(
-            "p.delta_T",
-            delta_T,
-            Some("the sharpness of the exponential term (`exp((v - v_th) / delta_T)`); Norse's default is 0.5".into()),
-        );
-        self.tau("p.tau_ada_inv", tau_ada_inv, 2.0);
-        self.tau("p.tau_syn_inv", tau_syn_inv, 200.0);
-        self.tau("p.tau_mem_inv", tau_mem_inv, 100.0);
-        self.step("p.tau_ada_inv", tau_ada_inv, "the adaptation current `a`");
-        self.step("p.tau_syn_inv", tau_syn_inv, SYN);
-        self.step("p.tau_mem_inv", tau_mem_inv, MEM);
-        self.finite("p.v_leak", v_leak);
-        self.finite("p.v_th", v_th);
-        self.finite("p.v_reset", v_reset);
-        self.alpha("p.alpha", alpha, method);
+            trainable: _,
+        } = p;
+        self.each_finite("p.adaptation_current", adaptation_current);
+        self.each_finite("p.adaptation_spike", adaptation_spike);
+        self.each("p.delta_T", delta_T, |c, f, x| {
+            c.positive(
+                f,
+                x,
+                Some(
+                    "the sharpness of the exponential term (`exp((v - v_th) / delta_T)`); Norse's default is 0.5"
+                        .into(),
+                ),
+            )
+        });
+        self.each_tau("p.tau_ada_inv", tau_ada_inv, 2.0);
+        self.each_tau("p.tau_syn_inv", tau_syn_inv, 200.0);
+        self.each_tau("p.tau_mem_inv", tau_mem_inv, 100.0);
+        self.each_step("p.tau_ada_inv", tau_ada_inv, "the adaptation current `a`");
+        self.each_step("p.tau_syn_inv", tau_syn_inv, SYN);
+        self.each_step("p.tau_mem_inv", tau_mem_inv, MEM);
+        self.each_finite("p.v_leak", v_leak);
+        self.each_finite("p.v_th", v_th);
+        self.each_finite("p.v_reset", v_reset);
+        self.alpha("p.alpha", *alpha, *method);
+        self.trainable(p, &[]);
     }
 
     fn names(&mut self, layers: &[Layer]) {

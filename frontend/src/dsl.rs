@@ -47,7 +47,7 @@ pub use crate::schema::{
 };
 
 use crate::check::check_network;
-use crate::schema::FORMAT_VERSION;
+use crate::schema::{FORMAT_VERSION, NeuronParam, ParamValue};
 
 /// Builds a [`Network`]: `Net::new(name, steps)`, then the input shape,
 /// an optional encoder, the layers and the readout.
@@ -217,11 +217,18 @@ macro_rules! params {
             $(
                 #[doc = concat!("Sets `p.", stringify!($field), "` (see [`", stringify!($params), "`]).")]
                 #[allow(non_snake_case)]
-                pub fn $field(mut self, value: $t) -> Self {
-                    self.p.$field = value;
+                pub fn $field(mut self, value: impl Into<$t>) -> Self {
+                    self.p.$field = value.into();
                     self
                 }
             )*
+            /// Sets `p.trainable`: the float parameters training updates,
+            /// each a trainable tensor `NAME.FIELD` (`[]` for a scalar value,
+            /// the layer's per-sample shape for a per-neuron list).
+            pub fn trainable(mut self, fields: impl IntoIterator<Item = NeuronParam>) -> Self {
+                self.p.trainable = fields.into_iter().collect();
+                self
+            }
         }
     };
 }
@@ -341,22 +348,22 @@ autapses!(LifRecurrent, LsnnRecurrent);
 input_density!(Linear, Conv2d, LifRecurrent, LiLinear, LsnnRecurrent);
 
 params!(Lif, LifParams;
-    tau_syn_inv: f64, tau_mem_inv: f64, v_leak: f64, v_th: f64, v_reset: f64, method: Method, alpha: f64);
+    tau_syn_inv: ParamValue, tau_mem_inv: ParamValue, v_leak: ParamValue, v_th: ParamValue, v_reset: ParamValue, method: Method, alpha: f64);
 params!(LifRecurrent, LifParams;
-    tau_syn_inv: f64, tau_mem_inv: f64, v_leak: f64, v_th: f64, v_reset: f64, method: Method, alpha: f64);
-params!(Li, LiParams; tau_syn_inv: f64, tau_mem_inv: f64, v_leak: f64);
-params!(LiLinear, LiParams; tau_syn_inv: f64, tau_mem_inv: f64, v_leak: f64);
+    tau_syn_inv: ParamValue, tau_mem_inv: ParamValue, v_leak: ParamValue, v_th: ParamValue, v_reset: ParamValue, method: Method, alpha: f64);
+params!(Li, LiParams; tau_syn_inv: ParamValue, tau_mem_inv: ParamValue, v_leak: ParamValue);
+params!(LiLinear, LiParams; tau_syn_inv: ParamValue, tau_mem_inv: ParamValue, v_leak: ParamValue);
 params!(Lsnn, LsnnParams;
-    tau_syn_inv: f64, tau_mem_inv: f64, tau_adapt_inv: f64, v_leak: f64, v_th: f64, v_reset: f64, beta: f64,
+    tau_syn_inv: ParamValue, tau_mem_inv: ParamValue, tau_adapt_inv: ParamValue, v_leak: ParamValue, v_th: ParamValue, v_reset: ParamValue, beta: ParamValue,
     method: Method, alpha: f64);
 params!(LsnnRecurrent, LsnnParams;
-    tau_syn_inv: f64, tau_mem_inv: f64, tau_adapt_inv: f64, v_leak: f64, v_th: f64, v_reset: f64, beta: f64,
+    tau_syn_inv: ParamValue, tau_mem_inv: ParamValue, tau_adapt_inv: ParamValue, v_leak: ParamValue, v_th: ParamValue, v_reset: ParamValue, beta: ParamValue,
     method: Method, alpha: f64);
 params!(LifBox, LifBoxParams;
-    tau_mem_inv: f64, v_leak: f64, v_th: f64, v_reset: f64, method: Method, alpha: f64, reset_method: ResetMethod);
+    tau_mem_inv: ParamValue, v_leak: ParamValue, v_th: ParamValue, v_reset: ParamValue, method: Method, alpha: f64, reset_method: ResetMethod);
 params!(LifAdEx, LifAdExParams;
-    adaptation_current: f64, adaptation_spike: f64, delta_T: f64, tau_ada_inv: f64, tau_syn_inv: f64,
-    tau_mem_inv: f64, v_leak: f64, v_th: f64, v_reset: f64, method: Method, alpha: f64);
+    adaptation_current: ParamValue, adaptation_spike: ParamValue, delta_T: ParamValue, tau_ada_inv: ParamValue, tau_syn_inv: ParamValue,
+    tau_mem_inv: ParamValue, v_leak: ParamValue, v_th: ParamValue, v_reset: ParamValue, method: Method, alpha: f64);
 
 impl Linear {
     /// Whether the layer has a bias (default true).
@@ -713,7 +720,7 @@ pub struct LifEncoder {
     p: LifParams,
 }
 
-params!(LifEncoder, LifParams; tau_mem_inv: f64, v_leak: f64, v_th: f64, v_reset: f64);
+params!(LifEncoder, LifParams; tau_mem_inv: ParamValue, v_leak: ParamValue, v_th: ParamValue, v_reset: ParamValue);
 
 /// `PoissonEncoder`; made by [`Encoder::poisson`].
 #[derive(Clone, Debug, PartialEq)]

@@ -21,6 +21,8 @@
 //! layers); the encoder records `encoder.z`, `encoder.v` and, for the latency
 //! encoder, `encoder.z_raw`.
 
+use std::collections::BTreeMap;
+
 use snnc_ir::{
     BinaryOp, Builder, CompareOp, Dtype, Handle, MatMulKind, Node, Op, Param, ParamInit, PoolOp, ReduceOp, Shape,
     StateInit, Surrogate, Type, UnaryOp,
@@ -29,8 +31,8 @@ use snnc_ir::{
 use crate::error::{FrontendError, Problem, layer_at};
 use crate::graph::{Graph, INPUT, Source, resolve};
 use crate::schema::{
-    Encoder, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Merge, Method, Network, Readout,
-    ResetMethod,
+    Encoder, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Merge, Method, Network, NeuronParam,
+    NeuronParams, ParamValue, Readout, ResetMethod,
 };
 
 /// Options of [`lower`].
@@ -221,6 +223,8 @@ fn lower_body<'a>(
         dt: net.dt,
         training: opts.training,
         pre: 0,
+        at: String::new(),
+        neurons: Neurons::default(),
     };
     cx.b.begin_seq();
     cx.pre = cx.b.region_index().expect("just created");
@@ -403,6 +407,25 @@ struct Lower<'a> {
     training: bool,
     /// The index of the preamble region.
     pre: usize,
+    /// The place of the layer being lowered, for messages.
+    at: String,
+    /// The neuron population being lowered (see [`Lower::neurons`]).
+    neurons: Neurons,
+}
+
+/// The neuron population being lowered: what its parameter tensors are
+/// called and shaped, and which of them exist already.
+#[derive(Default)]
+struct Neurons {
+    /// The layer's name (`encoder` for the encoder): parameters are
+    /// `LAYER.FIELD`.
+    layer: String,
+    /// The per-sample shape of the population.
+    shape: Vec<u32>,
+    /// The fields that are trainable.
+    trainable: Vec<NeuronParam>,
+    /// The parameter node of each field lowered to a parameter so far.
+    params: BTreeMap<NeuronParam, Handle<Node>>,
 }
 
 type Res<T> = Result<T, FrontendError>;
@@ -431,17 +454,68 @@ impl Lower<'_> {
         self.emit_pre(Op::Const { value, dtype })
     }
 
+    /// Starts lowering the neuron population `layer` of per-sample shape
+    /// `shape` with parameters `p`: checks that every per-neuron list has
+    /// one value per neuron.
+    fn neurons<P: NeuronParams>(&mut self, layer: &str, p: &P, shape: &[u32]) -> Res<()> {
+        let count = elements(shape);
+        for &field in P::FIELDS {
+            let Some(ParamValue::PerNeuron(list)) = p.get(field) else { continue };
+            if list.len() as u64 != count {
+                return Err(invalid(
+                    self.file,
+                    format!("{}: p.{field}", self.at),
+                    format!(
+                        "has {} values, but the layer has {count} neurons per sample (shape {shape:?})",
+                        list.len()
+                    ),
+                    Some(format!(
+                        "give one value per neuron ({count}, in row-major order of {shape:?}), or one number for the \
+                         whole layer"
+                    )),
+                ));
+            }
+        }
+        self.neurons = Neurons {
+            layer: layer.to_string(),
+            shape: shape.to_vec(),
+            trainable: p.trainable().to_vec(),
+            params: BTreeMap::new(),
+        };
+        Ok(())
+    }
+
+    /// A neuron parameter's value: a constant for a scalar that is not
+    /// trainable (as Norse's Python float), otherwise the parameter
+    /// `LAYER.FIELD` (shape `[]` for a trainable scalar, the population's
+    /// per-sample shape for a per-neuron list), made once per layer.
+    fn pv(&mut self, field: NeuronParam, value: &ParamValue) -> Res<Handle<Node>> {
+        let trainable = self.neurons.trainable.contains(&field);
+        let (shape, init) = match value {
+            ParamValue::Scalar(x) if !trainable => return self.c(*x),
+            ParamValue::Scalar(x) => (Vec::new(), ParamInit::Fill(*x)),
+            ParamValue::PerNeuron(v) => (self.neurons.shape.clone(), ParamInit::Values(v.clone())),
+        };
+        if let Some(&h) = self.neurons.params.get(&field) {
+            return Ok(h);
+        }
+        let name = format!("{}.{field}", self.neurons.layer);
+        let h = self.param(name, &shape, trainable, init)?;
+        self.neurons.params.insert(field, h);
+        Ok(h)
+    }
+
     /// `dt * tau_inv`, multiplied in the module's float type as Norse does.
-    fn dt_times(&mut self, tau_inv: f64) -> Res<Handle<Node>> {
+    fn dt_times(&mut self, field: NeuronParam, tau_inv: &ParamValue) -> Res<Handle<Node>> {
         let dt = self.c(self.dt)?;
-        let tau = self.c(tau_inv)?;
+        let tau = self.pv(field, tau_inv)?;
         self.emit_pre(Op::Binary { op: BinaryOp::Mul, lhs: dt, rhs: tau })
     }
 
     /// `(-dt) * tau_inv`.
-    fn neg_dt_times(&mut self, tau_inv: f64) -> Res<Handle<Node>> {
+    fn neg_dt_times(&mut self, field: NeuronParam, tau_inv: &ParamValue) -> Res<Handle<Node>> {
         let dt = self.c(-self.dt)?;
-        let tau = self.c(tau_inv)?;
+        let tau = self.pv(field, tau_inv)?;
         self.emit_pre(Op::Binary { op: BinaryOp::Mul, lhs: dt, rhs: tau })
     }
 
@@ -472,23 +546,46 @@ impl Lower<'_> {
         shape: &[u32],
         init: f64,
     ) -> Res<snnc_ir::Handle<snnc_ir::StateVar>> {
-        Ok(self.b.state(name, Type::new(dtype, Shape::batched(shape)), StateInit::Fill(init)))
+        self.state_from(name, dtype, shape, &ParamValue::Scalar(init))
+    }
+
+    /// A state starting at a neuron parameter's value (Norse's `v = v_leak`,
+    /// detached): one value for a scalar, each neuron's own for a list. A
+    /// trainable scalar starts at its value in the description.
+    fn state_from(
+        &mut self,
+        name: String,
+        dtype: Dtype,
+        shape: &[u32],
+        init: &ParamValue,
+    ) -> Res<snnc_ir::Handle<snnc_ir::StateVar>> {
+        let init = match init {
+            ParamValue::Scalar(x) => StateInit::Fill(*x),
+            ParamValue::PerNeuron(v) => StateInit::Values(v.clone()),
+        };
+        Ok(self.b.state(name, Type::new(dtype, Shape::batched(shape)), init))
     }
 
     /// `(1 - z) * v + z * v_reset`, Norse's reset to value.
-    fn reset(&mut self, z: Handle<Node>, v: Handle<Node>, v_reset: f64) -> Res<Handle<Node>> {
+    fn reset(&mut self, z: Handle<Node>, v: Handle<Node>, v_reset: &ParamValue) -> Res<Handle<Node>> {
         let one = self.c(1.0)?;
         let keep = self.sub(one, z)?;
         let kept = self.mul(keep, v)?;
-        let vr = self.c(v_reset)?;
+        let vr = self.pv(NeuronParam::v_reset, v_reset)?;
         let reset = self.mul(z, vr)?;
         self.add(kept, reset)
     }
 
     /// `v + dt*tau_mem_inv*((v_leak - v) + i)`.
-    fn integrate(&mut self, v: Handle<Node>, i: Handle<Node>, tau_mem_inv: f64, v_leak: f64) -> Res<Handle<Node>> {
-        let k = self.dt_times(tau_mem_inv)?;
-        let vl = self.c(v_leak)?;
+    fn integrate(
+        &mut self,
+        v: Handle<Node>,
+        i: Handle<Node>,
+        tau_mem_inv: &ParamValue,
+        v_leak: &ParamValue,
+    ) -> Res<Handle<Node>> {
+        let k = self.dt_times(NeuronParam::tau_mem_inv, tau_mem_inv)?;
+        let vl = self.pv(NeuronParam::v_leak, v_leak)?;
         let d = self.sub(vl, v)?;
         let d = self.add(d, i)?;
         let dv = self.mul(k, d)?;
@@ -496,8 +593,8 @@ impl Lower<'_> {
     }
 
     /// `i + (-dt*tau_syn_inv)*i`.
-    fn decay(&mut self, i: Handle<Node>, tau_syn_inv: f64) -> Res<Handle<Node>> {
-        let k = self.neg_dt_times(tau_syn_inv)?;
+    fn decay(&mut self, i: Handle<Node>, tau_syn_inv: &ParamValue) -> Res<Handle<Node>> {
+        let k = self.neg_dt_times(NeuronParam::tau_syn_inv, tau_syn_inv)?;
         let di = self.mul(k, i)?;
         self.add(i, di)
     }
@@ -527,6 +624,7 @@ impl Lower<'_> {
         uniform: Option<Handle<Node>>,
     ) -> Res<Handle<Node>> {
         let float = self.b.float();
+        self.at = format!("encoder ({})", enc.kind());
         match enc {
             Encoder::ConstantCurrent { p } => {
                 let (z, _) = self.current_encoder(p, x, shape, "encoder.z")?;
@@ -570,13 +668,14 @@ impl Lower<'_> {
         z_name: &str,
     ) -> Res<(Handle<Node>, Handle<Node>)> {
         let float = self.b.float();
+        self.neurons("encoder", p, shape)?;
         let v_s = self.state("encoder.v".into(), float, shape, 0.0)?;
         let v = self.emit(Op::StateRead(v_s))?;
-        let v = self.integrate(v, x, p.tau_mem_inv, p.v_leak)?;
-        let vth = self.c(p.v_th)?;
+        let v = self.integrate(v, x, &p.tau_mem_inv, &p.v_leak)?;
+        let vth = self.pv(NeuronParam::v_th, &p.v_th)?;
         let over = self.sub(v, vth)?;
         let z = self.threshold(over, p.method, p.alpha, z_name.into())?;
-        let vr = self.c(p.v_reset)?;
+        let vr = self.pv(NeuronParam::v_reset, &p.v_reset)?;
         let d = self.sub(v, vr)?;
         let zd = self.mul(z, d)?;
         let v_new = self.sub(v, zd)?;
@@ -665,6 +764,7 @@ impl Lower<'_> {
     fn layer(&mut self, layer: &Layer, name: &str, at: &str, cur: Value) -> Res<Value> {
         let shape = cur.shape.clone();
         let x = cur.node;
+        self.at = at.to_string();
         let same = |node| Value { node, shape: shape.clone(), producer: String::new() };
         match layer {
             Layer::Linear { input, out, bias, .. } => {
@@ -926,11 +1026,12 @@ impl Lower<'_> {
         weights: Option<(Handle<Node>, Handle<Node>)>,
     ) -> Res<Handle<Node>> {
         let float = self.b.float();
+        self.neurons(name, p, shape)?;
         let z_state = match weights {
             Some(_) => Some(self.state(format!("{name}.z"), Dtype::Spike, shape, 0.0)?),
             None => None,
         };
-        let v_s = self.state(format!("{name}.v"), float, shape, p.v_leak)?;
+        let v_s = self.state_from(format!("{name}.v"), float, shape, &p.v_leak)?;
         let i_s = self.state(format!("{name}.i"), float, shape, 0.0)?;
         let z_prev = match z_state {
             Some(s) => Some(self.emit(Op::StateRead(s))?),
@@ -942,16 +1043,16 @@ impl Lower<'_> {
         //    i_jump = i + x W_in^T + z_prev W_rec^T  (recurrent)
         let i_jump = self.add_input(i, x, weights.zip(z_prev))?;
         // 2. v_dec = v + dt*tau_mem_inv*((v_leak - v) + i_jump)
-        let v_dec = self.integrate(v, i_jump, p.tau_mem_inv, p.v_leak)?;
+        let v_dec = self.integrate(v, i_jump, &p.tau_mem_inv, &p.v_leak)?;
         // 3. i_new = i_jump + (-dt*tau_syn_inv)*i_jump
-        let i_new = self.decay(i_jump, p.tau_syn_inv)?;
+        let i_new = self.decay(i_jump, &p.tau_syn_inv)?;
         // 4. z = H(v_dec - v_th)
-        let vth = self.c(p.v_th)?;
+        let vth = self.pv(NeuronParam::v_th, &p.v_th)?;
         let over = self.sub(v_dec, vth)?;
         let z = self.threshold(over, p.method, p.alpha, format!("{name}.z"))?;
         // 5. v_new = (1 - z) v_dec + z v_reset; the recurrent cell detaches z.
         let z_reset = if z_state.is_some() { self.emit(Op::StopGradient(z))? } else { z };
-        let v_new = self.reset(z_reset, v_dec, p.v_reset)?;
+        let v_new = self.reset(z_reset, v_dec, &p.v_reset)?;
         if let Some(s) = z_state {
             self.write(s, z, None)?;
         }
@@ -981,13 +1082,14 @@ impl Lower<'_> {
     /// `li_feed_forward_step`: returns the new voltage.
     fn li(&mut self, name: &str, p: &LiParams, x: Handle<Node>, shape: &[u32]) -> Res<Handle<Node>> {
         let float = self.b.float();
-        let v_s = self.state(format!("{name}.v"), float, shape, p.v_leak)?;
+        self.neurons(name, p, shape)?;
+        let v_s = self.state_from(format!("{name}.v"), float, shape, &p.v_leak)?;
         let i_s = self.state(format!("{name}.i"), float, shape, 0.0)?;
         let v = self.emit(Op::StateRead(v_s))?;
         let i = self.emit(Op::StateRead(i_s))?;
         let i_jump = self.add(i, x)?;
-        let v_new = self.integrate(v, i_jump, p.tau_mem_inv, p.v_leak)?;
-        let i_new = self.decay(i_jump, p.tau_syn_inv)?;
+        let v_new = self.integrate(v, i_jump, &p.tau_mem_inv, &p.v_leak)?;
+        let i_new = self.decay(i_jump, &p.tau_syn_inv)?;
         let v_new = self.write(v_s, v_new, Some(format!("{name}.v")))?;
         self.write(i_s, i_new, Some(format!("{name}.i")))?;
         Ok(v_new)
@@ -1005,13 +1107,14 @@ impl Lower<'_> {
         weights: Option<(Handle<Node>, Handle<Node>)>,
     ) -> Res<Handle<Node>> {
         let float = self.b.float();
+        self.neurons(name, p, shape)?;
         let z_state = match weights {
             Some(_) => Some(self.state(format!("{name}.z"), Dtype::Spike, shape, 0.0)?),
             None => None,
         };
-        let v_s = self.state(format!("{name}.v"), float, shape, p.v_leak)?;
+        let v_s = self.state_from(format!("{name}.v"), float, shape, &p.v_leak)?;
         let i_s = self.state(format!("{name}.i"), float, shape, 0.0)?;
-        let b_s = self.state(format!("{name}.b"), float, shape, p.v_th)?;
+        let b_s = self.state_from(format!("{name}.b"), float, shape, &p.v_th)?;
         let z_prev = match z_state {
             Some(s) => Some(self.emit(Op::StateRead(s))?),
             None => None,
@@ -1020,12 +1123,12 @@ impl Lower<'_> {
         let i = self.emit(Op::StateRead(i_s))?;
         let b = self.emit(Op::StateRead(b_s))?;
         // 1. v_dec = v + dt*tau_mem_inv*((v_leak - v) + i)   (old current)
-        let v_dec = self.integrate(v, i, p.tau_mem_inv, p.v_leak)?;
+        let v_dec = self.integrate(v, i, &p.tau_mem_inv, &p.v_leak)?;
         // 2. i_dec = i + (-dt*tau_syn_inv)*i
-        let i_dec = self.decay(i, p.tau_syn_inv)?;
+        let i_dec = self.decay(i, &p.tau_syn_inv)?;
         // 3. b_dec = b + dt*tau_adapt_inv*(v_th - b)
-        let ka = self.dt_times(p.tau_adapt_inv)?;
-        let vth = self.c(p.v_th)?;
+        let ka = self.dt_times(NeuronParam::tau_adapt_inv, &p.tau_adapt_inv)?;
+        let vth = self.pv(NeuronParam::v_th, &p.v_th)?;
         let db = self.sub(vth, b)?;
         let db = self.mul(ka, db)?;
         let b_dec = self.add(b, db)?;
@@ -1034,8 +1137,8 @@ impl Lower<'_> {
         let z = self.threshold(over, p.method, p.alpha, format!("{name}.z"))?;
         // 5. reset, 6. b_new = b_dec + z*beta (z detached in the recurrent cell)
         let zd = if z_state.is_some() { self.emit(Op::StopGradient(z))? } else { z };
-        let v_new = self.reset(zd, v_dec, p.v_reset)?;
-        let beta = self.c(p.beta)?;
+        let v_new = self.reset(zd, v_dec, &p.v_reset)?;
+        let beta = self.pv(NeuronParam::beta, &p.beta)?;
         let jump = self.mul(zd, beta)?;
         let b_new = self.add(b_dec, jump)?;
         // 7. i_new = i_dec + x  (+ x W_in^T + z_prev W_rec^T)
@@ -1052,26 +1155,27 @@ impl Lower<'_> {
     /// `LIFBoxCell`: no synaptic current.
     fn lif_box(&mut self, name: &str, p: &LifBoxParams, x: Handle<Node>, shape: &[u32]) -> Res<Handle<Node>> {
         let float = self.b.float();
-        let v_s = self.state(format!("{name}.v"), float, shape, p.v_leak)?;
+        self.neurons(name, p, shape)?;
+        let v_s = self.state_from(format!("{name}.v"), float, shape, &p.v_leak)?;
         let v = self.emit(Op::StateRead(v_s))?;
         // v_dec = v + dt*tau_mem_inv*((x + v_leak) - v)
-        let k = self.dt_times(p.tau_mem_inv)?;
-        let vl = self.c(p.v_leak)?;
+        let k = self.dt_times(NeuronParam::tau_mem_inv, &p.tau_mem_inv)?;
+        let vl = self.pv(NeuronParam::v_leak, &p.v_leak)?;
         let d = self.add(x, vl)?;
         let d = self.sub(d, v)?;
         let dv = self.mul(k, d)?;
         let v_dec = self.add(v, dv)?;
-        let vth = self.c(p.v_th)?;
+        let vth = self.pv(NeuronParam::v_th, &p.v_th)?;
         let over = self.sub(v_dec, vth)?;
         let z = self.threshold(over, p.method, p.alpha, format!("{name}.z"))?;
         let v_new = match p.reset_method {
-            ResetMethod::Value => self.reset(z, v_dec, p.v_reset)?,
+            ResetMethod::Value => self.reset(z, v_dec, &p.v_reset)?,
             ResetMethod::Subtract => {
                 // (1 - z) v + z (v - v_th)
                 let one = self.c(1.0)?;
                 let keep = self.sub(one, z)?;
                 let kept = self.mul(keep, v_dec)?;
-                let vth = self.c(p.v_th)?;
+                let vth = self.pv(NeuronParam::v_th, &p.v_th)?;
                 let sub = self.sub(v_dec, vth)?;
                 let r = self.mul(z, sub)?;
                 self.add(kept, r)?
@@ -1084,7 +1188,8 @@ impl Lower<'_> {
     /// `LIFAdExCell`: exponential LIF with an adaptation current `a`.
     fn lif_adex(&mut self, name: &str, p: &LifAdExParams, x: Handle<Node>, shape: &[u32]) -> Res<Handle<Node>> {
         let float = self.b.float();
-        let v_s = self.state(format!("{name}.v"), float, shape, p.v_leak)?;
+        self.neurons(name, p, shape)?;
+        let v_s = self.state_from(format!("{name}.v"), float, shape, &p.v_leak)?;
         let i_s = self.state(format!("{name}.i"), float, shape, 0.0)?;
         let a_s = self.state(format!("{name}.a"), float, shape, 0.0)?;
         let v = self.emit(Op::StateRead(v_s))?;
@@ -1093,11 +1198,11 @@ impl Lower<'_> {
         // i_jump = i + x
         let i_jump = self.add(i, x)?;
         // dv = dt*tau_mem_inv*((v_leak - v) + delta_T*exp((v - v_th)/delta_T) + i_jump - a)
-        let k = self.dt_times(p.tau_mem_inv)?;
-        let vl = self.c(p.v_leak)?;
+        let k = self.dt_times(NeuronParam::tau_mem_inv, &p.tau_mem_inv)?;
+        let vl = self.pv(NeuronParam::v_leak, &p.v_leak)?;
         let d = self.sub(vl, v)?;
-        let vth = self.c(p.v_th)?;
-        let delta = self.c(p.delta_T)?;
+        let vth = self.pv(NeuronParam::v_th, &p.v_th)?;
+        let delta = self.pv(NeuronParam::delta_T, &p.delta_T)?;
         let e = self.sub(v, vth)?;
         let e = self.bin(BinaryOp::Div, e, delta)?;
         let e = self.emit(Op::Unary { op: UnaryOp::Exp, arg: e })?;
@@ -1108,11 +1213,11 @@ impl Lower<'_> {
         let dv = self.mul(k, d)?;
         let v_dec = self.add(v, dv)?;
         // i_new = i_jump + (-dt*tau_syn_inv)*i_jump
-        let i_new = self.decay(i_jump, p.tau_syn_inv)?;
+        let i_new = self.decay(i_jump, &p.tau_syn_inv)?;
         // a_dec = a + dt*tau_ada_inv*(adaptation_current*(v - v_leak) - a)   (old v)
-        let ka = self.dt_times(p.tau_ada_inv)?;
-        let ac = self.c(p.adaptation_current)?;
-        let vl = self.c(p.v_leak)?;
+        let ka = self.dt_times(NeuronParam::tau_ada_inv, &p.tau_ada_inv)?;
+        let ac = self.pv(NeuronParam::adaptation_current, &p.adaptation_current)?;
+        let vl = self.pv(NeuronParam::v_leak, &p.v_leak)?;
         let dva = self.sub(v, vl)?;
         let da = self.mul(ac, dva)?;
         let da = self.sub(da, a)?;
@@ -1121,8 +1226,8 @@ impl Lower<'_> {
         // z = H(v_dec - v_th); v_new = (1-z) v_dec + z v_reset; a_new = a_dec + z*adaptation_spike
         let over = self.sub(v_dec, vth)?;
         let z = self.threshold(over, p.method, p.alpha, format!("{name}.z"))?;
-        let v_new = self.reset(z, v_dec, p.v_reset)?;
-        let asp = self.c(p.adaptation_spike)?;
+        let v_new = self.reset(z, v_dec, &p.v_reset)?;
+        let asp = self.pv(NeuronParam::adaptation_spike, &p.adaptation_spike)?;
         let jump = self.mul(z, asp)?;
         let a_new = self.add(a_dec, jump)?;
         self.write(v_s, v_new, Some(format!("{name}.v")))?;

@@ -152,7 +152,7 @@ fn unknown_field() {
        |
     11 |         LIFRecurrent(name: "lif1", hidden: 100, p: (threshold: 0.5)),
        |                                                     ^^^^^^^^^
-       = help: the fields are `tau_syn_inv`, `tau_mem_inv`, `v_leak`, `v_th`, `v_reset`, `method`, `alpha`
+       = help: the fields are `tau_syn_inv`, `tau_mem_inv`, `v_leak`, `v_th`, `v_reset`, `method`, `alpha`, `trainable`
     "#);
     insta::assert_snapshot!(parse_error(&tutorial_with("steps: 32", "step: 32")), @r#"
     net.ron:6:5: error: unknown field `step` in `Network`

@@ -105,15 +105,16 @@ fn every_setter_of_the_dsl_matches_its_ron_field() {
         .layer(Layer::lif_recurrent(16).input_size(20).autapses(true).method(Method::Triangle).alpha(0.3))
         .layer(Layer::lsnn().tau_adapt_inv(0.01).beta(2.0).v_th(0.8))
         .layer(Layer::lsnn_recurrent(8).named("lsnn_r").input_size(16).autapses(true).params(LsnnParams {
-            tau_syn_inv: 300.0,
-            tau_mem_inv: 150.0,
-            tau_adapt_inv: 0.5,
-            v_leak: -0.1,
-            v_th: 1.2,
-            v_reset: 0.1,
-            beta: 0.5,
+            tau_syn_inv: 300.0.into(),
+            tau_mem_inv: 150.0.into(),
+            tau_adapt_inv: 0.5.into(),
+            v_leak: (-0.1).into(),
+            v_th: 1.2.into(),
+            v_reset: 0.1.into(),
+            beta: 0.5.into(),
             method: Method::Heaviside,
             alpha: 1.0,
+            trainable: Vec::new(),
         }))
         .layer(Layer::li().named("li").tau_syn_inv(100.0).tau_mem_inv(20.0).v_leak(0.5))
         .layer(Layer::li_linear(2).input_size(8).tau_syn_inv(400.0).tau_mem_inv(80.0).v_leak(-0.5))
@@ -145,7 +146,12 @@ fn encoder_setters_match_their_ron_fields() {
     assert_eq!(net, parse(common::SMALL[2]));
 
     let lif = Encoder::from(Encoder::constant_current().v_leak(0.1).v_reset(-0.1));
-    assert_eq!(lif, Encoder::ConstantCurrent { p: LifParams { v_leak: 0.1, v_reset: -0.1, ..LifParams::default() } });
+    assert_eq!(
+        lif,
+        Encoder::ConstantCurrent {
+            p: LifParams { v_leak: 0.1.into(), v_reset: (-0.1).into(), ..LifParams::default() }
+        }
+    );
 }
 
 #[test]

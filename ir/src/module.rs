@@ -29,6 +29,9 @@ pub enum ParamInit {
     /// 1 everywhere except 0 on the diagonal of a square matrix (the mask
     /// that removes autapses from recurrent weights).
     OffDiagonal,
+    /// The given values, row-major, one per element (per-neuron neuron
+    /// parameters such as `lif1.v_th`).
+    Values(Vec<f64>),
 }
 
 /// A parameter: a weight tensor with a fixed shape (no batch, no time).
@@ -47,6 +50,13 @@ pub struct Param {
 #[derive(Clone, Debug, PartialEq)]
 pub enum StateInit {
     Fill(f64),
+    /// One value per element of a sample (the state's shape without its
+    /// leading batch dimension, row-major), the same for every sample: a
+    /// per-neuron `v_leak` is the initial `v` of each neuron. Element `k` of
+    /// the state (flat, row-major) starts at `values[k % values.len()]`; the
+    /// validator checks the count and that the batch dimension, if any, is
+    /// the first.
+    Values(Vec<f64>),
 }
 
 /// A state variable carried from step to step inside one step loop.

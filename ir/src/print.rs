@@ -26,6 +26,12 @@ fn num(x: f64) -> String {
     format!("{x:?}")
 }
 
+/// `[a, b, c]`, each number as [`num`] writes it.
+fn list(values: &[f64]) -> String {
+    let items: Vec<String> = values.iter().map(|&x| num(x)).collect();
+    format!("[{}]", items.join(", "))
+}
+
 fn write_module(out: &mut String, m: &Module) -> fmt::Result {
     writeln!(out, "module {} {{", m.name)?;
     writeln!(out, "  steps {}, dt {}, float {}", m.steps, num(m.dt), m.float)?;
@@ -33,19 +39,23 @@ fn write_module(out: &mut String, m: &Module) -> fmt::Result {
         writeln!(out, "  input {} : {}", i.name, i.ty)?;
     }
     for (_, p) in m.params.iter() {
-        let init = match p.init {
+        let init = match &p.init {
             ParamInit::Zeros => "zeros".to_string(),
-            ParamInit::Fill(x) => format!("fill({})", num(x)),
-            ParamInit::Uniform { bound } => format!("uniform({})", num(bound)),
-            ParamInit::Normal { std } => format!("normal({})", num(std)),
+            ParamInit::Fill(x) => format!("fill({})", num(*x)),
+            ParamInit::Uniform { bound } => format!("uniform({})", num(*bound)),
+            ParamInit::Normal { std } => format!("normal({})", num(*std)),
             ParamInit::OffDiagonal => "off_diagonal".to_string(),
+            ParamInit::Values(v) => format!("values({})", list(v)),
         };
         let kind = if p.trainable { "param" } else { "const_param" };
         writeln!(out, "  {kind} @{} : {}{} = {init}", p.name, p.dtype, p.shape)?;
     }
     for (_, s) in m.states.iter() {
-        let StateInit::Fill(x) = s.init;
-        writeln!(out, "  state ${} : {} = {}", s.name, s.ty, num(x))?;
+        let init = match &s.init {
+            StateInit::Fill(x) => num(*x),
+            StateInit::Values(v) => list(v),
+        };
+        writeln!(out, "  state ${} : {} = {init}", s.name, s.ty)?;
     }
     for region in &m.body {
         let mut kw = match region.kind {

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use crate::arena::Handle;
-use crate::module::{Module, Node, RegionKind};
+use crate::module::{Module, Node, ParamInit, RegionKind, StateInit};
 use crate::op::Op;
 use crate::types::Dtype;
 
@@ -111,6 +111,14 @@ pub fn validate(module: &Module) -> Result<ModuleInfo, ValidationErrors> {
         if p.shape.has_batch() {
             err(Location::Param(p.name.clone()), "a parameter cannot have a batch dimension".into());
         }
+        if let ParamInit::Values(v) = &p.init
+            && p.shape.checked_fixed_elements() != Some(v.len() as u64)
+        {
+            err(
+                Location::Param(p.name.clone()),
+                format!("`values` init holds {} values for shape {}", v.len(), p.shape),
+            );
+        }
         if p.dtype != module.float {
             err(
                 Location::Param(p.name.clone()),
@@ -125,6 +133,21 @@ pub fn validate(module: &Module) -> Result<ModuleInfo, ValidationErrors> {
         }
         if s.ty.seq {
             err(Location::State(s.name.clone()), "a state is a per-step value and cannot be a sequence".into());
+        }
+        if let StateInit::Values(v) = &s.init {
+            // fixed_elements counts the dims other than the batch: one sample.
+            if s.ty.shape.checked_fixed_elements() != Some(v.len() as u64) {
+                err(
+                    Location::State(s.name.clone()),
+                    format!("`values` init holds {} values, but one sample of {} has a different count", v.len(), s.ty),
+                );
+            }
+            if s.ty.shape.0.iter().skip(1).any(|d| matches!(d, crate::types::Dim::Batch)) {
+                err(Location::State(s.name.clone()), "`values` init needs the batch dimension first".into());
+            }
+            if !s.ty.dtype.is_float() {
+                err(Location::State(s.name.clone()), "`values` init needs a float state".into());
+            }
         }
     }
 

@@ -114,6 +114,7 @@ pub fn elem_type(float: Dtype) -> ElemType {
 /// | `Uniform { bound }` | `bound * (2u - 1)`, `u` from `Stream::next_f64` (in `[-bound, bound)`) |
 /// | `Normal { std }` | `std * n`, `n` from `Stream::next_normal` (mean 0) |
 /// | `OffDiagonal` | 1, except 0 where the row index equals the column index (rank 2); 1 for other ranks |
+/// | `Values(v)` | `v[k]` for element `k` (per-neuron neuron parameters) |
 ///
 /// The random draws of parameter number `i` (its index in `module.params`)
 /// come from `snnc_ir::rng::Stream::new(seed ^ mix64(i))`, one or two draws
@@ -132,6 +133,9 @@ pub fn init_weights(module: &Module, seed: u64) -> Weights {
         let data: Vec<f64> = match p.init {
             ParamInit::Zeros => vec![0.0; n],
             ParamInit::Fill(x) => vec![x; n],
+            // The validator checks the count; a short list (an unvalidated
+            // module) is padded with zeros rather than panicking.
+            ParamInit::Values(ref v) => (0..n).map(|k| v.get(k).copied().unwrap_or(0.0)).collect(),
             ParamInit::Uniform { bound } => (0..n)
                 .map(|_| {
                     let x = bound * (2.0 * stream.next_f64() - 1.0);

@@ -3,9 +3,11 @@
 //! their wiring: `inputs`, `recurrent_inputs`, `merge`).
 
 use serde_json::{Map, Value};
-use snnc_frontend::{Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Merge, ResetMethod};
+use snnc_frontend::{
+    Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Merge, NeuronParam, ResetMethod,
+};
 
-use super::{NOT_PARAMS, PResult, as_bool, as_f64, as_obj, as_square, as_str, as_u32, bad, method, unsupported};
+use super::{NOT_PARAMS, PResult, as_bool, as_f64, as_obj, as_pv, as_square, as_str, as_u32, bad, method, unsupported};
 
 pub(super) fn unknown_param<T>(model: &str, key: &str) -> PResult<T> {
     unsupported(format!("{model} parameter `{key}` is not supported"))
@@ -15,11 +17,11 @@ pub(super) fn lif_params(obj: &Map<String, Value>, model: &str) -> PResult<LifPa
     let mut p = LifParams::default();
     for (k, v) in obj {
         match k.as_str() {
-            "tau_syn_inv" => p.tau_syn_inv = as_f64(v, k)?,
-            "tau_mem_inv" => p.tau_mem_inv = as_f64(v, k)?,
-            "v_leak" => p.v_leak = as_f64(v, k)?,
-            "v_th" => p.v_th = as_f64(v, k)?,
-            "v_reset" => p.v_reset = as_f64(v, k)?,
+            "tau_syn_inv" => p.tau_syn_inv = as_pv(v, k)?,
+            "tau_mem_inv" => p.tau_mem_inv = as_pv(v, k)?,
+            "v_leak" => p.v_leak = as_pv(v, k)?,
+            "v_th" => p.v_th = as_pv(v, k)?,
+            "v_reset" => p.v_reset = as_pv(v, k)?,
             "method" => p.method = method(v, k)?,
             "alpha" => p.alpha = as_f64(v, k)?,
             k if NOT_PARAMS.contains(&k) => {}
@@ -33,9 +35,9 @@ pub(super) fn li_params(obj: &Map<String, Value>, model: &str) -> PResult<LiPara
     let mut p = LiParams::default();
     for (k, v) in obj {
         match k.as_str() {
-            "tau_syn_inv" => p.tau_syn_inv = as_f64(v, k)?,
-            "tau_mem_inv" => p.tau_mem_inv = as_f64(v, k)?,
-            "v_leak" => p.v_leak = as_f64(v, k)?,
+            "tau_syn_inv" => p.tau_syn_inv = as_pv(v, k)?,
+            "tau_mem_inv" => p.tau_mem_inv = as_pv(v, k)?,
+            "v_leak" => p.v_leak = as_pv(v, k)?,
             k if NOT_PARAMS.contains(&k) => {}
             _ => return unknown_param(model, k),
         }
@@ -47,13 +49,13 @@ pub(super) fn lsnn_params(obj: &Map<String, Value>, model: &str) -> PResult<Lsnn
     let mut p = LsnnParams::default();
     for (k, v) in obj {
         match k.as_str() {
-            "tau_syn_inv" => p.tau_syn_inv = as_f64(v, k)?,
-            "tau_mem_inv" => p.tau_mem_inv = as_f64(v, k)?,
-            "tau_adapt_inv" => p.tau_adapt_inv = as_f64(v, k)?,
-            "v_leak" => p.v_leak = as_f64(v, k)?,
-            "v_th" => p.v_th = as_f64(v, k)?,
-            "v_reset" => p.v_reset = as_f64(v, k)?,
-            "beta" => p.beta = as_f64(v, k)?,
+            "tau_syn_inv" => p.tau_syn_inv = as_pv(v, k)?,
+            "tau_mem_inv" => p.tau_mem_inv = as_pv(v, k)?,
+            "tau_adapt_inv" => p.tau_adapt_inv = as_pv(v, k)?,
+            "v_leak" => p.v_leak = as_pv(v, k)?,
+            "v_th" => p.v_th = as_pv(v, k)?,
+            "v_reset" => p.v_reset = as_pv(v, k)?,
+            "beta" => p.beta = as_pv(v, k)?,
             "method" => p.method = method(v, k)?,
             "alpha" => p.alpha = as_f64(v, k)?,
             k if NOT_PARAMS.contains(&k) => {}
@@ -67,10 +69,10 @@ pub(super) fn lif_box_params(obj: &Map<String, Value>, model: &str) -> PResult<L
     let mut p = LifBoxParams::default();
     for (k, v) in obj {
         match k.as_str() {
-            "tau_mem_inv" => p.tau_mem_inv = as_f64(v, k)?,
-            "v_leak" => p.v_leak = as_f64(v, k)?,
-            "v_th" => p.v_th = as_f64(v, k)?,
-            "v_reset" => p.v_reset = as_f64(v, k)?,
+            "tau_mem_inv" => p.tau_mem_inv = as_pv(v, k)?,
+            "v_leak" => p.v_leak = as_pv(v, k)?,
+            "v_th" => p.v_th = as_pv(v, k)?,
+            "v_reset" => p.v_reset = as_pv(v, k)?,
             "method" => p.method = method(v, k)?,
             "alpha" => p.alpha = as_f64(v, k)?,
             "reset_method" => {
@@ -91,15 +93,15 @@ pub(super) fn lif_adex_params(obj: &Map<String, Value>, model: &str) -> PResult<
     let mut p = LifAdExParams::default();
     for (k, v) in obj {
         match k.as_str() {
-            "adaptation_current" => p.adaptation_current = as_f64(v, k)?,
-            "adaptation_spike" => p.adaptation_spike = as_f64(v, k)?,
-            "delta_T" => p.delta_T = as_f64(v, k)?,
-            "tau_ada_inv" => p.tau_ada_inv = as_f64(v, k)?,
-            "tau_syn_inv" => p.tau_syn_inv = as_f64(v, k)?,
-            "tau_mem_inv" => p.tau_mem_inv = as_f64(v, k)?,
-            "v_leak" => p.v_leak = as_f64(v, k)?,
-            "v_th" => p.v_th = as_f64(v, k)?,
-            "v_reset" => p.v_reset = as_f64(v, k)?,
+            "adaptation_current" => p.adaptation_current = as_pv(v, k)?,
+            "adaptation_spike" => p.adaptation_spike = as_pv(v, k)?,
+            "delta_T" => p.delta_T = as_pv(v, k)?,
+            "tau_ada_inv" => p.tau_ada_inv = as_pv(v, k)?,
+            "tau_syn_inv" => p.tau_syn_inv = as_pv(v, k)?,
+            "tau_mem_inv" => p.tau_mem_inv = as_pv(v, k)?,
+            "v_leak" => p.v_leak = as_pv(v, k)?,
+            "v_th" => p.v_th = as_pv(v, k)?,
+            "v_reset" => p.v_reset = as_pv(v, k)?,
             "method" => p.method = method(v, k)?,
             "alpha" => p.alpha = as_f64(v, k)?,
             k if NOT_PARAMS.contains(&k) => {}
@@ -300,6 +302,7 @@ pub(super) fn layer_from(obj: &Map<String, Value>, index: usize) -> PResult<(Lay
     };
     let mut layer = layer;
     wiring(obj, &what, &mut layer)?;
+    learnable(obj, &what, &mut layer)?;
     Ok((layer, dt))
 }
 
@@ -320,6 +323,30 @@ fn wiring(obj: &Map<String, Value>, what: &str, layer: &mut Layer) -> PResult<()
             "concat" => Merge::Concat,
             other => return unsupported(format!("{what}: merge `{other}` is not supported")),
         };
+    }
+    Ok(())
+}
+
+/// A graph node's `learnable` list: the neuron parameters that are torch
+/// parameters (trained, with a gradient), snnc's `trainable`.
+fn learnable(obj: &Map<String, Value>, what: &str, layer: &mut Layer) -> PResult<()> {
+    let Some(list) = obj.get("learnable") else { return Ok(()) };
+    let Some(list) = list.as_array() else { return bad(format!("{what}.learnable must be a list of names")) };
+    let names = list
+        .iter()
+        .map(|n| {
+            let name = as_str(n, &format!("{what}.learnable"))?;
+            serde_json::from_value::<NeuronParam>(Value::String(name.to_string()))
+                .or_else(|_| unsupported(format!("{what}: learnable parameter `{name}` is not supported")))
+        })
+        .collect::<PResult<Vec<_>>>()?;
+    match layer {
+        Layer::LIF { p, .. } | Layer::LIFRecurrent { p, .. } => p.trainable = names,
+        Layer::LI { p, .. } | Layer::LILinear { p, .. } => p.trainable = names,
+        Layer::LSNN { p, .. } | Layer::LSNNRecurrent { p, .. } => p.trainable = names,
+        Layer::LIFBox { p, .. } => p.trainable = names,
+        Layer::LIFAdEx { p, .. } => p.trainable = names,
+        _ => return unsupported(format!("{what}: learnable parameters on a layer without neurons")),
     }
     Ok(())
 }

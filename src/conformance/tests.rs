@@ -78,7 +78,13 @@ fn cell_cases_become_one_layer_networks() {
     assert_eq!(opts.float, Dtype::F32);
     assert!(!opts.poisson_uniform_input);
     assert_eq!((net.steps, net.dt, net.input.clone()), (2, 0.0005, vec![3]));
-    let p = LifParams { tau_syn_inv: 250.0, v_th: 0.5, method: Method::Tanh, alpha: 2.0, ..LifParams::default() };
+    let p = LifParams {
+        tau_syn_inv: 250.0.into(),
+        v_th: 0.5.into(),
+        method: Method::Tanh,
+        alpha: 2.0,
+        ..LifParams::default()
+    };
     assert_eq!(
         net.layers,
         vec![Layer::LIFRecurrent {
@@ -141,7 +147,7 @@ fn network_cases_map_layers_encoder_and_readout() {
             name: Some("l1".into()),
             input: Some(4),
             hidden: 3,
-            p: LifParams { v_th: 0.5, ..LifParams::default() },
+            p: LifParams { v_th: 0.5.into(), ..LifParams::default() },
             autapses: false,
             input_density: None
         }

@@ -99,10 +99,10 @@ impl Meta {
             .zip(summaries)
             .map(|(layer, s)| {
                 let (role, v_th, adaptive_threshold) = match layer {
-                    Layer::LIF { p, .. } | Layer::LIFRecurrent { p, .. } => (Role::Spiking, Some(p.v_th), false),
-                    Layer::LSNN { p, .. } | Layer::LSNNRecurrent { p, .. } => (Role::Spiking, Some(p.v_th), true),
-                    Layer::LIFBox { p, .. } => (Role::Spiking, Some(p.v_th), false),
-                    Layer::LIFAdEx { p, .. } => (Role::Spiking, Some(p.v_th), false),
+                    Layer::LIF { p, .. } | Layer::LIFRecurrent { p, .. } => (Role::Spiking, p.v_th.scalar(), false),
+                    Layer::LSNN { p, .. } | Layer::LSNNRecurrent { p, .. } => (Role::Spiking, p.v_th.scalar(), true),
+                    Layer::LIFBox { p, .. } => (Role::Spiking, p.v_th.scalar(), false),
+                    Layer::LIFAdEx { p, .. } => (Role::Spiking, p.v_th.scalar(), false),
                     Layer::LI { .. } | Layer::LILinear { .. } => (Role::Integrator, None, false),
                     _ => (Role::Other, None, false),
                 };

@@ -59,7 +59,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use snnc_frontend::{
     Encoder, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LowerOptions, LsnnParams, Method, Network,
-    Readout, ResetMethod,
+    NeuronParam, NeuronParams, ParamValue, Readout, ResetMethod,
 };
 use snnc_interp::{RunOptions, RunResult};
 use snnc_ir::{Dim, Dtype, Module, Op, RegionKind};
@@ -145,25 +145,98 @@ fn arb_reset_threshold() -> impl Strategy<Value = (f64, f64)> {
     (-0.5f64..0.5, 0.05f64..1.5).prop_map(|(v_reset, gap)| (v_reset, v_reset + gap))
 }
 
+/// Which float fields of a neuron layer are per neuron and which are
+/// trainable (bit `k`: field `k` of `FIELDS`).
+fn arb_variation() -> impl Strategy<Value = (u32, u32)> {
+    prop_oneof![2 => Just((0, 0)), 1 => (any::<u32>(), Just(0)), 1 => (Just(0), any::<u32>()), 1 => (any::<u32>(), any::<u32>())]
+}
+
+/// Makes some fields per neuron (a two-value list `[x, x']`, spread over
+/// the layer's neurons by [`spread`] once its shape is known) and some
+/// trainable. `x'` keeps the drawn ranges' rules: inverse time constants
+/// shrink (the step rule holds), `v_th` rises and `v_leak`, `v_reset` fall
+/// (`v_th > v_reset` holds).
+fn vary<P: NeuronParams + 'static>((mut p, (per_neuron, trainable)): (P, (u32, u32))) -> P {
+    let mut train = Vec::new();
+    for (k, &field) in P::FIELDS.iter().enumerate() {
+        let value = p.get_mut(field).expect("a field of P");
+        if per_neuron & (1 << k) != 0
+            && let Some(x) = value.scalar()
+        {
+            let other = match field {
+                NeuronParam::v_th => x + 0.1,
+                NeuronParam::v_leak | NeuronParam::v_reset => x - 0.1,
+                _ => x * 0.8,
+            };
+            *value = ParamValue::PerNeuron(vec![x, other]);
+        }
+        if trainable & (1 << k) != 0 {
+            train.push(field);
+        }
+    }
+    set_trainable(&mut p, train);
+    p
+}
+
+/// Sets the `trainable` list of any parameter struct.
+fn set_trainable<P: NeuronParams + 'static>(p: &mut P, fields: Vec<NeuronParam>) {
+    let any: &mut dyn std::any::Any = p;
+    if let Some(p) = any.downcast_mut::<LifParams>() {
+        p.trainable = fields;
+    } else if let Some(p) = any.downcast_mut::<LiParams>() {
+        p.trainable = fields;
+    } else if let Some(p) = any.downcast_mut::<LsnnParams>() {
+        p.trainable = fields;
+    } else if let Some(p) = any.downcast_mut::<LifBoxParams>() {
+        p.trainable = fields;
+    } else if let Some(p) = any.downcast_mut::<LifAdExParams>() {
+        p.trainable = fields;
+    }
+}
+
+/// Spreads every two-value per-neuron list of `p` over the `n` neurons of
+/// its layer, evenly from the first value to the second.
+fn spread<P: NeuronParams + Clone>(p: &P, n: u32) -> P {
+    let mut p = p.clone();
+    for &field in P::FIELDS {
+        let value = p.get_mut(field).expect("a field of P");
+        if let ParamValue::PerNeuron(v) = value
+            && v.len() == 2
+            && n != 2
+        {
+            let (a, b) = (v[0], v[1]);
+            let d = f64::from(n.max(2) - 1);
+            *v = (0..n).map(|k| a + (b - a) * f64::from(k) / d).collect();
+        }
+    }
+    p
+}
+
 fn arb_lif() -> BoxedStrategy<LifParams> {
     let random = (50.0f64..400.0, 50.0f64..200.0, -0.5f64..0.5, arb_reset_threshold(), arb_method(), arb_alpha())
         .prop_map(|(tau_syn_inv, tau_mem_inv, v_leak, (v_reset, v_th), method, alpha)| LifParams {
-            tau_syn_inv,
-            tau_mem_inv,
-            v_leak,
-            v_th,
-            v_reset,
+            tau_syn_inv: tau_syn_inv.into(),
+            tau_mem_inv: tau_mem_inv.into(),
+            v_leak: v_leak.into(),
+            v_th: v_th.into(),
+            v_reset: v_reset.into(),
             method,
             alpha,
+            trainable: Vec::new(),
         });
     let default = arb_method().prop_map(|method| LifParams { method, ..LifParams::default() });
-    prop_oneof![1 => default, 3 => random].boxed()
+    (prop_oneof![1 => default, 3 => random], arb_variation()).prop_map(vary).boxed()
 }
 
 fn arb_li() -> BoxedStrategy<LiParams> {
-    let random = (50.0f64..400.0, 50.0f64..200.0, -0.5f64..0.5)
-        .prop_map(|(tau_syn_inv, tau_mem_inv, v_leak)| LiParams { tau_syn_inv, tau_mem_inv, v_leak });
-    prop_oneof![1 => Just(LiParams::default()), 3 => random].boxed()
+    let random =
+        (50.0f64..400.0, 50.0f64..200.0, -0.5f64..0.5).prop_map(|(tau_syn_inv, tau_mem_inv, v_leak)| LiParams {
+            tau_syn_inv: tau_syn_inv.into(),
+            tau_mem_inv: tau_mem_inv.into(),
+            v_leak: v_leak.into(),
+            trainable: Vec::new(),
+        });
+    (prop_oneof![1 => Just(LiParams::default()), 3 => random], arb_variation()).prop_map(vary).boxed()
 }
 
 fn arb_lsnn() -> BoxedStrategy<LsnnParams> {
@@ -178,24 +251,38 @@ fn arb_lsnn() -> BoxedStrategy<LsnnParams> {
         arb_alpha(),
     )
         .prop_map(|(tau_syn_inv, tau_mem_inv, tau_adapt_inv, v_leak, (v_reset, v_th), beta, method, alpha)| {
-            LsnnParams { tau_syn_inv, tau_mem_inv, tau_adapt_inv, v_leak, v_th, v_reset, beta, method, alpha }
+            LsnnParams {
+                tau_syn_inv: tau_syn_inv.into(),
+                tau_mem_inv: tau_mem_inv.into(),
+                tau_adapt_inv: tau_adapt_inv.into(),
+                v_leak: v_leak.into(),
+                v_th: v_th.into(),
+                v_reset: v_reset.into(),
+                beta: beta.into(),
+                method,
+                alpha,
+                trainable: Vec::new(),
+            }
         });
     let default = arb_method().prop_map(|method| LsnnParams { method, ..LsnnParams::default() });
-    prop_oneof![1 => default, 3 => random].boxed()
+    (prop_oneof![1 => default, 3 => random], arb_variation()).prop_map(vary).boxed()
 }
 
 fn arb_lif_box() -> BoxedStrategy<LifBoxParams> {
     let reset = prop_oneof![Just(ResetMethod::Value), Just(ResetMethod::Subtract)];
     (50.0f64..200.0, -0.5f64..0.5, arb_reset_threshold(), arb_method(), arb_alpha(), reset)
         .prop_map(|(tau_mem_inv, v_leak, (v_reset, v_th), method, alpha, reset_method)| LifBoxParams {
-            tau_mem_inv,
-            v_leak,
-            v_th,
-            v_reset,
+            tau_mem_inv: tau_mem_inv.into(),
+            v_leak: v_leak.into(),
+            v_th: v_th.into(),
+            v_reset: v_reset.into(),
             method,
             alpha,
             reset_method,
+            trainable: Vec::new(),
         })
+        .prop_flat_map(|p| (Just(p), arb_variation()))
+        .prop_map(vary)
         .boxed()
 }
 
@@ -210,21 +297,22 @@ fn arb_lif_adex() -> BoxedStrategy<LifAdExParams> {
                 (adaptation_current, adaptation_spike, delta_T, tau_ada_inv),
                 (tau_syn_inv, tau_mem_inv, v_leak, (v_reset, v_th), method, alpha),
             )| LifAdExParams {
-                adaptation_current,
-                adaptation_spike,
-                delta_T,
-                tau_ada_inv,
-                tau_syn_inv,
-                tau_mem_inv,
-                v_leak,
-                v_th,
-                v_reset,
+                adaptation_current: adaptation_current.into(),
+                adaptation_spike: adaptation_spike.into(),
+                delta_T: delta_T.into(),
+                tau_ada_inv: tau_ada_inv.into(),
+                tau_syn_inv: tau_syn_inv.into(),
+                tau_mem_inv: tau_mem_inv.into(),
+                v_leak: v_leak.into(),
+                v_th: v_th.into(),
+                v_reset: v_reset.into(),
                 method,
                 alpha,
+                trainable: Vec::new(),
             },
         );
     let default = arb_method().prop_map(|method| LifAdExParams { method, ..LifAdExParams::default() });
-    prop_oneof![1 => default, 3 => random].boxed()
+    (prop_oneof![1 => default, 3 => random], arb_variation()).prop_map(vary).boxed()
 }
 
 /// A layer of any kind. Shape-changing kinds that need an image (`Conv2d`,
@@ -493,7 +581,13 @@ fn fit(spec: &LayerSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<bool>
             Some(false),
         ),
         LayerSpec::Lif(p) => (
-            Layer::LIF { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: None, p: *p },
+            Layer::LIF {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name: None,
+                p: spread(p, elements(shape)),
+            },
             shape.to_vec(),
             Some(true),
         ),
@@ -506,14 +600,20 @@ fn fit(spec: &LayerSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<bool>
                 name: None,
                 input: None,
                 hidden,
-                p: *p,
+                p: spread(p, elements(&last(hidden))),
                 autapses: *autapses,
                 input_density: None,
             };
             (layer, last(hidden), Some(true))
         }
         LayerSpec::Li(p) => (
-            Layer::LI { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: None, p: *p },
+            Layer::LI {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name: None,
+                p: spread(p, elements(shape)),
+            },
             shape.to_vec(),
             Some(false),
         ),
@@ -527,7 +627,7 @@ fn fit(spec: &LayerSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<bool>
                     name: None,
                     input: None,
                     out,
-                    p: *p,
+                    p: spread(p, elements(&last(out))),
                     input_density: None,
                 },
                 last(out),
@@ -535,7 +635,13 @@ fn fit(spec: &LayerSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<bool>
             )
         }
         LayerSpec::Lsnn(p) => (
-            Layer::LSNN { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: None, p: *p },
+            Layer::LSNN {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name: None,
+                p: spread(p, elements(shape)),
+            },
             shape.to_vec(),
             Some(true),
         ),
@@ -548,19 +654,31 @@ fn fit(spec: &LayerSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<bool>
                 name: None,
                 input: None,
                 hidden,
-                p: *p,
+                p: spread(p, elements(&last(hidden))),
                 autapses: *autapses,
                 input_density: None,
             };
             (layer, last(hidden), Some(true))
         }
         LayerSpec::LifBox(p) => (
-            Layer::LIFBox { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: None, p: *p },
+            Layer::LIFBox {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name: None,
+                p: spread(p, elements(shape)),
+            },
             shape.to_vec(),
             Some(true),
         ),
         LayerSpec::LifAdEx(p) => (
-            Layer::LIFAdEx { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: None, p: *p },
+            Layer::LIFAdEx {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name: None,
+                p: spread(p, elements(shape)),
+            },
             shape.to_vec(),
             Some(true),
         ),
@@ -582,6 +700,17 @@ pub fn build(
     seed: u64,
 ) -> Network {
     let mut shape = input.clone();
+    // A current encoder has no synaptic current to train.
+    let fit_encoder = |p: &LifParams| {
+        let mut p = spread(p, elements(&input));
+        p.trainable.retain(|&f| f != NeuronParam::tau_syn_inv);
+        p
+    };
+    let encoder = encoder.map(|e| match e {
+        Encoder::ConstantCurrent { p } => Encoder::ConstantCurrent { p: fit_encoder(&p) },
+        Encoder::SpikeLatency { p } => Encoder::SpikeLatency { p: fit_encoder(&p) },
+        e => e,
+    });
     let direct = matches!(encoder, Some(Encoder::Direct {}));
     let mut spike = encoder.is_some() && !direct;
     let mut layers = Vec::new();

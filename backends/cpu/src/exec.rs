@@ -587,8 +587,13 @@ impl Executable {
             let buf = &mut bufs.states[h.index()];
             match opts.initial_state.get(&s.name) {
                 Some(t) => fill_f32(buf, &t.data),
-                None => match s.init {
-                    StateInit::Fill(x) => buf.fill(x as f32),
+                None => match &s.init {
+                    StateInit::Fill(x) => buf.fill(*x as f32),
+                    StateInit::Values(v) => {
+                        for (k, e) in buf.iter_mut().enumerate() {
+                            *e = v[k % v.len()] as f32;
+                        }
+                    }
                 },
             }
         }

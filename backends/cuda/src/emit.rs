@@ -83,8 +83,11 @@ pub(crate) fn emit(module: &Module, info: &ModuleInfo, opts: &CudaOptions) -> Re
             .states
             .iter()
             .map(|(h, s)| {
-                let StateInit::Fill(init) = s.init;
-                StateBinding { name: s.name.clone(), buffer: plan.state_buf[h.index()], init }
+                let (init, init_values) = match &s.init {
+                    StateInit::Fill(x) => (*x, None),
+                    StateInit::Values(v) => (0.0, Some(v.clone())),
+                };
+                StateBinding { name: s.name.clone(), buffer: plan.state_buf[h.index()], init, init_values }
             })
             .collect(),
         outputs: module

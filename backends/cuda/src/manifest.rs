@@ -141,6 +141,21 @@ pub struct StateBinding {
     pub buffer: usize,
     /// The initial value of every element (unless the caller gives one).
     pub init: f64,
+    /// When present, the initial values of one sample instead of `init`
+    /// (element `k` of the buffer starts at `init_values[k % len]`): a
+    /// per-neuron `v_leak`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_values: Option<Vec<f64>>,
+}
+
+impl StateBinding {
+    /// The initial contents of the state's buffer of `n` elements.
+    pub fn initial(&self, n: usize) -> Vec<f32> {
+        match &self.init_values {
+            Some(v) if !v.is_empty() => (0..n).map(|k| v[k % v.len()] as f32).collect(),
+            _ => vec![self.init as f32; n],
+        }
+    }
 }
 
 /// What a buffer holds.

@@ -44,7 +44,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use snnc_ir::layer::describe;
-use snnc_ir::{Dim, Dtype, Handle, Module, Node, Op, RegionKind, StateInit, Type};
+use snnc_ir::{Dim, Dtype, Handle, Module, Node, Op, RegionKind, Type};
 
 use crate::CudaError;
 use crate::manifest::{Buffer, Count, Role};
@@ -478,7 +478,6 @@ impl Plan<'_> {
             self.param_buf.push(b);
         }
         for (_, s) in m.states.iter() {
-            let StateInit::Fill(_) = s.init;
             let b = self.add_buffer(s.name.clone(), Role::State, None, s.ty.dtype.name(), &s.ty.full_dims(m.steps));
             self.state_buf.push(b);
         }

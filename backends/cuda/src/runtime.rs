@@ -152,7 +152,7 @@ impl CudaExecutable {
             }
         }
         for s in &m.states {
-            host.insert(s.buffer, vec![s.init as f32; elements(s.buffer)?]);
+            host.insert(s.buffer, s.initial(elements(s.buffer)?));
         }
         self.ctx.bind_to_thread().map_err(driver)?;
         let mut bufs: Vec<CudaSlice<f32>> = Vec::with_capacity(m.buffers.len());

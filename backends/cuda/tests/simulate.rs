@@ -93,7 +93,7 @@ fn compare(path: &Path, pipeline: &str, batch: usize) -> Option<usize> {
     }
     for s in &art.manifest.states {
         let n = run.mem.bufs[s.buffer].len();
-        run.set(s.buffer, &vec![s.init as f32; n]);
+        run.set(s.buffer, &s.initial(n));
     }
     run.run(&ptx);
     let exact = !transcendental(&module);

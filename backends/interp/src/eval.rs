@@ -53,9 +53,13 @@ pub(crate) fn run<F: Real>(
         .iter()
         .map(|(h, s)| match initial_state.get(&s.name) {
             Some(t) => convert(t),
-            None => match s.init {
-                StateInit::Fill(x) => vec![F::from_f64(x); plan.numel(&plan.state_dims[h.index()])],
-            },
+            None => {
+                let n = plan.numel(&plan.state_dims[h.index()]);
+                match &s.init {
+                    StateInit::Fill(x) => vec![F::from_f64(*x); n],
+                    StateInit::Values(v) => (0..n).map(|k| F::from_f64(v[k % v.len()])).collect(),
+                }
+            }
         })
         .collect();
     let mut ev = Evaluator {

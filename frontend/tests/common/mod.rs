@@ -130,8 +130,21 @@ pub fn arb_method() -> impl Strategy<Value = Method> {
     prop::sample::select(Method::ALL.to_vec())
 }
 
+/// A neuron parameter: mostly one number, sometimes a list (per neuron).
+pub fn arb_pv() -> impl Strategy<Value = ParamValue> {
+    prop_oneof![
+        4 => arb_f64().prop_map(ParamValue::Scalar),
+        1 => prop::collection::vec(arb_f64(), 0..4).prop_map(ParamValue::PerNeuron),
+    ]
+}
+
+/// A `trainable` list (the RON round trip does not check the names).
+fn trainable() -> Vec<NeuronParam> {
+    vec![NeuronParam::v_th, NeuronParam::tau_mem_inv]
+}
+
 pub fn arb_lif() -> impl Strategy<Value = LifParams> {
-    (arb_f64(), arb_f64(), arb_f64(), arb_f64(), arb_f64(), arb_method(), arb_f64()).prop_map(
+    (arb_pv(), arb_pv(), arb_pv(), arb_pv(), arb_pv(), arb_method(), arb_f64()).prop_map(
         |(tau_syn_inv, tau_mem_inv, v_leak, v_th, v_reset, method, alpha)| LifParams {
             tau_syn_inv,
             tau_mem_inv,
@@ -140,20 +153,22 @@ pub fn arb_lif() -> impl Strategy<Value = LifParams> {
             v_reset,
             method,
             alpha,
+            trainable: trainable(),
         },
     )
 }
 
 pub fn arb_li() -> impl Strategy<Value = LiParams> {
-    (arb_f64(), arb_f64(), arb_f64()).prop_map(|(tau_syn_inv, tau_mem_inv, v_leak)| LiParams {
+    (arb_pv(), arb_pv(), arb_pv()).prop_map(|(tau_syn_inv, tau_mem_inv, v_leak)| LiParams {
         tau_syn_inv,
         tau_mem_inv,
         v_leak,
+        trainable: vec![NeuronParam::tau_mem_inv],
     })
 }
 
 pub fn arb_lsnn() -> impl Strategy<Value = LsnnParams> {
-    (arb_f64(), arb_f64(), arb_f64(), arb_f64(), arb_f64(), arb_f64(), arb_f64(), arb_method(), arb_f64()).prop_map(
+    (arb_pv(), arb_pv(), arb_pv(), arb_pv(), arb_pv(), arb_pv(), arb_pv(), arb_method(), arb_f64()).prop_map(
         |(tau_syn_inv, tau_mem_inv, tau_adapt_inv, v_leak, v_th, v_reset, beta, method, alpha)| LsnnParams {
             tau_syn_inv,
             tau_mem_inv,
@@ -164,12 +179,13 @@ pub fn arb_lsnn() -> impl Strategy<Value = LsnnParams> {
             beta,
             method,
             alpha,
+            trainable: trainable(),
         },
     )
 }
 
 pub fn arb_lif_box() -> impl Strategy<Value = LifBoxParams> {
-    (arb_f64(), arb_f64(), arb_f64(), arb_f64(), arb_method(), arb_f64(), any::<bool>()).prop_map(
+    (arb_pv(), arb_pv(), arb_pv(), arb_pv(), arb_method(), arb_f64(), any::<bool>()).prop_map(
         |(tau_mem_inv, v_leak, v_th, v_reset, method, alpha, subtract)| LifBoxParams {
             tau_mem_inv,
             v_leak,
@@ -177,6 +193,7 @@ pub fn arb_lif_box() -> impl Strategy<Value = LifBoxParams> {
             v_reset,
             method,
             alpha,
+            trainable: trainable(),
             reset_method: if subtract { ResetMethod::Subtract } else { ResetMethod::Value },
         },
     )
@@ -185,8 +202,8 @@ pub fn arb_lif_box() -> impl Strategy<Value = LifBoxParams> {
 #[allow(non_snake_case)]
 pub fn arb_lif_adex() -> impl Strategy<Value = LifAdExParams> {
     (
-        (arb_f64(), arb_f64(), arb_f64(), arb_f64(), arb_f64()),
-        (arb_f64(), arb_f64(), arb_f64(), arb_f64()),
+        (arb_pv(), arb_pv(), arb_pv(), arb_pv(), arb_pv()),
+        (arb_pv(), arb_pv(), arb_pv(), arb_pv()),
         arb_method(),
         arb_f64(),
     )
@@ -208,6 +225,7 @@ pub fn arb_lif_adex() -> impl Strategy<Value = LifAdExParams> {
                 v_reset,
                 method,
                 alpha,
+                trainable: trainable(),
             },
         )
 }

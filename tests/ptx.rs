@@ -258,7 +258,7 @@ fn run_simulated(module: &Module, case: &Case, reference: &Reference) -> Result<
     }
     for s in &art.manifest.states {
         let n = run.mem.bufs[s.buffer].len();
-        run.set(s.buffer, &vec![s.init as f32; n]);
+        run.set(s.buffer, &s.initial(n));
     }
     run.run(&ptx);
     let mut outputs = BTreeMap::new();
@@ -479,7 +479,7 @@ fn concat_and_narrow_agree_on_simulated_ptx_and_assemble() {
             }
             for s in &art.manifest.states {
                 let n = run.mem.bufs[s.buffer].len();
-                run.set(s.buffer, &vec![s.init as f32; n]);
+                run.set(s.buffer, &s.initial(n));
             }
             run.run(&ptx);
             for (name, e) in &want.outputs {

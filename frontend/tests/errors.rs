@@ -172,10 +172,10 @@ fn unknown_layer_kind() {
        |         ^^^^^^
        = help: did you mean `Linear`? The layer kinds are `Linear`, `Conv2d`, `MaxPool2d`, `Flatten`, `Scale`, `ReLU`, `LIF`, `LIFRecurrent`, `LI`, `LILinear`, `LSNN`, `LSNNRecurrent`, `LIFBox`, `LIFAdEx`, `Dropout`, `Identity`
     "#);
-    insta::assert_snapshot!(parse_error(&tutorial_with("LI()", "Dropout()")), @r#"
-    net.ron:13:9: error: unknown layer kind `Dropout`
+    insta::assert_snapshot!(parse_error(&tutorial_with("LI()", "Softmax()")), @r#"
+    net.ron:13:9: error: unknown layer kind `Softmax`
        |
-    13 |         Dropout(),
+    13 |         Softmax(),
        |         ^^^^^^^
        = help: the layer kinds are `Linear`, `Conv2d`, `MaxPool2d`, `Flatten`, `Scale`, `ReLU`, `LIF`, `LIFRecurrent`, `LI`, `LILinear`, `LSNN`, `LSNNRecurrent`, `LIFBox`, `LIFAdEx`, `Dropout`, `Identity`
     "#);

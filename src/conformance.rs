@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use snnc_frontend::{
     Encoder, ExampleInput, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LowerOptions, LsnnParams, Method,
-    Network, Readout, ResetMethod,
+    Network, Pair, Readout, ResetMethod,
 };
 use snnc_ir::{Builder, Dtype, Module, Op, Shape, Type};
 use snnc_runtime::{ElemType, Tensor};
@@ -542,16 +542,23 @@ fn as_bool(v: &Value, what: &str) -> PResult<bool> {
 }
 
 /// A kernel size, stride or padding: an integer or a list of equal integers.
-fn as_square(v: &Value, what: &str) -> PResult<u32> {
+/// A size per spatial axis: an integer, or a list of one or two.
+fn as_pair(v: &Value, what: &str) -> PResult<Pair> {
     if let Some(list) = v.as_array() {
         let dims = list.iter().map(|d| as_u32(d, what)).collect::<PResult<Vec<_>>>()?;
-        match dims.split_first() {
-            Some((first, rest)) if rest.iter().all(|d| d == first) => Ok(*first),
-            _ => unsupported(format!("`{what}` = {v}: only square sizes are supported")),
+        match dims[..] {
+            [a] => Ok(Pair([a, a])),
+            [h, w] => Ok(Pair([h, w])),
+            _ => unsupported(format!("`{what}` = {v}: a size is one integer or two")),
         }
     } else {
-        as_u32(v, what)
+        as_u32(v, what).map(Pair::square)
     }
+}
+
+/// The optional size `key` of a layer (null is absent).
+fn opt_pair(obj: &Map<String, Value>, keys: &[&str], what: &str) -> PResult<Option<Pair>> {
+    field(obj, keys).filter(|v| !v.is_null()).map(|v| as_pair(v, &format!("{what}.{}", keys[0]))).transpose()
 }
 
 fn tensor(v: &Value, what: &str) -> PResult<Tensor> {
@@ -1072,22 +1079,36 @@ fn layer_from(obj: &Map<String, Value>, index: usize) -> PResult<(Layer, Option<
             name,
             in_channels: opt_u32(obj, &["in_channels"], &what)?,
             out_channels: as_u32(req_field(obj, &["out_channels"], &what)?, &format!("{what}.out_channels"))?,
-            kernel_size: as_square(req_field(obj, &["kernel_size"], &what)?, &format!("{what}.kernel_size"))?,
-            stride: field(obj, &["stride"]).map(|v| as_square(v, &format!("{what}.stride"))).transpose()?.unwrap_or(1),
-            padding: field(obj, &["padding"])
-                .map(|v| as_square(v, &format!("{what}.padding")))
-                .transpose()?
-                .unwrap_or(0),
+            kernel_size: as_pair(req_field(obj, &["kernel_size"], &what)?, &format!("{what}.kernel_size"))?,
+            stride: opt_pair(obj, &["stride"], &what)?.unwrap_or(Pair::one()),
+            padding: opt_pair(obj, &["padding"], &what)?.unwrap_or_default(),
+            dilation: opt_pair(obj, &["dilation"], &what)?.unwrap_or(Pair::one()),
+            groups: opt_u32(obj, &["groups"], &what)?.unwrap_or(1),
             bias,
             input_density: None,
         },
-        "MaxPool2d" => {
-            let kernel_size = as_square(req_field(obj, &["kernel", "kernel_size"], &what)?, &format!("{what}.kernel"))?;
-            let stride = field(obj, &["stride"])
-                .filter(|v| !v.is_null())
-                .map(|v| as_square(v, &format!("{what}.stride")))
-                .transpose()?;
-            Layer::MaxPool2d { name, kernel_size, stride }
+        "MaxPool2d" | "AvgPool2d" | "SumPool2d" | "LPPool2d" => {
+            let kernel_size = as_pair(req_field(obj, &["kernel", "kernel_size"], &what)?, &format!("{what}.kernel"))?;
+            let stride = opt_pair(obj, &["stride"], &what)?;
+            let padding = opt_pair(obj, &["padding"], &what)?.unwrap_or_default();
+            match ty {
+                "MaxPool2d" => Layer::MaxPool2d { name, kernel_size, stride, padding },
+                "AvgPool2d" => {
+                    let count_include_pad = match obj.get("count_include_pad") {
+                        Some(b) => as_bool(b, &format!("{what}.count_include_pad"))?,
+                        None => true,
+                    };
+                    Layer::AvgPool2d { name, kernel_size, stride, padding, count_include_pad }
+                }
+                "SumPool2d" => Layer::SumPool2d { name, kernel_size, stride, padding },
+                _ => {
+                    let norm_type = match obj.get("norm_type") {
+                        Some(v) => as_f64(v, &format!("{what}.norm_type"))?,
+                        None => 1.0,
+                    };
+                    Layer::LPPool2d { name, norm_type, kernel_size, stride }
+                }
+            }
         }
         "Flatten" => Layer::Flatten { name },
         "ReLU" => Layer::ReLU { name },

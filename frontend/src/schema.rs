@@ -34,7 +34,7 @@
 //! * Neuron parameters are a struct of the fields that differ from Norse's
 //!   defaults: `p: (v_th: 0.5, method: tanh, alpha: 50)`.
 //! * `Option` fields (`name`, `in`, `in_channels`, `encoder`, the stride of
-//!   `MaxPool2d`) take their value directly, `name: "lif1"`, or as
+//!   the pooling layers) take their value directly, `name: "lif1"`, or as
 //!   `Some("lif1")`; `None` is the same as leaving the field out.
 //! * Values without data are bare words, without quotes or parentheses:
 //!   `readout: MaxLogSoftmax`, `method: heavi_erfc` (Norse's names, see
@@ -43,13 +43,21 @@
 //!   (`dt: 1e-3`); `NaN` and `inf` parse but are rejected by
 //!   [`check_network`](crate::check::check_network). Sizes, `steps` and
 //!   `version` are `u32`, `seed` is `u64`.
+//! * The kernel size, stride, padding and dilation of `Conv2d` and the
+//!   pooling layers are one integer for both axes, `kernel_size: 3`, or a
+//!   pair `(height, width)`, `kernel_size: (3, 5)` ([`Pair`]).
 //! * `//` and `/* */` comments and trailing commas are allowed.
 //! * A file is UTF-8 text; a byte-order mark at its start is skipped.
 //!
 //! [`to_ron`](crate::parse::to_ron) writes every field, including the
-//! defaults, in this syntax.
+//! defaults, in this syntax (but for `dilation`, `groups` and the pooling
+//! `padding`, written only when not their defaults, and a [`Pair`] of two
+//! equal values, written as one integer).
 
 use serde::{Deserialize, Serialize};
+
+mod pair;
+pub use pair::Pair;
 
 /// The current version of the RON format.
 pub const FORMAT_VERSION: u32 = 1;
@@ -62,6 +70,15 @@ fn default_true() -> bool {
 }
 fn default_one() -> u32 {
     1
+}
+fn default_norm_type() -> f64 {
+    1.0
+}
+fn is_one(v: &u32) -> bool {
+    *v == 1
+}
+fn is_true(v: &bool) -> bool {
+    *v
 }
 fn default_f_max() -> f64 {
     100.0
@@ -370,18 +387,27 @@ pub enum Layer {
         input_density: Option<f64>,
     },
     /// `torch.nn.Conv2d` on `[C, H, W]`, weights `NAME.weight`
-    /// `[out_channels, in_channels, k, k]` and `NAME.bias`.
+    /// `[out_channels, in_channels / groups, kh, kw]` and `NAME.bias`.
+    /// `kernel_size`, `stride`, `padding` and `dilation` are an integer or
+    /// a pair `(h, w)`; with `groups` g (dividing both channel counts),
+    /// output channels `[j·O/g, (j+1)·O/g)` see only input channels
+    /// `[j·C/g, (j+1)·C/g)`. Output size per axis:
+    /// `(H + 2 padding - dilation (k - 1) - 1) / stride + 1`.
     Conv2d {
         #[serde(default)]
         name: Option<String>,
         #[serde(default)]
         in_channels: Option<u32>,
         out_channels: u32,
-        kernel_size: u32,
-        #[serde(default = "default_one")]
-        stride: u32,
+        kernel_size: Pair,
+        #[serde(default = "Pair::one")]
+        stride: Pair,
         #[serde(default)]
-        padding: u32,
+        padding: Pair,
+        #[serde(default = "Pair::one", skip_serializing_if = "Pair::is_one")]
+        dilation: Pair,
+        #[serde(default = "default_one", skip_serializing_if = "is_one")]
+        groups: u32,
         #[serde(default = "default_true")]
         bias: bool,
         /// As `Linear`'s: the expected fraction of ones in a spike input,
@@ -389,13 +415,60 @@ pub enum Layer {
         #[serde(default)]
         input_density: Option<f64>,
     },
-    /// `max_pool2d(kernel_size, stride)`; stride defaults to the kernel size.
+    /// `max_pool2d(kernel_size, stride, padding)` over the last two dims;
+    /// stride defaults to the kernel size; padding (at most half the
+    /// kernel, as torch requires) is never the maximum.
     MaxPool2d {
         #[serde(default)]
         name: Option<String>,
-        kernel_size: u32,
+        kernel_size: Pair,
         #[serde(default)]
-        stride: Option<u32>,
+        stride: Option<Pair>,
+        #[serde(default, skip_serializing_if = "Pair::is_zero")]
+        padding: Pair,
+    },
+    /// `avg_pool2d(kernel_size, stride, padding)` (torch's `AvgPool2d`,
+    /// `count_include_pad=True`: each window's sum over `kh·kw`, zero
+    /// padding counted); stride defaults to the kernel size; padding at
+    /// most half the kernel. Only `count_include_pad: true` is supported.
+    /// A spike input gives a float output.
+    AvgPool2d {
+        #[serde(default)]
+        name: Option<String>,
+        kernel_size: Pair,
+        #[serde(default)]
+        stride: Option<Pair>,
+        #[serde(default, skip_serializing_if = "Pair::is_zero")]
+        padding: Pair,
+        #[serde(default = "default_true", skip_serializing_if = "is_true")]
+        count_include_pad: bool,
+    },
+    /// NIR's `SumPool2d`: each window's sum (zero padding); stride defaults
+    /// to the kernel size; padding at most half the kernel. A spike input
+    /// gives a float output.
+    SumPool2d {
+        #[serde(default)]
+        name: Option<String>,
+        kernel_size: Pair,
+        #[serde(default)]
+        stride: Option<Pair>,
+        #[serde(default, skip_serializing_if = "Pair::is_zero")]
+        padding: Pair,
+    },
+    /// torch's `LPPool2d(norm_type, kernel_size, stride)` with `norm_type`
+    /// 1 (the only one supported), which Norse's `from_nir` makes of a NIR
+    /// `SumPool2d`: forward the window's sum (as `avg_pool2d · kh·kw`), but
+    /// its gradient is 0 for every element of a window whose sum is 0 (torch
+    /// differentiates `sign(a)·relu(|a|)`). Stride defaults to the kernel
+    /// size; no padding.
+    LPPool2d {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default = "default_norm_type")]
+        norm_type: f64,
+        kernel_size: Pair,
+        #[serde(default)]
+        stride: Option<Pair>,
     },
     /// Reshape each sample to one dimension.
     Flatten {
@@ -510,6 +583,9 @@ impl Layer {
             Layer::Linear { .. } => "Linear",
             Layer::Conv2d { .. } => "Conv2d",
             Layer::MaxPool2d { .. } => "MaxPool2d",
+            Layer::AvgPool2d { .. } => "AvgPool2d",
+            Layer::SumPool2d { .. } => "SumPool2d",
+            Layer::LPPool2d { .. } => "LPPool2d",
             Layer::Flatten { .. } => "Flatten",
             Layer::Scale { .. } => "Scale",
             Layer::ReLU { .. } => "ReLU",
@@ -530,6 +606,9 @@ impl Layer {
             Layer::Linear { name, .. }
             | Layer::Conv2d { name, .. }
             | Layer::MaxPool2d { name, .. }
+            | Layer::AvgPool2d { name, .. }
+            | Layer::SumPool2d { name, .. }
+            | Layer::LPPool2d { name, .. }
             | Layer::Flatten { name }
             | Layer::Scale { name, .. }
             | Layer::ReLU { name }

@@ -170,14 +170,14 @@ fn unknown_layer_kind() {
        |
     12 |         Lenear(out: 10, bias: false),
        |         ^^^^^^
-       = help: did you mean `Linear`? The layer kinds are `Linear`, `Conv2d`, `MaxPool2d`, `Flatten`, `Scale`, `ReLU`, `LIF`, `LIFRecurrent`, `LI`, `LILinear`, `LSNN`, `LSNNRecurrent`, `LIFBox`, `LIFAdEx`
+       = help: did you mean `Linear`? The layer kinds are `Linear`, `Conv2d`, `MaxPool2d`, `AvgPool2d`, `SumPool2d`, `LPPool2d`, `Flatten`, `Scale`, `ReLU`, `LIF`, `LIFRecurrent`, `LI`, `LILinear`, `LSNN`, `LSNNRecurrent`, `LIFBox`, `LIFAdEx`
     "#);
     insta::assert_snapshot!(parse_error(&tutorial_with("LI()", "Dropout()")), @r#"
     net.ron:13:9: error: unknown layer kind `Dropout`
        |
     13 |         Dropout(),
        |         ^^^^^^^
-       = help: the layer kinds are `Linear`, `Conv2d`, `MaxPool2d`, `Flatten`, `Scale`, `ReLU`, `LIF`, `LIFRecurrent`, `LI`, `LILinear`, `LSNN`, `LSNNRecurrent`, `LIFBox`, `LIFAdEx`
+       = help: the layer kinds are `Linear`, `Conv2d`, `MaxPool2d`, `AvgPool2d`, `SumPool2d`, `LPPool2d`, `Flatten`, `Scale`, `ReLU`, `LIF`, `LIFRecurrent`, `LI`, `LILinear`, `LSNN`, `LSNNRecurrent`, `LIFBox`, `LIFAdEx`
     "#);
 }
 

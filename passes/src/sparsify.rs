@@ -259,6 +259,14 @@ fn candidate(module: &Module, h: Handle<Node>) -> Option<(Handle<Node>, MatMulKi
     match module.nodes[h].op {
         Op::MatMul { input, weight, kind } => Some((input, kind, product(weight))),
         Op::MatMulGradWeight { input, kind, .. } => Some((input, kind, product(h))),
+        // The event-driven convolutions (CPU `event_conv.rs`, CUDA) handle
+        // dilation 1 and one group only: others stay as they are (dense).
+        Op::Conv2d { input, kind, dilation, groups, .. }
+        | Op::Conv2dGradWeight { input, kind, dilation, groups, .. }
+            if dilation != [1, 1] || groups != 1 =>
+        {
+            Some((input, kind, None))
+        }
         Op::Conv2d { input, weight, stride, padding, kind, .. } => {
             let k = &module.nodes[weight].ty.shape.0;
             let kernel = match (fixed(k.get(2)), fixed(k.get(3))) {
@@ -267,7 +275,7 @@ fn candidate(module: &Module, h: Handle<Node>) -> Option<(Handle<Node>, MatMulKi
             };
             Some((input, kind, conv(input, h, kernel, stride, padding)))
         }
-        Op::Conv2dGradWeight { grad, input, kernel, stride, padding, kind } => {
+        Op::Conv2dGradWeight { grad, input, kernel, stride, padding, kind, .. } => {
             Some((input, kind, conv(input, grad, kernel, stride, padding)))
         }
         _ => None,

@@ -71,6 +71,13 @@
 //! 1.9 %, the pooled first-layer spikes 0.05 %, measured in Norse), which
 //! `examples/convnet.ron` states with `input_density`.
 //!
+//! The event-driven convolution kernels (the CPU backend's
+//! `event_conv.rs`) handle dilation 1 and one channel group only, so a
+//! convolution or weight gradient with another `dilation` or `groups` is
+//! never made event-driven: the pass leaves its kind as it is (dense, as
+//! lowered), and the CPU executor runs a hand-written `spike_conv2d` with
+//! those attributes by its dense kernel (the same values).
+//!
 //! The expected density of an input (the fraction of ones) is, in order:
 //! 1. [`Sparsify::per_value`] under the name of the input value, e.g.
 //!    `lif1.z` or `encoder.z`, or of a value it passes on unchanged: the

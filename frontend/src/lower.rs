@@ -602,7 +602,11 @@ impl Lower<'_> {
                     }
                     _ => (
                         format!("{}{axis}: {} gives shape {:?}", e.detail(), cur.producer, cur.shape),
-                        Some("use a smaller kernel_size or dilation, or more padding".into()),
+                        Some(if d == [1, 1] {
+                            "use a smaller kernel_size, or more padding".into()
+                        } else {
+                            "use a smaller kernel_size or dilation, or more padding".into()
+                        }),
                     ),
                 };
                 invalid(self.file, format!("{at}: {field}"), message, help)

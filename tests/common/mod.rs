@@ -151,12 +151,15 @@ pub enum LayerSpec {
     LifAdEx(LifAdExParams),
 }
 
-/// The input shape of a network: a vector, a 2-d map or a one-channel image.
+/// The input shape of a network: a vector, a 2-d map, a one-channel image
+/// or an image of a few channels.
 fn arb_input() -> impl Strategy<Value = Vec<u32>> {
     prop_oneof![
         (1..=MAX_ELEMENTS).prop_map(|n| vec![n]),
         (1..=8u32, 1..=8u32).prop_map(|(h, w)| vec![h, w]),
         (1..=8u32, 1..=8u32).prop_map(|(h, w)| vec![1, h, w]),
+        // Several channels, for convolutions with channel groups.
+        (2..=4u32, 1..=6u32, 1..=6u32).prop_map(|(c, h, w)| vec![c, h, w]),
     ]
 }
 

@@ -132,9 +132,8 @@ impl Executable {
         let nodes = &self.module.nodes;
         let threads = crate::pool::threads() as u128;
         // `[O, C/groups, kh, kw]`: the im2col rows of all groups, C·kh·kw.
-        let volume = |shape: &Shape, groups: u32| {
-            last3(shape).iter().fold(u128::from(groups), |a, &d| a.saturating_mul(d))
-        };
+        let volume =
+            |shape: &Shape, groups: u32| last3(shape).iter().fold(u128::from(groups), |a, &d| a.saturating_mul(d));
         let (out, ckk, per_thread) = match node.op {
             Op::Conv2d { weight, groups, .. } => (&node.ty.shape, volume(&nodes[weight].ty.shape, groups), true),
             Op::Conv2dGradInput { grad, weight, groups, .. } => {

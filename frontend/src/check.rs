@@ -445,7 +445,7 @@ impl Checker {
             return;
         }
         for (field, n) in [("out_channels", Some(out_channels)), ("in_channels", in_channels)] {
-            if let Some(n) = n.filter(|n| n % groups != 0) {
+            if let Some(n) = n.filter(|n| !n.is_multiple_of(groups)) {
                 let problem = Problem::new(
                     self.place("groups"),
                     format!("{groups} does not divide {field} {n}: each group needs as many channels as the others"),

@@ -441,7 +441,7 @@ impl Lower<'_> {
                     ));
                 }
                 let g = *groups;
-                if g == 0 || shape[0] % g != 0 {
+                if g == 0 || !shape[0].is_multiple_of(g) {
                     // `check` refuses groups 0 and groups not dividing a given in_channels.
                     return Err(invalid(
                         self.file,

@@ -40,7 +40,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
-use snnc_frontend::{Encoder, ExampleInput, Layer, LowerOptions, Method, Network, ParamValue, Readout};
+use snnc_frontend::{Encoder, ExampleInput, Layer, LowerOptions, Method, Network, Pair, ParamValue, Readout};
 use snnc_ir::{Builder, Dtype, Module, Op, Shape, Type};
 use snnc_runtime::{ElemType, Tensor};
 
@@ -558,15 +558,17 @@ fn as_bool(v: &Value, what: &str) -> PResult<bool> {
 }
 
 /// A kernel size, stride or padding: an integer or a list of equal integers.
-fn as_square(v: &Value, what: &str) -> PResult<u32> {
+/// A size per spatial axis: an integer, or a list of one or two.
+fn as_pair(v: &Value, what: &str) -> PResult<Pair> {
     if let Some(list) = v.as_array() {
         let dims = list.iter().map(|d| as_u32(d, what)).collect::<PResult<Vec<_>>>()?;
-        match dims.split_first() {
-            Some((first, rest)) if rest.iter().all(|d| d == first) => Ok(*first),
-            _ => unsupported(format!("`{what}` = {v}: only square sizes are supported")),
+        match dims[..] {
+            [a] => Ok(Pair([a, a])),
+            [h, w] => Ok(Pair([h, w])),
+            _ => unsupported(format!("`{what}` = {v}: a size is one integer or two")),
         }
     } else {
-        as_u32(v, what)
+        as_u32(v, what).map(Pair::square)
     }
 }
 

@@ -219,6 +219,9 @@ fn generator_covers_every_kind() {
         "Linear",
         "Conv2d",
         "MaxPool2d",
+        "AvgPool2d",
+        "SumPool2d",
+        "LPPool2d",
         "Flatten",
         "Scale",
         "ReLU",
@@ -242,6 +245,8 @@ fn generator_covers_every_kind() {
     }
     expected
         .extend(["Conv2d stride >1", "Conv2d padding >0", "Linear bias false", "Linear bias true"].map(String::from));
+    expected.extend(["Conv2d dilation >1", "Conv2d groups >1", "Conv2d rectangular kernel"].map(String::from));
+    expected.extend(["MaxPool2d", "AvgPool2d", "SumPool2d"].map(|k| format!("{k} padding >0")));
     expected.extend((1..=4).map(|b| format!("batch {b}")));
     expected.extend(
         ["graph same-step Add", "graph recurrent Add", "graph same-step Concat", "graph recurrent Concat"]

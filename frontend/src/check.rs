@@ -16,7 +16,10 @@
 //!   only be finite;
 //! * `input_density`, where given, is in [0, 1];
 //! * sizes ≥ 1: the input's dimensions, `in`, `out`, `hidden`,
-//!   `in_channels`, `out_channels`, `kernel_size`, `stride`;
+//!   `in_channels`, `out_channels`, `kernel_size`, `stride`, `dilation`,
+//!   `groups` (dividing the channel counts), a pooling's `padding` (at most
+//!   half its kernel), `count_include_pad` (only `true`) and `norm_type`
+//!   (only 1);
 //! * at least one layer, unless there is an encoder (the network then
 //!   returns the encoder's spikes); a `Direct` encoder needs a layer other
 //!   than `Flatten` (else the output is the input itself);
@@ -337,18 +340,54 @@ impl Checker {
                 kernel_size,
                 stride,
                 padding: _,
+                dilation,
+                groups,
                 bias: _,
                 input_density,
             } => {
                 self.density("input_density", *input_density);
                 self.opt_size("in_channels", *in_channels);
                 self.size("out_channels", *out_channels);
-                self.size("kernel_size", *kernel_size);
-                self.size("stride", *stride);
+                self.pair_size("kernel_size", *kernel_size);
+                self.pair_size("stride", *stride);
+                self.pair_size("dilation", *dilation);
+                self.size("groups", *groups);
+                self.groups(*groups, *in_channels, *out_channels);
             }
-            Layer::MaxPool2d { inputs: _, recurrent_inputs: _, merge: _, name: _, kernel_size, stride } => {
-                self.size("kernel_size", *kernel_size);
-                self.opt_size("stride", *stride);
+            Layer::MaxPool2d { inputs: _, recurrent_inputs: _, merge: _, name: _, kernel_size, stride, padding }
+            | Layer::SumPool2d { inputs: _, recurrent_inputs: _, merge: _, name: _, kernel_size, stride, padding } => {
+                self.pool(*kernel_size, *stride, *padding);
+            }
+            Layer::AvgPool2d {
+                inputs: _,
+                recurrent_inputs: _,
+                merge: _,
+                name: _,
+                kernel_size,
+                stride,
+                padding,
+                count_include_pad,
+            } => {
+                self.pool(*kernel_size, *stride, *padding);
+                if !count_include_pad {
+                    let problem = Problem::new(
+                        self.place("count_include_pad"),
+                        "only `true` is supported (the padding counts in each window's divisor, torch's default)",
+                    )
+                    .with_help("leave `count_include_pad` out, or give the input already padded and use no padding");
+                    self.push(problem);
+                }
+            }
+            Layer::LPPool2d { inputs: _, recurrent_inputs: _, merge: _, name: _, norm_type, kernel_size, stride } => {
+                self.pool(*kernel_size, *stride, crate::schema::Pair::default());
+                if *norm_type != 1.0 {
+                    let problem = Problem::new(
+                        self.place("norm_type"),
+                        format!("only 1 is supported (the window's sum), found {norm_type}"),
+                    )
+                    .with_help("use `norm_type: 1`, or `SumPool2d` for a plain window sum");
+                    self.push(problem);
+                }
             }
             Layer::Flatten { inputs: _, recurrent_inputs: _, merge: _, name: _ }
             | Layer::ReLU { inputs: _, recurrent_inputs: _, merge: _, name: _ }
@@ -419,6 +458,51 @@ impl Checker {
             let problem = Problem::new(self.place(field), format!("must be a number from 0 to 1, found {value}"))
                 .with_help("the expected fraction of input spikes per neuron and step, e.g. 0.1");
             self.push(problem);
+        }
+    }
+
+    /// A kernel size, stride or dilation: 1 or more on both axes.
+    fn pair_size(&mut self, field: &str, value: crate::schema::Pair) {
+        if value.0.contains(&0) {
+            let problem = Problem::new(self.place(field), format!("must be 1 or more, found {value}"));
+            self.push(problem);
+        }
+    }
+
+    /// A pooling's kernel, stride and padding: at least 1, and a padding of
+    /// at most half the kernel on each axis (torch's rule; a window never
+    /// lies in the padding alone).
+    fn pool(&mut self, kernel: crate::schema::Pair, stride: Option<crate::schema::Pair>, padding: crate::schema::Pair) {
+        self.pair_size("kernel_size", kernel);
+        if let Some(stride) = stride {
+            self.pair_size("stride", stride);
+        }
+        if (0..2).any(|ax| padding.0[ax] > kernel.0[ax] / 2) {
+            let most = crate::schema::Pair(kernel.0.map(|k| k / 2));
+            let problem = Problem::new(
+                self.place("padding"),
+                format!("must be at most half the kernel_size {kernel}, found {padding}"),
+            )
+            .with_help(format!("use a padding of at most {most}, or a larger kernel_size"));
+            self.push(problem);
+        }
+    }
+
+    /// `groups` divides both channel counts (the input's, when given;
+    /// lowering checks it against the input's shape).
+    fn groups(&mut self, groups: u32, in_channels: Option<u32>, out_channels: u32) {
+        if groups == 0 {
+            return;
+        }
+        for (field, n) in [("out_channels", Some(out_channels)), ("in_channels", in_channels)] {
+            if let Some(n) = n.filter(|n| !n.is_multiple_of(groups)) {
+                let problem = Problem::new(
+                    self.place("groups"),
+                    format!("{groups} does not divide {field} {n}: each group needs as many channels as the others"),
+                )
+                .with_help(format!("use a groups that divides {field} {n}, e.g. 1"));
+                self.push(problem);
+            }
         }
     }
 

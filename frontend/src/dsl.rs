@@ -47,7 +47,7 @@ pub use crate::schema::{
 };
 
 use crate::check::check_network;
-use crate::schema::{FORMAT_VERSION, NeuronParam, ParamValue};
+use crate::schema::{FORMAT_VERSION, NeuronParam, Pair, ParamValue};
 
 /// Builds a [`Network`]: `Net::new(name, steps)`, then the input shape,
 /// an optional encoder, the layers and the readout.
@@ -244,28 +244,77 @@ pub struct Linear {
     input_density: Option<f64>,
 }
 
-/// `torch.nn.Conv2d`; made by [`Layer::conv2d`].
+/// `torch.nn.Conv2d`; made by [`Layer::conv2d`]. Sizes are an integer
+/// (both axes) or a pair `(h, w)` ([`Pair`]).
 #[derive(Clone, Debug, PartialEq)]
 #[must_use]
 pub struct Conv2d {
     name: Option<String>,
     in_channels: Option<u32>,
     out_channels: u32,
-    kernel_size: u32,
-    stride: u32,
-    padding: u32,
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+    groups: u32,
     bias: bool,
     input_density: Option<f64>,
 }
 
-/// `max_pool2d`; made by [`Layer::max_pool2d`].
+/// A pooling layer: `max_pool2d`, `avg_pool2d` or `sum_pool2d`; made by
+/// [`Layer::max_pool2d`], [`Layer::avg_pool2d`], [`Layer::sum_pool2d`].
 #[derive(Clone, Debug, PartialEq)]
 #[must_use]
-pub struct MaxPool2d {
+pub struct Pool2d {
+    kind: PoolKind,
     name: Option<String>,
-    kernel_size: u32,
-    stride: Option<u32>,
+    kernel_size: Pair,
+    stride: Option<Pair>,
+    padding: Pair,
 }
+
+/// Which pooling a [`Pool2d`] builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PoolKind {
+    Max,
+    Avg,
+    Sum,
+}
+
+/// torch's `LPPool2d` with norm 1 (no padding); made by
+/// [`Layer::lp_pool2d`].
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub struct LpPool2d {
+    name: Option<String>,
+    kernel_size: Pair,
+    stride: Option<Pair>,
+}
+
+impl LpPool2d {
+    /// The stride (default: the kernel size): `2` or `(2, 1)`.
+    pub fn stride(mut self, stride: impl Into<Pair>) -> Self {
+        self.stride = Some(stride.into());
+        self
+    }
+}
+
+impl From<LpPool2d> for Layer {
+    fn from(b: LpPool2d) -> Layer {
+        Layer::LPPool2d {
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Default::default(),
+            name: b.name,
+            norm_type: 1.0,
+            kernel_size: b.kernel_size,
+            stride: b.stride,
+        }
+    }
+}
+
+/// The builder of `max_pool2d` (kept under its old name).
+pub type MaxPool2d = Pool2d;
 
 /// `LIFCell`; made by [`Layer::lif`].
 #[derive(Clone, Debug, PartialEq)]
@@ -342,7 +391,7 @@ pub struct LifAdEx {
     p: LifAdExParams,
 }
 
-named!(Linear, Conv2d, MaxPool2d, Lif, LifRecurrent, Li, LiLinear, Lsnn, LsnnRecurrent, LifBox, LifAdEx);
+named!(Linear, Conv2d, Pool2d, LpPool2d, Lif, LifRecurrent, Li, LiLinear, Lsnn, LsnnRecurrent, LifBox, LifAdEx);
 input_size!(Linear, LifRecurrent, LiLinear, LsnnRecurrent);
 autapses!(LifRecurrent, LsnnRecurrent);
 input_density!(Linear, Conv2d, LifRecurrent, LiLinear, LsnnRecurrent);
@@ -386,15 +435,28 @@ impl Conv2d {
         self
     }
 
-    /// The stride (default 1).
-    pub fn stride(mut self, stride: u32) -> Self {
-        self.stride = stride;
+    /// The stride (default 1): `2` or `(2, 1)`.
+    pub fn stride(mut self, stride: impl Into<Pair>) -> Self {
+        self.stride = stride.into();
         self
     }
 
-    /// Zero padding on each side (default 0).
-    pub fn padding(mut self, padding: u32) -> Self {
-        self.padding = padding;
+    /// Zero padding on each side (default 0): `1` or `(2, 4)`.
+    pub fn padding(mut self, padding: impl Into<Pair>) -> Self {
+        self.padding = padding.into();
+        self
+    }
+
+    /// The spacing of the kernel taps (default 1): `2` or `(2, 1)`.
+    pub fn dilation(mut self, dilation: impl Into<Pair>) -> Self {
+        self.dilation = dilation.into();
+        self
+    }
+
+    /// Channel groups (default 1): it must divide both channel counts; the
+    /// weight is `[out_channels, in_channels / groups, kh, kw]`.
+    pub fn groups(mut self, groups: u32) -> Self {
+        self.groups = groups;
         self
     }
 
@@ -410,10 +472,17 @@ impl Conv2d {
     }
 }
 
-impl MaxPool2d {
-    /// The stride (default: the kernel size).
-    pub fn stride(mut self, stride: u32) -> Self {
-        self.stride = Some(stride);
+impl Pool2d {
+    /// The stride (default: the kernel size): `2` or `(2, 1)`.
+    pub fn stride(mut self, stride: impl Into<Pair>) -> Self {
+        self.stride = Some(stride.into());
+        self
+    }
+
+    /// Padding on each side (default 0, at most half the kernel): `1` or
+    /// `(1, 0)`. Max pooling never takes it; the sums count it as 0.
+    pub fn padding(mut self, padding: impl Into<Pair>) -> Self {
+        self.padding = padding.into();
         self
     }
 }
@@ -445,21 +514,52 @@ impl From<Conv2d> for Layer {
             kernel_size: b.kernel_size,
             stride: b.stride,
             padding: b.padding,
+            dilation: b.dilation,
+            groups: b.groups,
             bias: b.bias,
             input_density: b.input_density,
         }
     }
 }
 
-impl From<MaxPool2d> for Layer {
-    fn from(b: MaxPool2d) -> Layer {
-        Layer::MaxPool2d {
-            inputs: None,
-            recurrent_inputs: Vec::new(),
-            merge: Default::default(),
-            name: b.name,
-            kernel_size: b.kernel_size,
-            stride: b.stride,
+impl Pool2d {
+    fn new(kind: PoolKind, kernel_size: Pair) -> Pool2d {
+        Pool2d { kind, name: None, kernel_size, stride: None, padding: Pair::default() }
+    }
+}
+
+impl From<Pool2d> for Layer {
+    fn from(b: Pool2d) -> Layer {
+        let Pool2d { kind, name, kernel_size, stride, padding } = b;
+        match kind {
+            PoolKind::Max => Layer::MaxPool2d {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name,
+                kernel_size,
+                stride,
+                padding,
+            },
+            PoolKind::Avg => Layer::AvgPool2d {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name,
+                kernel_size,
+                stride,
+                padding,
+                count_include_pad: true,
+            },
+            PoolKind::Sum => Layer::SumPool2d {
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Default::default(),
+                name,
+                kernel_size,
+                stride,
+                padding,
+            },
         }
     }
 }
@@ -551,24 +651,46 @@ impl Layer {
     }
 
     /// `torch.nn.Conv2d(in, out_channels, kernel_size)`, stride 1, no
-    /// padding, with a bias; see [`Conv2d`].
-    pub fn conv2d(out_channels: u32, kernel_size: u32) -> Conv2d {
+    /// padding, dilation 1, one group, with a bias; `kernel_size` is `3` or
+    /// `(3, 5)`; see [`Conv2d`].
+    pub fn conv2d(out_channels: u32, kernel_size: impl Into<Pair>) -> Conv2d {
         Conv2d {
             name: None,
             in_channels: None,
             out_channels,
-            kernel_size,
-            stride: 1,
-            padding: 0,
+            kernel_size: kernel_size.into(),
+            stride: Pair::one(),
+            padding: Pair::default(),
+            dilation: Pair::one(),
+            groups: 1,
             bias: true,
             input_density: None,
         }
     }
 
-    /// `max_pool2d(kernel_size)` with the stride equal to the kernel size;
-    /// see [`MaxPool2d`].
-    pub fn max_pool2d(kernel_size: u32) -> MaxPool2d {
-        MaxPool2d { name: None, kernel_size, stride: None }
+    /// `max_pool2d(kernel_size)` with the stride equal to the kernel size,
+    /// no padding; see [`Pool2d`].
+    pub fn max_pool2d(kernel_size: impl Into<Pair>) -> Pool2d {
+        Pool2d::new(PoolKind::Max, kernel_size.into())
+    }
+
+    /// `avg_pool2d(kernel_size)` (`count_include_pad=True`) with the
+    /// stride equal to the kernel size, no padding; see [`Pool2d`].
+    pub fn avg_pool2d(kernel_size: impl Into<Pair>) -> Pool2d {
+        Pool2d::new(PoolKind::Avg, kernel_size.into())
+    }
+
+    /// NIR's `SumPool2d(kernel_size)`: window sums, the stride equal to the
+    /// kernel size, no padding; see [`Pool2d`].
+    pub fn sum_pool2d(kernel_size: impl Into<Pair>) -> Pool2d {
+        Pool2d::new(PoolKind::Sum, kernel_size.into())
+    }
+
+    /// torch's `LPPool2d(1, kernel_size)` (what Norse makes of a NIR
+    /// `SumPool2d`): window sums whose gradient is 0 where a sum is 0; the
+    /// stride equal to the kernel size. See [`Layer::LPPool2d`].
+    pub fn lp_pool2d(kernel_size: impl Into<Pair>) -> LpPool2d {
+        LpPool2d { name: None, kernel_size: kernel_size.into(), stride: None }
     }
 
     /// Reshapes each sample to one dimension.
@@ -652,6 +774,9 @@ impl Layer {
             Layer::Linear { name, .. }
             | Layer::Conv2d { name, .. }
             | Layer::MaxPool2d { name, .. }
+            | Layer::AvgPool2d { name, .. }
+            | Layer::SumPool2d { name, .. }
+            | Layer::LPPool2d { name, .. }
             | Layer::Flatten { name, .. }
             | Layer::Scale { name, .. }
             | Layer::ReLU { name, .. }

@@ -28,6 +28,8 @@ use snnc_ir::{
     StateInit, Surrogate, Type, UnaryOp,
 };
 
+use snnc_ir::typing::{ConvSizeError, conv_out_size};
+
 use crate::error::{FrontendError, Problem, layer_at};
 use crate::graph::{Graph, INPUT, Source, resolve};
 use crate::schema::{
@@ -781,7 +783,9 @@ impl Lower<'_> {
                 *s.last_mut().expect("checked by last_dim") = *out;
                 Ok(Value { node: y, shape: s, producer: String::new() })
             }
-            Layer::Conv2d { in_channels, out_channels, kernel_size, stride, padding, bias, .. } => {
+            Layer::Conv2d {
+                in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, ..
+            } => {
                 if shape.len() != 3 {
                     return Err(invalid(
                         self.file,
@@ -804,39 +808,24 @@ impl Lower<'_> {
                         Some(format!("set in_channels: {} or leave it out", shape[0])),
                     ));
                 }
-                let (k, s, p) = (*kernel_size, *stride, *padding);
-                let widest = shape[1..].iter().copied().max().unwrap_or(0);
-                if u64::from(widest) + 2 * u64::from(p) > u64::from(u32::MAX) {
-                    // Dimensions are 32-bit (`snnc_ir::typing::conv_out_size`).
+                let g = *groups;
+                if g == 0 || !shape[0].is_multiple_of(g) {
+                    // `check` refuses groups 0 and groups not dividing a given in_channels.
                     return Err(invalid(
                         self.file,
-                        format!("{at}: padding"),
-                        format!(
-                            "{p} makes the padded input {} wide ({widest} + 2 * {p}), more than 2^32 - 1",
-                            u64::from(widest) + 2 * u64::from(p)
-                        ),
-                        Some(format!("use a padding of at most {}", (u32::MAX - widest) / 2)),
+                        format!("{at}: groups"),
+                        format!("{g} does not divide the {} input channels {} gives", shape[0], cur.producer),
+                        Some("use a groups that divides both channel counts, e.g. 1".into()),
                     ));
                 }
-                for &d in &shape[1..] {
-                    if u64::from(d) + 2 * u64::from(p) < u64::from(k) {
-                        return Err(invalid(
-                            self.file,
-                            at,
-                            format!(
-                                "kernel_size {k} is larger than the padded input: {} gives shape {:?}",
-                                cur.producer, shape
-                            ),
-                            None,
-                        ));
-                    }
-                }
-                // In f64: `in_channels * k * k` may not fit in 32 bits.
-                let fan_in = f64::from(shape[0]) * f64::from(k) * f64::from(k);
+                let (k, s, p, d) = (kernel_size.0, stride.0, padding.0, dilation.0);
+                let out = self.conv_out(at, &cur, [shape[1], shape[2]], [k, s, p, d])?;
+                // In f64: `in_channels / groups * kh * kw` may not fit in 32 bits (torch's bound).
+                let fan_in = f64::from(shape[0] / g) * f64::from(k[0]) * f64::from(k[1]);
                 let bound = 1.0 / fan_in.sqrt();
                 let w = self.param(
                     format!("{name}.weight"),
-                    &[*out_channels, shape[0], k, k],
+                    &[*out_channels, shape[0] / g, k[0], k[1]],
                     true,
                     ParamInit::Uniform { bound },
                 )?;
@@ -850,41 +839,45 @@ impl Lower<'_> {
                         input: x,
                         weight: w,
                         bias: b,
-                        stride: [s, s],
-                        padding: [p, p],
+                        stride: s,
+                        padding: p,
+                        dilation: d,
+                        groups: g,
                         kind: MatMulKind::Dense,
                     },
                     format!("{name}.out"),
                 )?;
-                let out = |d: u32| {
-                    let o = (u64::from(d) + 2 * u64::from(p) - u64::from(k)) / u64::from(s) + 1;
-                    u32::try_from(o).unwrap_or(u32::MAX)
-                };
-                Ok(Value { node: y, shape: vec![*out_channels, out(shape[1]), out(shape[2])], producer: String::new() })
+                Ok(Value { node: y, shape: vec![*out_channels, out[0], out[1]], producer: String::new() })
             }
-            Layer::MaxPool2d { kernel_size, stride, .. } => {
-                let k = *kernel_size;
-                let s = stride.unwrap_or(k);
-                if shape.len() < 2 || shape[shape.len() - 2..].iter().any(|&d| d < k) {
-                    return Err(invalid(
-                        self.file,
-                        at,
-                        format!(
-                            "MaxPool2d with kernel_size {k} needs an input of at least 2 dims of size {k} or more, but {} gives shape {:?}",
-                            cur.producer, shape
-                        ),
-                        None,
-                    ));
-                }
-                let y = self.named(
-                    Op::Pool2d { op: PoolOp::Max, input: x, kernel: [k, k], stride: [s, s] },
-                    format!("{name}.out"),
-                )?;
-                let mut out = shape.clone();
-                let r = out.len();
-                for d in &mut out[r - 2..] {
-                    *d = (*d - k) / s + 1;
-                }
+            Layer::MaxPool2d { kernel_size, stride, padding, .. }
+            | Layer::AvgPool2d { kernel_size, stride, padding, .. }
+            | Layer::SumPool2d { kernel_size, stride, padding, .. } => {
+                let op = match layer {
+                    Layer::MaxPool2d { .. } => PoolOp::Max,
+                    Layer::AvgPool2d { .. } => PoolOp::Avg,
+                    _ => PoolOp::Sum,
+                };
+                let (k, s) = (kernel_size.0, stride.unwrap_or(*kernel_size).0);
+                let out = self.pool_shape(layer, at, &cur, [k, s, padding.0])?;
+                let pool = Op::Pool2d { op, input: x, kernel: k, stride: s, padding: padding.0 };
+                let y = self.named(pool, format!("{name}.out"))?;
+                Ok(Value { node: y, shape: out, producer: String::new() })
+            }
+            Layer::LPPool2d { kernel_size, stride, .. } => {
+                // torch's lp_pool2d with norm_type 1: `sign(a) relu(|a|) kh kw` with
+                // `a = avg_pool2d(x)`: the value `a kh kw`, whose derivative is 0
+                // where `a` is 0 (`sign` and `relu` have derivative 0 there) and
+                // `kh kw` elsewhere.
+                let (k, s) = (kernel_size.0, stride.unwrap_or(*kernel_size).0);
+                let out = self.pool_shape(layer, at, &cur, [k, s, [0, 0]])?;
+                let a = self.emit(Op::Pool2d { op: PoolOp::Avg, input: x, kernel: k, stride: s, padding: [0, 0] })?;
+                let zero = self.c(0.0)?;
+                let silent = self.emit(Op::Compare { op: CompareOp::Eq, lhs: a, rhs: zero })?;
+                let held = self.emit(Op::StopGradient(a))?;
+                let a = self.emit(Op::Select { cond: silent, on_true: held, on_false: a })?;
+                let count = self.c(f64::from(k[0]) * f64::from(k[1]))?;
+                let y = self.mul(a, count)?;
+                self.b.name(y, format!("{name}.out"));
                 Ok(Value { node: y, shape: out, producer: String::new() })
             }
             Layer::Flatten { .. } => {
@@ -972,6 +965,66 @@ impl Lower<'_> {
 
     /// The input size of a layer that reads the last dimension, checked
     /// against the size given in the description.
+    /// The output size `[oh, ow]` of a convolution or pooling of the
+    /// spatial dims `hw` with `[kernel, stride, padding, dilation]`, by the
+    /// IR's rule (`snnc_ir::typing::conv_out_size`); its error names the
+    /// layer's field.
+    fn conv_out(&self, at: &str, cur: &Value, hw: [u32; 2], [k, s, p, d]: [[u32; 2]; 4]) -> Res<[u32; 2]> {
+        let mut out = [0; 2];
+        // The wider axis first: its error's help (the largest padding that
+        // fits) holds for both.
+        let order = if hw[1] > hw[0] { [1, 0] } else { [0, 1] };
+        for ax in order {
+            out[ax] = conv_out_size(hw[ax], k[ax], s[ax], p[ax], d[ax]).map_err(|e| {
+                let field = if e.field() == "kernel" { "kernel_size" } else { e.field() };
+                let axis = if k[0] == k[1] && s[0] == s[1] && p[0] == p[1] && d[0] == d[1] {
+                    String::new()
+                } else {
+                    format!(" (the {} axis)", ["height", "width"][ax])
+                };
+                let (message, help) = match e {
+                    ConvSizeError::PaddingOverflow { n, .. } => {
+                        (e.detail(), Some(format!("use a padding of at most {}", (u32::MAX - n) / 2)))
+                    }
+                    _ => (
+                        format!("{}{axis}: {} gives shape {:?}", e.detail(), cur.producer, cur.shape),
+                        Some(if d == [1, 1] {
+                            "use a smaller kernel_size, or more padding".into()
+                        } else {
+                            "use a smaller kernel_size or dilation, or more padding".into()
+                        }),
+                    ),
+                };
+                invalid(self.file, format!("{at}: {field}"), message, help)
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// The output shape of a pooling layer: `[.., oh, ow]` from `[kernel,
+    /// stride, padding]`, after checking that the input has two dims to
+    /// pool.
+    fn pool_shape(&self, layer: &Layer, at: &str, cur: &Value, [k, s, p]: [[u32; 2]; 3]) -> Res<Vec<u32>> {
+        let shape = &cur.shape;
+        let r = shape.len();
+        if r < 2 {
+            return Err(invalid(
+                self.file,
+                at,
+                format!(
+                    "{} needs an input of at least 2 dims, but {} gives shape {shape:?}",
+                    layer.kind(),
+                    cur.producer
+                ),
+                Some("pool before `Flatten`, on [channels, height, width] values".into()),
+            ));
+        }
+        let out = self.conv_out(at, cur, [shape[r - 2], shape[r - 1]], [k, s, p, [1, 1]])?;
+        let mut shape = shape.clone();
+        shape[r - 2..].copy_from_slice(&out);
+        Ok(shape)
+    }
+
     fn last_dim(&self, at: &str, cur: &Value, given: Option<u32>, field: &str) -> Res<u32> {
         let Some(&n) = cur.shape.last() else {
             return Err(invalid(

@@ -42,7 +42,7 @@
 //!   weights file may set it); a number that is not trainable stays a
 //!   constant of the IR.
 //! * `Option` fields (`name`, `in`, `in_channels`, `encoder`, the stride of
-//!   `MaxPool2d`) take their value directly, `name: "lif1"`, or as
+//!   the pooling layers) take their value directly, `name: "lif1"`, or as
 //!   `Some("lif1")`; `None` is the same as leaving the field out.
 //! * Values without data are bare words, without quotes or parentheses:
 //!   `readout: MaxLogSoftmax`, `method: heavi_erfc` (Norse's names, see
@@ -51,13 +51,21 @@
 //!   (`dt: 1e-3`); `NaN` and `inf` parse but are rejected by
 //!   [`check_network`](crate::check::check_network). Sizes, `steps` and
 //!   `version` are `u32`, `seed` is `u64`.
+//! * The kernel size, stride, padding and dilation of `Conv2d` and the
+//!   pooling layers are one integer for both axes, `kernel_size: 3`, or a
+//!   pair `(height, width)`, `kernel_size: (3, 5)` ([`Pair`]).
 //! * `//` and `/* */` comments and trailing commas are allowed.
 //! * A file is UTF-8 text; a byte-order mark at its start is skipped.
 //!
 //! [`to_ron`](crate::parse::to_ron) writes every field, including the
-//! defaults, in this syntax.
+//! defaults, in this syntax (but for `dilation`, `groups` and the pooling
+//! `padding`, written only when not their defaults, and a [`Pair`] of two
+//! equal values, written as one integer).
 
 use serde::{Deserialize, Serialize};
+
+mod pair;
+pub use pair::Pair;
 
 /// The current version of the RON format.
 pub const FORMAT_VERSION: u32 = 1;
@@ -70,6 +78,15 @@ fn default_true() -> bool {
 }
 fn default_one() -> u32 {
     1
+}
+fn default_norm_type() -> f64 {
+    1.0
+}
+fn is_one(v: &u32) -> bool {
+    *v == 1
+}
+fn is_true(v: &bool) -> bool {
+    *v
 }
 fn default_f_max() -> f64 {
     100.0
@@ -647,18 +664,27 @@ pub enum Layer {
         merge: Merge,
     },
     /// `torch.nn.Conv2d` on `[C, H, W]`, weights `NAME.weight`
-    /// `[out_channels, in_channels, k, k]` and `NAME.bias`.
+    /// `[out_channels, in_channels / groups, kh, kw]` and `NAME.bias`.
+    /// `kernel_size`, `stride`, `padding` and `dilation` are an integer or
+    /// a pair `(h, w)`; with `groups` g (dividing both channel counts),
+    /// output channels `[j·O/g, (j+1)·O/g)` see only input channels
+    /// `[j·C/g, (j+1)·C/g)`. Output size per axis:
+    /// `(H + 2 padding - dilation (k - 1) - 1) / stride + 1`.
     Conv2d {
         #[serde(default)]
         name: Option<String>,
         #[serde(default)]
         in_channels: Option<u32>,
         out_channels: u32,
-        kernel_size: u32,
-        #[serde(default = "default_one")]
-        stride: u32,
+        kernel_size: Pair,
+        #[serde(default = "Pair::one")]
+        stride: Pair,
         #[serde(default)]
-        padding: u32,
+        padding: Pair,
+        #[serde(default = "Pair::one", skip_serializing_if = "Pair::is_one")]
+        dilation: Pair,
+        #[serde(default = "default_one", skip_serializing_if = "is_one")]
+        groups: u32,
         #[serde(default = "default_true")]
         bias: bool,
         /// As `Linear`'s: the expected fraction of ones in a spike input,
@@ -672,13 +698,78 @@ pub enum Layer {
         #[serde(default, skip_serializing_if = "Merge::is_add")]
         merge: Merge,
     },
-    /// `max_pool2d(kernel_size, stride)`; stride defaults to the kernel size.
+    /// `max_pool2d(kernel_size, stride, padding)` over the last two dims;
+    /// stride defaults to the kernel size; padding (at most half the
+    /// kernel, as torch requires) is never the maximum.
     MaxPool2d {
         #[serde(default)]
         name: Option<String>,
-        kernel_size: u32,
+        kernel_size: Pair,
         #[serde(default)]
-        stride: Option<u32>,
+        stride: Option<Pair>,
+        #[serde(default, skip_serializing_if = "Pair::is_zero")]
+        padding: Pair,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
+    },
+    /// `avg_pool2d(kernel_size, stride, padding)` (torch's `AvgPool2d`,
+    /// `count_include_pad=True`: each window's sum over `kh·kw`, zero
+    /// padding counted); stride defaults to the kernel size; padding at
+    /// most half the kernel. Only `count_include_pad: true` is supported.
+    /// A spike input gives a float output.
+    AvgPool2d {
+        #[serde(default)]
+        name: Option<String>,
+        kernel_size: Pair,
+        #[serde(default)]
+        stride: Option<Pair>,
+        #[serde(default, skip_serializing_if = "Pair::is_zero")]
+        padding: Pair,
+        #[serde(default = "default_true", skip_serializing_if = "is_true")]
+        count_include_pad: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
+    },
+    /// NIR's `SumPool2d`: each window's sum (zero padding); stride defaults
+    /// to the kernel size; padding at most half the kernel. A spike input
+    /// gives a float output.
+    SumPool2d {
+        #[serde(default)]
+        name: Option<String>,
+        kernel_size: Pair,
+        #[serde(default)]
+        stride: Option<Pair>,
+        #[serde(default, skip_serializing_if = "Pair::is_zero")]
+        padding: Pair,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
+    },
+    /// torch's `LPPool2d(norm_type, kernel_size, stride)` with `norm_type`
+    /// 1 (the only one supported), which Norse's `from_nir` makes of a NIR
+    /// `SumPool2d`: forward the window's sum (as `avg_pool2d · kh·kw`), but
+    /// its gradient is 0 for every element of a window whose sum is 0 (torch
+    /// differentiates `sign(a)·relu(|a|)`). Stride defaults to the kernel
+    /// size; no padding.
+    LPPool2d {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default = "default_norm_type")]
+        norm_type: f64,
+        kernel_size: Pair,
+        #[serde(default)]
+        stride: Option<Pair>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         inputs: Option<Vec<String>>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -895,6 +986,9 @@ impl Layer {
             Layer::Linear { .. } => "Linear",
             Layer::Conv2d { .. } => "Conv2d",
             Layer::MaxPool2d { .. } => "MaxPool2d",
+            Layer::AvgPool2d { .. } => "AvgPool2d",
+            Layer::SumPool2d { .. } => "SumPool2d",
+            Layer::LPPool2d { .. } => "LPPool2d",
             Layer::Flatten { .. } => "Flatten",
             Layer::Scale { .. } => "Scale",
             Layer::ReLU { .. } => "ReLU",
@@ -917,6 +1011,9 @@ impl Layer {
             Layer::Linear { name, .. }
             | Layer::Conv2d { name, .. }
             | Layer::MaxPool2d { name, .. }
+            | Layer::AvgPool2d { name, .. }
+            | Layer::SumPool2d { name, .. }
+            | Layer::LPPool2d { name, .. }
             | Layer::Flatten { name, .. }
             | Layer::Scale { name, .. }
             | Layer::ReLU { name, .. }
@@ -939,6 +1036,9 @@ impl Layer {
             Layer::Linear { inputs, recurrent_inputs, merge, .. }
             | Layer::Conv2d { inputs, recurrent_inputs, merge, .. }
             | Layer::MaxPool2d { inputs, recurrent_inputs, merge, .. }
+            | Layer::AvgPool2d { inputs, recurrent_inputs, merge, .. }
+            | Layer::SumPool2d { inputs, recurrent_inputs, merge, .. }
+            | Layer::LPPool2d { inputs, recurrent_inputs, merge, .. }
             | Layer::Flatten { inputs, recurrent_inputs, merge, .. }
             | Layer::Scale { inputs, recurrent_inputs, merge, .. }
             | Layer::ReLU { inputs, recurrent_inputs, merge, .. }
@@ -963,6 +1063,9 @@ impl Layer {
             Layer::Linear { inputs, recurrent_inputs, merge, .. }
             | Layer::Conv2d { inputs, recurrent_inputs, merge, .. }
             | Layer::MaxPool2d { inputs, recurrent_inputs, merge, .. }
+            | Layer::AvgPool2d { inputs, recurrent_inputs, merge, .. }
+            | Layer::SumPool2d { inputs, recurrent_inputs, merge, .. }
+            | Layer::LPPool2d { inputs, recurrent_inputs, merge, .. }
             | Layer::Flatten { inputs, recurrent_inputs, merge, .. }
             | Layer::Scale { inputs, recurrent_inputs, merge, .. }
             | Layer::ReLU { inputs, recurrent_inputs, merge, .. }

@@ -170,14 +170,14 @@ fn unknown_layer_kind() {
        |
     12 |         Lenear(out: 10, bias: false),
        |         ^^^^^^
-       = help: did you mean `Linear`? The layer kinds are `Linear`, `Conv2d`, `MaxPool2d`, `Flatten`, `Scale`, `ReLU`, `LIF`, `LIFRecurrent`, `LI`, `LILinear`, `LSNN`, `LSNNRecurrent`, `LIFBox`, `LIFAdEx`, `Dropout`, `Identity`
+       = help: did you mean `Linear`? The layer kinds are `Linear`, `Conv2d`, `MaxPool2d`, `AvgPool2d`, `SumPool2d`, `LPPool2d`, `Flatten`, `Scale`, `ReLU`, `LIF`, `LIFRecurrent`, `LI`, `LILinear`, `LSNN`, `LSNNRecurrent`, `LIFBox`, `LIFAdEx`, `Dropout`, `Identity`
     "#);
     insta::assert_snapshot!(parse_error(&tutorial_with("LI()", "Softmax()")), @r#"
     net.ron:13:9: error: unknown layer kind `Softmax`
        |
     13 |         Softmax(),
        |         ^^^^^^^
-       = help: the layer kinds are `Linear`, `Conv2d`, `MaxPool2d`, `Flatten`, `Scale`, `ReLU`, `LIF`, `LIFRecurrent`, `LI`, `LILinear`, `LSNN`, `LSNNRecurrent`, `LIFBox`, `LIFAdEx`, `Dropout`, `Identity`
+       = help: the layer kinds are `Linear`, `Conv2d`, `MaxPool2d`, `AvgPool2d`, `SumPool2d`, `LPPool2d`, `Flatten`, `Scale`, `ReLU`, `LIF`, `LIFRecurrent`, `LI`, `LILinear`, `LSNN`, `LSNNRecurrent`, `LIFBox`, `LIFAdEx`, `Dropout`, `Identity`
     "#);
 }
 
@@ -835,4 +835,70 @@ fn a_direct_encoder_needs_a_layer_that_computes() {
     // With a layer that reads the image it is a valid network.
     let net = parse_network(&direct.replace("Flatten()", "Flatten(), LIF()"), "net.ron").unwrap();
     check_network(&net, "net.ron").unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn conv_options_and_pools_are_checked() {
+    let text = "(version: 1, name: \"s\", steps: 1, input: [4, 8, 8], layers: [
+        Conv2d(in_channels: 4, out_channels: 6, kernel_size: (3, 0), dilation: (1, 0), groups: 4),
+        MaxPool2d(kernel_size: (3, 2), padding: (2, 1)),
+        AvgPool2d(kernel_size: 2, padding: (0, 2), count_include_pad: false),
+        SumPool2d(kernel_size: 4, stride: (1, 0), padding: 2),
+        LPPool2d(norm_type: 2, kernel_size: 2),
+    ])";
+    insta::assert_snapshot!(check_error(text), @r"
+    net.ron: error: layers[0] `conv2d0` (Conv2d): kernel_size: must be 1 or more, found (3, 0)
+    net.ron: error: layers[0] `conv2d0` (Conv2d): dilation: must be 1 or more, found (1, 0)
+    net.ron: error: layers[0] `conv2d0` (Conv2d): groups: 4 does not divide out_channels 6: each group needs as many channels as the others
+      = help: use a groups that divides out_channels 6, e.g. 1
+    net.ron: error: layers[1] `maxpool2d1` (MaxPool2d): padding: must be at most half the kernel_size (3, 2), found (2, 1)
+      = help: use a padding of at most 1, or a larger kernel_size
+    net.ron: error: layers[2] `avgpool2d2` (AvgPool2d): padding: must be at most half the kernel_size 2, found (0, 2)
+      = help: use a padding of at most 1, or a larger kernel_size
+    net.ron: error: layers[2] `avgpool2d2` (AvgPool2d): count_include_pad: only `true` is supported (the padding counts in each window's divisor, torch's default)
+      = help: leave `count_include_pad` out, or give the input already padded and use no padding
+    net.ron: error: layers[3] `sumpool2d3` (SumPool2d): stride: must be 1 or more, found (1, 0)
+    net.ron: error: layers[4] `lppool2d4` (LPPool2d): norm_type: only 1 is supported (the window's sum), found 2
+      = help: use `norm_type: 1`, or `SumPool2d` for a plain window sum
+    ");
+}
+
+#[test]
+fn a_size_is_an_integer_or_a_pair() {
+    insta::assert_snapshot!(parse_error(&tutorial_with("Flatten()", "MaxPool2d(kernel_size: (2, 2, 2)), Flatten()")), @r"
+    net.ron:10:40: error: a pair has two values (height, width), found more; expected a size: an integer such as 3, or a pair (height, width) such as (3, 5)
+       |
+    10 |         MaxPool2d(kernel_size: (2, 2, 2)), Flatten(),
+       |                                        ^
+    ");
+    insta::assert_snapshot!(parse_error(&tutorial_with("Flatten()", "MaxPool2d(kernel_size: 2.5), Flatten()")), @r"
+    net.ron:10:32: error: expected a size: an integer such as 3, or a pair (height, width) such as (3, 5) but found the floating point number `2.5` instead
+       |
+    10 |         MaxPool2d(kernel_size: 2.5), Flatten(),
+       |                                ^^^
+    ");
+}
+
+/// Lowering names the layer and the field of a size that does not fit the
+/// input, and a group count that does not divide the input's channels.
+#[test]
+fn conv_options_that_do_not_fit_the_input_name_the_field() {
+    let lower = |layers: &str| {
+        let text = format!("(version: 1, name: \"s\", steps: 1, input: [3, 6, 7], layers: [{layers}])");
+        let net = parse_network(&text, "net.ron").unwrap_or_else(|e| panic!("{e}"));
+        check_network(&net, "net.ron").unwrap_or_else(|e| panic!("{e}"));
+        snnc_frontend::lower(&net, "net.ron", &Default::default()).unwrap_err().to_string()
+    };
+    insta::assert_snapshot!(lower("Conv2d(name: \"c\", out_channels: 2, kernel_size: 3, dilation: (1, 4))"), @r"
+    net.ron: error: layers[0] `c` (Conv2d): kernel_size: 3 with dilation 4 spans 9, more than the padded input 7 (the width axis): the network input gives shape [3, 6, 7]
+      = help: use a smaller kernel_size or dilation, or more padding
+    ");
+    insta::assert_snapshot!(lower("Conv2d(name: \"c\", out_channels: 2, kernel_size: 3, groups: 2)"), @r"
+    net.ron: error: layers[0] `c` (Conv2d): groups: 2 does not divide the 3 input channels the network input gives
+      = help: use a groups that divides both channel counts, e.g. 1
+    ");
+    insta::assert_snapshot!(lower("AvgPool2d(name: \"p\", kernel_size: (7, 2))"), @r"
+    net.ron: error: layers[0] `p` (AvgPool2d): kernel_size: 7 is larger than the padded input 6 (the height axis): the network input gives shape [3, 6, 7]
+      = help: use a smaller kernel_size, or more padding
+    ");
 }

@@ -14,7 +14,7 @@
 mod common;
 
 use proptest::prelude::*;
-use snnc_frontend::{FrontendError, Layer, Network, check_network, parse_network, to_ron};
+use snnc_frontend::{FrontendError, Layer, Network, Pair, check_network, parse_network, to_ron};
 
 /// One edit of a text. Positions are taken modulo the text's length (plus
 /// one where the end is a valid position).
@@ -291,6 +291,21 @@ fn any_size() -> impl Strategy<Value = u32> {
     prop_oneof![1..8u32, prop::sample::select(vec![65535, 65536, 1 << 31, u32::MAX - 1, u32::MAX]), any::<u32>()]
 }
 
+/// A size pair of any sizes (often square).
+fn any_pair() -> impl Strategy<Value = Pair> {
+    prop_oneof![any_size().prop_map(Pair::square), (any_size(), any_size()).prop_map(|(h, w)| Pair([h, w]))]
+}
+
+fn opt_pair() -> impl Strategy<Value = Option<Pair>> {
+    proptest::option::of(any_pair())
+}
+
+/// A padding pair: small, or any.
+fn pad_pair() -> impl Strategy<Value = Pair> {
+    let p = || prop_oneof![0..4u32, any_size()];
+    (p(), p()).prop_map(|(h, w)| Pair([h, w]))
+}
+
 /// A layer with valid parameters and any sizes.
 fn sized_layer() -> impl Strategy<Value = Layer> {
     let opt = || proptest::option::of(any_size());
@@ -305,28 +320,74 @@ fn sized_layer() -> impl Strategy<Value = Layer> {
             bias,
             input_density: None
         }),
-        (opt(), any_size(), any_size(), any_size(), prop_oneof![0..4u32, any_size()], any::<bool>()).prop_map(
-            |(in_channels, out_channels, kernel_size, stride, padding, bias)| Layer::Conv2d {
-                inputs: None,
-                recurrent_inputs: Vec::new(),
-                merge: Default::default(),
-                name: None,
-                in_channels,
-                out_channels,
-                kernel_size,
-                stride,
-                padding,
-                bias,
-                input_density: None,
+        (
+            opt(),
+            any_size(),
+            any_pair(),
+            any_pair(),
+            pad_pair(),
+            any_pair(),
+            prop_oneof![1..4u32, any_size()],
+            any::<bool>()
+        )
+            .prop_map(|(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)| {
+                Layer::Conv2d {
+                    inputs: None,
+                    recurrent_inputs: Vec::new(),
+                    merge: Default::default(),
+                    name: None,
+                    in_channels,
+                    out_channels,
+                    kernel_size,
+                    stride,
+                    padding,
+                    dilation,
+                    groups,
+                    bias,
+                    input_density: None,
+                }
+            }),
+        (any_pair(), opt_pair(), pad_pair(), 0..4u8).prop_map(|(kernel_size, stride, padding, kind)| {
+            let name = None;
+            match kind {
+                0 => Layer::MaxPool2d {
+                    inputs: None,
+                    recurrent_inputs: Vec::new(),
+                    merge: Default::default(),
+                    name,
+                    kernel_size,
+                    stride,
+                    padding,
+                },
+                1 => Layer::AvgPool2d {
+                    inputs: None,
+                    recurrent_inputs: Vec::new(),
+                    merge: Default::default(),
+                    name,
+                    kernel_size,
+                    stride,
+                    padding,
+                    count_include_pad: true,
+                },
+                2 => Layer::SumPool2d {
+                    inputs: None,
+                    recurrent_inputs: Vec::new(),
+                    merge: Default::default(),
+                    name,
+                    kernel_size,
+                    stride,
+                    padding,
+                },
+                _ => Layer::LPPool2d {
+                    inputs: None,
+                    recurrent_inputs: Vec::new(),
+                    merge: Default::default(),
+                    name,
+                    norm_type: 1.0,
+                    kernel_size,
+                    stride,
+                },
             }
-        ),
-        (any_size(), opt()).prop_map(|(kernel_size, stride)| Layer::MaxPool2d {
-            inputs: None,
-            recurrent_inputs: Vec::new(),
-            merge: Default::default(),
-            name: None,
-            kernel_size,
-            stride
         }),
         Just(Layer::Flatten { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: None }),
         Just(Layer::LIF {

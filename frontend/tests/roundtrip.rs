@@ -254,3 +254,37 @@ proptest! {
         prop_assert_eq!(back, Ok(net), "{}", text);
     }
 }
+
+/// The convolution options and the pools: the DSL equals the RON text, a
+/// pair of equal values is written as one integer, and `to_ron` reads back.
+#[test]
+fn conv_options_and_pools_in_the_dsl_match_their_ron() {
+    let net = Net::new("opts", 3)
+        .input([2, 10, 12])
+        .layer(Layer::conv2d(4, (3, 5)).named("conv").stride((1, 2)).padding((2, 4)).dilation(2).groups(2))
+        .layer(Layer::max_pool2d(3).named("mp").stride(2).padding(1))
+        .layer(Layer::avg_pool2d((3, 2)).named("ap").stride(1).padding((1, 1)))
+        .layer(Layer::sum_pool2d(2).named("sp").stride(1).padding(1))
+        .layer(Layer::lp_pool2d(2).named("lp"))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = r#"(version: 1, name: "opts", steps: 3, input: [2, 10, 12],
+        layers: [
+            Conv2d(name: "conv", out_channels: 4, kernel_size: (3, 5), stride: (1, 2), padding: (2, 4),
+                   dilation: 2, groups: 2),
+            MaxPool2d(name: "mp", kernel_size: 3, stride: 2, padding: 1),
+            AvgPool2d(name: "ap", kernel_size: (3, 2), stride: 1, padding: 1, count_include_pad: true),
+            SumPool2d(name: "sp", kernel_size: [2, 2], stride: 1, padding: 1),
+            LPPool2d(name: "lp", norm_type: 1, kernel_size: 2),
+        ])"#;
+    assert_eq!(net, parse(text));
+    let written = to_ron(&net);
+    assert!(written.contains("kernel_size: (3, 5)") || written.contains("kernel_size: (3,5)"), "{written}");
+    assert!(written.contains("dilation: 2,"), "{written}");
+    assert!(written.contains("padding: 1,"), "{written}");
+    assert!(!written.contains("count_include_pad"), "defaults of new fields are left out: {written}");
+    assert_eq!(parse(&written), net);
+    // A file without the new fields writes as before: no dilation, groups or pool padding.
+    let plain = to_ron(&parse(common::CONVNET));
+    assert!(!plain.contains("dilation") && !plain.contains("groups"), "{plain}");
+}

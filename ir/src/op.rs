@@ -200,7 +200,27 @@ impl Surrogate {
 /// Pooling functions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PoolOp {
+    /// The window's maximum (padding is `-inf`, never selected); keeps the
+    /// dtype.
     Max,
+    /// torch's `avg_pool2d` with `count_include_pad=True`: the window's sum
+    /// (zero padding) divided once by `kh * kw`. Float (spikes give the
+    /// module's float).
+    Avg,
+    /// NIR's `SumPool2d`: the window's sum (zero padding). Float (spikes give
+    /// the module's float).
+    Sum,
+}
+
+impl PoolOp {
+    /// The name in mnemonics: `max`, `avg`, `sum`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolOp::Max => "max",
+            PoolOp::Avg => "avg",
+            PoolOp::Sum => "sum",
+        }
+    }
 }
 
 /// One IR operation. Operands are [`Handle<Node>`]s that appear before use
@@ -264,21 +284,31 @@ pub enum Op {
     /// the result is `[..., out]`, float. `EventDriven` needs a spike input.
     MatMul { input: Handle<Node>, weight: Handle<Node>, kind: MatMulKind },
     /// 2-d cross-correlation (torch's `Conv2d`): `input` `[..., B, C, H, W]`
-    /// (rank 4 after time), `weight` `[O, C, kh, kw]`, optional `bias` `[O]`.
-    /// Result `[..., B, O, H', W']` with `H' = (H + 2 pad - kh) / stride + 1`.
-    /// `EventDriven` (`spike_conv2d`) needs a spike input: each active
-    /// input element adds its weights to the outputs it reaches.
+    /// (rank 4 after time), `weight` `[O, C/groups, kh, kw]`, optional
+    /// `bias` `[O]`. Result `[..., B, O, H', W']` with
+    /// `H' = (H + 2 pad - dil (kh - 1) - 1) / stride + 1` per axis
+    /// ([`conv_out_size`](crate::typing::conv_out_size)). With `groups` g
+    /// (dividing C and O), output channels `[j O/g, (j+1) O/g)` see only
+    /// input channels `[j C/g, (j+1) C/g)`. `EventDriven` (`spike_conv2d`)
+    /// needs a spike input: each active input element adds its weights to
+    /// the outputs it reaches. Printed attributes `dilation` and `groups`
+    /// only when they are not `[1, 1]` and 1.
     Conv2d {
         input: Handle<Node>,
         weight: Handle<Node>,
         bias: Option<Handle<Node>>,
         stride: [u32; 2],
         padding: [u32; 2],
+        dilation: [u32; 2],
+        groups: u32,
         kind: MatMulKind,
     },
-    /// 2-d pooling over the last two dims, no padding, floor mode.
-    /// Result `[..., H', W']` with `H' = (H - k) / stride + 1`; keeps dtype.
-    Pool2d { op: PoolOp, input: Handle<Node>, kernel: [u32; 2], stride: [u32; 2] },
+    /// 2-d pooling over the last two dims, floor mode, `padding` on both
+    /// sides of each axis (at most `kernel / 2`, as torch requires).
+    /// Result `[..., H', W']` with `H' = (H + 2 pad - k) / stride + 1`; `Max`
+    /// keeps the dtype, `Avg`/`Sum` of spikes give the module's float (see
+    /// [`PoolOp`]). `padding` is printed only when not `[0, 0]`.
+    Pool2d { op: PoolOp, input: Handle<Node>, kernel: [u32; 2], stride: [u32; 2], padding: [u32; 2] },
     /// Row-major reshape of the per-sample dims. `shape` is the new shape
     /// without time; element counts must agree and a batch dimension, if
     /// any, stays the first dim.
@@ -332,18 +362,23 @@ pub enum Op {
     SumTo { arg: Handle<Node>, shape: Shape },
     /// The input gradient of `conv2d` (a transposed convolution): `grad`
     /// `[..., B, O, H', W']`, `weight` `[O, C, kh, kw]`; the result is
-    /// `[..., B, C, H, W]` with `input_size = [H, W]` (which must give
-    /// `H' = (H + 2 pad - kh) / stride + 1`). Type: float, grad's time flag.
+    /// `[..., B, C, H, W]` with `input_size = [H, W]` (which must give `H'`
+    /// as `conv2d` does with the same `stride`, `padding`, `dilation` and
+    /// `groups`; `weight` `[O, C/groups, kh, kw]`). Type: float, grad's time
+    /// flag.
     Conv2dGradInput {
         grad: Handle<Node>,
         weight: Handle<Node>,
         stride: [u32; 2],
         padding: [u32; 2],
+        dilation: [u32; 2],
+        groups: u32,
         input_size: [u32; 2],
     },
     /// The weight gradient of `conv2d`: `grad` `[..., B, O, H', W']` and the
     /// forward `input` `[..., B, C, H, W]` (same time flag) give the fixed
-    /// `[O, C, kh, kw]` tensor summed over time and batch. `EventDriven`
+    /// `[O, C/groups, kh, kw]` tensor summed over time and batch (the
+    /// attributes as `conv2d`'s). `EventDriven`
     /// (`spike_conv2d_grad_weight`) needs a spike input and visits its
     /// active elements only.
     Conv2dGradWeight {
@@ -352,16 +387,27 @@ pub enum Op {
         kernel: [u32; 2],
         stride: [u32; 2],
         padding: [u32; 2],
+        dilation: [u32; 2],
+        groups: u32,
         kind: MatMulKind,
     },
     /// The bias gradient of `conv2d`: `grad` `[..., B, O, H', W']` summed to
     /// the fixed `[O]`.
     Conv2dGradBias { grad: Handle<Node> },
-    /// The input gradient of `max_pool2d`: `grad` has the pooled shape of
-    /// `input`; each window's gradient goes to the first maximal element of
-    /// the window in row-major order (as torch's CPU kernel), overlapping
-    /// windows add. Type: `input`'s shape and time flag, float.
-    Pool2dGrad { op: PoolOp, input: Handle<Node>, grad: Handle<Node>, kernel: [u32; 2], stride: [u32; 2] },
+    /// The input gradient of `<op>_pool2d`: `grad` has the pooled shape of
+    /// `input`. `Max`: each window's gradient goes to the first maximal
+    /// element of the window in row-major order (as torch's CPU kernel);
+    /// `Avg`: `grad / (kh kw)` to every element of the window; `Sum`: `grad`
+    /// to every element of the window (padding receives nothing);
+    /// overlapping windows add. Type: `input`'s shape and time flag, float.
+    Pool2dGrad {
+        op: PoolOp,
+        input: Handle<Node>,
+        grad: Handle<Node>,
+        kernel: [u32; 2],
+        stride: [u32; 2],
+        padding: [u32; 2],
+    },
     /// The gradient of `reduce_time_<op>`: `arg` is the forward operand
     /// (`seq`), `grad` the gradient of the reduction (`arg`'s type without
     /// `seq`, float). `sum`: grad at every step; `mean`: grad / T; `last`:
@@ -500,6 +546,8 @@ impl Op {
             Op::Conv2d { kind: MatMulKind::Dense, .. } => "conv2d",
             Op::Conv2d { kind: MatMulKind::EventDriven, .. } => "spike_conv2d",
             Op::Pool2d { op: PoolOp::Max, .. } => "max_pool2d",
+            Op::Pool2d { op: PoolOp::Avg, .. } => "avg_pool2d",
+            Op::Pool2d { op: PoolOp::Sum, .. } => "sum_pool2d",
             Op::Reshape { .. } => "reshape",
             Op::ReduceTime { op, .. } => match op {
                 ReduceOp::Sum => "reduce_time_sum",
@@ -522,6 +570,8 @@ impl Op {
             Op::Conv2dGradWeight { kind: MatMulKind::EventDriven, .. } => "spike_conv2d_grad_weight",
             Op::Conv2dGradBias { .. } => "conv2d_grad_bias",
             Op::Pool2dGrad { op: PoolOp::Max, .. } => "max_pool2d_grad",
+            Op::Pool2dGrad { op: PoolOp::Avg, .. } => "avg_pool2d_grad",
+            Op::Pool2dGrad { op: PoolOp::Sum, .. } => "sum_pool2d_grad",
             Op::ReduceTimeGrad { op, .. } => match op {
                 ReduceOp::Sum => "reduce_time_sum_grad",
                 ReduceOp::Mean => "reduce_time_mean_grad",

@@ -148,6 +148,17 @@ fn write_kernel_body(out: &mut String, m: &Module, kernel: &FusedKernel) -> fmt:
     writeln!(out, "    }}")
 }
 
+/// A convolution's `dilation` and `groups`, printed only when they are not
+/// the defaults `[1, 1]` and 1 (so IR without them prints as before).
+fn conv_extras(parts: &mut Vec<String>, dilation: [u32; 2], groups: u32) {
+    if dilation != [1, 1] {
+        parts.push(format!("dilation={dilation:?}"));
+    }
+    if groups != 1 {
+        parts.push(format!("groups={groups}"));
+    }
+}
+
 fn write_operands(line: &mut String, m: &Module, op: &Op) -> fmt::Result {
     let ops: Vec<String> = op.operands().iter().map(|h| format!("%{}", h.index())).collect();
     let mut parts = Vec::new();
@@ -168,37 +179,46 @@ fn write_operands(line: &mut String, m: &Module, op: &Op) -> fmt::Result {
             parts.extend(ops);
             debug_assert!(matches!(kind, MatMulKind::Dense | MatMulKind::EventDriven));
         }
-        Op::Conv2d { stride, padding, .. } => {
+        Op::Conv2d { stride, padding, dilation, groups, .. } => {
             parts.extend(ops);
             parts.push(format!("stride={stride:?}"));
             parts.push(format!("padding={padding:?}"));
+            conv_extras(&mut parts, *dilation, *groups);
         }
-        Op::Pool2d { kernel, stride, .. } => {
+        Op::Pool2d { kernel, stride, padding, .. } => {
             parts.extend(ops);
             parts.push(format!("kernel={kernel:?}"));
             parts.push(format!("stride={stride:?}"));
+            if *padding != [0, 0] {
+                parts.push(format!("padding={padding:?}"));
+            }
         }
         Op::Uniform { seed, .. } => parts.push(format!("seed={seed}")),
         Op::SumTo { shape, .. } => {
             parts.extend(ops);
             parts.push(format!("shape={shape}"));
         }
-        Op::Conv2dGradInput { stride, padding, input_size, .. } => {
+        Op::Conv2dGradInput { stride, padding, dilation, groups, input_size, .. } => {
             parts.extend(ops);
             parts.push(format!("stride={stride:?}"));
             parts.push(format!("padding={padding:?}"));
+            conv_extras(&mut parts, *dilation, *groups);
             parts.push(format!("input_size={input_size:?}"));
         }
-        Op::Conv2dGradWeight { kernel, stride, padding, .. } => {
+        Op::Conv2dGradWeight { kernel, stride, padding, dilation, groups, .. } => {
             parts.extend(ops);
             parts.push(format!("kernel={kernel:?}"));
             parts.push(format!("stride={stride:?}"));
             parts.push(format!("padding={padding:?}"));
+            conv_extras(&mut parts, *dilation, *groups);
         }
-        Op::Pool2dGrad { kernel, stride, .. } => {
+        Op::Pool2dGrad { kernel, stride, padding, .. } => {
             parts.extend(ops);
             parts.push(format!("kernel={kernel:?}"));
             parts.push(format!("stride={stride:?}"));
+            if *padding != [0, 0] {
+                parts.push(format!("padding={padding:?}"));
+            }
         }
         Op::Fused(kernel) => {
             // `fused lif1(%3, %5)`: the kernel's name, then its inputs.

@@ -4,7 +4,7 @@
 //! that first.
 
 use crate::module::Module;
-use crate::op::{BinaryOp, CompareOp, FusedKernel, KernelInst, MatMulKind, Op, ReduceOp, UnaryOp};
+use crate::op::{BinaryOp, CompareOp, FusedKernel, KernelInst, MatMulKind, Op, PoolOp, ReduceOp, UnaryOp};
 use crate::types::{Dim, Dtype, Shape, Type};
 
 /// Computes the type an op produces, or explains why its operands don't fit.
@@ -107,7 +107,7 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
             *shape.0.last_mut().expect("rank checked above") = w.shape.0[0];
             Ok(Type { dtype: w.dtype, seq: x.seq, shape })
         }
-        Op::Conv2d { input, weight, bias, stride, padding, kind } => {
+        Op::Conv2d { input, weight, bias, stride, padding, dilation, groups, kind } => {
             let (x, w) = (ty(input), ty(weight));
             if x.shape.rank() != 4 {
                 return Err(format!("`conv2d` input must be [B, C, H, W], got {x}"));
@@ -116,13 +116,18 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
                 return Err(format!("`spike_conv2d` needs a spike input, got {x}"));
             }
             if w.seq || w.shape.rank() != 4 || w.shape.has_batch() {
-                return Err(format!("`conv2d` weight must be a fixed [O, C, kh, kw] tensor, got {w}"));
+                return Err(format!("`conv2d` weight must be a fixed [O, C/groups, kh, kw] tensor, got {w}"));
             }
             if x.dtype != Dtype::Spike && x.dtype != w.dtype {
                 return Err(format!("`conv2d` mixes {} and {}", x.dtype, w.dtype));
             }
-            if x.shape.0[1] != w.shape.0[1] {
-                return Err(format!("`conv2d` input {x} has other channels than weight {w}"));
+            check_groups("conv2d", groups, x.shape.0[1], w.shape.0[0])?;
+            if Some(x.shape.0[1]) != mul_dim(w.shape.0[1], groups) {
+                return Err(if groups == 1 {
+                    format!("`conv2d` input {x} has other channels than weight {w}")
+                } else {
+                    format!("`conv2d` input {x} has other channels than weight {w} with {groups} groups")
+                });
             }
             if let Some(b) = bias {
                 let b = ty(b);
@@ -138,31 +143,45 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
                 let (Dim::Fixed(n), Dim::Fixed(k)) = (x.shape.0[2 + ax], w.shape.0[2 + ax]) else {
                     return Err(format!("`conv2d` spatial dims must be fixed, got {x}"));
                 };
-                let o = conv_out_size(n, k, stride[ax], padding[ax]).map_err(|m| format!("`conv2d` {m}"))?;
+                let o =
+                    conv_out_size(n, k, stride[ax], padding[ax], dilation[ax]).map_err(|m| format!("`conv2d` {m}"))?;
                 out.push(Dim::Fixed(o));
             }
             Ok(Type { dtype: w.dtype, seq: x.seq, shape: Shape(out) })
         }
-        Op::Pool2d { input, kernel, stride, .. } => {
+        Op::Pool2d { op, input, kernel, stride, padding } => {
             let x = ty(input);
+            let name = pool_name(op);
             let r = x.shape.rank();
             if r < 2 {
-                return Err(format!("`max_pool2d` needs at least 2 dims, got {x}"));
+                return Err(format!("`{name}` needs at least 2 dims, got {x}"));
             }
             if stride.contains(&0) || kernel.contains(&0) {
-                return Err("`max_pool2d` kernel and stride must be at least 1".into());
+                return Err(format!("`{name}` kernel and stride must be at least 1"));
+            }
+            for ax in 0..2 {
+                if padding[ax] > kernel[ax] / 2 {
+                    return Err(format!(
+                        "`{name}` padding {} is more than half the kernel {}",
+                        padding[ax], kernel[ax]
+                    ));
+                }
             }
             let mut shape = x.shape.clone();
             for ax in 0..2 {
                 let Dim::Fixed(n) = x.shape.0[r - 2 + ax] else {
-                    return Err(format!("`max_pool2d` spatial dims must be fixed, got {x}"));
+                    return Err(format!("`{name}` spatial dims must be fixed, got {x}"));
                 };
-                if n < kernel[ax] {
-                    return Err(format!("`max_pool2d` kernel {} is larger than the input {n}", kernel[ax]));
-                }
-                shape.0[r - 2 + ax] = Dim::Fixed((n - kernel[ax]) / stride[ax] + 1);
+                let o =
+                    conv_out_size(n, kernel[ax], stride[ax], padding[ax], 1).map_err(|m| format!("`{name}` {m}"))?;
+                shape.0[r - 2 + ax] = Dim::Fixed(o);
             }
-            Ok(Type { shape, ..x.clone() })
+            let dtype = match op {
+                PoolOp::Max => x.dtype,
+                PoolOp::Avg | PoolOp::Sum if x.dtype == Dtype::Spike => module.float,
+                PoolOp::Avg | PoolOp::Sum => x.dtype,
+            };
+            Ok(Type { shape, dtype, seq: x.seq })
         }
         Op::Reshape { arg, ref shape } => {
             let x = ty(arg);
@@ -252,22 +271,29 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
             let dtype = if x.dtype == Dtype::Spike { module.float } else { x.dtype };
             Ok(Type::new(dtype, shape.clone()))
         }
-        Op::Conv2dGradInput { grad, weight, stride, padding, input_size } => {
+        Op::Conv2dGradInput { grad, weight, stride, padding, dilation, groups, input_size } => {
             let (g, w) = (ty(grad), ty(weight));
             if g.shape.rank() != 4 || !g.dtype.is_float() {
                 return Err(format!("`conv2d_grad_input` gradient must be float [B, O, H', W'], got {g}"));
             }
             if w.seq || w.shape.rank() != 4 || w.shape.has_batch() || w.dtype != g.dtype {
-                return Err(format!("`conv2d_grad_input` weight must be a fixed {} [O, C, kh, kw], got {w}", g.dtype));
+                return Err(format!(
+                    "`conv2d_grad_input` weight must be a fixed {} [O, C/groups, kh, kw], got {w}",
+                    g.dtype
+                ));
             }
             if g.shape.0[1] != w.shape.0[0] {
                 return Err(format!("`conv2d_grad_input` gradient {g} has other channels than weight {w}"));
             }
-            conv_check("conv2d_grad_input", &g.shape, &w.shape.0[2..], stride, padding, input_size)?;
-            let shape = Shape(vec![g.shape.0[0], w.shape.0[1], Dim::Fixed(input_size[0]), Dim::Fixed(input_size[1])]);
+            let c = mul_dim(w.shape.0[1], groups)
+                .ok_or_else(|| format!("`conv2d_grad_input` weight {w} with {groups} groups has too many channels"))?;
+            check_groups("conv2d_grad_input", groups, c, w.shape.0[0])?;
+            let geom = ConvGeom { stride, padding, dilation };
+            conv_check("conv2d_grad_input", &g.shape, &w.shape.0[2..], geom, input_size)?;
+            let shape = Shape(vec![g.shape.0[0], c, Dim::Fixed(input_size[0]), Dim::Fixed(input_size[1])]);
             Ok(Type { dtype: g.dtype, seq: g.seq, shape })
         }
-        Op::Conv2dGradWeight { grad, input, kernel, stride, padding, kind } => {
+        Op::Conv2dGradWeight { grad, input, kernel, stride, padding, dilation, groups, kind } => {
             let (g, x) = (ty(grad), ty(input));
             if kind == MatMulKind::EventDriven && x.dtype != Dtype::Spike {
                 return Err(format!("`spike_conv2d_grad_weight` needs a spike input, got {x}"));
@@ -285,8 +311,12 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
                 return Err(format!("`conv2d_grad_weight` spatial dims must be fixed, got {x}"));
             };
             let k = [Dim::Fixed(kernel[0]), Dim::Fixed(kernel[1])];
-            conv_check("conv2d_grad_weight", &g.shape, &k, stride, padding, [h, w])?;
-            Ok(Type::new(g.dtype, Shape(vec![g.shape.0[1], x.shape.0[1], k[0], k[1]])))
+            check_groups("conv2d_grad_weight", groups, x.shape.0[1], g.shape.0[1])?;
+            conv_check("conv2d_grad_weight", &g.shape, &k, ConvGeom { stride, padding, dilation }, [h, w])?;
+            let Dim::Fixed(c) = x.shape.0[1] else {
+                return Err(format!("`conv2d_grad_weight` channels must be fixed, got {x}"));
+            };
+            Ok(Type::new(g.dtype, Shape(vec![g.shape.0[1], Dim::Fixed(c / groups), k[0], k[1]])))
         }
         Op::Conv2dGradBias { grad } => {
             let g = ty(grad);
@@ -295,12 +325,14 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
             }
             Ok(Type::new(g.dtype, Shape(vec![g.shape.0[1]])))
         }
-        Op::Pool2dGrad { op, input, grad, kernel, stride } => {
+        Op::Pool2dGrad { op, input, grad, kernel, stride, padding } => {
             let (x, g) = (ty(input), ty(grad));
-            let pooled = result_type(module, &Op::Pool2d { op, input, kernel, stride })?;
+            let pooled = result_type(module, &Op::Pool2d { op, input, kernel, stride, padding })?;
             if !g.dtype.is_float() || g.seq != pooled.seq || g.shape != pooled.shape {
                 return Err(format!(
-                    "`max_pool2d_grad` gradient must be float with the pooled shape {pooled}, got {g}"
+                    "`{}_grad` gradient must be float with the pooled shape {}, got {g}",
+                    pool_name(op),
+                    pooled.shape
                 ));
             }
             Ok(x.with_dtype(g.dtype))
@@ -398,16 +430,18 @@ fn concat_type(module: &Module, args: &[crate::Handle<crate::Node>]) -> Result<T
     Ok(Type { shape, ..a.clone() })
 }
 
-/// Checks that a convolution with `kernel`, `stride` and `padding` maps an
-/// input of `input_size` to the spatial dims of `grad` (`[.., O, H', W']`).
-fn conv_check(
-    what: &str,
-    grad: &Shape,
-    kernel: &[Dim],
+/// A convolution's per-axis attributes.
+#[derive(Clone, Copy)]
+struct ConvGeom {
     stride: [u32; 2],
     padding: [u32; 2],
-    input_size: [u32; 2],
-) -> Result<(), String> {
+    dilation: [u32; 2],
+}
+
+/// Checks that a convolution with `kernel` and `geom` maps an input of
+/// `input_size` to the spatial dims of `grad` (`[.., O, H', W']`).
+fn conv_check(what: &str, grad: &Shape, kernel: &[Dim], geom: ConvGeom, input_size: [u32; 2]) -> Result<(), String> {
+    let ConvGeom { stride, padding, dilation } = geom;
     if stride.contains(&0) {
         return Err(format!("`{what}` stride must be at least 1"));
     }
@@ -415,36 +449,133 @@ fn conv_check(
         let Dim::Fixed(k) = kernel[ax] else {
             return Err(format!("`{what}` kernel dims must be fixed"));
         };
-        let o = conv_out_size(input_size[ax], k, stride[ax], padding[ax]).map_err(|m| format!("`{what}` {m}"))?;
+        let o = conv_out_size(input_size[ax], k, stride[ax], padding[ax], dilation[ax])
+            .map_err(|m| format!("`{what}` {m}"))?;
         if grad.0[2 + ax] != Dim::Fixed(o) {
             return Err(format!(
-                "`{what}`: an input of {:?} with kernel {k}, stride {} and padding {} does not give {grad}",
-                input_size, stride[ax], padding[ax]
+                "`{what}`: an input of {:?} with kernel {k}, stride {}, padding {} and dilation {} does not give {grad}",
+                input_size, stride[ax], padding[ax], dilation[ax]
             ));
         }
     }
     Ok(())
 }
 
-/// The output size of a convolution along one axis, `(n + 2 padding - k) /
-/// stride + 1`, computed without overflow. The padded input `n + 2 padding`
-/// must fit in 32 bits, as every dimension does; the error says why not
-/// (it reads after the op's name).
-pub fn conv_out_size(n: u32, k: u32, stride: u32, padding: u32) -> Result<u32, String> {
+/// Checks `groups`: at least 1, dividing the input channels `c` and the
+/// output channels `o`.
+fn check_groups(what: &str, groups: u32, c: Dim, o: Dim) -> Result<(), String> {
+    if groups == 0 {
+        return Err(format!("`{what}` groups must be at least 1"));
+    }
+    for (d, name) in [(c, "input"), (o, "output")] {
+        match d {
+            Dim::Fixed(n) if n % groups == 0 => {}
+            Dim::Fixed(n) => {
+                return Err(format!("`{what}` groups {groups} does not divide the {n} {name} channels"));
+            }
+            Dim::Batch => return Err(format!("`{what}` {name} channels must be fixed")),
+        }
+    }
+    Ok(())
+}
+
+/// `d * groups`, when it is a fixed dimension that fits in 32 bits.
+fn mul_dim(d: Dim, groups: u32) -> Option<Dim> {
+    match d {
+        Dim::Fixed(n) => n.checked_mul(groups).map(Dim::Fixed),
+        Dim::Batch => None,
+    }
+}
+
+/// The mnemonic of a pooling op.
+fn pool_name(op: PoolOp) -> &'static str {
+    match op {
+        PoolOp::Max => "max_pool2d",
+        PoolOp::Avg => "avg_pool2d",
+        PoolOp::Sum => "sum_pool2d",
+    }
+}
+
+/// Why [`conv_out_size`] has no answer. Its `Display` reads after the
+/// op's name (``"`conv2d` padding 7 makes ..."``); [`field`](Self::field)
+/// and [`detail`](Self::detail) let a frontend name its own field instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConvSizeError {
+    /// A stride of 0.
+    ZeroStride,
+    /// A dilation of 0.
+    ZeroDilation,
+    /// A kernel of size 0.
+    ZeroKernel,
+    /// `n + 2 padding` does not fit in 32 bits.
+    PaddingOverflow { n: u32, padding: u32, padded: u64 },
+    /// The dilated kernel `dilation (k - 1) + 1` spans more than the padded
+    /// input.
+    KernelTooLarge { k: u32, dilation: u32, span: u64, padded: u64 },
+}
+
+impl ConvSizeError {
+    /// The attribute at fault: `stride`, `dilation`, `padding` or `kernel`.
+    pub fn field(&self) -> &'static str {
+        match self {
+            ConvSizeError::ZeroStride => "stride",
+            ConvSizeError::ZeroDilation => "dilation",
+            ConvSizeError::ZeroKernel | ConvSizeError::KernelTooLarge { .. } => "kernel",
+            ConvSizeError::PaddingOverflow { .. } => "padding",
+        }
+    }
+
+    /// The message without the attribute's name in front.
+    pub fn detail(&self) -> String {
+        match *self {
+            ConvSizeError::ZeroStride | ConvSizeError::ZeroDilation | ConvSizeError::ZeroKernel => {
+                "must be at least 1".into()
+            }
+            ConvSizeError::PaddingOverflow { n, padding, padded } => {
+                format!("{padding} makes the padded input {padded} wide ({n} + 2 * {padding}), more than 2^32 - 1")
+            }
+            ConvSizeError::KernelTooLarge { k, dilation: 1, padded, .. } => {
+                format!("{k} is larger than the padded input {padded}")
+            }
+            ConvSizeError::KernelTooLarge { k, dilation, span, padded } => {
+                format!("{k} with dilation {dilation} spans {span}, more than the padded input {padded}")
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ConvSizeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.field(), self.detail())
+    }
+}
+
+/// The output size of a convolution along one axis,
+/// `(n + 2 padding - dilation (k - 1) - 1) / stride + 1`, computed without
+/// overflow (torch's formula; pooling uses `dilation` 1). The padded input
+/// `n + 2 padding` must fit in 32 bits, as every dimension does; kernel,
+/// stride and dilation must be at least 1. (The result is then at most
+/// `n + 2 padding`, so it fits too.)
+pub fn conv_out_size(n: u32, k: u32, stride: u32, padding: u32, dilation: u32) -> Result<u32, ConvSizeError> {
     if stride == 0 {
-        return Err("stride must be at least 1".into());
+        return Err(ConvSizeError::ZeroStride);
+    }
+    if dilation == 0 {
+        return Err(ConvSizeError::ZeroDilation);
+    }
+    if k == 0 {
+        return Err(ConvSizeError::ZeroKernel);
     }
     let padded = u64::from(n) + 2 * u64::from(padding);
     if padded > u64::from(u32::MAX) {
-        return Err(format!(
-            "padding {padding} makes the padded input {padded} wide ({n} + 2 * {padding}), more than 2^32 - 1"
-        ));
+        return Err(ConvSizeError::PaddingOverflow { n, padding, padded });
     }
-    if padded < u64::from(k) {
-        return Err(format!("kernel {k} is larger than the padded input {padded}"));
+    let span = u64::from(dilation) * (u64::from(k) - 1) + 1;
+    if padded < span {
+        return Err(ConvSizeError::KernelTooLarge { k, dilation, span, padded });
     }
-    let out = (padded - u64::from(k)) / u64::from(stride) + 1;
-    u32::try_from(out).map_err(|_| format!("output size {out} is more than 2^32 - 1"))
+    let out = (padded - span) / u64::from(stride) + 1;
+    Ok(u32::try_from(out).expect("at most the padded input, which fits in 32 bits"))
 }
 
 /// The dtype rule of `Unary`: floats keep their dtype; `relu`, `neg` and
@@ -653,18 +784,31 @@ mod tests {
 
     #[test]
     fn conv_out_size_is_checked() {
-        assert_eq!(conv_out_size(28, 5, 1, 0), Ok(24));
-        assert_eq!(conv_out_size(12, 3, 2, 1), Ok(6));
-        assert_eq!(conv_out_size(u32::MAX, 1, 1, 0), Ok(u32::MAX));
-        assert_eq!(conv_out_size(u32::MAX - 2, 1, 1, 1), Ok(u32::MAX));
-        // A zero kernel (only reachable through hand-made IR) would give 2^32.
-        assert!(conv_out_size(u32::MAX, 0, 1, 0).unwrap_err().contains("output size 4294967296"));
-        let e = conv_out_size(5, 3, 1, u32::MAX).unwrap_err();
+        assert_eq!(conv_out_size(28, 5, 1, 0, 1), Ok(24));
+        assert_eq!(conv_out_size(12, 3, 2, 1, 1), Ok(6));
+        assert_eq!(conv_out_size(u32::MAX, 1, 1, 0, 1), Ok(u32::MAX));
+        assert_eq!(conv_out_size(u32::MAX - 2, 1, 1, 1, 1), Ok(u32::MAX));
+        // torch: floor((H + 2p - d(k-1) - 1)/s) + 1.
+        assert_eq!(conv_out_size(10, 3, 1, 2, 2), Ok(10));
+        assert_eq!(conv_out_size(9, 5, 2, 4, 3), Ok(3));
+        assert_eq!(conv_out_size(u32::MAX, 2, 1, 0, u32::MAX - 1), Ok(1));
+        // The largest span: no overflow in 64 bits.
+        let e = conv_out_size(5, u32::MAX, 1, 0, u32::MAX).unwrap_err().to_string();
+        assert!(e.contains("kernel 4294967295 with dilation 4294967295 spans 18446744060824649731"), "{e}");
+        // A zero kernel, stride or dilation (only reachable through hand-made IR).
+        assert!(conv_out_size(u32::MAX, 0, 1, 0, 1).unwrap_err().to_string().contains("kernel must be at least 1"));
+        assert!(conv_out_size(7, 3, 1, 0, 0).unwrap_err().to_string().contains("dilation must be at least 1"));
+        let e = conv_out_size(5, 3, 1, u32::MAX, 1).unwrap_err().to_string();
         assert!(e.contains("padding 4294967295 makes the padded input 8589934595 wide"), "{e}");
         assert!(e.contains("(5 + 2 * 4294967295), more than 2^32 - 1"), "{e}");
-        assert!(conv_out_size(u32::MAX - 1, 1, 1, 1).is_err());
-        assert!(conv_out_size(2, 5, 1, 1).unwrap_err().contains("kernel 5 is larger than the padded input 4"));
-        assert!(conv_out_size(2, 1, 0, 0).is_err());
+        assert!(conv_out_size(u32::MAX - 1, 1, 1, 1, 1).is_err());
+        assert!(
+            conv_out_size(2, 5, 1, 1, 1)
+                .unwrap_err()
+                .to_string()
+                .contains("kernel 5 is larger than the padded input 4")
+        );
+        assert!(conv_out_size(2, 1, 0, 0, 1).is_err());
     }
 
     /// A module with a conv input `[B, 1, n, n]` and a weight `[1, 1, k, k]`
@@ -694,6 +838,8 @@ mod tests {
             bias: None,
             stride: [stride, stride],
             padding: [padding, padding],
+            dilation: [1, 1],
+            groups: 1,
             kind: MatMulKind::Dense,
         };
         let e = b.emit(conv(u32::MAX, 1)).unwrap_err().to_string();
@@ -703,7 +849,15 @@ mod tests {
         assert_eq!(b.ty(ok).shape, Shape::batched(&[1, 1, 1]));
         let grad = b.emit(conv(1, 1)).unwrap();
         let e = b
-            .emit(Op::Conv2dGradInput { grad, weight: w, stride: [1, 1], padding: [u32::MAX, 1], input_size: [5, 5] })
+            .emit(Op::Conv2dGradInput {
+                grad,
+                weight: w,
+                stride: [1, 1],
+                padding: [u32::MAX, 1],
+                dilation: [1, 1],
+                groups: 1,
+                input_size: [5, 5],
+            })
             .unwrap_err()
             .to_string();
         assert!(e.contains("`conv2d_grad_input` padding 4294967295"), "{e}");
@@ -714,6 +868,8 @@ mod tests {
                 kernel: [3, 3],
                 stride: [1, 1],
                 padding: [1, u32::MAX - 1],
+                dilation: [1, 1],
+                groups: 1,
                 kind: MatMulKind::Dense,
             })
             .unwrap_err()

@@ -71,6 +71,13 @@
 //! 1.9 %, the pooled first-layer spikes 0.05 %, measured in Norse), which
 //! `examples/convnet.ron` states with `input_density`.
 //!
+//! The event-driven convolution kernels (the CPU backend's
+//! `event_conv.rs`) handle dilation 1 and one channel group only, so a
+//! convolution or weight gradient with another `dilation` or `groups` is
+//! never made event-driven: the pass leaves its kind as it is (dense, as
+//! lowered), and the CPU executor runs a hand-written `spike_conv2d` with
+//! those attributes by its dense kernel (the same values).
+//!
 //! The expected density of an input (the fraction of ones) is, in order:
 //! 1. [`Sparsify::per_value`] under the name of the input value, e.g.
 //!    `lif1.z` or `encoder.z`, or of a value it passes on unchanged: the
@@ -263,6 +270,14 @@ fn candidate(module: &Module, h: Handle<Node>) -> Option<(Handle<Node>, MatMulKi
     match module.nodes[h].op {
         Op::MatMul { input, weight, kind } => Some((input, kind, product(weight))),
         Op::MatMulGradWeight { input, kind, .. } => Some((input, kind, product(h))),
+        // The event-driven convolutions (CPU `event_conv.rs`, CUDA) handle
+        // dilation 1 and one group only: others stay as they are (dense).
+        Op::Conv2d { input, kind, dilation, groups, .. }
+        | Op::Conv2dGradWeight { input, kind, dilation, groups, .. }
+            if dilation != [1, 1] || groups != 1 =>
+        {
+            Some((input, kind, None))
+        }
         Op::Conv2d { input, weight, stride, padding, kind, .. } => {
             let k = &module.nodes[weight].ty.shape.0;
             let kernel = match (fixed(k.get(2)), fixed(k.get(3))) {
@@ -271,7 +286,7 @@ fn candidate(module: &Module, h: Handle<Node>) -> Option<(Handle<Node>, MatMulKi
             };
             Some((input, kind, conv(input, h, kernel, stride, padding)))
         }
-        Op::Conv2dGradWeight { grad, input, kernel, stride, padding, kind } => {
+        Op::Conv2dGradWeight { grad, input, kernel, stride, padding, kind, .. } => {
             Some((input, kind, conv(input, grad, kernel, stride, padding)))
         }
         _ => None,

@@ -27,7 +27,7 @@
 //!    each read to the write, so that a state's reads and write stay in one
 //!    loop). Nodes in a strongly connected component with a state stay per
 //!    step: they depend on their own past.
-//! 3. *What pays:* every other `matmul`, `conv2d` and `max_pool2d` is
+//! 3. *What pays:* every other `matmul`, `conv2d` and pooling is
 //!    batched, together with all its non-recurrent ancestors in the loop (an
 //!    encoder without feedback, a `reshape`, the `step` of the input, which
 //!    simply becomes the input sequence) and every non-recurrent node whose
@@ -682,7 +682,8 @@ impl<'a> Rebuild<'a> {
                 format!("conv2d {}∗{}", util::rows_shape(m, input, 3), m.nodes[weight].ty.shape)
             }
             Op::Pool2d { input, kernel, .. } => {
-                format!("max_pool2d {} kernel {}×{}", util::rows_shape(m, input, 3), kernel[0], kernel[1])
+                let op = m.nodes[h].op.mnemonic();
+                format!("{op} {} kernel {}×{}", util::rows_shape(m, input, 3), kernel[0], kernel[1])
             }
             ref op => op.mnemonic().to_string(),
         };

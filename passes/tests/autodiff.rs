@@ -174,3 +174,51 @@ fn convolutions_and_pooling_match_finite_differences() {
         true,
     );
 }
+
+#[test]
+fn convolution_options_and_padded_pools_match_finite_differences() {
+    // Dilation, channel groups, a rectangular kernel and per-axis stride and
+    // padding; then max, average and sum pooling with padding. (An `LPPool2d`
+    // of smooth values is the sum pool's value with its gradient where no
+    // window sum is 0.)
+    check_fd(
+        r#"(version: 1, name: "conv_options", steps: 2, input: [2, 9, 8],
+            layers: [Conv2d(name: "c1", out_channels: 4, kernel_size: (3, 2), stride: (1, 2), padding: (2, 1),
+                            dilation: (2, 1), groups: 2),
+                     MaxPool2d(name: "p1", kernel_size: 3, stride: 2, padding: 1),
+                     AvgPool2d(name: "p2", kernel_size: (2, 3), stride: 1, padding: (1, 1)),
+                     SumPool2d(name: "p3", kernel_size: 2, padding: 1),
+                     LPPool2d(name: "p4", norm_type: 1, kernel_size: (1, 2), stride: 1),
+                     Flatten(name: "f"), Linear(name: "fc", out: 2), LI(name: "out")], readout: SpikeCount)"#,
+        true,
+    );
+}
+
+/// torch's `LPPool2d(1, k)` backward: `(sign(a) relu(|a|)) kh kw` with
+/// `a = avg_pool2d(h)` has derivative 0 wherever a window's sum is 0, and
+/// `kh kw · 1/(kh kw) = 1` for every element of any other window.
+#[test]
+fn lp_pool_passes_no_gradient_through_a_window_whose_sum_is_zero() {
+    let net = snnc_frontend::parse_network(
+        r#"(version: 1, name: "lp", steps: 1, input: [1, 2, 4],
+            layers: [LPPool2d(name: "p", kernel_size: 2)], readout: Sequence)"#,
+        "lp.ron",
+    )
+    .unwrap();
+    let fwd = prepared(&net, Dtype::F64);
+    let (bwd, _) = with_grads(&fwd, &["x"]);
+    // Window 0 sums to 0 (1 - 1 + 2 - 2), window 1 to 4.
+    let x = vec![1.0, -1.0, 1.0, 1.0, 2.0, -2.0, 1.0, 1.0];
+    let mut inputs = BTreeMap::new();
+    inputs.insert("x".to_string(), Tensor::new(vec![1, 1, 1, 2, 4], snnc_runtime::ElemType::F64, x).unwrap());
+    let out = &fwd.outputs[0].name;
+    inputs.insert(
+        snnc_passes::autodiff::seed_input_name(out),
+        Tensor::new(vec![1, 1, 1, 1, 2], snnc_runtime::ElemType::F64, vec![3.0, 5.0]).unwrap(),
+    );
+    let info = snnc_ir::validate(&bwd).expect("valid");
+    let r = snnc_interp::run(&bwd, &info, &Weights::new(), &inputs, &RunOptions::default()).unwrap();
+    assert_eq!(r.outputs[out].data, vec![0.0, 4.0]);
+    let gx = &r.outputs[&snnc_passes::autodiff::grad_output_name("x")];
+    assert_eq!(gx.data, vec![0.0, 0.0, 5.0, 5.0, 0.0, 0.0, 5.0, 5.0]);
+}

@@ -4,10 +4,10 @@
 
 use serde_json::{Map, Value};
 use snnc_frontend::{
-    Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Merge, NeuronParam, ResetMethod,
+    Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Merge, NeuronParam, Pair, ResetMethod,
 };
 
-use super::{NOT_PARAMS, PResult, as_bool, as_f64, as_obj, as_pv, as_square, as_str, as_u32, bad, method, unsupported};
+use super::{NOT_PARAMS, PResult, as_bool, as_f64, as_obj, as_pair, as_pv, as_str, as_u32, bad, method, unsupported};
 
 pub(super) fn unknown_param<T>(model: &str, key: &str) -> PResult<T> {
     unsupported(format!("{model} parameter `{key}` is not supported"))
@@ -172,28 +172,45 @@ pub(super) fn layer_from(obj: &Map<String, Value>, index: usize) -> PResult<(Lay
             name,
             in_channels: opt_u32(obj, &["in_channels"], &what)?,
             out_channels: as_u32(req_field(obj, &["out_channels"], &what)?, &format!("{what}.out_channels"))?,
-            kernel_size: as_square(req_field(obj, &["kernel_size"], &what)?, &format!("{what}.kernel_size"))?,
-            stride: field(obj, &["stride"]).map(|v| as_square(v, &format!("{what}.stride"))).transpose()?.unwrap_or(1),
-            padding: field(obj, &["padding"])
-                .map(|v| as_square(v, &format!("{what}.padding")))
-                .transpose()?
-                .unwrap_or(0),
+            kernel_size: as_pair(req_field(obj, &["kernel_size"], &what)?, &format!("{what}.kernel_size"))?,
+            stride: opt_pair(obj, &["stride"], &what)?.unwrap_or(Pair::one()),
+            padding: opt_pair(obj, &["padding"], &what)?.unwrap_or_default(),
+            dilation: opt_pair(obj, &["dilation"], &what)?.unwrap_or(Pair::one()),
+            groups: opt_u32(obj, &["groups"], &what)?.unwrap_or(1),
             bias,
             input_density: None,
         },
-        "MaxPool2d" => {
-            let kernel_size = as_square(req_field(obj, &["kernel", "kernel_size"], &what)?, &format!("{what}.kernel"))?;
-            let stride = field(obj, &["stride"])
-                .filter(|v| !v.is_null())
-                .map(|v| as_square(v, &format!("{what}.stride")))
-                .transpose()?;
-            Layer::MaxPool2d {
-                inputs: None,
-                recurrent_inputs: Vec::new(),
-                merge: Default::default(),
-                name,
-                kernel_size,
-                stride,
+        "MaxPool2d" | "AvgPool2d" | "SumPool2d" | "LPPool2d" => {
+            let kernel_size = as_pair(req_field(obj, &["kernel", "kernel_size"], &what)?, &format!("{what}.kernel"))?;
+            let stride = opt_pair(obj, &["stride"], &what)?;
+            let padding = opt_pair(obj, &["padding"], &what)?.unwrap_or_default();
+            let (inputs, recurrent_inputs, merge) = (None, Vec::new(), Merge::Add);
+            match ty {
+                "MaxPool2d" => Layer::MaxPool2d { name, kernel_size, stride, padding, inputs, recurrent_inputs, merge },
+                "AvgPool2d" => {
+                    let count_include_pad = match obj.get("count_include_pad") {
+                        Some(b) => as_bool(b, &format!("{what}.count_include_pad"))?,
+                        None => true,
+                    };
+                    Layer::AvgPool2d {
+                        name,
+                        kernel_size,
+                        stride,
+                        padding,
+                        count_include_pad,
+                        inputs,
+                        recurrent_inputs,
+                        merge,
+                    }
+                }
+                "SumPool2d" => Layer::SumPool2d { name, kernel_size, stride, padding, inputs, recurrent_inputs, merge },
+                _ => {
+                    let norm_type = match obj.get("norm_type") {
+                        Some(v) => as_f64(v, &format!("{what}.norm_type"))?,
+                        None => 1.0,
+                    };
+                    Layer::LPPool2d { name, norm_type, kernel_size, stride, inputs, recurrent_inputs, merge }
+                }
             }
         }
         "Flatten" => Layer::Flatten { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name },
@@ -349,4 +366,9 @@ fn learnable(obj: &Map<String, Value>, what: &str, layer: &mut Layer) -> PResult
         _ => return unsupported(format!("{what}: learnable parameters on a layer without neurons")),
     }
     Ok(())
+}
+
+/// The optional size `key` of a layer (null is absent).
+fn opt_pair(obj: &Map<String, Value>, keys: &[&str], what: &str) -> PResult<Option<Pair>> {
+    field(obj, keys).filter(|v| !v.is_null()).map(|v| as_pair(v, &format!("{what}.{}", keys[0]))).transpose()
 }

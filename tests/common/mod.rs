@@ -59,7 +59,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use snnc_frontend::{
     Encoder, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LowerOptions, LsnnParams, Method, Network,
-    NeuronParam, NeuronParams, ParamValue, Readout, ResetMethod,
+    NeuronParam, NeuronParams, Pair, ParamValue, Readout, ResetMethod,
 };
 use snnc_interp::{RunOptions, RunResult};
 use snnc_ir::{Dim, Dtype, Module, Op, RegionKind};
@@ -106,28 +106,61 @@ pub fn weights(module: &Module, seed: u64) -> Weights {
 /// A layer drawn without knowing the shape it will get; [`build`] fits it.
 #[derive(Clone, Debug)]
 pub enum LayerSpec {
-    Linear { out: u32, bias: bool },
-    Conv2d { out_channels: u32, kernel_size: u32, stride: u32, padding: u32, bias: bool },
-    MaxPool2d { kernel_size: u32, stride: Option<u32> },
+    Linear {
+        out: u32,
+        bias: bool,
+    },
+    Conv2d {
+        out_channels: u32,
+        kernel: [u32; 2],
+        stride: [u32; 2],
+        padding: [u32; 2],
+        dilation: [u32; 2],
+        groups: u32,
+        bias: bool,
+    },
+    /// `kind`: 0 `MaxPool2d`, 1 `AvgPool2d`, 2 `SumPool2d`, 3 `LPPool2d`.
+    Pool {
+        kind: u8,
+        kernel: [u32; 2],
+        stride: Option<[u32; 2]>,
+        padding: [u32; 2],
+    },
     Flatten,
-    Scale { factor: f64 },
+    Scale {
+        factor: f64,
+    },
     ReLU,
     Lif(LifParams),
-    LifRecurrent { hidden: u32, p: LifParams, autapses: bool },
+    LifRecurrent {
+        hidden: u32,
+        p: LifParams,
+        autapses: bool,
+    },
     Li(LiParams),
-    LiLinear { out: u32, p: LiParams },
+    LiLinear {
+        out: u32,
+        p: LiParams,
+    },
     Lsnn(LsnnParams),
-    LsnnRecurrent { hidden: u32, p: LsnnParams, autapses: bool },
+    LsnnRecurrent {
+        hidden: u32,
+        p: LsnnParams,
+        autapses: bool,
+    },
     LifBox(LifBoxParams),
     LifAdEx(LifAdExParams),
 }
 
-/// The input shape of a network: a vector, a 2-d map or a one-channel image.
+/// The input shape of a network: a vector, a 2-d map, a one-channel image
+/// or an image of a few channels.
 fn arb_input() -> impl Strategy<Value = Vec<u32>> {
     prop_oneof![
         (1..=MAX_ELEMENTS).prop_map(|n| vec![n]),
         (1..=8u32, 1..=8u32).prop_map(|(h, w)| vec![h, w]),
         (1..=8u32, 1..=8u32).prop_map(|(h, w)| vec![1, h, w]),
+        // Several channels, for convolutions with channel groups.
+        (2..=4u32, 1..=6u32, 1..=6u32).prop_map(|(c, h, w)| vec![c, h, w]),
     ]
 }
 
@@ -315,24 +348,31 @@ fn arb_lif_adex() -> BoxedStrategy<LifAdExParams> {
     (prop_oneof![1 => default, 3 => random], arb_variation()).prop_map(vary).boxed()
 }
 
+/// A pair of values from `r`, equal half of the time.
+fn pair(r: std::ops::RangeInclusive<u32>) -> impl Strategy<Value = [u32; 2]> {
+    prop_oneof![r.clone().prop_map(|v| [v, v]), (r.clone(), r).prop_map(|(h, w)| [h, w])]
+}
+
 /// A layer of any kind. Shape-changing kinds that need an image (`Conv2d`,
-/// `MaxPool2d`) are drawn more often, since [`build`] drops them where the
+/// the pools) are drawn more often, since [`build`] drops them where the
 /// shape does not fit.
 pub fn arb_layer() -> impl Strategy<Value = LayerSpec> {
     let size = 1..=MAX_ELEMENTS;
     prop_oneof![
         3 => (size.clone(), any::<bool>()).prop_map(|(out, bias)| LayerSpec::Linear { out, bias }),
-        4 => (1..=4u32, 1..=4u32, 1..=3u32, 0..=2u32, any::<bool>()).prop_map(
-            |(out_channels, kernel_size, stride, padding, bias)| LayerSpec::Conv2d {
+        4 => (1..=4u32, pair(1..=4u32), pair(1..=3u32), pair(0..=2u32), pair(1..=2u32), 1..=3u32, any::<bool>()).prop_map(
+            |(out_channels, kernel, stride, padding, dilation, groups, bias)| LayerSpec::Conv2d {
                 out_channels,
-                kernel_size,
+                kernel,
                 stride,
                 padding,
+                dilation,
+                groups,
                 bias
             }
         ),
-        3 => (1..=3u32, prop::option::of(1..=3u32))
-            .prop_map(|(kernel_size, stride)| LayerSpec::MaxPool2d { kernel_size, stride }),
+        4 => (0..4u8, pair(1..=3u32), prop::option::of(pair(1..=3u32)), pair(0..=1u32))
+            .prop_map(|(kind, kernel, stride, padding)| LayerSpec::Pool { kind, kernel, stride, padding }),
         1 => Just(LayerSpec::Flatten),
         1 => (-2.0f64..2.0).prop_map(|factor| LayerSpec::Scale { factor }),
         1 => Just(LayerSpec::ReLU),
@@ -509,15 +549,22 @@ fn fit(spec: &LayerSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<bool>
                 Some(false),
             )
         }
-        LayerSpec::Conv2d { out_channels, kernel_size, stride, padding, bias } => {
-            let [_, h, w] = shape[..] else { return None };
-            // Torch-like padding (at most half the kernel), a kernel that
-            // fits the padded input.
-            let k = (*kernel_size).min(h.min(w) + 2 * (*padding).min(*kernel_size / 2));
-            let p = (*padding).min(k / 2);
-            let (oh, ow) = ((h + 2 * p - k) / stride + 1, (w + 2 * p - k) / stride + 1);
-            let out_channels = (*out_channels).min(MAX_ELEMENTS / (oh * ow)).max(1);
-            if out_channels * oh * ow > MAX_ELEMENTS {
+        LayerSpec::Conv2d { out_channels, kernel, stride, padding, dilation, groups, bias } => {
+            let [c, h, w] = shape[..] else { return None };
+            // Per axis, a dilated kernel that fits the padded input (the
+            // dilation, then the kernel, shrunk until it does).
+            let (mut k, mut d, mut out) = (*kernel, *dilation, [0; 2]);
+            for (ax, n) in [h, w].into_iter().enumerate() {
+                let padded = n + 2 * padding[ax];
+                while d[ax] * (k[ax] - 1) + 1 > padded {
+                    if d[ax] > 1 { d[ax] -= 1 } else { k[ax] -= 1 }
+                }
+                out[ax] = (padded - d[ax] * (k[ax] - 1) - 1) / stride[ax] + 1;
+            }
+            // Groups dividing the input channels, and output channels a multiple of them.
+            let g = (1..=(*groups).min(c)).rev().find(|g| c % g == 0).unwrap_or(1);
+            let out_channels = ((*out_channels).min(MAX_ELEMENTS / (out[0] * out[1])) / g * g).max(g);
+            if out_channels * out[0] * out[1] > MAX_ELEMENTS {
                 return None;
             }
             let layer = Layer::Conv2d {
@@ -527,37 +574,71 @@ fn fit(spec: &LayerSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<bool>
                 name: None,
                 in_channels: None,
                 out_channels,
-                kernel_size: k,
-                stride: *stride,
-                padding: p,
+                kernel_size: Pair(k),
+                stride: Pair(*stride),
+                padding: Pair(*padding),
+                dilation: Pair(d),
+                groups: g,
                 bias: *bias,
                 input_density: None,
             };
-            (layer, vec![out_channels, oh, ow], Some(false))
+            (layer, vec![out_channels, out[0], out[1]], Some(false))
         }
-        LayerSpec::MaxPool2d { kernel_size, stride } => {
+        LayerSpec::Pool { kind, kernel, stride, padding } => {
             let r = shape.len();
             if r < 2 {
                 return None;
             }
-            let k = (*kernel_size).min(shape[r - 2]).min(shape[r - 1]);
+            // A kernel within the input, a padding of at most half of it (none for LPPool2d).
+            let k = [kernel[0].min(shape[r - 2]), kernel[1].min(shape[r - 1])];
+            let p = if *kind == 3 { [0, 0] } else { [padding[0].min(k[0] / 2), padding[1].min(k[1] / 2)] };
             let s = stride.unwrap_or(k);
             let mut out = shape.to_vec();
-            for d in &mut out[r - 2..] {
-                *d = (*d - k) / s + 1;
+            for ax in 0..2 {
+                out[r - 2 + ax] = (shape[r - 2 + ax] + 2 * p[ax] - k[ax]) / s[ax] + 1;
             }
-            (
-                Layer::MaxPool2d {
+            let (name, kernel_size, stride, padding) = (None, Pair(k), stride.map(Pair), Pair(p));
+            let layer = match kind {
+                0 => Layer::MaxPool2d {
                     inputs: None,
                     recurrent_inputs: Vec::new(),
                     merge: Default::default(),
-                    name: None,
-                    kernel_size: k,
-                    stride: *stride,
+                    name,
+                    kernel_size,
+                    stride,
+                    padding,
                 },
-                out,
-                None,
-            )
+                1 => Layer::AvgPool2d {
+                    inputs: None,
+                    recurrent_inputs: Vec::new(),
+                    merge: Default::default(),
+                    name,
+                    kernel_size,
+                    stride,
+                    padding,
+                    count_include_pad: true,
+                },
+                2 => Layer::SumPool2d {
+                    inputs: None,
+                    recurrent_inputs: Vec::new(),
+                    merge: Default::default(),
+                    name,
+                    kernel_size,
+                    stride,
+                    padding,
+                },
+                _ => Layer::LPPool2d {
+                    inputs: None,
+                    recurrent_inputs: Vec::new(),
+                    merge: Default::default(),
+                    name,
+                    norm_type: 1.0,
+                    kernel_size,
+                    stride,
+                },
+            };
+            // Max keeps the dtype; the sums are float.
+            (layer, out, if *kind == 0 { None } else { Some(false) })
         }
         LayerSpec::Flatten => (
             Layer::Flatten { inputs: None, recurrent_inputs: Vec::new(), merge: Default::default(), name: None },
@@ -1214,13 +1295,22 @@ pub fn coverage(cases: &[Case]) -> BTreeMap<String, usize> {
                 }
                 Layer::LIFBox { p, .. } => bump(format!("LIFBox reset {:?}", p.reset_method)),
                 Layer::Linear { bias, .. } => bump(format!("Linear bias {bias}")),
-                Layer::Conv2d { stride, padding, bias, .. } => {
-                    bump(format!("Conv2d stride {}", if *stride > 1 { ">1" } else { "1" }));
-                    bump(format!("Conv2d padding {}", if *padding > 0 { ">0" } else { "0" }));
+                Layer::Conv2d { kernel_size, stride, padding, dilation, groups, bias, .. } => {
+                    bump(format!("Conv2d stride {}", if stride.0.iter().any(|&v| v > 1) { ">1" } else { "1" }));
+                    bump(format!("Conv2d padding {}", if padding.0.iter().any(|&v| v > 0) { ">0" } else { "0" }));
+                    bump(format!("Conv2d dilation {}", if dilation.0.iter().any(|&v| v > 1) { ">1" } else { "1" }));
+                    bump(format!("Conv2d groups {}", if *groups > 1 { ">1" } else { "1" }));
+                    if kernel_size.h() != kernel_size.w() {
+                        bump("Conv2d rectangular kernel".into());
+                    }
                     bump(format!("Conv2d bias {bias}"));
                 }
-                Layer::MaxPool2d { stride, .. } => {
-                    bump(format!("MaxPool2d stride {}", if stride.is_some() { "given" } else { "default" }));
+                Layer::MaxPool2d { stride, padding, .. }
+                | Layer::AvgPool2d { stride, padding, .. }
+                | Layer::SumPool2d { stride, padding, .. } => {
+                    let given = if stride.is_some() { "given" } else { "default" };
+                    bump(format!("{} stride {given}", layer.kind()));
+                    bump(format!("{} padding {}", layer.kind(), if padding.is_zero() { "0" } else { ">0" }));
                 }
                 _ => {}
             }

@@ -110,6 +110,13 @@ fn taps(i: usize, k: usize, stride: usize, pad: usize, out: usize, buf: &mut [(u
 /// The widest kernel the event-driven kernels take (wider ones run dense).
 pub(crate) const MAX_TAPS: usize = 32;
 
+/// Whether the event-driven kernels compute this convolution: dilation 1
+/// and one channel group only (`sparsify` picks them for no other; the
+/// executor runs any other `spike_conv2d` dense, the same values).
+pub(crate) fn handles(s: &ConvShape) -> bool {
+    s.dilation == [1, 1] && s.groups == 1
+}
+
 /// `conv2d` of a spike input, event-driven (see the module docs); falls
 /// back to the dense kernel when a weight is not finite or the kernel is
 /// wider than [`MAX_TAPS`].
@@ -222,7 +229,21 @@ mod tests {
     use super::*;
 
     fn shape(n: usize) -> ConvShape {
-        ConvShape { n, c: 2, h: 6, w: 5, o: 3, kh: 3, kw: 2, oh: 3, ow: 3, stride: [2, 2], padding: [1, 1] }
+        ConvShape {
+            n,
+            c: 2,
+            h: 6,
+            w: 5,
+            o: 3,
+            kh: 3,
+            kw: 2,
+            oh: 3,
+            ow: 3,
+            stride: [2, 2],
+            padding: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+        }
     }
 
     /// Spikes (every third element) and small weights.

@@ -36,7 +36,7 @@ use snnc_ir::{
 use snnc_runtime::{ElemType, Tensor, Weights, check_weights};
 
 use crate::jit::{ChunkOut, InputLayout, JitError, JitKernel, KernelCompiler};
-use crate::kernels::{self, ConvShape};
+use crate::kernels::{self, ConvShape, PoolShape};
 use crate::steploop::{self, LoopInput, StepLoop};
 use crate::{CpuError, RunOptions, RunResult, check};
 use crate::{event, event_conv};

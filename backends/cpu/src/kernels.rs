@@ -13,6 +13,11 @@ use snnc_ir::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
 
 use crate::pool::{ELEMENTS_PER_NS, GEMM_MACS_PER_NS};
 
+mod pooling;
+pub(crate) use pooling::{PoolShape, pool2d, pool2d_grad};
+#[cfg(test)]
+use pooling::{max_pool2d, max_pool2d_grad};
+
 /// Runs `f(first_row, rows_chunk)` over `out`, split into contiguous chunks
 /// of whole rows of `row_len` elements, on the pool when the kernel takes
 /// long enough (about `ns` nanoseconds on one thread, see
@@ -470,6 +475,22 @@ pub(crate) struct ConvShape {
     pub ow: usize,
     pub stride: [usize; 2],
     pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    /// Output channel `o` reads the `c / groups` input channels of its group
+    /// `o / (o_total / groups)`; the weight is `[o, c / groups, kh, kw]`.
+    pub groups: usize,
+}
+
+impl ConvShape {
+    /// Rows of a group's im2col block: `c / groups · kh · kw`.
+    pub(crate) fn ckk_g(&self) -> usize {
+        self.c / self.groups * self.kh * self.kw
+    }
+
+    /// Output channels per group.
+    pub(crate) fn og(&self) -> usize {
+        self.o / self.groups
+    }
 }
 
 /// Columns of the GEMM of [`conv2d`]: the images of one GEMM fill about
@@ -482,14 +503,16 @@ const CONV_COLUMNS: usize = 512;
 /// outside the images), then `y[o] = w[o] · col + bias[o]`, copied to each
 /// image's output. Images are split over threads. (Every output element is
 /// the same sum over `c·kh·kw` in the GEMM whatever the group: the same
-/// bits as one GEMM per image.)
+/// bits as one GEMM per image.) With channel groups, each group is a GEMM
+/// of its `o / groups` weight rows and its `c / groups · kh · kw` rows of
+/// `col` (a group's channels are contiguous, so are its rows).
 pub(crate) fn conv2d(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: ConvShape, out: &mut [f32]) {
     let plane = s.oh * s.ow;
     let ckk = s.c * s.kh * s.kw;
     let img_out = s.o * plane;
     debug_assert_eq!(out.len(), s.n * img_out);
     let group = CONV_COLUMNS.div_ceil(plane.max(1)).clamp(1, s.n.max(1));
-    let ns = out.len().saturating_mul(ckk) / GEMM_MACS_PER_NS;
+    let ns = out.len().saturating_mul(s.ckk_g()) / GEMM_MACS_PER_NS;
     let n_parts = crate::pool::parts(s.n.div_ceil(group), ns);
     // Parts of whole groups.
     let per = s.n.div_ceil(group).div_ceil(n_parts.max(1)) * group;
@@ -504,7 +527,11 @@ pub(crate) fn conv2d(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: ConvShape, o
             for k in 0..g {
                 im2col(x, n0 + k, s, &mut col[..ckk * width], width, k * plane);
             }
-            sgemm(Gemm::Serial, s.o, ckk, width, w, &col[..ckk * width], width, 1, &mut y[..s.o * width]);
+            let (kg, og) = (s.ckk_g(), s.og());
+            for j in 0..s.groups {
+                let (wj, yj) = (&w[j * og * kg..][..og * kg], &mut y[j * og * width..][..og * width]);
+                sgemm(Gemm::Serial, og, kg, width, wj, &col[j * kg * width..][..kg * width], width, 1, yj);
+            }
             for (k, yk) in ys.chunks_exact_mut(img_out.max(1)).enumerate() {
                 for (o, yo) in yk.chunks_exact_mut(plane.max(1)).enumerate() {
                     yo.copy_from_slice(&y[o * width + k * plane..][..plane]);
@@ -528,14 +555,15 @@ fn im2col(x: &[f32], n: usize, s: ConvShape, col: &mut [f32], stride: usize, at:
         for a in 0..s.kh {
             for b in 0..s.kw {
                 let row = &mut col[((c * s.kh + a) * s.kw + b) * stride + at..][..plane];
-                patch_row(img, s, a, b, row);
+                patch_row(img, s, a * s.dilation[0], b * s.dilation[1], row);
             }
         }
     }
 }
 
 /// One im2col row of one image channel `img` (`h·w`): for every output
-/// position, the input under kernel tap `(a, b)`, 0 outside the image.
+/// position, the input at offset `(a, b)` from the window's corner (a
+/// kernel tap times the dilation), 0 outside the image.
 fn patch_row(img: &[f32], s: ConvShape, a: usize, b: usize, row: &mut [f32]) {
     for oi in 0..s.oh {
         let r = (oi * s.stride[0] + a).checked_sub(s.padding[0]).filter(|&r| r < s.h);
@@ -565,71 +593,6 @@ fn patch_row(img: &[f32], s: ConvShape, a: usize, b: usize, row: &mut [f32]) {
             };
         }
     }
-}
-
-/// Max pooling as the interpreter's `max_pool2d` (the same bits): per
-/// window, `max_nan` from its first element over its elements in row-major
-/// order. Images are split over threads; 2×2 windows of stride 2 have a
-/// loop of their own.
-pub(crate) fn max_pool2d(
-    x: &[f32],
-    [h, w]: [usize; 2],
-    [kh, kw]: [usize; 2],
-    [sh, sw]: [usize; 2],
-    [oh, ow]: [usize; 2],
-    out: &mut [f32],
-) {
-    let ns = out.len().saturating_mul(kh * kw) / ELEMENTS_PER_NS;
-    if is_pool_2x2([h, w], [kh, kw], [sh, sw], [oh, ow]) {
-        par_rows(out, oh * ow, ns, |first, chunk| {
-            for (l, y) in chunk.chunks_exact_mut(oh * ow).enumerate() {
-                let img = &x[(first + l) * h * w..(first + l + 1) * h * w];
-                for (i, yr) in y.chunks_exact_mut(ow).enumerate() {
-                    let r0 = &img[2 * i * w..2 * i * w + 2 * ow];
-                    let r1 = &img[(2 * i + 1) * w..(2 * i + 1) * w + 2 * ow];
-                    let (r0, r1) = (r0.as_chunks::<2>().0, r1.as_chunks::<2>().0);
-                    for ((o, &[a, b]), &[c, d]) in yr.iter_mut().zip(r0).zip(r1) {
-                        *o = max4_nan([a, b, c, d]);
-                    }
-                }
-            }
-        });
-        return;
-    }
-    par_rows(out, oh * ow, ns, |first, chunk| {
-        for (l, y) in chunk.chunks_exact_mut((oh * ow).max(1)).enumerate() {
-            let img = &x[(first + l) * h * w..(first + l + 1) * h * w];
-            for i in 0..oh {
-                for j in 0..ow {
-                    let mut m = img[i * sh * w + j * sw];
-                    for a in 0..kh {
-                        for b in 0..kw {
-                            m = max_nan(m, img[(i * sh + a) * w + j * sw + b]);
-                        }
-                    }
-                    y[i * ow + j] = m;
-                }
-            }
-        }
-    });
-}
-
-/// `max_nan(max_nan(max_nan(max_nan(v[0], v[0]), v[1]), v[2]), v[3])`
-/// without branches (for LLVM to vectorise): the canonical NaN if one is
-/// NaN (a NaN stays through `max_nan`), else the same chain of `b > a`.
-#[inline(always)]
-fn max4_nan(v: [f32; 4]) -> f32 {
-    let nan = v[0].is_nan() | v[1].is_nan() | v[2].is_nan() | v[3].is_nan();
-    let m = if v[1] > v[0] { v[1] } else { v[0] };
-    let m = if v[2] > m { v[2] } else { m };
-    let m = if v[3] > m { v[3] } else { m };
-    if nan { f32::NAN } else { m }
-}
-
-/// Whether a pooling is 2×2 windows of stride 2 that lie inside the
-/// `h × w` image (the common case, with loops of its own).
-fn is_pool_2x2([h, w]: [usize; 2], kernel: [usize; 2], stride: [usize; 2], [oh, ow]: [usize; 2]) -> bool {
-    kernel == [2, 2] && stride == [2, 2] && oh > 0 && ow > 0 && 2 * oh <= h && 2 * ow <= w
 }
 
 /// Reduces `x` (`steps × n`) over time as the interpreter does (the same
@@ -790,17 +753,21 @@ pub(crate) fn conv2d_grad_input(grad: &[f32], w: &[f32], s: ConvShape, out: &mut
                     gs[o * width + k * plane..][..plane].copy_from_slice(src);
                 }
             }
-            // w viewed as `ckk × o`: element (l, o) is w[o * ckk + l].
-            sgemm_strided(
-                Gemm::Serial,
-                ckk,
-                s.o,
-                width,
-                (w, 1, ckk),
-                (&gs[..img_g * g], width, 1),
-                &mut col[..ckk * width],
-                false,
-            );
+            // Per channel group j, w_j viewed as `kg × og`: element (l, o) is
+            // w[(j·og + o)·kg + l]; its rows of `col` are j·kg.. .
+            let (kg, og) = (s.ckk_g(), s.og());
+            for j in 0..s.groups {
+                sgemm_strided(
+                    Gemm::Serial,
+                    kg,
+                    og,
+                    width,
+                    (&w[j * og * kg..][..og * kg], 1, kg),
+                    (&gs[j * og * width..][..og * width], width, 1),
+                    &mut col[j * kg * width..][..kg * width],
+                    false,
+                );
+            }
             for (k, dx) in dxs.chunks_exact_mut(img_in.max(1)).enumerate() {
                 dx.fill(0.0);
                 for c in 0..s.c {
@@ -808,6 +775,7 @@ pub(crate) fn conv2d_grad_input(grad: &[f32], w: &[f32], s: ConvShape, out: &mut
                     for a in 0..s.kh {
                         for b in 0..s.kw {
                             let row = &col[((c * s.kh + a) * s.kw + b) * width + k * plane..][..plane];
+                            let (a, b) = (a * s.dilation[0], b * s.dilation[1]);
                             // The outputs `oj` whose input column `q = oj·sw + b - pw` is inside.
                             let (j0, j1) = inside(s.ow, b, s.stride[1], s.padding[1], s.w);
                             for oi in 0..s.oh {
@@ -870,6 +838,7 @@ pub(crate) fn conv2d_grad_weight(grad: &[f32], x: &[f32], s: ConvShape, out: &mu
                 let (c, a, b) = (l / (s.kh * s.kw), l / s.kw % s.kh, l % s.kw);
                 for i in 0..m {
                     let ch = &x[(n0 + i) * img_in + c * s.h * s.w..][..s.h * s.w];
+                    let (a, b) = (a * s.dilation[0], b * s.dilation[1]);
                     patch_row(ch, s, a, b, &mut row[i * plane..(i + 1) * plane]);
                 }
             }
@@ -882,8 +851,14 @@ pub(crate) fn conv2d_grad_weight(grad: &[f32], x: &[f32], s: ConvShape, out: &mu
         }
         let (gs, cols) = (&gs[..s.o * k], &*cols);
         let ns = out.len().saturating_mul(k) / GEMM_MACS_PER_NS;
-        // cols^T: element (p, l) is cols[l * k + p].
-        sgemm_strided(whole_gemm(ns), s.o, k, ckk, (gs, k, 1), (cols, 1, k), out, true);
+        // cols^T: element (p, l) is cols[l * k + p]; per channel group j,
+        // the rows j·og.. of `gs` and `dw` and the rows j·kg.. of `cols`.
+        let (kg, og) = (s.ckk_g(), s.og());
+        for j in 0..s.groups {
+            let (gj, cj) = (&gs[j * og * k..][..og * k], &cols[j * kg * k..][..kg * k]);
+            let oj = &mut out[j * og * kg..][..og * kg];
+            sgemm_strided(whole_gemm(ns), og, k, kg, (gj, k, 1), (cj, 1, k), oj, true);
+        }
         n0 += m;
     }
 }
@@ -937,84 +912,6 @@ fn add_planes<const G: usize>(acc: &mut [f32], planes: &[f32], plane: usize) -> 
     }
     acc[..G].copy_from_slice(&a);
     G
-}
-
-/// The input gradient of max pooling as the interpreter's (its bits): per
-/// window in row-major order, the gradient goes to the element torch's CPU
-/// kernel picks (greater than the maximum so far from `-inf`, or NaN);
-/// overlapping windows add (to `+0`). Images are split over threads; 2×2
-/// windows of stride 2 have a loop of their own.
-pub(crate) fn max_pool2d_grad(
-    x: &[f32],
-    grad: &[f32],
-    [h, w]: [usize; 2],
-    [kh, kw]: [usize; 2],
-    [sh, sw]: [usize; 2],
-    [oh, ow]: [usize; 2],
-    out: &mut [f32],
-) {
-    let ns = grad.len().saturating_mul(kh * kw) / ELEMENTS_PER_NS;
-    if is_pool_2x2([h, w], [kh, kw], [sh, sw], [oh, ow]) {
-        par_rows(out, h * w, ns, |first, chunk| {
-            for (l, acc) in chunk.chunks_exact_mut(h * w).enumerate() {
-                let img = &x[(first + l) * h * w..(first + l + 1) * h * w];
-                let g = &grad[(first + l) * oh * ow..(first + l + 1) * oh * ow];
-                // The rows and columns no window covers.
-                acc[2 * oh * w..].fill(0.0);
-                for (i, gr) in g.chunks_exact(ow).enumerate() {
-                    let (a0, a1) = acc[2 * i * w..(2 * i + 2) * w].split_at_mut(w);
-                    a0[2 * ow..].fill(0.0);
-                    a1[2 * ow..].fill(0.0);
-                    let r0 = &img[2 * i * w..2 * i * w + 2 * ow];
-                    let r1 = &img[(2 * i + 1) * w..(2 * i + 1) * w + 2 * ow];
-                    let (r0, r1) = (r0.as_chunks::<2>().0, r1.as_chunks::<2>().0);
-                    let (a0, a1) = (a0[..2 * ow].as_chunks_mut::<2>().0, a1[..2 * ow].as_chunks_mut::<2>().0);
-                    for ((((&[p, q], &[r, t]), o0), o1), &gv) in r0.iter().zip(r1).zip(a0).zip(a1).zip(gr) {
-                        // The general loop's choice without branches (for LLVM
-                        // to vectorise): from `-inf`, `p` is taken (`m = p`);
-                        // then each later one if greater than the maximum so
-                        // far, or NaN; the last one taken gets the gradient.
-                        let take_q = (q > p) | q.is_nan();
-                        let m = if take_q { q } else { p };
-                        let take_r = (r > m) | r.is_nan();
-                        let m = if take_r { r } else { m };
-                        let take_t = (t > m) | t.is_nan();
-                        let [at_p, at_q, at_r] =
-                            [!take_q & !take_r & !take_t, take_q & !take_r & !take_t, take_r & !take_t];
-                        // `+0 + g` where the gradient goes (as the interpreter's
-                        // sum into a zeroed plane: `-0` becomes `+0`).
-                        let add = 0.0 + gv;
-                        *o0 = [if at_p { add } else { 0.0 }, if at_q { add } else { 0.0 }];
-                        *o1 = [if at_r { add } else { 0.0 }, if take_t { add } else { 0.0 }];
-                    }
-                }
-            }
-        });
-        return;
-    }
-    par_rows(out, h * w, ns, |first, chunk| {
-        for (l, acc) in chunk.chunks_exact_mut((h * w).max(1)).enumerate() {
-            let img = &x[(first + l) * h * w..(first + l + 1) * h * w];
-            let g = &grad[(first + l) * oh * ow..(first + l + 1) * oh * ow];
-            acc.fill(0.0);
-            for i in 0..oh {
-                for j in 0..ow {
-                    let (mut m, mut at) = (f32::NEG_INFINITY, i * sh * w + j * sw);
-                    for a in 0..kh {
-                        for b in 0..kw {
-                            let k = (i * sh + a) * w + j * sw + b;
-                            let v = img[k];
-                            if v > m || v.is_nan() {
-                                m = v;
-                                at = k;
-                            }
-                        }
-                    }
-                    acc[at] += g[i * ow + j];
-                }
-            }
-        }
-    });
 }
 
 /// The gradient of a time reduction as the interpreter's (its bits): `x`

@@ -15,15 +15,16 @@
 //! | `fused`, `extract` | a kernel per `fused` node (Cranelift JIT in `jit`; the plain-Rust [`exec::eval_kernel_fallback`] for broadcast inputs), element by element: the interpreter's bits |
 //! | `matmul` (dense) | one GEMM (`gemm` crate) over all rows, `[T·B, in] × [out, in]ᵀ`, rows split over threads; with at most 64 inputs, the interpreter's loop (its bits) |
 //! | `spike_matmul` | ours (`event.rs`): the active inputs of each row listed once (a value read by several kernels, such as the encoder's spikes, is listed once per run), then per row the rows of the transposed weight of its active inputs added in ascending input order, in registers: the interpreter's bits |
-//! | `conv2d` | im2col and one GEMM per image, images split over threads |
-//! | `max_pool2d`, `reduce_time_*`, `log_softmax`, `uniform`, unfused elementwise ops | plain Rust loops in the interpreter's order: its bits |
+//! | `conv2d` | im2col (dilated taps) and one GEMM per image and channel group, images split over threads |
+//! | `max_pool2d`, `avg_pool2d`, `sum_pool2d` (`kernels/pooling.rs`), `reduce_time_*`, `log_softmax`, `uniform`, unfused elementwise ops | plain Rust loops in the interpreter's order: its bits |
 //! | `concat`, `narrow` | copies into the node's own buffer, row by row (each time and batch row: the operands' blocks in order, or the slice): the interpreter's bits. A step loop holding one runs node by node |
 //! | `step`, `reshape`, `stop_gradient`, `collect`, `state_read`, `state_write` | views of other buffers, no copy (a `state_write` copies into the next-state buffer) |
-//! | `transpose`, `sum_to`, `conv2d_grad_bias`, `max_pool2d_grad`, `reduce_time_*_grad`, `log_softmax_grad` | plain Rust loops in the interpreter's order: its bits |
+//! | `transpose`, `sum_to`, `conv2d_grad_bias`, `{max,avg,sum}_pool2d_grad`, `reduce_time_*_grad`, `log_softmax_grad` | plain Rust loops in the interpreter's order: its bits |
 //! | `matmul_grad_weight` | one GEMM `gradᵀ · x` over all `T·B` rows, the rows of the result split over threads; with at most 64 rows, the interpreter's loop (its bits) |
 //! | `spike_matmul_grad_weight` | ours (`event.rs`, from the same lists): per row, the gradient row added to the (transposed) result row of each active input, rows in order, the inputs split over threads: the interpreter's bits |
-//! | `conv2d_grad_input` | per image one GEMM `wᵀ · grad` and col2im, images split over threads |
-//! | `conv2d_grad_weight` | im2col of 32 images at a time and one GEMM per chunk adding into the result, its rows split over threads |
+//! | `conv2d_grad_input` | per image one GEMM `wᵀ · grad` per channel group and col2im, images split over threads |
+//! | `conv2d_grad_weight` | im2col of 32 images at a time and one GEMM per chunk and channel group adding into the result, its rows split over threads |
+//! | `spike_conv2d`, `spike_conv2d_grad_weight` | ours (`event_conv.rs`) for dilation 1 and one group; any other runs the dense kernel |
 //!
 //! A `reverse` step loop runs `t = T-1` down to `0` on either path (node by
 //! node, or as a whole-loop kernel whose time loop walks the rows

@@ -179,7 +179,21 @@ fn microbench_calibrate_conv() {
     for (c, h, o, k) in [(1, 28, 20, 5), (20, 12, 50, 5), (32, 12, 64, 5)] {
         let n = 256;
         let oh = h - k + 1;
-        let s = kernels::ConvShape { n, c, h, w: h, o, kh: k, kw: k, oh, ow: oh, stride: [1, 1], padding: [0, 0] };
+        let s = kernels::ConvShape {
+            n,
+            c,
+            h,
+            w: h,
+            o,
+            kh: k,
+            kw: k,
+            oh,
+            ow: oh,
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+        };
         let w: Vec<f32> = rand(o * c * k * k, 2).into_iter().map(|v| v - 0.5).collect();
         let g: Vec<f32> = rand(n * o * oh * oh, 3).into_iter().map(|v| v - 0.5).collect();
         let mut out = vec![0.0; n * o * oh * oh];

@@ -205,23 +205,42 @@ fn sum_to_over_time_and_batch() {
     }
 }
 
+/// A convolution's stride, padding, dilation and groups.
+#[derive(Clone, Copy)]
+struct Attrs {
+    stride: [u32; 2],
+    padding: [u32; 2],
+    dilation: [u32; 2],
+    groups: u32,
+}
+
+/// Stride and padding, dilation 1, one group.
+fn sp(stride: [u32; 2], padding: [u32; 2]) -> Attrs {
+    Attrs { stride, padding, dilation: [1, 1], groups: 1 }
+}
+
 /// conv2d forward and its three gradients, over `steps` steps.
-fn conv_module(steps: u32, c: u32, hw: [u32; 2], o: u32, k: [u32; 2], stride: [u32; 2], padding: [u32; 2]) -> Module {
-    let out = |ax: usize| (hw[ax] + 2 * padding[ax] - k[ax]) / stride[ax] + 1;
+fn conv_module(steps: u32, c: u32, hw: [u32; 2], o: u32, k: [u32; 2], a: Attrs) -> Module {
+    let Attrs { stride, padding, dilation, groups } = a;
+    let out = |ax: usize| (hw[ax] + 2 * padding[ax] - dilation[ax] * (k[ax] - 1) - 1) / stride[ax] + 1;
     let inputs = [
         ("x", seq(F32, &[c, hw[0], hw[1]])),
         ("g", seq(F32, &[o, out(0), out(1)])),
         ("s", seq(SPIKE, &[c, hw[0], hw[1]])),
     ];
-    seq_module(steps, &inputs, &[("w", &[o, c, k[0], k[1]])], |b, i, p| {
+    seq_module(steps, &inputs, &[("w", &[o, c / groups, k[0], k[1]])], |b, i, p| {
         let (x, g, s, w) = (i[0], i[1], i[2], p[0]);
         let (dense, event) = (MatMulKind::Dense, MatMulKind::EventDriven);
-        let y = b.emit(Op::Conv2d { input: x, weight: w, bias: None, stride, padding, kind: dense }).unwrap();
-        let ys = b.emit(Op::Conv2d { input: s, weight: w, bias: None, stride, padding, kind: event }).unwrap();
-        let dx = b.emit(Op::Conv2dGradInput { grad: g, weight: w, stride, padding, input_size: hw }).unwrap();
-        let dw = b.emit(Op::Conv2dGradWeight { grad: g, input: x, kernel: k, stride, padding, kind: dense }).unwrap();
-        let dws = b.emit(Op::Conv2dGradWeight { grad: g, input: s, kernel: k, stride, padding, kind: dense }).unwrap();
-        let dwe = b.emit(Op::Conv2dGradWeight { grad: g, input: s, kernel: k, stride, padding, kind: event }).unwrap();
+        let conv = |input, kind| Op::Conv2d { input, weight: w, bias: None, stride, padding, dilation, groups, kind };
+        let gw =
+            |input, kind| Op::Conv2dGradWeight { grad: g, input, kernel: k, stride, padding, dilation, groups, kind };
+        let y = b.emit(conv(x, dense)).unwrap();
+        let ys = b.emit(conv(s, event)).unwrap();
+        let gi = Op::Conv2dGradInput { grad: g, weight: w, stride, padding, dilation, groups, input_size: hw };
+        let dx = b.emit(gi).unwrap();
+        let dw = b.emit(gw(x, dense)).unwrap();
+        let dws = b.emit(gw(s, dense)).unwrap();
+        let dwe = b.emit(gw(s, event)).unwrap();
         let db = b.emit(Op::Conv2dGradBias { grad: g }).unwrap();
         vec![y, ys, dx, dw, dws, dwe, db]
     })
@@ -232,9 +251,22 @@ fn conv2d_grads_stride_2_padding_1() {
     for batch in BATCHES {
         // 12 steps: 12 or 36 images (more than one chunk of the weight
         // gradient's GEMM).
-        check(&conv_module(12, 2, [7, 6], 3, [3, 3], [2, 2], [1, 1]), batch, 21, false);
-        check(&conv_module(2, 1, [6, 5], 2, [3, 2], [2, 1], [0, 1]), batch, 22, false);
-        check(&conv_module(3, 3, [5, 5], 4, [1, 1], [1, 1], [0, 0]), batch, 23, false);
+        check(&conv_module(12, 2, [7, 6], 3, [3, 3], sp([2, 2], [1, 1])), batch, 21, false);
+        check(&conv_module(2, 1, [6, 5], 2, [3, 2], sp([2, 1], [0, 1])), batch, 22, false);
+        check(&conv_module(3, 3, [5, 5], 4, [1, 1], sp([1, 1], [0, 0])), batch, 23, false);
+    }
+}
+
+#[test]
+fn conv2d_grads_with_dilation_and_groups() {
+    for batch in BATCHES {
+        let a = Attrs { stride: [1, 2], padding: [2, 4], dilation: [2, 1], groups: 2 };
+        check(&conv_module(3, 4, [9, 11], 6, [3, 5], a), batch, 25, false);
+        let a = Attrs { stride: [2, 1], padding: [0, 1], dilation: [3, 2], groups: 3 };
+        check(&conv_module(2, 3, [10, 8], 3, [2, 3], a), batch, 26, false);
+        // Depthwise, one image per step (the event-driven kernel's shape runs dense).
+        let a = Attrs { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 4 };
+        check(&conv_module(2, 4, [6, 6], 8, [3, 3], a), batch, 27, false);
     }
 }
 
@@ -254,8 +286,11 @@ fn spike_conv_module(
     seq_module(steps, &inputs, &[("w", &[o, c, k[0], k[1]]), ("bias", &[o])], |b, i, p| {
         let (g, s, w, bias) = (i[0], i[1], p[0], p[1]);
         let event = MatMulKind::EventDriven;
-        let y = b.emit(Op::Conv2d { input: s, weight: w, bias: Some(bias), stride, padding, kind: event }).unwrap();
-        let dw = b.emit(Op::Conv2dGradWeight { grad: g, input: s, kernel: k, stride, padding, kind: event }).unwrap();
+        let (dilation, groups) = ([1, 1], 1);
+        let y = Op::Conv2d { input: s, weight: w, bias: Some(bias), stride, padding, dilation, groups, kind: event };
+        let y = b.emit(y).unwrap();
+        let dw = Op::Conv2dGradWeight { grad: g, input: s, kernel: k, stride, padding, dilation, groups, kind: event };
+        let dw = b.emit(dw).unwrap();
         vec![y, dw]
     })
 }
@@ -283,14 +318,22 @@ fn conv2d_grad_bias_has_the_interpreters_bits() {
 #[test]
 fn max_pool2d_grad_with_ties_and_overlapping_windows() {
     for batch in BATCHES {
-        for (kernel, stride) in [([3, 3], [2, 2]), ([2, 2], [2, 2]), ([2, 3], [1, 2])] {
-            let out = |ax: usize| (7 - kernel[ax]) / stride[ax] + 1;
+        let cases =
+            [([3, 3], [2, 2], [0, 0]), ([2, 2], [2, 2], [0, 0]), ([2, 3], [1, 2], [0, 0]), ([3, 4], [2, 1], [1, 2])];
+        for (kernel, stride, padding) in cases {
+            let out = |ax: usize| (7 + 2 * padding[ax] - kernel[ax]) / stride[ax] + 1;
             let inputs =
                 [("s", seq(SPIKE, &[2, 7, 7])), ("x", seq(F32, &[2, 7, 7])), ("g", seq(F32, &[2, out(0), out(1)]))];
             let m = seq_module(3, &inputs, &[], |b, i, _| {
-                let ps = b.emit(Op::Pool2dGrad { op: PoolOp::Max, input: i[0], grad: i[2], kernel, stride }).unwrap();
-                let px = b.emit(Op::Pool2dGrad { op: PoolOp::Max, input: i[1], grad: i[2], kernel, stride }).unwrap();
-                vec![ps, px]
+                let mut outs = Vec::new();
+                for op in [PoolOp::Max, PoolOp::Avg, PoolOp::Sum] {
+                    for input in [i[0], i[1]] {
+                        outs.push(b.emit(Op::Pool2d { op, input, kernel, stride, padding }).unwrap());
+                        let gx = Op::Pool2dGrad { op, input, grad: i[2], kernel, stride, padding };
+                        outs.push(b.emit(gx).unwrap());
+                    }
+                }
+                outs
             });
             check(&m, batch, 31, true);
         }
@@ -363,7 +406,15 @@ fn reverse_loop(steps: u32, reverse: bool) -> Module {
     let dwe2 = b.add(dwe, step_dwe).unwrap();
     b.state_write(dwe_state, dwe2).unwrap();
     let dx = b
-        .emit(Op::Conv2dGradInput { grad: cgt, weight: k, stride: [2, 2], padding: [1, 1], input_size: [5, 6] })
+        .emit(Op::Conv2dGradInput {
+            grad: cgt,
+            weight: k,
+            stride: [2, 2],
+            padding: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+            input_size: [5, 6],
+        })
         .unwrap();
     let ls = b.emit(Op::LogSoftmax { arg: gt }).unwrap();
     let lg = b.emit(Op::LogSoftmaxGrad { out: ls, grad: gt }).unwrap();

@@ -51,6 +51,7 @@
 //! differ from that in about 0.2% of arguments and `tanhf` in about 8% (by
 //! an ulp or two). Spikes are stored as f32 0.0/1.0.
 
+mod conv;
 mod emit;
 mod ew;
 mod layout;

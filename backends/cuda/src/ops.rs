@@ -6,19 +6,15 @@
 //! |---|---|
 //! | `matmul` | tiled SGEMM, 16×16 tiles in shared memory, one output per thread, summing `k = 0..K` in order from `+0` (the interpreter's bits) |
 //! | `spike_matmul` | `prep`: the weight transposed to `[K, N]` and a flag per input column holding a non-finite weight; `compact`: one warp per row lists the active inputs (nonzero, or a flagged column) in ascending order with `vote.ballot`; `gather`: one thread per (row, output) adds the weights of the listed inputs in order (the interpreter's bits) |
-//! | `conv2d` | one thread per output element: the sum over `(c, a, b)` in order, zero padding as zero products, then the bias |
-//! | `max_pool2d` | one thread per output element: the `max` fold of the window in row-major order |
 //! | `reduce_time_*` | one thread per element: a loop over time |
 //! | `log_softmax` | one thread per row: max, sum of `exp`, `ln` |
 //! | `transpose` | one thread per element |
 //! | `matmul_grad_weight` | one thread per weight: the sum over rows in order (both kinds: zero inputs' products change nothing) |
 //! | `sum_to` | one thread per result element: the sum over the leading index in order |
-//! | `conv2d_grad_input` | one thread per input element: the sum over `(o, a, b)` of the windows that read it |
-//! | `conv2d_grad_weight` | one thread per weight: the sum over `(n, i, j)` in order (padding as zero products) |
-//! | `conv2d_grad_bias` | one thread per channel |
-//! | `max_pool2d_grad` | one thread per input element: the gradients of the windows whose first maximum (NaN counts as maximal, as torch) it is, in window order |
 //! | `reduce_time_*_grad` | one thread per element: a loop over time (`max`: the first maximal step, NaN first) |
 //! | `log_softmax_grad` | one thread per row: `grad - exp(out) * sum(grad)` |
+//!
+//! Convolutions and pooling, forward and backward, are in `conv.rs`.
 //!
 //! Sums start from `+0` and add each rounded product (`mul.rn`, `add.rn`),
 //! never an FMA; where the reference interpreter defines the op, the order
@@ -27,6 +23,7 @@
 use snnc_ir::{Dim, Handle, MatMulKind, Node, Op, ReduceOp};
 
 use crate::CudaError;
+use crate::conv::{self, ConvAttrs, ConvDims, Pool};
 use crate::ew::Written;
 use crate::manifest::{Arg, Count, GridDim};
 use crate::math;
@@ -72,7 +69,7 @@ impl<'p, 'a> Hk<'p, 'a> {
     }
 
     /// A buffer parameter and its pointer register.
-    fn buffer(&mut self, buf: usize, step_row: bool) -> String {
+    pub(crate) fn buffer(&mut self, buf: usize, step_row: bool) -> String {
         let name = format!("p{}", self.args.len() - 1);
         self.k.param(&name, ParamTy::Ptr);
         self.args.push(Arg::Buffer { buffer: buf, step_row });
@@ -115,7 +112,7 @@ impl<'p, 'a> Hk<'p, 'a> {
         k
     }
 
-    fn done_with(self, what: String, block: [u32; 3], grid: [GridDim; 3]) -> HeavyKernel {
+    pub(crate) fn done_with(self, what: String, block: [u32; 3], grid: [GridDim; 3]) -> HeavyKernel {
         let params = self.k.params().to_vec();
         let name = self.k.name.clone();
         let formula = geometry(block, grid);
@@ -156,7 +153,7 @@ pub(crate) fn divmod(k: &mut Kb, x: &str, d: u64) -> (String, String) {
 
 /// A counted loop `i = from..to` (u32 registers or immediates) around
 /// `body`.
-fn for_range(
+pub(crate) fn for_range(
     k: &mut Kb,
     from: &str,
     to: &str,
@@ -176,14 +173,14 @@ fn for_range(
 }
 
 /// `acc = acc + a * b`, rounded twice (no FMA).
-fn acc_mul(k: &mut Kb, acc: &str, a: &str, b: &str) {
+pub(crate) fn acc_mul(k: &mut Kb, acc: &str, a: &str, b: &str) {
     let p = k.f();
     k.ins(format!("mul.rn.f32 {p}, {a}, {b}"));
     k.ins(format!("add.rn.f32 {acc}, {acc}, {p}"));
 }
 
 /// A zero f32 accumulator.
-fn zero_acc(k: &mut Kb) -> String {
+pub(crate) fn zero_acc(k: &mut Kb) -> String {
     let acc = k.f();
     k.ins(format!("mov.f32 {acc}, {ZERO}"));
     acc
@@ -210,34 +207,18 @@ pub(crate) fn write(plan: &Plan<'_>, h: Handle<Node>, mode: Mode, prefix: &str) 
                 MatMulKind::EventDriven => spike_matmul(plan, h, mode, prefix, input, weight, rows, kk, n)?,
             }
         }
-        Op::Conv2d { input, weight, bias, stride, padding, .. } => {
+        Op::Conv2d { input, weight, bias, stride, padding, dilation, groups, .. } => {
             let xd = dims(input);
             let wd = dims(weight);
             let r = xd.len();
             let od = dims(h);
-            let c =
-                ConvDims::new(&xd[..r - 3], &xd[r - 3..], &wd, &od[od.len() - 2..], stride, padding, &ctx("conv2d"))?;
-            vec![conv2d(plan, h, mode, name("conv2d"), input, weight, bias, c)?]
+            let attrs = ConvAttrs { stride, padding, dilation, groups };
+            let c = ConvDims::new(&xd[..r - 3], &xd[r - 3..], &wd, &od[od.len() - 2..], attrs, &ctx("conv2d"))?;
+            vec![conv::conv2d(plan, h, mode, name("conv2d"), input, weight, bias, c)?]
         }
-        Op::Pool2d { input, kernel, stride, .. } => {
-            let xd = dims(input);
-            let od = dims(h);
-            let r = xd.len();
-            let (hh, ww) = (fixed(xd[r - 2], &ctx("pool"))?, fixed(xd[r - 1], &ctx("pool"))?);
-            let (oh, ow) = (fixed(od[r - 2], &ctx("pool"))?, fixed(od[r - 1], &ctx("pool"))?);
-            let lead = count_dims(&xd[..r - 2]);
-            let p = Pool {
-                lead,
-                h: hh,
-                w: ww,
-                oh,
-                ow,
-                kh: kernel[0].into(),
-                kw: kernel[1].into(),
-                sh: stride[0].into(),
-                sw: stride[1].into(),
-            };
-            vec![max_pool2d(plan, h, mode, name("max_pool2d"), input, p)?]
+        Op::Pool2d { op, input, kernel, stride, padding } => {
+            let p = Pool::new(op, &dims(input), &dims(h), [kernel, stride, padding], &ctx("pool"))?;
+            vec![conv::pool2d(plan, h, mode, name(node.op.mnemonic()), input, p)?]
         }
         Op::ReduceTime { op, arg } => vec![reduce_time(plan, h, mode, name(node.op.mnemonic()), op, arg)?],
         Op::LogSoftmax { arg } => vec![log_softmax(plan, h, mode, name("log_softmax"), arg)?],
@@ -269,22 +250,25 @@ pub(crate) fn write(plan: &Plan<'_>, h: Handle<Node>, mode: Mode, prefix: &str) 
             }
             vec![sum_to(plan, h, mode, name("sum_to"), arg, total.quotient(len), len)?]
         }
-        Op::Conv2dGradInput { grad, weight, stride, padding, input_size } => {
+        Op::Conv2dGradInput { grad, weight, stride, padding, dilation, groups, input_size } => {
             let gd = dims(grad);
             let wd = dims(weight);
             let r = gd.len();
+            let c = fixed(wd[1], &ctx("conv2d_grad_input"))? * u64::from(groups);
+            let c = Dim::Fixed(
+                u32::try_from(c).map_err(|_| unsupported(ctx("conv2d_grad_input with more than 2^32 - 1 channels")))?,
+            );
             let c = ConvDims::new(
                 &gd[..r - 3],
-                &[wd[1], Dim::Fixed(input_size[0]), Dim::Fixed(input_size[1])],
+                &[c, Dim::Fixed(input_size[0]), Dim::Fixed(input_size[1])],
                 &wd,
                 &gd[r - 2..],
-                stride,
-                padding,
+                ConvAttrs { stride, padding, dilation, groups },
                 &ctx("conv2d_grad_input"),
             )?;
-            vec![conv2d_grad_input(plan, h, mode, name("conv2d_grad_input"), grad, weight, c)?]
+            vec![conv::conv2d_grad_input(plan, h, mode, name("conv2d_grad_input"), grad, weight, c)?]
         }
-        Op::Conv2dGradWeight { grad, input, kernel, stride, padding, .. } => {
+        Op::Conv2dGradWeight { grad, input, kernel, stride, padding, dilation, groups, .. } => {
             let gd = dims(grad);
             let xd = dims(input);
             let r = xd.len();
@@ -294,38 +278,22 @@ pub(crate) fn write(plan: &Plan<'_>, h: Handle<Node>, mode: Mode, prefix: &str) 
                 &xd[r - 3..],
                 &wd,
                 &gd[r - 2..],
-                stride,
-                padding,
+                ConvAttrs { stride, padding, dilation, groups },
                 &ctx("conv2d_grad_weight"),
             )?;
-            vec![conv2d_grad_weight(plan, h, mode, name("conv2d_grad_weight"), grad, input, c)?]
+            vec![conv::conv2d_grad_weight(plan, h, mode, name("conv2d_grad_weight"), grad, input, c)?]
         }
         Op::Conv2dGradBias { grad } => {
             let gd = dims(grad);
             let r = gd.len();
             let o = fixed(gd[r - 3], &ctx("conv2d_grad_bias"))?;
             let plane = fixed(gd[r - 2], &ctx("conv2d_grad_bias"))? * fixed(gd[r - 1], &ctx("conv2d_grad_bias"))?;
-            vec![conv2d_grad_bias(plan, h, mode, name("conv2d_grad_bias"), grad, count_dims(&gd[..r - 3]), o, plane)?]
+            let images = count_dims(&gd[..r - 3]);
+            vec![conv::conv2d_grad_bias(plan, h, mode, name("conv2d_grad_bias"), grad, images, o, plane)?]
         }
-        Op::Pool2dGrad { input, grad, kernel, stride, .. } => {
-            let xd = dims(input);
-            let gd = dims(grad);
-            let r = xd.len();
-            let (hh, ww) = (fixed(xd[r - 2], &ctx("pool grad"))?, fixed(xd[r - 1], &ctx("pool grad"))?);
-            let (oh, ow) = (fixed(gd[r - 2], &ctx("pool grad"))?, fixed(gd[r - 1], &ctx("pool grad"))?);
-            let lead = count_dims(&xd[..r - 2]);
-            let p = Pool {
-                lead,
-                h: hh,
-                w: ww,
-                oh,
-                ow,
-                kh: kernel[0].into(),
-                kw: kernel[1].into(),
-                sh: stride[0].into(),
-                sw: stride[1].into(),
-            };
-            vec![max_pool2d_grad(plan, h, mode, name("max_pool2d_grad"), input, grad, p)?]
+        Op::Pool2dGrad { op, input, grad, kernel, stride, padding } => {
+            let p = Pool::new(op, &dims(input), &dims(grad), [kernel, stride, padding], &ctx("pool grad"))?;
+            vec![conv::pool2d_grad(plan, h, mode, name(node.op.mnemonic()), input, grad, p)?]
         }
         Op::ReduceTimeGrad { op, arg, grad } => {
             vec![reduce_time_grad(plan, h, mode, name(node.op.mnemonic()), op, arg, grad)?]
@@ -560,196 +528,6 @@ fn spike_matmul(
     Ok(res)
 }
 
-/// The geometry of a convolution: `n` images of `[c, h, w]`, weight
-/// `[o, c, kh, kw]`, output planes `[oh, ow]`.
-#[derive(Clone, Copy, Debug)]
-struct ConvDims {
-    n: Count,
-    c: u64,
-    h: u64,
-    w: u64,
-    o: u64,
-    kh: u64,
-    kw: u64,
-    oh: u64,
-    ow: u64,
-    sh: u64,
-    sw: u64,
-    ph: u64,
-    pw: u64,
-}
-
-impl ConvDims {
-    fn new(
-        lead: &[Dim],
-        chw: &[Dim],
-        weight: &[Dim],
-        out: &[Dim],
-        stride: [u32; 2],
-        padding: [u32; 2],
-        what: &str,
-    ) -> Result<Self, CudaError> {
-        Ok(ConvDims {
-            n: count_dims(lead),
-            c: fixed(chw[0], what)?,
-            h: fixed(chw[1], what)?,
-            w: fixed(chw[2], what)?,
-            o: fixed(weight[0], what)?,
-            kh: fixed(weight[2], what)?,
-            kw: fixed(weight[3], what)?,
-            oh: fixed(out[0], what)?,
-            ow: fixed(out[1], what)?,
-            sh: stride[0].into(),
-            sw: stride[1].into(),
-            ph: padding[0].into(),
-            pw: padding[1].into(),
-        })
-    }
-}
-
-/// `r = i * s + a - p` as a u32 (negative values wrap, so `r < size`
-/// tests both bounds).
-fn tap(k: &mut Kb, i: &str, s: u64, a: &str, p: u64) -> String {
-    let r = k.mad(i, s, a);
-    k.ins(format!("sub.u32 {r}, {r}, {p}"));
-    r
-}
-
-#[allow(clippy::too_many_arguments)]
-fn conv2d(
-    plan: &Plan<'_>,
-    h: Handle<Node>,
-    mode: Mode,
-    name: String,
-    input: Handle<Node>,
-    weight: Handle<Node>,
-    bias: Option<Handle<Node>>,
-    d: ConvDims,
-) -> Result<HeavyKernel, CudaError> {
-    let mut hk = Hk::new(plan, mode, name);
-    let x = hk.input(input)?;
-    let w = hk.input(weight)?;
-    let b = bias.map(|b| hk.input(b)).transpose()?;
-    let y = hk.output(h)?;
-    let threads = d.n.times(d.o * d.oh * d.ow);
-    let e = hk.thread(threads);
-    let k = &mut hk.k;
-    let (t1, j) = divmod(k, &e, d.ow);
-    let (t2, i) = divmod(k, &t1, d.oh);
-    let (img, o) = divmod(k, &t2, d.o);
-    let acc = zero_acc(k);
-    for_range(k, "0", &d.c.to_string(), |k, c| {
-        let xc = k.mad(&img, d.c, c);
-        let xbase = k.r();
-        k.ins(format!("mul.lo.u32 {xbase}, {xc}, {}", d.h * d.w));
-        let wc = k.mad(&o, d.c, c);
-        let wbase = k.r();
-        k.ins(format!("mul.lo.u32 {wbase}, {wc}, {}", d.kh * d.kw));
-        for_range(k, "0", &d.kh.to_string(), |k, a| {
-            let r = tap(k, &i, d.sh, a, d.ph);
-            let pr = k.p();
-            k.ins(format!("setp.lt.u32 {pr}, {r}, {}", d.h));
-            let xrow = k.mad(&r, d.w, &xbase);
-            let wrow = k.mad(a, d.kw, &wbase);
-            for_range(k, "0", &d.kw.to_string(), |k, bb| {
-                let q = tap(k, &j, d.sw, bb, d.pw);
-                let (pq, p) = (k.p(), k.p());
-                k.ins(format!("setp.lt.u32 {pq}, {q}, {}", d.w));
-                k.ins(format!("and.pred {p}, {pr}, {pq}"));
-                let xi = k.r();
-                k.ins(format!("add.u32 {xi}, {xrow}, {q}"));
-                let ax = k.addr(&x, &xi);
-                let xv = k.f();
-                k.ins(format!("mov.f32 {xv}, {ZERO}"));
-                k.ins(format!("@{p} ld.global.f32 {xv}, [{ax}]"));
-                let wi = k.r();
-                k.ins(format!("add.u32 {wi}, {wrow}, {bb}"));
-                let wv = k.ld(&w, &wi);
-                acc_mul(k, &acc, &xv, &wv);
-                Ok(())
-            })
-        })
-    })?;
-    if let Some(b) = b {
-        let bv = k.ld(&b, &o);
-        k.ins(format!("add.rn.f32 {acc}, {acc}, {bv}"));
-    }
-    k.st(&y, &e, &acc);
-    let what = format!(
-        "conv2d [{}, {}, {}, {}] * [{}, {}, {}, {}] -> [{}, {}]",
-        d.n.show(),
-        d.c,
-        d.h,
-        d.w,
-        d.o,
-        d.c,
-        d.kh,
-        d.kw,
-        d.oh,
-        d.ow
-    );
-    Ok(hk.done(what, threads))
-}
-
-/// The geometry of pooling: `lead` planes `[h, w]` pooled to `[oh, ow]`.
-#[derive(Clone, Copy, Debug)]
-struct Pool {
-    lead: Count,
-    h: u64,
-    w: u64,
-    oh: u64,
-    ow: u64,
-    kh: u64,
-    kw: u64,
-    sh: u64,
-    sw: u64,
-}
-
-fn max_pool2d(
-    plan: &Plan<'_>,
-    h: Handle<Node>,
-    mode: Mode,
-    name: String,
-    input: Handle<Node>,
-    p: Pool,
-) -> Result<HeavyKernel, CudaError> {
-    let mut hk = Hk::new(plan, mode, name);
-    let x = hk.input(input)?;
-    let y = hk.output(h)?;
-    let threads = p.lead.times(p.oh * p.ow);
-    let e = hk.thread(threads);
-    let k = &mut hk.k;
-    let (t1, j) = divmod(k, &e, p.ow);
-    let (l, i) = divmod(k, &t1, p.oh);
-    let plane = k.r();
-    k.ins(format!("mul.lo.u32 {plane}, {l}, {}", p.h * p.w));
-    let r0 = k.r();
-    k.ins(format!("mul.lo.u32 {r0}, {i}, {}", p.sh * p.w));
-    let c0 = k.r();
-    k.ins(format!("mul.lo.u32 {c0}, {j}, {}", p.sw));
-    let base = k.r();
-    k.ins(format!("add.u32 {base}, {plane}, {r0}"));
-    k.ins(format!("add.u32 {base}, {base}, {c0}"));
-    let first = k.ld(&x, &base);
-    let m = k.f();
-    k.ins(format!("mov.f32 {m}, {first}"));
-    for_range(k, "0", &p.kh.to_string(), |k, a| {
-        let row = k.mad(a, p.w, &base);
-        for_range(k, "0", &p.kw.to_string(), |k, b| {
-            let xi = k.r();
-            k.ins(format!("add.u32 {xi}, {row}, {b}"));
-            let v = k.ld(&x, &xi);
-            let n = math::max_nan(k, &m, &v);
-            k.ins(format!("mov.f32 {m}, {n}"));
-            Ok(())
-        })
-    })?;
-    k.st(&y, &e, &m);
-    let what =
-        format!("max_pool2d [{}, {}, {}] window {}x{} stride {}x{}", p.lead.show(), p.h, p.w, p.kh, p.kw, p.sh, p.sw);
-    Ok(hk.done(what, threads))
-}
-
 fn reduce_time(
     plan: &Plan<'_>,
     h: Handle<Node>,
@@ -946,248 +724,6 @@ fn sum_to(
     })?;
     k.st(&y, &e, &acc);
     Ok(hk.done(format!("sum_to [{}] over [{}] leading elements", len.show(), lead.show()), len))
-}
-
-fn conv2d_grad_input(
-    plan: &Plan<'_>,
-    h: Handle<Node>,
-    mode: Mode,
-    name: String,
-    grad: Handle<Node>,
-    weight: Handle<Node>,
-    d: ConvDims,
-) -> Result<HeavyKernel, CudaError> {
-    let mut hk = Hk::new(plan, mode, name);
-    let g = hk.input(grad)?;
-    let w = hk.input(weight)?;
-    let y = hk.output(h)?;
-    let threads = d.n.times(d.c * d.h * d.w);
-    let e = hk.thread(threads);
-    let k = &mut hk.k;
-    let (t1, xw) = divmod(k, &e, d.w);
-    let (t2, xh) = divmod(k, &t1, d.h);
-    let (img, c) = divmod(k, &t2, d.c);
-    let acc = zero_acc(k);
-    for_range(k, "0", &d.o.to_string(), |k, o| {
-        let go = k.mad(&img, d.o, o);
-        let wo = k.mad(o, d.c, &c);
-        for_range(k, "0", &d.kh.to_string(), |k, a| {
-            // ih = xh + ph - a must be a multiple of sh, and ih / sh < oh.
-            let ih = k.r();
-            k.ins(format!("add.u32 {ih}, {xh}, {}", d.ph));
-            k.ins(format!("sub.u32 {ih}, {ih}, {a}"));
-            let (qi, ri) = divmod(k, &ih, d.sh);
-            let (p0, p1, p2, pa) = (k.p(), k.p(), k.p(), k.p());
-            let lim = k.r();
-            k.ins(format!("add.u32 {lim}, {xh}, {}", d.ph));
-            k.ins(format!("setp.le.u32 {p0}, {a}, {lim}"));
-            k.ins(format!("setp.eq.u32 {p1}, {ri}, 0"));
-            k.ins(format!("setp.lt.u32 {p2}, {qi}, {}", d.oh));
-            k.ins(format!("and.pred {pa}, {p0}, {p1}"));
-            k.ins(format!("and.pred {pa}, {pa}, {p2}"));
-            let grow = k.mad(&go, d.oh, &qi);
-            let wrow = k.mad(&wo, d.kh, a);
-            for_range(k, "0", &d.kw.to_string(), |k, b| {
-                let iw = k.r();
-                k.ins(format!("add.u32 {iw}, {xw}, {}", d.pw));
-                let (q0, q1, q2, p) = (k.p(), k.p(), k.p(), k.p());
-                k.ins(format!("setp.le.u32 {q0}, {b}, {iw}"));
-                k.ins(format!("sub.u32 {iw}, {iw}, {b}"));
-                let (qj, rj) = divmod(k, &iw, d.sw);
-                k.ins(format!("setp.eq.u32 {q1}, {rj}, 0"));
-                k.ins(format!("setp.lt.u32 {q2}, {qj}, {}", d.ow));
-                k.ins(format!("and.pred {p}, {pa}, {q0}"));
-                k.ins(format!("and.pred {p}, {p}, {q1}"));
-                k.ins(format!("and.pred {p}, {p}, {q2}"));
-                let gi = k.mad(&grow, d.ow, &qj);
-                let ag = k.addr(&g, &gi);
-                let gv = k.f();
-                k.ins(format!("mov.f32 {gv}, {ZERO}"));
-                k.ins(format!("@{p} ld.global.f32 {gv}, [{ag}]"));
-                let wi = k.mad(&wrow, d.kw, b);
-                let wv = k.ld(&w, &wi);
-                let pr = k.f();
-                k.ins(format!("mul.rn.f32 {pr}, {gv}, {wv}"));
-                k.ins(format!("@{p} add.rn.f32 {acc}, {acc}, {pr}"));
-                Ok(())
-            })
-        })
-    })?;
-    k.st(&y, &e, &acc);
-    Ok(hk.done(format!("conv2d input gradient [{}, {}, {}, {}]", d.n.show(), d.c, d.h, d.w), threads))
-}
-
-fn conv2d_grad_weight(
-    plan: &Plan<'_>,
-    h: Handle<Node>,
-    mode: Mode,
-    name: String,
-    grad: Handle<Node>,
-    input: Handle<Node>,
-    d: ConvDims,
-) -> Result<HeavyKernel, CudaError> {
-    let mut hk = Hk::new(plan, mode, name);
-    let g = hk.input(grad)?;
-    let x = hk.input(input)?;
-    let y = hk.output(h)?;
-    let threads = Count::fixed(d.o * d.c * d.kh * d.kw);
-    let e = hk.thread(threads);
-    let k = &mut hk.k;
-    let (t1, b) = divmod(k, &e, d.kw);
-    let (t2, a) = divmod(k, &t1, d.kh);
-    let (o, c) = divmod(k, &t2, d.c);
-    let nimg = k.count(d.n);
-    let acc = zero_acc(k);
-    for_range(k, "0", &nimg, |k, img| {
-        let go = k.mad(img, d.o, &o);
-        let xc = k.mad(img, d.c, &c);
-        for_range(k, "0", &d.oh.to_string(), |k, i| {
-            let r = tap(k, i, d.sh, &a, d.ph);
-            let pr = k.p();
-            k.ins(format!("setp.lt.u32 {pr}, {r}, {}", d.h));
-            let grow = k.mad(&go, d.oh, i);
-            let xrow0 = k.mad(&xc, d.h, &r);
-            for_range(k, "0", &d.ow.to_string(), |k, j| {
-                let q = tap(k, j, d.sw, &b, d.pw);
-                let (pq, p) = (k.p(), k.p());
-                k.ins(format!("setp.lt.u32 {pq}, {q}, {}", d.w));
-                k.ins(format!("and.pred {p}, {pr}, {pq}"));
-                let gi = k.mad(&grow, d.ow, j);
-                let xi = k.mad(&xrow0, d.w, &q);
-                let gv = k.ld(&g, &gi);
-                let ax = k.addr(&x, &xi);
-                let xv = k.f();
-                // Padding reads as 0, and its product is computed too.
-                k.ins(format!("mov.f32 {xv}, {ZERO}"));
-                k.ins(format!("@{p} ld.global.f32 {xv}, [{ax}]"));
-                acc_mul(k, &acc, &gv, &xv);
-                Ok(())
-            })
-        })
-    })?;
-    k.st(&y, &e, &acc);
-    Ok(hk.done(format!("conv2d weight gradient [{}, {}, {}, {}]", d.o, d.c, d.kh, d.kw), threads))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn conv2d_grad_bias(
-    plan: &Plan<'_>,
-    h: Handle<Node>,
-    mode: Mode,
-    name: String,
-    grad: Handle<Node>,
-    images: Count,
-    o: u64,
-    plane: u64,
-) -> Result<HeavyKernel, CudaError> {
-    let mut hk = Hk::new(plan, mode, name);
-    let g = hk.input(grad)?;
-    let y = hk.output(h)?;
-    let threads = Count::fixed(o);
-    let e = hk.thread(threads);
-    let k = &mut hk.k;
-    let nimg = k.count(images);
-    let acc = zero_acc(k);
-    for_range(k, "0", &nimg, |k, img| {
-        let go = k.mad(img, o, &e);
-        let base = k.r();
-        k.ins(format!("mul.lo.u32 {base}, {go}, {plane}"));
-        for_range(k, "0", &plane.to_string(), |k, p| {
-            let gi = k.r();
-            k.ins(format!("add.u32 {gi}, {base}, {p}"));
-            let v = k.ld(&g, &gi);
-            k.ins(format!("add.rn.f32 {acc}, {acc}, {v}"));
-            Ok(())
-        })
-    })?;
-    k.st(&y, &e, &acc);
-    Ok(hk.done(format!("conv2d bias gradient [{o}] over [{}] images of {plane}", images.show()), threads))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn max_pool2d_grad(
-    plan: &Plan<'_>,
-    h: Handle<Node>,
-    mode: Mode,
-    name: String,
-    input: Handle<Node>,
-    grad: Handle<Node>,
-    p: Pool,
-) -> Result<HeavyKernel, CudaError> {
-    let mut hk = Hk::new(plan, mode, name);
-    let x = hk.input(input)?;
-    let g = hk.input(grad)?;
-    let y = hk.output(h)?;
-    let threads = p.lead.times(p.h * p.w);
-    let e = hk.thread(threads);
-    let k = &mut hk.k;
-    let (t1, xw) = divmod(k, &e, p.w);
-    let (l, xh) = divmod(k, &t1, p.h);
-    let me = k.mad(&xh, p.w, &xw);
-    let plane = k.r();
-    k.ins(format!("mul.lo.u32 {plane}, {l}, {}", p.h * p.w));
-    let gplane = k.r();
-    k.ins(format!("mul.lo.u32 {gplane}, {l}, {}", p.oh * p.ow));
-    // Windows i with i*sh <= xh < i*sh + kh: from lo (0, or (xh-kh)/sh + 1) to min(xh/sh, oh-1).
-    let range = |k: &mut Kb, x: &str, kk: u64, s: u64, n: u64| -> (String, String) {
-        let (lo, hi, d, pge) = (k.r(), k.r(), k.r(), k.p());
-        k.ins(format!("setp.ge.u32 {pge}, {x}, {kk}"));
-        k.ins(format!("sub.u32 {d}, {x}, {kk}"));
-        k.ins(format!("div.u32 {d}, {d}, {s}"));
-        k.ins(format!("add.u32 {d}, {d}, 1"));
-        k.ins(format!("selp.u32 {lo}, {d}, 0, {pge}"));
-        k.ins(format!("div.u32 {hi}, {x}, {s}"));
-        k.ins(format!("min.u32 {hi}, {hi}, {}", n - 1));
-        k.ins(format!("add.u32 {hi}, {hi}, 1"));
-        (lo, hi)
-    };
-    let (ilo, ihi) = range(k, &xh, p.kh, p.sh, p.oh);
-    let (jlo, jhi) = range(k, &xw, p.kw, p.sw, p.ow);
-    let acc = zero_acc(k);
-    for_range(k, &ilo, &ihi, |k, i| {
-        for_range(k, &jlo, &jhi, |k, j| {
-            // The first maximal element of window (i, j), NaN counting as maximal.
-            let r0 = k.r();
-            k.ins(format!("mul.lo.u32 {r0}, {i}, {}", p.sh * p.w));
-            let start = k.mad(j, p.sw, &r0);
-            let sx = k.r();
-            k.ins(format!("add.u32 {sx}, {plane}, {start}"));
-            let first = k.ld(&x, &sx);
-            let (m, am) = (k.f(), k.r());
-            k.ins(format!("mov.f32 {m}, {first}"));
-            k.ins(format!("mov.u32 {am}, {start}"));
-            for_range(k, "0", &p.kh.to_string(), |k, a| {
-                let row = k.mad(a, p.w, &start);
-                for_range(k, "0", &p.kw.to_string(), |k, b| {
-                    let pos = k.r();
-                    k.ins(format!("add.u32 {pos}, {row}, {b}"));
-                    let xi = k.r();
-                    k.ins(format!("add.u32 {xi}, {plane}, {pos}"));
-                    let v = k.ld(&x, &xi);
-                    let (gt, isnan, take) = (k.p(), k.p(), k.p());
-                    k.ins(format!("setp.gt.f32 {gt}, {v}, {m}"));
-                    k.ins(format!("setp.nan.f32 {isnan}, {v}, {v}"));
-                    k.ins(format!("or.pred {take}, {gt}, {isnan}"));
-                    k.ins(format!("@{take} mov.f32 {m}, {v}"));
-                    k.ins(format!("@{take} mov.u32 {am}, {pos}"));
-                    Ok(())
-                })
-            })?;
-            let hit = k.p();
-            k.ins(format!("setp.eq.u32 {hit}, {am}, {me}"));
-            let gi0 = k.mad(i, p.ow, j);
-            let gi = k.r();
-            k.ins(format!("add.u32 {gi}, {gplane}, {gi0}"));
-            let ag = k.addr(&g, &gi);
-            let gv = k.f();
-            k.ins(format!("mov.f32 {gv}, {ZERO}"));
-            k.ins(format!("@{hit} ld.global.f32 {gv}, [{ag}]"));
-            k.ins(format!("@{hit} add.rn.f32 {acc}, {acc}, {gv}"));
-            Ok(())
-        })
-    })?;
-    k.st(&y, &e, &acc);
-    Ok(hk.done(format!("max_pool2d gradient [{}, {}, {}]", p.lead.show(), p.h, p.w), threads))
 }
 
 fn reduce_time_grad(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use snnc_ir::{Handle, Module, Node, Op, RegionKind, StateInit};
 use snnc_runtime::Tensor;
 
-use crate::kernels::{self, ConvShape};
+use crate::kernels::{self, ConvShape, PoolShape};
 use crate::real::Real;
 use crate::{Plan, RunResult};
 
@@ -151,8 +151,8 @@ impl<F: Real> Evaluator<'_, F> {
         grad: Handle<Node>,
         xd: &[usize],
         wd: &[usize],
-        stride: [u32; 2],
-        padding: [u32; 2],
+        [stride, padding, dilation]: [[u32; 2]; 3],
+        groups: u32,
     ) -> ConvShape {
         let gd = self.dims(grad);
         let (r, rx) = (gd.len(), xd.len());
@@ -168,6 +168,22 @@ impl<F: Real> Evaluator<'_, F> {
             ow: gd[r - 1],
             stride: stride.map(|v| v as usize),
             padding: padding.map(|v| v as usize),
+            dilation: dilation.map(|v| v as usize),
+            groups: groups as usize,
+        }
+    }
+
+    /// The geometry of a pooling of `input` whose result has dims `out`.
+    fn pool_shape(&self, input: Handle<Node>, out: &[usize], [kernel, stride, padding]: [[u32; 2]; 3]) -> PoolShape {
+        let xd = self.dims(input);
+        let r = xd.len();
+        PoolShape {
+            lead: self.plan.numel(&xd[..r - 2]),
+            size: [xd[r - 2], xd[r - 1]],
+            kernel: kernel.map(|v| v as usize),
+            stride: stride.map(|v| v as usize),
+            padding: padding.map(|v| v as usize),
+            out: [out[out.len() - 2], out[out.len() - 1]],
         }
     }
 
@@ -235,7 +251,7 @@ impl<F: Real> Evaluator<'_, F> {
                     &mut self.scratch,
                 );
             }
-            Op::Conv2d { input, weight, bias, stride, padding, .. } => {
+            Op::Conv2d { input, weight, bias, stride, padding, dilation, groups, .. } => {
                 let (xd, wd) = (self.dims(input), self.dims(weight));
                 let r = xd.len();
                 let s = ConvShape {
@@ -250,22 +266,15 @@ impl<F: Real> Evaluator<'_, F> {
                     ow: dims[dims.len() - 1],
                     stride: stride.map(|v| v as usize),
                     padding: padding.map(|v| v as usize),
+                    dilation: dilation.map(|v| v as usize),
+                    groups: groups as usize,
                 };
                 let bias = bias.map(|b| self.val(b));
                 kernels::conv2d(self.val(input), self.val(weight), bias, s, &mut out);
             }
-            Op::Pool2d { input, kernel, stride, .. } => {
-                let xd = self.dims(input);
-                let r = xd.len();
-                kernels::max_pool2d(
-                    self.val(input),
-                    self.plan.numel(&xd[..r - 2]),
-                    [xd[r - 2], xd[r - 1]],
-                    kernel.map(|v| v as usize),
-                    stride.map(|v| v as usize),
-                    [dims[dims.len() - 2], dims[dims.len() - 1]],
-                    &mut out,
-                );
+            Op::Pool2d { op, input, kernel, stride, padding } => {
+                let s = self.pool_shape(input, dims, [kernel, stride, padding]);
+                kernels::pool2d(op, self.val(input), s, &mut out);
             }
             Op::Reshape { arg, .. } => out.extend_from_slice(self.val(arg)),
             Op::Concat { ref args } => {
@@ -306,12 +315,12 @@ impl<F: Real> Evaluator<'_, F> {
                 kernels::matmul_grad_weight(self.val(grad), self.val(input), rows, n_in, n_out, &mut out);
             }
             Op::SumTo { arg, .. } => kernels::sum_rows(self.val(arg), n, &mut out),
-            Op::Conv2dGradInput { grad, weight, stride, padding, .. } => {
-                let s = self.conv_shape(grad, dims, self.dims(weight), stride, padding);
+            Op::Conv2dGradInput { grad, weight, stride, padding, dilation, groups, .. } => {
+                let s = self.conv_shape(grad, dims, self.dims(weight), [stride, padding, dilation], groups);
                 kernels::conv2d_grad_input(self.val(grad), self.val(weight), s, &mut out);
             }
-            Op::Conv2dGradWeight { grad, input, stride, padding, .. } => {
-                let s = self.conv_shape(grad, self.dims(input), dims, stride, padding);
+            Op::Conv2dGradWeight { grad, input, stride, padding, dilation, groups, .. } => {
+                let s = self.conv_shape(grad, self.dims(input), dims, [stride, padding, dilation], groups);
                 kernels::conv2d_grad_weight(self.val(grad), self.val(input), s, &mut out);
             }
             Op::Conv2dGradBias { grad } => {
@@ -320,19 +329,9 @@ impl<F: Real> Evaluator<'_, F> {
                 let lead = self.plan.numel(&gd[..r - 3]);
                 kernels::conv2d_grad_bias(self.val(grad), lead, gd[r - 3], gd[r - 2] * gd[r - 1], &mut out);
             }
-            Op::Pool2dGrad { input, grad, kernel, stride, .. } => {
-                let (xd, gd) = (self.dims(input), self.dims(grad));
-                let r = xd.len();
-                kernels::max_pool2d_grad(
-                    self.val(input),
-                    self.val(grad),
-                    self.plan.numel(&xd[..r - 2]),
-                    [xd[r - 2], xd[r - 1]],
-                    kernel.map(|v| v as usize),
-                    stride.map(|v| v as usize),
-                    [gd[r - 2], gd[r - 1]],
-                    &mut out,
-                );
+            Op::Pool2dGrad { op, input, grad, kernel, stride, padding } => {
+                let s = self.pool_shape(input, self.dims(grad), [kernel, stride, padding]);
+                kernels::pool2d_grad(op, self.val(input), self.val(grad), s, &mut out);
             }
             Op::ReduceTimeGrad { op, arg, grad } => {
                 let per_step = self.val(grad).len();

@@ -4,7 +4,7 @@
 //! order of every floating-point operation is part of the definition and is
 //! written out in the doc comments (an `f32` run rounds after each one).
 
-use snnc_ir::{BinaryOp, CompareOp, Dtype, FusedKernel, KernelInst, ReduceOp, UnaryOp};
+use snnc_ir::{BinaryOp, CompareOp, Dtype, FusedKernel, KernelInst, PoolOp, ReduceOp, UnaryOp};
 
 use crate::real::Real;
 
@@ -245,9 +245,11 @@ pub(crate) fn matmul<F: Real>(
 pub(crate) struct ConvShape {
     /// Images: the product of all input dims before the last three.
     pub n: usize,
+    /// Input channels (all groups).
     pub c: usize,
     pub h: usize,
     pub w: usize,
+    /// Output channels (all groups).
     pub o: usize,
     pub kh: usize,
     pub kw: usize,
@@ -255,12 +257,35 @@ pub(crate) struct ConvShape {
     pub ow: usize,
     pub stride: [usize; 2],
     pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
 }
 
-/// torch's `conv2d` (cross-correlation), NCHW, with zero padding:
+impl ConvShape {
+    /// Input channels per group.
+    fn cg(&self) -> usize {
+        self.c / self.groups
+    }
+
+    /// Output channels per group.
+    fn og(&self) -> usize {
+        self.o / self.groups
+    }
+
+    /// The input row (axis 0) or column (axis 1) that output position `i`
+    /// reads through kernel tap `a`, `None` in the padding.
+    fn at(&self, ax: usize, i: usize, a: usize) -> Option<usize> {
+        let limit = if ax == 0 { self.h } else { self.w };
+        (i * self.stride[ax] + a * self.dilation[ax]).checked_sub(self.padding[ax]).filter(|&r| r < limit)
+    }
+}
+
+/// torch's `conv2d` (cross-correlation), NCHW, with zero padding, dilation
+/// and groups (`cg = C / groups` input channels per group, output channel
+/// `o` in group `g = o / (O / groups)`):
 ///
-/// `y[n,o,i,j] = (sum over c, a, b in row-major order of
-/// x[n, c, i*sh + a - ph, j*sw + b - pw] * w[o, c, a, b]) + bias[o]`
+/// `y[n,o,i,j] = (sum over ci < cg, a, b in row-major order of
+/// x[n, g cg + ci, i*sh + a*dh - ph, j*sw + b*dw - pw] * w[o, ci, a, b]) + bias[o]`
 ///
 /// where `x` outside the image is 0 (its products are computed too, so a
 /// non-finite weight makes NaN there, as in the dense formula). The sum
@@ -269,22 +294,22 @@ pub(crate) struct ConvShape {
 pub(crate) fn conv2d<F: Real>(x: &[F], w: &[F], bias: Option<&[F]>, s: ConvShape, out: &mut Vec<F>) {
     out.clear();
     out.resize(s.n * s.o * s.oh * s.ow, F::zero());
-    let plane = s.oh * s.ow;
+    let (plane, cg, og) = (s.oh * s.ow, s.cg(), s.og());
     for n in 0..s.n {
         for o in 0..s.o {
             let acc = &mut out[(n * s.o + o) * plane..(n * s.o + o + 1) * plane];
             // Loop over the kernel outside and the output plane inside: each
             // output element still receives its terms in (c, a, b) order.
-            for c in 0..s.c {
+            for ci in 0..cg {
+                let c = (o / og) * cg + ci;
                 let img = &x[(n * s.c + c) * s.h * s.w..(n * s.c + c + 1) * s.h * s.w];
                 for a in 0..s.kh {
                     for b in 0..s.kw {
-                        let wv = w[((o * s.c + c) * s.kh + a) * s.kw + b];
+                        let wv = w[((o * cg + ci) * s.kh + a) * s.kw + b];
                         for i in 0..s.oh {
-                            let row = (i * s.stride[0] + a).checked_sub(s.padding[0]).filter(|&r| r < s.h);
+                            let row = s.at(0, i, a);
                             for j in 0..s.ow {
-                                let col = (j * s.stride[1] + b).checked_sub(s.padding[1]).filter(|&q| q < s.w);
-                                let xv = match (row, col) {
+                                let xv = match (row, s.at(1, j, b)) {
                                     (Some(r), Some(q)) => img[r * s.w + q],
                                     _ => F::zero(),
                                 };
@@ -304,32 +329,68 @@ pub(crate) fn conv2d<F: Real>(x: &[F], w: &[F], bias: Option<&[F]>, s: ConvShape
     }
 }
 
-/// Max pooling over the last two dims (`h × w`, for each of `lead` leading
-/// slices), no padding, floor mode: `y[.., i, j]` is the [`max_nan`] fold,
-/// in row-major window order starting from the window's first element, of
-/// `x[.., i*sh + a, j*sw + b]` for `a < kh`, `b < kw`. NaN propagates.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn max_pool2d<F: Real>(
-    x: &[F],
-    lead: usize,
-    [h, w]: [usize; 2],
-    [kh, kw]: [usize; 2],
-    [sh, sw]: [usize; 2],
-    [oh, ow]: [usize; 2],
-    out: &mut Vec<F>,
-) {
+/// The geometry of a 2-d pooling: `lead` slices of `h × w`, windows
+/// `kernel`, `stride`, `padding` per axis, output `oh × ow`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PoolShape {
+    pub lead: usize,
+    pub size: [usize; 2],
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub out: [usize; 2],
+}
+
+impl PoolShape {
+    /// The in-image part of window `(i, j)`: rows `r0..r1`, columns `q0..q1`
+    /// (never empty: the padding is at most half the kernel).
+    fn window(&self, i: usize, j: usize) -> [std::ops::Range<usize>; 2] {
+        [(i, 0), (j, 1)].map(|(i, ax)| {
+            let start = i * self.stride[ax];
+            let lo = start.saturating_sub(self.padding[ax]);
+            let hi = (start + self.kernel[ax]).saturating_sub(self.padding[ax]).min(self.size[ax]);
+            lo..hi
+        })
+    }
+}
+
+/// Pooling over the last two dims, floor mode, with padding:
+///
+/// | op | `y[.., i, j]` |
+/// |---|---|
+/// | `max` | the [`max_nan`] fold, in row-major order from the window's first in-image element, of its in-image elements (the padding is `-inf`, never taken); NaN propagates |
+/// | `sum` | the sum of the window's in-image elements in row-major order from `+0` (the padding is 0) |
+/// | `avg` | that sum divided once by `kh * kw` (torch's `count_include_pad=True`) |
+pub(crate) fn pool2d<F: Real>(op: PoolOp, x: &[F], s: PoolShape, out: &mut Vec<F>) {
     out.clear();
-    for l in 0..lead {
+    let [h, w] = s.size;
+    let count = F::from_f64((s.kernel[0] * s.kernel[1]) as f64);
+    for l in 0..s.lead {
         let img = &x[l * h * w..(l + 1) * h * w];
-        for i in 0..oh {
-            for j in 0..ow {
-                let mut m = img[i * sh * w + j * sw];
-                for a in 0..kh {
-                    for b in 0..kw {
-                        m = max_nan(m, img[(i * sh + a) * w + j * sw + b]);
+        for i in 0..s.out[0] {
+            for j in 0..s.out[1] {
+                let [rows, cols] = s.window(i, j);
+                let v = match op {
+                    PoolOp::Max => {
+                        let mut m = img[rows.start * w + cols.start];
+                        for r in rows {
+                            for q in cols.clone() {
+                                m = max_nan(m, img[r * w + q]);
+                            }
+                        }
+                        m
                     }
-                }
-                out.push(m);
+                    PoolOp::Sum | PoolOp::Avg => {
+                        let mut acc = F::zero();
+                        for r in rows {
+                            for q in cols.clone() {
+                                acc = acc + img[r * w + q];
+                            }
+                        }
+                        if op == PoolOp::Avg { acc / count } else { acc }
+                    }
+                };
+                out.push(v);
             }
         }
     }
@@ -447,35 +508,32 @@ pub(crate) fn sum_rows<F: Real>(x: &[F], n: usize, out: &mut Vec<F>) {
 }
 
 /// The input gradient of [`conv2d`] (a transposed convolution): `grad` is
-/// `[n, o, oh, ow]`, `w` is `[o, c, kh, kw]`, the result `[n, c, h, w]` with
+/// `[n, o, oh, ow]`, `w` is `[o, c/groups, kh, kw]`, the result
+/// `[n, c, h, w]` with (for `c = g cg + ci`)
 ///
-/// `dx[n, c, r, q] = sum of grad[n, o, i, j] * w[o, c, a, b]`
+/// `dx[n, c, r, q] = sum of grad[n, o, i, j] * w[o, ci, a, b]`
 ///
-/// over the `(o, a, b)` (row-major order) and the one `(i, j)` each gives
-/// with `i*sh + a - ph = r`, `j*sw + b - pw = q`. The sum starts from `+0`
-/// and adds each rounded product in that order; positions in the padding
-/// receive nothing.
+/// over the `(o, a, b)` of group `g` (row-major order) and the one `(i, j)`
+/// each gives with `i*sh + a*dh - ph = r`, `j*sw + b*dw - pw = q`. The sum
+/// starts from `+0` and adds each rounded product in that order; positions
+/// in the padding receive nothing.
 pub(crate) fn conv2d_grad_input<F: Real>(grad: &[F], w: &[F], s: ConvShape, out: &mut Vec<F>) {
     out.clear();
     out.resize(s.n * s.c * s.h * s.w, F::zero());
-    let (plane, oplane) = (s.h * s.w, s.oh * s.ow);
+    let (plane, oplane, cg, og) = (s.h * s.w, s.oh * s.ow, s.cg(), s.og());
     for n in 0..s.n {
         for c in 0..s.c {
             let acc = &mut out[(n * s.c + c) * plane..(n * s.c + c + 1) * plane];
-            for o in 0..s.o {
+            let (g0, ci) = (c / cg, c % cg);
+            for o in g0 * og..(g0 + 1) * og {
                 let g = &grad[(n * s.o + o) * oplane..(n * s.o + o + 1) * oplane];
                 for a in 0..s.kh {
                     for b in 0..s.kw {
-                        let wv = w[((o * s.c + c) * s.kh + a) * s.kw + b];
+                        let wv = w[((o * cg + ci) * s.kh + a) * s.kw + b];
                         for i in 0..s.oh {
-                            let Some(r) = (i * s.stride[0] + a).checked_sub(s.padding[0]).filter(|&r| r < s.h) else {
-                                continue;
-                            };
+                            let Some(r) = s.at(0, i, a) else { continue };
                             for j in 0..s.ow {
-                                let Some(q) = (j * s.stride[1] + b).checked_sub(s.padding[1]).filter(|&q| q < s.w)
-                                else {
-                                    continue;
-                                };
+                                let Some(q) = s.at(1, j, b) else { continue };
                                 let e = &mut acc[r * s.w + q];
                                 *e = *e + g[i * s.ow + j] * wv;
                             }
@@ -488,19 +546,22 @@ pub(crate) fn conv2d_grad_input<F: Real>(grad: &[F], w: &[F], s: ConvShape, out:
 }
 
 /// The weight gradient of [`conv2d`]: `grad` is `[n, o, oh, ow]`, `x` the
-/// forward input `[n, c, h, w]`, the result `[o, c, kh, kw]` with
+/// forward input `[n, c, h, w]`, the result `[o, c/groups, kh, kw]` with
+/// (`g` the group of `o`)
 ///
-/// `dw[o, c, a, b] = sum over (n, i, j) in row-major order of
-/// grad[n, o, i, j] * x[n, c, i*sh + a - ph, j*sw + b - pw]`
+/// `dw[o, ci, a, b] = sum over (n, i, j) in row-major order of
+/// grad[n, o, i, j] * x[n, g cg + ci, i*sh + a*dh - ph, j*sw + b*dw - pw]`
 ///
 /// where `x` outside the image is 0 (its products are computed too, as in
 /// the forward). The sum starts from `+0` and adds each rounded product.
 pub(crate) fn conv2d_grad_weight<F: Real>(grad: &[F], x: &[F], s: ConvShape, out: &mut Vec<F>) {
     out.clear();
-    out.resize(s.o * s.c * s.kh * s.kw, F::zero());
+    let (cg, og) = (s.cg(), s.og());
+    out.resize(s.o * cg * s.kh * s.kw, F::zero());
     let (plane, oplane) = (s.h * s.w, s.oh * s.ow);
     for o in 0..s.o {
-        for c in 0..s.c {
+        for ci in 0..cg {
+            let c = (o / og) * cg + ci;
             for a in 0..s.kh {
                 for b in 0..s.kw {
                     let mut acc = F::zero();
@@ -508,10 +569,9 @@ pub(crate) fn conv2d_grad_weight<F: Real>(grad: &[F], x: &[F], s: ConvShape, out
                         let g = &grad[(n * s.o + o) * oplane..(n * s.o + o + 1) * oplane];
                         let img = &x[(n * s.c + c) * plane..(n * s.c + c + 1) * plane];
                         for i in 0..s.oh {
-                            let row = (i * s.stride[0] + a).checked_sub(s.padding[0]).filter(|&r| r < s.h);
+                            let row = s.at(0, i, a);
                             for j in 0..s.ow {
-                                let col = (j * s.stride[1] + b).checked_sub(s.padding[1]).filter(|&q| q < s.w);
-                                let xv = match (row, col) {
+                                let xv = match (row, s.at(1, j, b)) {
                                     (Some(r), Some(q)) => img[r * s.w + q],
                                     _ => F::zero(),
                                 };
@@ -519,7 +579,7 @@ pub(crate) fn conv2d_grad_weight<F: Real>(grad: &[F], x: &[F], s: ConvShape, out
                             }
                         }
                     }
-                    out[((o * s.c + c) * s.kh + a) * s.kw + b] = acc;
+                    out[((o * cg + ci) * s.kh + a) * s.kw + b] = acc;
                 }
             }
         }
@@ -541,44 +601,52 @@ pub(crate) fn conv2d_grad_bias<F: Real>(grad: &[F], n: usize, o: usize, plane: u
     }
 }
 
-/// The input gradient of [`max_pool2d`]: `x` is the forward input (`lead`
-/// slices of `h × w`), `grad` the gradient of the pooled result. Each
-/// window, in row-major order of windows, adds its gradient to the element
-/// torch's CPU kernel picks: starting from `-inf` and the window's first
-/// element, an element is taken when it is greater than the maximum so far
-/// or NaN (so the first maximum wins, and among NaNs the last). The result
-/// starts from `+0`; overlapping windows add in window order.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn max_pool2d_grad<F: Real>(
-    x: &[F],
-    grad: &[F],
-    lead: usize,
-    [h, w]: [usize; 2],
-    [kh, kw]: [usize; 2],
-    [sh, sw]: [usize; 2],
-    [oh, ow]: [usize; 2],
-    out: &mut Vec<F>,
-) {
+/// The input gradient of [`pool2d`]: `x` is the forward input, `grad` the
+/// gradient of the pooled result. Windows in row-major order add to the
+/// result, which starts from `+0`:
+///
+/// | op | what a window adds |
+/// |---|---|
+/// | `max` | its gradient to the element torch's CPU kernel picks: starting from `-inf` and the window's first in-image element, an element is taken when it is greater than the maximum so far or NaN (so the first maximum wins, and among NaNs the last) |
+/// | `sum` | its gradient to each in-image element |
+/// | `avg` | its gradient divided once by `kh * kw` to each in-image element |
+pub(crate) fn pool2d_grad<F: Real>(op: PoolOp, x: &[F], grad: &[F], s: PoolShape, out: &mut Vec<F>) {
     out.clear();
-    out.resize(lead * h * w, F::zero());
-    for l in 0..lead {
+    let [h, w] = s.size;
+    let [oh, ow] = s.out;
+    out.resize(s.lead * h * w, F::zero());
+    let count = F::from_f64((s.kernel[0] * s.kernel[1]) as f64);
+    for l in 0..s.lead {
         let img = &x[l * h * w..(l + 1) * h * w];
         let g = &grad[l * oh * ow..(l + 1) * oh * ow];
         let acc = &mut out[l * h * w..(l + 1) * h * w];
         for i in 0..oh {
             for j in 0..ow {
-                let (mut m, mut at) = (F::neg_infinity(), i * sh * w + j * sw);
-                for a in 0..kh {
-                    for b in 0..kw {
-                        let k = (i * sh + a) * w + j * sw + b;
-                        let v = img[k];
-                        if v > m || v.is_nan() {
-                            m = v;
-                            at = k;
+                let [rows, cols] = s.window(i, j);
+                let gv = g[i * ow + j];
+                match op {
+                    PoolOp::Max => {
+                        let (mut m, mut at) = (F::neg_infinity(), rows.start * w + cols.start);
+                        for r in rows {
+                            for q in cols.clone() {
+                                let v = img[r * w + q];
+                                if v > m || v.is_nan() {
+                                    m = v;
+                                    at = r * w + q;
+                                }
+                            }
+                        }
+                        acc[at] = acc[at] + gv;
+                    }
+                    PoolOp::Sum | PoolOp::Avg => {
+                        let d = if op == PoolOp::Avg { gv / count } else { gv };
+                        for r in rows {
+                            for q in cols.clone() {
+                                acc[r * w + q] = acc[r * w + q] + d;
+                            }
                         }
                     }
                 }
-                acc[at] = acc[at] + g[i * ow + j];
             }
         }
     }

@@ -60,8 +60,10 @@
 //! | `stop_gradient` | `x` |
 //! | `cast` | spike to float: the same 0/1; to `f32`: rounded to f32; to `f64`: the same value |
 //! | `matmul`, `spike_matmul` | `x @ w^T` summed over `k` in order from `+0`; both kinds give the same numbers |
-//! | `conv2d` | torch's cross-correlation, NCHW, zero padding, sum in `(c, kh, kw)` order from `+0`, then `+ bias` |
-//! | `max_pool2d` | max over each window of the last two dims, no padding, floor; NaN propagates |
+//! | `conv2d` | torch's cross-correlation, NCHW, zero padding, dilation, groups (output channel `o` reads the input channels of its group), sum in `(c, kh, kw)` order from `+0`, then `+ bias` |
+//! | `max_pool2d` | max over the in-image part of each window of the last two dims (padding is `-inf`), floor; NaN propagates |
+//! | `avg_pool2d` | the window's sum in row-major order from `+0` (padding is 0), divided once by `kh * kw` (torch's `count_include_pad=True`) |
+//! | `sum_pool2d` | the window's sum in row-major order from `+0` (padding is 0) |
 //! | `reshape` | the same elements in row-major order |
 //! | `concat %a, %b, ...` | along dim 1 of the shape (the dim after `B`; after `T, B` for `seq`): for every time and batch row, the operands' rows one after the other, in operand order |
 //! | `narrow %x, start, len` | the elements `[start, start + len)` of that dim, for every time and batch row |
@@ -73,10 +75,12 @@
 //! | `transpose` | `y[j, i] = x[i, j]` |
 //! | `matmul_grad_weight`, `spike_matmul_grad_weight` | `dw[o, i]`: the sum over every leading row `r` (time, batch, ...) in order from `+0` of `grad[r, o] * x[r, i]`; both kinds give the same numbers |
 //! | `sum_to` | the sum over the leading rows down to the shape, in row order from `+0` |
-//! | `conv2d_grad_input` | the transposed convolution: `dx[n,c,r,q]`, the sum in `(o, a, b)` order from `+0` of `grad[n,o,i,j] * w[o,c,a,b]` where `r = i*sh + a - ph`, `q = j*sw + b - pw` |
-//! | `conv2d_grad_weight` | `dw[o,c,a,b]`, the sum in `(n, i, j)` order from `+0` of `grad[n,o,i,j] * x[n,c,i*sh+a-ph,j*sw+b-pw]` (0 in the padding) |
+//! | `conv2d_grad_input` | the transposed convolution: `dx[n,c,r,q]`, the sum in `(o, a, b)` order (`o` in `c`'s group) from `+0` of `grad[n,o,i,j] * w[o,c mod C/g,a,b]` where `r = i*sh + a*dh - ph`, `q = j*sw + b*dw - pw` |
+//! | `conv2d_grad_weight` | `dw[o,ci,a,b]`, the sum in `(n, i, j)` order from `+0` of `grad[n,o,i,j] * x[n,c,i*sh+a*dh-ph,j*sw+b*dw-pw]` (`c` the `ci`-th channel of `o`'s group; 0 in the padding) |
 //! | `conv2d_grad_bias` | `db[o]`, the sum in `(n, i, j)` order from `+0` of `grad[n,o,i,j]` |
-//! | `max_pool2d_grad` | each window's gradient added to the element torch's CPU kernel picks (the first maximum; among NaNs the last), windows in row-major order |
+//! | `max_pool2d_grad` | each window's gradient added to the element torch's CPU kernel picks (the first maximum of the in-image part; among NaNs the last), windows in row-major order |
+//! | `avg_pool2d_grad` | each window's gradient divided once by `kh * kw`, added to each in-image element of the window, windows in row-major order |
+//! | `sum_pool2d_grad` | each window's gradient added to each in-image element of the window, windows in row-major order |
 //! | `reduce_time_*_grad` | `sum`: `grad` at every step; `mean`: `grad / T`; `last`: `grad` at `T-1`; `max`: `grad` at `torch.max`'s step (the first NaN, else the first maximum); `+0` elsewhere |
 //! | `log_softmax_grad` | `grad - exp(out) * s` with `s` the sum of `grad` over the last dim in order from `+0` |
 //!

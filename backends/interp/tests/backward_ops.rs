@@ -207,12 +207,35 @@ fn conv_grads(geo: Geo, x: &[f64], w: &[f64], g: &[f64]) -> [Vec<f64>; 4] {
     let wp = b.param(param("w", F64, &[o as u32, c as u32, kh as u32, kw as u32]));
     b.begin_seq();
     let (xn, gn, wn) = (b.emit(Op::Input(xi)).unwrap(), b.emit(Op::Input(gi)).unwrap(), b.emit(Op::Param(wp)).unwrap());
-    let y = b.emit(Op::Conv2d { input: xn, weight: wn, bias: None, stride, padding, kind: MatMulKind::Dense }).unwrap();
+    let y = b
+        .emit(Op::Conv2d {
+            input: xn,
+            weight: wn,
+            bias: None,
+            stride,
+            padding,
+            dilation: [1, 1],
+            groups: 1,
+            kind: MatMulKind::Dense,
+        })
+        .unwrap();
     let input_size = [h as u32, wd as u32];
-    let dx = b.emit(Op::Conv2dGradInput { grad: gn, weight: wn, stride, padding, input_size }).unwrap();
+    let dx = b
+        .emit(Op::Conv2dGradInput { grad: gn, weight: wn, stride, padding, dilation: [1, 1], groups: 1, input_size })
+        .unwrap();
     let kernel = [kh as u32, kw as u32];
-    let dw =
-        b.emit(Op::Conv2dGradWeight { grad: gn, input: xn, kernel, stride, padding, kind: MatMulKind::Dense }).unwrap();
+    let dw = b
+        .emit(Op::Conv2dGradWeight {
+            grad: gn,
+            input: xn,
+            kernel,
+            stride,
+            padding,
+            dilation: [1, 1],
+            groups: 1,
+            kind: MatMulKind::Dense,
+        })
+        .unwrap();
     let db = b.emit(Op::Conv2dGradBias { grad: gn }).unwrap();
     for (name, v) in [("y", y), ("dx", dx), ("dw", dw), ("db", db)] {
         b.output(name, v);
@@ -309,7 +332,7 @@ fn pool_grad_module(dims: [u32; 2], kernel: [u32; 2], stride: [u32; 2], out_hw: 
     let inputs =
         [("x", Type::new(F64, bt(&[1, dims[0], dims[1]]))), ("g", Type::new(F64, bt(&[1, out_hw[0], out_hw[1]])))];
     seq_module(1, F64, &inputs, |b, n| {
-        b.emit(Op::Pool2dGrad { op: PoolOp::Max, input: n[0], grad: n[1], kernel, stride }).unwrap()
+        b.emit(Op::Pool2dGrad { op: PoolOp::Max, input: n[0], grad: n[1], kernel, stride, padding: [0, 0] }).unwrap()
     })
 }
 
@@ -363,7 +386,15 @@ fn max_pool2d_grad_has_the_time_flag_and_leading_dims() {
     let (steps, batch) = (2usize, 3usize);
     let inputs = [("x", Type::seq(F64, bt(&[2, 4, 4]))), ("g", Type::seq(F64, bt(&[2, 2, 2])))];
     let m = seq_module(steps as u32, F64, &inputs, |b, n| {
-        b.emit(Op::Pool2dGrad { op: PoolOp::Max, input: n[0], grad: n[1], kernel: [2, 2], stride: [2, 2] }).unwrap()
+        b.emit(Op::Pool2dGrad {
+            op: PoolOp::Max,
+            input: n[0],
+            grad: n[1],
+            kernel: [2, 2],
+            stride: [2, 2],
+            padding: [0, 0],
+        })
+        .unwrap()
     });
     let lead = steps * batch * 2;
     let x = ramp(lead * 16);

@@ -405,11 +405,22 @@ fn conv2d_matches_a_naive_reference() {
             bias: Some(bias),
             stride: [2, 1],
             padding: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
             kind: MatMulKind::Dense,
         })
         .unwrap();
     let yn = b
-        .emit(Op::Conv2d { input: x, weight: wt, bias: None, stride: [1, 3], padding: [0, 2], kind: MatMulKind::Dense })
+        .emit(Op::Conv2d {
+            input: x,
+            weight: wt,
+            bias: None,
+            stride: [1, 3],
+            padding: [0, 2],
+            dilation: [1, 1],
+            groups: 1,
+            kind: MatMulKind::Dense,
+        })
         .unwrap();
     let ys = b
         .emit(Op::Conv2d {
@@ -418,6 +429,8 @@ fn conv2d_matches_a_naive_reference() {
             bias: Some(bias),
             stride: [2, 1],
             padding: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
             kind: MatMulKind::Dense,
         })
         .unwrap();
@@ -451,8 +464,8 @@ fn max_pool_takes_window_maxima_and_propagates_nan() {
     let mut b = Builder::new("pool", 1, 1e-3, F32);
     let xin = b.input("x", Type::new(F32, Shape::batched(&[1, 4, 5])));
     let x = b.emit(Op::Input(xin)).unwrap();
-    let p = b.emit(Op::Pool2d { op: PoolOp::Max, input: x, kernel: [2, 2], stride: [2, 2] }).unwrap();
-    let q = b.emit(Op::Pool2d { op: PoolOp::Max, input: x, kernel: [3, 2], stride: [1, 2] }).unwrap();
+    let p = b.emit(Op::Pool2d { op: PoolOp::Max, input: x, kernel: [2, 2], stride: [2, 2], padding: [0, 0] }).unwrap();
+    let q = b.emit(Op::Pool2d { op: PoolOp::Max, input: x, kernel: [3, 2], stride: [1, 2], padding: [0, 0] }).unwrap();
     b.output("p", p);
     b.output("q", q);
     let m = b.finish();

@@ -230,6 +230,15 @@ pub fn arb_lif_adex() -> impl Strategy<Value = LifAdExParams> {
         )
 }
 
+/// A size pair: equal values (written as one integer) or two.
+pub fn arb_pair() -> impl Strategy<Value = Pair> {
+    prop_oneof![any::<u32>().prop_map(Pair::square), (any::<u32>(), any::<u32>()).prop_map(|(h, w)| Pair([h, w]))]
+}
+
+fn opt_pair() -> impl Strategy<Value = Option<Pair>> {
+    proptest::option::of(arb_pair())
+}
+
 pub fn arb_layer() -> impl Strategy<Value = Layer> {
     let opt = || proptest::option::of(arb_size());
     let density = || proptest::option::of(arb_f64());
@@ -246,65 +255,68 @@ pub fn arb_layer() -> impl Strategy<Value = Layer> {
                 input_density,
             })
             .boxed(),
-        (arb_name(), opt(), arb_size(), arb_size(), arb_size(), any::<u32>(), any::<bool>(), density())
-            .prop_map(|(name, in_channels, out_channels, kernel_size, stride, padding, bias, input_density)| {
-                Layer::Conv2d {
+        (arb_name(), opt(), arb_size(), arb_pair(), arb_pair(), arb_pair(), arb_pair(), arb_size())
+            .prop_flat_map(move |(name, in_channels, out_channels, kernel_size, stride, padding, dilation, groups)| {
+                (any::<bool>(), density()).prop_map(move |(bias, input_density)| Layer::Conv2d {
                     inputs: None,
                     recurrent_inputs: Vec::new(),
                     merge: Default::default(),
-                    name,
+                    name: name.clone(),
                     in_channels,
                     out_channels,
                     kernel_size,
                     stride,
                     padding,
+                    dilation,
+                    groups,
                     bias,
                     input_density,
-                }
+                })
             })
             .boxed(),
-        (arb_name(), arb_size(), opt())
-            .prop_map(|(name, kernel_size, stride)| Layer::MaxPool2d {
+        (arb_name(), arb_pair(), opt_pair(), arb_pair())
+            .prop_map(|(name, kernel_size, stride, padding)| Layer::MaxPool2d {
                 inputs: None,
                 recurrent_inputs: Vec::new(),
                 merge: Default::default(),
                 name,
                 kernel_size,
                 stride,
+                padding,
             })
             .boxed(),
-        arb_name()
-            .prop_map(|name| Layer::Flatten {
+        (arb_name(), arb_pair(), opt_pair(), arb_pair(), any::<bool>())
+            .prop_map(|(name, kernel_size, stride, padding, count_include_pad)| Layer::AvgPool2d {
                 inputs: None,
                 recurrent_inputs: Vec::new(),
                 merge: Default::default(),
                 name,
+                kernel_size,
+                stride,
+                padding,
+                count_include_pad,
             })
             .boxed(),
-        (arb_name(), arb_f64())
-            .prop_map(|(name, factor)| Layer::Scale {
+        (arb_name(), arb_pair(), opt_pair(), arb_pair())
+            .prop_map(|(name, kernel_size, stride, padding)| Layer::SumPool2d {
                 inputs: None,
                 recurrent_inputs: Vec::new(),
                 merge: Default::default(),
                 name,
-                factor,
+                kernel_size,
+                stride,
+                padding,
             })
             .boxed(),
-        arb_name()
-            .prop_map(|name| Layer::ReLU {
+        (arb_name(), arb_f64(), arb_pair(), opt_pair())
+            .prop_map(|(name, norm_type, kernel_size, stride)| Layer::LPPool2d {
                 inputs: None,
                 recurrent_inputs: Vec::new(),
                 merge: Default::default(),
                 name,
-            })
-            .boxed(),
-        (arb_name(), arb_lif())
-            .prop_map(|(name, p)| Layer::LIF {
-                inputs: None,
-                recurrent_inputs: Vec::new(),
-                merge: Default::default(),
-                name,
-                p,
+                norm_type,
+                kernel_size,
+                stride,
             })
             .boxed(),
         (arb_name(), opt(), arb_size(), arb_lif(), any::<bool>(), density())

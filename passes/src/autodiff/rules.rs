@@ -91,7 +91,7 @@ pub(crate) fn backward(ad: &mut Ad<'_>, h: H, g: H) -> Result<(), AdError> {
             }
             Ok(())
         }
-        Op::Conv2d { input, weight, bias, stride, padding, .. } => {
+        Op::Conv2d { input, weight, bias, stride, padding, dilation, groups, .. } => {
             if ad.is_needed(input) {
                 let w = ad.fv(weight)?;
                 let xs = &ad.ty(input).shape.0;
@@ -101,7 +101,8 @@ pub(crate) fn backward(ad: &mut Ad<'_>, h: H, g: H) -> Result<(), AdError> {
                     snnc_ir::Dim::Batch => Err(AdError("conv2d with a batch spatial dim".into())),
                 };
                 let input_size = [size(xs[n - 2])?, size(xs[n - 1])?];
-                let gx = ad.emit(Op::Conv2dGradInput { grad: g, weight: w, stride, padding, input_size })?;
+                let gx =
+                    ad.emit(Op::Conv2dGradInput { grad: g, weight: w, stride, padding, dilation, groups, input_size })?;
                 ad.contribute(input, gx)?;
             }
             if ad.is_needed(weight) {
@@ -118,6 +119,8 @@ pub(crate) fn backward(ad: &mut Ad<'_>, h: H, g: H) -> Result<(), AdError> {
                     kernel,
                     stride,
                     padding,
+                    dilation,
+                    groups,
                     kind: MatMulKind::Dense,
                 })?;
                 ad.contribute(weight, gw)?;
@@ -130,9 +133,11 @@ pub(crate) fn backward(ad: &mut Ad<'_>, h: H, g: H) -> Result<(), AdError> {
             }
             Ok(())
         }
-        Op::Pool2d { op, input, kernel, stride } => {
+        Op::Pool2d { op, input, kernel, stride, padding } => {
+            // `max` needs the forward input (which element won); `avg` and
+            // `sum` only its shape, but the op takes it the same way.
             let x = ad.fv(input)?;
-            let gx = ad.emit(Op::Pool2dGrad { op, input: x, grad: g, kernel, stride })?;
+            let gx = ad.emit(Op::Pool2dGrad { op, input: x, grad: g, kernel, stride, padding })?;
             ad.contribute(input, gx)
         }
         Op::ReduceTime { op, arg } => {

@@ -91,7 +91,7 @@ impl Executable {
                 }
                 b.transposed[i] = (wt, finite);
             }
-            Op::Conv2d { input, weight, bias, stride, padding, kind } => {
+            Op::Conv2d { input, weight, bias, stride, padding, dilation, groups, kind } => {
                 let (xd, wd) = (&b.dims[input.index()], &b.dims[weight.index()]);
                 let r = xd.len();
                 let s = ConvShape {
@@ -106,25 +106,23 @@ impl Executable {
                     ow: dims[dims.len() - 1],
                     stride: stride.map(|v| v as usize),
                     padding: padding.map(|v| v as usize),
+                    dilation: dilation.map(|v| v as usize),
+                    groups: groups as usize,
                 };
                 let bias = bias.map(|x| self.val(b, x, step));
                 let (x, w) = (self.val(b, input, step), self.val(b, weight, step));
+                // The event-driven kernel handles dilation 1 and one group
+                // (what `sparsify` picks it for); the rest runs dense.
                 match kind {
-                    MatMulKind::Dense => kernels::conv2d(x, w, bias, s, &mut out),
-                    MatMulKind::EventDriven => event_conv::spike_conv2d(x, w, bias, s, &mut out),
+                    MatMulKind::EventDriven if event_conv::handles(&s) => {
+                        event_conv::spike_conv2d(x, w, bias, s, &mut out)
+                    }
+                    _ => kernels::conv2d(x, w, bias, s, &mut out),
                 }
             }
-            Op::Pool2d { input, kernel, stride, .. } => {
-                let xd = &b.dims[input.index()];
-                let r = xd.len();
-                kernels::max_pool2d(
-                    self.val(b, input, step),
-                    [xd[r - 2], xd[r - 1]],
-                    kernel.map(|v| v as usize),
-                    stride.map(|v| v as usize),
-                    [dims[dims.len() - 2], dims[dims.len() - 1]],
-                    &mut out,
-                );
+            Op::Pool2d { op, input, kernel, stride, padding } => {
+                let s = pool_shape(&b.dims[input.index()], dims, [kernel, stride, padding]);
+                kernels::pool2d(op, self.val(b, input, step), s, &mut out);
             }
             Op::ReduceTime { op, arg } => {
                 kernels::reduce_time(op, self.val(b, arg, step), module.steps as usize, &mut out)
@@ -154,16 +152,20 @@ impl Executable {
                 }
             }
             Op::SumTo { arg, .. } => kernels::sum_rows(self.val(b, arg, step), &mut out),
-            Op::Conv2dGradInput { grad, weight, stride, padding, .. } => {
-                let s = conv_shape(&b.dims[grad.index()], dims, &b.dims[weight.index()], stride, padding);
+            Op::Conv2dGradInput { grad, weight, stride, padding, dilation, groups, .. } => {
+                let attrs = ([stride, padding, dilation], groups);
+                let s = conv_shape(&b.dims[grad.index()], dims, &b.dims[weight.index()], attrs);
                 kernels::conv2d_grad_input(self.val(b, grad, step), self.val(b, weight, step), s, &mut out);
             }
-            Op::Conv2dGradWeight { grad, input, stride, padding, kind, .. } => {
-                let s = conv_shape(&b.dims[grad.index()], &b.dims[input.index()], dims, stride, padding);
+            Op::Conv2dGradWeight { grad, input, stride, padding, dilation, groups, kind, .. } => {
+                let attrs = ([stride, padding, dilation], groups);
+                let s = conv_shape(&b.dims[grad.index()], &b.dims[input.index()], dims, attrs);
                 let (g, x) = (self.val(b, grad, step), self.val(b, input, step));
                 match kind {
-                    MatMulKind::Dense => kernels::conv2d_grad_weight(g, x, s, &mut out),
-                    MatMulKind::EventDriven => event_conv::spike_conv2d_grad_weight(g, x, s, &mut out),
+                    MatMulKind::EventDriven if event_conv::handles(&s) => {
+                        event_conv::spike_conv2d_grad_weight(g, x, s, &mut out)
+                    }
+                    _ => kernels::conv2d_grad_weight(g, x, s, &mut out),
                 }
             }
             Op::Conv2dGradBias { grad } => {
@@ -172,18 +174,9 @@ impl Executable {
                 let n = gd[..r - 3].iter().product();
                 kernels::conv2d_grad_bias(self.val(b, grad, step), n, gd[r - 2] * gd[r - 1], &mut out);
             }
-            Op::Pool2dGrad { input, grad, kernel, stride, .. } => {
-                let (xd, gd) = (&b.dims[input.index()], &b.dims[grad.index()]);
-                let r = xd.len();
-                kernels::max_pool2d_grad(
-                    self.val(b, input, step),
-                    self.val(b, grad, step),
-                    [xd[r - 2], xd[r - 1]],
-                    kernel.map(|v| v as usize),
-                    stride.map(|v| v as usize),
-                    [gd[r - 2], gd[r - 1]],
-                    &mut out,
-                );
+            Op::Pool2dGrad { op, input, grad, kernel, stride, padding } => {
+                let s = pool_shape(&b.dims[input.index()], &b.dims[grad.index()], [kernel, stride, padding]);
+                kernels::pool2d_grad(op, self.val(b, input, step), self.val(b, grad, step), s, &mut out);
             }
             Op::ReduceTimeGrad { op, arg, grad } => kernels::reduce_time_grad(
                 op,
@@ -251,9 +244,27 @@ impl Executable {
     }
 }
 
+/// The geometry of a pooling of an input of dims `xd` to dims `od`.
+fn pool_shape(xd: &[usize], od: &[usize], [kernel, stride, padding]: [[u32; 2]; 3]) -> PoolShape {
+    let (r, ro) = (xd.len(), od.len());
+    PoolShape {
+        size: [xd[r - 2], xd[r - 1]],
+        kernel: kernel.map(|v| v as usize),
+        stride: stride.map(|v| v as usize),
+        padding: padding.map(|v| v as usize),
+        out: [od[ro - 2], od[ro - 1]],
+    }
+}
+
 /// The geometry of a convolution from the dims of its gradient (`[.., O,
-/// H', W']`), its input (`[.., C, H, W]`) and its weight (`[O, C, kh, kw]`).
-fn conv_shape(gd: &[usize], xd: &[usize], wd: &[usize], stride: [u32; 2], padding: [u32; 2]) -> ConvShape {
+/// H', W']`), its input (`[.., C, H, W]`) and its weight (`[O, C/g, kh,
+/// kw]`), with its `[stride, padding, dilation]` and groups.
+fn conv_shape(
+    gd: &[usize],
+    xd: &[usize],
+    wd: &[usize],
+    ([stride, padding, dilation], groups): ([[u32; 2]; 3], u32),
+) -> ConvShape {
     let (r, rx) = (gd.len(), xd.len());
     ConvShape {
         n: gd[..r - 3].iter().product(),
@@ -267,6 +278,8 @@ fn conv_shape(gd: &[usize], xd: &[usize], wd: &[usize], stride: [u32; 2], paddin
         ow: gd[r - 1],
         stride: stride.map(|v| v as usize),
         padding: padding.map(|v| v as usize),
+        dilation: dilation.map(|v| v as usize),
+        groups: groups as usize,
     }
 }
 

@@ -131,12 +131,15 @@ impl Executable {
     fn conv_scratch(&self, node: &Node) -> u128 {
         let nodes = &self.module.nodes;
         let threads = crate::pool::threads() as u128;
-        // `[O, C, kh, kw]`: C·kh·kw.
-        let volume = |shape: &Shape| last3(shape).iter().fold(1u128, |a, &d| a.saturating_mul(d));
+        // `[O, C/groups, kh, kw]`: the im2col rows of all groups, C·kh·kw.
+        let volume =
+            |shape: &Shape, groups: u32| last3(shape).iter().fold(u128::from(groups), |a, &d| a.saturating_mul(d));
         let (out, ckk, per_thread) = match node.op {
-            Op::Conv2d { weight, .. } => (&node.ty.shape, volume(&nodes[weight].ty.shape), true),
-            Op::Conv2dGradInput { grad, weight, .. } => (&nodes[grad].ty.shape, volume(&nodes[weight].ty.shape), true),
-            Op::Conv2dGradWeight { grad, .. } => (&nodes[grad].ty.shape, volume(&node.ty.shape), false),
+            Op::Conv2d { weight, groups, .. } => (&node.ty.shape, volume(&nodes[weight].ty.shape, groups), true),
+            Op::Conv2dGradInput { grad, weight, groups, .. } => {
+                (&nodes[grad].ty.shape, volume(&nodes[weight].ty.shape, groups), true)
+            }
+            Op::Conv2dGradWeight { grad, groups, .. } => (&nodes[grad].ty.shape, volume(&node.ty.shape, groups), false),
             _ => return 0,
         };
         let [o, oh, ow] = last3(out);

@@ -27,11 +27,112 @@ fn check_dense(rows: usize, n_in: usize, n_out: usize) {
 #[test]
 fn conv_agrees_with_the_direct_formula() {
     let shapes = [
-        ConvShape { n: 2, c: 2, h: 5, w: 4, o: 3, kh: 3, kw: 2, oh: 3, ow: 2, stride: [2, 2], padding: [1, 0] },
-        ConvShape { n: 3, c: 2, h: 5, w: 4, o: 3, kh: 3, kw: 3, oh: 5, ow: 4, stride: [1, 1], padding: [1, 1] },
-        ConvShape { n: 1, c: 1, h: 6, w: 7, o: 2, kh: 2, kw: 3, oh: 5, ow: 5, stride: [1, 1], padding: [0, 0] },
-        ConvShape { n: 1, c: 1, h: 3, w: 2, o: 1, kh: 1, kw: 1, oh: 7, ow: 8, stride: [1, 1], padding: [2, 3] },
-        ConvShape { n: 1, c: 1, h: 1, w: 1, o: 1, kh: 1, kw: 1, oh: 9, ow: 9, stride: [1, 1], padding: [4, 4] },
+        ConvShape {
+            n: 2,
+            c: 2,
+            h: 5,
+            w: 4,
+            o: 3,
+            kh: 3,
+            kw: 2,
+            oh: 3,
+            ow: 2,
+            stride: [2, 2],
+            padding: [1, 0],
+            dilation: [1, 1],
+            groups: 1,
+        },
+        ConvShape {
+            n: 3,
+            c: 2,
+            h: 5,
+            w: 4,
+            o: 3,
+            kh: 3,
+            kw: 3,
+            oh: 5,
+            ow: 4,
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+        },
+        ConvShape {
+            n: 1,
+            c: 1,
+            h: 6,
+            w: 7,
+            o: 2,
+            kh: 2,
+            kw: 3,
+            oh: 5,
+            ow: 5,
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+        },
+        ConvShape {
+            n: 1,
+            c: 1,
+            h: 3,
+            w: 2,
+            o: 1,
+            kh: 1,
+            kw: 1,
+            oh: 7,
+            ow: 8,
+            stride: [1, 1],
+            padding: [2, 3],
+            dilation: [1, 1],
+            groups: 1,
+        },
+        ConvShape {
+            n: 1,
+            c: 1,
+            h: 1,
+            w: 1,
+            o: 1,
+            kh: 1,
+            kw: 1,
+            oh: 9,
+            ow: 9,
+            stride: [1, 1],
+            padding: [4, 4],
+            dilation: [1, 1],
+            groups: 1,
+        },
+        // Dilation and channel groups (output size (h + 2p - d(k-1) - 1)/s + 1).
+        ConvShape {
+            n: 2,
+            c: 4,
+            h: 9,
+            w: 11,
+            o: 2,
+            kh: 3,
+            kw: 5,
+            oh: 9,
+            ow: 8,
+            stride: [1, 2],
+            padding: [2, 4],
+            dilation: [2, 1],
+            groups: 2,
+        },
+        ConvShape {
+            n: 1,
+            c: 3,
+            h: 10,
+            w: 8,
+            o: 3,
+            kh: 2,
+            kw: 3,
+            oh: 3,
+            ow: 6,
+            stride: [3, 1],
+            padding: [0, 1],
+            dilation: [3, 2],
+            groups: 3,
+        },
     ];
     for s in shapes {
         check_conv(s);
@@ -40,7 +141,8 @@ fn conv_agrees_with_the_direct_formula() {
 
 fn check_conv(s: ConvShape) {
     let x: Vec<f32> = (0..s.n * s.c * s.h * s.w).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
-    let w: Vec<f32> = (0..s.o * s.c * s.kh * s.kw).map(|i| ((i * 3) % 4) as f32 * 0.25).collect();
+    let cg = s.c / s.groups;
+    let w: Vec<f32> = (0..s.o * cg * s.kh * s.kw).map(|i| ((i * 3) % 4) as f32 * 0.25).collect();
     let bias = [0.5f32, -1.0, 2.0][..s.o].to_vec();
     let mut out = vec![0.0; s.n * s.o * s.oh * s.ow];
     conv2d(&x, &w, Some(&bias), s, &mut out);
@@ -49,14 +151,15 @@ fn check_conv(s: ConvShape) {
             for i in 0..s.oh {
                 for j in 0..s.ow {
                     let mut acc = 0.0f32;
-                    for c in 0..s.c {
+                    for ci in 0..cg {
+                        let c = o / (s.o / s.groups) * cg + ci;
                         for a in 0..s.kh {
                             for b in 0..s.kw {
-                                let r = (i * s.stride[0] + a) as isize - s.padding[0] as isize;
-                                let q = (j * s.stride[1] + b) as isize - s.padding[1] as isize;
+                                let r = (i * s.stride[0] + a * s.dilation[0]) as isize - s.padding[0] as isize;
+                                let q = (j * s.stride[1] + b * s.dilation[1]) as isize - s.padding[1] as isize;
                                 if r >= 0 && (r as usize) < s.h && q >= 0 && (q as usize) < s.w {
                                     acc += x[((n * s.c + c) * s.h + r as usize) * s.w + q as usize]
-                                        * w[((o * s.c + c) * s.kh + a) * s.kw + b];
+                                        * w[((o * cg + ci) * s.kh + a) * s.kw + b];
                                 }
                             }
                         }
@@ -124,8 +227,21 @@ fn big_weight_gradients_of_matmul_agree_with_the_sums_on_threads() {
 fn big_conv_gradients_agree_with_the_direct_formulas_on_threads() {
     // 70 images: three chunks of the weight gradient's GEMM; strided and
     // not (the contiguous patch rows), padded and not.
-    let strided =
-        ConvShape { n: 70, c: 3, h: 12, w: 11, o: 8, kh: 3, kw: 3, oh: 6, ow: 6, stride: [2, 2], padding: [1, 1] };
+    let strided = ConvShape {
+        n: 70,
+        c: 3,
+        h: 12,
+        w: 11,
+        o: 8,
+        kh: 3,
+        kw: 3,
+        oh: 6,
+        ow: 6,
+        stride: [2, 2],
+        padding: [1, 1],
+        dilation: [1, 1],
+        groups: 1,
+    };
     let unit = ConvShape { stride: [1, 1], oh: 12, ow: 11, ..strided };
     let valid = ConvShape { padding: [0, 0], oh: 10, ow: 9, ..unit };
     for s in [strided, unit, valid] {

@@ -440,6 +440,7 @@ fn run(
             "div.u32" => Some(u64::from(v(1) as u32 / v(2) as u32)),
             "rem.u32" => Some(u64::from(v(1) as u32 % v(2) as u32)),
             "min.u32" => Some(u64::from((v(1) as u32).min(v(2) as u32))),
+            "max.u32" => Some(u64::from((v(1) as u32).max(v(2) as u32))),
             "shr.s32" => Some(u64::from(((v(1) as u32 as i32) >> (v(2) as u32)) as u32)),
             "shr.u32" => Some(u64::from((v(1) as u32) >> (v(2) as u32))),
             "shl.b32" => Some(u64::from((v(1) as u32) << (v(2) as u32))),

@@ -139,3 +139,22 @@ fn dropout_is_the_identity_in_a_run_and_p_must_be_below_one() {
     };
     assert_eq!(run(&with), run(&without));
 }
+
+/// Regression (found by the pass-equivalence generator): the encoder's
+/// spikes added to a late layer. Each fusion group was convex, but the
+/// encoder's kernel (taking the late add) and the LSNN kernel (taking the
+/// encoder's spikes through a product) made a cycle of kernels.
+#[test]
+fn a_skip_from_the_encoder_fuses_without_a_cycle_of_kernels() {
+    let dir = TempDir::new("fuse_cycle");
+    let path = dir.write(
+        "net.ron",
+        r#"(version: 1, name: "skip", steps: 2, input: [1, 6], encoder: ConstantCurrent(),
+            layers: [LSNNRecurrent(hidden: 1), LILinear(out: 6), MaxPool2d(kernel_size: 1, inputs: ["lilinear1", "x"])],
+            readout: Max)"#,
+    );
+    let o = snnc(&["ir", &path]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = snnc(&["run", &path, "--batch", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

@@ -27,8 +27,8 @@
 //! ([`Fuse::iter_limit`], [`Fuse::node_limit`]), never by time, so the
 //! result does not depend on the machine; the report says why each
 //! e-graph stopped. A group is split where fusing it whole would make a
-//! cycle (a value leaving the group and coming back through a non-fusible
-//! op), and the region is reordered (stable topological order, each
+//! cycle among the kernels (a value leaving the group and coming back
+//! through a non-fusible op, or through another kernel), and the region is reordered (stable topological order, each
 //! kernel where its first op was) so that every operand comes before use.
 //! The module is compacted afterwards.
 //!
@@ -366,6 +366,11 @@ fn find_groups(module: &Module, r: usize, constants: &[Option<Constant>]) -> Vec
         let t = &module.nodes[h].ty;
         (t.seq, &t.shape)
     };
+    // The region's operand edges, by position.
+    let operand_pos: Vec<Vec<usize>> = nodes
+        .iter()
+        .map(|&h| module.nodes[h].op.operands().iter().filter_map(|a| pos.get(a).copied()).collect())
+        .collect();
     for (b, &hb) in nodes.iter().enumerate() {
         if !is_member[b] {
             continue;
@@ -379,11 +384,11 @@ fn find_groups(module: &Module, r: usize, constants: &[Option<Constant>]) -> Vec
             if ra == rb {
                 continue;
             }
-            let mut union: Vec<usize> = sets[ra].iter().chain(&sets[rb]).copied().collect();
-            union.sort_unstable();
-            if !is_convex(module, nodes, &pos, &union) {
+            if !stays_acyclic(&operand_pos, &is_member, &mut parent, ra, rb) {
                 continue;
             }
+            let mut union: Vec<usize> = sets[ra].iter().chain(&sets[rb]).copied().collect();
+            union.sort_unstable();
             parent[rb] = ra;
             sets[rb].clear();
             sets[ra] = union;
@@ -410,11 +415,11 @@ fn find_groups(module: &Module, r: usize, constants: &[Option<Constant>]) -> Vec
             if ra == rb || full(nodes[ra]) != full(hb) {
                 continue;
             }
-            let mut union: Vec<usize> = sets[ra].iter().chain(&sets[rb]).copied().collect();
-            union.sort_unstable();
-            if !is_convex(module, nodes, &pos, &union) {
+            if !stays_acyclic(&operand_pos, &is_member, &mut parent, ra, rb) {
                 continue;
             }
+            let mut union: Vec<usize> = sets[ra].iter().chain(&sets[rb]).copied().collect();
+            union.sort_unstable();
             parent[rb] = ra;
             sets[rb].clear();
             sets[ra] = union;
@@ -428,23 +433,50 @@ fn find_groups(module: &Module, r: usize, constants: &[Option<Constant>]) -> Vec
     groups
 }
 
-/// Whether no path of the region leaves the set of positions `set` (sorted)
-/// and comes back into it through a node outside it.
-fn is_convex(module: &Module, nodes: &[Handle<Node>], pos: &BTreeMap<Handle<Node>, usize>, set: &[usize]) -> bool {
-    let (first, last) = (set[0], set[set.len() - 1]);
-    let inside = |p: usize| set.binary_search(&p).is_ok();
-    // `tainted[p]`: node p is outside the set and depends on it.
-    let mut tainted = vec![false; last + 1];
-    for p in first..=last {
-        let from = |a: Handle<Node>| pos.get(&a).copied();
-        let operands = module.nodes[nodes[p]].op.operands();
-        if inside(p) {
-            if operands.iter().filter_map(|&a| from(a)).any(|q| q >= first && tainted[q]) {
-                return false;
+/// Whether merging the groups with roots `ra` and `rb` keeps the graph of
+/// kernels acyclic. A kernel runs as one node, so it needs all its inputs
+/// before any of its outputs exist: the test is on the quotient graph
+/// (each group one node), not on single ops. (A set can be convex on its
+/// own and still close a cycle through another group: a value leaving it
+/// reaches one op of a group whose other op feeds it back.) `parent` is
+/// the union-find forest of the groups so far (`find` compresses paths).
+fn stays_acyclic(operand_pos: &[Vec<usize>], is_member: &[bool], parent: &mut [usize], ra: usize, rb: usize) -> bool {
+    let n = operand_pos.len();
+    let mut unit: Vec<usize> = (0..n)
+        .map(|p| {
+            if !is_member[p] {
+                return p;
             }
-        } else {
-            tainted[p] =
-                operands.iter().filter_map(|&a| from(a)).any(|q| q >= first && q <= last && (inside(q) || tainted[q]));
+            let mut i = p;
+            while parent[i] != i {
+                parent[i] = parent[parent[i]];
+                i = parent[i];
+            }
+            i
+        })
+        .collect();
+    for u in &mut unit {
+        if *u == rb {
+            *u = ra;
+        }
+    }
+    let mut succ: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (p, ops) in operand_pos.iter().enumerate() {
+        for &q in ops {
+            if unit[q] != unit[p] {
+                succ[unit[q]].push(unit[p]);
+            }
+        }
+    }
+    // A path from the merged unit back to itself through another unit.
+    let mut seen = vec![false; n];
+    let mut stack: Vec<usize> = succ[ra].clone();
+    while let Some(u) = stack.pop() {
+        if u == ra {
+            return false;
+        }
+        if !std::mem::replace(&mut seen[u], true) {
+            stack.extend(succ[u].iter().copied());
         }
     }
     true

@@ -26,6 +26,9 @@ use snnc_ir::{
     StateInit, Surrogate, Type, UnaryOp,
 };
 
+mod batchnorm;
+pub use batchnorm::batch_stat_outputs;
+
 use crate::error::{FrontendError, Problem, layer_at};
 use crate::graph::{Graph, INPUT, Source, resolve};
 use crate::schema::{
@@ -116,6 +119,10 @@ pub fn lower_with_summary(
     cx.b.begin_seq();
     let out = cx.emit(Op::Collect(cur.node))?;
     cx.b.output("output", out);
+    for (name, stat) in std::mem::take(&mut cx.bn_stats) {
+        let all = cx.emit(Op::Collect(stat))?;
+        cx.b.output(name, all);
+    }
     let readout = match net.readout {
         Readout::Sequence => None,
         Readout::MaxLogSoftmax => {
@@ -221,6 +228,7 @@ fn lower_body<'a>(
         dt: net.dt,
         training: opts.training,
         pre: 0,
+        bn_stats: Vec::new(),
     };
     cx.b.begin_seq();
     cx.pre = cx.b.region_index().expect("just created");
@@ -403,6 +411,9 @@ struct Lower<'a> {
     training: bool,
     /// The index of the preamble region.
     pre: usize,
+    /// The per-step BatchNorm statistics of a training module, collected
+    /// into outputs of their names after the loop.
+    bn_stats: Vec<(String, Handle<Node>)>,
 }
 
 type Res<T> = Result<T, FrontendError>;
@@ -857,6 +868,11 @@ impl Lower<'_> {
                 let mask = self.emit(Op::Step(mask))?;
                 let y = self.mul(x, mask)?;
                 self.b.name(y, format!("{name}.out"));
+                Ok(same(y))
+            }
+            Layer::BatchNorm1d { num_features, eps, .. } | Layer::BatchNorm2d { num_features, eps, .. } => {
+                let two_d = matches!(layer, Layer::BatchNorm2d { .. });
+                let y = self.batch_norm(name, at, x, &shape, &cur.producer, two_d, *num_features, *eps)?;
                 Ok(same(y))
             }
             Layer::Identity { .. } => {

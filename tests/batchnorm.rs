@@ -259,3 +259,50 @@ fn gradients_equal_finite_differences() {
         }
     }
 }
+
+/// A training run's batch statistics through the runtime's update: T
+/// updates in time order, unbiased with n = B·H·W, as torch.
+#[test]
+fn running_statistics_follow_torch_update_rule() {
+    let net = net(true);
+    let m = lower(&net, Dtype::F64, true);
+    let (mut w, x) = (weights(&m, 9), input(&m, &[2, 3, 2], 10));
+    let want = reference(&x["x"].data, 2, 6, &w, 1e-3, true);
+    let (mut rm, mut rv) = (w["bn.running_mean"].data.clone(), w["bn.running_var"].data.clone());
+    let nbt = w["bn.num_batches_tracked"].data[0];
+    let out = run(&m, &w, &x);
+    let n = B * 6;
+    snnc_runtime::batchnorm::update_running_stats(&mut w, "bn", 0.2, n, &out["bn.batch_mean"], &out["bn.batch_var"])
+        .unwrap();
+    for t in 0..T {
+        for k in 0..2 {
+            rm[k] = 0.8 * rm[k] + 0.2 * want.mean[t * 2 + k];
+            rv[k] = 0.8 * rv[k] + 0.2 * want.var[t * 2 + k] * n as f64 / (n as f64 - 1.0);
+        }
+    }
+    for (name, e) in [("bn.running_mean", &rm), ("bn.running_var", &rv)] {
+        for (k, (a, e)) in w[name].data.iter().zip(e).enumerate() {
+            assert!((a - e).abs() <= 1e-12, "{name}[{k}]: {a} vs {e}");
+        }
+    }
+    assert_eq!(w["bn.num_batches_tracked"].data, vec![nbt + T as f64]);
+}
+
+#[test]
+fn check_names_the_layer_field_and_fix() {
+    let cases = [
+        ("BatchNorm1d(name: \"bn\", eps: 0.0)", "eps", "must be more than 0"),
+        ("BatchNorm1d(name: \"bn\", momentum: 1.5)", "momentum", "must be in [0, 1]"),
+        ("BatchNorm1d(name: \"bn\", variant: time_batched)", "variant", "not supported yet"),
+        ("BatchNorm1d(name: \"bn\", num_features: 4)", "num_features", "set num_features: 5"),
+        ("BatchNorm2d(name: \"bn\")", "bn", "BatchNorm2d needs a [channels, height, width] input"),
+    ];
+    for (layer, at, msg) in cases {
+        let src = format!("(version: 1, name: \"n\", steps: 2, input: [5], layers: [{layer}])");
+        let e = parse_network(&src, "n.ron")
+            .and_then(|net| snnc_frontend::lower(&net, "n.ron", &LowerOptions::default()))
+            .expect_err(layer)
+            .to_string();
+        assert!(e.contains(at) && e.contains(msg), "{layer}: {e}");
+    }
+}

@@ -401,6 +401,48 @@ impl Checker {
                     );
                 }
             }
+            Layer::BatchNorm1d {
+                inputs: _,
+                recurrent_inputs: _,
+                merge: _,
+                name: _,
+                num_features,
+                eps,
+                momentum,
+                variant,
+            }
+            | Layer::BatchNorm2d {
+                inputs: _,
+                recurrent_inputs: _,
+                merge: _,
+                name: _,
+                num_features,
+                eps,
+                momentum,
+                variant,
+            } => {
+                self.opt_size("num_features", *num_features);
+                if self.finite("eps", *eps) && *eps <= 0.0 {
+                    let at = self.place("eps");
+                    self.push(
+                        Problem::new(at, format!("must be more than 0, found {eps}"))
+                            .with_help("eps keeps the division finite when a variance is 0; torch's default is 1e-5"),
+                    );
+                }
+                if self.finite("momentum", *momentum) && !(0.0..=1.0).contains(momentum) {
+                    let at = self.place("momentum");
+                    self.push(Problem::new(at, format!("must be in [0, 1], found {momentum}")).with_help(
+                        "momentum is the weight of the new batch statistics in the running ones; torch's default is 0.1",
+                    ));
+                }
+                if *variant == crate::schema::BatchNormVariant::TimeBatched {
+                    let at = self.place("variant");
+                    self.push(
+                        Problem::new(at, "`time_batched` is not supported yet".to_string())
+                            .with_help("use `variant: per_step` (statistics of each step, as Norse's Lift(BatchNorm))"),
+                    );
+                }
+            }
             Layer::Scale { inputs: _, recurrent_inputs: _, merge: _, name: _, factor } => {
                 self.finite("factor", *factor);
             }

@@ -42,8 +42,8 @@
 
 pub use crate::error::FrontendError;
 pub use crate::schema::{
-    Encoder, ExampleInput, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Merge, Method, Network,
-    Readout, ResetMethod,
+    BatchNormVariant, Encoder, ExampleInput, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams,
+    Merge, Method, Network, Readout, ResetMethod,
 };
 
 use crate::check::check_network;
@@ -767,6 +767,37 @@ impl Layer {
         Layer::Dropout { name: None, p, inputs: None, recurrent_inputs: Vec::new(), merge: Merge::Add }
     }
 
+    /// `BatchNorm1d` on `[B, C]` with torch's defaults (eps 1e-5, momentum
+    /// 0.1, per-step statistics in training); `num_features` is inferred
+    /// (see [`Layer::BatchNorm1d`]).
+    pub fn batch_norm1d() -> Layer {
+        Layer::BatchNorm1d {
+            name: None,
+            num_features: None,
+            eps: 1e-5,
+            momentum: 0.1,
+            variant: BatchNormVariant::PerStep,
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Merge::Add,
+        }
+    }
+
+    /// `BatchNorm2d` on `[B, C, H, W]` with torch's defaults (see
+    /// [`Layer::BatchNorm2d`]).
+    pub fn batch_norm2d() -> Layer {
+        Layer::BatchNorm2d {
+            name: None,
+            num_features: None,
+            eps: 1e-5,
+            momentum: 0.1,
+            variant: BatchNormVariant::PerStep,
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Merge::Add,
+        }
+    }
+
     /// The same layer with the given name.
     #[must_use]
     pub fn named(mut self, name: impl Into<String>) -> Layer {
@@ -789,6 +820,8 @@ impl Layer {
             | Layer::LIFBox { name, .. }
             | Layer::LIFAdEx { name, .. }
             | Layer::Dropout { name, .. }
+            | Layer::BatchNorm1d { name, .. }
+            | Layer::BatchNorm2d { name, .. }
             | Layer::Identity { name, .. } => name,
         };
         *slot = Some(name.into());

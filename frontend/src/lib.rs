@@ -11,6 +11,8 @@ pub mod schema;
 
 pub use check::check_network;
 pub use error::{FrontendError, Problem};
-pub use lower::{LayerSummary, LowerOptions, dropout_mask_input, lower, lower_with_summary, surrogate};
+pub use lower::{
+    LayerSummary, LowerOptions, batch_stat_outputs, dropout_mask_input, lower, lower_with_summary, surrogate,
+};
 pub use parse::{load_network, parse_network, to_ron};
 pub use schema::*;

@@ -29,6 +29,8 @@ use snnc_ir::{
 };
 
 use snnc_ir::typing::{ConvSizeError, conv_out_size};
+mod batchnorm;
+pub use batchnorm::batch_stat_outputs;
 
 use crate::error::{FrontendError, Problem, layer_at};
 use crate::graph::{Graph, INPUT, Source, resolve};
@@ -120,6 +122,10 @@ pub fn lower_with_summary(
     cx.b.begin_seq();
     let out = cx.emit(Op::Collect(cur.node))?;
     cx.b.output("output", out);
+    for (name, stat) in std::mem::take(&mut cx.bn_stats) {
+        let all = cx.emit(Op::Collect(stat))?;
+        cx.b.output(name, all);
+    }
     let readout = match net.readout {
         Readout::Sequence => None,
         Readout::MaxLogSoftmax => {
@@ -227,6 +233,7 @@ fn lower_body<'a>(
         pre: 0,
         at: String::new(),
         neurons: Neurons::default(),
+        bn_stats: Vec::new(),
     };
     cx.b.begin_seq();
     cx.pre = cx.b.region_index().expect("just created");
@@ -413,6 +420,9 @@ struct Lower<'a> {
     at: String,
     /// The neuron population being lowered (see [`Lower::neurons`]).
     neurons: Neurons,
+    /// The per-step BatchNorm statistics of a training module, collected
+    /// into outputs of their names after the loop.
+    bn_stats: Vec<(String, Handle<Node>)>,
 }
 
 /// The neuron population being lowered: what its parameter tensors are
@@ -950,6 +960,11 @@ impl Lower<'_> {
                 let mask = self.emit(Op::Step(mask))?;
                 let y = self.mul(x, mask)?;
                 self.b.name(y, format!("{name}.out"));
+                Ok(same(y))
+            }
+            Layer::BatchNorm1d { num_features, eps, .. } | Layer::BatchNorm2d { num_features, eps, .. } => {
+                let two_d = matches!(layer, Layer::BatchNorm2d { .. });
+                let y = self.batch_norm(name, at, x, &shape, &cur.producer, two_d, *num_features, *eps)?;
                 Ok(same(y))
             }
             Layer::Identity { .. } => {

@@ -95,6 +95,36 @@ fn default_dropout() -> f64 {
     0.5
 }
 
+fn default_bn_eps() -> f64 {
+    1e-5
+}
+
+fn default_bn_momentum() -> f64 {
+    0.1
+}
+
+/// How a BatchNorm layer computes its statistics in training (`variant:`
+/// in RON). Evaluation uses the running statistics either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchNormVariant {
+    /// The same module called at every step (Norse's `Lift(BatchNorm2d)`):
+    /// mean and biased variance of that step's input over the batch (and
+    /// H, W); the running statistics are updated once per step.
+    #[default]
+    PerStep,
+    /// tdBN: one mean and variance over all `T·B` samples of the sequence
+    /// (not implemented yet: `check` refuses it).
+    TimeBatched,
+}
+
+impl BatchNormVariant {
+    /// Whether this is the default, [`BatchNormVariant::PerStep`].
+    pub fn is_per_step(&self) -> bool {
+        *self == BatchNormVariant::PerStep
+    }
+}
+
 /// A whole network: input, optional encoder, layers applied at every step,
 /// and a readout.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -965,6 +995,49 @@ pub enum Layer {
         #[serde(default, skip_serializing_if = "Merge::is_add")]
         merge: Merge,
     },
+    /// `torch.nn.BatchNorm1d(num_features, eps, momentum)` on `[B, C]`
+    /// (affine and tracking running statistics, always): in `snnc run` and
+    /// evaluation `(h - NAME.running_mean) / sqrt(NAME.running_var + eps) *
+    /// NAME.weight + NAME.bias`; in training the batch statistics (see
+    /// `docs/batchnorm.md`). `num_features` is inferred when left out.
+    BatchNorm1d {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        num_features: Option<u32>,
+        #[serde(default = "default_bn_eps")]
+        eps: f64,
+        #[serde(default = "default_bn_momentum")]
+        momentum: f64,
+        #[serde(default, skip_serializing_if = "BatchNormVariant::is_per_step")]
+        variant: BatchNormVariant,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
+    },
+    /// `torch.nn.BatchNorm2d`: as `BatchNorm1d`, on `[B, C, H, W]` per
+    /// channel.
+    BatchNorm2d {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        num_features: Option<u32>,
+        #[serde(default = "default_bn_eps")]
+        eps: f64,
+        #[serde(default = "default_bn_momentum")]
+        momentum: f64,
+        #[serde(default, skip_serializing_if = "BatchNormVariant::is_per_step")]
+        variant: BatchNormVariant,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
+    },
     /// The merged input itself: names a residual sum or a concatenation
     /// (`Identity(name: "res", inputs: ["lif2", "lif0"])`).
     Identity {
@@ -1001,6 +1074,8 @@ impl Layer {
             Layer::LIFBox { .. } => "LIFBox",
             Layer::LIFAdEx { .. } => "LIFAdEx",
             Layer::Dropout { .. } => "Dropout",
+            Layer::BatchNorm1d { .. } => "BatchNorm1d",
+            Layer::BatchNorm2d { .. } => "BatchNorm2d",
             Layer::Identity { .. } => "Identity",
         }
     }
@@ -1026,6 +1101,8 @@ impl Layer {
             | Layer::LIFBox { name, .. }
             | Layer::LIFAdEx { name, .. }
             | Layer::Dropout { name, .. }
+            | Layer::BatchNorm1d { name, .. }
+            | Layer::BatchNorm2d { name, .. }
             | Layer::Identity { name, .. } => name.as_deref(),
         }
     }
@@ -1051,6 +1128,8 @@ impl Layer {
             | Layer::LIFBox { inputs, recurrent_inputs, merge, .. }
             | Layer::LIFAdEx { inputs, recurrent_inputs, merge, .. }
             | Layer::Dropout { inputs, recurrent_inputs, merge, .. }
+            | Layer::BatchNorm1d { inputs, recurrent_inputs, merge, .. }
+            | Layer::BatchNorm2d { inputs, recurrent_inputs, merge, .. }
             | Layer::Identity { inputs, recurrent_inputs, merge, .. } => {
                 Wiring { inputs: inputs.as_deref(), recurrent_inputs, merge: *merge }
             }
@@ -1078,6 +1157,8 @@ impl Layer {
             | Layer::LIFBox { inputs, recurrent_inputs, merge, .. }
             | Layer::LIFAdEx { inputs, recurrent_inputs, merge, .. }
             | Layer::Dropout { inputs, recurrent_inputs, merge, .. }
+            | Layer::BatchNorm1d { inputs, recurrent_inputs, merge, .. }
+            | Layer::BatchNorm2d { inputs, recurrent_inputs, merge, .. }
             | Layer::Identity { inputs, recurrent_inputs, merge, .. } => (inputs, recurrent_inputs, merge),
         }
     }

@@ -3,7 +3,7 @@
 use crate::arena::Handle;
 use crate::module::{Input, Module, Node, Output, Param, Region, RegionKind, StateInit, StateVar};
 use crate::op::{BinaryOp, CompareOp, Op, Surrogate, UnaryOp};
-use crate::types::{Dtype, Type};
+use crate::types::{Dtype, Shape, Type};
 
 /// The builder could not type an op: its operands don't fit together.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -145,6 +145,18 @@ impl Builder {
     /// `concat` of `args` along dim 1 (see [`Op::Concat`]).
     pub fn concat(&mut self, args: Vec<Handle<Node>>) -> Result<Handle<Node>, BuildError> {
         self.emit(Op::Concat { args })
+    }
+
+    /// `channel_sum` (`mean` false) or `channel_mean`: `x` summed to its
+    /// channel dim `[C]` (see [`Op::ChannelSum`]).
+    pub fn channel_sum(&mut self, arg: Handle<Node>, mean: bool) -> Result<Handle<Node>, BuildError> {
+        self.emit(Op::ChannelSum { arg, mean })
+    }
+
+    /// `channel_broadcast`: a fixed `[C]` repeated to `shape` (see
+    /// [`Op::ChannelBroadcast`]).
+    pub fn channel_broadcast(&mut self, arg: Handle<Node>, shape: Shape) -> Result<Handle<Node>, BuildError> {
+        self.emit(Op::ChannelBroadcast { arg, shape, mean: false })
     }
 
     /// `narrow`: the slice `[start, start + len)` of dim 1 (see [`Op::Narrow`]).

@@ -341,6 +341,22 @@ pub enum Op {
     /// `start + len <= d1`; the result is `arg`'s type with `d1 = len`
     /// (same dtype and time flag).
     Narrow { arg: Handle<Node>, start: u32, len: u32 },
+    /// Sums `arg` over every dim except its *channel dim* down to a fixed
+    /// `[C]` (BatchNorm's statistics): the channel dim is dim 1 of a
+    /// batched value `[B, C, ...]` (the batch dim first and only there),
+    /// dim 0 of a fixed `[C, ...]`; a `seq` value is summed over time too.
+    /// With `mean`, the sum is divided by the number of summed elements
+    /// (`T·B·H·W` for a `seq` `[B, C, H, W]`). Type: float (the module's
+    /// for spikes), `[C]`, not `seq`.
+    ChannelSum { arg: Handle<Node>, mean: bool },
+    /// The inverse layout of `ChannelSum` (its adjoint): a fixed float `[C]`
+    /// repeated along every dim of `shape` except the channel dim (dim 1 if
+    /// `shape` starts with the batch dim, else dim 0), which must be `C`.
+    /// With `mean`, every value is divided by the number of positions it
+    /// is repeated at (the adjoint of a `mean` `ChannelSum`). Type: `arg`'s
+    /// dtype, `shape`, not `seq`. A fixed result such as `[C, H, W]`
+    /// broadcasts against `[B, C, H, W]` by `Binary`'s suffix rule.
+    ChannelBroadcast { arg: Handle<Node>, shape: Shape, mean: bool },
 
     // ---- Ops made by the autodiff pass (the backward of the ops above) ----
     /// Swaps the two dims of a fixed `[m, n]` matrix (no batch, no time).
@@ -426,7 +442,7 @@ impl Op {
     pub fn operands(&self) -> Vec<Handle<Node>> {
         match *self {
             Op::Concat { ref args } => args.clone(),
-            Op::Narrow { arg, .. } => vec![arg],
+            Op::Narrow { arg, .. } | Op::ChannelSum { arg, .. } | Op::ChannelBroadcast { arg, .. } => vec![arg],
             Op::Input(_) | Op::Param(_) | Op::Const { .. } | Op::StateRead(_) | Op::Uniform { .. } => Vec::new(),
             Op::StateWrite { value, .. } => vec![value],
             Op::Step(a) | Op::Collect(a) | Op::StopGradient(a) => vec![a],
@@ -466,7 +482,7 @@ impl Op {
                     *h = f(*h);
                 }
             }
-            Op::Narrow { arg, .. } => *arg = f(*arg),
+            Op::Narrow { arg, .. } | Op::ChannelSum { arg, .. } | Op::ChannelBroadcast { arg, .. } => *arg = f(*arg),
             Op::StateWrite { value, .. } => *value = f(*value),
             Op::Step(a) | Op::Collect(a) | Op::StopGradient(a) => *a = f(*a),
             Op::Unary { arg, .. }
@@ -559,6 +575,10 @@ impl Op {
             Op::Uniform { .. } => "uniform",
             Op::Concat { .. } => "concat",
             Op::Narrow { .. } => "narrow",
+            Op::ChannelSum { mean: false, .. } => "channel_sum",
+            Op::ChannelSum { mean: true, .. } => "channel_mean",
+            Op::ChannelBroadcast { mean: false, .. } => "channel_broadcast",
+            Op::ChannelBroadcast { mean: true, .. } => "channel_broadcast_mean",
             Op::Fused(_) => "fused",
             Op::Extract { .. } => "extract",
             Op::Transpose(_) => "transpose",

@@ -194,7 +194,7 @@ fn write_operands(line: &mut String, m: &Module, op: &Op) -> fmt::Result {
             }
         }
         Op::Uniform { seed, .. } => parts.push(format!("seed={seed}")),
-        Op::SumTo { shape, .. } => {
+        Op::SumTo { shape, .. } | Op::ChannelBroadcast { shape, .. } => {
             parts.extend(ops);
             parts.push(format!("shape={shape}"));
         }

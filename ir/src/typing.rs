@@ -234,6 +234,26 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
             shape.0[1] = Dim::Fixed(len);
             Ok(Type { shape, ..x.clone() })
         }
+        Op::ChannelSum { arg, mean } => {
+            let x = ty(arg);
+            let name = if mean { "channel_mean" } else { "channel_sum" };
+            let c = channel_axis(&x.shape).map(|(_, c)| c).map_err(|m| format!("`{name}` of {x}: {m}"))?;
+            let dtype = if x.dtype == Dtype::Spike { module.float } else { x.dtype };
+            Ok(Type::new(dtype, Shape(vec![Dim::Fixed(c)])))
+        }
+        Op::ChannelBroadcast { arg, ref shape, mean } => {
+            let x = ty(arg);
+            let name = if mean { "channel_broadcast_mean" } else { "channel_broadcast" };
+            if x.seq || x.shape.rank() != 1 || x.shape.has_batch() || !x.dtype.is_float() {
+                return Err(format!("`{name}` needs a fixed float [C], got {x}"));
+            }
+            let (_, c) = channel_axis(shape).map_err(|m| format!("`{name}` to {shape}: {m}"))?;
+            if x.shape.0[0] != Dim::Fixed(c) {
+                return Err(format!("`{name}` of {x} to {shape}: the channel dim of the shape must be the operand's"));
+            }
+            shape.checked_fixed_elements().ok_or_else(|| format!("`{name}` to {shape}: too many elements"))?;
+            Ok(Type::new(x.dtype, shape.clone()))
+        }
         Op::Transpose(a) => {
             let x = ty(a);
             if x.seq || x.shape.rank() != 2 || x.shape.has_batch() {
@@ -392,6 +412,23 @@ pub fn concat_axis(x: &Type) -> Result<u32, String> {
     match dims[1] {
         Dim::Fixed(n) => Ok(n),
         Dim::Batch => unreachable!("checked above: only dim 0 is the batch dimension"),
+    }
+}
+
+/// The channel dim of `ChannelSum` / `ChannelBroadcast` (see
+/// [`Op::ChannelSum`]): `(1, C)` for `[B, C, ...]`, `(0, C)` for a fixed
+/// `[C, ...]`, or why the shape has none.
+pub fn channel_axis(shape: &Shape) -> Result<(usize, u32), String> {
+    let dims = &shape.0;
+    let axis = usize::from(dims.first() == Some(&Dim::Batch));
+    if dims.len() <= axis || dims[axis..].contains(&Dim::Batch) {
+        return Err(
+            "needs a shape [B, C, ...] with the batch dimension first and only there, or a fixed [C, ...]".into()
+        );
+    }
+    match dims[axis] {
+        Dim::Fixed(c) => Ok((axis, c)),
+        Dim::Batch => unreachable!("checked above: no batch dimension from the axis on"),
     }
 }
 

@@ -180,6 +180,8 @@ fn fold<F: Real>(module: &Module, op: &Op) -> Option<f64> {
         | Op::Uniform { .. }
         | Op::Concat { .. }
         | Op::Narrow { .. }
+        | Op::ChannelSum { .. }
+        | Op::ChannelBroadcast { .. }
         | Op::Transpose(_)
         | Op::MatMulGradWeight { .. }
         | Op::SumTo { .. }

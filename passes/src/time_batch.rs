@@ -213,6 +213,9 @@ fn plan_loop(
             !hoist[p]
                 && (comp_size[comp[p]] > 1
                     || stays(&node.op)
+                    // Per-step statistics (BatchNorm): a sum over the
+                    // batch of one step, never over time.
+                    || matches!(node.op, Op::ChannelSum { .. })
                     || pinned.contains_key(&nodes[p])
                     || (matches!(node.op, Op::Step(_)) && node.name.is_some()))
         })

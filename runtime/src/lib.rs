@@ -3,6 +3,7 @@
 //! training: losses, optimizers, the Fashion-MNIST dataset and
 //! checkpoints; and the one way a file the user named is saved ([`save`]).
 
+pub mod batchnorm;
 pub mod check;
 pub mod checkpoint;
 pub mod dataset;

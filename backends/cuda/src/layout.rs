@@ -49,6 +49,11 @@ pub(crate) fn heavy(plan: &Plan<'_>, h: Handle<Node>, mode: Mode, prefix: &str) 
             let out_block = u64::from(len) * inner;
             Ok(vec![narrow(plan, h, mode, format!("{prefix}_narrow"), arg, rows, in_block, from, out_block)?])
         }
+        // BatchNorm's channel statistics have no PTX kernels yet.
+        Op::ChannelSum { .. } | Op::ChannelBroadcast { .. } => Err(CudaError::Unsupported(format!(
+            "`{}` (BatchNorm) has no PTX kernel yet; run BatchNorm networks with --target cpu or interp",
+            node.op.mnemonic()
+        ))),
         _ => ops::write(plan, h, mode, prefix),
     }
 }

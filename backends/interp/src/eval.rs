@@ -293,6 +293,18 @@ impl<F: Real> Evaluator<'_, F> {
                 let block = self.plan.numel(&xd[axis..]);
                 kernels::narrow(self.val(arg), rows, block, start as usize * inner, len as usize * inner, &mut out);
             }
+            Op::ChannelSum { arg, mean } => {
+                let xd = self.dims(arg);
+                let (axis, c) = snnc_ir::typing::channel_axis(&self.module.nodes[arg].ty.shape).unwrap_or((0, 0));
+                let axis = axis + usize::from(self.module.nodes[arg].ty.seq);
+                let (lead, inner) = (self.plan.numel(&xd[..axis]), self.plan.numel(&xd[axis + 1..]));
+                kernels::channel_sum(self.val(arg), lead, c as usize, inner, mean, &mut out);
+            }
+            Op::ChannelBroadcast { arg, ref shape, mean } => {
+                let (axis, _) = snnc_ir::typing::channel_axis(shape).unwrap_or((0, 0));
+                let (lead, inner) = (self.plan.numel(&dims[..axis]), self.plan.numel(&dims[axis + 1..]));
+                kernels::channel_broadcast(self.val(arg), lead, inner, mean, &mut out);
+            }
             Op::ReduceTime { op, arg } => kernels::reduce_time(op, self.val(arg), self.plan.steps, n, &mut out),
             Op::LogSoftmax { arg } => kernels::log_softmax(self.val(arg), dims.last().copied().unwrap_or(1), &mut out),
             Op::Fused(ref kernel) => {

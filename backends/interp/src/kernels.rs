@@ -739,6 +739,41 @@ pub(crate) fn narrow<F: Real>(x: &[F], rows: usize, block: usize, start: usize, 
     }
 }
 
+/// `channel_sum` / `channel_mean`: `x` is `[lead, c, inner]`; `out[k]` is
+/// the sum over `lead` and `inner` of `x[l, k, i]` (in that order), divided
+/// by `lead * inner` when `mean`.
+pub(crate) fn channel_sum<F: Real>(x: &[F], lead: usize, c: usize, inner: usize, mean: bool, out: &mut Vec<F>) {
+    out.clear();
+    out.resize(c, F::zero());
+    for l in 0..lead {
+        for (k, o) in out.iter_mut().enumerate() {
+            let row = &x[(l * c + k) * inner..(l * c + k + 1) * inner];
+            for &v in row {
+                *o = *o + v;
+            }
+        }
+    }
+    if mean {
+        let n = F::from_f64((lead * inner) as f64);
+        for o in out.iter_mut() {
+            *o = *o / n;
+        }
+    }
+}
+
+/// `channel_broadcast` (`_mean`): `a[k]` (divided by `lead * inner` when
+/// `mean`) at every `[l, k, i]` of a `[lead, c, inner]` result.
+pub(crate) fn channel_broadcast<F: Real>(a: &[F], lead: usize, inner: usize, mean: bool, out: &mut Vec<F>) {
+    out.clear();
+    let n = F::from_f64((lead * inner) as f64);
+    for _ in 0..lead {
+        for &v in a {
+            let v = if mean { v / n } else { v };
+            out.extend(std::iter::repeat_n(v, inner));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

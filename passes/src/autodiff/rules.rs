@@ -177,6 +177,20 @@ pub(crate) fn backward(ad: &mut Ad<'_>, h: H, g: H) -> Result<(), AdError> {
             let gx = if parts.len() == 1 { g } else { ad.emit(Op::Concat { args: parts })? };
             ad.contribute(arg, gx)
         }
+        Op::ChannelSum { arg, mean } => {
+            // Every summed element gets the gradient of its channel.
+            let x = ad.ty(arg).clone();
+            if x.seq {
+                return Err(AdError(format!("`{}` of a sequence cannot be differentiated", op.mnemonic())));
+            }
+            let gx = ad.emit(Op::ChannelBroadcast { arg: g, shape: x.shape, mean })?;
+            ad.contribute(arg, gx)
+        }
+        Op::ChannelBroadcast { arg, mean, .. } => {
+            // Each channel gets the sum of its copies' gradients.
+            let gx = ad.emit(Op::ChannelSum { arg: g, mean })?;
+            ad.contribute(arg, gx)
+        }
         Op::Fused(_) | Op::Extract { .. } => Err(AdError("`fused` kernels cannot be differentiated".into())),
         ref op => Err(AdError(format!("`{}` cannot be differentiated", op.mnemonic()))),
     }

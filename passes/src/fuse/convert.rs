@@ -38,6 +38,8 @@ pub fn op_to_inst(op: &Op, mut arg: impl FnMut(Handle<Node>) -> u32) -> Option<K
         | Op::Uniform { .. }
         | Op::Concat { .. }
         | Op::Narrow { .. }
+        | Op::ChannelSum { .. }
+        | Op::ChannelBroadcast { .. }
         | Op::Fused(_)
         | Op::Extract { .. }
         | Op::Transpose(_)

@@ -205,6 +205,38 @@ impl Executable {
                     }
                 }
             }
+            Op::ChannelSum { arg, mean } => {
+                // `[lead, c, inner]` around the channel dim (time and
+                // batch lead); sums in the interpreter's order.
+                let axis = channel_dim(&self.module.nodes[arg].ty);
+                let xd = &b.dims[arg.index()];
+                let (lead, c, inner): (usize, usize, usize) =
+                    (xd[..axis].iter().product(), xd[axis], xd[axis + 1..].iter().product());
+                let x = self.val(b, arg, step);
+                out.fill(0.0);
+                for l in 0..lead {
+                    for (k, o) in out.iter_mut().enumerate() {
+                        for &v in &x[(l * c + k) * inner..(l * c + k + 1) * inner] {
+                            *o += v;
+                        }
+                    }
+                }
+                if mean {
+                    let n = (lead * inner) as f32;
+                    out.iter_mut().for_each(|o| *o /= n);
+                }
+            }
+            Op::ChannelBroadcast { arg, mean, .. } => {
+                let axis = channel_dim(&node.ty);
+                let (lead, inner) =
+                    (dims[..axis].iter().product::<usize>(), dims[axis + 1..].iter().product::<usize>());
+                let n = (lead * inner) as f32;
+                let a = self.val(b, arg, step);
+                for (r, o) in out.chunks_exact_mut(inner.max(1)).enumerate() {
+                    let v = a[r % a.len().max(1)];
+                    o.fill(if mean { v / n } else { v });
+                }
+            }
             Op::Narrow { arg, start, .. } => {
                 let axis = usize::from(node.ty.seq) + 1;
                 let xd = &b.dims[arg.index()];
@@ -419,4 +451,11 @@ fn eval_range(kernel: &FusedKernel, inputs: &[&[f32]], start: usize, len: usize,
         }
         base += m;
     }
+}
+
+/// The index of the channel dim of `ChannelSum`/`ChannelBroadcast` in a
+/// value's full dims (time first when `seq`).
+fn channel_dim(ty: &snnc_ir::Type) -> usize {
+    let (axis, _) = snnc_ir::typing::channel_axis(&ty.shape).unwrap_or((0, 0));
+    axis + usize::from(ty.seq)
 }

@@ -49,6 +49,7 @@ use layers::*;
 pub use run::argmax_over_time;
 use run::*;
 
+mod batchnorm;
 mod layers;
 mod run;
 
@@ -453,6 +454,8 @@ enum Source {
     /// The gradient output `grad.NAME` of the backward pass; zeros if the
     /// autodiff pass found no path (e.g. heaviside spikes).
     Gradient(String),
+    /// A BatchNorm running statistic after the run.
+    RunningStat(Box<batchnorm::RunningStat>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -996,13 +999,10 @@ fn plan_graph(json: &Value, name: &str, plan: &mut Plan) -> PResult<()> {
     if last != Some(output) {
         return unsupported(format!("the output node `{output}` is not the last node"));
     }
-    if json.get("buffers").is_some_and(|b| !b.is_null()) {
-        return unsupported("buffers (BatchNorm running statistics) are not supported");
-    }
     plan_network(json, name, plan)?;
+    let mut training = batchnorm::plan_batch_norms(json, nodes, plan)?;
     // Dropout in training mode multiplies by the given mask: the input the
     // node names becomes the layer's mask input.
-    let mut training = false;
     for node in nodes {
         if node.get("type").and_then(Value::as_str) != Some("Dropout") {
             continue;

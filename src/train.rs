@@ -42,6 +42,9 @@ pub struct StepResult {
     pub log_probs: Tensor,
     /// The gradient of every trainable parameter that has one, by name.
     pub grads: BTreeMap<String, Tensor>,
+    /// Each BatchNorm layer's per-step batch statistics `(mean, biased
+    /// variance)`, `[T, C]`, for [`TrainProgram::update_running_stats`].
+    pub batch_stats: BTreeMap<String, (Tensor, Tensor)>,
 }
 
 /// A network compiled for training and evaluation.
@@ -60,6 +63,9 @@ pub struct TrainProgram {
     /// The dropout masks the training module reads: input name, `p` and
     /// the per-step shape after the batch.
     dropouts: Vec<(String, f64, Vec<usize>)>,
+    /// The BatchNorm layers: name, momentum, and the values per channel of
+    /// one sample (`H·W`, or 1 for `BatchNorm1d`).
+    batch_norms: Vec<(String, f64, usize)>,
     /// Bytes per sample the backward pass stores (see `GradReport`).
     pub stored_bytes_per_sample: u64,
     /// The classes of the readout.
@@ -157,7 +163,23 @@ impl TrainProgram {
                 _ => None,
             })
             .collect();
-        let mut train_module = if dropouts.is_empty() {
+        // BatchNorm layers use batch statistics in training and report them.
+        let batch_norms: Vec<(String, f64, usize)> = net
+            .layers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| match l {
+                snnc_frontend::Layer::BatchNorm1d { momentum, .. }
+                | snnc_frontend::Layer::BatchNorm2d { momentum, .. } => {
+                    let name = l.name(i);
+                    let shape = compiled.layers.iter().find(|s| s.name == name)?.shape.clone();
+                    let per_channel = shape.iter().skip(1).map(|&d| d as usize).product::<usize>();
+                    Some((name, *momentum, per_channel))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut train_module = if dropouts.is_empty() && batch_norms.is_empty() {
             compiled.module.clone()
         } else {
             driver::compile(net, &net.name, &LowerOptions { training: true, ..LowerOptions::default() })?.module
@@ -213,6 +235,7 @@ impl TrainProgram {
             grads: report.gradients,
             no_gradient: report.no_gradient,
             dropouts,
+            batch_norms,
             stored_bytes_per_sample,
             classes,
             input_shape,
@@ -262,7 +285,30 @@ impl TrainProgram {
                 grads.insert(param.clone(), g);
             }
         }
-        Ok(StepResult { log_probs, grads })
+        let mut batch_stats = BTreeMap::new();
+        for (name, _, _) in &self.batch_norms {
+            let (mean, var) = snnc_frontend::batch_stat_outputs(name);
+            match (out.remove(&mean), out.remove(&var)) {
+                (Some(m), Some(v)) => {
+                    batch_stats.insert(name.clone(), (m, v));
+                }
+                _ => return Err(Error::Internal(format!("the training module lost `{mean}` or `{var}`"))),
+            }
+        }
+        Ok(StepResult { log_probs, grads, batch_stats })
+    }
+
+    /// Applies a step's BatchNorm batch statistics to the running
+    /// statistics in `weights`, as torch does in the forward pass of a
+    /// training step (one update per time step, in time order, with the
+    /// unbiased variance); `batch` is the step's batch size.
+    pub fn update_running_stats(&self, weights: &mut Weights, step: &StepResult, batch: usize) -> Result<(), Error> {
+        for (name, momentum, per_channel) in &self.batch_norms {
+            let Some((mean, var)) = step.batch_stats.get(name) else { continue };
+            snnc_runtime::batchnorm::update_running_stats(weights, name, *momentum, batch * per_channel, mean, var)
+                .map_err(Error::Internal)?;
+        }
+        Ok(())
     }
 
     /// The log-probabilities of a batch (forward only).
@@ -652,6 +698,7 @@ pub fn train_in(
                 return Err(diverged(&at, epoch, lr, &opts.out));
             }
             optimizer.step(&mut weights, &step.grads).map_err(train_error)?;
+            program.update_running_stats(&mut weights, &step, chunk.len())?;
             loss_sum += loss * chunk.len() as f64;
             batch_rows.push_str(&format!("{epoch},{i},{loss}\n"));
             seen += chunk.len();

@@ -196,3 +196,34 @@ fn dropout_masks_are_zero_or_the_scale_at_rate_p() {
     // Every step draws its own mask.
     assert_ne!(m.data[..800], m.data[800..1600]);
 }
+
+/// A network with BatchNorm: training updates the running statistics
+/// (kept in the weights, so checkpoints and weights files hold them), and a
+/// run resumed from its checkpoint ends bit-identical to an uninterrupted
+/// one, running statistics included.
+#[test]
+fn batchnorm_running_statistics_are_trained_saved_and_resumed() {
+    let Some(data) = data() else { return };
+    let data = data.limit(512);
+    let text = r#"(version: 1, name: "bn", steps: 8, input: [1, 28, 28], encoder: ConstantCurrent(),
+        layers: [Conv2d(name: "conv", out_channels: 4, kernel_size: 5, stride: 2, padding: 1, bias: false),
+                 BatchNorm2d(name: "bn2"), LIF(name: "lif0", p: (v_th: 0.5)), Flatten(),
+                 Linear(name: "fc", out: 32, bias: false), BatchNorm1d(name: "bn1"), LIF(name: "lif1"),
+                 Linear(name: "out", out: 10, bias: false), LI()], readout: MaxLogSoftmax)"#;
+    let net = snnc_frontend::parse_network(text, "bn.ron").expect("parses");
+    let program = TrainProgram::new(&net, Target::Cpu).expect("compiles for training");
+    let whole = snnc::train::train(&program, &data, &options(tmp("bn-whole"), 2, false)).expect("trains");
+    assert!(whole.metrics.iter().all(|m| m.train_loss.is_finite()), "{:?}", whole.metrics);
+    for name in ["bn1", "bn2"] {
+        let rm = &whole.weights[&format!("{name}.running_mean")];
+        assert!(rm.data.iter().any(|&x| x != 0.0), "{name}.running_mean was not updated: {:?}", rm.data);
+        let rv = &whole.weights[&format!("{name}.running_var")];
+        assert!(rv.data.iter().any(|&x| x != 1.0), "{name}.running_var was not updated");
+        // 512 samples in batches of 128, 8 steps each, 2 epochs: 4 * 8 * 2 updates.
+        assert_eq!(whole.weights[&format!("{name}.num_batches_tracked")].data, vec![64.0]);
+    }
+    let dir = tmp("bn-resumed");
+    snnc::train::train(&program, &data, &options(dir.clone(), 1, false)).expect("first epoch");
+    let resumed = snnc::train::train(&program, &data, &options(dir, 2, true)).expect("resumes");
+    assert_eq!(bits(&whole.weights), bits(&resumed.weights), "resuming changed the BatchNorm run");
+}

@@ -4,7 +4,8 @@
 
 use serde_json::{Map, Value};
 use snnc_frontend::{
-    Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Merge, NeuronParam, Pair, ResetMethod,
+    BatchNormVariant, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Merge, NeuronParam, Pair,
+    ResetMethod,
 };
 
 use super::{NOT_PARAMS, PResult, as_bool, as_f64, as_obj, as_pair, as_pv, as_str, as_u32, bad, method, unsupported};
@@ -312,6 +313,23 @@ pub(super) fn layer_from(obj: &Map<String, Value>, index: usize) -> PResult<(Lay
                 merge: Merge::Add,
                 name,
                 p: as_f64(req_field(obj, &["p"], &what)?, &format!("{what}.p"))?,
+            }
+        }
+        "BatchNorm1d" | "BatchNorm2d" => {
+            let num_features = opt_u32(obj, &["num_features"], &what)?;
+            let eps = obj.get("eps").map(|v| as_f64(v, &format!("{what}.eps"))).transpose()?.unwrap_or(1e-5);
+            let momentum =
+                obj.get("momentum").map(|v| as_f64(v, &format!("{what}.momentum"))).transpose()?.unwrap_or(0.1);
+            let variant = match obj.get("variant").and_then(Value::as_str) {
+                None | Some("per_step") => BatchNormVariant::PerStep,
+                Some("time_batched") => BatchNormVariant::TimeBatched,
+                Some(other) => return unsupported(format!("{what}: BatchNorm variant `{other}`")),
+            };
+            let (inputs, recurrent_inputs, merge) = (None, Vec::new(), Merge::Add);
+            if ty == "BatchNorm1d" {
+                Layer::BatchNorm1d { name, num_features, eps, momentum, variant, inputs, recurrent_inputs, merge }
+            } else {
+                Layer::BatchNorm2d { name, num_features, eps, momentum, variant, inputs, recurrent_inputs, merge }
             }
         }
         "Identity" => Layer::Identity { inputs: None, recurrent_inputs: Vec::new(), merge: Merge::Add, name },

@@ -198,6 +198,7 @@ pub(super) fn actual_of(source: &Source, values: &Values) -> Result<Tensor, Stri
             let out = snnc_passes::autodiff::grad_output_name(name);
             values.outputs.get(&out).cloned().ok_or_else(|| format!("missing: no gradient output `{out}`"))
         }
+        Source::RunningStat(spec) => super::batchnorm::running_stat_of(spec, values),
     }
 }
 

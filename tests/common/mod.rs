@@ -48,6 +48,12 @@
 #![allow(dead_code)]
 
 pub mod concat_net;
+mod coverage;
+mod wire;
+#[allow(unused_imports)] // Not every test crate uses them.
+pub use coverage::coverage;
+#[allow(unused_imports)]
+pub use wire::wire;
 mod proptest_config;
 /// The configuration of every property test (fixed seed, no persistence;
 /// see `tests/common/proptest_config.rs` for exploring).
@@ -434,81 +440,6 @@ pub fn arb_case() -> impl Strategy<Value = Case> {
             wire(&mut net, &picks);
             Case { net, batch, seed }
         })
-}
-
-/// Turns a chain into a graph: each pick may add to one layer a second
-/// input that keeps the layer's input shape — a same-step input from an
-/// earlier layer or `x` (a residual `add`), the previous step of any layer
-/// (cross-layer recurrence, `add`) — or, for a layer whose output does not
-/// depend on the size of its input's first axis (`Linear`, `LILinear`, the
-/// recurrent cells on vectors, `Conv2d` on images), a `concat` along that
-/// axis. Output shapes never change, so the rest of the chain still fits.
-pub fn wire(net: &mut Network, picks: &[u32]) {
-    let n = net.layers.len();
-    if picks.is_empty() || n == 0 {
-        return;
-    }
-    let Ok((_, summary)) = snnc_frontend::lower_with_summary(net, "case.ron", &LowerOptions::default()) else {
-        return;
-    };
-    let offset = usize::from(net.encoder.is_some());
-    let shapes: Vec<Vec<u32>> = summary[offset..].iter().map(|l| l.shape.clone()).collect();
-    let names: Vec<String> = net.layers.iter().enumerate().map(|(i, l)| l.name(i)).collect();
-    for &pick in picks {
-        let kind = pick % 4;
-        let j = (pick / 4) as usize % n;
-        let k = (pick / 64) as usize % (n + 1);
-        let in_shape = if j == 0 { net.input.clone() } else { shapes[j - 1].clone() };
-        let (source, source_shape) =
-            if k == n { ("x".to_string(), net.input.clone()) } else { (names[k].clone(), shapes[k].clone()) };
-        let same_step = k == n || k < j;
-        let default_input = if j == 0 { "x".to_string() } else { names[j - 1].clone() };
-        let concat_ok = match &net.layers[j] {
-            Layer::Linear { .. }
-            | Layer::LILinear { .. }
-            | Layer::LIFRecurrent { .. }
-            | Layer::LSNNRecurrent { .. } => in_shape.len() == 1,
-            Layer::Conv2d { .. } => in_shape.len() == 3,
-            _ => false,
-        } && source_shape.len() == in_shape.len()
-            && source_shape[1..] == in_shape[1..]
-            && source_shape[0] + in_shape[0] <= 2 * MAX_ELEMENTS;
-        let layer = &mut net.layers[j];
-        let single = layer.wiring().inputs.is_none() && layer.wiring().recurrent_inputs.is_empty();
-        let merge = layer.wiring().merge;
-        match kind {
-            1 | 2
-                if source_shape == in_shape
-                    && merge == snnc_frontend::Merge::Add
-                    && if kind == 1 { same_step } else { k < n } =>
-            {
-                let (inputs, recurrent, _) = layer.wiring_mut();
-                if kind == 1 {
-                    inputs.get_or_insert_with(|| vec![default_input]).push(source);
-                } else {
-                    recurrent.push(source);
-                }
-            }
-            3 if concat_ok && single => {
-                match layer {
-                    Layer::Linear { input, .. }
-                    | Layer::LILinear { input, .. }
-                    | Layer::LIFRecurrent { input, .. }
-                    | Layer::LSNNRecurrent { input, .. } => *input = None,
-                    Layer::Conv2d { in_channels, .. } => *in_channels = None,
-                    _ => {}
-                }
-                let (inputs, recurrent, merge) = layer.wiring_mut();
-                *merge = snnc_frontend::Merge::Concat;
-                if same_step {
-                    *inputs = Some(vec![default_input, source]);
-                } else {
-                    recurrent.push(source);
-                }
-            }
-            _ => {}
-        }
-    }
 }
 
 fn elements(shape: &[u32]) -> u32 {
@@ -1237,86 +1168,6 @@ fn near_threshold(reference: &Reference, names: &[&str], b: Option<usize>, t: us
         }
     }
     None
-}
-
-// ---------------------------------------------------------------------------
-// Coverage of the generator.
-
-/// Counts what a set of cases exercises: layer kinds, encoders, readouts,
-/// surrogate methods (of every neuron and LIF encoder), reset methods,
-/// autapses, conv stride/padding, bias, batch sizes and input ranks.
-pub fn coverage(cases: &[Case]) -> BTreeMap<String, usize> {
-    let mut c: BTreeMap<String, usize> = BTreeMap::new();
-    let mut bump = |k: String| *c.entry(k).or_default() += 1;
-    for case in cases {
-        let net = &case.net;
-        bump(format!("batch {}", case.batch));
-        bump(format!("input rank {}", net.input.len()));
-        bump(format!("readout {:?}", net.readout));
-        let steps = match net.steps {
-            1 => "1",
-            2..=9 => "2..9",
-            10..=29 => "10..29",
-            _ => "30..50",
-        };
-        bump(format!("steps {steps}"));
-        bump(format!("layers {}", net.layers.len()));
-        match &net.encoder {
-            None => bump("encoder none".into()),
-            Some(e) => {
-                bump(format!("encoder {}", e.kind()));
-                if let Encoder::ConstantCurrent { p } | Encoder::SpikeLatency { p } = e {
-                    bump(format!("method {}", p.method.norse_name()));
-                }
-            }
-        }
-        for layer in &net.layers {
-            bump(format!("layer {}", layer.kind()));
-            let w = layer.wiring();
-            if w.inputs.is_some_and(|i| i.len() > 1) {
-                bump(format!("graph same-step {:?}", w.merge));
-            }
-            if !w.recurrent_inputs.is_empty() {
-                bump(format!("graph recurrent {:?}", w.merge));
-            }
-            let method = match layer {
-                Layer::LIF { p, .. } | Layer::LIFRecurrent { p, .. } => Some(p.method),
-                Layer::LSNN { p, .. } | Layer::LSNNRecurrent { p, .. } => Some(p.method),
-                Layer::LIFBox { p, .. } => Some(p.method),
-                Layer::LIFAdEx { p, .. } => Some(p.method),
-                _ => None,
-            };
-            if let Some(m) = method {
-                bump(format!("method {}", m.norse_name()));
-            }
-            match layer {
-                Layer::LIFRecurrent { autapses, .. } | Layer::LSNNRecurrent { autapses, .. } => {
-                    bump(format!("{} autapses {autapses}", layer.kind()));
-                }
-                Layer::LIFBox { p, .. } => bump(format!("LIFBox reset {:?}", p.reset_method)),
-                Layer::Linear { bias, .. } => bump(format!("Linear bias {bias}")),
-                Layer::Conv2d { kernel_size, stride, padding, dilation, groups, bias, .. } => {
-                    bump(format!("Conv2d stride {}", if stride.0.iter().any(|&v| v > 1) { ">1" } else { "1" }));
-                    bump(format!("Conv2d padding {}", if padding.0.iter().any(|&v| v > 0) { ">0" } else { "0" }));
-                    bump(format!("Conv2d dilation {}", if dilation.0.iter().any(|&v| v > 1) { ">1" } else { "1" }));
-                    bump(format!("Conv2d groups {}", if *groups > 1 { ">1" } else { "1" }));
-                    if kernel_size.h() != kernel_size.w() {
-                        bump("Conv2d rectangular kernel".into());
-                    }
-                    bump(format!("Conv2d bias {bias}"));
-                }
-                Layer::MaxPool2d { stride, padding, .. }
-                | Layer::AvgPool2d { stride, padding, .. }
-                | Layer::SumPool2d { stride, padding, .. } => {
-                    let given = if stride.is_some() { "given" } else { "default" };
-                    bump(format!("{} stride {given}", layer.kind()));
-                    bump(format!("{} padding {}", layer.kind(), if padding.is_zero() { "0" } else { ">0" }));
-                }
-                _ => {}
-            }
-        }
-    }
-    c
 }
 
 /// One case drawn from [`arb_case`] with `runner`'s generator (use

@@ -213,14 +213,14 @@ fn wrong_files_are_user_errors() {
     let dir = TempDir::new("wrong");
     let w = initial_weights(NET, 2);
     // A dtype that is no float, naming the tensor.
-    let ints: Vec<u8> = (0..12i64).flat_map(|i| i.to_le_bytes()).collect();
+    let ints: Vec<u8> = (0..12i32).flat_map(|i| i.to_le_bytes()).collect();
     let file = raw_file(&[
-        ("rec.input_weights", "I64", &[3, 4], ints),
+        ("rec.input_weights", "I32", &[3, 4], ints),
         ("rec.recurrent_weights", "F32", &[3, 3], f32_bytes(&w["rec.recurrent_weights"])),
     ]);
     fs::write(dir.path("int.safetensors"), &file).unwrap();
     let e = run_err(NET, &["--weights", &dir.path("int.safetensors")]);
-    assert!(e.contains("int.safetensors: tensor `rec.input_weights` has dtype I64, and weights are floats"), "{e}");
+    assert!(e.contains("int.safetensors: tensor `rec.input_weights` has dtype I32, and weights are floats"), "{e}");
     // A truncated file, an empty one, and JSON under the extension.
     fs::write(dir.path("cut.safetensors"), &file[..file.len() - 5]).unwrap();
     let e = run_err(NET, &["--weights", &dir.path("cut.safetensors")]);

@@ -2,8 +2,9 @@
 //! `safetensors.torch.save_file(model.state_dict(), ...)` writes).
 //!
 //! - [`read_weights_safetensors`] reads one: `F32` and `F64` tensors as they
-//!   are, `F16` and `BF16` converted exactly to f32; any other dtype (`I64`,
-//!   `BOOL`, `F8_*`, ...) is refused, naming the tensor and its dtype. The
+//!   are, `F16` and `BF16` converted exactly to f32, `I64` (a BatchNorm's
+//!   `num_batches_tracked`) to f32 when exact; any other dtype (`BOOL`,
+//!   `F8_*`, ...) is refused, naming the tensor and its dtype. The
 //!   result is checked as a JSON weights file is ([`crate::check_weights`],
 //!   [`crate::check_finite`]) by the caller.
 //! - [`write_weights_safetensors`] writes weights as `F32` (`F64` for an f64
@@ -48,6 +49,17 @@ pub fn read_weights_safetensors(bytes: &[u8]) -> Result<Weights, String> {
                 ElemType::F32,
                 data.chunks_exact(2).map(|b| f64::from(half::bf16::from_le_bytes(le(b)).to_f32())).collect(),
             ),
+            // A BatchNorm's `num_batches_tracked` (int64 in a torch
+            // state_dict): a count, exact in f32 up to 2^24.
+            StDtype::I64 => {
+                let counts: Vec<i64> = data.chunks_exact(8).map(|b| i64::from_le_bytes(le(b))).collect();
+                if let Some(&c) = counts.iter().find(|&&c| c.unsigned_abs() > 1 << 24) {
+                    return Err(format!(
+                        "tensor `{name}` holds the integer {c}, which a float32 weight cannot hold exactly"
+                    ));
+                }
+                (ElemType::F32, counts.into_iter().map(|c| c as f64).collect())
+            }
             other => {
                 return Err(format!(
                     "tensor `{name}` has dtype {other}, and weights are floats: save it as F32 (or F16, BF16, F64), \
@@ -212,8 +224,13 @@ mod tests {
 
     #[test]
     fn other_dtypes_are_refused_by_name() {
-        let e = read_weights_safetensors(&one(StDtype::I64, vec![1], &7i64.to_le_bytes())).unwrap_err();
-        assert!(e.starts_with("tensor `t` has dtype I64, and weights are floats"), "{e}");
+        // An int64 count (BatchNorm's num_batches_tracked) reads as f32 when exact.
+        let w = read_weights_safetensors(&one(StDtype::I64, vec![], &7i64.to_le_bytes())).unwrap();
+        assert_eq!((w["t"].dtype, w["t"].data.clone()), (ElemType::F32, vec![7.0]));
+        let e = read_weights_safetensors(&one(StDtype::I64, vec![1], &(1i64 << 40).to_le_bytes())).unwrap_err();
+        assert!(e.starts_with("tensor `t` holds the integer 1099511627776"), "{e}");
+        let e = read_weights_safetensors(&one(StDtype::I32, vec![1], &7i32.to_le_bytes())).unwrap_err();
+        assert!(e.starts_with("tensor `t` has dtype I32, and weights are floats"), "{e}");
         let e = read_weights_safetensors(&one(StDtype::BOOL, vec![2], &[0, 1])).unwrap_err();
         assert!(e.starts_with("tensor `t` has dtype BOOL"), "{e}");
     }

@@ -986,8 +986,10 @@ fn plan_cell(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<
 /// A `graph` case: a network whose nodes name their inputs, run step by
 /// step. Its output must be its last node, as snnc's output is.
 fn plan_graph(json: &Value, name: &str, plan: &mut Plan) -> PResult<()> {
+    // "sequence" (node by node over all steps) gives the "step" result
+    // except at a time-batched BatchNorm, which snnc lowers as such.
     let execution = json.get("execution").and_then(Value::as_str).unwrap_or("step");
-    if execution != "step" {
+    if execution != "step" && execution != "sequence" {
         return unsupported(format!("graph execution `{execution}` is not supported"));
     }
     let nodes = match get(json, "nodes")?.as_array() {

@@ -169,11 +169,15 @@ impl TrainProgram {
             .iter()
             .enumerate()
             .filter_map(|(i, l)| match l {
-                snnc_frontend::Layer::BatchNorm1d { momentum, .. }
-                | snnc_frontend::Layer::BatchNorm2d { momentum, .. } => {
+                snnc_frontend::Layer::BatchNorm1d { momentum, variant, .. }
+                | snnc_frontend::Layer::BatchNorm2d { momentum, variant, .. } => {
                     let name = l.name(i);
                     let shape = compiled.layers.iter().find(|s| s.name == name)?.shape.clone();
-                    let per_channel = shape.iter().skip(1).map(|&d| d as usize).product::<usize>();
+                    let mut per_channel = shape.iter().skip(1).map(|&d| d as usize).product::<usize>();
+                    // tdBN takes one statistic over all steps of the batch.
+                    if *variant == snnc_frontend::BatchNormVariant::TimeBatched {
+                        per_channel *= net.steps as usize;
+                    }
                     Some((name, *momentum, per_channel))
                 }
                 _ => None,

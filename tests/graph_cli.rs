@@ -158,3 +158,15 @@ fn a_skip_from_the_encoder_fuses_without_a_cycle_of_kernels() {
     let o = snnc(&["run", &path, "--batch", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn a_time_batched_batchnorm_cannot_be_in_a_graph_with_delays() {
+    let (code, _, err) = check(
+        "tdbn_delay",
+        r#"Linear(name: "a", out: 6, recurrent_inputs: ["c"]), BatchNorm1d(name: "bn", variant: time_batched),
+           LIF(name: "c")"#,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("`bn` (BatchNorm1d): variant"), "{err}");
+    assert!(err.contains("variant: per_step"), "{err}");
+}

@@ -197,7 +197,7 @@ fn dropout_masks_are_zero_or_the_scale_at_rate_p() {
     assert_ne!(m.data[..800], m.data[800..1600]);
 }
 
-/// A network with BatchNorm: training updates the running statistics
+/// A network with BatchNorm (per step, and time-batched): training updates the running statistics
 /// (kept in the weights, so checkpoints and weights files hold them), and a
 /// run resumed from its checkpoint ends bit-identical to an uninterrupted
 /// one, running statistics included.
@@ -208,7 +208,8 @@ fn batchnorm_running_statistics_are_trained_saved_and_resumed() {
     let text = r#"(version: 1, name: "bn", steps: 8, input: [1, 28, 28], encoder: ConstantCurrent(),
         layers: [Conv2d(name: "conv", out_channels: 4, kernel_size: 5, stride: 2, padding: 1, bias: false),
                  BatchNorm2d(name: "bn2"), LIF(name: "lif0", p: (v_th: 0.5)), Flatten(),
-                 Linear(name: "fc", out: 32, bias: false), BatchNorm1d(name: "bn1"), LIF(name: "lif1"),
+                 Linear(name: "fc", out: 32, bias: false), BatchNorm1d(name: "bn1", variant: time_batched),
+                 LIF(name: "lif1"),
                  Linear(name: "out", out: 10, bias: false), LI()], readout: MaxLogSoftmax)"#;
     let net = snnc_frontend::parse_network(text, "bn.ron").expect("parses");
     let program = TrainProgram::new(&net, Target::Cpu).expect("compiles for training");
@@ -219,8 +220,10 @@ fn batchnorm_running_statistics_are_trained_saved_and_resumed() {
         assert!(rm.data.iter().any(|&x| x != 0.0), "{name}.running_mean was not updated: {:?}", rm.data);
         let rv = &whole.weights[&format!("{name}.running_var")];
         assert!(rv.data.iter().any(|&x| x != 1.0), "{name}.running_var was not updated");
-        // 512 samples in batches of 128, 8 steps each, 2 epochs: 4 * 8 * 2 updates.
-        assert_eq!(whole.weights[&format!("{name}.num_batches_tracked")].data, vec![64.0]);
+        // 512 samples in batches of 128, 2 epochs: per step 4 * 8 * 2 updates,
+        // time-batched (tdBN, bn1) one per batch, 4 * 2.
+        let updates = if name == "bn1" { 8.0 } else { 64.0 };
+        assert_eq!(whole.weights[&format!("{name}.num_batches_tracked")].data, vec![updates]);
     }
     let dir = tmp("bn-resumed");
     snnc::train::train(&program, &data, &options(dir.clone(), 1, false)).expect("first epoch");

@@ -41,8 +41,8 @@ use std::collections::BTreeMap;
 
 use crate::error::{FrontendError, Problem, layer_at, shown_name};
 use crate::schema::{
-    Encoder, ExampleInput, FORMAT_VERSION, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Method,
-    Network, NeuronParam, NeuronParams, ParamValue,
+    BatchNormVariant, Encoder, ExampleInput, FORMAT_VERSION, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams,
+    LsnnParams, Method, Network, NeuronParam, NeuronParams, ParamValue,
 };
 
 /// Names a layer may not have: they name the network's own tensors.
@@ -152,7 +152,35 @@ fn check_all(net: &Network) -> Checker {
     if let Err(problems) = crate::graph::resolve(&net.layers) {
         c.problems.extend(problems);
     }
+    time_batched_needs_no_delays(net, &mut c);
     c
+}
+
+/// A time-batched BatchNorm (tdBN) needs all steps of its input before its
+/// first output, so training ends the step loop there and starts another:
+/// no value can be carried to the next step across it, so a graph with
+/// `recurrent_inputs` cannot have one.
+fn time_batched_needs_no_delays(net: &Network, c: &mut Checker) {
+    let Some(delayed) = net.layers.iter().enumerate().find(|(_, l)| !l.wiring().recurrent_inputs.is_empty()) else {
+        return;
+    };
+    for (i, layer) in net.layers.iter().enumerate() {
+        if let Layer::BatchNorm1d { variant: BatchNormVariant::TimeBatched, .. }
+        | Layer::BatchNorm2d { variant: BatchNormVariant::TimeBatched, .. } = layer
+        {
+            c.push(
+                Problem::new(
+                    format!("{}: variant", layer_at(i, layer)),
+                    format!(
+                        "`time_batched` normalises over all steps at once, so it cannot be in a graph where {} reads \
+                         a previous step (recurrent_inputs)",
+                        layer_at(delayed.0, delayed.1)
+                    ),
+                )
+                .with_help("use `variant: per_step`, or remove the recurrent_inputs"),
+            );
+        }
+    }
 }
 
 #[derive(Default)]
@@ -409,7 +437,8 @@ impl Checker {
                 num_features,
                 eps,
                 momentum,
-                variant,
+                // Both variants; see `time_batched_needs_no_delays`.
+                variant: _,
             }
             | Layer::BatchNorm2d {
                 inputs: _,
@@ -419,7 +448,7 @@ impl Checker {
                 num_features,
                 eps,
                 momentum,
-                variant,
+                variant: _,
             } => {
                 self.opt_size("num_features", *num_features);
                 if self.finite("eps", *eps) && *eps <= 0.0 {
@@ -434,13 +463,6 @@ impl Checker {
                     self.push(Problem::new(at, format!("must be in [0, 1], found {momentum}")).with_help(
                         "momentum is the weight of the new batch statistics in the running ones; torch's default is 0.1",
                     ));
-                }
-                if *variant == crate::schema::BatchNormVariant::TimeBatched {
-                    let at = self.place("variant");
-                    self.push(
-                        Problem::new(at, "`time_batched` is not supported yet".to_string())
-                            .with_help("use `variant: per_step` (statistics of each step, as Norse's Lift(BatchNorm))"),
-                    );
                 }
             }
             Layer::Scale { inputs: _, recurrent_inputs: _, merge: _, name: _, factor } => {

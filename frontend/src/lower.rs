@@ -124,8 +124,8 @@ pub fn lower_with_summary(
     cx.b.begin_seq();
     let out = cx.emit(Op::Collect(cur.node))?;
     cx.b.output("output", out);
-    for (name, stat) in std::mem::take(&mut cx.bn_stats) {
-        let all = cx.emit(Op::Collect(stat))?;
+    for (name, stat, per_step) in std::mem::take(&mut cx.bn_stats) {
+        let all = if per_step { cx.emit(Op::Collect(stat))? } else { stat };
         cx.b.output(name, all);
     }
     let readout = match net.readout {
@@ -211,9 +211,10 @@ struct Lower<'a> {
     at: String,
     /// The neuron population being lowered (see [`Lower::neurons`]).
     neurons: Neurons,
-    /// The per-step BatchNorm statistics of a training module, collected
-    /// into outputs of their names after the loop.
-    bn_stats: Vec<(String, Handle<Node>)>,
+    /// The BatchNorm statistics of a training module, made outputs of
+    /// their names after the loop: per-step ones collected (`[T, C]`), a
+    /// time-batched layer's as they are (`[C]`).
+    bn_stats: Vec<(String, Handle<Node>, bool)>,
 }
 
 /// The neuron population being lowered: what its parameter tensors are

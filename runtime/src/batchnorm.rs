@@ -30,7 +30,11 @@ pub fn update_running_stats(
     let (mut rm, mut rv, mut nbt) =
         (get(weights, "running_mean")?, get(weights, "running_var")?, get(weights, "num_batches_tracked")?);
     let c = rm.data.len();
-    let ok = |t: &Tensor| t.shape.len() == 2 && t.shape[1] == c && t.shape[0] == batch_mean.shape[0];
+    // `[T, C]`: one update per step; `[C]` (a time-batched layer): one.
+    let ok = |t: &Tensor| {
+        (t.shape.len() == 2 && t.shape[1] == c && t.shape[0] == batch_mean.shape[0])
+            || (t.shape == [c] && batch_mean.shape == [c])
+    };
     if !ok(batch_mean) || !ok(batch_var) || rv.data.len() != c || nbt.data.len() != 1 {
         return Err(format!(
             "BatchNorm `{name}`: batch statistics {:?} and {:?} do not fit running statistics of {c} channels",
@@ -39,7 +43,8 @@ pub fn update_running_stats(
     }
     let round = |t: &Tensor, v: f64| if t.dtype == crate::ElemType::F32 { f64::from(v as f32) } else { v };
     let corr = if n > 1 { n as f64 / (n as f64 - 1.0) } else { 1.0 };
-    for t in 0..batch_mean.shape[0] {
+    let updates = if batch_mean.shape.len() == 2 { batch_mean.shape[0] } else { 1 };
+    for t in 0..updates {
         for k in 0..c {
             let (mu, var) = (batch_mean.data[t * c + k], batch_var.data[t * c + k]);
             rm.data[k] = round(&rm, momentum * mu + (1.0 - momentum) * rm.data[k]);

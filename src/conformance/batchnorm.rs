@@ -69,7 +69,10 @@ pub(super) fn plan_batch_norms(json: &Value, nodes: &[Value], plan: &mut Plan) -
         if shape.len() < 3 {
             return bad(format!("expected.{name}.out has shape {shape:?}, not [T, B, C, ...]"));
         }
-        let n = shape[1] * shape[3..].iter().product::<usize>();
+        let mut n = shape[1] * shape[3..].iter().product::<usize>();
+        if node.get("variant").and_then(Value::as_str) == Some("time_batched") {
+            n *= shape[0]; // one statistic over all T·B samples
+        }
         for check in plan.checks.iter_mut() {
             let Some(field) = check.label.strip_prefix(&format!("{name}.")) else { continue };
             if matches!(field, "running_mean" | "running_var" | "num_batches_tracked") {

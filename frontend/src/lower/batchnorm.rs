@@ -13,7 +13,7 @@
 //! `channel_broadcast` to `[C, H, W]` (a `[C]` already broadcasts against
 //! `[B, C]`).
 
-use snnc_ir::{BinaryOp, Handle, Node, Op, ParamInit, Shape, UnaryOp};
+use snnc_ir::{BinaryOp, Handle, Node, Op, ParamInit, ReduceOp, Shape, UnaryOp};
 
 use super::{Lower, Res, invalid};
 
@@ -23,9 +23,21 @@ pub fn batch_stat_outputs(name: &str) -> (String, String) {
     (format!("{name}.batch_mean"), format!("{name}.batch_var"))
 }
 
+/// A BatchNorm layer's parameters and shape, once checked.
+pub(super) struct Bn {
+    name: String,
+    two_d: bool,
+    shape: Shape,
+    gamma: Handle<Node>,
+    beta: Handle<Node>,
+    rm: Handle<Node>,
+    rv: Handle<Node>,
+    eps: Handle<Node>,
+}
+
 impl Lower<'_> {
     /// Lowers a BatchNorm layer on the per-sample `shape` (`[C]` for
-    /// `BatchNorm1d`, `[C, H, W]` for `BatchNorm2d`).
+    /// `BatchNorm1d`, `[C, H, W]` for `BatchNorm2d`), per step.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn batch_norm(
         &mut self,
@@ -38,6 +50,92 @@ impl Lower<'_> {
         num_features: Option<u32>,
         eps: f64,
     ) -> Res<Handle<Node>> {
+        let bn = self.batch_norm_params(name, at, shape, producer, two_d, num_features, eps)?;
+        let h = self.float_of(x)?;
+        if !self.training {
+            let ve = self.emit_pre(Op::Binary { op: BinaryOp::Add, lhs: bn.rv, rhs: bn.eps })?;
+            let sd = self.emit_pre(Op::Unary { op: UnaryOp::Sqrt, arg: ve })?;
+            let (rm, sd) = (self.channels(&bn, bn.rm, true)?, self.channels(&bn, sd, true)?);
+            let d = self.sub(h, rm)?;
+            let n = self.bin(BinaryOp::Div, d, sd)?;
+            return self.scale_shift(&bn, n);
+        }
+        let mu = self.emit(Op::ChannelSum { arg: h, mean: true })?;
+        let mu_b = self.channels(&bn, mu, false)?;
+        let d = self.sub(h, mu_b)?;
+        let sq = self.mul(d, d)?;
+        let var = self.emit(Op::ChannelSum { arg: sq, mean: true })?;
+        self.batch_stats(&bn, mu, var, true);
+        let ve = self.add(var, bn.eps)?;
+        let sd = self.emit(Op::Unary { op: UnaryOp::Sqrt, arg: ve })?;
+        let sd = self.channels(&bn, sd, false)?;
+        let n = self.bin(BinaryOp::Div, d, sd)?;
+        self.scale_shift(&bn, n)
+    }
+
+    /// The statistics of a time-batched BatchNorm (tdBN) in training, over
+    /// all `T·B` samples: the per-step means of `h` and `h·h` (in the step
+    /// loop, where `h` is), averaged over the steps in the sequence region
+    /// that follows; the biased variance is `E[h²] - E[h]²` (every step
+    /// has the same count, so the mean of the step means is the mean).
+    /// Returns the per-step sums to collect; [`Self::time_batched_stats`]
+    /// finishes them.
+    pub(super) fn step_moments(&mut self, x: Handle<Node>) -> Res<(Handle<Node>, Handle<Node>)> {
+        let h = self.float_of(x)?;
+        let m1 = self.emit(Op::ChannelSum { arg: h, mean: true })?;
+        let hh = self.mul(h, h)?;
+        let m2 = self.emit(Op::ChannelSum { arg: hh, mean: true })?;
+        Ok((m1, m2))
+    }
+
+    /// In the sequence region after the first loop: the mean and biased
+    /// variance over all steps from the collected step moments, made the
+    /// layer's statistics outputs.
+    pub(super) fn time_batched_stats(
+        &mut self,
+        bn: &Bn,
+        m1: Handle<Node>,
+        m2: Handle<Node>,
+    ) -> Res<(Handle<Node>, Handle<Node>)> {
+        let mu = self.emit(Op::ReduceTime { op: ReduceOp::Mean, arg: m1 })?;
+        let ex2 = self.emit(Op::ReduceTime { op: ReduceOp::Mean, arg: m2 })?;
+        let mu2 = self.mul(mu, mu)?;
+        let var = self.sub(ex2, mu2)?;
+        self.batch_stats(bn, mu, var, false);
+        Ok((mu, var))
+    }
+
+    /// `(h - mu) / sqrt(var + eps) * gamma + beta` with whole-run `[C]`
+    /// statistics (the second loop of a time-batched BatchNorm).
+    pub(super) fn normalize(
+        &mut self,
+        bn: &Bn,
+        x: Handle<Node>,
+        mu: Handle<Node>,
+        var: Handle<Node>,
+    ) -> Res<Handle<Node>> {
+        let h = self.float_of(x)?;
+        let mu_b = self.channels(bn, mu, false)?;
+        let d = self.sub(h, mu_b)?;
+        let ve = self.add(var, bn.eps)?;
+        let sd = self.emit(Op::Unary { op: UnaryOp::Sqrt, arg: ve })?;
+        let sd = self.channels(bn, sd, false)?;
+        let n = self.bin(BinaryOp::Div, d, sd)?;
+        self.scale_shift(bn, n)
+    }
+
+    /// Checks the input shape and makes the layer's parameters.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn batch_norm_params(
+        &mut self,
+        name: &str,
+        at: &str,
+        shape: &[u32],
+        producer: &str,
+        two_d: bool,
+        num_features: Option<u32>,
+        eps: f64,
+    ) -> Res<Bn> {
         let (kind, rank, what) =
             if two_d { ("BatchNorm2d", 3, "[channels, height, width]") } else { ("BatchNorm1d", 1, "[features]") };
         if shape.len() != rank {
@@ -68,47 +166,36 @@ impl Lower<'_> {
         let rv = self.param(format!("{name}.running_var"), &[c], false, ParamInit::Fill(1.0))?;
         // A 0-d parameter, so that torch's state_dict maps 1:1.
         self.param(format!("{name}.num_batches_tracked"), &[], false, ParamInit::Zeros)?;
-        let h = self.float_of(x)?;
         let eps = self.c(eps)?;
-        let bshape = Shape::fixed(shape);
-        // `[C]` to what broadcasts against `[B, ...shape]`.
-        let bc = |cx: &mut Self, v: Handle<Node>, pre: bool| -> Res<Handle<Node>> {
-            if !two_d {
-                return Ok(v);
-            }
-            let op = Op::ChannelBroadcast { arg: v, shape: bshape.clone(), mean: false };
-            if pre { cx.emit_pre(op) } else { cx.emit(op) }
-        };
-        let y = if self.training {
-            let mu = self.emit(Op::ChannelSum { arg: h, mean: true })?;
-            let mu_b = bc(self, mu, false)?;
-            let d = self.sub(h, mu_b)?;
-            let sq = self.mul(d, d)?;
-            let var = self.emit(Op::ChannelSum { arg: sq, mean: true })?;
-            let (mean_name, var_name) = batch_stat_outputs(name);
-            self.b.name(mu, mean_name.clone());
-            self.b.name(var, var_name.clone());
-            self.bn_stats.push((mean_name, mu));
-            self.bn_stats.push((var_name, var));
-            let ve = self.add(var, eps)?;
-            let sd = self.emit(Op::Unary { op: UnaryOp::Sqrt, arg: ve })?;
-            let sd = bc(self, sd, false)?;
-            let n = self.bin(BinaryOp::Div, d, sd)?;
-            let g = bc(self, gamma, true)?;
-            let s = self.mul(n, g)?;
-            let b = bc(self, beta, true)?;
-            self.add(s, b)?
-        } else {
-            let ve = self.emit_pre(Op::Binary { op: BinaryOp::Add, lhs: rv, rhs: eps })?;
-            let sd = self.emit_pre(Op::Unary { op: UnaryOp::Sqrt, arg: ve })?;
-            let (rm, sd) = (bc(self, rm, true)?, bc(self, sd, true)?);
-            let d = self.sub(h, rm)?;
-            let n = self.bin(BinaryOp::Div, d, sd)?;
-            let g = bc(self, gamma, true)?;
-            let s = self.mul(n, g)?;
-            let b = bc(self, beta, true)?;
-            self.add(s, b)?
-        };
-        Ok(self.b.name(y, format!("{name}.out")))
+        Ok(Bn { name: name.to_string(), two_d, shape: Shape::fixed(shape), gamma, beta, rm, rv, eps })
+    }
+
+    /// `[C]` as what broadcasts against `[B, ...shape]` (in the preamble
+    /// when `pre`).
+    fn channels(&mut self, bn: &Bn, v: Handle<Node>, pre: bool) -> Res<Handle<Node>> {
+        if !bn.two_d {
+            return Ok(v);
+        }
+        let op = Op::ChannelBroadcast { arg: v, shape: bn.shape.clone(), mean: false };
+        if pre { self.emit_pre(op) } else { self.emit(op) }
+    }
+
+    /// `n * gamma + beta`, named `NAME.out`.
+    fn scale_shift(&mut self, bn: &Bn, n: Handle<Node>) -> Res<Handle<Node>> {
+        let g = self.channels(bn, bn.gamma, true)?;
+        let s = self.mul(n, g)?;
+        let b = self.channels(bn, bn.beta, true)?;
+        let y = self.add(s, b)?;
+        Ok(self.b.name(y, format!("{}.out", bn.name)))
+    }
+
+    /// Names the batch statistics and makes them outputs after the loop:
+    /// collected over the steps when `per_step`, as they are otherwise.
+    fn batch_stats(&mut self, bn: &Bn, mu: Handle<Node>, var: Handle<Node>, per_step: bool) {
+        let (mean_name, var_name) = batch_stat_outputs(&bn.name);
+        self.b.name(mu, mean_name.clone());
+        self.b.name(var, var_name.clone());
+        self.bn_stats.push((mean_name, mu, per_step));
+        self.bn_stats.push((var_name, var, per_step));
     }
 }

@@ -8,7 +8,7 @@ use snnc_ir::{Builder, Dtype, Handle, Node, Op, Shape, StateInit, Type};
 use super::{LayerSummary, Lower, LowerOptions, Neurons, Res, Value, check_size, invalid};
 use crate::error::{FrontendError, layer_at};
 use crate::graph::{Graph, INPUT, Source};
-use crate::schema::{Encoder, Merge, Network};
+use crate::schema::{BatchNormVariant, Encoder, Layer, Merge, Network};
 
 /// The per-sample shape and dtype of each layer.
 pub(super) type Types = Vec<Option<(Vec<u32>, Dtype)>>;
@@ -179,8 +179,13 @@ pub(super) fn lower_body<'a>(
         if ins.is_empty() {
             continue; // a probe without any known input
         }
+        let time_batched = cx.training && is_time_batched_bn(layer);
         let lowered = cx.merge(&at, ins, graph.nodes[i].merge).and_then(|cur| {
-            let v = cx.layer(layer, name, &at, cur)?;
+            let v = if time_batched {
+                cx.time_batched_bn(layer, name, &at, cur, &mut values, &mut input)?
+            } else {
+                cx.layer(layer, name, &at, cur)?
+            };
             check_size(file, &at, "its output", &v.shape)?;
             Ok(v)
         });
@@ -303,5 +308,69 @@ impl Lower<'_> {
     pub(super) fn float_of(&mut self, node: Handle<Node>) -> Res<Handle<Node>> {
         let float = self.b.float();
         if self.b.ty(node).dtype == Dtype::Spike { self.emit(Op::Cast { arg: node, dtype: float }) } else { Ok(node) }
+    }
+}
+
+/// Whether `layer` is a BatchNorm over all `T·B` samples (tdBN).
+fn is_time_batched_bn(layer: &Layer) -> bool {
+    matches!(
+        layer,
+        Layer::BatchNorm1d { variant: BatchNormVariant::TimeBatched, .. }
+            | Layer::BatchNorm2d { variant: BatchNormVariant::TimeBatched, .. }
+    )
+}
+
+impl Lower<'_> {
+    /// A time-batched BatchNorm in training: its statistics need every
+    /// step of its input, so the step loop ends here. Every value of the
+    /// loop a later layer may read (each layer's output, the network
+    /// input, the BatchNorm's own input) is collected; a sequence region
+    /// normalises the whole `[T, B, ...]` input at once; and a new step loop
+    /// steps through the result and the collected values.
+    pub(super) fn time_batched_bn(
+        &mut self,
+        layer: &Layer,
+        name: &str,
+        at: &str,
+        cur: Value,
+        values: &mut [Option<Value>],
+        input: &mut Value,
+    ) -> Res<Value> {
+        let (two_d, num_features, eps) = match layer {
+            Layer::BatchNorm1d { num_features, eps, .. } => (false, *num_features, *eps),
+            Layer::BatchNorm2d { num_features, eps, .. } => (true, *num_features, *eps),
+            _ => unreachable!("checked by is_time_batched_bn"),
+        };
+        let bn = self.batch_norm_params(name, at, &cur.shape, &cur.producer, two_d, num_features, eps)?;
+        let (m1, m2) = self.step_moments(cur.node)?;
+        let loop_index = self.b.region_index().expect("inside the step loop");
+        let in_loop = |cx: &Self, h: Handle<Node>| cx.b.module().body[loop_index].nodes.contains(&h);
+        self.b.begin_seq();
+        // The loop's values, collected for the next loop.
+        let mut carried: Vec<(Handle<Node>, Handle<Node>)> = Vec::new();
+        let live = values.iter().flatten().map(|v| v.node).chain([input.node, cur.node]).collect::<Vec<_>>();
+        for h in live {
+            if in_loop(self, h) && !carried.iter().any(|(old, _)| *old == h) {
+                let all = self.emit(Op::Collect(h))?;
+                carried.push((h, all));
+            }
+        }
+        let (m1, m2) = (self.emit(Op::Collect(m1))?, self.emit(Op::Collect(m2))?);
+        let (mu, var) = self.time_batched_stats(&bn, m1, m2)?;
+        self.b.begin_step();
+        let mut stepped: Vec<(Handle<Node>, Handle<Node>)> = Vec::with_capacity(carried.len());
+        for &(old, all) in &carried {
+            stepped.push((old, self.emit(Op::Step(all))?));
+        }
+        let x = stepped.iter().find(|(old, _)| *old == cur.node).map_or(cur.node, |&(_, new)| new);
+        let remap = |v: &mut Value| {
+            if let Some(&(_, new)) = stepped.iter().find(|(old, _)| *old == v.node) {
+                v.node = new;
+            }
+        };
+        values.iter_mut().flatten().for_each(remap);
+        remap(input);
+        let y = self.normalize(&bn, x, mu, var)?;
+        Ok(Value { node: y, shape: cur.shape, producer: String::new() })
     }
 }

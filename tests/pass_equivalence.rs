@@ -233,6 +233,8 @@ fn generator_covers_every_kind() {
         "LSNNRecurrent",
         "LIFBox",
         "LIFAdEx",
+        "BatchNorm1d",
+        "BatchNorm2d",
     ];
     let mut expected: Vec<String> = kinds.iter().map(|k| format!("layer {k}")).collect();
     expected.extend(["none", "ConstantCurrent", "SpikeLatency", "Poisson"].map(|e| format!("encoder {e}")));

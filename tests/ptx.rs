@@ -67,9 +67,13 @@ fn label(path: &Path) -> String {
 /// The net lowered and run through `pipeline` (the CUDA default when
 /// `None`).
 fn compiled(path: &Path, pipeline: Option<&str>) -> Result<(Module, ModuleInfo), String> {
+    compiled_lowered(path, pipeline, &LowerOptions::default())
+}
+
+/// [`compiled`] with the net lowered with `lower`.
+fn compiled_lowered(path: &Path, pipeline: Option<&str>, lower: &LowerOptions) -> Result<(Module, ModuleInfo), String> {
     let net = snnc_frontend::load_network(path).map_err(|e| e.to_string())?;
-    let mut module =
-        snnc_frontend::lower(&net, &path.display().to_string(), &LowerOptions::default()).map_err(|e| e.to_string())?;
+    let mut module = snnc_frontend::lower(&net, &path.display().to_string(), lower).map_err(|e| e.to_string())?;
     let pipeline = match pipeline {
         None => snnc_passes::default_pipeline(snnc_passes::PipelineKind::Cuda),
         Some(list) => {
@@ -239,6 +243,48 @@ fn backward_passes_assemble() {
         println!("  {n}");
     }
     assert!(failures.is_empty(), "{} failure(s):\n{}", failures.len(), failures.join("\n"));
+}
+
+/// The BatchNorm fixture in evaluation lowering (running statistics:
+/// `channel_broadcast` of the parameters) and training lowering (per-step
+/// batch statistics: `channel_mean`), forward and backward (gradients of
+/// the parameters: `channel_sum`), emits the channel kernels and assembles
+/// for sm_80 and sm_90. (Its values are checked on the simulator in
+/// `backends/cuda/tests/simulate.rs`.)
+#[test]
+fn batchnorm_assembles_in_eval_and_training() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nets/batchnorm.ron");
+    let ptxas = ptxas();
+    let training = LowerOptions { training: true, ..LowerOptions::default() };
+    for (lower, what) in [(LowerOptions::default(), "eval"), (training, "training")] {
+        for pipeline in [None, Some(TRAINING)] {
+            // Broadcasts of the `[C]` parameters; the batch mean and
+            // variance in training; the adjoints in the backward pass.
+            let mut kernels = vec!["channel_broadcast"];
+            if lower.training {
+                kernels.push("channel_mean");
+            }
+            if pipeline.is_some() {
+                kernels.push("channel_sum");
+                if lower.training {
+                    kernels.push("channel_broadcast_mean");
+                }
+            }
+            let what = format!("batchnorm {what} {}", pipeline.unwrap_or("forward"));
+            let (module, info) = compiled_lowered(&path, pipeline, &lower).unwrap_or_else(|e| panic!("{what}: {e}"));
+            for arch in Arch::ALL {
+                let a =
+                    snnc_cuda::emit(&module, &info, &CudaOptions { arch }).unwrap_or_else(|e| panic!("{what}: {e}"));
+                for k in &kernels {
+                    assert!(a.ptx.contains(&format!("_{k}(")), "{what}: no `{k}` kernel");
+                }
+                if let Some(ptxas) = &ptxas {
+                    let name = format!("nets/batchnorm_{}", what.replace([' ', ',', '-'], "_"));
+                    assemble(ptxas, &a.ptx, arch, &name).unwrap_or_else(|e| panic!("{what}: {e}"));
+                }
+            }
+        }
+    }
 }
 
 /// Runs `module` (a variant of the case's module) on the simulated PTX

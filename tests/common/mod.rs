@@ -47,6 +47,7 @@
 
 #![allow(dead_code)]
 
+mod batchnorm;
 pub mod concat_net;
 mod coverage;
 mod wire;
@@ -156,6 +157,12 @@ pub enum LayerSpec {
     },
     LifBox(LifBoxParams),
     LifAdEx(LifAdExParams),
+    /// `BatchNorm2d` (on `[C, H, W]`) or `BatchNorm1d` (on `[C]`).
+    BatchNorm {
+        two_d: bool,
+        eps: f64,
+        momentum: f64,
+    },
 }
 
 /// The input shape of a network: a vector, a 2-d map, a one-channel image
@@ -392,6 +399,8 @@ pub fn arb_layer() -> impl Strategy<Value = LayerSpec> {
             .prop_map(|(hidden, p, autapses)| LayerSpec::LsnnRecurrent { hidden, p, autapses }),
         2 => arb_lif_box().prop_map(LayerSpec::LifBox),
         2 => arb_lif_adex().prop_map(LayerSpec::LifAdEx),
+        2 => (any::<bool>(), 1e-5f64..1e-2, 0.0f64..=1.0)
+            .prop_map(|(two_d, eps, momentum)| LayerSpec::BatchNorm { two_d, eps, momentum }),
     ]
 }
 
@@ -694,6 +703,7 @@ fn fit(spec: &LayerSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<bool>
             shape.to_vec(),
             Some(true),
         ),
+        LayerSpec::BatchNorm { two_d, eps, momentum } => return batchnorm::fit(*two_d, *eps, *momentum, shape),
     })
 }
 

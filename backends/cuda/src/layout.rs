@@ -7,17 +7,20 @@
 //! | `concat` | one kernel per operand: a thread per element of the operand copies it to its place in the result (row `r`, after the blocks of the operands before it) |
 //! | `narrow` | a thread per element of the result copies it from its place in the operand |
 //!
-//! Every other heavy op is in `ops.rs`; [`heavy`] dispatches.
+//! BatchNorm's `channel_sum` and `channel_broadcast` are in `channel.rs`,
+//! every other heavy op in `ops.rs`; [`heavy`] dispatches.
 
 use snnc_ir::{Dim, Handle, Node, Op};
 
 use crate::CudaError;
+use crate::channel;
 use crate::manifest::Count;
 use crate::ops::{self, HeavyKernel, Hk, divmod, fixed};
 use crate::plan::{Mode, Plan, count_dims};
 
 /// The kernels of heavy node `h` (in a region run in `mode`), named
-/// `prefix_*`: the layout ops here, the others in `ops.rs`.
+/// `prefix_*`: the layout ops here, the channel ops in `channel.rs`, the
+/// others in `ops.rs`.
 pub(crate) fn heavy(plan: &Plan<'_>, h: Handle<Node>, mode: Mode, prefix: &str) -> Result<Vec<HeavyKernel>, CudaError> {
     let m = plan.m;
     let dims = |x: Handle<Node>| m.nodes[x].ty.full_dims(m.steps);
@@ -49,11 +52,7 @@ pub(crate) fn heavy(plan: &Plan<'_>, h: Handle<Node>, mode: Mode, prefix: &str) 
             let out_block = u64::from(len) * inner;
             Ok(vec![narrow(plan, h, mode, format!("{prefix}_narrow"), arg, rows, in_block, from, out_block)?])
         }
-        // BatchNorm's channel statistics have no PTX kernels yet.
-        Op::ChannelSum { .. } | Op::ChannelBroadcast { .. } => Err(CudaError::Unsupported(format!(
-            "`{}` (BatchNorm) has no PTX kernel yet; run BatchNorm networks with --target cpu or interp",
-            node.op.mnemonic()
-        ))),
+        Op::ChannelSum { .. } | Op::ChannelBroadcast { .. } => Ok(vec![channel::write(plan, h, mode, prefix)?]),
         _ => ops::write(plan, h, mode, prefix),
     }
 }

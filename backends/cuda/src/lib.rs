@@ -16,6 +16,7 @@
 //! | `ew.rs` | elementwise kernels: sequence groups, whole step loops as one kernel (time loop inside, states in registers), per-step groups |
 //! | `ops.rs` | kernels of the other ops: matmul (tiled SGEMM), event-driven spike matmul, conv2d, pooling, time reductions, log_softmax and the backward ops |
 //! | `layout.rs` | kernels of the layout ops `concat` (one copy kernel per operand) and `narrow`; dispatches every heavy node |
+//! | `channel.rs` | BatchNorm's `channel_sum`/`channel_mean` (one thread per channel, summing in the interpreter's order) and `channel_broadcast`(`_mean`) (one thread per element) |
 //! | `math.rs` | `max`/`min` with NaN rules, `exp`, `log`, `tanh`, the counter-based RNG |
 //! | `ptx.rs` | the PTX text builder (registers, labels, prologue hoisting) |
 //! | `emit.rs` | walks the regions, writes kernels and launches, assembles the module |
@@ -37,7 +38,7 @@
 //! | a step loop with a heavy node (a recurrent `matmul`/`spike_matmul`), or populations of unrelated sizes | **per-step launches** ([`Schedule::PerStep`]): per step, the units in order (e.g. the product of the previous spikes, then the fused neuron kernel), states updated in place by the last kernel that reads them, or copied at the end of the step |
 //! | elementwise nodes of a sequence region | one grid-stride kernel per run of them; biases and scalars broadcast |
 //! | `reshape`, `stop_gradient`, `cast`, `extract`, `state_write`, `collect`, `step` | no kernel: views of other buffers (a `step` is row `t`) |
-//! | everything else | one kernel per node (see `ops.rs` and `layout.rs`), `spike_matmul` three, `concat` one per operand |
+//! | everything else | one kernel per node (see `ops.rs`, `layout.rs` and `channel.rs`), `spike_matmul` three, `concat` one per operand |
 //!
 //! # Numerics
 //!
@@ -51,6 +52,7 @@
 //! differ from that in about 0.2% of arguments and `tanhf` in about 8% (by
 //! an ulp or two). Spikes are stored as f32 0.0/1.0.
 
+mod channel;
 mod conv;
 mod emit;
 mod ew;

@@ -17,10 +17,9 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn compiled(path: &Path, pipeline: &str) -> Option<(Module, ModuleInfo)> {
+fn compiled(path: &Path, pipeline: &str, lower: &LowerOptions) -> Option<(Module, ModuleInfo)> {
     let net = snnc_frontend::load_network(path).unwrap_or_else(|e| panic!("{e}"));
-    let mut module = snnc_frontend::lower(&net, &path.display().to_string(), &LowerOptions::default())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut module = snnc_frontend::lower(&net, &path.display().to_string(), lower).unwrap_or_else(|e| panic!("{e}"));
     let pipeline = snnc_passes::parse_pipeline(pipeline, &snnc_passes::PassOptions::default()).ok()?;
     let info = pipeline.run_all(&mut module).ok()?;
     Some((module, info))
@@ -72,7 +71,12 @@ fn close(a: f32, e: f32, exact: bool) -> bool {
 /// Runs `path` through `pipeline` on the interpreter and the simulated
 /// PTX; `None` when the pipeline or the interpreter cannot run it.
 fn compare(path: &Path, pipeline: &str, batch: usize) -> Option<usize> {
-    let (module, info) = compiled(path, pipeline)?;
+    compare_lowered(path, pipeline, batch, &LowerOptions::default())
+}
+
+/// [`compare`] of the module lowered with `lower`.
+fn compare_lowered(path: &Path, pipeline: &str, batch: usize, lower: &LowerOptions) -> Option<usize> {
+    let (module, info) = compiled(path, pipeline, lower)?;
     let weights = snnc_runtime::init_weights(&module, 7);
     let ins = inputs(&module, batch, 11);
     let reference = std::panic::catch_unwind(|| {
@@ -390,4 +394,97 @@ fn concat_and_narrow_match_the_interpreter() {
         assert_eq!(got, want, "{name}");
     }
     assert_eq!(reference.outputs["whole"].shape, vec![3, 2, 6, 2, 3]);
+}
+
+/// The channel ops of BatchNorm (see `Op::ChannelSum`): `channel_sum` and
+/// `channel_mean` of a whole sequence `[T, B, C, H, W]`, of a `[B, C]`
+/// step value and of spikes per step (collected to `[T, C]`), and
+/// `channel_broadcast` (`_mean`) of the results to `[B, C, H, W]`, to a
+/// fixed `[C, H, W]` and to `[B, C]`: the interpreter's bits.
+#[test]
+fn channel_sum_and_broadcast_match_the_interpreter() {
+    use snnc_ir::{Builder, Dim, Dtype, Shape, Surrogate, Type};
+    let mut b = Builder::new("channel", 3, 1e-3, Dtype::F32);
+    let img = b.input("img", Type::seq(Dtype::F32, Shape::batched(&[3, 2, 5])));
+    let vec = b.input("vec", Type::seq(Dtype::F32, Shape::batched(&[4])));
+    b.begin_seq();
+    let img = b.emit(Op::Input(img)).expect("input");
+    let vec = b.emit(Op::Input(vec)).expect("input");
+    let sum = b.channel_sum(img, false).expect("channel_sum");
+    let mean = b.channel_sum(img, true).expect("channel_mean");
+    let batched = Shape(vec![Dim::Batch, Dim::Fixed(3), Dim::Fixed(2), Dim::Fixed(5)]);
+    let spread = b.emit(Op::ChannelBroadcast { arg: mean, shape: batched, mean: true }).expect("broadcast");
+    let fixed = b.channel_broadcast(sum, Shape::fixed(&[3, 2, 5])).expect("broadcast");
+    for (name, v) in [("sum", sum), ("mean", mean), ("spread", spread), ("fixed", fixed)] {
+        b.output(name, v);
+    }
+    b.begin_step();
+    let v = b.emit(Op::Step(vec)).expect("step");
+    let total = b.channel_sum(v, false).expect("channel_sum");
+    let back = b.emit(Op::ChannelBroadcast { arg: total, shape: Shape::batched(&[4]), mean: true }).expect("broadcast");
+    let centred = b.sub(v, back).expect("sub");
+    let s = b.threshold(centred, Surrogate::SuperSpike).expect("threshold");
+    let rate = b.channel_sum(s, true).expect("channel_mean");
+    b.begin_seq();
+    for (name, v) in [("rate", rate), ("total", total), ("centred", centred)] {
+        let c = b.emit(Op::Collect(v)).expect("collect");
+        b.output(name, c);
+    }
+    let module = b.finish();
+    let info = snnc_ir::validate(&module).unwrap_or_else(|e| panic!("{e}"));
+    for batch in [1, 3] {
+        let ins = inputs(&module, batch, 5);
+        let reference =
+            snnc_interp::run(&module, &info, &snnc_runtime::Weights::new(), &ins, &snnc_interp::RunOptions::default())
+                .unwrap_or_else(|e| panic!("{e}"));
+        let art = snnc_cuda::emit(&module, &info, &CudaOptions::default()).expect("emits");
+        assert!(art.ptx.contains("_channel_mean") && art.ptx.contains("_channel_broadcast_mean"));
+        let ptx = sim::Module::parse(&art.ptx);
+        let names = sim::bindings(&art.manifest);
+        let mut run = sim::Run::new(&art.manifest, batch as u64);
+        for (name, t) in &ins {
+            run.set(names[name], &t.data.iter().map(|&v| v as f32).collect::<Vec<_>>());
+        }
+        run.run(&ptx);
+        for (name, t) in &reference.outputs {
+            let got = run.get(names[name]);
+            let want: Vec<f32> = t.data.iter().map(|&v| v as f32).collect();
+            let same = got.len() == want.len() && got.iter().zip(&want).all(|(a, e)| a.to_bits() == e.to_bits());
+            assert!(same, "batch {batch}: `{name}`: {got:?} on the simulated GPU, {want:?} in the interpreter");
+        }
+        // The statistics are not trivial: a mean that is no sum / 3 in f32
+        // would show, and some of the spikes fire.
+        assert_eq!(reference.outputs["sum"].shape, vec![3]);
+        assert_eq!(reference.outputs["rate"].shape, vec![3, 4]);
+        assert_eq!(reference.outputs["fixed"].shape, vec![3, 2, 5]);
+        assert!(reference.outputs["rate"].data.iter().any(|&r| r > 0.0 && r < 1.0) || batch == 1);
+    }
+}
+
+/// The BatchNorm fixture (BatchNorm2d after a convolution, BatchNorm1d
+/// after a Linear layer): evaluation lowering (running statistics),
+/// training lowering (per-step batch statistics, with the
+/// `NAME.batch_mean`/`batch_var` outputs) forward, and its backward pass,
+/// with and without fusion: the interpreter's bits (no `exp`/`log`/`tanh`
+/// here: `sqrt.rn` is exact).
+#[test]
+fn batchnorm_matches_the_interpreter() {
+    let path = root().join("tests/nets/batchnorm.ron");
+    let training = LowerOptions { training: true, ..LowerOptions::default() };
+    for (lower, what) in [(LowerOptions::default(), "eval"), (training, "training")] {
+        for pipeline in [DEFAULT, "none", TRAINING] {
+            let (module, _) = compiled(&path, pipeline, &lower).expect("compiles");
+            assert!(!transcendental(&module), "{what} {pipeline}: compared to a tolerance");
+            // Eval forward broadcasts BatchNorm2d's `[C]` parameters to
+            // `[C, H, W]`; batch statistics and parameter gradients sum.
+            let count = |f: fn(&Op) -> bool| module.nodes.iter().filter(|(_, n)| f(&n.op)).count();
+            let sums = count(|op| matches!(op, Op::ChannelSum { .. }));
+            let broadcasts = count(|op| matches!(op, Op::ChannelBroadcast { .. }));
+            assert!(broadcasts > 0, "{what} {pipeline}: no channel_broadcast");
+            assert_eq!(sums > 0, lower.training || pipeline == TRAINING, "{what} {pipeline}: {sums} channel sums");
+            let n =
+                compare_lowered(&path, pipeline, 3, &lower).unwrap_or_else(|| panic!("{what} {pipeline}: did not run"));
+            eprintln!("batchnorm {what} ({pipeline}): {n} values agree");
+        }
+    }
 }

@@ -293,7 +293,6 @@ fn check_names_the_layer_field_and_fix() {
     let cases = [
         ("BatchNorm1d(name: \"bn\", eps: 0.0)", "eps", "must be more than 0"),
         ("BatchNorm1d(name: \"bn\", momentum: 1.5)", "momentum", "must be in [0, 1]"),
-        ("BatchNorm1d(name: \"bn\", variant: time_batched)", "variant", "not supported yet"),
         ("BatchNorm1d(name: \"bn\", num_features: 4)", "num_features", "set num_features: 5"),
         ("BatchNorm2d(name: \"bn\")", "bn", "BatchNorm2d needs a [channels, height, width] input"),
     ];

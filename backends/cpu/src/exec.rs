@@ -85,6 +85,12 @@ struct View {
 enum Kernel {
     /// Native code from the Cranelift JIT.
     Jit(JitKernel),
+    /// Native code for a kernel some of whose inputs are a fixed suffix of
+    /// its output's shape (a per-neuron parameter `[n]` of a `[B, n]`
+    /// value, a BatchNorm statistic broadcast to `[C, H, W]`), all of one
+    /// size `row`: compiled with those inputs as full ones and run once per
+    /// output row of `row` elements, the suffix inputs whole each time.
+    JitRows(JitKernel, usize),
     /// [`eval_kernel_fallback`]: the body interpreted over chunks of
     /// elements, in f32 (inputs the JIT's layouts do not cover, such as a
     /// broadcast bias, or `CompileOptions::jit` off).
@@ -125,6 +131,40 @@ pub(crate) fn input_layouts(module: &Module, node: Handle<Node>) -> Option<Vec<I
             }
         })
         .collect()
+}
+
+/// For a kernel that [`input_layouts`] cannot lay out: when every input
+/// it refuses is a fixed suffix of the output's shape (no time, no batch)
+/// and all those have the same element count `row`, the layouts to compile
+/// it with per output row (those inputs `Full`) and `row`.
+fn suffix_layouts(module: &Module, node: Handle<Node>) -> Option<(Vec<InputLayout>, usize)> {
+    let Op::Fused(kernel) = &module.nodes[node].op else { return None };
+    let ty = &module.nodes[node].ty;
+    let mut row = None;
+    let layouts = kernel
+        .inputs
+        .iter()
+        .map(|&x| {
+            let xt = &module.nodes[x].ty;
+            if xt.seq == ty.seq && xt.shape == ty.shape {
+                return Some(InputLayout::Full);
+            }
+            if xt.seq || xt.shape.has_batch() {
+                return None;
+            }
+            let n = usize::try_from(xt.shape.fixed_elements()).ok()?;
+            if n == 1 {
+                return Some(InputLayout::Scalar);
+            }
+            // A suffix of the output's dims.
+            let (od, xd) = (&ty.shape.0, &xt.shape.0);
+            if xd.len() > od.len() || od[od.len() - xd.len()..] != xd[..] || *row.get_or_insert(n) != n {
+                return None;
+            }
+            Some(InputLayout::Full)
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((layouts, row?))
 }
 
 /// A module compiled for the CPU: run it with [`Executable::run`].
@@ -241,6 +281,22 @@ pub fn compile_with(module: &Module, info: &ModuleInfo, opts: &CompileOptions) -
                         Err(e) => return Err(CpuError::Jit(format!("kernel `{}` (%{i}): {e}", kernel.name))),
                     }
                 }
+                None if opts.jit => match suffix_layouts(module, h) {
+                    Some((layouts, row)) => {
+                        if jit.is_none() {
+                            jit = Some(KernelCompiler::new().map_err(|e| CpuError::Jit(e.to_string()))?);
+                        }
+                        let compiler = jit.as_mut().expect("created above");
+                        match compiler.compile(kernel, &layouts) {
+                            Ok(k) => Kernel::JitRows(k, row),
+                            Err(JitError::Unsupported(_)) => Kernel::Fallback,
+                            Err(e) => {
+                                return Err(CpuError::Jit(format!("kernel `{}` (%{i}): {e}", kernel.name)));
+                            }
+                        }
+                    }
+                    None => Kernel::Fallback,
+                },
                 _ => Kernel::Fallback,
             }),
             _ => None,
@@ -467,6 +523,7 @@ impl Executable {
     pub fn kernel_kind(&self, node: Handle<Node>) -> Option<&'static str> {
         self.kernels.get(node.index())?.as_ref().map(|k| match k {
             Kernel::Jit(_) => "jit",
+            Kernel::JitRows(..) => "jit (per row)",
             Kernel::Fallback => "fallback",
         })
     }

@@ -34,6 +34,7 @@ impl Executable {
                     let mut out_refs: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
                     match &self.kernels[i] {
                         Some(Kernel::Jit(k)) => run_jit(k, &ins, &mut out_refs),
+                        Some(Kernel::JitRows(k, row)) => run_jit_rows(k, *row, &ins, &mut out_refs),
                         Some(Kernel::Fallback) | None => eval_kernel_fallback(kernel, &ins, &mut out_refs),
                     }
                 }
@@ -318,6 +319,42 @@ fn conv_shape(
 /// Runs a JIT kernel, its elements split over threads when there are many.
 /// The layouts were checked at compile time and the buffers have the
 /// node's sizes, so `run` cannot fail on length checks.
+/// A [`Kernel::JitRows`] kernel: once per output row of `row` elements,
+/// the full inputs and the outputs at that row, the suffix inputs (those of
+/// `row` elements) whole; rows split over threads as [`run_jit`] splits.
+fn run_jit_rows(k: &JitKernel, row: usize, ins: &[&[f32]], outs: &mut [&mut [f32]]) {
+    let n = outs.first().map_or(0, |o| o.len());
+    let expect = "kernel buffers have the sizes the kernel was compiled for";
+    let rows = n / row.max(1);
+    let ns = n.saturating_mul(ins.len() + outs.len()) / crate::pool::ELEMENTS_PER_NS;
+    let parts = crate::pool::parts(rows, ns).max(1);
+    let per = rows.div_ceil(parts).max(1) * row;
+    let full = |x: &[f32]| x.len() == n && n != row;
+    let mut split: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(per.max(1))).map(|_| Vec::new()).collect();
+    for o in outs.iter_mut() {
+        for (j, c) in o.chunks_mut(per.max(1)).enumerate() {
+            split[j].push(c);
+        }
+    }
+    crate::pool::for_each_item(split, |j, mut part| {
+        let start = j * per;
+        let len = part.first().map_or(0, |p| p.len());
+        for r in (0..len).step_by(row.max(1)) {
+            let row_ins: Vec<&[f32]> = k
+                .layouts()
+                .iter()
+                .zip(ins)
+                .map(|(l, x)| match l {
+                    InputLayout::Full if full(x) => &x[start + r..start + r + row],
+                    InputLayout::Full | InputLayout::Scalar => *x,
+                })
+                .collect();
+            let mut row_outs: Vec<&mut [f32]> = part.iter_mut().map(|p| &mut p[r..r + row]).collect();
+            k.run(&row_ins, &mut row_outs).expect(expect);
+        }
+    });
+}
+
 fn run_jit(k: &JitKernel, ins: &[&[f32]], outs: &mut [&mut [f32]]) {
     let n = outs.first().map_or(0, |o| o.len());
     let expect = "kernel buffers have the sizes the kernel was compiled for";

@@ -665,6 +665,36 @@ pub enum Layer {
     },
 }
 
+/// The wiring fields `(inputs, recurrent_inputs, merge)` of a `&Layer` or
+/// `&mut Layer` (every variant has them), borrowed as the layer is.
+macro_rules! wiring_fields {
+    ($layer:expr) => {
+        match $layer {
+            Layer::Linear { inputs, recurrent_inputs, merge, .. }
+            | Layer::Conv2d { inputs, recurrent_inputs, merge, .. }
+            | Layer::MaxPool2d { inputs, recurrent_inputs, merge, .. }
+            | Layer::AvgPool2d { inputs, recurrent_inputs, merge, .. }
+            | Layer::SumPool2d { inputs, recurrent_inputs, merge, .. }
+            | Layer::LPPool2d { inputs, recurrent_inputs, merge, .. }
+            | Layer::Flatten { inputs, recurrent_inputs, merge, .. }
+            | Layer::Scale { inputs, recurrent_inputs, merge, .. }
+            | Layer::ReLU { inputs, recurrent_inputs, merge, .. }
+            | Layer::LIF { inputs, recurrent_inputs, merge, .. }
+            | Layer::LIFRecurrent { inputs, recurrent_inputs, merge, .. }
+            | Layer::LI { inputs, recurrent_inputs, merge, .. }
+            | Layer::LILinear { inputs, recurrent_inputs, merge, .. }
+            | Layer::LSNN { inputs, recurrent_inputs, merge, .. }
+            | Layer::LSNNRecurrent { inputs, recurrent_inputs, merge, .. }
+            | Layer::LIFBox { inputs, recurrent_inputs, merge, .. }
+            | Layer::LIFAdEx { inputs, recurrent_inputs, merge, .. }
+            | Layer::Dropout { inputs, recurrent_inputs, merge, .. }
+            | Layer::BatchNorm1d { inputs, recurrent_inputs, merge, .. }
+            | Layer::BatchNorm2d { inputs, recurrent_inputs, merge, .. }
+            | Layer::Identity { inputs, recurrent_inputs, merge, .. } => (inputs, recurrent_inputs, merge),
+        }
+    };
+}
+
 impl Layer {
     /// The kind's name as written in RON.
     pub fn kind(&self) -> &'static str {
@@ -722,58 +752,13 @@ impl Layer {
 
     /// How the layer is wired into the graph: its inputs and their merge.
     pub fn wiring(&self) -> Wiring<'_> {
-        match self {
-            Layer::Linear { inputs, recurrent_inputs, merge, .. }
-            | Layer::Conv2d { inputs, recurrent_inputs, merge, .. }
-            | Layer::MaxPool2d { inputs, recurrent_inputs, merge, .. }
-            | Layer::AvgPool2d { inputs, recurrent_inputs, merge, .. }
-            | Layer::SumPool2d { inputs, recurrent_inputs, merge, .. }
-            | Layer::LPPool2d { inputs, recurrent_inputs, merge, .. }
-            | Layer::Flatten { inputs, recurrent_inputs, merge, .. }
-            | Layer::Scale { inputs, recurrent_inputs, merge, .. }
-            | Layer::ReLU { inputs, recurrent_inputs, merge, .. }
-            | Layer::LIF { inputs, recurrent_inputs, merge, .. }
-            | Layer::LIFRecurrent { inputs, recurrent_inputs, merge, .. }
-            | Layer::LI { inputs, recurrent_inputs, merge, .. }
-            | Layer::LILinear { inputs, recurrent_inputs, merge, .. }
-            | Layer::LSNN { inputs, recurrent_inputs, merge, .. }
-            | Layer::LSNNRecurrent { inputs, recurrent_inputs, merge, .. }
-            | Layer::LIFBox { inputs, recurrent_inputs, merge, .. }
-            | Layer::LIFAdEx { inputs, recurrent_inputs, merge, .. }
-            | Layer::Dropout { inputs, recurrent_inputs, merge, .. }
-            | Layer::BatchNorm1d { inputs, recurrent_inputs, merge, .. }
-            | Layer::BatchNorm2d { inputs, recurrent_inputs, merge, .. }
-            | Layer::Identity { inputs, recurrent_inputs, merge, .. } => {
-                Wiring { inputs: inputs.as_deref(), recurrent_inputs, merge: *merge }
-            }
-        }
+        let (inputs, recurrent_inputs, merge) = wiring_fields!(self);
+        Wiring { inputs: inputs.as_deref(), recurrent_inputs, merge: *merge }
     }
 
     /// The wiring fields, for setting them (the Rust DSL).
     pub fn wiring_mut(&mut self) -> (&mut Option<Vec<String>>, &mut Vec<String>, &mut Merge) {
-        match self {
-            Layer::Linear { inputs, recurrent_inputs, merge, .. }
-            | Layer::Conv2d { inputs, recurrent_inputs, merge, .. }
-            | Layer::MaxPool2d { inputs, recurrent_inputs, merge, .. }
-            | Layer::AvgPool2d { inputs, recurrent_inputs, merge, .. }
-            | Layer::SumPool2d { inputs, recurrent_inputs, merge, .. }
-            | Layer::LPPool2d { inputs, recurrent_inputs, merge, .. }
-            | Layer::Flatten { inputs, recurrent_inputs, merge, .. }
-            | Layer::Scale { inputs, recurrent_inputs, merge, .. }
-            | Layer::ReLU { inputs, recurrent_inputs, merge, .. }
-            | Layer::LIF { inputs, recurrent_inputs, merge, .. }
-            | Layer::LIFRecurrent { inputs, recurrent_inputs, merge, .. }
-            | Layer::LI { inputs, recurrent_inputs, merge, .. }
-            | Layer::LILinear { inputs, recurrent_inputs, merge, .. }
-            | Layer::LSNN { inputs, recurrent_inputs, merge, .. }
-            | Layer::LSNNRecurrent { inputs, recurrent_inputs, merge, .. }
-            | Layer::LIFBox { inputs, recurrent_inputs, merge, .. }
-            | Layer::LIFAdEx { inputs, recurrent_inputs, merge, .. }
-            | Layer::Dropout { inputs, recurrent_inputs, merge, .. }
-            | Layer::BatchNorm1d { inputs, recurrent_inputs, merge, .. }
-            | Layer::BatchNorm2d { inputs, recurrent_inputs, merge, .. }
-            | Layer::Identity { inputs, recurrent_inputs, merge, .. } => (inputs, recurrent_inputs, merge),
-        }
+        wiring_fields!(self)
     }
 
     /// The layer's name: the given one, or the kind in lower case followed

@@ -52,6 +52,7 @@ use run::*;
 mod batchnorm;
 mod layers;
 mod run;
+mod zoo;
 
 /// The target's name on the command line.
 pub fn target_name(target: Target) -> &'static str {
@@ -649,6 +650,7 @@ fn plan_case(json: &Value) -> PResult<Plan> {
         "graph" => plan_graph(json, &name, &mut plan)?,
         "LIF" | "LI" | "LILinearCell" | "LIFRecurrentCell" | "LSNN" | "LSNNRecurrent" | "LIFBoxCell"
         | "LIFAdExCell" => plan_cell(json, model, &name, &mut plan)?,
+        m if zoo::CELL_MODELS.contains(&m) => plan_cell(json, model, &name, &mut plan)?,
         other => return unsupported(format!("model `{other}` is not supported by the runner")),
     }
     // Inputs, weights and states in the case's float type.
@@ -947,7 +949,10 @@ fn plan_cell(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<
                 }
             }
         }
-        other => return unsupported(format!("model `{other}` is not supported by the runner")),
+        other => match zoo::zoo_layer(other, params, cell)? {
+            Some(layer) => layer,
+            None => return unsupported(format!("model `{other}` is not supported by the runner")),
+        },
     };
     let net = Network {
         version: snnc_frontend::FORMAT_VERSION,

@@ -39,6 +39,8 @@
 
 use std::collections::BTreeMap;
 
+mod neuron;
+
 use crate::error::{FrontendError, Problem, layer_at, shown_name};
 use crate::schema::{
     BatchNormVariant, Encoder, ExampleInput, FORMAT_VERSION, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams,
@@ -511,6 +513,18 @@ impl Checker {
             }
             Layer::LIFBox { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.lif_box(p),
             Layer::LIFAdEx { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.lif_adex(p),
+            Layer::Neuron { inputs: _, recurrent_inputs: _, merge: _, name: _, model, hidden, autapses: _ } => {
+                self.neuron_model(model, *hidden)
+            }
+            Layer::IAF { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.iaf(p),
+            Layer::Izhikevich { inputs: _, recurrent_inputs: _, merge: _, name: _, preset, p } => {
+                self.izhikevich(*preset, p)
+            }
+            Layer::LIFEx { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.lif_ex(p),
+            Layer::LIFRefrac { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.lif_refrac(p),
+            Layer::LIFAdExRefrac { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.lif_adex_refrac(p),
+            Layer::CobaLIF { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.coba_lif(p),
+            Layer::LIBox { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.li_box(p),
         }
     }
 

@@ -46,6 +46,8 @@ pub use crate::schema::{
     Merge, Method, Network, Readout, ResetMethod,
 };
 
+mod neuron;
+
 use crate::check::check_network;
 use crate::schema::{FORMAT_VERSION, NeuronParam, Pair, ParamValue};
 
@@ -819,6 +821,14 @@ impl Layer {
             | Layer::LSNNRecurrent { name, .. }
             | Layer::LIFBox { name, .. }
             | Layer::LIFAdEx { name, .. }
+            | Layer::Neuron { name, .. }
+            | Layer::IAF { name, .. }
+            | Layer::Izhikevich { name, .. }
+            | Layer::LIFEx { name, .. }
+            | Layer::LIFRefrac { name, .. }
+            | Layer::LIFAdExRefrac { name, .. }
+            | Layer::CobaLIF { name, .. }
+            | Layer::LIBox { name, .. }
             | Layer::Dropout { name, .. }
             | Layer::BatchNorm1d { name, .. }
             | Layer::BatchNorm2d { name, .. }

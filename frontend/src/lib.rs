@@ -6,6 +6,7 @@ pub mod dsl;
 pub mod error;
 pub mod graph;
 pub mod lower;
+pub mod neuron;
 pub mod parse;
 pub mod schema;
 

@@ -31,11 +31,14 @@ use snnc_ir::{
 use snnc_ir::typing::{ConvSizeError, conv_out_size};
 mod batchnorm;
 mod body;
+mod neuron;
 pub use batchnorm::batch_stat_outputs;
 use body::{Body, delayed_types, lower_body};
+use neuron::Synapse;
 
 use crate::error::{FrontendError, Problem};
 use crate::graph::resolve;
+use crate::neuron::zoo;
 use crate::schema::{
     Encoder, Layer, LiParams, LifAdExParams, LifBoxParams, LifParams, LsnnParams, Method, Network, NeuronParam,
     NeuronParams, ParamValue, Readout, ResetMethod,
@@ -227,9 +230,9 @@ struct Neurons {
     /// The per-sample shape of the population.
     shape: Vec<u32>,
     /// The fields that are trainable.
-    trainable: Vec<NeuronParam>,
+    trainable: Vec<String>,
     /// The parameter node of each field lowered to a parameter so far.
-    params: BTreeMap<NeuronParam, Handle<Node>>,
+    params: BTreeMap<String, Handle<Node>>,
 }
 
 type Res<T> = Result<T, FrontendError>;
@@ -262,13 +265,27 @@ impl Lower<'_> {
     /// `shape` with parameters `p`: checks that every per-neuron list has
     /// one value per neuron.
     fn neurons<P: NeuronParams>(&mut self, layer: &str, p: &P, shape: &[u32]) -> Res<()> {
+        let fields = P::FIELDS.iter().filter_map(|&f| Some((f.name(), p.get(f)?)));
+        let trainable = p.trainable().iter().map(|f| f.name().to_string()).collect();
+        self.neurons_named(layer, shape, "p.", fields, trainable)
+    }
+
+    /// [`Lower::neurons`] for parameters given by name.
+    fn neurons_named<'p>(
+        &mut self,
+        layer: &str,
+        shape: &[u32],
+        prefix: &str,
+        fields: impl Iterator<Item = (&'p str, &'p ParamValue)>,
+        trainable: Vec<String>,
+    ) -> Res<()> {
         let count = elements(shape);
-        for &field in P::FIELDS {
-            let Some(ParamValue::PerNeuron(list)) = p.get(field) else { continue };
+        for (field, value) in fields {
+            let ParamValue::PerNeuron(list) = value else { continue };
             if list.len() as u64 != count {
                 return Err(invalid(
                     self.file,
-                    format!("{}: p.{field}", self.at),
+                    format!("{}: {prefix}{field}", self.at),
                     format!(
                         "has {} values, but the layer has {count} neurons per sample (shape {shape:?})",
                         list.len()
@@ -280,12 +297,7 @@ impl Lower<'_> {
                 ));
             }
         }
-        self.neurons = Neurons {
-            layer: layer.to_string(),
-            shape: shape.to_vec(),
-            trainable: p.trainable().to_vec(),
-            params: BTreeMap::new(),
-        };
+        self.neurons = Neurons { layer: layer.to_string(), shape: shape.to_vec(), trainable, params: BTreeMap::new() };
         Ok(())
     }
 
@@ -294,18 +306,23 @@ impl Lower<'_> {
     /// `LAYER.FIELD` (shape `[]` for a trainable scalar, the population's
     /// per-sample shape for a per-neuron list), made once per layer.
     fn pv(&mut self, field: NeuronParam, value: &ParamValue) -> Res<Handle<Node>> {
-        let trainable = self.neurons.trainable.contains(&field);
+        self.pv_named(field.name(), value)
+    }
+
+    /// [`Lower::pv`] for a parameter given by name.
+    fn pv_named(&mut self, field: &str, value: &ParamValue) -> Res<Handle<Node>> {
+        let trainable = self.neurons.trainable.iter().any(|t| t == field);
         let (shape, init) = match value {
             ParamValue::Scalar(x) if !trainable => return self.c(*x),
             ParamValue::Scalar(x) => (Vec::new(), ParamInit::Fill(*x)),
             ParamValue::PerNeuron(v) => (self.neurons.shape.clone(), ParamInit::Values(v.clone())),
         };
-        if let Some(&h) = self.neurons.params.get(&field) {
+        if let Some(&h) = self.neurons.params.get(field) {
             return Ok(h);
         }
         let name = format!("{}.{field}", self.neurons.layer);
         let h = self.param(name, &shape, trainable, init)?;
-        self.neurons.params.insert(field, h);
+        self.neurons.params.insert(field.to_string(), h);
         Ok(h)
     }
 
@@ -665,6 +682,36 @@ impl Lower<'_> {
             Layer::LIFAdEx { p, .. } => {
                 let z = self.lif_adex(name, p, x, &shape)?;
                 Ok(same(z))
+            }
+            Layer::Neuron { model, hidden: None, .. } => {
+                let y = self.neuron_model(name, model, x, &shape, Synapse::FeedForward)?;
+                Ok(same(y))
+            }
+            Layer::Neuron { model, hidden: Some(hidden), autapses, .. } => {
+                let n_in = self.last_dim(at, &cur, None, "in")?;
+                let weights = self.recurrent_weights(name, n_in, *hidden, *autapses)?;
+                let mut s = shape.clone();
+                *s.last_mut().expect("checked by last_dim") = *hidden;
+                let z = self.neuron_model(name, model, x, &s, Synapse::Recurrent(weights))?;
+                Ok(Value { node: z, shape: s, producer: String::new() })
+            }
+            Layer::Izhikevich { preset, p, .. } => {
+                let single = self.b.float() == Dtype::F32;
+                let model = zoo::izhikevich(*preset, p, single).map_err(|missing| {
+                    invalid(self.file, at, format!("a custom Izhikevich neuron needs {}", missing.join(", ")), None)
+                })?;
+                let y = self.neuron_model(name, &model, x, &shape, Synapse::FeedForward)?;
+                Ok(same(y))
+            }
+            Layer::IAF { .. }
+            | Layer::LIFEx { .. }
+            | Layer::LIFRefrac { .. }
+            | Layer::LIFAdExRefrac { .. }
+            | Layer::CobaLIF { .. }
+            | Layer::LIBox { .. } => {
+                let model = zoo::model_of(layer).expect("a zoo layer");
+                let y = self.neuron_model(name, &model, x, &shape, Synapse::FeedForward)?;
+                Ok(same(y))
             }
             Layer::Dropout { .. } if !self.training => Ok(same(x)),
             Layer::Dropout { .. } => {

@@ -590,6 +590,122 @@ pub enum Layer {
         #[serde(default, skip_serializing_if = "Merge::is_add")]
         merge: Merge,
     },
+    /// A neuron model written as equations (`docs/neuron-language.md`).
+    /// With `hidden`, the layer is recurrent: its input goes through
+    /// `NAME.input_weights` (`[hidden, in]`, as `x`) and its previous
+    /// spikes through `NAME.recurrent_weights` (`[hidden, hidden]`, as
+    /// `x_rec`; the diagonal zeroed unless `autapses`).
+    Neuron {
+        #[serde(default)]
+        name: Option<String>,
+        model: crate::neuron::NeuronModel,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hidden: Option<u32>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        autapses: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
+    },
+    /// `IAFCell`: integrate and fire, no leak.
+    IAF {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        p: IafParams,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
+    },
+    /// `IzhikevichCell` of a Norse preset (`preset: tonic_spiking`) or of
+    /// custom `a`, `b`, `c`, `d`, `v_rest`, `u_rest` (`p: (...)`, which also
+    /// overrides a preset's values).
+    Izhikevich {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        preset: Option<crate::neuron::zoo::IzhikevichPreset>,
+        #[serde(default)]
+        p: crate::neuron::zoo::IzhikevichParams,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
+    },
+    /// `LIFExCell`: exponential LIF.
+    LIFEx {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        p: LifExParams,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
+    },
+    /// `LIFRefracCell`: LIF with a refractory period of `rho_reset` steps.
+    LIFRefrac {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        p: LifRefracParams,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
+    },
+    /// `LIFAdExRefracCell`: adaptive exponential LIF with a refractory period.
+    LIFAdExRefrac {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        p: LifAdExRefracParams,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
+    },
+    /// Conductance-based LIF (`coba_lif_feed_forward_step`: the input's positive
+    /// part is excitatory, its negative part inhibitory).
+    CobaLIF {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        p: CobaLifParams,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
+    },
+    /// `LIBoxCell`: a leaky integrator without current (passes on `v`).
+    LIBox {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        p: LiBoxParams,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
+    },
     /// `torch.nn.Dropout(p)`: in training (`snnc train`) each value is
     /// zeroed with probability `p` and the rest scaled by `1 / (1 - p)`, a
     /// new mask per step, sample and value (as `Lift(Dropout)` in Norse); the
@@ -687,6 +803,14 @@ macro_rules! wiring_fields {
             | Layer::LSNNRecurrent { inputs, recurrent_inputs, merge, .. }
             | Layer::LIFBox { inputs, recurrent_inputs, merge, .. }
             | Layer::LIFAdEx { inputs, recurrent_inputs, merge, .. }
+            | Layer::Neuron { inputs, recurrent_inputs, merge, .. }
+            | Layer::IAF { inputs, recurrent_inputs, merge, .. }
+            | Layer::Izhikevich { inputs, recurrent_inputs, merge, .. }
+            | Layer::LIFEx { inputs, recurrent_inputs, merge, .. }
+            | Layer::LIFRefrac { inputs, recurrent_inputs, merge, .. }
+            | Layer::LIFAdExRefrac { inputs, recurrent_inputs, merge, .. }
+            | Layer::CobaLIF { inputs, recurrent_inputs, merge, .. }
+            | Layer::LIBox { inputs, recurrent_inputs, merge, .. }
             | Layer::Dropout { inputs, recurrent_inputs, merge, .. }
             | Layer::BatchNorm1d { inputs, recurrent_inputs, merge, .. }
             | Layer::BatchNorm2d { inputs, recurrent_inputs, merge, .. }
@@ -716,6 +840,14 @@ impl Layer {
             Layer::LSNNRecurrent { .. } => "LSNNRecurrent",
             Layer::LIFBox { .. } => "LIFBox",
             Layer::LIFAdEx { .. } => "LIFAdEx",
+            Layer::Neuron { .. } => "Neuron",
+            Layer::IAF { .. } => "IAF",
+            Layer::Izhikevich { .. } => "Izhikevich",
+            Layer::LIFEx { .. } => "LIFEx",
+            Layer::LIFRefrac { .. } => "LIFRefrac",
+            Layer::LIFAdExRefrac { .. } => "LIFAdExRefrac",
+            Layer::CobaLIF { .. } => "CobaLIF",
+            Layer::LIBox { .. } => "LIBox",
             Layer::Dropout { .. } => "Dropout",
             Layer::BatchNorm1d { .. } => "BatchNorm1d",
             Layer::BatchNorm2d { .. } => "BatchNorm2d",
@@ -743,6 +875,14 @@ impl Layer {
             | Layer::LSNNRecurrent { name, .. }
             | Layer::LIFBox { name, .. }
             | Layer::LIFAdEx { name, .. }
+            | Layer::Neuron { name, .. }
+            | Layer::IAF { name, .. }
+            | Layer::Izhikevich { name, .. }
+            | Layer::LIFEx { name, .. }
+            | Layer::LIFRefrac { name, .. }
+            | Layer::LIFAdExRefrac { name, .. }
+            | Layer::CobaLIF { name, .. }
+            | Layer::LIBox { name, .. }
             | Layer::Dropout { name, .. }
             | Layer::BatchNorm1d { name, .. }
             | Layer::BatchNorm2d { name, .. }
@@ -795,6 +935,14 @@ impl Layer {
                 | Layer::LSNNRecurrent { .. }
                 | Layer::LIFBox { .. }
                 | Layer::LIFAdEx { .. }
+                | Layer::Neuron { .. }
+                | Layer::IAF { .. }
+                | Layer::Izhikevich { .. }
+                | Layer::LIFEx { .. }
+                | Layer::LIFRefrac { .. }
+                | Layer::LIFAdExRefrac { .. }
+                | Layer::CobaLIF { .. }
+                | Layer::LIBox { .. }
         )
     }
 }

@@ -333,7 +333,10 @@ pub(super) fn layer_from(obj: &Map<String, Value>, index: usize) -> PResult<(Lay
             }
         }
         "Identity" => Layer::Identity { inputs: None, recurrent_inputs: Vec::new(), merge: Merge::Add, name },
-        other => return unsupported(format!("layer type `{other}` is not supported")),
+        other => match super::zoo::zoo_layer(other, params, name)? {
+            Some(layer) => layer,
+            None => return unsupported(format!("layer type `{other}` is not supported")),
+        },
     };
     let mut layer = layer;
     wiring(obj, &what, &mut layer)?;

@@ -130,6 +130,15 @@ pub enum NeuronParam {
     adaptation_spike,
     delta_T,
     tau_ada_inv,
+    rho_reset,
+    tau_syn_exc_inv,
+    tau_syn_inh_inv,
+    c_m_inv,
+    g_l,
+    e_rev_I,
+    e_rev_E,
+    v_rest,
+    v_thresh,
 }
 
 impl NeuronParam {
@@ -147,6 +156,15 @@ impl NeuronParam {
             NeuronParam::adaptation_spike => "adaptation_spike",
             NeuronParam::delta_T => "delta_T",
             NeuronParam::tau_ada_inv => "tau_ada_inv",
+            NeuronParam::rho_reset => "rho_reset",
+            NeuronParam::tau_syn_exc_inv => "tau_syn_exc_inv",
+            NeuronParam::tau_syn_inh_inv => "tau_syn_inh_inv",
+            NeuronParam::c_m_inv => "c_m_inv",
+            NeuronParam::g_l => "g_l",
+            NeuronParam::e_rev_I => "e_rev_I",
+            NeuronParam::e_rev_E => "e_rev_E",
+            NeuronParam::v_rest => "v_rest",
+            NeuronParam::v_thresh => "v_thresh",
         }
     }
 }
@@ -394,3 +412,119 @@ impl Default for LifAdExParams {
         }
     }
 }
+
+/// Writes a Norse parameter struct of float tensor fields: the struct with
+/// its `method`, `alpha` and `trainable` fields, its [`Default`] (Norse's
+/// values) and its [`NeuronParams`].
+macro_rules! zoo_params {
+    ($(#[$doc:meta])* $ty:ident { $($field:ident: $default:expr),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        #[allow(non_snake_case)]
+        pub struct $ty {
+            $(pub $field: ParamValue,)*
+            pub method: Method,
+            pub alpha: f64,
+            /// The float fields training updates: each becomes a trainable
+            /// parameter `LAYER.FIELD`.
+            #[serde(skip_serializing_if = "is_empty")]
+            pub trainable: Vec<NeuronParam>,
+        }
+
+        impl Default for $ty {
+            fn default() -> Self {
+                $ty {
+                    $($field: ParamValue::Scalar($default),)*
+                    method: Method::Super,
+                    alpha: 100.0,
+                    trainable: Vec::new(),
+                }
+            }
+        }
+
+        neuron_params!($ty { $($field),* });
+    };
+}
+
+zoo_params!(
+    /// `IAFParameters` (Norse's `IAFCell`; `dt` unused).
+    IafParams { v_th: 1.0, v_reset: 0.0 }
+);
+
+zoo_params!(
+    /// `LIFExParameters`.
+    LifExParams {
+        delta_T: 0.5,
+        tau_syn_inv: 200.0,
+        tau_mem_inv: 100.0,
+        v_leak: 0.0,
+        v_th: 1.0,
+        v_reset: 0.0,
+    }
+);
+
+zoo_params!(
+    /// `LIFRefracParameters`: `LIFParameters` and `rho_reset`, written flat
+    /// (`p: (v_th: 0.5, rho_reset: 3)`).
+    LifRefracParams {
+        tau_syn_inv: 200.0,
+        tau_mem_inv: 100.0,
+        v_leak: 0.0,
+        v_th: 1.0,
+        v_reset: 0.0,
+        rho_reset: 5.0,
+    }
+);
+
+zoo_params!(
+    /// `LIFAdExRefracParameters`: `LIFAdExParameters` and `rho_reset`,
+    /// written flat.
+    LifAdExRefracParams {
+        adaptation_current: 4.0,
+        adaptation_spike: 0.02,
+        delta_T: 0.5,
+        tau_ada_inv: 2.0,
+        tau_syn_inv: 200.0,
+        tau_mem_inv: 100.0,
+        v_leak: 0.0,
+        v_th: 1.0,
+        v_reset: 0.0,
+        rho_reset: 5.0,
+    }
+);
+
+zoo_params!(
+    /// `CobaLIFParameters` (conductance-based LIF).
+    CobaLifParams {
+        tau_syn_exc_inv: 0.2,
+        tau_syn_inh_inv: 0.2,
+        c_m_inv: 5.0,
+        g_l: 0.25,
+        e_rev_I: -100.0,
+        e_rev_E: 60.0,
+        v_rest: -20.0,
+        v_reset: -70.0,
+        v_thresh: -10.0,
+    }
+);
+
+/// `LIBoxParameters` (a leaky integrator without current; no spikes, so no
+/// surrogate).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiBoxParams {
+    pub tau_mem_inv: ParamValue,
+    pub v_leak: ParamValue,
+    /// The float fields training updates.
+    #[serde(skip_serializing_if = "is_empty")]
+    pub trainable: Vec<NeuronParam>,
+}
+
+impl Default for LiBoxParams {
+    fn default() -> Self {
+        LiBoxParams { tau_mem_inv: ParamValue::Scalar(100.0), v_leak: ParamValue::Scalar(0.0), trainable: Vec::new() }
+    }
+}
+
+neuron_params!(LiBoxParams { tau_mem_inv, v_leak });

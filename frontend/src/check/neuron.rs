@@ -1,0 +1,197 @@
+//! The checks of the neuron-language layer (`Neuron`) and of Norse's zoo
+//! (`IAF`, `Izhikevich`, `LIFEx`, `LIFRefrac`, `LIFAdExRefrac`, `CobaLIF`,
+//! `LIBox`).
+
+use super::{Checker, MEM, SYN};
+use crate::error::Problem;
+use crate::neuron::zoo::{IzhikevichParams, IzhikevichPreset};
+use crate::neuron::{NeuronModel, Program};
+use crate::schema::{
+    CobaLifParams, IafParams, LiBoxParams, LifAdExRefracParams, LifExParams, LifRefracParams, ParamValue,
+};
+
+const DELTA_T_HELP: &str =
+    "the sharpness of the exponential term (`exp((v - v_th) / delta_T)`); Norse's default is 0.5";
+
+impl Checker {
+    /// A model written as equations: every mistake with its place inside
+    /// the equation.
+    pub(super) fn neuron_model(&mut self, model: &NeuronModel, hidden: Option<u32>) {
+        self.opt_size("hidden", hidden);
+        if let Err(errors) = Program::check(model) {
+            for e in errors {
+                let mut problem = Problem::new(self.place(&format!("model.{}", e.at)), e.message);
+                problem.help = e.help;
+                self.push(problem);
+            }
+            return;
+        }
+        self.alpha("model.alpha", model.alpha, model.method);
+    }
+
+    fn delta_t(&mut self, v: &ParamValue) {
+        self.each("p.delta_T", v, |c, f, x| c.positive(f, x, Some(DELTA_T_HELP.into())));
+    }
+
+    pub(super) fn iaf(&mut self, p: &IafParams) {
+        let IafParams { v_th, v_reset, method, alpha, trainable: _ } = p;
+        self.each_finite("p.v_th", v_th);
+        self.each_finite("p.v_reset", v_reset);
+        self.alpha("p.alpha", *alpha, *method);
+        self.trainable(p, &[]);
+    }
+
+    pub(super) fn izhikevich(&mut self, preset: Option<IzhikevichPreset>, p: &IzhikevichParams) {
+        let IzhikevichParams { a, b, c, d, sq, mn, bias, v_th, tau_inv, v_rest, u_rest, method, alpha } = p;
+        let fields = [
+            ("a", a),
+            ("b", b),
+            ("c", c),
+            ("d", d),
+            ("sq", sq),
+            ("mn", mn),
+            ("bias", bias),
+            ("v_th", v_th),
+            ("v_rest", v_rest),
+            ("u_rest", u_rest),
+        ];
+        for (name, value) in fields {
+            if let Some(x) = value {
+                self.finite(&format!("p.{name}"), *x);
+            }
+        }
+        if let Some(t) = tau_inv {
+            self.positive("p.tau_inv", *t, Some("Norse's default is 250 (1/ms: the equations are in ms)".into()));
+        }
+        if let Some(x) = alpha {
+            self.alpha("p.alpha", *x, method.unwrap_or_default());
+        }
+        if let Err(missing) = crate::neuron::zoo::izhikevich(preset, p, true) {
+            let names: Vec<String> = missing.iter().map(|m| format!("`{m}`")).collect();
+            let problem =
+                Problem::new(self.place("p"), format!("a custom Izhikevich neuron needs {}", names.join(", ")))
+                    .with_help(format!(
+                        "name a Norse preset (`preset: tonic_spiking`; the presets are {}), or give every value as \
+                     Norse's `create_izhikevich_spiking_behavior` takes them",
+                        IzhikevichPreset::ALL.map(|p| p.name()).join(", ")
+                    ));
+            self.push(problem);
+        }
+    }
+
+    pub(super) fn lif_ex(&mut self, p: &LifExParams) {
+        let LifExParams { delta_T, tau_syn_inv, tau_mem_inv, v_leak, v_th, v_reset, method, alpha, trainable: _ } = p;
+        self.delta_t(delta_T);
+        self.each_tau("p.tau_syn_inv", tau_syn_inv, 200.0);
+        self.each_tau("p.tau_mem_inv", tau_mem_inv, 100.0);
+        self.each_step("p.tau_syn_inv", tau_syn_inv, SYN);
+        self.each_step("p.tau_mem_inv", tau_mem_inv, MEM);
+        self.each_finite("p.v_leak", v_leak);
+        self.each_finite("p.v_th", v_th);
+        self.each_finite("p.v_reset", v_reset);
+        self.alpha("p.alpha", *alpha, *method);
+        self.trainable(p, &[]);
+    }
+
+    fn rho_reset(&mut self, v: &ParamValue) {
+        self.each("p.rho_reset", v, |c, f, x| {
+            if c.finite(f, x) && x < 0.0 {
+                let problem = Problem::new(c.place(f), format!("must be 0 or more, found {x}"))
+                    .with_help("the number of refractory steps after a spike; Norse's default is 5");
+                c.push(problem);
+            }
+        });
+    }
+
+    pub(super) fn lif_refrac(&mut self, p: &LifRefracParams) {
+        let LifRefracParams { tau_syn_inv, tau_mem_inv, v_leak, v_th, v_reset, rho_reset, method, alpha, trainable: _ } =
+            p;
+        self.each_tau("p.tau_syn_inv", tau_syn_inv, 200.0);
+        self.each_tau("p.tau_mem_inv", tau_mem_inv, 100.0);
+        self.each_step("p.tau_syn_inv", tau_syn_inv, SYN);
+        self.each_step("p.tau_mem_inv", tau_mem_inv, MEM);
+        self.each_finite("p.v_leak", v_leak);
+        self.each_finite("p.v_th", v_th);
+        self.each_finite("p.v_reset", v_reset);
+        self.rho_reset(rho_reset);
+        self.alpha("p.alpha", *alpha, *method);
+        self.trainable(p, &[]);
+    }
+
+    pub(super) fn lif_adex_refrac(&mut self, p: &LifAdExRefracParams) {
+        let LifAdExRefracParams {
+            adaptation_current,
+            adaptation_spike,
+            delta_T,
+            tau_ada_inv,
+            tau_syn_inv,
+            tau_mem_inv,
+            v_leak,
+            v_th,
+            v_reset,
+            rho_reset,
+            method,
+            alpha,
+            trainable: _,
+        } = p;
+        self.each_finite("p.adaptation_current", adaptation_current);
+        self.each_finite("p.adaptation_spike", adaptation_spike);
+        self.delta_t(delta_T);
+        self.each_tau("p.tau_ada_inv", tau_ada_inv, 2.0);
+        self.each_tau("p.tau_syn_inv", tau_syn_inv, 200.0);
+        self.each_tau("p.tau_mem_inv", tau_mem_inv, 100.0);
+        self.each_step("p.tau_ada_inv", tau_ada_inv, "the adaptation current `a`");
+        self.each_step("p.tau_syn_inv", tau_syn_inv, SYN);
+        self.each_step("p.tau_mem_inv", tau_mem_inv, MEM);
+        self.each_finite("p.v_leak", v_leak);
+        self.each_finite("p.v_th", v_th);
+        self.each_finite("p.v_reset", v_reset);
+        self.rho_reset(rho_reset);
+        self.alpha("p.alpha", *alpha, *method);
+        self.trainable(p, &[]);
+    }
+
+    pub(super) fn coba_lif(&mut self, p: &CobaLifParams) {
+        let CobaLifParams {
+            tau_syn_exc_inv,
+            tau_syn_inh_inv,
+            c_m_inv,
+            g_l,
+            e_rev_I,
+            e_rev_E,
+            v_rest,
+            v_reset,
+            v_thresh,
+            method,
+            alpha,
+            trainable: _,
+        } = p;
+        self.each_tau("p.tau_syn_exc_inv", tau_syn_exc_inv, 0.2);
+        self.each_tau("p.tau_syn_inh_inv", tau_syn_inh_inv, 0.2);
+        self.each_step("p.tau_syn_exc_inv", tau_syn_exc_inv, "the excitatory conductance `g_e`");
+        self.each_step("p.tau_syn_inh_inv", tau_syn_inh_inv, "the inhibitory conductance `g_i`");
+        self.each("p.c_m_inv", c_m_inv, |c, f, x| {
+            c.positive(f, x, Some("the inverse membrane capacitance; Norse's default is 5".into()))
+        });
+        for (name, v) in [
+            ("p.g_l", g_l),
+            ("p.e_rev_I", e_rev_I),
+            ("p.e_rev_E", e_rev_E),
+            ("p.v_rest", v_rest),
+            ("p.v_reset", v_reset),
+        ] {
+            self.each_finite(name, v);
+        }
+        self.each_finite("p.v_thresh", v_thresh);
+        self.alpha("p.alpha", *alpha, *method);
+        self.trainable(p, &[]);
+    }
+
+    pub(super) fn li_box(&mut self, p: &LiBoxParams) {
+        let LiBoxParams { tau_mem_inv, v_leak, trainable: _ } = p;
+        self.each_tau("p.tau_mem_inv", tau_mem_inv, 100.0);
+        self.each_step("p.tau_mem_inv", tau_mem_inv, MEM);
+        self.each_finite("p.v_leak", v_leak);
+        self.trainable(p, &[]);
+    }
+}

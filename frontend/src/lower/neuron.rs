@@ -1,0 +1,381 @@
+//! Lowering a neuron-language [`Program`] (a `Neuron` layer or one of
+//! Norse's zoo) to IR primitives, with Python's arithmetic: numbers, `dt`
+//! and constants are Python floats, combined in f64 at compile time and
+//! rounded to the module's float type where they meet a tensor; parameters
+//! and states are tensors. Nothing is reassociated: every operator of the
+//! equations is one IR node, in the order written.
+
+use std::collections::BTreeMap;
+
+use snnc_ir::{BinaryOp, CompareOp, Dtype, Handle, Node, Op, Surrogate, UnaryOp};
+
+use super::{Lower, Res, Weights, invalid, surrogate};
+use crate::neuron::expr::{Assignment, BinOp, CmpOp, Expr, ExprKind};
+use crate::neuron::{Func, InitValue, NeuronModel, Program};
+use crate::schema::ParamValue;
+
+/// A value during lowering.
+#[derive(Clone, Copy, Debug)]
+enum V {
+    /// A Python float, not yet a tensor.
+    Const(f64),
+    /// `x_rec` of a feed-forward layer: nothing to add.
+    Zero,
+    /// A tensor of the preamble (parameters and what depends only on them).
+    Pre(Handle<Node>),
+    /// A tensor of the step.
+    Step(Handle<Node>),
+}
+
+/// How the layer's input reaches the model.
+pub(super) enum Synapse {
+    /// `x` is the input itself, `x_rec` nothing.
+    FeedForward,
+    /// `x` is the input through the input weights, `x_rec` the previous
+    /// step's spikes through the recurrent weights.
+    Recurrent(Weights),
+}
+
+struct Env<'p> {
+    prog: &'p Program,
+    values: BTreeMap<String, V>,
+    /// Reads of these names are detached (while lowering the reset).
+    detached: &'p [String],
+}
+
+impl Lower<'_> {
+    /// Checks `model` (already checked by `check_network`; a failure here
+    /// names the layer anyway) and lowers it; returns the layer's output.
+    pub(super) fn neuron_model(
+        &mut self,
+        name: &str,
+        model: &NeuronModel,
+        x: Handle<Node>,
+        shape: &[u32],
+        synapse: Synapse,
+    ) -> Res<Handle<Node>> {
+        let prog = Program::check(model).map_err(|errors| {
+            let e = &errors[0];
+            invalid(self.file, format!("{}: model.{}", self.at, e.at), e.message.clone(), e.help.clone())
+        })?;
+        self.program(name, &prog, x, shape, synapse)
+    }
+
+    fn program(
+        &mut self,
+        name: &str,
+        prog: &Program,
+        x: Handle<Node>,
+        shape: &[u32],
+        synapse: Synapse,
+    ) -> Res<Handle<Node>> {
+        let float = self.b.float();
+        let params = prog.params.iter().map(|(n, v)| (n.as_str(), v));
+        self.neurons_named(name, shape, "model.params.", params, prog.trainable.clone())?;
+        let mut env = Env { prog, values: BTreeMap::new(), detached: &[] };
+        let mut states = Vec::new();
+        for (s, init) in &prog.states {
+            let init = match init {
+                InitValue::Number(v) => ParamValue::Scalar(*v),
+                InitValue::PerNeuron(v) => {
+                    self.per_neuron_init(s, v.len(), shape)?;
+                    ParamValue::PerNeuron(v.clone())
+                }
+                InitValue::Name(p) => match prog.constants.get(p) {
+                    Some(c) => ParamValue::Scalar(*c),
+                    None => prog.params.iter().find(|(n, _)| n == p).map(|(_, v)| v.clone()).ok_or_else(|| {
+                        invalid(self.file, format!("{}: model.state.{s}", self.at), format!("unknown `{p}`"), None)
+                    })?,
+                },
+            };
+            let handle = self.state_from(format!("{name}.{s}"), float, shape, &init)?;
+            let read = self.emit(Op::StateRead(handle))?;
+            env.values.insert(s.clone(), V::Step(read));
+            states.push((s.clone(), handle, read));
+        }
+        let z_state = match synapse {
+            Synapse::FeedForward => None,
+            Synapse::Recurrent(_) => Some(self.state(format!("{name}.z"), Dtype::Spike, shape, 0.0)?),
+        };
+        let (x, x_rec) = match synapse {
+            Synapse::FeedForward => (V::Step(x), V::Zero),
+            Synapse::Recurrent((w_in, w_rec)) => {
+                let z_prev = self.emit(Op::StateRead(z_state.expect("made above")))?;
+                let a = self.emit(Op::MatMul { input: x, weight: w_in, kind: snnc_ir::MatMulKind::Dense })?;
+                let r = self.emit(Op::MatMul { input: z_prev, weight: w_rec, kind: snnc_ir::MatMulKind::Dense })?;
+                (V::Step(a), V::Step(r))
+            }
+        };
+        env.values.insert("x".into(), x);
+        env.values.insert("x_rec".into(), x_rec);
+        env.values.insert("dt".into(), V::Const(self.dt));
+        for (c, v) in &prog.constants {
+            env.values.insert(c.clone(), V::Const(*v));
+        }
+
+        self.assignments(&mut env, &prog.update, "update")?;
+        let mut spike = None;
+        if let Some(e) = &prog.spike {
+            let arg = self.eval(&mut env, e, "spike")?;
+            let z = self.threshold_of(arg, surrogate(prog.method, prog.alpha))?;
+            env.values.insert("z".into(), z);
+            spike = Some(z);
+        }
+        if let Some(z) = spike {
+            let z = if prog.detach.iter().any(|d| d == "z") { self.detach(z)? } else { z };
+            env.detached = &prog.detach;
+            for (i, a) in prog.reset.iter().enumerate() {
+                let at = format!("reset[{i}]");
+                let new = self.eval(&mut env, &a.value, &at)?;
+                let old = env.values[&a.target];
+                let one = V::Const(1.0);
+                let keep = self.binary(BinaryOp::Sub, one, z, &at)?;
+                let kept = self.binary(BinaryOp::Mul, keep, old, &at)?;
+                let set = self.binary(BinaryOp::Mul, z, new, &at)?;
+                let value = self.binary(BinaryOp::Add, kept, set, &at)?;
+                env.values.insert(a.target.clone(), value);
+            }
+            env.detached = &[];
+        }
+        self.assignments(&mut env, &prog.after, "after")?;
+
+        let mut outputs = BTreeMap::new();
+        for (s, handle, read) in &states {
+            let value = env.values[s];
+            let V::Step(node) = value else {
+                return Err(self.not_a_tensor(&format!("the final value of state `{s}`")));
+            };
+            if node == *read {
+                outputs.insert(s.clone(), node);
+                continue;
+            }
+            let w = self.write(*handle, node, Some(format!("{name}.{s}")))?;
+            outputs.insert(s.clone(), w);
+        }
+        let out = match env.values.get(&prog.output) {
+            _ if outputs.contains_key(&prog.output) => outputs[&prog.output],
+            Some(V::Step(node)) => *node,
+            _ => return Err(self.not_a_tensor(&format!("the output `{}`", prog.output))),
+        };
+        if prog.output == "z" && self.b.module().nodes[out].name.is_none() {
+            self.b.name(out, format!("{name}.z"));
+        }
+        if let Some(zs) = z_state {
+            self.write(zs, out, None)?;
+        }
+        Ok(out)
+    }
+
+    fn per_neuron_init(&self, state: &str, len: usize, shape: &[u32]) -> Res<()> {
+        let count = super::elements(shape);
+        if len as u64 == count {
+            return Ok(());
+        }
+        Err(invalid(
+            self.file,
+            format!("{}: model.state.{state}", self.at),
+            format!("has {len} initial values, but the layer has {count} neurons per sample (shape {shape:?})"),
+            Some("give one value per neuron, or one number for the whole layer".into()),
+        ))
+    }
+
+    fn not_a_tensor(&self, what: &str) -> crate::error::FrontendError {
+        invalid(
+            self.file,
+            format!("{}: model", self.at),
+            format!("{what} does not depend on the input, a state or a parameter"),
+            Some(
+                "a state or output must be a tensor of the neurons: derive it from a state, `x` or a parameter".into(),
+            ),
+        )
+    }
+
+    fn assignments(&mut self, env: &mut Env<'_>, list: &[Assignment], section: &str) -> Res<()> {
+        for (i, a) in list.iter().enumerate() {
+            let value = self.eval(env, &a.value, &format!("{section}[{i}]"))?;
+            env.values.insert(a.target.clone(), value);
+        }
+        Ok(())
+    }
+
+    fn eval(&mut self, env: &mut Env<'_>, e: &Expr, at: &str) -> Res<V> {
+        Ok(match &e.kind {
+            ExprKind::Num(x) => V::Const(*x),
+            ExprKind::Name(n) => {
+                let v = match env.values.get(n) {
+                    Some(v) => *v,
+                    None => {
+                        let value = env.prog.params.iter().find(|(p, _)| p == n).map(|(_, v)| v.clone());
+                        let Some(value) = value else {
+                            return Err(self.internal(at, &format!("unknown name `{n}`")));
+                        };
+                        let h = self.pv_named(n, &value)?;
+                        env.values.insert(n.clone(), V::Pre(h));
+                        V::Pre(h)
+                    }
+                };
+                if env.detached.iter().any(|d| d == n) { self.detach(v)? } else { v }
+            }
+            ExprKind::Neg(a) => {
+                let a = self.eval(env, a, at)?;
+                self.unary(UnaryOp::Neg, a)?
+            }
+            ExprKind::Bin(op, a, b) => {
+                let (a, b) = (self.eval(env, a, at)?, self.eval(env, b, at)?);
+                let op = match op {
+                    BinOp::Add => BinaryOp::Add,
+                    BinOp::Sub => BinaryOp::Sub,
+                    BinOp::Mul => BinaryOp::Mul,
+                    BinOp::Div => BinaryOp::Div,
+                };
+                self.binary(op, a, b, at)?
+            }
+            ExprKind::Cmp(op, a, b) => {
+                let (a, b) = (self.eval(env, a, at)?, self.eval(env, b, at)?);
+                self.compare(*op, a, b)?
+            }
+            ExprKind::Call { name, args, .. } => {
+                let f =
+                    Func::from_name(name).ok_or_else(|| self.internal(at, &format!("unknown function `{name}`")))?;
+                let mut vals = Vec::with_capacity(args.len());
+                for a in args {
+                    vals.push(self.eval(env, a, at)?);
+                }
+                self.call(f, &vals, env.prog, at)?
+            }
+        })
+    }
+
+    fn internal(&self, at: &str, what: &str) -> crate::error::FrontendError {
+        invalid(self.file, format!("{}: model.{at}", self.at), format!("internal error: {what}"), None)
+    }
+
+    /// A tensor of `v` (a Python float becomes a constant of the module's
+    /// float type) and whether it is loop-invariant.
+    fn tensor(&mut self, v: V) -> Res<(Handle<Node>, bool)> {
+        Ok(match v {
+            V::Const(x) => (self.c(x)?, true),
+            V::Zero => (self.c(0.0)?, true),
+            V::Pre(h) => (h, true),
+            V::Step(h) => (h, false),
+        })
+    }
+
+    fn emit_v(&mut self, op: Op, pre: bool) -> Res<V> {
+        Ok(if pre { V::Pre(self.emit_pre(op)?) } else { V::Step(self.emit(op)?) })
+    }
+
+    fn unary(&mut self, op: UnaryOp, a: V) -> Res<V> {
+        if let V::Const(_) | V::Zero = a {
+            let x = if let V::Const(x) = a { x } else { 0.0 };
+            return Ok(V::Const(match op {
+                UnaryOp::Neg => -x,
+                UnaryOp::Abs => x.abs(),
+                UnaryOp::Exp => x.exp(),
+                UnaryOp::Log => x.ln(),
+                UnaryOp::Tanh => x.tanh(),
+                UnaryOp::Sqrt => x.sqrt(),
+                UnaryOp::Relu => x.max(0.0),
+            }));
+        }
+        let (arg, pre) = self.tensor(a)?;
+        self.emit_v(Op::Unary { op, arg }, pre)
+    }
+
+    fn binary(&mut self, op: BinaryOp, a: V, b: V, at: &str) -> Res<V> {
+        match (op, a, b) {
+            (BinaryOp::Add, V::Zero, other) | (BinaryOp::Add | BinaryOp::Sub, other, V::Zero) => return Ok(other),
+            (_, V::Const(_) | V::Zero, V::Const(_) | V::Zero) => {
+                let f = |v: V| if let V::Const(x) = v { x } else { 0.0 };
+                let (x, y) = (f(a), f(b));
+                if op == BinaryOp::Div && y == 0.0 {
+                    return Err(invalid(
+                        self.file,
+                        format!("{}: model.{at}", self.at),
+                        "division by zero among constants".into(),
+                        None,
+                    ));
+                }
+                return Ok(V::Const(match op {
+                    BinaryOp::Add => x + y,
+                    BinaryOp::Sub => x - y,
+                    BinaryOp::Mul => x * y,
+                    BinaryOp::Div => x / y,
+                    BinaryOp::Max => x.max(y),
+                    BinaryOp::Min => x.min(y),
+                }));
+            }
+            _ => {}
+        }
+        let (lhs, pa) = self.tensor(a)?;
+        let (rhs, pb) = self.tensor(b)?;
+        self.emit_v(Op::Binary { op, lhs, rhs }, pa && pb)
+    }
+
+    fn compare(&mut self, op: CmpOp, a: V, b: V) -> Res<V> {
+        if let (V::Const(_) | V::Zero, V::Const(_) | V::Zero) = (a, b) {
+            let f = |v: V| if let V::Const(x) = v { x } else { 0.0 };
+            let (x, y) = (f(a), f(b));
+            let r = match op {
+                CmpOp::Lt => x < y,
+                CmpOp::Le => x <= y,
+                CmpOp::Gt => x > y,
+                CmpOp::Ge => x >= y,
+                CmpOp::Eq => x == y,
+                CmpOp::Ne => x != y,
+            };
+            return Ok(V::Const(if r { 1.0 } else { 0.0 }));
+        }
+        let (lhs, pa) = self.tensor(a)?;
+        let (rhs, pb) = self.tensor(b)?;
+        let ir = match op {
+            CmpOp::Lt => CompareOp::Lt,
+            CmpOp::Le => CompareOp::Le,
+            CmpOp::Gt => CompareOp::Gt,
+            CmpOp::Ge => CompareOp::Ge,
+            CmpOp::Eq | CmpOp::Ne => CompareOp::Eq,
+        };
+        let c = self.emit_v(Op::Compare { op: ir, lhs, rhs }, pa && pb)?;
+        if op != CmpOp::Ne {
+            return Ok(c);
+        }
+        self.binary(BinaryOp::Sub, V::Const(1.0), c, "")
+    }
+
+    fn threshold_of(&mut self, a: V, surrogate: Surrogate) -> Res<V> {
+        if let V::Const(_) | V::Zero = a {
+            let x = if let V::Const(x) = a { x } else { 0.0 };
+            return Ok(V::Const(if x > 0.0 { 1.0 } else { 0.0 }));
+        }
+        let (arg, pre) = self.tensor(a)?;
+        self.emit_v(Op::Threshold { arg, surrogate }, pre)
+    }
+
+    fn detach(&mut self, v: V) -> Res<V> {
+        match v {
+            V::Const(_) | V::Zero => Ok(v),
+            V::Pre(h) => self.emit_v(Op::StopGradient(h), true),
+            V::Step(h) => self.emit_v(Op::StopGradient(h), false),
+        }
+    }
+
+    fn call(&mut self, f: Func, args: &[V], prog: &Program, at: &str) -> Res<V> {
+        match f {
+            Func::Exp => self.unary(UnaryOp::Exp, args[0]),
+            Func::Log => self.unary(UnaryOp::Log, args[0]),
+            Func::Tanh => self.unary(UnaryOp::Tanh, args[0]),
+            Func::Sqrt => self.unary(UnaryOp::Sqrt, args[0]),
+            Func::Abs => self.unary(UnaryOp::Abs, args[0]),
+            Func::Relu => self.unary(UnaryOp::Relu, args[0]),
+            Func::Min => self.binary(BinaryOp::Min, args[0], args[1], at),
+            Func::Max => self.binary(BinaryOp::Max, args[0], args[1], at),
+            Func::Clamp => {
+                let lo = self.binary(BinaryOp::Max, args[0], args[1], at)?;
+                self.binary(BinaryOp::Min, lo, args[2], at)
+            }
+            Func::Heaviside => self.threshold_of(args[0], Surrogate::Heaviside),
+            Func::Spike => self.threshold_of(args[0], surrogate(prog.method, prog.alpha)),
+            Func::Detach => self.detach(args[0]),
+        }
+    }
+}

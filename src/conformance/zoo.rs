@@ -1,0 +1,160 @@
+//! Norse's neuron zoo in the oracle files (`IAFCell`, `IzhikevichCell`,
+//! `LIFExCell`, `LIFRefracCell`, `LIFAdExRefracCell`,
+//! `coba_lif_feed_forward_step`, `LIBoxCell`, and the network layer types
+//! `IAF`, `Izhikevich`, `LIFEx`, `LIFRefrac`) as snnc layers.
+
+use serde_json::{Map, Value};
+use snnc_frontend::neuron::zoo::{IzhikevichParams, IzhikevichPreset};
+use snnc_frontend::{
+    CobaLifParams, IafParams, Layer, LiBoxParams, LifAdExRefracParams, LifExParams, LifRefracParams, Merge, Method,
+    NeuronParams,
+};
+
+use super::layers::unknown_param;
+use super::{NOT_PARAMS, PResult, as_f64, as_obj, as_pv, as_str, bad, method, unsupported};
+
+/// The oracle's `model` names (cases of one cell) this module runs.
+pub(super) const CELL_MODELS: [&str; 7] = [
+    "IAFCell",
+    "IzhikevichCell",
+    "LIFExCell",
+    "LIFRefracCell",
+    "LIFAdExRefracCell",
+    "coba_lif_feed_forward_step",
+    "LIBoxCell",
+];
+
+/// Keys of `parameters` that describe the case, not the neuron.
+const INFO: [&str; 3] = ["preset", "create_izhikevich_spiking_behavior", "initial_state_dtypes"];
+
+/// The float fields of `P` from `obj`, and the surrogate's method and
+/// alpha when given.
+fn fields<P: NeuronParams + Default>(
+    obj: &Map<String, Value>,
+    model: &str,
+) -> PResult<(P, Option<Method>, Option<f64>)> {
+    let mut p = P::default();
+    let (mut m, mut alpha) = (None, None);
+    for (k, v) in obj {
+        match k.as_str() {
+            "method" => m = Some(method(v, k)?),
+            "alpha" => alpha = Some(as_f64(v, k)?),
+            k if NOT_PARAMS.contains(&k) || INFO.contains(&k) => {}
+            k => match P::FIELDS.iter().find(|f| f.name() == k) {
+                Some(&f) => *p.get_mut(f).expect("a field of P") = as_pv(v, k)?,
+                None => return unknown_param(model, k),
+            },
+        }
+    }
+    Ok((p, m, alpha))
+}
+
+macro_rules! with_surrogate {
+    ($obj:expr, $model:expr, $ty:ty) => {{
+        let (mut p, m, alpha): ($ty, _, _) = fields($obj, $model)?;
+        if let Some(m) = m {
+            p.method = m;
+        }
+        if let Some(a) = alpha {
+            p.alpha = a;
+        }
+        p
+    }};
+}
+
+/// The layer of zoo `model` (a cell model or a network layer type) named
+/// `name`, or `None` when `model` is not a zoo neuron.
+pub(super) fn zoo_layer(model: &str, obj: &Map<String, Value>, name: Option<String>) -> PResult<Option<Layer>> {
+    let wiring = (None, Vec::new(), Merge::Add);
+    let (inputs, recurrent_inputs, merge) = wiring;
+    Ok(Some(match model {
+        "IAFCell" | "IAF" => {
+            Layer::IAF { name, p: with_surrogate!(obj, model, IafParams), inputs, recurrent_inputs, merge }
+        }
+        "LIFExCell" | "LIFEx" => {
+            Layer::LIFEx { name, p: with_surrogate!(obj, model, LifExParams), inputs, recurrent_inputs, merge }
+        }
+        "LIFRefracCell" | "LIFRefrac" => {
+            Layer::LIFRefrac { name, p: with_surrogate!(obj, model, LifRefracParams), inputs, recurrent_inputs, merge }
+        }
+        "LIFAdExRefracCell" => Layer::LIFAdExRefrac {
+            name,
+            p: with_surrogate!(obj, model, LifAdExRefracParams),
+            inputs,
+            recurrent_inputs,
+            merge,
+        },
+        "coba_lif_feed_forward_step" => {
+            Layer::CobaLIF { name, p: with_surrogate!(obj, model, CobaLifParams), inputs, recurrent_inputs, merge }
+        }
+        "LIBoxCell" => {
+            let (p, _, _): (LiBoxParams, _, _) = fields(obj, model)?;
+            Layer::LIBox { name, p, inputs, recurrent_inputs, merge }
+        }
+        "IzhikevichCell" | "Izhikevich" => {
+            let (preset, p) = izhikevich(obj, model)?;
+            Layer::Izhikevich { name, preset, p, inputs, recurrent_inputs, merge }
+        }
+        "CobaLIFCell" => {
+            return unsupported(
+                "CobaLIFCell (Norse's recurrent cell that ignores its input) is not in snnc; \
+                 CobaLIF is `coba_lif_feed_forward_step`",
+            );
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// An Izhikevich neuron: a preset by name, or the values of
+/// `create_izhikevich_spiking_behavior`.
+fn izhikevich(obj: &Map<String, Value>, model: &str) -> PResult<(Option<IzhikevichPreset>, IzhikevichParams)> {
+    let mut p = IzhikevichParams::default();
+    let preset = match obj.get("preset") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let name = as_str(v, "parameters.preset")?;
+            let Some(preset) = IzhikevichPreset::from_name(name) else {
+                return bad(format!("unknown Izhikevich preset `{name}`"));
+            };
+            Some(preset)
+        }
+    };
+    for (k, v) in obj {
+        let slot = match k.as_str() {
+            "a" => &mut p.a,
+            "b" => &mut p.b,
+            "c" => &mut p.c,
+            "d" => &mut p.d,
+            "sq" => &mut p.sq,
+            "mn" => &mut p.mn,
+            "bias" => &mut p.bias,
+            "v_th" => &mut p.v_th,
+            "tau_inv" => &mut p.tau_inv,
+            "alpha" => &mut p.alpha,
+            "method" => {
+                p.method = Some(method(v, k)?);
+                continue;
+            }
+            k if NOT_PARAMS.contains(&k) || INFO.contains(&k) => continue,
+            k => return unknown_param(model, k),
+        };
+        *slot = Some(as_f64(v, k)?);
+    }
+    if preset.is_some() {
+        // The listed values are the preset's; giving `b` would recompute the
+        // preset's initial `u` (accomodation's is its own).
+        p.b = None;
+    } else {
+        let Some(custom) = obj.get("create_izhikevich_spiking_behavior") else {
+            return bad("an Izhikevich case without a preset needs `create_izhikevich_spiking_behavior`".to_string());
+        };
+        let custom = as_obj(custom, "parameters.create_izhikevich_spiking_behavior")?;
+        for (field, slot) in [("v_rest", &mut p.v_rest), ("u_rest", &mut p.u_rest)] {
+            let Some(v) = custom.get(field) else {
+                return bad(format!("`create_izhikevich_spiking_behavior` has no `{field}`"));
+            };
+            *slot = Some(as_f64(v, field)?);
+        }
+    }
+    Ok((preset, p))
+}

@@ -52,6 +52,7 @@ pub mod concat_net;
 mod coverage;
 mod inputs;
 mod wire;
+mod zoo;
 #[allow(unused_imports)] // Not every test crate uses them.
 pub use coverage::coverage;
 #[allow(unused_imports)]
@@ -160,6 +161,8 @@ pub enum LayerSpec {
     },
     LifBox(LifBoxParams),
     LifAdEx(LifAdExParams),
+    /// Norse's zoo and `Neuron` layers written as equations.
+    Zoo(zoo::ZooSpec),
     /// `BatchNorm2d` (on `[C, H, W]`) or `BatchNorm1d` (on `[C]`).
     BatchNorm {
         two_d: bool,
@@ -402,6 +405,7 @@ pub fn arb_layer() -> impl Strategy<Value = LayerSpec> {
             .prop_map(|(hidden, p, autapses)| LayerSpec::LsnnRecurrent { hidden, p, autapses }),
         2 => arb_lif_box().prop_map(LayerSpec::LifBox),
         2 => arb_lif_adex().prop_map(LayerSpec::LifAdEx),
+        4 => zoo::arb_zoo().prop_map(LayerSpec::Zoo),
         2 => (any::<bool>(), 1e-5f64..1e-2, 0.0f64..=1.0)
             .prop_map(|(two_d, eps, momentum)| LayerSpec::BatchNorm { two_d, eps, momentum }),
     ]
@@ -707,6 +711,7 @@ fn fit(spec: &LayerSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<bool>
             Some(true),
         ),
         LayerSpec::BatchNorm { two_d, eps, momentum } => return batchnorm::fit(*two_d, *eps, *momentum, shape),
+        LayerSpec::Zoo(spec) => return zoo::fit(spec, shape),
     })
 }
 

@@ -490,6 +490,15 @@ impl Plan<'_> {
                 (_, Op::Step(x)) => {
                     need.insert(self.root[x.index()]);
                 }
+                // A step loop writing a state from a value computed before
+                // the loop (a delayed layer of loop-invariant input) reads
+                // it from its buffer.
+                (_, Op::StateWrite { value, .. }) => {
+                    let r = self.root[value.index()];
+                    if self.computed(r) && self.region(r.node) != self.region(h) {
+                        need.insert(r);
+                    }
+                }
                 (Class::Elementwise | Class::Heavy, _) => {
                     let u = self.unit_of[h.index()];
                     for a in self.operands(h) {

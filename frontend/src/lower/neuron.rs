@@ -95,7 +95,18 @@ impl Lower<'_> {
         }
         let z_state = match synapse {
             Synapse::FeedForward => None,
-            Synapse::Recurrent(_) => Some(self.state(format!("{name}.z"), Dtype::Spike, shape, 0.0)?),
+            Synapse::Recurrent(_) if prog.output != "z" || prog.spike.is_none() => {
+                return Err(invalid(
+                    self.file,
+                    format!("{}: model.output", self.at),
+                    "a recurrent layer feeds its spikes back, but this model has no spike output".into(),
+                    Some("give the model a `spike` condition and leave `output` out (it is then `z`)".into()),
+                ));
+            }
+            Synapse::Recurrent(_) => {
+                let dtype = if prog.outputs_binary_spikes() { Dtype::Spike } else { float };
+                Some(self.state(format!("{name}.z"), dtype, shape, 0.0)?)
+            }
         };
         let (x, x_rec) = match synapse {
             Synapse::FeedForward => (V::Step(x), V::Zero),
@@ -261,6 +272,16 @@ impl Lower<'_> {
         })
     }
 
+    /// `h` as the module's float type: a spike (0 or 1) is cast, exactly;
+    /// the language's values are all numbers.
+    fn as_float(&mut self, h: Handle<Node>, pre: bool) -> Res<Handle<Node>> {
+        if self.b.ty(h).dtype != Dtype::Spike {
+            return Ok(h);
+        }
+        let op = Op::Cast { arg: h, dtype: self.b.float() };
+        if pre { self.emit_pre(op) } else { self.emit(op) }
+    }
+
     fn emit_v(&mut self, op: Op, pre: bool) -> Res<V> {
         Ok(if pre { V::Pre(self.emit_pre(op)?) } else { V::Step(self.emit(op)?) })
     }
@@ -279,6 +300,8 @@ impl Lower<'_> {
             }));
         }
         let (arg, pre) = self.tensor(a)?;
+        let arg =
+            if matches!(op, UnaryOp::Relu | UnaryOp::Neg | UnaryOp::Abs) { arg } else { self.as_float(arg, pre)? };
         self.emit_v(Op::Unary { op, arg }, pre)
     }
 
@@ -309,6 +332,10 @@ impl Lower<'_> {
         }
         let (lhs, pa) = self.tensor(a)?;
         let (rhs, pb) = self.tensor(b)?;
+        // Two spikes make a spike only by `*`, `max` and `min`; otherwise
+        // the sum (say) of two spikes is a number.
+        let both_spikes = self.b.ty(lhs).dtype == Dtype::Spike && self.b.ty(rhs).dtype == Dtype::Spike;
+        let lhs = if both_spikes && !op.keeps_spikes() { self.as_float(lhs, pa)? } else { lhs };
         self.emit_v(Op::Binary { op, lhs, rhs }, pa && pb)
     }
 
@@ -348,6 +375,7 @@ impl Lower<'_> {
             return Ok(V::Const(if x > 0.0 { 1.0 } else { 0.0 }));
         }
         let (arg, pre) = self.tensor(a)?;
+        let arg = self.as_float(arg, pre)?;
         self.emit_v(Op::Threshold { arg, surrogate }, pre)
     }
 

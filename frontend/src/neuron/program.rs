@@ -265,6 +265,12 @@ impl Program {
         })
     }
 
+    /// Whether the output is the spike of `spike` itself (0 or 1, a spike
+    /// tensor), not a value `after` computes from it.
+    pub fn outputs_binary_spikes(&self) -> bool {
+        self.spike.is_some() && self.output == "z" && !self.after.iter().any(|a| a.target == "z")
+    }
+
     /// Whether `name` is a state variable.
     pub fn is_state(&self, name: &str) -> bool {
         self.states.iter().any(|(n, _)| n == name)

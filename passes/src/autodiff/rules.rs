@@ -222,14 +222,16 @@ fn unary(ad: &mut Ad<'_>, h: H, op: UnaryOp, arg: H, g: H) -> Result<(), AdError
         UnaryOp::Neg => ad.emit(Op::Unary { op: UnaryOp::Neg, arg: g })?,
         UnaryOp::Abs => {
             // torch: grad * sgn(x) (0 at 0).
+            // sgn(x) = (x > 0) - (x < 0), of x's shape (the comparisons
+            // are spikes; the first is cast so that their difference is a
+            // number).
             let x = ad.fv(arg)?;
             let zero = ad.constant(0.0)?;
-            let one = ad.constant(1.0)?;
-            let minus = ad.constant(-1.0)?;
             let pos = ad.emit(Op::Compare { op: CompareOp::Gt, lhs: x, rhs: zero })?;
             let neg = ad.emit(Op::Compare { op: CompareOp::Lt, lhs: x, rhs: zero })?;
-            let s = ad.emit(Op::Select { cond: neg, on_true: minus, on_false: zero })?;
-            let s = ad.emit(Op::Select { cond: pos, on_true: one, on_false: s })?;
+            let dtype = ad.float();
+            let pos = ad.emit(Op::Cast { arg: pos, dtype })?;
+            let s = bin(ad, BinaryOp::Sub, pos, neg)?;
             bin(ad, BinaryOp::Mul, g, s)?
         }
         UnaryOp::Exp => {

@@ -648,9 +648,7 @@ fn plan_case(json: &Value) -> PResult<Plan> {
         | "SpikeLatencyLIFEncoder"
         | "PoissonEncoder"
         | "SignedPoissonEncoder"
-        | "PopulationEncoder" => {
-            plan_encoder(json, model, &name, &mut plan)?
-        }
+        | "PopulationEncoder" => plan_encoder(json, model, &name, &mut plan)?,
         "network" => plan_network(json, &name, &mut plan)?,
         "graph" => plan_graph(json, &name, &mut plan)?,
         "LIF" | "LI" | "LILinearCell" | "LIFRecurrentCell" | "LSNN" | "LSNNRecurrent" | "LIFBoxCell"

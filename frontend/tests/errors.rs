@@ -667,7 +667,10 @@ fn value_encoder_parameters() {
     use snnc_frontend::check::network_warnings;
     // The DSL builds the same encoders.
     assert_eq!(Encoder::from(Encoder::population(5)), Encoder::Population { out_features: 5, scale: None });
-    assert_eq!(Encoder::from(Encoder::population(6).scale(2.0)), Encoder::Population { out_features: 6, scale: Some(2.0) });
+    assert_eq!(
+        Encoder::from(Encoder::population(6).scale(2.0)),
+        Encoder::Population { out_features: 6, scale: Some(2.0) }
+    );
     assert_eq!(Encoder::from(Encoder::signed_poisson()), Encoder::SignedPoisson { f_max: 100.0, seed: 0 });
     assert_eq!(
         Encoder::from(Encoder::signed_poisson().f_max(300.0).seed(9)),
@@ -703,7 +706,8 @@ fn value_encoder_parameters() {
     check_ok(&tutorial_with("ConstantCurrent()", "Population(out_features: 8, scale: 0)"));
     check_ok(&tutorial_with("ConstantCurrent()", "Population(out_features: 8, scale: 2.5)"));
     // A saturating signed rate warns as Poisson's does.
-    let signed = "(version: 1, name: \"p\", steps: 4, input: [2], encoder: SignedPoisson(f_max: 2000), layers: [LIF()])";
+    let signed =
+        "(version: 1, name: \"p\", steps: 4, input: [2], encoder: SignedPoisson(f_max: 2000), layers: [LIF()])";
     let net = parse_network(signed, "net.ron").unwrap();
     let warnings: Vec<String> = network_warnings(&net).iter().map(Problem::to_string).collect();
     assert_eq!(warnings.len(), 1, "{warnings:?}");

@@ -416,8 +416,6 @@ pub fn arb_encoder() -> impl Strategy<Value = Option<Encoder>> {
             .prop_map(|(f_max, seed)| Some(Encoder::Poisson { f_max, seed })),
         1 => (prop_oneof![Just(100.0), 10.0f64..1000.0], any::<u64>())
             .prop_map(|(f_max, seed)| Some(Encoder::SignedPoisson { f_max, seed })),
-        1 => (1u32..=4, prop_oneof![Just(None), Just(Some(0.0)), (0.25f64..3.0).prop_map(Some)])
-            .prop_map(|(out_features, scale)| Some(Encoder::Population { out_features, scale })),
         1 => Just(Some(Encoder::Direct {})),
     ]
 }
@@ -746,9 +744,6 @@ pub fn build(
         encoder,
         Some(Encoder::ConstantCurrent { .. } | Encoder::SpikeLatency { .. } | Encoder::Poisson { .. })
     );
-    if let Some(Encoder::Population { out_features, .. }) = encoder {
-        shape.push(out_features);
-    }
     let mut layers = Vec::new();
     for spec in specs {
         if let Some((layer, out, is_spike)) = fit(spec, &shape) {

@@ -742,9 +742,9 @@ fn max_all(
     let x = hk.input(arg)?;
     let y = hk.output(h)?;
     let one = Count::fixed(1);
-    let e = hk.thread(one.clone());
+    let e = hk.thread(one);
     let k = &mut hk.k;
-    let n = k.count(total.clone());
+    let n = k.count(total);
     let acc = k.f();
     k.ins(format!("mov.f32 {acc}, 0fFF800000"));
     for_range(k, "0", &n, |k, i| {

@@ -69,7 +69,8 @@ impl Lower<'_> {
         let xc = self.emit(Op::Reshape { arg: x, shape: Shape::batched(&col) })?;
         let ones = self.param("encoder.ones".into(), &[k, 1], false, ParamInit::Fill(1.0))?;
         let xk = self.emit(Op::MatMul { input: xc, weight: ones, kind: MatMulKind::Dense })?;
-        let grid = self.param("encoder.grid".into(), &[k], false, ParamInit::Values((0..k).map(f64::from).collect()))?;
+        let grid =
+            self.param("encoder.grid".into(), &[k], false, ParamInit::Values((0..k).map(f64::from).collect()))?;
         let centres = if k == 1 {
             grid
         } else {

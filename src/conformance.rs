@@ -40,16 +40,18 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
-use snnc_frontend::{Encoder, ExampleInput, Layer, LowerOptions, Method, Network, Pair, ParamValue, Readout};
+use snnc_frontend::{ExampleInput, Layer, LowerOptions, Method, Network, Pair, ParamValue, Readout};
 use snnc_ir::{Builder, Dtype, Module, Op, Shape, Type};
 use snnc_runtime::{ElemType, Tensor};
 
 pub use crate::driver::Target;
+use encoders::*;
 use layers::*;
 pub use run::argmax_over_time;
 use run::*;
 
 mod batchnorm;
+mod encoders;
 mod layers;
 mod run;
 mod zoo;
@@ -643,9 +645,11 @@ fn plan_case(json: &Value) -> PResult<Plan> {
     let name = json.get("name").and_then(Value::as_str).unwrap_or(model).to_string();
     match model {
         "threshold" => plan_threshold(json, &mut plan)?,
-        "ConstantCurrentLIFEncoder" | "SpikeLatencyLIFEncoder" | "PoissonEncoder" => {
-            plan_encoder(json, model, &name, &mut plan)?
-        }
+        "ConstantCurrentLIFEncoder"
+        | "SpikeLatencyLIFEncoder"
+        | "PoissonEncoder"
+        | "SignedPoissonEncoder"
+        | "PopulationEncoder" => plan_encoder(json, model, &name, &mut plan)?,
         "network" => plan_network(json, &name, &mut plan)?,
         "graph" => plan_graph(json, &name, &mut plan)?,
         "LIF" | "LI" | "LILinearCell" | "LIFRecurrentCell" | "LSNN" | "LSNNRecurrent" | "LIFBoxCell"
@@ -718,105 +722,6 @@ fn plan_threshold(json: &Value, plan: &mut Plan) -> PResult<()> {
                 expected: tensor(v, &format!("expected.{k}"))?,
             }),
         }
-    }
-    Ok(())
-}
-
-/// Splits a static encoder input `[B, ...]` into batch and sample shape; a
-/// 1-d input is one sample.
-fn encoder_input(t: Tensor, what: &str) -> PResult<(Tensor, Vec<u32>)> {
-    match t.shape.len() {
-        0 => bad(format!("`{what}` must have at least one dimension")),
-        1 => {
-            let input = dims_u32(&t.shape, what)?;
-            let shape = vec![1, t.shape[0]];
-            Ok((Tensor { shape, ..t }, input))
-        }
-        _ => {
-            let input = dims_u32(&t.shape[1..], what)?;
-            Ok((t, input))
-        }
-    }
-}
-
-/// The encoder of a case, its `dt` and `steps`.
-fn encoder_from(model: &str, params: &Map<String, Value>, what: &str) -> PResult<Encoder> {
-    Ok(match model {
-        "ConstantCurrentLIFEncoder" => Encoder::ConstantCurrent { p: lif_params(params, model)? },
-        "SpikeLatencyLIFEncoder" => Encoder::SpikeLatency { p: lif_params(params, model)? },
-        "PoissonEncoder" => {
-            let f_max = match params.get("f_max") {
-                Some(v) => as_f64(v, &format!("{what}.f_max"))?,
-                None => 100.0,
-            };
-            let seed = params.get("seed").and_then(Value::as_u64).unwrap_or(0);
-            Encoder::Poisson { f_max, seed }
-        }
-        other => return unsupported(format!("encoder `{other}` is not supported")),
-    })
-}
-
-/// Adds the Poisson uniforms (`inputs.uniform_random`) as input `uniform`,
-/// reshaped to `[T, B, ...]` when the input was 1-d.
-fn poisson_uniforms(inputs: &Value, x_shape: &[usize], plan: &mut Plan) -> PResult<()> {
-    let u = tensor(get(inputs, "uniform_random")?, "inputs.uniform_random")?;
-    let mut shape = vec![*u.shape.first().unwrap_or(&0)];
-    shape.extend_from_slice(x_shape);
-    if shape.iter().product::<usize>() != u.len() {
-        return bad(format!("`inputs.uniform_random` has shape {:?}, which does not fit [T, {x_shape:?}]", u.shape));
-    }
-    plan.inputs.insert("uniform".into(), Tensor { shape, ..u });
-    Ok(())
-}
-
-fn set_lower(plan: &mut Plan, net: Network, poisson: bool) {
-    let opts = LowerOptions { float: plan.float, poisson_uniform_input: poisson, training: false };
-    plan.program = Program::Network { net: Box::new(net), opts };
-}
-
-fn plan_encoder(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<()> {
-    let params_v = get(json, "parameters")?;
-    let params = as_obj(params_v, "parameters")?;
-    let steps = as_u32(get(params_v, "seq_length")?, "parameters.seq_length")?;
-    let dt = match params.get("dt") {
-        Some(v) => as_f64(v, "parameters.dt")?,
-        None => 0.001,
-    };
-    let encoder = encoder_from(model, params, "parameters")?;
-    let inputs = get(json, "inputs")?;
-    let x_key = if model == "PoissonEncoder" { "x" } else { "current" };
-    let (x, input) = encoder_input(tensor(get(inputs, x_key)?, &format!("inputs.{x_key}"))?, x_key)?;
-    let poisson = matches!(encoder, Encoder::Poisson { .. });
-    if poisson {
-        poisson_uniforms(inputs, &x.shape, plan)?;
-    }
-    plan.inputs.insert("x".into(), x);
-    let net = Network {
-        version: snnc_frontend::FORMAT_VERSION,
-        name: name.to_string(),
-        steps,
-        dt,
-        input,
-        encoder: Some(encoder),
-        layers: Vec::new(),
-        readout: Readout::Sequence,
-        seed: 0,
-        example_input: ExampleInput::Pattern,
-    };
-    set_lower(plan, net, poisson);
-    for (k, v) in as_obj(get(json, "expected")?, "expected")? {
-        let trace = match k.as_str() {
-            "z" => "encoder.z",
-            "v_encoder_internal" => "encoder.v",
-            "z_before_latency_mask" => "encoder.z_raw",
-            other => other,
-        };
-        plan.checks.push(Check {
-            label: k.clone(),
-            source: Source::Trace(trace.to_string()),
-            kind: kind_of(k),
-            expected: tensor(v, &format!("expected.{k}"))?,
-        });
     }
     Ok(())
 }
@@ -1063,7 +968,7 @@ fn plan_network(json: &Value, name: &str, plan: &mut Plan) -> PResult<()> {
             }
             let encoder = encoder_from(ty, &params, "encoder")?;
             let (x, input) = encoder_input(x, "inputs.x")?;
-            if matches!(encoder, Encoder::Poisson { .. }) {
+            if draws_uniforms(&encoder) {
                 poisson = true;
                 poisson_uniforms(inputs, &x.shape, plan)?;
             }

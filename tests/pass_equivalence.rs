@@ -245,7 +245,9 @@ fn generator_covers_every_kind() {
         "BatchNorm2d",
     ];
     let mut expected: Vec<String> = kinds.iter().map(|k| format!("layer {k}")).collect();
-    expected.extend(["none", "ConstantCurrent", "SpikeLatency", "Poisson"].map(|e| format!("encoder {e}")));
+    expected.extend(
+        ["none", "ConstantCurrent", "SpikeLatency", "Poisson", "SignedPoisson"].map(|e| format!("encoder {e}")),
+    );
     expected
         .extend(["Sequence", "MaxLogSoftmax", "Max", "LastStep", "Mean", "SpikeCount"].map(|r| format!("readout {r}")));
     expected.extend(snnc_frontend::Method::ALL.map(|m| format!("method {}", m.norse_name())));

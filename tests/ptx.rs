@@ -447,6 +447,30 @@ fn past_failures_agree_on_simulated_ptx() {
     }
 }
 
+/// The population encoder's `max_all` (the whole batch's maximum, one
+/// thread) and its backward, forward and training modules, on the
+/// simulated PTX against the interpreter (the random networks do not draw
+/// this encoder).
+#[test]
+fn population_encoder_agrees_on_simulated_ptx() {
+    for (encoder, batch) in [("Population(out_features: 4)", 3), ("Population(out_features: 3, scale: 1.5)", 2)] {
+        let text = format!(
+            "(version: 1, name: \"pop\", steps: 4, input: [5], encoder: {encoder}, \
+             layers: [Flatten(), Linear(out: 6), LIF(), Linear(out: 3), LI()], readout: Sequence)"
+        );
+        let net = snnc_frontend::parse_network(&text, "case.ron").unwrap_or_else(|e| panic!("{e}"));
+        let case = Case { net, batch, seed: 7 };
+        let backward = training_module(&case).map_or(Ok(Verdict::Equal), |m| check_simulated_module(&case, m));
+        for verdict in [check_simulated(&case), backward] {
+            match verdict {
+                Ok(Verdict::Equal) => {}
+                Ok(Verdict::Excused(why)) => println!("excused: {why}"),
+                Err(e) => panic!("{e}\n{text}"),
+            }
+        }
+    }
+}
+
 fn simulate_random(check: impl Fn(&Case) -> Result<Verdict, String>) {
     let mut runner = TestRunner::new(common::proptest_config(64));
     let (excused, passed) = (AtomicUsize::new(0), AtomicUsize::new(0));

@@ -330,8 +330,8 @@ impl Checker {
                 self.at = "encoder (SpikeLatency)".to_string();
                 self.lif(p, false);
             }
-            Encoder::Poisson { f_max, seed: _ } => {
-                self.at = "encoder (Poisson)".to_string();
+            Encoder::Poisson { f_max, seed: _ } | Encoder::SignedPoisson { f_max, seed: _ } => {
+                self.at = format!("encoder ({})", encoder.kind());
                 if self.finite("f_max", *f_max) && *f_max < 0.0 {
                     let problem = Problem::new(self.place("f_max"), format!("must be 0 or more, found {f_max}"))
                         .with_help("the maximum firing rate in Hz; Norse's default is 100");
@@ -347,6 +347,24 @@ impl Checker {
                     );
                     let help = "dt is in seconds: 1 ms is `dt: 0.001`; f_max is in Hz";
                     self.warnings.push(Problem::new(self.place("f_max"), message).with_help(help));
+                }
+            }
+            Encoder::Population { out_features, scale } => {
+                self.at = "encoder (Population)".to_string();
+                if *out_features == 0 {
+                    let problem = Problem::new(self.place("out_features"), "must be 1 or more, found 0".to_string())
+                        .with_help("the number of Gaussian receptive fields per input value, e.g. `out_features: 8`");
+                    self.push(problem);
+                }
+                if let Some(scale) = *scale
+                    && self.finite("scale", scale)
+                    && scale < 0.0
+                {
+                    let problem = Problem::new(self.place("scale"), format!("must be 0 or more, found {scale}"))
+                        .with_help(
+                            "the centres run from 0 to `scale`; leave `scale` out (or 0) to use the largest input value",
+                        );
+                    self.push(problem);
                 }
             }
             Encoder::Direct {} => {}

@@ -890,17 +890,42 @@ pub struct LifEncoder {
 
 params!(LifEncoder, LifParams; tau_mem_inv: ParamValue, v_leak: ParamValue, v_th: ParamValue, v_reset: ParamValue);
 
-/// `PoissonEncoder`; made by [`Encoder::poisson`].
+/// `PoissonEncoder` or `SignedPoissonEncoder`; made by [`Encoder::poisson`]
+/// and [`Encoder::signed_poisson`].
 #[derive(Clone, Debug, PartialEq)]
 #[must_use]
 pub struct Poisson {
     f_max: f64,
     seed: u64,
+    signed: bool,
+}
+
+/// `PopulationEncoder`; made by [`Encoder::population`].
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub struct Population {
+    out_features: u32,
+    scale: Option<f64>,
+}
+
+impl Population {
+    /// The kernels' scale (the last centre and the width factor); without
+    /// it (or with 0) the largest value of the whole input batch.
+    pub fn scale(mut self, scale: f64) -> Self {
+        self.scale = Some(scale);
+        self
+    }
+}
+
+impl From<Population> for Encoder {
+    fn from(b: Population) -> Encoder {
+        Encoder::Population { out_features: b.out_features, scale: b.scale }
+    }
 }
 
 impl Poisson {
     /// The maximum firing rate in Hz (default 100): a neuron spikes with
-    /// probability `dt * f_max * x` per step.
+    /// probability `dt * f_max * x` (signed: `dt * f_max * |x|`) per step.
     pub fn f_max(mut self, f_max: f64) -> Self {
         self.f_max = f_max;
         self
@@ -924,7 +949,11 @@ impl From<LifEncoder> for Encoder {
 
 impl From<Poisson> for Encoder {
     fn from(b: Poisson) -> Encoder {
-        Encoder::Poisson { f_max: b.f_max, seed: b.seed }
+        if b.signed {
+            Encoder::SignedPoisson { f_max: b.f_max, seed: b.seed }
+        } else {
+            Encoder::Poisson { f_max: b.f_max, seed: b.seed }
+        }
     }
 }
 
@@ -944,7 +973,19 @@ impl Encoder {
 
     /// `PoissonEncoder` with `f_max` = 100 Hz and seed 0; see [`Poisson`].
     pub fn poisson() -> Poisson {
-        Poisson { f_max: 100.0, seed: 0 }
+        Poisson { f_max: 100.0, seed: 0, signed: false }
+    }
+
+    /// `SignedPoissonEncoder` with `f_max` = 100 Hz and seed 0: `sign(x)`
+    /// with probability `dt * f_max * |x|` per step, else 0; see [`Poisson`].
+    pub fn signed_poisson() -> Poisson {
+        Poisson { f_max: 100.0, seed: 0, signed: true }
+    }
+
+    /// `PopulationEncoder(out_features)`: `out_features` Gaussian
+    /// receptive fields per input value; see [`Population`].
+    pub fn population(out_features: u32) -> Population {
+        Population { out_features, scale: None }
     }
 
     /// Direct encoding: the static input is the first layer's input at

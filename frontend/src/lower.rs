@@ -31,6 +31,7 @@ use snnc_ir::{
 use snnc_ir::typing::{ConvSizeError, conv_out_size};
 mod batchnorm;
 mod body;
+mod encoders;
 mod neuron;
 pub use batchnorm::batch_stat_outputs;
 use body::{Body, delayed_types, lower_body};
@@ -474,6 +475,8 @@ impl Lower<'_> {
                 };
                 self.named(Op::Compare { op: CompareOp::Lt, lhs: u, rhs: p }, "encoder.z".into())
             }
+            Encoder::SignedPoisson { f_max, seed } => self.signed_poisson(*f_max, *seed, x, shape, uniform),
+            Encoder::Population { out_features, scale } => self.population(*out_features, *scale, x, shape),
             // The first layer reads the static input at every step.
             Encoder::Direct {} => Ok(x),
         }

@@ -237,6 +237,26 @@ pub enum Encoder {
         #[serde(default)]
         seed: u64,
     },
+    /// `SignedPoissonEncoder`: `sign(x)` with probability `dt * f_max * |x|`
+    /// per step, else 0: values in {-1, 0, 1} (the module's float, not
+    /// spikes), drawn from snnc's counter-based generator keyed by `seed`.
+    SignedPoisson {
+        #[serde(default = "default_f_max")]
+        f_max: f64,
+        #[serde(default)]
+        seed: u64,
+    },
+    /// `PopulationEncoder(out_features, scale)`: each input value becomes
+    /// `out_features` values `exp(-((x - c_k)^2 * s) / 2)` with centres
+    /// `c = linspace(0, s, out_features)` and `s = scale`, or the largest
+    /// value of the whole input batch when `scale` is left out (or 0).
+    /// Values in (0, 1], not spikes; the encoded shape is the input shape
+    /// followed by `[out_features]`, the same at every step.
+    Population {
+        out_features: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scale: Option<f64>,
+    },
     /// Direct encoding: the static input itself is the first layer's input
     /// at every step (what a Norse model sees when it is fed
     /// `x.unsqueeze(0).repeat(T, 1, ...)`); no spikes, no state. Written
@@ -251,6 +271,8 @@ impl Encoder {
             Encoder::ConstantCurrent { .. } => "ConstantCurrent",
             Encoder::SpikeLatency { .. } => "SpikeLatency",
             Encoder::Poisson { .. } => "Poisson",
+            Encoder::SignedPoisson { .. } => "SignedPoisson",
+            Encoder::Population { .. } => "Population",
             Encoder::Direct {} => "Direct",
         }
     }

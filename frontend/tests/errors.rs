@@ -206,7 +206,7 @@ fn unknown_encoder_and_readout() {
       |
     8 |     encoder: ConstantCurrentLIF(),
       |              ^^^^^^^^^^^^^^^^^^
-      = help: did you mean `ConstantCurrent`? The encoders are `ConstantCurrent`, `SpikeLatency`, `Poisson`, `Direct`
+      = help: did you mean `ConstantCurrent`? The encoders are `ConstantCurrent`, `SpikeLatency`, `Poisson`, `SignedPoisson`, `Population`, `Direct`
     "#);
     insta::assert_snapshot!(parse_error(&tutorial_with("MaxLogSoftmax", "Softmax")), @r#"
     net.ron:15:14: error: unknown readout `Softmax`
@@ -660,6 +660,58 @@ fn encoder_parameters() {
       = help: an inverse time constant in 1/s (1/tau); Norse's default is 100
     "#);
     check_ok(&tutorial_with("ConstantCurrent()", "Poisson(f_max: 0)"));
+}
+
+#[test]
+fn value_encoder_parameters() {
+    use snnc_frontend::check::network_warnings;
+    // The DSL builds the same encoders.
+    assert_eq!(Encoder::from(Encoder::population(5)), Encoder::Population { out_features: 5, scale: None });
+    assert_eq!(
+        Encoder::from(Encoder::population(6).scale(2.0)),
+        Encoder::Population { out_features: 6, scale: Some(2.0) }
+    );
+    assert_eq!(Encoder::from(Encoder::signed_poisson()), Encoder::SignedPoisson { f_max: 100.0, seed: 0 });
+    assert_eq!(
+        Encoder::from(Encoder::signed_poisson().f_max(300.0).seed(9)),
+        Encoder::SignedPoisson { f_max: 300.0, seed: 9 }
+    );
+    insta::assert_snapshot!(check_error(&tutorial_with("ConstantCurrent()", "SignedPoisson(f_max: -1)")), @r#"
+    net.ron: error: encoder (SignedPoisson): f_max: must be 0 or more, found -1
+      = help: the maximum firing rate in Hz; Norse's default is 100
+    "#);
+    insta::assert_snapshot!(check_error(&tutorial_with("ConstantCurrent()", "Population(out_features: 0)")), @r#"
+    net.ron: error: encoder (Population): out_features: must be 1 or more, found 0
+      = help: the number of Gaussian receptive fields per input value, e.g. `out_features: 8`
+    "#);
+    insta::assert_snapshot!(
+        check_error(&tutorial_with("ConstantCurrent()", "Population(out_features: 4, scale: -2.0)")), @r#"
+    net.ron: error: encoder (Population): scale: must be 0 or more, found -2
+      = help: the centres run from 0 to `scale`; leave `scale` out (or 0) to use the largest input value
+    "#);
+    insta::assert_snapshot!(
+        check_error(&tutorial_with("ConstantCurrent()", "Population(out_features: 4, scale: NaN)")),
+        @"net.ron: error: encoder (Population): scale: must be a finite number, found NaN"
+    );
+    insta::assert_snapshot!(parse_error(&tutorial_with("ConstantCurrent()", "Population()")), @r#"
+    net.ron:8:25: error: missing field `out_features` in `Population`
+      |
+    8 |     encoder: Population(),
+      |                         ^
+      = help: add `out_features: ...`
+    "#);
+    check_ok(&tutorial_with("ConstantCurrent()", "SignedPoisson()"));
+    check_ok(&tutorial_with("ConstantCurrent()", "SignedPoisson(f_max: 300, seed: 4)"));
+    check_ok(&tutorial_with("ConstantCurrent()", "Population(out_features: 8)"));
+    check_ok(&tutorial_with("ConstantCurrent()", "Population(out_features: 8, scale: 0)"));
+    check_ok(&tutorial_with("ConstantCurrent()", "Population(out_features: 8, scale: 2.5)"));
+    // A saturating signed rate warns as Poisson's does.
+    let signed =
+        "(version: 1, name: \"p\", steps: 4, input: [2], encoder: SignedPoisson(f_max: 2000), layers: [LIF()])";
+    let net = parse_network(signed, "net.ron").unwrap();
+    let warnings: Vec<String> = network_warnings(&net).iter().map(Problem::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("encoder (SignedPoisson): f_max: dt * f_max = 0.001 * 2000 = 2"), "{warnings:?}");
 }
 
 #[test]

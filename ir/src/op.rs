@@ -357,6 +357,14 @@ pub enum Op {
     /// dtype, `shape`, not `seq`. A fixed result such as `[C, H, W]`
     /// broadcasts against `[B, C, H, W]` by `Binary`'s suffix rule.
     ChannelBroadcast { arg: Handle<Node>, shape: Shape, mean: bool },
+    /// The maximum over every element of `arg`: all batch entries (and all
+    /// steps of a `seq` value), as torch's `x.max()` without a dim (Norse's
+    /// `PopulationEncoder` scale). NaN propagates (any NaN gives NaN); no
+    /// element gives `-inf`. Typing: `arg` float; the result is a fixed
+    /// scalar `[]` of `arg`'s dtype, not `seq`, which broadcasts to any
+    /// shape. Gradient (as torch's): shared evenly among the elements equal
+    /// to the maximum.
+    MaxAll(Handle<Node>),
 
     // ---- Ops made by the autodiff pass (the backward of the ops above) ----
     /// Swaps the two dims of a fixed `[m, n]` matrix (no batch, no time).
@@ -445,7 +453,7 @@ impl Op {
             Op::Narrow { arg, .. } | Op::ChannelSum { arg, .. } | Op::ChannelBroadcast { arg, .. } => vec![arg],
             Op::Input(_) | Op::Param(_) | Op::Const { .. } | Op::StateRead(_) | Op::Uniform { .. } => Vec::new(),
             Op::StateWrite { value, .. } => vec![value],
-            Op::Step(a) | Op::Collect(a) | Op::StopGradient(a) => vec![a],
+            Op::Step(a) | Op::Collect(a) | Op::StopGradient(a) | Op::MaxAll(a) => vec![a],
             Op::Unary { arg, .. }
             | Op::Threshold { arg, .. }
             | Op::Cast { arg, .. }
@@ -484,7 +492,7 @@ impl Op {
             }
             Op::Narrow { arg, .. } | Op::ChannelSum { arg, .. } | Op::ChannelBroadcast { arg, .. } => *arg = f(*arg),
             Op::StateWrite { value, .. } => *value = f(*value),
-            Op::Step(a) | Op::Collect(a) | Op::StopGradient(a) => *a = f(*a),
+            Op::Step(a) | Op::Collect(a) | Op::StopGradient(a) | Op::MaxAll(a) => *a = f(*a),
             Op::Unary { arg, .. }
             | Op::Threshold { arg, .. }
             | Op::Cast { arg, .. }
@@ -579,6 +587,7 @@ impl Op {
             Op::ChannelSum { mean: true, .. } => "channel_mean",
             Op::ChannelBroadcast { mean: false, .. } => "channel_broadcast",
             Op::ChannelBroadcast { mean: true, .. } => "channel_broadcast_mean",
+            Op::MaxAll(_) => "max_all",
             Op::Fused(_) => "fused",
             Op::Extract { .. } => "extract",
             Op::Transpose(_) => "transpose",

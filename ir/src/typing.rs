@@ -209,6 +209,13 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
             };
             Ok(Type { dtype, seq: false, shape: x.shape.clone() })
         }
+        Op::MaxAll(arg) => {
+            let x = ty(arg);
+            if !x.dtype.is_float() {
+                return Err(format!("`max_all` needs a float value, got {x}"));
+            }
+            Ok(Type::scalar(x.dtype))
+        }
         Op::LogSoftmax { arg } => {
             let x = ty(arg);
             if !x.dtype.is_float() || x.shape.rank() == 0 {

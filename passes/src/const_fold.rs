@@ -181,6 +181,7 @@ fn fold<F: Real>(module: &Module, op: &Op) -> Option<f64> {
         | Op::Concat { .. }
         | Op::Narrow { .. }
         | Op::ChannelSum { .. }
+        | Op::MaxAll(_)
         | Op::ChannelBroadcast { .. }
         | Op::Transpose(_)
         | Op::MatMulGradWeight { .. }

@@ -213,9 +213,9 @@ fn plan_loop(
             !hoist[p]
                 && (comp_size[comp[p]] > 1
                     || stays(&node.op)
-                    // Per-step statistics (BatchNorm): a sum over the
-                    // batch of one step, never over time.
-                    || matches!(node.op, Op::ChannelSum { .. })
+                    // Per-step statistics (BatchNorm) and a per-step
+                    // maximum: over the batch of one step, never over time.
+                    || matches!(node.op, Op::ChannelSum { .. } | Op::MaxAll(_))
                     || pinned.contains_key(&nodes[p])
                     || (matches!(node.op, Op::Step(_)) && node.name.is_some()))
         })

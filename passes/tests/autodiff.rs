@@ -153,6 +153,43 @@ fn smooth_readout_paths_match_finite_differences() {
 }
 
 #[test]
+fn population_encoder_with_a_scale_matches_finite_differences() {
+    check_fd(
+        r#"(version: 1, name: "pop_scale", steps: 3, input: [2], encoder: Population(out_features: 3, scale: 1.5),
+            layers: [Flatten(), Linear(name: "fc1", out: 3), LI(name: "out")], readout: Mean)"#,
+        true,
+    );
+}
+
+/// `max_all` backward as torch's `x.max()`: the gradient is shared evenly
+/// among the elements equal to the maximum (here two tied elements of
+/// different samples), 0 elsewhere. (Without a scale, the population
+/// encoder's centres move with the maximum, but torch's `linspace` passes
+/// no gradient, so finite differences are not the reference there.)
+#[test]
+fn max_all_shares_its_gradient_among_the_tied_maxima() {
+    use snnc_ir::{Builder, Op, Shape, Type};
+    let mut b = Builder::new("max_all", 1, 1e-3, Dtype::F64);
+    let xin = b.input("x", Type::new(Dtype::F64, Shape::batched(&[3])));
+    let x = b.emit(Op::Input(xin)).unwrap();
+    let m = b.emit(Op::MaxAll(x)).unwrap();
+    b.output("y", m);
+    let fwd = b.finish();
+    let (bwd, _) = with_grads(&fwd, &["x"]);
+    let info = snnc_ir::validate(&bwd).expect("valid");
+    let mut inputs = BTreeMap::new();
+    let xs = vec![0.5, 2.0, -1.0, 2.0, 1.0, 0.25];
+    inputs.insert("x".to_string(), Tensor::new(vec![2, 3], snnc_runtime::ElemType::F64, xs).unwrap());
+    let seed = snnc_passes::autodiff::seed_input_name("y");
+    inputs.insert(seed, Tensor::new(vec![], snnc_runtime::ElemType::F64, vec![3.0]).unwrap());
+    let r = snnc_interp::run(&bwd, &info, &Weights::new(), &inputs, &RunOptions::default()).expect("runs");
+    assert_eq!(r.outputs["y"].data, vec![2.0]);
+    let g = &r.outputs[&snnc_passes::autodiff::grad_output_name("x")];
+    assert_eq!(g.shape, vec![2, 3]);
+    assert_eq!(g.data, vec![0.0, 1.5, 0.0, 1.5, 0.0, 0.0]);
+}
+
+#[test]
 fn spiking_layers_with_heaviside_match_finite_differences() {
     // No gradient flows through heaviside spikes, so autodiff computes the
     // true derivative: the membrane recursion and the readout.

@@ -1,5 +1,5 @@
 use super::*;
-use snnc_frontend::LifParams;
+use snnc_frontend::{Encoder, LifParams};
 
 fn t(shape: &[usize], data: &[f64]) -> Tensor {
     Tensor { shape: shape.to_vec(), dtype: ElemType::F64, data: data.to_vec() }

@@ -418,6 +418,8 @@ pub fn arb_encoder() -> impl Strategy<Value = Option<Encoder>> {
         1 => arb_lif().prop_map(|p| Some(Encoder::SpikeLatency { p })),
         1 => (prop_oneof![Just(100.0), 10.0f64..1000.0], any::<u64>())
             .prop_map(|(f_max, seed)| Some(Encoder::Poisson { f_max, seed })),
+        1 => (prop_oneof![Just(100.0), 10.0f64..1000.0], any::<u64>())
+            .prop_map(|(f_max, seed)| Some(Encoder::SignedPoisson { f_max, seed })),
         1 => Just(Some(Encoder::Direct {})),
     ]
 }
@@ -742,7 +744,11 @@ pub fn build(
         e => e,
     });
     let direct = matches!(encoder, Some(Encoder::Direct {}));
-    let mut spike = encoder.is_some() && !direct;
+    // The value encoders give floats (SignedPoisson: -1, 0, 1).
+    let mut spike = matches!(
+        encoder,
+        Some(Encoder::ConstantCurrent { .. } | Encoder::SpikeLatency { .. } | Encoder::Poisson { .. })
+    );
     let mut layers = Vec::new();
     for spec in specs {
         if let Some((layer, out, is_spike)) = fit(spec, &shape) {

@@ -698,6 +698,12 @@ pub(crate) fn matmul_grad_weight_exact(
 
 /// Sums `x` (`lead × n`) over its leading rows, in row order from `+0` (the
 /// interpreter's bits); the columns are split over threads.
+/// `max_all`: the maximum of every element, as the interpreter's
+/// (NaN if any is NaN, `-inf` for none).
+pub(crate) fn max_all(x: &[f32]) -> f32 {
+    x.iter().fold(f32::NEG_INFINITY, |m, &v| max_nan(m, v))
+}
+
 pub(crate) fn sum_rows(x: &[f32], out: &mut [f32]) {
     let n = out.len();
     if n == 0 {

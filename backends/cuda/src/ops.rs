@@ -11,6 +11,7 @@
 //! | `transpose` | one thread per element |
 //! | `matmul_grad_weight` | one thread per weight: the sum over rows in order (both kinds: zero inputs' products change nothing) |
 //! | `sum_to` | one thread per result element: the sum over the leading index in order |
+//! | `max_all` | one thread folds every element in order from `-inf` with the interpreter's NaN-propagating `max` |
 //! | `reduce_time_*_grad` | one thread per element: a loop over time (`max`: the first maximal step, NaN first) |
 //! | `log_softmax_grad` | one thread per row: `grad - exp(out) * sum(grad)` |
 //!
@@ -222,6 +223,7 @@ pub(crate) fn write(plan: &Plan<'_>, h: Handle<Node>, mode: Mode, prefix: &str) 
         }
         Op::ReduceTime { op, arg } => vec![reduce_time(plan, h, mode, name(node.op.mnemonic()), op, arg)?],
         Op::LogSoftmax { arg } => vec![log_softmax(plan, h, mode, name("log_softmax"), arg)?],
+        Op::MaxAll(arg) => vec![max_all(plan, h, mode, name("max_all"), arg, count_dims(&dims(arg)))?],
         Op::Transpose(a) => {
             let ad = dims(a);
             vec![transpose(
@@ -724,6 +726,35 @@ fn sum_to(
     })?;
     k.st(&y, &e, &acc);
     Ok(hk.done(format!("sum_to [{}] over [{}] leading elements", len.show(), lead.show()), len))
+}
+
+/// `max_all`: one thread folds every element in order with the
+/// interpreter's NaN-propagating `max`, from `-inf`.
+fn max_all(
+    plan: &Plan<'_>,
+    h: Handle<Node>,
+    mode: Mode,
+    name: String,
+    arg: Handle<Node>,
+    total: Count,
+) -> Result<HeavyKernel, CudaError> {
+    let mut hk = Hk::new(plan, mode, name);
+    let x = hk.input(arg)?;
+    let y = hk.output(h)?;
+    let one = Count::fixed(1);
+    let e = hk.thread(one);
+    let k = &mut hk.k;
+    let n = k.count(total);
+    let acc = k.f();
+    k.ins(format!("mov.f32 {acc}, 0fFF800000"));
+    for_range(k, "0", &n, |k, i| {
+        let v = k.ld(&x, i);
+        let r = math::max_nan(k, &acc, &v);
+        k.ins(format!("mov.f32 {acc}, {r}"));
+        Ok(())
+    })?;
+    k.st(&y, &e, &acc);
+    Ok(hk.done(format!("max_all over [{}] elements", total.show()), one))
 }
 
 fn reduce_time_grad(

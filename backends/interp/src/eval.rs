@@ -306,6 +306,10 @@ impl<F: Real> Evaluator<'_, F> {
                 kernels::channel_broadcast(self.val(arg), lead, inner, mean, &mut out);
             }
             Op::ReduceTime { op, arg } => kernels::reduce_time(op, self.val(arg), self.plan.steps, n, &mut out),
+            Op::MaxAll(arg) => {
+                out.clear();
+                out.push(kernels::max_all(self.val(arg)));
+            }
             Op::LogSoftmax { arg } => kernels::log_softmax(self.val(arg), dims.last().copied().unwrap_or(1), &mut out),
             Op::Fused(ref kernel) => {
                 let mut outs = std::mem::take(&mut self.kernel_outputs[h.index()]);

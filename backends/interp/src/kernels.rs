@@ -494,6 +494,12 @@ pub(crate) fn matmul_grad_weight<F: Real>(
 
 /// Sums `x` (`lead × n` row-major) over its leading rows:
 /// `y[k] = ((0 + x[0, k]) + x[1, k]) + ...`, in row order from `+0`.
+/// `max_all`: the maximum of every element (NaN if any is NaN, `-inf` for
+/// none), in order.
+pub(crate) fn max_all<F: Real>(x: &[F]) -> F {
+    x.iter().fold(F::neg_infinity(), |m, &v| max_nan(m, v))
+}
+
 pub(crate) fn sum_rows<F: Real>(x: &[F], n: usize, out: &mut Vec<F>) {
     out.clear();
     out.resize(n, F::zero());

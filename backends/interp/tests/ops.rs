@@ -533,6 +533,33 @@ fn reductions_over_time() {
 }
 
 #[test]
+fn max_all_reduces_every_element_and_propagates_nan() {
+    let mut b = Builder::new("max_all", 2, 1e-3, F64);
+    let xin = b.input("x", Type::new(F64, Shape::batched(&[3])));
+    let x = b.emit(Op::Input(xin)).unwrap();
+    let m = b.emit(Op::MaxAll(x)).unwrap();
+    b.output("m", m);
+    let sin = b.input("s", Type::seq(F64, Shape::batched(&[2])));
+    let s = b.emit(Op::Input(sin)).unwrap();
+    let ms = b.emit(Op::MaxAll(s)).unwrap();
+    b.output("ms", ms);
+    let m_mod = b.finish();
+    // Over the batch (the maximum is in the second sample) and over time.
+    let s_in = t64(&[2, 2, 2], vec![1.0, -4.0, 0.5, 2.0, 7.5, -1.0, 3.0, 0.0]);
+    let r = run(
+        &m_mod,
+        &Weights::new(),
+        &[("x", t64(&[2, 3], vec![0.5, -2.0, 1.0, 3.25, -7.0, 0.0])), ("s", s_in.clone())],
+    );
+    assert_eq!(r.outputs["m"].shape, Vec::<usize>::new());
+    assert_bits(&r.outputs["m"].data, &[3.25]);
+    assert_bits(&r.outputs["ms"].data, &[7.5]);
+    let r =
+        run(&m_mod, &Weights::new(), &[("x", t64(&[2, 3], vec![0.5, f64::NAN, 1.0, 3.25, -7.0, 0.0])), ("s", s_in)]);
+    assert_bits(&r.outputs["m"].data, &[f64::NAN]);
+}
+
+#[test]
 fn log_softmax_as_torch_computes_it() {
     let mut b = Builder::new("lsm", 1, 1e-3, F32);
     let xin = b.input("x", Type::new(F32, Shape::batched(&[3])));

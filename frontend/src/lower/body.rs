@@ -96,7 +96,7 @@ pub(super) fn lower_body<'a>(
     let x_input = cx.b.input("x", x_ty);
     let x = cx.emit(Op::Input(x_input))?;
     let uniform = match (&net.encoder, opts.poisson_uniform_input) {
-        (Some(Encoder::Poisson { .. }), true) => {
+        (Some(Encoder::Poisson { .. } | Encoder::SignedPoisson { .. }), true) => {
             let u = cx.b.input("uniform", Type::seq(opts.float, Shape::batched(&net.input)));
             Some(cx.emit(Op::Input(u))?)
         }
@@ -112,6 +112,10 @@ pub(super) fn lower_body<'a>(
     }
     if let Some(enc) = &net.encoder {
         input.node = cx.encoder(enc, input.node, &input.shape, uniform)?;
+        if let Encoder::Population { out_features, .. } = enc {
+            input.shape.push(*out_features);
+            check_size(file, "encoder (Population)", "its output", &input.shape)?;
+        }
         input.producer = "the encoder".into();
         summary.push(LayerSummary {
             name: "encoder".into(),

@@ -5,7 +5,7 @@
 //! its offset; `narrow`'s is the `concat` of zero blocks (see
 //! `zero_block`) around the gradient.
 
-use snnc_ir::{BinaryOp, CompareOp, Handle, MatMulKind, Node, Op, Surrogate, UnaryOp};
+use snnc_ir::{BinaryOp, CompareOp, Handle, MatMulKind, Node, Op, Shape, Surrogate, UnaryOp};
 
 use super::{Ad, AdError};
 
@@ -189,6 +189,18 @@ pub(crate) fn backward(ad: &mut Ad<'_>, h: H, g: H) -> Result<(), AdError> {
         Op::ChannelBroadcast { arg, mean, .. } => {
             // Each channel gets the sum of its copies' gradients.
             let gx = ad.emit(Op::ChannelSum { arg: g, mean })?;
+            ad.contribute(arg, gx)
+        }
+        Op::MaxAll(arg) => {
+            // torch's `max()` backward: the gradient shared evenly among
+            // the elements equal to the maximum.
+            let (x, m) = (ad.fv(arg)?, ad.fv(h)?);
+            let hit = ad.emit(Op::Compare { op: CompareOp::Eq, lhs: x, rhs: m })?;
+            let count = ad.emit(Op::SumTo { arg: hit, shape: Shape::scalar() })?;
+            let share = bin(ad, BinaryOp::Div, g, count)?;
+            let dtype = ad.float();
+            let hit = ad.emit(Op::Cast { arg: hit, dtype })?;
+            let gx = bin(ad, BinaryOp::Mul, hit, share)?;
             ad.contribute(arg, gx)
         }
         Op::Fused(_) | Op::Extract { .. } => Err(AdError("`fused` kernels cannot be differentiated".into())),

@@ -39,6 +39,7 @@ pub fn op_to_inst(op: &Op, mut arg: impl FnMut(Handle<Node>) -> u32) -> Option<K
         | Op::Concat { .. }
         | Op::Narrow { .. }
         | Op::ChannelSum { .. }
+        | Op::MaxAll(_)
         | Op::ChannelBroadcast { .. }
         | Op::Fused(_)
         | Op::Extract { .. }

@@ -128,6 +128,7 @@ impl Executable {
             Op::ReduceTime { op, arg } => {
                 kernels::reduce_time(op, self.val(b, arg, step), module.steps as usize, &mut out)
             }
+            Op::MaxAll(arg) => out.fill(kernels::max_all(self.val(b, arg, step))),
             Op::LogSoftmax { arg } => {
                 kernels::log_softmax(self.val(b, arg, step), dims.last().copied().unwrap_or(1), &mut out)
             }

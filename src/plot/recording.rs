@@ -103,6 +103,22 @@ impl Meta {
                     Layer::LSNN { p, .. } | Layer::LSNNRecurrent { p, .. } => (Role::Spiking, p.v_th.scalar(), true),
                     Layer::LIFBox { p, .. } => (Role::Spiking, p.v_th.scalar(), false),
                     Layer::LIFAdEx { p, .. } => (Role::Spiking, p.v_th.scalar(), false),
+                    Layer::IAF { p, .. } => (Role::Spiking, p.v_th.scalar(), false),
+                    Layer::LIFEx { p, .. } => (Role::Spiking, p.v_th.scalar(), false),
+                    Layer::LIFRefrac { p, .. } => (Role::Spiking, p.v_th.scalar(), false),
+                    Layer::LIFAdExRefrac { p, .. } => (Role::Spiking, p.v_th.scalar(), false),
+                    Layer::CobaLIF { p, .. } => (Role::Spiking, p.v_thresh.scalar(), false),
+                    Layer::Izhikevich { p, .. } => (Role::Spiking, Some(p.v_th.unwrap_or(30.0)), false),
+                    Layer::Neuron { model, .. } if model.spike.is_some() => {
+                        // A threshold line where the model names one `v_th`.
+                        let v_th = model
+                            .params
+                            .get("v_th")
+                            .and_then(|p| p.scalar())
+                            .or_else(|| model.constants.get("v_th").copied());
+                        (Role::Spiking, v_th, false)
+                    }
+                    Layer::Neuron { .. } | Layer::LIBox { .. } => (Role::Integrator, None, false),
                     Layer::LI { .. } | Layer::LILinear { .. } => (Role::Integrator, None, false),
                     _ => (Role::Other, None, false),
                 };

@@ -854,6 +854,16 @@ fn plan_cell(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<
                 }
             }
         }
+        other if other.contains("Recurrent") || other == "iaf_step" => {
+            let w_in = weight("input_weights")?;
+            let (hidden, _) = matrix(&w_in, "weights.input_weights")?;
+            plan.weights.insert(format!("{CELL}.input_weights"), w_in);
+            plan.weights.insert(format!("{CELL}.recurrent_weights"), weight("recurrent_weights_given")?);
+            match zoo::recurrent_zoo_layer(other, params, cell, hidden, autapses)? {
+                Some(layer) => layer,
+                None => return unsupported(format!("model `{other}` is not supported by the runner")),
+            }
+        }
         other => match zoo::zoo_layer(other, params, cell)? {
             Some(layer) => layer,
             None => return unsupported(format!("model `{other}` is not supported by the runner")),

@@ -79,7 +79,8 @@ fn the_dsl_writes_the_example_file() {
 /// `snnc check` on a network of one `Neuron` layer with `model`.
 fn check(test: &str, model: &str) -> (i32, String) {
     let dir = TempDir::new(test);
-    let net = format!("(version: 1, name: \"n\", steps: 3, input: [2], layers: [Neuron(name: \"n\", model: ({model}))])");
+    let net =
+        format!("(version: 1, name: \"n\", steps: 3, input: [2], layers: [Neuron(name: \"n\", model: ({model}))])");
     let path = dir.write("net.ron", net);
     let o = snnc(&["check", &path]);
     (o.status.code().unwrap_or(-1), stderr(&o))
@@ -87,10 +88,8 @@ fn check(test: &str, model: &str) -> (i32, String) {
 
 #[test]
 fn mistakes_in_equations_are_located_inside_them() {
-    let (code, err) = check(
-        "unknown_name",
-        r#"state: {"v": 0}, update: ["k = 2 * dt", "v = v + k * vv"], spike: "v - 1""#,
-    );
+    let (code, err) =
+        check("unknown_name", r#"state: {"v": 0}, update: ["k = 2 * dt", "v = v + k * vv"], spike: "v - 1""#);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("layers[0] `n` (Neuron): model.update[1]: column 13: unknown name `vv`\n    v = v + k * vv\n                ^^"),
@@ -102,7 +101,8 @@ fn mistakes_in_equations_are_located_inside_them() {
     assert_eq!(code, 2);
     assert!(err.contains("model.update[1]: column 1: `v` is written twice in `update` (first in update[0])"), "{err}");
 
-    let (code, err) = check("reset_unknown", r#"state: {"v": 0}, update: ["v = v + x"], spike: "v - 1", reset: ["w = 0"]"#);
+    let (code, err) =
+        check("reset_unknown", r#"state: {"v": 0}, update: ["v = v + x"], spike: "v - 1", reset: ["w = 0"]"#);
     assert_eq!(code, 2);
     assert!(err.contains("model.reset[0]: column 1: a reset of an unknown state `w`: the states are `v`"), "{err}");
 
@@ -114,7 +114,8 @@ fn mistakes_in_equations_are_located_inside_them() {
     assert_eq!(code, 2);
     assert!(err.contains("there is no power operator") && err.contains("v * v"), "{err}");
 
-    let (code, err) = check("trainable", r#"constants: {"c": 1}, state: {"v": 0}, update: ["v = v + c * x"], trainable: ["c"]"#);
+    let (code, err) =
+        check("trainable", r#"constants: {"c": 1}, state: {"v": 0}, update: ["v = v + c * x"], trainable: ["c"]"#);
     assert_eq!(code, 2);
     assert!(err.contains("`c` is a constant (a Python float); move it to `params` to train it"), "{err}");
 }

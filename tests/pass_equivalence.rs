@@ -204,7 +204,7 @@ fn every_pass_has_a_registered_name() {
 #[test]
 fn generator_covers_every_kind() {
     let mut runner = TestRunner::deterministic();
-    let cases: Vec<Case> = (0..256).map(|_| common::sample(&mut runner)).collect();
+    let cases: Vec<Case> = (0..512).map(|_| common::sample(&mut runner)).collect();
     for case in &cases {
         snnc_frontend::check_network(&case.net, "case.ron").unwrap_or_else(|e| panic!("{e}"));
         let module = case.module();
@@ -269,7 +269,7 @@ fn generator_covers_every_kind() {
             missing.push(key);
         }
     }
-    assert!(missing.is_empty(), "256 generated cases never had: {missing:?}");
+    assert!(missing.is_empty(), "generated cases never had: {missing:?}");
 }
 
 /// A diverged network (an infinite membrane) still gives Norse's NaN after

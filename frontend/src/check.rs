@@ -534,12 +534,22 @@ impl Checker {
             Layer::Neuron { inputs: _, recurrent_inputs: _, merge: _, name: _, model, hidden, autapses: _ } => {
                 self.neuron_model(model, *hidden)
             }
-            Layer::IAF { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.iaf(p),
-            Layer::Izhikevich { inputs: _, recurrent_inputs: _, merge: _, name: _, preset, p } => {
+            Layer::IAF { inputs: _, recurrent_inputs: _, merge: _, name: _, p, hidden, autapses: _ } => {
+                self.opt_size("hidden", *hidden);
+                self.iaf(p)
+            }
+            Layer::Izhikevich { inputs: _, recurrent_inputs: _, merge: _, name: _, preset, p, hidden, autapses: _ } => {
+                self.opt_size("hidden", *hidden);
                 self.izhikevich(*preset, p)
             }
-            Layer::LIFEx { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.lif_ex(p),
-            Layer::LIFRefrac { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.lif_refrac(p),
+            Layer::LIFEx { inputs: _, recurrent_inputs: _, merge: _, name: _, p, hidden, autapses: _ } => {
+                self.opt_size("hidden", *hidden);
+                self.lif_ex(p)
+            }
+            Layer::LIFRefrac { inputs: _, recurrent_inputs: _, merge: _, name: _, p, hidden, autapses: _ } => {
+                self.opt_size("hidden", *hidden);
+                self.lif_refrac(p)
+            }
             Layer::LIFAdExRefrac { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.lif_adex_refrac(p),
             Layer::CobaLIF { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.coba_lif(p),
             Layer::LIBox { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.li_box(p),

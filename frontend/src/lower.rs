@@ -35,7 +35,6 @@ mod encoders;
 mod neuron;
 pub use batchnorm::batch_stat_outputs;
 use body::{Body, delayed_types, lower_body};
-use neuron::Synapse;
 
 use crate::error::{FrontendError, Problem};
 use crate::graph::resolve;
@@ -686,35 +685,25 @@ impl Lower<'_> {
                 let z = self.lif_adex(name, p, x, &shape)?;
                 Ok(same(z))
             }
-            Layer::Neuron { model, hidden: None, .. } => {
-                let y = self.neuron_model(name, model, x, &shape, Synapse::FeedForward)?;
-                Ok(same(y))
+            Layer::Neuron { model, hidden, autapses, .. } => {
+                self.neuron_layer(name, at, &cur, model, *hidden, *autapses)
             }
-            Layer::Neuron { model, hidden: Some(hidden), autapses, .. } => {
-                let n_in = self.last_dim(at, &cur, None, "in")?;
-                let weights = self.recurrent_weights(name, n_in, *hidden, *autapses)?;
-                let mut s = shape.clone();
-                *s.last_mut().expect("checked by last_dim") = *hidden;
-                let z = self.neuron_model(name, model, x, &s, Synapse::Recurrent(weights))?;
-                Ok(Value { node: z, shape: s, producer: String::new() })
-            }
-            Layer::Izhikevich { preset, p, .. } => {
+            Layer::Izhikevich { preset, p, hidden, autapses, .. } => {
                 let single = self.b.float() == Dtype::F32;
                 let model = zoo::izhikevich(*preset, p, single).map_err(|missing| {
                     invalid(self.file, at, format!("a custom Izhikevich neuron needs {}", missing.join(", ")), None)
                 })?;
-                let y = self.neuron_model(name, &model, x, &shape, Synapse::FeedForward)?;
-                Ok(same(y))
+                self.neuron_layer(name, at, &cur, &model, *hidden, *autapses)
             }
-            Layer::IAF { .. }
-            | Layer::LIFEx { .. }
-            | Layer::LIFRefrac { .. }
-            | Layer::LIFAdExRefrac { .. }
-            | Layer::CobaLIF { .. }
-            | Layer::LIBox { .. } => {
+            Layer::IAF { hidden, autapses, .. }
+            | Layer::LIFEx { hidden, autapses, .. }
+            | Layer::LIFRefrac { hidden, autapses, .. } => {
                 let model = zoo::model_of(layer).expect("a zoo layer");
-                let y = self.neuron_model(name, &model, x, &shape, Synapse::FeedForward)?;
-                Ok(same(y))
+                self.neuron_layer(name, at, &cur, &model, *hidden, *autapses)
+            }
+            Layer::LIFAdExRefrac { .. } | Layer::CobaLIF { .. } | Layer::LIBox { .. } => {
+                let model = zoo::model_of(layer).expect("a zoo layer");
+                self.neuron_layer(name, at, &cur, &model, None, false)
             }
             Layer::Dropout { .. } if !self.training => Ok(same(x)),
             Layer::Dropout { .. } => {

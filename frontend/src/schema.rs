@@ -638,6 +638,13 @@ pub enum Layer {
         name: Option<String>,
         #[serde(default)]
         p: IafParams,
+        /// Recurrent (Norse's `*RecurrentCell`): `hidden` neurons, the input
+        /// through `NAME.input_weights`, the previous spikes through
+        /// `NAME.recurrent_weights` (diagonal zeroed unless `autapses`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hidden: Option<u32>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        autapses: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         inputs: Option<Vec<String>>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -655,6 +662,13 @@ pub enum Layer {
         preset: Option<crate::neuron::zoo::IzhikevichPreset>,
         #[serde(default)]
         p: crate::neuron::zoo::IzhikevichParams,
+        /// Recurrent (Norse's `*RecurrentCell`): `hidden` neurons, the input
+        /// through `NAME.input_weights`, the previous spikes through
+        /// `NAME.recurrent_weights` (diagonal zeroed unless `autapses`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hidden: Option<u32>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        autapses: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         inputs: Option<Vec<String>>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -668,6 +682,13 @@ pub enum Layer {
         name: Option<String>,
         #[serde(default)]
         p: LifExParams,
+        /// Recurrent (Norse's `*RecurrentCell`): `hidden` neurons, the input
+        /// through `NAME.input_weights`, the previous spikes through
+        /// `NAME.recurrent_weights` (diagonal zeroed unless `autapses`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hidden: Option<u32>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        autapses: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         inputs: Option<Vec<String>>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -681,6 +702,13 @@ pub enum Layer {
         name: Option<String>,
         #[serde(default)]
         p: LifRefracParams,
+        /// Recurrent (Norse's `*RecurrentCell`): `hidden` neurons, the input
+        /// through `NAME.input_weights`, the previous spikes through
+        /// `NAME.recurrent_weights` (diagonal zeroed unless `autapses`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hidden: Option<u32>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        autapses: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         inputs: Option<Vec<String>>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -14,7 +14,11 @@ use super::layers::unknown_param;
 use super::{NOT_PARAMS, PResult, as_f64, as_obj, as_pv, as_str, bad, method, unsupported};
 
 /// The oracle's `model` names (cases of one cell) this module runs.
-pub(super) const CELL_MODELS: [&str; 7] = [
+pub(super) const CELL_MODELS: [&str; 11] = [
+    "IzhikevichRecurrentCell",
+    "LIFExRecurrentCell",
+    "LIFRefracRecurrentCell",
+    "iaf_step",
     "IAFCell",
     "IzhikevichCell",
     "LIFExCell",
@@ -62,20 +66,58 @@ macro_rules! with_surrogate {
     }};
 }
 
+/// The feed-forward model of a recurrent zoo cell (`None`: not one).
+fn feed_forward_of(model: &str) -> Option<&'static str> {
+    Some(match model {
+        "IzhikevichRecurrentCell" => "IzhikevichCell",
+        "LIFExRecurrentCell" => "LIFExCell",
+        "LIFRefracRecurrentCell" => "LIFRefracCell",
+        "iaf_step" => "IAFCell",
+        _ => return None,
+    })
+}
+
+/// The layer of a recurrent zoo cell with `hidden` neurons, or `None` when
+/// `model` is not one.
+pub(super) fn recurrent_zoo_layer(
+    model: &str,
+    obj: &Map<String, Value>,
+    name: Option<String>,
+    n: u32,
+    with_autapses: bool,
+) -> PResult<Option<Layer>> {
+    let Some(base) = feed_forward_of(model) else { return Ok(None) };
+    let Some(mut layer) = zoo_layer(base, obj, name)? else { return Ok(None) };
+    if let Layer::IAF { hidden, autapses, .. }
+    | Layer::Izhikevich { hidden, autapses, .. }
+    | Layer::LIFEx { hidden, autapses, .. }
+    | Layer::LIFRefrac { hidden, autapses, .. } = &mut layer
+    {
+        *hidden = Some(n);
+        // `iaf_step` uses the recurrent weights as given.
+        *autapses = with_autapses || model == "iaf_step";
+    }
+    Ok(Some(layer))
+}
+
 /// The layer of zoo `model` (a cell model or a network layer type) named
 /// `name`, or `None` when `model` is not a zoo neuron.
 pub(super) fn zoo_layer(model: &str, obj: &Map<String, Value>, name: Option<String>) -> PResult<Option<Layer>> {
     let wiring = (None, Vec::new(), Merge::Add);
     let (inputs, recurrent_inputs, merge) = wiring;
+    let (hidden, autapses) = (None, false);
     Ok(Some(match model {
         "IAFCell" | "IAF" => {
-            Layer::IAF { name, p: with_surrogate!(obj, model, IafParams), inputs, recurrent_inputs, merge }
+            let p = with_surrogate!(obj, model, IafParams);
+            Layer::IAF { name, p, hidden, autapses, inputs, recurrent_inputs, merge }
         }
         "LIFExCell" | "LIFEx" => {
-            Layer::LIFEx { name, p: with_surrogate!(obj, model, LifExParams), inputs, recurrent_inputs, merge }
+            let p = with_surrogate!(obj, model, LifExParams);
+            Layer::LIFEx { name, p, hidden, autapses, inputs, recurrent_inputs, merge }
         }
         "LIFRefracCell" | "LIFRefrac" => {
-            Layer::LIFRefrac { name, p: with_surrogate!(obj, model, LifRefracParams), inputs, recurrent_inputs, merge }
+            let p = with_surrogate!(obj, model, LifRefracParams);
+            Layer::LIFRefrac { name, p, hidden, autapses, inputs, recurrent_inputs, merge }
         }
         "LIFAdExRefracCell" => Layer::LIFAdExRefrac {
             name,
@@ -93,7 +135,7 @@ pub(super) fn zoo_layer(model: &str, obj: &Map<String, Value>, name: Option<Stri
         }
         "IzhikevichCell" | "Izhikevich" => {
             let (preset, p) = izhikevich(obj, model)?;
-            Layer::Izhikevich { name, preset, p, inputs, recurrent_inputs, merge }
+            Layer::Izhikevich { name, preset, p, hidden, autapses, inputs, recurrent_inputs, merge }
         }
         "CobaLIFCell" => {
             return unsupported(

@@ -25,6 +25,9 @@ pub enum ZooSpec {
     LiBox(LiBoxParams),
     /// A model written as equations, recurrent with `Some(hidden)`.
     Custom(NeuronModel, Option<u32>),
+    /// `IAF`, `Izhikevich`, `LIFEx` or `LIFRefrac` made recurrent with
+    /// `hidden` neurons.
+    Recurrent(Box<ZooSpec>, u32),
 }
 
 #[allow(non_snake_case)]
@@ -109,7 +112,21 @@ pub fn arb_zoo() -> BoxedStrategy<ZooSpec> {
             .prop_map(|(which, tau, v_th, method, alpha, hidden, trainable)| {
                 ZooSpec::Custom(custom_model(which, tau, v_th, method, alpha, trainable), hidden)
             });
-    prop_oneof![1 => iaf, 1 => izh, 1 => lif_ex, 1 => refrac, 1 => adex, 1 => coba, 1 => li_box, 2 => custom].boxed()
+    let (iaf, izh, lif_ex, refrac) = (iaf.boxed(), izh.boxed(), lif_ex.boxed(), refrac.boxed());
+    let recurrent = (prop_oneof![iaf.clone(), izh.clone(), lif_ex.clone(), refrac.clone()], 1..=6u32)
+        .prop_map(|(spec, hidden)| ZooSpec::Recurrent(Box::new(spec), hidden));
+    prop_oneof![
+        1 => iaf,
+        1 => izh,
+        1 => lif_ex,
+        1 => refrac,
+        1 => adex,
+        1 => coba,
+        1 => li_box,
+        2 => custom,
+        2 => recurrent
+    ]
+    .boxed()
 }
 
 /// Two models that between them use every function, a comparison, a
@@ -153,18 +170,41 @@ fn custom_model(which: usize, tau: f64, v_th: f64, method: Method, alpha: f64, t
 /// The layer of `spec` on `shape`: (layer, its output shape, whether the
 /// output is spikes).
 pub fn fit(spec: &ZooSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<bool>)> {
+    if let ZooSpec::Recurrent(inner, n) = spec {
+        // Recurrent layers read a vector.
+        if shape.len() != 1 {
+            return None;
+        }
+        let (mut layer, _, spiking) = fit(inner, &[*n])?;
+        if let Layer::IAF { hidden, autapses, .. }
+        | Layer::Izhikevich { hidden, autapses, .. }
+        | Layer::LIFEx { hidden, autapses, .. }
+        | Layer::LIFRefrac { hidden, autapses, .. } = &mut layer
+        {
+            *hidden = Some(*n);
+            *autapses = *n % 2 == 0;
+        }
+        return Some((layer, vec![*n], spiking));
+    }
     let n = elements(shape);
+    let (hidden, autapses) = (None, false);
     let (inputs, recurrent_inputs, merge) = (None, Vec::new(), Merge::Add);
     let same = |layer: Layer, spiking: bool| Some((layer, shape.to_vec(), Some(spiking)));
     match spec {
-        ZooSpec::Iaf(p) => same(Layer::IAF { name: None, p: spread(p, n), inputs, recurrent_inputs, merge }, true),
+        ZooSpec::Iaf(p) => {
+            same(Layer::IAF { name: None, p: spread(p, n), hidden, autapses, inputs, recurrent_inputs, merge }, true)
+        }
         ZooSpec::Izhikevich(preset, method) => {
             let p = IzhikevichParams { method: Some(*method), ..IzhikevichParams::default() };
-            same(Layer::Izhikevich { name: None, preset: Some(*preset), p, inputs, recurrent_inputs, merge }, true)
+            let preset = Some(*preset);
+            same(Layer::Izhikevich { name: None, preset, p, hidden, autapses, inputs, recurrent_inputs, merge }, true)
         }
-        ZooSpec::LifEx(p) => same(Layer::LIFEx { name: None, p: spread(p, n), inputs, recurrent_inputs, merge }, true),
+        ZooSpec::LifEx(p) => {
+            same(Layer::LIFEx { name: None, p: spread(p, n), hidden, autapses, inputs, recurrent_inputs, merge }, true)
+        }
         ZooSpec::LifRefrac(p) => {
-            same(Layer::LIFRefrac { name: None, p: spread(p, n), inputs, recurrent_inputs, merge }, false)
+            let p = spread(p, n);
+            same(Layer::LIFRefrac { name: None, p, hidden, autapses, inputs, recurrent_inputs, merge }, false)
         }
         ZooSpec::LifAdExRefrac(p) => {
             same(Layer::LIFAdExRefrac { name: None, p: spread(p, n), inputs, recurrent_inputs, merge }, false)
@@ -201,6 +241,7 @@ pub fn fit(spec: &ZooSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<boo
             };
             Some((layer, vec![*hidden], Some(binary_spikes(model))))
         }
+        ZooSpec::Recurrent(..) => unreachable!("handled above"),
     }
 }
 

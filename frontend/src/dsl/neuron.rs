@@ -132,6 +132,20 @@ macro_rules! zoo_layer {
             Layer::$kind { name: None, p, inputs: None, recurrent_inputs: Vec::new(), merge: Merge::Add }
         }
     };
+    ($(#[$doc:meta])* $fn:ident, $kind:ident, $params:ty, recurrent) => {
+        $(#[$doc])*
+        pub fn $fn(p: $params) -> Layer {
+            Layer::$kind {
+                name: None,
+                p,
+                hidden: None,
+                autapses: false,
+                inputs: None,
+                recurrent_inputs: Vec::new(),
+                merge: Merge::Add,
+            }
+        }
+    };
 }
 
 impl Layer {
@@ -165,15 +179,15 @@ impl Layer {
 
     zoo_layer!(
         /// `IAFCell`: `Layer::iaf(IafParams::default())`.
-        iaf, IAF, IafParams
+        iaf, IAF, IafParams, recurrent
     );
     zoo_layer!(
         /// `LIFExCell`.
-        lif_ex, LIFEx, LifExParams
+        lif_ex, LIFEx, LifExParams, recurrent
     );
     zoo_layer!(
         /// `LIFRefracCell`.
-        lif_refrac, LIFRefrac, LifRefracParams
+        lif_refrac, LIFRefrac, LifRefracParams, recurrent
     );
     zoo_layer!(
         /// `LIFAdExRefracCell`.
@@ -195,6 +209,30 @@ impl Layer {
 
     /// `IzhikevichCell` of a preset (or none) with `p`'s values.
     pub fn izhikevich_with(preset: Option<IzhikevichPreset>, p: IzhikevichParams) -> Layer {
-        Layer::Izhikevich { name: None, preset, p, inputs: None, recurrent_inputs: Vec::new(), merge: Merge::Add }
+        Layer::Izhikevich {
+            name: None,
+            preset,
+            p,
+            hidden: None,
+            autapses: false,
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Merge::Add,
+        }
+    }
+
+    /// The same zoo layer made recurrent (Norse's `*RecurrentCell`) with
+    /// `hidden` neurons; other layers are returned as they are.
+    #[must_use]
+    pub fn recurrent(mut self, n: u32) -> Layer {
+        if let Layer::IAF { hidden, .. }
+        | Layer::Izhikevich { hidden, .. }
+        | Layer::LIFEx { hidden, .. }
+        | Layer::LIFRefrac { hidden, .. }
+        | Layer::Neuron { hidden, .. } = &mut self
+        {
+            *hidden = Some(n);
+        }
+        self
     }
 }

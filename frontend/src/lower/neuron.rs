@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use snnc_ir::{BinaryOp, CompareOp, Dtype, Handle, Node, Op, Surrogate, UnaryOp};
 
-use super::{Lower, Res, Weights, invalid, surrogate};
+use super::{Lower, Res, Value, Weights, invalid, surrogate};
 use crate::neuron::expr::{Assignment, BinOp, CmpOp, Expr, ExprKind};
 use crate::neuron::{Func, InitValue, NeuronModel, Program};
 use crate::schema::ParamValue;
@@ -28,7 +28,7 @@ enum V {
 }
 
 /// How the layer's input reaches the model.
-pub(super) enum Synapse {
+enum Synapse {
     /// `x` is the input itself, `x_rec` nothing.
     FeedForward,
     /// `x` is the input through the input weights, `x_rec` the previous
@@ -44,9 +44,33 @@ struct Env<'p> {
 }
 
 impl Lower<'_> {
+    /// A layer of neurons of `model`: feed-forward on the input's shape, or
+    /// recurrent with `hidden` neurons (input and recurrent weights, as
+    /// Norse's recurrent cells).
+    pub(super) fn neuron_layer(
+        &mut self,
+        name: &str,
+        at: &str,
+        cur: &Value,
+        model: &NeuronModel,
+        hidden: Option<u32>,
+        autapses: bool,
+    ) -> Res<Value> {
+        let Some(hidden) = hidden else {
+            let y = self.neuron_model(name, model, cur.node, &cur.shape, Synapse::FeedForward)?;
+            return Ok(Value { node: y, shape: cur.shape.clone(), producer: String::new() });
+        };
+        let n_in = self.last_dim(at, cur, None, "in")?;
+        let weights = self.recurrent_weights(name, n_in, hidden, autapses)?;
+        let mut s = cur.shape.clone();
+        *s.last_mut().expect("checked by last_dim") = hidden;
+        let z = self.neuron_model(name, model, cur.node, &s, Synapse::Recurrent(weights))?;
+        Ok(Value { node: z, shape: s, producer: String::new() })
+    }
+
     /// Checks `model` (already checked by `check_network`; a failure here
     /// names the layer anyway) and lowers it; returns the layer's output.
-    pub(super) fn neuron_model(
+    fn neuron_model(
         &mut self,
         name: &str,
         model: &NeuronModel,

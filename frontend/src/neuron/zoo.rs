@@ -166,7 +166,15 @@ pub fn model_of(layer: &Layer) -> Option<NeuronModel> {
     Some(match layer {
         Layer::IAF { p, .. } => iaf(p),
         Layer::LIFEx { p, .. } => lif_ex(p),
-        Layer::LIFRefrac { p, .. } => lif_refrac(p),
+        Layer::LIFRefrac { p, hidden, .. } => {
+            let mut m = lif_refrac(p);
+            // `LIFRefracRecurrentCell` steps `lif_step`, whose reset reads
+            // the spike detached (the feed-forward cell's does not).
+            if hidden.is_some() {
+                m.detach = vec!["z".into()];
+            }
+            m
+        }
         Layer::LIFAdExRefrac { p, .. } => lif_adex_refrac(p),
         Layer::CobaLIF { p, .. } => coba_lif(p),
         Layer::LIBox { p, .. } => li_box(p),

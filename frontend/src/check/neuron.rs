@@ -2,12 +2,13 @@
 //! (`IAF`, `Izhikevich`, `LIFEx`, `LIFRefrac`, `LIFAdExRefrac`, `CobaLIF`,
 //! `LIBox`).
 
-use super::{Checker, MEM, SYN};
+use super::{Checker, MEM};
 use crate::error::Problem;
 use crate::neuron::zoo::{IzhikevichParams, IzhikevichPreset};
 use crate::neuron::{NeuronModel, Program};
 use crate::schema::{
-    CobaLifParams, IafParams, LiBoxParams, LifAdExRefracParams, LifExParams, LifRefracParams, ParamValue,
+    CobaLifParams, IafParams, LiBoxParams, LifAdExParams, LifAdExRefracParams, LifExParams, LifParams, LifRefracParams,
+    Method, ParamValue,
 };
 
 const DELTA_T_HELP: &str =
@@ -79,17 +80,17 @@ impl Checker {
         }
     }
 
+    /// The LIF fields of a zoo struct, checked as `LIFParameters`.
+    fn lif_fields(&mut self, p: [&ParamValue; 5], method: Method, alpha: f64) {
+        let [tau_syn_inv, tau_mem_inv, v_leak, v_th, v_reset] = p.map(Clone::clone);
+        let lif = LifParams { tau_syn_inv, tau_mem_inv, v_leak, v_th, v_reset, method, alpha, trainable: Vec::new() };
+        self.lif(&lif, true);
+    }
+
     pub(super) fn lif_ex(&mut self, p: &LifExParams) {
         let LifExParams { delta_T, tau_syn_inv, tau_mem_inv, v_leak, v_th, v_reset, method, alpha, trainable: _ } = p;
         self.delta_t(delta_T);
-        self.each_tau("p.tau_syn_inv", tau_syn_inv, 200.0);
-        self.each_tau("p.tau_mem_inv", tau_mem_inv, 100.0);
-        self.each_step("p.tau_syn_inv", tau_syn_inv, SYN);
-        self.each_step("p.tau_mem_inv", tau_mem_inv, MEM);
-        self.each_finite("p.v_leak", v_leak);
-        self.each_finite("p.v_th", v_th);
-        self.each_finite("p.v_reset", v_reset);
-        self.alpha("p.alpha", *alpha, *method);
+        self.lif_fields([tau_syn_inv, tau_mem_inv, v_leak, v_th, v_reset], *method, *alpha);
         self.trainable(p, &[]);
     }
 
@@ -106,15 +107,8 @@ impl Checker {
     pub(super) fn lif_refrac(&mut self, p: &LifRefracParams) {
         let LifRefracParams { tau_syn_inv, tau_mem_inv, v_leak, v_th, v_reset, rho_reset, method, alpha, trainable: _ } =
             p;
-        self.each_tau("p.tau_syn_inv", tau_syn_inv, 200.0);
-        self.each_tau("p.tau_mem_inv", tau_mem_inv, 100.0);
-        self.each_step("p.tau_syn_inv", tau_syn_inv, SYN);
-        self.each_step("p.tau_mem_inv", tau_mem_inv, MEM);
-        self.each_finite("p.v_leak", v_leak);
-        self.each_finite("p.v_th", v_th);
-        self.each_finite("p.v_reset", v_reset);
+        self.lif_fields([tau_syn_inv, tau_mem_inv, v_leak, v_th, v_reset], *method, *alpha);
         self.rho_reset(rho_reset);
-        self.alpha("p.alpha", *alpha, *method);
         self.trainable(p, &[]);
     }
 
@@ -134,20 +128,22 @@ impl Checker {
             alpha,
             trainable: _,
         } = p;
-        self.each_finite("p.adaptation_current", adaptation_current);
-        self.each_finite("p.adaptation_spike", adaptation_spike);
-        self.delta_t(delta_T);
-        self.each_tau("p.tau_ada_inv", tau_ada_inv, 2.0);
-        self.each_tau("p.tau_syn_inv", tau_syn_inv, 200.0);
-        self.each_tau("p.tau_mem_inv", tau_mem_inv, 100.0);
-        self.each_step("p.tau_ada_inv", tau_ada_inv, "the adaptation current `a`");
-        self.each_step("p.tau_syn_inv", tau_syn_inv, SYN);
-        self.each_step("p.tau_mem_inv", tau_mem_inv, MEM);
-        self.each_finite("p.v_leak", v_leak);
-        self.each_finite("p.v_th", v_th);
-        self.each_finite("p.v_reset", v_reset);
+        let adex = LifAdExParams {
+            adaptation_current: adaptation_current.clone(),
+            adaptation_spike: adaptation_spike.clone(),
+            delta_T: delta_T.clone(),
+            tau_ada_inv: tau_ada_inv.clone(),
+            tau_syn_inv: tau_syn_inv.clone(),
+            tau_mem_inv: tau_mem_inv.clone(),
+            v_leak: v_leak.clone(),
+            v_th: v_th.clone(),
+            v_reset: v_reset.clone(),
+            method: *method,
+            alpha: *alpha,
+            trainable: Vec::new(),
+        };
+        self.lif_adex(&adex);
         self.rho_reset(rho_reset);
-        self.alpha("p.alpha", *alpha, *method);
         self.trainable(p, &[]);
     }
 

@@ -75,6 +75,27 @@ impl CmpOp {
 pub struct Expr {
     pub kind: ExprKind,
     pub span: Span,
+    /// The height of the expression's tree (1 for a number or a name),
+    /// bounded by [`MAX_DEPTH`] so that walking it cannot overflow a stack.
+    pub depth: usize,
+}
+
+impl Expr {
+    /// A node over its children, or an error where the tree would grow
+    /// deeper than [`MAX_DEPTH`].
+    fn new(kind: ExprKind, span: Span) -> Result<Expr, ExprError> {
+        let children: usize = match &kind {
+            ExprKind::Num(_) | ExprKind::Name(_) => 0,
+            ExprKind::Neg(a) => a.depth,
+            ExprKind::Bin(_, a, b) | ExprKind::Cmp(_, a, b) => a.depth.max(b.depth),
+            ExprKind::Call { args, .. } => args.iter().map(|a| a.depth).max().unwrap_or(0),
+        };
+        if children >= MAX_DEPTH {
+            return Err(ExprError::new(span, format!("the expression is more than {MAX_DEPTH} operations deep"))
+                .with_help("split it into several assignments"));
+        }
+        Ok(Expr { kind, span, depth: children + 1 })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -186,6 +207,9 @@ fn lex(text: &str) -> Result<Lexer, ExprError> {
             let value: f64 = text[start..i]
                 .parse()
                 .map_err(|_| ExprError::new(span, format!("`{}` is not a number", &text[start..i])))?;
+            if !value.is_finite() {
+                return Err(ExprError::new(span, format!("`{}` is too large for a number", &text[start..i])));
+            }
             toks.push((Tok::Num(value), span));
             continue;
         }
@@ -217,11 +241,18 @@ fn lex(text: &str) -> Result<Lexer, ExprError> {
 struct Parser {
     toks: Vec<(Tok, Span)>,
     pos: usize,
+    /// How deeply the expression being parsed nests (parentheses, calls,
+    /// unary minus), bounded by [`MAX_DEPTH`].
+    depth: usize,
 }
+
+/// The deepest nesting an equation may have (the parser recurses once per
+/// level).
+const MAX_DEPTH: usize = 200;
 
 /// Parses `target = expr`.
 pub fn parse_assignment(text: &str) -> Result<Assignment, ExprError> {
-    let mut p = Parser { toks: lex(text)?.toks, pos: 0 };
+    let mut p = Parser { toks: lex(text)?.toks, pos: 0, depth: 0 };
     let (target, target_span) = match p.peek().clone() {
         (Tok::Name(n), span) => {
             p.pos += 1;
@@ -246,7 +277,7 @@ pub fn parse_assignment(text: &str) -> Result<Assignment, ExprError> {
 
 /// Parses one expression (the whole text).
 pub fn parse_expr(text: &str) -> Result<Expr, ExprError> {
-    let mut p = Parser { toks: lex(text)?.toks, pos: 0 };
+    let mut p = Parser { toks: lex(text)?.toks, pos: 0, depth: 0 };
     let e = p.expr()?;
     p.end()?;
     Ok(e)
@@ -269,6 +300,17 @@ impl Parser {
     }
 
     fn expr(&mut self) -> Result<Expr, ExprError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(ExprError::new(self.peek().1, format!("the expression nests more than {MAX_DEPTH} deep"))
+                .with_help("split it into several assignments"));
+        }
+        let e = self.comparison();
+        self.depth -= 1;
+        e
+    }
+
+    fn comparison(&mut self) -> Result<Expr, ExprError> {
         let lhs = self.sum()?;
         let op = match self.peek().0 {
             Tok::Op("<") => CmpOp::Lt,
@@ -288,7 +330,7 @@ impl Parser {
         }
         let _ = op_span;
         let span = lhs.span.to(rhs.span);
-        Ok(Expr { kind: ExprKind::Cmp(op, Box::new(lhs), Box::new(rhs)), span })
+        Expr::new(ExprKind::Cmp(op, Box::new(lhs), Box::new(rhs)), span)
     }
 
     fn sum(&mut self) -> Result<Expr, ExprError> {
@@ -302,7 +344,7 @@ impl Parser {
             self.pos += 1;
             let rhs = self.product()?;
             let span = lhs.span.to(rhs.span);
-            lhs = Expr { kind: ExprKind::Bin(op, Box::new(lhs), Box::new(rhs)), span };
+            lhs = Expr::new(ExprKind::Bin(op, Box::new(lhs), Box::new(rhs)), span)?;
         }
     }
 
@@ -321,28 +363,40 @@ impl Parser {
             }
             let rhs = self.unary()?;
             let span = lhs.span.to(rhs.span);
-            lhs = Expr { kind: ExprKind::Bin(op, Box::new(lhs), Box::new(rhs)), span };
+            lhs = Expr::new(ExprKind::Bin(op, Box::new(lhs), Box::new(rhs)), span)?;
         }
     }
 
     fn unary(&mut self) -> Result<Expr, ExprError> {
         if let (Tok::Op("-"), span) = self.peek().clone() {
             self.pos += 1;
-            let arg = self.unary()?;
+            let arg = self.expr_depth(Self::unary)?;
             let span = span.to(arg.span);
-            return Ok(Expr { kind: ExprKind::Neg(Box::new(arg)), span });
+            return Expr::new(ExprKind::Neg(Box::new(arg)), span);
         }
         self.atom()
+    }
+
+    /// `parse` one level deeper (see [`MAX_DEPTH`]).
+    fn expr_depth(&mut self, parse: fn(&mut Self) -> Result<Expr, ExprError>) -> Result<Expr, ExprError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(ExprError::new(self.peek().1, format!("the expression nests more than {MAX_DEPTH} deep"))
+                .with_help("split it into several assignments"));
+        }
+        let e = parse(self);
+        self.depth -= 1;
+        e
     }
 
     fn atom(&mut self) -> Result<Expr, ExprError> {
         let (tok, span) = self.peek().clone();
         self.pos += 1;
         match tok {
-            Tok::Num(x) => Ok(Expr { kind: ExprKind::Num(x), span }),
+            Tok::Num(x) => Expr::new(ExprKind::Num(x), span),
             Tok::Name(name) => {
                 if !matches!(self.peek().0, Tok::Op("(")) {
-                    return Ok(Expr { kind: ExprKind::Name(name), span });
+                    return Expr::new(ExprKind::Name(name), span);
                 }
                 self.pos += 1;
                 let mut args = vec![self.expr()?];
@@ -355,7 +409,7 @@ impl Parser {
                         (Tok::Op(")"), close) => {
                             self.pos += 1;
                             let kind = ExprKind::Call { name, name_span: span, args };
-                            return Ok(Expr { kind, span: span.to(close) });
+                            return Expr::new(kind, span.to(close));
                         }
                         (_, at) => {
                             return Err(ExprError::new(at, format!("expected `,` or `)` in the call of `{name}`")));
@@ -368,7 +422,7 @@ impl Parser {
                 match self.peek().clone() {
                     (Tok::Op(")"), close) => {
                         self.pos += 1;
-                        Ok(Expr { kind: inner.kind, span: span.to(close) })
+                        Ok(Expr { span: span.to(close), ..inner })
                     }
                     (_, at) => Err(ExprError::new(at, "expected `)`")
                         .with_help(format!("the `(` at byte {} is not closed", span.start))),
@@ -431,5 +485,18 @@ mod tests {
         assert_eq!(e.render("a $ b"), "column 3: unexpected character `$`\n    a $ b\n      ^");
         let e = parse_expr("1.2.3").unwrap_err();
         assert!(e.message.contains("not a number"));
+        let e = parse_expr("1e999 * v").unwrap_err();
+        assert!(e.message.contains("too large"), "{e}");
+        // Deep nesting is an error, not a stack overflow.
+        let deep = format!("{}v{}", "(".repeat(100_000), ")".repeat(100_000));
+        assert!(parse_expr(&deep).unwrap_err().message.contains("nests more than"));
+        let deep = format!("{}v", "-".repeat(100_000));
+        assert!(parse_expr(&deep).unwrap_err().message.contains("nests more than"));
+        let deep = format!("{}v{}", "exp(".repeat(100_000), ")".repeat(100_000));
+        assert!(parse_expr(&deep).unwrap_err().message.contains("nests more than"));
+        let long = vec!["v"; 100_000].join(" + ");
+        assert!(parse_expr(&long).unwrap_err().message.contains("operations deep"));
+        let nested = format!("{}v{}", "(v + ".repeat(150), ")".repeat(150));
+        assert!(parse_expr(&nested).is_ok());
     }
 }

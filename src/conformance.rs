@@ -854,11 +854,13 @@ fn plan_cell(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<
                 }
             }
         }
-        other if other.contains("Recurrent") || other == "iaf_step" => {
+        other if other.contains("Recurrent") || other == "iaf_step" || other == "CobaLIFCell" => {
             let w_in = weight("input_weights")?;
             let (hidden, _) = matrix(&w_in, "weights.input_weights")?;
             plan.weights.insert(format!("{CELL}.input_weights"), w_in);
-            plan.weights.insert(format!("{CELL}.recurrent_weights"), weight("recurrent_weights_given")?);
+            // The weights as given (CobaLIFCell has no autapse masking).
+            let w_rec = weight("recurrent_weights_given").or_else(|_| weight("recurrent_weights"))?;
+            plan.weights.insert(format!("{CELL}.recurrent_weights"), w_rec);
             match zoo::recurrent_zoo_layer(other, params, cell, hidden, autapses)? {
                 Some(layer) => layer,
                 None => return unsupported(format!("model `{other}` is not supported by the runner")),

@@ -170,3 +170,38 @@ fn a_recurrent_neuron_layer_trains_its_weights_and_parameters() {
     let o = snnc(&["compile", &path, "--target", "cpu", "--backward", "-o", &dir.path("out")]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// Every oracle case of Norse's zoo runs (none is "unsupported", which the
+/// golden tests would let pass) and agrees with Norse on the interpreter.
+#[test]
+fn every_zoo_oracle_case_runs_and_passes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let prefixes = [
+        "iaf_",
+        "izhikevich_",
+        "lif_ex_",
+        "lif_refrac_",
+        "lif_adex_refrac_",
+        "coba_lif_",
+        "li_box_",
+        "net_iaf",
+        "net_lif_ex",
+        "net_lif_refrac",
+        "net_izhikevich",
+    ];
+    let mut ran = 0;
+    for path in snnc::conformance::list_cases(&dir).expect("the golden folder") {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !prefixes.iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
+        let report = snnc::conformance::run_case(&path);
+        assert!(matches!(report.outcome, snnc::conformance::CaseOutcome::Ran(_)), "{name}: {:?}", report.failures());
+        assert!(!report.failed(), "{name}: {:?}", report.failures());
+        ran += 1;
+    }
+    // f32 and f64 of: IAF 2 + 1 recurrent, Izhikevich 4 + 1, LIFEx 2 + 1,
+    // LIFRefrac 2 + 1, LIFAdExRefrac 2, CobaLIF 1 + 2 recurrent, LIBox 2, and
+    // 4 networks.
+    assert_eq!(ran, 50, "zoo oracle cases found");
+}

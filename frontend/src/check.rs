@@ -551,7 +551,10 @@ impl Checker {
                 self.lif_refrac(p)
             }
             Layer::LIFAdExRefrac { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.lif_adex_refrac(p),
-            Layer::CobaLIF { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.coba_lif(p),
+            Layer::CobaLIF { inputs: _, recurrent_inputs: _, merge: _, name: _, p, hidden, use_input: _ } => {
+                self.opt_size("hidden", *hidden);
+                self.coba_lif(p)
+            }
             Layer::LIBox { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.li_box(p),
         }
     }

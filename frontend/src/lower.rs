@@ -701,6 +701,10 @@ impl Lower<'_> {
                 let model = zoo::model_of(layer).expect("a zoo layer");
                 self.neuron_layer(name, at, &cur, &model, *hidden, *autapses)
             }
+            Layer::CobaLIF { hidden: Some(hidden), .. } => {
+                let model = zoo::model_of(layer).expect("a zoo layer");
+                self.coba_layer(name, at, &cur, &model, *hidden)
+            }
             Layer::LIFAdExRefrac { .. } | Layer::CobaLIF { .. } | Layer::LIBox { .. } => {
                 let model = zoo::model_of(layer).expect("a zoo layer");
                 self.neuron_layer(name, at, &cur, &model, None, false)

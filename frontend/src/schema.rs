@@ -731,11 +731,24 @@ pub enum Layer {
     },
     /// Conductance-based LIF (`coba_lif_feed_forward_step`: the input's positive
     /// part is excitatory, its negative part inhibitory).
+    ///
+    /// With `hidden`, Norse's recurrent `CobaLIFCell`: input weights
+    /// `NAME.input_weights` (`[hidden, in]`, `randn / sqrt(in)`) and recurrent
+    /// weights `NAME.recurrent_weights` (`[hidden, hidden]`,
+    /// `randn / sqrt(hidden)`, diagonal kept), each split by sign into the
+    /// excitatory (`relu(W)`) and inhibitory (`relu(-W)`) conductance, and
+    /// Norse 1.1.0's quirk: the input's conductance jump is overwritten, so
+    /// only the recurrent spikes drive the cell. `use_input: true` adds the
+    /// input's jump too (the evidently intended behaviour).
     CobaLIF {
         #[serde(default)]
         name: Option<String>,
         #[serde(default)]
         p: CobaLifParams,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hidden: Option<u32>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        use_input: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         inputs: Option<Vec<String>>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]

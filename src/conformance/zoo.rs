@@ -11,10 +11,11 @@ use snnc_frontend::{
 };
 
 use super::layers::unknown_param;
-use super::{NOT_PARAMS, PResult, as_f64, as_obj, as_pv, as_str, bad, method, unsupported};
+use super::{NOT_PARAMS, PResult, as_f64, as_obj, as_pv, as_str, bad, method};
 
 /// The oracle's `model` names (cases of one cell) this module runs.
-pub(super) const CELL_MODELS: [&str; 11] = [
+pub(super) const CELL_MODELS: [&str; 12] = [
+    "CobaLIFCell",
     "IzhikevichRecurrentCell",
     "LIFExRecurrentCell",
     "LIFRefracRecurrentCell",
@@ -73,6 +74,7 @@ fn feed_forward_of(model: &str) -> Option<&'static str> {
         "LIFExRecurrentCell" => "LIFExCell",
         "LIFRefracRecurrentCell" => "LIFRefracCell",
         "iaf_step" => "IAFCell",
+        "CobaLIFCell" => "coba_lif_feed_forward_step",
         _ => return None,
     })
 }
@@ -88,14 +90,17 @@ pub(super) fn recurrent_zoo_layer(
 ) -> PResult<Option<Layer>> {
     let Some(base) = feed_forward_of(model) else { return Ok(None) };
     let Some(mut layer) = zoo_layer(base, obj, name)? else { return Ok(None) };
-    if let Layer::IAF { hidden, autapses, .. }
-    | Layer::Izhikevich { hidden, autapses, .. }
-    | Layer::LIFEx { hidden, autapses, .. }
-    | Layer::LIFRefrac { hidden, autapses, .. } = &mut layer
-    {
-        *hidden = Some(n);
-        // `iaf_step` uses the recurrent weights as given.
-        *autapses = with_autapses || model == "iaf_step";
+    match &mut layer {
+        Layer::IAF { hidden, autapses, .. }
+        | Layer::Izhikevich { hidden, autapses, .. }
+        | Layer::LIFEx { hidden, autapses, .. }
+        | Layer::LIFRefrac { hidden, autapses, .. } => {
+            *hidden = Some(n);
+            // `iaf_step` uses the recurrent weights as given.
+            *autapses = with_autapses || model == "iaf_step";
+        }
+        Layer::CobaLIF { hidden, .. } => *hidden = Some(n),
+        _ => {}
     }
     Ok(Some(layer))
 }
@@ -127,7 +132,8 @@ pub(super) fn zoo_layer(model: &str, obj: &Map<String, Value>, name: Option<Stri
             merge,
         },
         "coba_lif_feed_forward_step" => {
-            Layer::CobaLIF { name, p: with_surrogate!(obj, model, CobaLifParams), inputs, recurrent_inputs, merge }
+            let p = with_surrogate!(obj, model, CobaLifParams);
+            Layer::CobaLIF { name, p, hidden, use_input: false, inputs, recurrent_inputs, merge }
         }
         "LIBoxCell" => {
             let (p, _, _): (LiBoxParams, _, _) = fields(obj, model)?;
@@ -136,12 +142,6 @@ pub(super) fn zoo_layer(model: &str, obj: &Map<String, Value>, name: Option<Stri
         "IzhikevichCell" | "Izhikevich" => {
             let (preset, p) = izhikevich(obj, model)?;
             Layer::Izhikevich { name, preset, p, hidden, autapses, inputs, recurrent_inputs, merge }
-        }
-        "CobaLIFCell" => {
-            return unsupported(
-                "CobaLIFCell (Norse's recurrent cell that ignores its input) is not in snnc; \
-                 CobaLIF is `coba_lif_feed_forward_step`",
-            );
         }
         _ => return Ok(None),
     }))

@@ -25,7 +25,7 @@ pub enum ZooSpec {
     LiBox(LiBoxParams),
     /// A model written as equations, recurrent with `Some(hidden)`.
     Custom(NeuronModel, Option<u32>),
-    /// `IAF`, `Izhikevich`, `LIFEx` or `LIFRefrac` made recurrent with
+    /// `IAF`, `Izhikevich`, `LIFEx`, `LIFRefrac` or `CobaLIF` made recurrent with
     /// `hidden` neurons.
     Recurrent(Box<ZooSpec>, u32),
 }
@@ -112,8 +112,8 @@ pub fn arb_zoo() -> BoxedStrategy<ZooSpec> {
             .prop_map(|(which, tau, v_th, method, alpha, hidden, trainable)| {
                 ZooSpec::Custom(custom_model(which, tau, v_th, method, alpha, trainable), hidden)
             });
-    let (iaf, izh, lif_ex, refrac) = (iaf.boxed(), izh.boxed(), lif_ex.boxed(), refrac.boxed());
-    let recurrent = (prop_oneof![iaf.clone(), izh.clone(), lif_ex.clone(), refrac.clone()], 1..=6u32)
+    let (iaf, izh, lif_ex, refrac, coba) = (iaf.boxed(), izh.boxed(), lif_ex.boxed(), refrac.boxed(), coba.boxed());
+    let recurrent = (prop_oneof![iaf.clone(), izh.clone(), lif_ex.clone(), refrac.clone(), coba.clone()], 1..=6u32)
         .prop_map(|(spec, hidden)| ZooSpec::Recurrent(Box::new(spec), hidden));
     prop_oneof![
         1 => iaf,
@@ -184,6 +184,10 @@ pub fn fit(spec: &ZooSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<boo
             *hidden = Some(*n);
             *autapses = *n % 2 == 0;
         }
+        if let Layer::CobaLIF { hidden, use_input, .. } = &mut layer {
+            *hidden = Some(*n);
+            *use_input = *n % 2 == 1;
+        }
         return Some((layer, vec![*n], spiking));
     }
     let n = elements(shape);
@@ -210,7 +214,8 @@ pub fn fit(spec: &ZooSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<boo
             same(Layer::LIFAdExRefrac { name: None, p: spread(p, n), inputs, recurrent_inputs, merge }, false)
         }
         ZooSpec::CobaLif(p) => {
-            same(Layer::CobaLIF { name: None, p: spread(p, n), inputs, recurrent_inputs, merge }, true)
+            let p = spread(p, n);
+            same(Layer::CobaLIF { name: None, p, hidden, use_input: false, inputs, recurrent_inputs, merge }, true)
         }
         ZooSpec::LiBox(p) => same(Layer::LIBox { name: None, p: spread(p, n), inputs, recurrent_inputs, merge }, false),
         ZooSpec::Custom(model, None) => same(

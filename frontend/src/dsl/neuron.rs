@@ -193,10 +193,19 @@ impl Layer {
         /// `LIFAdExRefracCell`.
         lif_adex_refrac, LIFAdExRefrac, LifAdExRefracParams
     );
-    zoo_layer!(
-        /// Conductance-based LIF (`coba_lif_feed_forward_step`).
-        coba_lif, CobaLIF, CobaLifParams
-    );
+    /// Conductance-based LIF (`coba_lif_feed_forward_step`); with
+    /// [`Layer::recurrent`], Norse's `CobaLIFCell`.
+    pub fn coba_lif(p: CobaLifParams) -> Layer {
+        Layer::CobaLIF {
+            name: None,
+            p,
+            hidden: None,
+            use_input: false,
+            inputs: None,
+            recurrent_inputs: Vec::new(),
+            merge: Merge::Add,
+        }
+    }
     zoo_layer!(
         /// `LIBoxCell`.
         li_box, LIBox, LiBoxParams
@@ -229,6 +238,7 @@ impl Layer {
         | Layer::Izhikevich { hidden, .. }
         | Layer::LIFEx { hidden, .. }
         | Layer::LIFRefrac { hidden, .. }
+        | Layer::CobaLIF { hidden, .. }
         | Layer::Neuron { hidden, .. } = &mut self
         {
             *hidden = Some(n);

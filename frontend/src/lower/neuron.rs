@@ -7,11 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use snnc_ir::{BinaryOp, CompareOp, Dtype, Handle, Node, Op, Surrogate, UnaryOp};
+use snnc_ir::{BinaryOp, CompareOp, Dtype, Handle, Node, Op, ParamInit, Surrogate, UnaryOp};
 
 use super::{Lower, Res, Value, Weights, invalid, surrogate};
 use crate::neuron::expr::{Assignment, BinOp, CmpOp, Expr, ExprKind};
-use crate::neuron::{Func, InitValue, NeuronModel, Program};
+use crate::neuron::{Func, InitValue, NeuronModel, Program, zoo};
 use crate::schema::ParamValue;
 
 /// A value during lowering.
@@ -34,6 +34,10 @@ enum Synapse {
     /// `x` is the input through the input weights, `x_rec` the previous
     /// step's spikes through the recurrent weights.
     Recurrent(Weights),
+    /// A recurrent conductance-based layer: the input and the previous
+    /// spikes through the positive and negative parts of the weights
+    /// ([`zoo::CONDUCTANCE_INPUTS`]).
+    Conductance(Weights),
 }
 
 struct Env<'p> {
@@ -68,6 +72,28 @@ impl Lower<'_> {
         Ok(Value { node: z, shape: s, producer: String::new() })
     }
 
+    /// Norse's recurrent `CobaLIFCell` with `hidden` neurons (see
+    /// [`zoo::coba_lif_recurrent`]).
+    pub(super) fn coba_layer(
+        &mut self,
+        name: &str,
+        at: &str,
+        cur: &Value,
+        model: &NeuronModel,
+        hidden: u32,
+    ) -> Res<Value> {
+        let n_in = self.last_dim(at, cur, None, "in")?;
+        let std = 1.0 / f64::from(n_in).sqrt();
+        let w_in = self.param(format!("{name}.input_weights"), &[hidden, n_in], true, ParamInit::Normal { std })?;
+        let std = 1.0 / f64::from(hidden).sqrt();
+        let w_rec =
+            self.param(format!("{name}.recurrent_weights"), &[hidden, hidden], true, ParamInit::Normal { std })?;
+        let mut s = cur.shape.clone();
+        *s.last_mut().expect("checked by last_dim") = hidden;
+        let z = self.neuron_model(name, model, cur.node, &s, Synapse::Conductance((w_in, w_rec)))?;
+        Ok(Value { node: z, shape: s, producer: String::new() })
+    }
+
     /// Checks `model` (already checked by `check_network`; a failure here
     /// names the layer anyway) and lowers it; returns the layer's output.
     fn neuron_model(
@@ -78,7 +104,11 @@ impl Lower<'_> {
         shape: &[u32],
         synapse: Synapse,
     ) -> Res<Handle<Node>> {
-        let prog = Program::check(model).map_err(|errors| {
+        let inputs: &[&str] = match synapse {
+            Synapse::Conductance(_) => &zoo::CONDUCTANCE_INPUTS,
+            _ => &[],
+        };
+        let prog = Program::check_with(model, inputs).map_err(|errors| {
             let e = &errors[0];
             invalid(self.file, format!("{}: model.{}", self.at, e.at), e.message.clone(), e.help.clone())
         })?;
@@ -119,7 +149,7 @@ impl Lower<'_> {
         }
         let z_state = match synapse {
             Synapse::FeedForward => None,
-            Synapse::Recurrent(_) if prog.output != "z" || prog.spike.is_none() => {
+            Synapse::Recurrent(_) | Synapse::Conductance(_) if prog.output != "z" || prog.spike.is_none() => {
                 return Err(invalid(
                     self.file,
                     format!("{}: model.output", self.at),
@@ -127,7 +157,7 @@ impl Lower<'_> {
                     Some("give the model a `spike` condition and leave `output` out (it is then `z`)".into()),
                 ));
             }
-            Synapse::Recurrent(_) => {
+            Synapse::Recurrent(_) | Synapse::Conductance(_) => {
                 let dtype = if prog.outputs_binary_spikes() { Dtype::Spike } else { float };
                 Some(self.state(format!("{name}.z"), dtype, shape, 0.0)?)
             }
@@ -139,6 +169,19 @@ impl Lower<'_> {
                 let a = self.emit(Op::MatMul { input: x, weight: w_in, kind: snnc_ir::MatMulKind::Dense })?;
                 let r = self.emit(Op::MatMul { input: z_prev, weight: w_rec, kind: snnc_ir::MatMulKind::Dense })?;
                 (V::Step(a), V::Step(r))
+            }
+            Synapse::Conductance((w_in, w_rec)) => {
+                let z_prev = self.emit(Op::StateRead(z_state.expect("made above")))?;
+                for (input, w, names) in [(x, w_in, ["x_exc", "x_inh"]), (z_prev, w_rec, ["x_rec_exc", "x_rec_inh"])] {
+                    let exc = self.emit_pre(Op::Unary { op: UnaryOp::Relu, arg: w })?;
+                    let neg = self.emit_pre(Op::Unary { op: UnaryOp::Neg, arg: w })?;
+                    let inh = self.emit_pre(Op::Unary { op: UnaryOp::Relu, arg: neg })?;
+                    for (weight, n) in [(exc, names[0]), (inh, names[1])] {
+                        let y = self.emit(Op::MatMul { input, weight, kind: snnc_ir::MatMulKind::Dense })?;
+                        env.values.insert(n.to_string(), V::Step(y));
+                    }
+                }
+                (V::Step(x), V::Zero)
             }
         };
         env.values.insert("x".into(), x);

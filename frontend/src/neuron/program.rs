@@ -148,8 +148,14 @@ fn is_identifier(name: &str) -> bool {
 impl Program {
     /// Checks `model`: every mistake is listed, each with its place.
     pub fn check(model: &NeuronModel) -> Result<Program, Vec<ProgramError>> {
+        Program::check_with(model, &[])
+    }
+
+    /// [`Program::check`] with more input names than `x`, `x_rec` and `dt`
+    /// (the conductance inputs of a recurrent `CobaLIF`).
+    pub fn check_with(model: &NeuronModel, inputs: &[&str]) -> Result<Program, Vec<ProgramError>> {
         let mut c = Checker { names: BTreeMap::new(), errors: Vec::new() };
-        for name in [INPUT, INPUT_REC, DT] {
+        for &name in [INPUT, INPUT_REC, DT].iter().chain(inputs) {
             c.names.insert(name.to_string(), Kind::Builtin);
         }
         for (name, value) in model.params.iter() {

@@ -147,6 +147,40 @@ pub fn coba_lif(p: &CobaLifParams) -> NeuronModel {
     m
 }
 
+/// The names of the conductance inputs of a recurrent `CobaLIF` layer:
+/// the input through `relu(W_in)` and `relu(-W_in)`, the previous spikes
+/// through `relu(W_rec)` and `relu(-W_rec)`.
+pub const CONDUCTANCE_INPUTS: [&str; 4] = ["x_exc", "x_inh", "x_rec_exc", "x_rec_inh"];
+
+/// Norse's `CobaLIFCell` (`coba_lif_step`): as shipped, the conductance
+/// jump of the input is computed and then overwritten, so only the
+/// recurrent spikes drive the cell; `use_input` keeps the input's jump.
+/// Norse's default state is all zeros (v = 0, not v_rest).
+pub fn coba_lif_recurrent(p: &CobaLifParams, use_input: bool) -> NeuronModel {
+    let state = [("v", 0.0.into()), ("g_e", 0.0.into()), ("g_i", 0.0.into())];
+    let jumps: [&str; 2] = if use_input {
+        ["g_e1 = (g_e + x_exc) + x_rec_exc", "g_i1 = (g_i + x_inh) + x_rec_inh"]
+    } else {
+        ["g_e1 = g_e + x_rec_exc", "g_i1 = g_i + x_rec_inh"]
+    };
+    let mut m = tensor_model(
+        p,
+        p.method,
+        p.alpha,
+        &state,
+        &[
+            jumps[0],
+            jumps[1],
+            "g_e = g_e1 + ((-dt) * tau_syn_exc_inv) * g_e1",
+            "g_i = g_i1 + ((-dt) * tau_syn_inh_inv) * g_i1",
+            "v = v + (dt * c_m_inv) * ((g_l * (v_rest - v) + g_e * (e_rev_E - v)) + g_i * (e_rev_I - v))",
+        ],
+    );
+    m.spike = Some("v - v_thresh".into());
+    m.reset = strings(&["v = v_reset"]);
+    m
+}
+
 /// `LIBoxCell`: a leaky integrator without current; passes on `v`.
 pub fn li_box(p: &LiBoxParams) -> NeuronModel {
     let mut m = tensor_model(
@@ -176,7 +210,8 @@ pub fn model_of(layer: &Layer) -> Option<NeuronModel> {
             m
         }
         Layer::LIFAdExRefrac { p, .. } => lif_adex_refrac(p),
-        Layer::CobaLIF { p, .. } => coba_lif(p),
+        Layer::CobaLIF { p, hidden: None, .. } => coba_lif(p),
+        Layer::CobaLIF { p, hidden: Some(_), use_input, .. } => coba_lif_recurrent(p, *use_input),
         Layer::LIBox { p, .. } => li_box(p),
         _ => return None,
     })

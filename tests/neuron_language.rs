@@ -118,6 +118,11 @@ fn mistakes_in_equations_are_located_inside_them() {
         check("trainable", r#"constants: {"c": 1}, state: {"v": 0}, update: ["v = v + c * x"], trainable: ["c"]"#);
     assert_eq!(code, 2);
     assert!(err.contains("`c` is a constant (a Python float); move it to `params` to train it"), "{err}");
+
+    let (code, err) =
+        check("unread", r#"params: {"v0": 1}, state: {"v": "v0"}, update: ["v = v + x"], trainable: ["v0"]"#);
+    assert_eq!(code, 2);
+    assert!(err.contains("model.trainable: `v0` is trainable, but no equation reads it"), "{err}");
 }
 
 #[test]

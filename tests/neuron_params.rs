@@ -181,3 +181,63 @@ fn threshold_gradient_is_minus_the_surrogate_at_the_margin() {
         }
     }
 }
+
+/// The gradients of trainable parameters of two models written in the
+/// neuron language (smooth, so that central differences are exact to
+/// rounding): every function of the language on the way, per-neuron and
+/// 0-d parameters, several states.
+#[test]
+fn gradients_of_neuron_language_models_match_finite_differences() {
+    let models = [
+        // A leaky integrator with a bounded, state-dependent drive.
+        r#"Neuron(name: "m", model: (
+            params: {"tau": 80, "g": [0.5, 0.3, 0.2], "w0": 0.1},
+            constants: {"c": 0.25},
+            state: {"v": 0.1, "w": "w0"},
+            update: [
+                "d = tanh(x) - v",
+                "v = v + (dt * tau) * (d + g * exp(-abs(v)) * sqrt(relu(w) + 1))",
+                "w = w + (dt * 50) * ((clamp(v, -10, 10) - w) * c + w0)",
+            ],
+            output: "v",
+            trainable: ["tau", "g", "w0"],
+        ))"#,
+        // Two coupled states with division, log, min and max.
+        r#"Neuron(name: "m", model: (
+            params: {"tau": [100, 120, 90], "tau_a": 20, "k": 0.7},
+            state: {"v": 0, "a": 0.5},
+            update: [
+                "a_new = a + (dt * tau_a) * (v * v - a)",
+                "v = v + (dt * tau) * (x / (1 + a) - log(1 + v * v) * k + min(v, 5) * 0.1 - max(a, -5) * 0.05)",
+                "a = a_new",
+            ],
+            output: "v",
+            trainable: ["tau", "tau_a", "k"],
+        ))"#,
+    ];
+    for layer in models {
+        let m = lower64(&net(T, layer));
+        let w = snnc_runtime::init_weights(&m, 0);
+        let (x, s) = (input(T), seed(T));
+        let (_, grads) = loss_and_grads(&m, &w, &x, T, &s);
+        assert_eq!(grads.len(), 3, "{layer}");
+        for (name, g) in &grads {
+            for k in 0..g.data.len() {
+                let p0 = w[name].data[k];
+                let h = 1e-5 * p0.abs().max(1.0);
+                let mut wp = w.clone();
+                wp.get_mut(name).unwrap().data[k] = p0 + h;
+                let mut wm = w.clone();
+                wm.get_mut(name).unwrap().data[k] = p0 - h;
+                let fd = (forward_loss(&m, &wp, &x, T, &s) - forward_loss(&m, &wm, &x, T, &s)) / (2.0 * h);
+                let err = (g.data[k] - fd).abs();
+                assert!(
+                    err <= 1e-6 * fd.abs().max(1e-3),
+                    "{name}[{k}]: autodiff {} vs finite differences {fd}",
+                    g.data[k]
+                );
+                assert!(g.data[k] != 0.0, "{name}[{k}] has no gradient");
+            }
+        }
+    }
+}

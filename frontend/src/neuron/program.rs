@@ -136,6 +136,8 @@ enum Kind {
 
 struct Checker {
     names: BTreeMap<String, Kind>,
+    /// Every name an expression reads.
+    read: std::collections::BTreeSet<String>,
     errors: Vec<ProgramError>,
 }
 
@@ -154,7 +156,7 @@ impl Program {
     /// [`Program::check`] with more input names than `x`, `x_rec` and `dt`
     /// (the conductance inputs of a recurrent `CobaLIF`).
     pub fn check_with(model: &NeuronModel, inputs: &[&str]) -> Result<Program, Vec<ProgramError>> {
-        let mut c = Checker { names: BTreeMap::new(), errors: Vec::new() };
+        let mut c = Checker { names: BTreeMap::new(), read: Default::default(), errors: Vec::new() };
         for &name in [INPUT, INPUT_REC, DT].iter().chain(inputs) {
             c.names.insert(name.to_string(), Kind::Builtin);
         }
@@ -231,6 +233,15 @@ impl Program {
                     format!("`{name}` is not a value of the model"),
                     Some("list the values whose gradient the reset must not carry, e.g. `detach: [\"z\"]`".into()),
                 );
+            }
+        }
+        for name in &model.trainable {
+            if model.params.get(name).is_some() && !c.read.contains(name) {
+                c.error("trainable".into(), format!("`{name}` is trainable, but no equation reads it"), Some(
+                    "a state's initial value carries no gradient (as Norse's `v = v_leak`): use the parameter in an \
+                     equation, or leave it out of `trainable`"
+                        .into(),
+                ));
             }
         }
         let output = match &model.output {
@@ -435,6 +446,7 @@ impl Checker {
         match &e.kind {
             ExprKind::Num(_) => {}
             ExprKind::Name(n) => {
+                self.read.insert(n.clone());
                 if !self.names.contains_key(n) {
                     let help = if n == SPIKE {
                         "`z` (the spike) exists after `spike`: use it in `reset` and `after`".to_string()

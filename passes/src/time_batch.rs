@@ -34,7 +34,10 @@
 //!    in-loop operands are all batched (bias adds, `Scale`, `ReLU`, the next
 //!    layer's product). Other non-recurrent nodes stay per step: moving a
 //!    lone elementwise op would cost a `collect` and a `step` and save
-//!    nothing.
+//!    nothing. A batched `channel_sum` (a per-step BatchNorm statistic of a
+//!    batched value) becomes `channel_sum_per_step`, `[T, C]`, and the
+//!    `channel_broadcast` of it repeats each step's row: the normalisation
+//!    of every step is then whole-sequence elementwise work.
 //! 4. *Schedule:* the components, in topological order, get stages
 //!    `0, 1, 2, ...`: even stages are sequence regions, odd ones step loops.
 //!    A component goes to the earliest stage of its kind after its operands
@@ -48,8 +51,9 @@
 //!    loop). A batched node's type gains the time dimension (`f32[T,B,16]`);
 //!    a batched `uniform` draws its sequence. A batched node the IR cannot
 //!    type over whole sequences (e.g. a comparison of a sequence with a
-//!    static batched value, which does not broadcast) stays per step, and
-//!    the pass plans the loop again.
+//!    static batched value, which does not broadcast; a `channel_sum` of a
+//!    loop-invariant value) stays per step, and the pass plans the loop
+//!    again.
 //! 6. Later `collect`s of a batched value become the value itself.
 //!
 //! Which layers were batched, and why others were not, is written to the
@@ -61,7 +65,8 @@
 //! **Preserves.** Every value, bit for bit: the interpreter sums a matrix
 //! product's rows in the same order whether it runs one step or all `T`
 //! at once, elementwise ops are per element either way, and
-//! `uniform(seed, t, k)` is the same draw in a sequence as at step `t`.
+//! `uniform(seed, t, k)` is the same draw in a sequence as at step `t`,
+//! and `channel_sum_per_step` sums each step in the order of one step.
 //! Every name stays on the node that computes the value (a batched node
 //! records its `[T, ...]` value, as the per-step one did); outputs,
 //! states, parameters and the `unroll` attribute of each loop (copied to
@@ -213,9 +218,6 @@ fn plan_loop(
             !hoist[p]
                 && (comp_size[comp[p]] > 1
                     || stays(&node.op)
-                    // Per-step statistics (BatchNorm): a sum over the
-                    // batch of one step, never over time.
-                    || matches!(node.op, Op::ChannelSum { .. })
                     || pinned.contains_key(&nodes[p])
                     || (matches!(node.op, Op::Step(_)) && node.name.is_some()))
         })
@@ -608,6 +610,11 @@ impl<'a> Rebuild<'a> {
                 op.map_operands(|_| it.next().expect("one new operand per operand"));
                 if batched && let Op::Uniform { seq, .. } = &mut op {
                     *seq = true;
+                }
+                // A step's channel statistic (BatchNorm), batched, is one
+                // statistic per step of the sequence, never one over time.
+                if batched && let Op::ChannelSum { per_step, .. } = &mut op {
+                    *per_step = true;
                 }
                 let want: Type = if batched { node.ty.with_seq() } else { node.ty.clone() };
                 match self.emit(r, op, node.name.clone()) {

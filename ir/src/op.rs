@@ -350,12 +350,14 @@ pub enum Op {
     /// for spikes), `[C]`, not `seq`.
     ///
     /// With `per_step` (printed `channel_sum_per_step` /
-    /// `channel_mean_per_step`), `arg` must be a `seq` value and every step
-    /// is summed on its own: step `t` of the result is exactly the
-    /// `ChannelSum` of step `t` of `arg` (same order, from `+0`; the mean
-    /// divides by one step's count, `B·H·W`). Type: float, `[C]`, `seq`
-    /// (`[T, C]`). `time-batch` makes it from an in-loop `ChannelSum`
-    /// (BatchNorm's per-step statistics) whose operand it batches.
+    /// `channel_mean_per_step`), every step is summed on its own: step `t`
+    /// of the result is exactly the `ChannelSum` of step `t` of a `seq`
+    /// `arg` (same order, from `+0`; the mean divides by one step's count,
+    /// `B·H·W`), or of `arg` itself at every step when it is not `seq` (a
+    /// value without time is the same at every step). Type: float, `[C]`,
+    /// `seq` (`[T, C]`). `time-batch` makes it from an in-loop `ChannelSum`
+    /// (BatchNorm's per-step statistics) whose operand it batches, or
+    /// whose loop-invariant operand it hoists (for the collected history).
     ChannelSum { arg: Handle<Node>, mean: bool, per_step: bool },
     /// The inverse layout of `ChannelSum` (its adjoint): a float `[C]`
     /// repeated along every dim of `shape` except the channel dim (dim 1 if

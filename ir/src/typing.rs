@@ -234,14 +234,10 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
             shape.0[1] = Dim::Fixed(len);
             Ok(Type { shape, ..x.clone() })
         }
-        Op::ChannelSum { arg, mean, per_step } => {
+        Op::ChannelSum { arg, per_step, .. } => {
             let x = ty(arg);
             let name = op.mnemonic();
             let c = channel_axis(&x.shape).map(|(_, c)| c).map_err(|m| format!("`{name}` of {x}: {m}"))?;
-            if per_step && !x.seq {
-                let whole = if mean { "channel_mean" } else { "channel_sum" };
-                return Err(format!("`{name}` needs a sequence, got {x} (use `{whole}` for one step)"));
-            }
             let dtype = if x.dtype == Dtype::Spike { module.float } else { x.dtype };
             let t = Type::new(dtype, Shape(vec![Dim::Fixed(c)]));
             Ok(if per_step { t.with_seq() } else { t })

@@ -21,7 +21,11 @@
 //!    `stop_gradient` view) move to the sequence region before the loop
 //!    (the preamble). A named one is then recorded once (`[B, ...]`), not
 //!    per step; its gradient is summed over the steps before it flows on
-//!    (one convolution weight gradient instead of `T`).
+//!    (one convolution weight gradient instead of `T`). A collected
+//!    `channel_sum` (a BatchNorm statistic of a loop-invariant value, such
+//!    as the first convolution of a `Direct` encoder's image) moves too:
+//!    its `collect` becomes `channel_sum_per_step` of the hoisted operand,
+//!    the same statistic at every step.
 //! 2. *Recurrences:* the dependency graph of the loop's nodes gets a back
 //!    edge from each `state_write` to the reads of its state (and one from
 //!    each read to the write, so that a state's reads and write stay in one
@@ -174,7 +178,7 @@ fn plan_loop(
         hoist[p] = !time_dependent(&node.op)
             && !stays(&node.op)
             && !pinned.contains_key(&nodes[p])
-            && !collected.contains(&nodes[p])
+            && (!collected.contains(&nodes[p]) || matches!(node.op, Op::ChannelSum { per_step: false, .. }))
             && in_loop(p).iter().all(|&q| hoist[q]);
     }
 
@@ -362,6 +366,8 @@ struct Rebuild<'a> {
     new_of: Vec<Option<Handle<Node>>>,
     /// Old step-loop nodes that became sequence values.
     batched: Vec<bool>,
+    /// Old step-loop nodes hoisted out of their loop.
+    hoisted: Vec<bool>,
     /// `collect` of an old per-step node, emitted once.
     collect_of: HashMap<Handle<Node>, Handle<Node>>,
     /// `step` of a new sequence value in a new region.
@@ -382,6 +388,7 @@ impl<'a> Rebuild<'a> {
             new,
             new_of: vec![None; n],
             batched: vec![false; n],
+            hoisted: vec![false; n],
             collect_of: HashMap::new(),
             step_of: HashMap::new(),
             report: PassReport::default(),
@@ -440,6 +447,21 @@ impl<'a> Rebuild<'a> {
         for &h in nodes {
             let node = &self.old.nodes[h];
             if let Op::Collect(v) = node.op {
+                if self.hoisted[v.index()]
+                    && let Op::ChannelSum { arg, mean, per_step: false } = self.old.nodes[v].op
+                {
+                    // The history of a hoisted statistic: the statistic of
+                    // its (loop-invariant) operand at every step.
+                    let na = self.new_of[arg.index()].ok_or_else(|| Failure::GiveUp(h, "collect".into()))?;
+                    let op = Op::ChannelSum { arg: na, mean, per_step: true };
+                    let nh = self.emit(r, op, node.name.clone()).map_err(|e| Failure::GiveUp(h, e))?;
+                    if self.new.nodes[nh].ty != node.ty {
+                        let why = format!("type {} became {}", node.ty, self.new.nodes[nh].ty);
+                        return Err(Failure::GiveUp(h, why));
+                    }
+                    self.new_of[h.index()] = Some(nh);
+                    continue;
+                }
                 let nv = self.new_of[v.index()].ok_or_else(|| Failure::GiveUp(h, "collect".into()))?;
                 if self.batched[v.index()] {
                     match &node.name {
@@ -537,6 +559,7 @@ impl<'a> Rebuild<'a> {
             for (p, &h) in nodes.iter().enumerate() {
                 if plan.hoist[p] {
                     self.copy_node(r, h)?;
+                    self.hoisted[h.index()] = true;
                     count += 1;
                 }
             }

@@ -79,3 +79,31 @@ fn time_batched_statistics_leave_the_first_loop() {
     // tdBN's step moments of `h` and `h·h`, per step, then bn1's two.
     assert_eq!(channel_sums(&m), vec![(RegionKind::Seq, true); 4], "{}", snnc_ir::print(&m));
 }
+
+#[test]
+fn statistics_of_a_loop_invariant_value_are_hoisted_with_it() {
+    // A `Direct` encoder: the convolution of the static image is computed
+    // once, and so is its BatchNorm; the collected statistics become the
+    // per-step sums of the hoisted value (the same at every step).
+    let src = "(version: 1, name: \"stem\", steps: 3, input: [1, 4, 4], encoder: Direct(), layers: [\
+        Conv2d(name: \"conv\", out_channels: 2, kernel_size: 3, padding: 1, bias: false), \
+        BatchNorm2d(name: \"bn\"), LIF(name: \"lif\")])";
+    for float in [Dtype::F32, Dtype::F64] {
+        let m = batched(src, float);
+        let text = snnc_ir::print(&m);
+        // The mean and variance once in the preamble, then each per step
+        // for the `bn.batch_mean` / `bn.batch_var` outputs.
+        let mut sums = channel_sums(&m);
+        sums.sort_by_key(|(_, per_step)| *per_step);
+        assert_eq!(
+            sums,
+            [(RegionKind::Seq, false), (RegionKind::Seq, false), (RegionKind::Seq, true), (RegionKind::Seq, true)],
+            "{text}"
+        );
+        let out = m.node_by_name("bn.out").unwrap();
+        assert_eq!(m.nodes[out].ty.to_string(), format!("{float}[B,2,4,4]"), "{text}");
+        assert_eq!(loop_states(&m), [["lif.v", "lif.i"]], "{text}");
+        let stat = m.outputs.iter().find(|o| o.name == "bn.batch_mean").unwrap().value;
+        assert_eq!(m.nodes[stat].ty.to_string(), format!("{float}[T,2]"));
+    }
+}

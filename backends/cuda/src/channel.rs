@@ -11,7 +11,7 @@
 //! | op | kernel |
 //! |---|---|
 //! | `channel_sum` / `channel_mean` | one thread per channel `c`: from `+0`, adds `x[l, c, i]` for `l = 0..lead`, and within each `l` for `i = 0..inner`, in order (the interpreter's loop, so its bits); the mean divides the sum once by `lead * inner` (rounded to f32, as the interpreter's `F::from_f64`) |
-//! | `channel_sum_per_step` / `channel_mean_per_step` | one thread per step and channel `(t, c)`: the same loop over step `t`'s rows (`[T, lead, C, inner]`), the mean dividing by one step's count |
+//! | `channel_sum_per_step` / `channel_mean_per_step` | one thread per step and channel `(t, c)`: the same loop over step `t`'s rows (`[T, lead, C, inner]`; of an operand without time, over all of it for every `t`), the mean dividing by one step's count |
 //! | `channel_broadcast` / `_mean` | one thread per result element `[l, c, i]`: `a[c]`, divided by `lead * inner` for the mean; a `seq` result (`[T, lead, C, inner]`) reads `a[t, c]` of a `[T, C]` operand |
 //!
 //! The sum is sequential per channel, not a tree: a parallel reduction
@@ -39,11 +39,14 @@ pub(crate) fn write(plan: &Plan<'_>, h: Handle<Node>, mode: Mode, prefix: &str) 
             let x = &m.nodes[arg].ty;
             let axis = channel_axis(&x.shape, &what)? + usize::from(x.seq);
             let dims = x.full_dims(m.steps);
-            // Per step: time apart from the lead, one result row per step.
-            let (steps, dims) = if per_step { (u64::from(m.steps), &dims[1..]) } else { (1, &dims[..]) };
-            let (lead, c, inner) = split(dims, axis - usize::from(per_step), &what)?;
+            // Per step: time apart from the lead, one result row per step
+            // (of a value without time, the same row at every step).
+            let apart = per_step && x.seq;
+            let steps = if per_step { u64::from(m.steps) } else { 1 };
+            let dims = if apart { &dims[1..] } else { &dims[..] };
+            let (lead, c, inner) = split(dims, axis - usize::from(apart), &what)?;
             let s = Sum { steps, lead, c, inner, mean };
-            channel_sum(plan, h, mode, name, arg, s)
+            channel_sum(plan, h, mode, name, arg, s, per_step && !x.seq)
         }
         Op::ChannelBroadcast { arg, ref shape, mean } => {
             let axis = channel_axis(shape, &what)?;
@@ -98,6 +101,7 @@ fn channel_sum(
     name: String,
     arg: Handle<Node>,
     s: Sum,
+    repeat: bool,
 ) -> Result<HeavyKernel, CudaError> {
     let Sum { steps, lead, c, inner, mean } = s;
     let mut hk = Hk::new(plan, mode, name);
@@ -108,9 +112,14 @@ fn channel_sum(
     let k = &mut hk.k;
     let nl = k.count(lead);
     // Thread `e` is channel `ch` of step `t`: its rows start at row
-    // `t * lead * c + ch` (`e` itself when there is one step).
+    // `t * lead * c + ch` (`e` itself when there is one step; `ch` when
+    // every step sums the same value).
     let first = if steps == 1 {
         e.clone()
+    } else if repeat {
+        let ch = k.r();
+        k.ins(format!("rem.u32 {ch}, {e}, {c}"));
+        ch
     } else {
         let (t, ch, tl) = (k.r(), k.r(), k.r());
         k.ins(format!("div.u32 {t}, {e}, {c}"));

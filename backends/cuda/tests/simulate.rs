@@ -408,7 +408,11 @@ fn channel_sum_and_broadcast_match_the_interpreter() {
     let mut b = Builder::new("channel", 3, 1e-3, Dtype::F32);
     let img = b.input("img", Type::seq(Dtype::F32, Shape::batched(&[3, 2, 5])));
     let vec = b.input("vec", Type::seq(Dtype::F32, Shape::batched(&[4])));
+    let still = b.input("still", Type::new(Dtype::F32, Shape::batched(&[3, 4])));
     b.begin_seq();
+    let still = b.emit(Op::Input(still)).expect("input");
+    // The statistic of a value without time, at every step.
+    let still_mean = b.channel_sum_per_step(still, true).expect("channel_mean_per_step");
     let img = b.emit(Op::Input(img)).expect("input");
     let vec = b.emit(Op::Input(vec)).expect("input");
     let sum = b.channel_sum(img, false).expect("channel_sum");
@@ -436,6 +440,7 @@ fn channel_sum_and_broadcast_match_the_interpreter() {
         ("step_fixed", step_fixed),
         ("vec_mean", vec_mean),
         ("vec_spread", vec_spread),
+        ("still_mean", still_mean),
     ] {
         b.output(name, v);
     }
@@ -483,6 +488,7 @@ fn channel_sum_and_broadcast_match_the_interpreter() {
         assert_eq!(reference.outputs["step_spread"].shape, vec![3, batch, 3, 2, 5]);
         assert_eq!(reference.outputs["step_fixed"].shape, vec![3, 3, 2, 5]);
         assert_eq!(reference.outputs["vec_spread"].shape, vec![3, batch, 4]);
+        assert_eq!(reference.outputs["still_mean"].shape, vec![3, 3]);
         assert!(reference.outputs["rate"].data.iter().any(|&r| r > 0.0 && r < 1.0) || batch == 1);
     }
 }

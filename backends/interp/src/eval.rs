@@ -299,9 +299,17 @@ impl<F: Real> Evaluator<'_, F> {
                 let seq = usize::from(self.module.nodes[arg].ty.seq);
                 let axis = axis + seq;
                 let inner = self.plan.numel(&xd[axis + 1..]);
-                if per_step {
+                if per_step && seq == 1 {
                     let lead = self.plan.numel(&xd[seq..axis]);
                     kernels::channel_sum_per_step(self.val(arg), xd[0], lead, c as usize, inner, mean, &mut out);
+                } else if per_step {
+                    // The same value at every step: its sum, repeated.
+                    let lead = self.plan.numel(&xd[..axis]);
+                    kernels::channel_sum(self.val(arg), lead, c as usize, inner, mean, &mut out);
+                    let row = out.clone();
+                    for _ in 1..self.plan.steps {
+                        out.extend_from_slice(&row);
+                    }
                 } else {
                     let lead = self.plan.numel(&xd[..axis]);
                     kernels::channel_sum(self.val(arg), lead, c as usize, inner, mean, &mut out);

@@ -99,13 +99,14 @@ fn per_step_sums_give_the_bits_of_a_step_loop() {
 #[test]
 fn per_step_channel_ops_are_typed() {
     let mut b = Builder::new("chan", 2, 1e-3, F32);
-    let xi = b.input("x", Type::new(F32, Shape::batched(&[3, 2])));
-    let x = b.emit(Op::Input(xi)).unwrap();
-    let err = b.channel_sum_per_step(x, true).unwrap_err().to_string();
-    assert_eq!(err, "`channel_mean_per_step` needs a sequence, got f32[B,3,2] (use `channel_mean` for one step)",);
+    let zi = b.input("z", Type::seq(F32, Shape(Vec::new())));
     let bad = Shape(vec![Dim::Batch, Dim::Fixed(4)]);
     let si = b.input("s", Type::seq(F32, Shape::batched(&[3])));
     b.begin_seq();
+    // No channel dim.
+    let z = b.emit(Op::Input(zi)).unwrap();
+    let err = b.channel_sum_per_step(z, true).unwrap_err().to_string();
+    assert!(err.contains("`channel_mean_per_step` of") && err.contains("needs a shape [B, C, ...]"), "{err}");
     let s = b.emit(Op::Input(si)).unwrap();
     let seq_c = b.channel_sum_per_step(s, false).unwrap();
     let err = b.channel_broadcast(seq_c, bad).unwrap_err().to_string();
@@ -113,4 +114,31 @@ fn per_step_channel_ops_are_typed() {
     // A `[T, B, C]` is no statistic.
     let err = b.channel_broadcast(s, Shape::batched(&[3])).unwrap_err().to_string();
     assert!(err.contains("needs a float [C] (fixed, or one per step)"), "{err}");
+}
+
+#[test]
+fn a_per_step_sum_of_a_value_without_time_repeats_its_sum() {
+    // The statistic of a loop-invariant value at every step, as a step
+    // loop computes it (what `time-batch` makes of a hoisted one).
+    let steps = 3usize;
+    let mut b = Builder::new("chan", steps as u32, 1e-3, F32);
+    let xi = b.input("x", Type::new(F32, Shape::batched(&[2, 3])));
+    let x = b.emit(Op::Input(xi)).unwrap();
+    let rep = b.channel_sum_per_step(x, true).unwrap();
+    assert_eq!(b.module().nodes[rep].ty, Type::seq(F32, Shape::fixed(&[2])));
+    b.output("rep", rep);
+    b.begin_step();
+    let m = b.channel_sum(x, true).unwrap();
+    b.begin_seq();
+    let c = b.emit(Op::Collect(m)).unwrap();
+    b.output("loop", c);
+    let m = b.finish();
+    let data = [1.0f32, 2.0, 4.0, 10.0, 20.0, 40.0, 0.5, 0.25, 0.125, 3.0, 5.0, 7.0];
+    let r = run(&m, &Weights::new(), &[("x", t32(&[2, 2, 3], &data))]);
+    assert_eq!(r.outputs["rep"].shape, vec![steps, 2]);
+    // Channel 0: 1 + 2 + 4 + 0.5 + 0.25 + 0.125; channel 1: 10 + 20 + 40 + 3 + 5 + 7.
+    let one = [7.875f32 / 6.0, 85.0f32 / 6.0];
+    let want: Vec<f64> = (0..steps).flat_map(|_| one.map(f64::from)).collect();
+    assert_bits(&r.outputs["rep"].data, &want);
+    assert_bits(&r.outputs["rep"].data, &r.outputs["loop"].data);
 }

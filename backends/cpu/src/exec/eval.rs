@@ -212,9 +212,18 @@ impl Executable {
                 // the interpreter's order.
                 let axis = channel_dim(&self.module.nodes[arg].ty);
                 let xd = &b.dims[arg.index()];
-                let from = usize::from(per_step);
+                let seq = self.module.nodes[arg].ty.seq;
+                let from = usize::from(per_step && seq);
                 let (lead, c, inner) = (xd[from..axis].iter().product(), xd[axis], xd[axis + 1..].iter().product());
-                kernels::channel_sum(self.val(b, arg, step), lead, c, inner, mean, &mut out);
+                if per_step && !seq {
+                    // The same value at every step: its sum, repeated.
+                    let n = c.min(out.len());
+                    let (first, rest) = out.split_at_mut(n);
+                    kernels::channel_sum(self.val(b, arg, step), lead, c, inner, mean, first);
+                    rest.chunks_exact_mut(c.max(1)).for_each(|r| r.copy_from_slice(first));
+                } else {
+                    kernels::channel_sum(self.val(b, arg, step), lead, c, inner, mean, &mut out);
+                }
             }
             Op::ChannelBroadcast { arg, mean, .. } => {
                 // A `seq` result repeats each step of a `[T, C]` operand.

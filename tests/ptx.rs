@@ -247,8 +247,10 @@ fn backward_passes_assemble() {
 
 /// The BatchNorm fixture in evaluation lowering (running statistics:
 /// `channel_broadcast` of the parameters) and training lowering (per-step
-/// batch statistics: `channel_mean`), forward and backward (gradients of
-/// the parameters: `channel_sum`), emits the channel kernels and assembles
+/// batch statistics, lifted out of the step loop by `time-batch`:
+/// `channel_mean_per_step`), forward and backward (gradients of the
+/// parameters: `channel_sum`; of the statistics: `channel_sum_per_step`
+/// and `channel_broadcast_mean`), emits the channel kernels and assembles
 /// for sm_80 and sm_90. (Its values are checked on the simulator in
 /// `backends/cuda/tests/simulate.rs`.)
 #[test]
@@ -262,12 +264,12 @@ fn batchnorm_assembles_in_eval_and_training() {
             // variance in training; the adjoints in the backward pass.
             let mut kernels = vec!["channel_broadcast"];
             if lower.training {
-                kernels.push("channel_mean");
+                kernels.push("channel_mean_per_step");
             }
             if pipeline.is_some() {
                 kernels.push("channel_sum");
                 if lower.training {
-                    kernels.push("channel_broadcast_mean");
+                    kernels.extend(["channel_sum_per_step", "channel_broadcast_mean"]);
                 }
             }
             let what = format!("batchnorm {what} {}", pipeline.unwrap_or("forward"));

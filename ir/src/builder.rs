@@ -150,10 +150,17 @@ impl Builder {
     /// `channel_sum` (`mean` false) or `channel_mean`: `x` summed to its
     /// channel dim `[C]` (see [`Op::ChannelSum`]).
     pub fn channel_sum(&mut self, arg: Handle<Node>, mean: bool) -> Result<Handle<Node>, BuildError> {
-        self.emit(Op::ChannelSum { arg, mean })
+        self.emit(Op::ChannelSum { arg, mean, per_step: false })
     }
 
-    /// `channel_broadcast`: a fixed `[C]` repeated to `shape` (see
+    /// `channel_sum_per_step` (`mean` false) or `channel_mean_per_step`:
+    /// each step of the sequence `x` summed to its channel dim, `[T, C]`
+    /// (see [`Op::ChannelSum`]).
+    pub fn channel_sum_per_step(&mut self, arg: Handle<Node>, mean: bool) -> Result<Handle<Node>, BuildError> {
+        self.emit(Op::ChannelSum { arg, mean, per_step: true })
+    }
+
+    /// `channel_broadcast`: a `[C]` (fixed, or per step) repeated to `shape` (see
     /// [`Op::ChannelBroadcast`]).
     pub fn channel_broadcast(&mut self, arg: Handle<Node>, shape: Shape) -> Result<Handle<Node>, BuildError> {
         self.emit(Op::ChannelBroadcast { arg, shape, mean: false })

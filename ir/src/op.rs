@@ -348,14 +348,28 @@ pub enum Op {
     /// With `mean`, the sum is divided by the number of summed elements
     /// (`T·B·H·W` for a `seq` `[B, C, H, W]`). Type: float (the module's
     /// for spikes), `[C]`, not `seq`.
-    ChannelSum { arg: Handle<Node>, mean: bool },
-    /// The inverse layout of `ChannelSum` (its adjoint): a fixed float `[C]`
+    ///
+    /// With `per_step` (printed `channel_sum_per_step` /
+    /// `channel_mean_per_step`), every step is summed on its own: step `t`
+    /// of the result is exactly the `ChannelSum` of step `t` of a `seq`
+    /// `arg` (same order, from `+0`; the mean divides by one step's count,
+    /// `B·H·W`), or of `arg` itself at every step when it is not `seq` (a
+    /// value without time is the same at every step). Type: float, `[C]`,
+    /// `seq` (`[T, C]`). `time-batch` makes it from an in-loop `ChannelSum`
+    /// (BatchNorm's per-step statistics) whose operand it batches, or
+    /// whose loop-invariant operand it hoists (for the collected history).
+    ChannelSum { arg: Handle<Node>, mean: bool, per_step: bool },
+    /// The inverse layout of `ChannelSum` (its adjoint): a float `[C]`
     /// repeated along every dim of `shape` except the channel dim (dim 1 if
     /// `shape` starts with the batch dim, else dim 0), which must be `C`.
     /// With `mean`, every value is divided by the number of positions it
-    /// is repeated at (the adjoint of a `mean` `ChannelSum`). Type: `arg`'s
-    /// dtype, `shape`, not `seq`. A fixed result such as `[C, H, W]`
-    /// broadcasts against `[B, C, H, W]` by `Binary`'s suffix rule.
+    /// is repeated at in one step (the adjoint of a `mean` `ChannelSum`).
+    /// A fixed `[C]` gives `shape`, not `seq`; a `seq` `[C]` (`[T, C]`, a
+    /// `per_step` statistic) is repeated step by step to a `seq` `shape`
+    /// (step `t` of the result repeats step `t` of `arg`, the adjoint of a
+    /// `per_step` `ChannelSum`). Type: `arg`'s dtype, `shape`, `arg`'s time
+    /// flag. A fixed result such as `[C, H, W]` broadcasts against
+    /// `[B, C, H, W]` by `Binary`'s suffix rule.
     ChannelBroadcast { arg: Handle<Node>, shape: Shape, mean: bool },
     /// The maximum over every element of `arg`: all batch entries (and all
     /// steps of a `seq` value), as torch's `x.max()` without a dim (Norse's
@@ -583,8 +597,10 @@ impl Op {
             Op::Uniform { .. } => "uniform",
             Op::Concat { .. } => "concat",
             Op::Narrow { .. } => "narrow",
-            Op::ChannelSum { mean: false, .. } => "channel_sum",
-            Op::ChannelSum { mean: true, .. } => "channel_mean",
+            Op::ChannelSum { mean: false, per_step: false, .. } => "channel_sum",
+            Op::ChannelSum { mean: true, per_step: false, .. } => "channel_mean",
+            Op::ChannelSum { mean: false, per_step: true, .. } => "channel_sum_per_step",
+            Op::ChannelSum { mean: true, per_step: true, .. } => "channel_mean_per_step",
             Op::ChannelBroadcast { mean: false, .. } => "channel_broadcast",
             Op::ChannelBroadcast { mean: true, .. } => "channel_broadcast_mean",
             Op::MaxAll(_) => "max_all",

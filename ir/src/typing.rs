@@ -241,25 +241,27 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
             shape.0[1] = Dim::Fixed(len);
             Ok(Type { shape, ..x.clone() })
         }
-        Op::ChannelSum { arg, mean } => {
+        Op::ChannelSum { arg, per_step, .. } => {
             let x = ty(arg);
-            let name = if mean { "channel_mean" } else { "channel_sum" };
+            let name = op.mnemonic();
             let c = channel_axis(&x.shape).map(|(_, c)| c).map_err(|m| format!("`{name}` of {x}: {m}"))?;
             let dtype = if x.dtype == Dtype::Spike { module.float } else { x.dtype };
-            Ok(Type::new(dtype, Shape(vec![Dim::Fixed(c)])))
+            let t = Type::new(dtype, Shape(vec![Dim::Fixed(c)]));
+            Ok(if per_step { t.with_seq() } else { t })
         }
         Op::ChannelBroadcast { arg, ref shape, mean } => {
             let x = ty(arg);
             let name = if mean { "channel_broadcast_mean" } else { "channel_broadcast" };
-            if x.seq || x.shape.rank() != 1 || x.shape.has_batch() || !x.dtype.is_float() {
-                return Err(format!("`{name}` needs a fixed float [C], got {x}"));
+            if x.shape.rank() != 1 || x.shape.has_batch() || !x.dtype.is_float() {
+                return Err(format!("`{name}` needs a float [C] (fixed, or one per step), got {x}"));
             }
             let (_, c) = channel_axis(shape).map_err(|m| format!("`{name}` to {shape}: {m}"))?;
             if x.shape.0[0] != Dim::Fixed(c) {
                 return Err(format!("`{name}` of {x} to {shape}: the channel dim of the shape must be the operand's"));
             }
             shape.checked_fixed_elements().ok_or_else(|| format!("`{name}` to {shape}: too many elements"))?;
-            Ok(Type::new(x.dtype, shape.clone()))
+            let t = Type::new(x.dtype, shape.clone());
+            Ok(if x.seq { t.with_seq() } else { t })
         }
         Op::Transpose(a) => {
             let x = ty(a);

@@ -21,7 +21,11 @@
 //!    `stop_gradient` view) move to the sequence region before the loop
 //!    (the preamble). A named one is then recorded once (`[B, ...]`), not
 //!    per step; its gradient is summed over the steps before it flows on
-//!    (one convolution weight gradient instead of `T`).
+//!    (one convolution weight gradient instead of `T`). A collected
+//!    `channel_sum` (a BatchNorm statistic of a loop-invariant value, such
+//!    as the first convolution of a `Direct` encoder's image) moves too:
+//!    its `collect` becomes `channel_sum_per_step` of the hoisted operand,
+//!    the same statistic at every step.
 //! 2. *Recurrences:* the dependency graph of the loop's nodes gets a back
 //!    edge from each `state_write` to the reads of its state (and one from
 //!    each read to the write, so that a state's reads and write stay in one
@@ -34,7 +38,10 @@
 //!    in-loop operands are all batched (bias adds, `Scale`, `ReLU`, the next
 //!    layer's product). Other non-recurrent nodes stay per step: moving a
 //!    lone elementwise op would cost a `collect` and a `step` and save
-//!    nothing.
+//!    nothing. A batched `channel_sum` (a per-step BatchNorm statistic of a
+//!    batched value) becomes `channel_sum_per_step`, `[T, C]`, and the
+//!    `channel_broadcast` of it repeats each step's row: the normalisation
+//!    of every step is then whole-sequence elementwise work.
 //! 4. *Schedule:* the components, in topological order, get stages
 //!    `0, 1, 2, ...`: even stages are sequence regions, odd ones step loops.
 //!    A component goes to the earliest stage of its kind after its operands
@@ -48,8 +55,9 @@
 //!    loop). A batched node's type gains the time dimension (`f32[T,B,16]`);
 //!    a batched `uniform` draws its sequence. A batched node the IR cannot
 //!    type over whole sequences (e.g. a comparison of a sequence with a
-//!    static batched value, which does not broadcast) stays per step, and
-//!    the pass plans the loop again.
+//!    static batched value, which does not broadcast; a `channel_sum` of a
+//!    loop-invariant value) stays per step, and the pass plans the loop
+//!    again.
 //! 6. Later `collect`s of a batched value become the value itself.
 //!
 //! Which layers were batched, and why others were not, is written to the
@@ -61,7 +69,8 @@
 //! **Preserves.** Every value, bit for bit: the interpreter sums a matrix
 //! product's rows in the same order whether it runs one step or all `T`
 //! at once, elementwise ops are per element either way, and
-//! `uniform(seed, t, k)` is the same draw in a sequence as at step `t`.
+//! `uniform(seed, t, k)` is the same draw in a sequence as at step `t`,
+//! and `channel_sum_per_step` sums each step in the order of one step.
 //! Every name stays on the node that computes the value (a batched node
 //! records its `[T, ...]` value, as the per-step one did); outputs,
 //! states, parameters and the `unroll` attribute of each loop (copied to
@@ -169,7 +178,7 @@ fn plan_loop(
         hoist[p] = !time_dependent(&node.op)
             && !stays(&node.op)
             && !pinned.contains_key(&nodes[p])
-            && !collected.contains(&nodes[p])
+            && (!collected.contains(&nodes[p]) || matches!(node.op, Op::ChannelSum { per_step: false, .. }))
             && in_loop(p).iter().all(|&q| hoist[q]);
     }
 
@@ -213,9 +222,9 @@ fn plan_loop(
             !hoist[p]
                 && (comp_size[comp[p]] > 1
                     || stays(&node.op)
-                    // Per-step statistics (BatchNorm) and a per-step
-                    // maximum: over the batch of one step, never over time.
-                    || matches!(node.op, Op::ChannelSum { .. } | Op::MaxAll(_))
+                    // A per-step maximum: over the batch of one step,
+                    // never over time.
+                    || matches!(node.op, Op::MaxAll(_))
                     || pinned.contains_key(&nodes[p])
                     || (matches!(node.op, Op::Step(_)) && node.name.is_some()))
         })
@@ -360,6 +369,8 @@ struct Rebuild<'a> {
     new_of: Vec<Option<Handle<Node>>>,
     /// Old step-loop nodes that became sequence values.
     batched: Vec<bool>,
+    /// Old step-loop nodes hoisted out of their loop.
+    hoisted: Vec<bool>,
     /// `collect` of an old per-step node, emitted once.
     collect_of: HashMap<Handle<Node>, Handle<Node>>,
     /// `step` of a new sequence value in a new region.
@@ -380,6 +391,7 @@ impl<'a> Rebuild<'a> {
             new,
             new_of: vec![None; n],
             batched: vec![false; n],
+            hoisted: vec![false; n],
             collect_of: HashMap::new(),
             step_of: HashMap::new(),
             report: PassReport::default(),
@@ -438,6 +450,21 @@ impl<'a> Rebuild<'a> {
         for &h in nodes {
             let node = &self.old.nodes[h];
             if let Op::Collect(v) = node.op {
+                if self.hoisted[v.index()]
+                    && let Op::ChannelSum { arg, mean, per_step: false } = self.old.nodes[v].op
+                {
+                    // The history of a hoisted statistic: the statistic of
+                    // its (loop-invariant) operand at every step.
+                    let na = self.new_of[arg.index()].ok_or_else(|| Failure::GiveUp(h, "collect".into()))?;
+                    let op = Op::ChannelSum { arg: na, mean, per_step: true };
+                    let nh = self.emit(r, op, node.name.clone()).map_err(|e| Failure::GiveUp(h, e))?;
+                    if self.new.nodes[nh].ty != node.ty {
+                        let why = format!("type {} became {}", node.ty, self.new.nodes[nh].ty);
+                        return Err(Failure::GiveUp(h, why));
+                    }
+                    self.new_of[h.index()] = Some(nh);
+                    continue;
+                }
                 let nv = self.new_of[v.index()].ok_or_else(|| Failure::GiveUp(h, "collect".into()))?;
                 if self.batched[v.index()] {
                     match &node.name {
@@ -535,6 +562,7 @@ impl<'a> Rebuild<'a> {
             for (p, &h) in nodes.iter().enumerate() {
                 if plan.hoist[p] {
                     self.copy_node(r, h)?;
+                    self.hoisted[h.index()] = true;
                     count += 1;
                 }
             }
@@ -608,6 +636,11 @@ impl<'a> Rebuild<'a> {
                 op.map_operands(|_| it.next().expect("one new operand per operand"));
                 if batched && let Op::Uniform { seq, .. } = &mut op {
                     *seq = true;
+                }
+                // A step's channel statistic (BatchNorm), batched, is one
+                // statistic per step of the sequence, never one over time.
+                if batched && let Op::ChannelSum { per_step, .. } = &mut op {
+                    *per_step = true;
                 }
                 let want: Type = if batched { node.ty.with_seq() } else { node.ty.clone() };
                 match self.emit(r, op, node.name.clone()) {

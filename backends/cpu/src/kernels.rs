@@ -13,7 +13,9 @@ use snnc_ir::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
 
 use crate::pool::{ELEMENTS_PER_NS, GEMM_MACS_PER_NS};
 
+mod channel;
 mod pooling;
+pub(crate) use channel::{channel_broadcast, channel_sum};
 pub(crate) use pooling::{PoolShape, pool2d, pool2d_grad};
 #[cfg(test)]
 use pooling::{max_pool2d, max_pool2d_grad};

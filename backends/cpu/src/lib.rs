@@ -18,7 +18,8 @@
 //! | `conv2d` | im2col (dilated taps) and one GEMM per image and channel group, images split over threads |
 //! | `max_pool2d`, `avg_pool2d`, `sum_pool2d` (`kernels/pooling.rs`), `reduce_time_*`, `log_softmax`, `uniform`, unfused elementwise ops | plain Rust loops in the interpreter's order: its bits |
 //! | `concat`, `narrow` | copies into the node's own buffer, row by row (each time and batch row: the operands' blocks in order, or the slice): the interpreter's bits. A step loop holding one runs node by node |
-//! | `channel_sum`, `channel_mean`, `channel_broadcast(_mean)`, `max_all` | node by node in the interpreter's order (BatchNorm statistics, the population encoder's scale; `time-batch` keeps a channel sum and a `max_all` per step) |
+//! | `channel_sum`, `channel_mean` (`_per_step`), `channel_broadcast(_mean)` | `kernels/channel.rs`: each sum in the interpreter's order, 8 channels' chains side by side, channel groups split over threads; a broadcast by rows (BatchNorm statistics; after `time-batch` over whole sequences, one `[C]` per step) |
+//! | `max_all` | node by node in the interpreter's order (the population encoder's scale; `time-batch` keeps it per step) |
 //! | `step`, `reshape`, `stop_gradient`, `collect`, `state_read`, `state_write` | views of other buffers, no copy (a `state_write` copies into the next-state buffer) |
 //! | `transpose`, `sum_to`, `conv2d_grad_bias`, `{max,avg,sum}_pool2d_grad`, `reduce_time_*_grad`, `log_softmax_grad` | plain Rust loops in the interpreter's order: its bits |
 //! | `matmul_grad_weight` | one GEMM `gradᵀ · x` over all `T·B` rows, the rows of the result split over threads; with at most 64 rows, the interpreter's loop (its bits) |

@@ -16,7 +16,7 @@
 //! | `ew.rs` | elementwise kernels: sequence groups, whole step loops as one kernel (time loop inside, states in registers), per-step groups |
 //! | `ops.rs` | kernels of the other ops: matmul (tiled SGEMM), event-driven spike matmul, conv2d, pooling, time reductions, log_softmax and the backward ops |
 //! | `layout.rs` | kernels of the layout ops `concat` (one copy kernel per operand) and `narrow`; dispatches every heavy node |
-//! | `channel.rs` | BatchNorm's `channel_sum`/`channel_mean` (one thread per channel, summing in the interpreter's order) and `channel_broadcast`(`_mean`) (one thread per element) |
+//! | `channel.rs` | BatchNorm's `channel_sum`/`channel_mean` (one thread per channel, or per step and channel for `_per_step`, summing in the interpreter's order) and `channel_broadcast`(`_mean`) (one thread per element) |
 //! | `math.rs` | `max`/`min` with NaN rules, `exp`, `log`, `tanh`, the counter-based RNG |
 //! | `ptx.rs` | the PTX text builder (registers, labels, prologue hoisting) |
 //! | `emit.rs` | walks the regions, writes kernels and launches, assembles the module |

@@ -400,14 +400,19 @@ fn concat_and_narrow_match_the_interpreter() {
 /// `channel_mean` of a whole sequence `[T, B, C, H, W]`, of a `[B, C]`
 /// step value and of spikes per step (collected to `[T, C]`), and
 /// `channel_broadcast` (`_mean`) of the results to `[B, C, H, W]`, to a
-/// fixed `[C, H, W]` and to `[B, C]`: the interpreter's bits.
+/// fixed `[C, H, W]` and to `[B, C]`, and the `_per_step` sums of the
+/// sequences (`[T, C]`) broadcast step by step: the interpreter's bits.
 #[test]
 fn channel_sum_and_broadcast_match_the_interpreter() {
     use snnc_ir::{Builder, Dim, Dtype, Shape, Surrogate, Type};
     let mut b = Builder::new("channel", 3, 1e-3, Dtype::F32);
     let img = b.input("img", Type::seq(Dtype::F32, Shape::batched(&[3, 2, 5])));
     let vec = b.input("vec", Type::seq(Dtype::F32, Shape::batched(&[4])));
+    let still = b.input("still", Type::new(Dtype::F32, Shape::batched(&[3, 4])));
     b.begin_seq();
+    let still = b.emit(Op::Input(still)).expect("input");
+    // The statistic of a value without time, at every step.
+    let still_mean = b.channel_sum_per_step(still, true).expect("channel_mean_per_step");
     let img = b.emit(Op::Input(img)).expect("input");
     let vec = b.emit(Op::Input(vec)).expect("input");
     let sum = b.channel_sum(img, false).expect("channel_sum");
@@ -415,7 +420,28 @@ fn channel_sum_and_broadcast_match_the_interpreter() {
     let batched = Shape(vec![Dim::Batch, Dim::Fixed(3), Dim::Fixed(2), Dim::Fixed(5)]);
     let spread = b.emit(Op::ChannelBroadcast { arg: mean, shape: batched, mean: true }).expect("broadcast");
     let fixed = b.channel_broadcast(sum, Shape::fixed(&[3, 2, 5])).expect("broadcast");
-    for (name, v) in [("sum", sum), ("mean", mean), ("spread", spread), ("fixed", fixed)] {
+    // Per step: `[T, C]` statistics and their step-by-step broadcasts.
+    let step_mean = b.channel_sum_per_step(img, true).expect("channel_mean_per_step");
+    let step_sum = b.channel_sum_per_step(img, false).expect("channel_sum_per_step");
+    let batched = Shape(vec![Dim::Batch, Dim::Fixed(3), Dim::Fixed(2), Dim::Fixed(5)]);
+    let step_spread = b.channel_broadcast(step_mean, batched).expect("broadcast");
+    let shape = Shape::fixed(&[3, 2, 5]);
+    let step_fixed = b.emit(Op::ChannelBroadcast { arg: step_sum, shape, mean: true }).expect("broadcast");
+    let vec_mean = b.channel_sum_per_step(vec, true).expect("channel_mean_per_step");
+    let vec_spread = b.channel_broadcast(vec_mean, Shape::batched(&[4])).expect("broadcast");
+    for (name, v) in [
+        ("sum", sum),
+        ("mean", mean),
+        ("spread", spread),
+        ("fixed", fixed),
+        ("step_mean", step_mean),
+        ("step_sum", step_sum),
+        ("step_spread", step_spread),
+        ("step_fixed", step_fixed),
+        ("vec_mean", vec_mean),
+        ("vec_spread", vec_spread),
+        ("still_mean", still_mean),
+    ] {
         b.output(name, v);
     }
     b.begin_step();
@@ -438,7 +464,8 @@ fn channel_sum_and_broadcast_match_the_interpreter() {
             snnc_interp::run(&module, &info, &snnc_runtime::Weights::new(), &ins, &snnc_interp::RunOptions::default())
                 .unwrap_or_else(|e| panic!("{e}"));
         let art = snnc_cuda::emit(&module, &info, &CudaOptions::default()).expect("emits");
-        assert!(art.ptx.contains("_channel_mean") && art.ptx.contains("_channel_broadcast_mean"));
+        assert!(art.ptx.contains("_channel_mean(") && art.ptx.contains("_channel_broadcast_mean("));
+        assert!(art.ptx.contains("_channel_mean_per_step(") && art.ptx.contains("_channel_sum_per_step("));
         let ptx = sim::Module::parse(&art.ptx);
         let names = sim::bindings(&art.manifest);
         let mut run = sim::Run::new(&art.manifest, batch as u64);
@@ -457,6 +484,11 @@ fn channel_sum_and_broadcast_match_the_interpreter() {
         assert_eq!(reference.outputs["sum"].shape, vec![3]);
         assert_eq!(reference.outputs["rate"].shape, vec![3, 4]);
         assert_eq!(reference.outputs["fixed"].shape, vec![3, 2, 5]);
+        assert_eq!(reference.outputs["step_mean"].shape, vec![3, 3]);
+        assert_eq!(reference.outputs["step_spread"].shape, vec![3, batch, 3, 2, 5]);
+        assert_eq!(reference.outputs["step_fixed"].shape, vec![3, 3, 2, 5]);
+        assert_eq!(reference.outputs["vec_spread"].shape, vec![3, batch, 4]);
+        assert_eq!(reference.outputs["still_mean"].shape, vec![3, 3]);
         assert!(reference.outputs["rate"].data.iter().any(|&r| r > 0.0 && r < 1.0) || batch == 1);
     }
 }
@@ -482,6 +514,9 @@ fn batchnorm_matches_the_interpreter() {
             let broadcasts = count(|op| matches!(op, Op::ChannelBroadcast { .. }));
             assert!(broadcasts > 0, "{what} {pipeline}: no channel_broadcast");
             assert_eq!(sums > 0, lower.training || pipeline == TRAINING, "{what} {pipeline}: {sums} channel sums");
+            // `time-batch` lifts the per-step statistics out of the loop.
+            let per_step = count(|op| matches!(op, Op::ChannelSum { per_step: true, .. }));
+            assert_eq!(per_step > 0, lower.training && pipeline != "none", "{what} {pipeline}: {per_step} per step");
             let n =
                 compare_lowered(&path, pipeline, 3, &lower).unwrap_or_else(|| panic!("{what} {pipeline}: did not run"));
             eprintln!("batchnorm {what} ({pipeline}): {n} values agree");

@@ -293,17 +293,36 @@ impl<F: Real> Evaluator<'_, F> {
                 let block = self.plan.numel(&xd[axis..]);
                 kernels::narrow(self.val(arg), rows, block, start as usize * inner, len as usize * inner, &mut out);
             }
-            Op::ChannelSum { arg, mean } => {
+            Op::ChannelSum { arg, mean, per_step } => {
                 let xd = self.dims(arg);
                 let (axis, c) = snnc_ir::typing::channel_axis(&self.module.nodes[arg].ty.shape).unwrap_or((0, 0));
-                let axis = axis + usize::from(self.module.nodes[arg].ty.seq);
-                let (lead, inner) = (self.plan.numel(&xd[..axis]), self.plan.numel(&xd[axis + 1..]));
-                kernels::channel_sum(self.val(arg), lead, c as usize, inner, mean, &mut out);
+                let seq = usize::from(self.module.nodes[arg].ty.seq);
+                let axis = axis + seq;
+                let inner = self.plan.numel(&xd[axis + 1..]);
+                if per_step && seq == 1 {
+                    let lead = self.plan.numel(&xd[seq..axis]);
+                    kernels::channel_sum_per_step(self.val(arg), xd[0], lead, c as usize, inner, mean, &mut out);
+                } else if per_step {
+                    // The same value at every step: its sum, repeated.
+                    let lead = self.plan.numel(&xd[..axis]);
+                    kernels::channel_sum(self.val(arg), lead, c as usize, inner, mean, &mut out);
+                    let row = out.clone();
+                    for _ in 1..self.plan.steps {
+                        out.extend_from_slice(&row);
+                    }
+                } else {
+                    let lead = self.plan.numel(&xd[..axis]);
+                    kernels::channel_sum(self.val(arg), lead, c as usize, inner, mean, &mut out);
+                }
             }
             Op::ChannelBroadcast { arg, ref shape, mean } => {
+                // A `seq` result repeats each step of a `[T, C]` operand.
                 let (axis, _) = snnc_ir::typing::channel_axis(shape).unwrap_or((0, 0));
-                let (lead, inner) = (self.plan.numel(&dims[..axis]), self.plan.numel(&dims[axis + 1..]));
-                kernels::channel_broadcast(self.val(arg), lead, inner, mean, &mut out);
+                let seq = usize::from(node.ty.seq);
+                let axis = axis + seq;
+                let (lead, inner) = (self.plan.numel(&dims[seq..axis]), self.plan.numel(&dims[axis + 1..]));
+                let steps = if seq == 1 { dims[0] } else { 1 };
+                kernels::channel_broadcast(self.val(arg), steps, lead, inner, mean, &mut out);
             }
             Op::ReduceTime { op, arg } => kernels::reduce_time(op, self.val(arg), self.plan.steps, n, &mut out),
             Op::MaxAll(arg) => {

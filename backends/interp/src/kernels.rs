@@ -751,6 +751,31 @@ pub(crate) fn narrow<F: Real>(x: &[F], rows: usize, block: usize, start: usize, 
 pub(crate) fn channel_sum<F: Real>(x: &[F], lead: usize, c: usize, inner: usize, mean: bool, out: &mut Vec<F>) {
     out.clear();
     out.resize(c, F::zero());
+    channel_sum_into(x, lead, c, inner, mean, out);
+}
+
+/// `channel_sum_per_step` / `channel_mean_per_step`: `x` is
+/// `[steps, lead, c, inner]`; row `t` of the `[steps, c]` result is
+/// [`channel_sum`] of step `t` (the same bits as that step summed alone).
+pub(crate) fn channel_sum_per_step<F: Real>(
+    x: &[F],
+    steps: usize,
+    lead: usize,
+    c: usize,
+    inner: usize,
+    mean: bool,
+    out: &mut Vec<F>,
+) {
+    out.clear();
+    out.resize(steps * c, F::zero());
+    let per = lead * c * inner;
+    for (t, o) in out.chunks_exact_mut(c.max(1)).enumerate().take(steps) {
+        channel_sum_into(&x[t * per..(t + 1) * per], lead, c, inner, mean, o);
+    }
+}
+
+/// The sum of [`channel_sum`] into `out` (`c` zeros).
+fn channel_sum_into<F: Real>(x: &[F], lead: usize, c: usize, inner: usize, mean: bool, out: &mut [F]) {
     for l in 0..lead {
         for (k, o) in out.iter_mut().enumerate() {
             let row = &x[(l * c + k) * inner..(l * c + k + 1) * inner];
@@ -767,15 +792,26 @@ pub(crate) fn channel_sum<F: Real>(x: &[F], lead: usize, c: usize, inner: usize,
     }
 }
 
-/// `channel_broadcast` (`_mean`): `a[k]` (divided by `lead * inner` when
-/// `mean`) at every `[l, k, i]` of a `[lead, c, inner]` result.
-pub(crate) fn channel_broadcast<F: Real>(a: &[F], lead: usize, inner: usize, mean: bool, out: &mut Vec<F>) {
+/// `channel_broadcast` (`_mean`): `a` is `[steps, c]` (`steps` 1 for a
+/// fixed `[C]`); `a[t, k]` (divided by `lead * inner` when `mean`) at every
+/// `[t, l, k, i]` of a `[steps, lead, c, inner]` result.
+pub(crate) fn channel_broadcast<F: Real>(
+    a: &[F],
+    steps: usize,
+    lead: usize,
+    inner: usize,
+    mean: bool,
+    out: &mut Vec<F>,
+) {
     out.clear();
     let n = F::from_f64((lead * inner) as f64);
-    for _ in 0..lead {
-        for &v in a {
-            let v = if mean { v / n } else { v };
-            out.extend(std::iter::repeat_n(v, inner));
+    let c = a.len().checked_div(steps).unwrap_or(0);
+    for t in 0..steps {
+        for _ in 0..lead {
+            for &v in &a[t * c..(t + 1) * c] {
+                let v = if mean { v / n } else { v };
+                out.extend(std::iter::repeat_n(v, inner));
+            }
         }
     }
 }

@@ -69,7 +69,8 @@
 //! | `narrow %x, start, len` | the elements `[start, start + len)` of that dim, for every time and batch row |
 //! | `channel_sum`, `channel_mean` | `[C]`: per channel (dim 1 after `B`, dim 0 of a fixed value) the sum over the leading (time, batch) and trailing dims, leading index outer, in order from `+0`; `mean` divides by the count |
 //! | `max_all` | `[]`: the maximum of every element (time, batch and all), in order from `-inf`; NaN if any element is NaN (Norse's `PopulationEncoder` scale) |
-//! | `channel_broadcast(_mean) %a, shape=S` | `a[c]` (divided by the number of copies for `_mean`) at every position of channel `c` of `S` |
+//! | `channel_sum_per_step`, `channel_mean_per_step` | `[T, C]`: row `t` is `channel_sum` / `channel_mean` of step `t` of the sequence alone (its batch and trailing dims, the same order and count); of a value without time, its `channel_sum` / `channel_mean` in every row |
+//! | `channel_broadcast(_mean) %a, shape=S` | `a[c]` (divided by the number of copies for `_mean`) at every position of channel `c` of `S`; a `seq` `a` (`[T, C]`) gives a `seq` `S`, step `t` repeating `a[t, c]` (the count is one step's) |
 //! | `reduce_time_*` | over the time dim: `sum` in step order from `+0`, `mean = sum / T`, `max`, `last = x[T-1]` |
 //! | `log_softmax` | over the last dim: `(x - m) - ln(sum(exp(x - m)))` with `m = max(x)` |
 //! | `fused` | its body, instruction by instruction, each as the op of the same name above, over the kernel's shape (inputs broadcast); the node's value is output 0 |

@@ -9,9 +9,11 @@
 //! `NAME.batch_mean` / `NAME.batch_var` and collected into the module
 //! outputs of the same names (`[T, C]`), from which
 //! `snnc_runtime::batchnorm::update_running_stats` updates the running
-//! statistics in time order. `[C]` values meet `[B, C, H, W]` through a
-//! `channel_broadcast` to `[C, H, W]` (a `[C]` already broadcasts against
-//! `[B, C]`).
+//! statistics in time order. `[C]` parameters meet `[B, C, H, W]` through
+//! a `channel_broadcast` to `[C, H, W]` (a `[C]` already broadcasts against
+//! `[B, C]`); a per-step statistic is broadcast to the whole `[B, C, H, W]`
+//! (`[B, C]`), so that `time-batch` can lift the normalisation out of the
+//! step loop (see [`Lower::per_sample`]).
 
 use snnc_ir::{BinaryOp, Handle, Node, Op, ParamInit, ReduceOp, Shape, UnaryOp};
 
@@ -60,15 +62,15 @@ impl Lower<'_> {
             let n = self.bin(BinaryOp::Div, d, sd)?;
             return self.scale_shift(&bn, n);
         }
-        let mu = self.emit(Op::ChannelSum { arg: h, mean: true })?;
-        let mu_b = self.channels(&bn, mu, false)?;
+        let mu = self.emit(Op::ChannelSum { arg: h, mean: true, per_step: false })?;
+        let mu_b = self.per_sample(&bn, mu)?;
         let d = self.sub(h, mu_b)?;
         let sq = self.mul(d, d)?;
-        let var = self.emit(Op::ChannelSum { arg: sq, mean: true })?;
+        let var = self.emit(Op::ChannelSum { arg: sq, mean: true, per_step: false })?;
         self.batch_stats(&bn, mu, var, true);
         let ve = self.add(var, bn.eps)?;
         let sd = self.emit(Op::Unary { op: UnaryOp::Sqrt, arg: ve })?;
-        let sd = self.channels(&bn, sd, false)?;
+        let sd = self.per_sample(&bn, sd)?;
         let n = self.bin(BinaryOp::Div, d, sd)?;
         self.scale_shift(&bn, n)
     }
@@ -82,9 +84,9 @@ impl Lower<'_> {
     /// finishes them.
     pub(super) fn step_moments(&mut self, x: Handle<Node>) -> Res<(Handle<Node>, Handle<Node>)> {
         let h = self.float_of(x)?;
-        let m1 = self.emit(Op::ChannelSum { arg: h, mean: true })?;
+        let m1 = self.emit(Op::ChannelSum { arg: h, mean: true, per_step: false })?;
         let hh = self.mul(h, h)?;
-        let m2 = self.emit(Op::ChannelSum { arg: hh, mean: true })?;
+        let m2 = self.emit(Op::ChannelSum { arg: hh, mean: true, per_step: false })?;
         Ok((m1, m2))
     }
 
@@ -178,6 +180,19 @@ impl Lower<'_> {
         }
         let op = Op::ChannelBroadcast { arg: v, shape: bn.shape.clone(), mean: false };
         if pre { self.emit_pre(op) } else { self.emit(op) }
+    }
+
+    /// A per-step statistic `[C]` repeated to the whole batch `[B, ...shape]`
+    /// (1d and 2d alike). Unlike a `[C, H, W]` that broadcasts by the
+    /// suffix rule, the result has the type of the layer's input in the
+    /// loop and over whole sequences alike: when `time-batch` lifts the
+    /// statistics (`channel_mean_per_step`), this becomes a per-step
+    /// broadcast `[T, C]` to `[T, B, ...shape]` and the normalisation a
+    /// whole-sequence elementwise op.
+    fn per_sample(&mut self, bn: &Bn, v: Handle<Node>) -> Res<Handle<Node>> {
+        let mut dims = vec![snnc_ir::Dim::Batch];
+        dims.extend(bn.shape.0.iter().copied());
+        self.emit(Op::ChannelBroadcast { arg: v, shape: Shape(dims), mean: false })
     }
 
     /// `n * gamma + beta`, named `NAME.out`.

@@ -177,18 +177,22 @@ pub(crate) fn backward(ad: &mut Ad<'_>, h: H, g: H) -> Result<(), AdError> {
             let gx = if parts.len() == 1 { g } else { ad.emit(Op::Concat { args: parts })? };
             ad.contribute(arg, gx)
         }
-        Op::ChannelSum { arg, mean } => {
-            // Every summed element gets the gradient of its channel.
+        Op::ChannelSum { arg, mean, per_step } => {
+            // Every summed element gets the gradient of its channel (of
+            // its step, `per_step`: the gradient is `[T, C]` then, and its
+            // broadcast a sequence).
             let x = ad.ty(arg).clone();
-            if x.seq {
+            if x.seq && !per_step {
                 return Err(AdError(format!("`{}` of a sequence cannot be differentiated", op.mnemonic())));
             }
             let gx = ad.emit(Op::ChannelBroadcast { arg: g, shape: x.shape, mean })?;
             ad.contribute(arg, gx)
         }
         Op::ChannelBroadcast { arg, mean, .. } => {
-            // Each channel gets the sum of its copies' gradients.
-            let gx = ad.emit(Op::ChannelSum { arg: g, mean })?;
+            // Each channel gets the sum of its copies' gradients (per step
+            // for a per-step `[T, C]` operand).
+            let per_step = ad.ty(arg).seq;
+            let gx = ad.emit(Op::ChannelSum { arg: g, mean, per_step })?;
             ad.contribute(arg, gx)
         }
         Op::MaxAll(arg) => {

@@ -207,37 +207,33 @@ impl Executable {
                     }
                 }
             }
-            Op::ChannelSum { arg, mean } => {
-                // `[lead, c, inner]` around the channel dim (time and
-                // batch lead); sums in the interpreter's order.
+            Op::ChannelSum { arg, mean, per_step } => {
+                // `[steps, lead, c, inner]` around the channel dim (time
+                // and batch lead, or time apart when `per_step`); sums in
+                // the interpreter's order.
                 let axis = channel_dim(&self.module.nodes[arg].ty);
                 let xd = &b.dims[arg.index()];
-                let (lead, c, inner): (usize, usize, usize) =
-                    (xd[..axis].iter().product(), xd[axis], xd[axis + 1..].iter().product());
-                let x = self.val(b, arg, step);
-                out.fill(0.0);
-                for l in 0..lead {
-                    for (k, o) in out.iter_mut().enumerate() {
-                        for &v in &x[(l * c + k) * inner..(l * c + k + 1) * inner] {
-                            *o += v;
-                        }
-                    }
-                }
-                if mean {
-                    let n = (lead * inner) as f32;
-                    out.iter_mut().for_each(|o| *o /= n);
+                let seq = self.module.nodes[arg].ty.seq;
+                let from = usize::from(per_step && seq);
+                let (lead, c, inner) = (xd[from..axis].iter().product(), xd[axis], xd[axis + 1..].iter().product());
+                if per_step && !seq {
+                    // The same value at every step: its sum, repeated.
+                    let n = c.min(out.len());
+                    let (first, rest) = out.split_at_mut(n);
+                    kernels::channel_sum(self.val(b, arg, step), lead, c, inner, mean, first);
+                    rest.chunks_exact_mut(c.max(1)).for_each(|r| r.copy_from_slice(first));
+                } else {
+                    kernels::channel_sum(self.val(b, arg, step), lead, c, inner, mean, &mut out);
                 }
             }
             Op::ChannelBroadcast { arg, mean, .. } => {
+                // A `seq` result repeats each step of a `[T, C]` operand.
                 let axis = channel_dim(&node.ty);
+                let from = usize::from(node.ty.seq);
+                let steps = if node.ty.seq { dims[0] } else { 1 };
                 let (lead, inner) =
-                    (dims[..axis].iter().product::<usize>(), dims[axis + 1..].iter().product::<usize>());
-                let n = (lead * inner) as f32;
-                let a = self.val(b, arg, step);
-                for (r, o) in out.chunks_exact_mut(inner.max(1)).enumerate() {
-                    let v = a[r % a.len().max(1)];
-                    o.fill(if mean { v / n } else { v });
-                }
+                    (dims[from..axis].iter().product::<usize>(), dims[axis + 1..].iter().product::<usize>());
+                kernels::channel_broadcast(self.val(b, arg, step), steps, lead, inner, mean, &mut out);
             }
             Op::Narrow { arg, start, .. } => {
                 let axis = usize::from(node.ty.seq) + 1;

@@ -113,6 +113,7 @@ pub fn arb_zoo() -> BoxedStrategy<ZooSpec> {
                 ZooSpec::Custom(custom_model(which, tau, v_th, method, alpha, trainable), hidden)
             });
     let (iaf, izh, lif_ex, refrac, coba) = (iaf.boxed(), izh.boxed(), lif_ex.boxed(), refrac.boxed(), coba.boxed());
+    let random = (arb_random_model(), prop::option::of(1..=4u32)).prop_map(|(m, hidden)| ZooSpec::Custom(m, hidden));
     let recurrent = (prop_oneof![iaf.clone(), izh.clone(), lif_ex.clone(), refrac.clone(), coba.clone()], 1..=6u32)
         .prop_map(|(spec, hidden)| ZooSpec::Recurrent(Box::new(spec), hidden));
     prop_oneof![
@@ -124,9 +125,65 @@ pub fn arb_zoo() -> BoxedStrategy<ZooSpec> {
         1 => coba,
         1 => li_box,
         2 => custom,
+        3 => random,
         2 => recurrent
     ]
     .boxed()
+}
+
+/// An expression of the grammar over `leaves`, kept bounded: the
+/// functions that could overflow see bounded arguments.
+fn arb_expr(leaves: Vec<String>) -> BoxedStrategy<String> {
+    let leaf = prop_oneof![
+        3 => prop::sample::select(leaves),
+        1 => (-2.0f64..2.0).prop_map(|c| format!("{c:.3}")),
+    ];
+    leaf.prop_recursive(3, 12, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone(), prop::sample::select(vec!["+", "-", "*"]))
+                .prop_map(|(a, b, op)| format!("({a} {op} {b})")),
+            (inner.clone(), inner.clone(), prop::sample::select(vec!["min", "max"]))
+                .prop_map(|(a, b, f)| format!("{f}({a}, {b})")),
+            (inner.clone(), prop::sample::select(vec!["tanh", "relu", "abs", "-", "detach"]))
+                .prop_map(|(a, f)| format!("{f}({a})")),
+            inner.clone().prop_map(|a| format!("exp(min({a}, 1))")),
+            inner.clone().prop_map(|a| format!("log(1 + relu({a}))")),
+            inner.clone().prop_map(|a| format!("sqrt(relu({a}) + 1)")),
+            inner.clone().prop_map(|a| format!("({a} / (1 + abs({a})))")),
+            inner.clone().prop_map(|a| format!("clamp({a}, -2, 2)")),
+            (inner.clone(), inner).prop_map(|(a, b)| format!("({a} > {b})")),
+        ]
+    })
+    .boxed()
+}
+
+/// A model drawn from the grammar: 1 to 3 states, each relaxing towards a
+/// random bounded expression of the input, the states and the parameters;
+/// a spike of the first state with a random surrogate, sometimes detached
+/// in the reset.
+fn arb_random_model() -> BoxedStrategy<NeuronModel> {
+    (1..=3usize, 20.0f64..200.0, 0.2f64..1.0, arb_method(), arb_alpha(), any::<bool>())
+        .prop_flat_map(|(n, tau, th, method, alpha, detach)| {
+            let mut leaves: Vec<String> = (0..n).map(|k| format!("s{k}")).collect();
+            leaves.extend(["x", "x_rec", "th", "c"].map(String::from));
+            let exprs = prop::collection::vec(arb_expr(leaves), n);
+            (Just((n, tau, th, method, alpha, detach)), exprs)
+        })
+        .prop_map(|((n, tau, th, method, alpha, detach), exprs)| {
+            let mut m =
+                NeuronModel::new().param("tau", tau).param("th", th).constant("c", 0.5).surrogate(method, alpha);
+            for k in 0..n {
+                m = m.state(format!("s{k}"), 0.0);
+            }
+            let update: Vec<String> = exprs
+                .iter()
+                .enumerate()
+                .map(|(k, e)| format!("s{k} = s{k} + (dt * tau) * (clamp({e}, -5, 5) - s{k})"))
+                .collect();
+            m = m.update(update).spike("s0 - th").reset(["s0 = 0"]);
+            if detach { m.detach(["z"]) } else { m }
+        })
+        .boxed()
 }
 
 /// Two models that between them use every function, a comparison, a

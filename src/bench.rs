@@ -89,12 +89,13 @@ pub const NAMES: [&str; 6] =
 /// them at least once. With the unscaled input no Izhikevich neuron spikes.
 pub const IZH_INPUT_SCALE: f64 = 30.0;
 
-/// Norse's medians of the `izh-layer-n` configs (forward; fwd+bwd), from
-/// the side-by-side run recorded in BENCHMARKS.md, in seconds.
-const NORSE_IZH_512_S: f64 = 0.135;
-const NORSE_IZH_4096_S: f64 = 2.0;
-const NORSE_IZH_512_TRAIN_S: f64 = 0.6;
-const NORSE_IZH_4096_TRAIN_S: f64 = 10.0;
+/// Norse's best medians of the `izh-layer-n` configs (forward; fwd+bwd)
+/// on this machine kind, in seconds (BENCHMARKS.md, "Izhikevich neurons in
+/// config B").
+const NORSE_IZH_512_S: f64 = 93.0e-3;
+const NORSE_IZH_4096_S: f64 = 1.8615;
+const NORSE_IZH_512_TRAIN_S: f64 = 614.0e-3;
+const NORSE_IZH_4096_TRAIN_S: f64 = 14.0;
 
 /// `snnc bench`: time the benchmark networks forward.
 #[derive(clap::Args, Debug, Clone)]

@@ -93,7 +93,7 @@ pub const IZH_INPUT_SCALE: f64 = 30.0;
 /// on this machine kind, in seconds (BENCHMARKS.md, "Izhikevich neurons in
 /// config B").
 const NORSE_IZH_512_S: f64 = 93.0e-3;
-const NORSE_IZH_4096_S: f64 = 1.8615;
+const NORSE_IZH_4096_S: f64 = 1.7977;
 const NORSE_IZH_512_TRAIN_S: f64 = 614.0e-3;
 const NORSE_IZH_4096_TRAIN_S: f64 = 14.0;
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Times Norse 1.1.0 and snnc on the benchmark configs A, B, C of
-# docs/DESIGN.md, forward and training step (forward + backward; Adam
+# Times Norse 1.1.0 and snnc on the benchmark configs A, B (LIF and
+# Izhikevich), C of docs/DESIGN.md, forward and training step (forward + backward; Adam
 # for the tutorial, as Norse's A train step), on this machine in one go, and
 # prints the ratio table (markdown) that BENCHMARKS.md records.
 #
@@ -10,10 +10,10 @@
 #   PY            Norse's python (default: /root/.cache/snnc/norse-venv/bin/python,
 #                 else what scripts/norse/setup-norse.sh prints)
 #   TARGET        snnc's target: cpu (default) or interp
-#   NORSE_FILTER  regex of norse_cpu.py config keys to time (default: the eight
+#   NORSE_FILTER  regex of norse_cpu.py config keys to time (default: the twelve
 #                 Norse configs that match snnc's, forward and fwd+bwd)
 #   MODE          snnc bench --mode: fwd, fwdbwd or both (default)
-#   SNNC_NAMES    snnc configs to run (default: all four)
+#   SNNC_NAMES    snnc configs to run (default: all six)
 #   RUNS, WARMUP  timed and untimed runs on both sides (default 5 and 2)
 #   SKIP_NORSE=1  reuse OUT_DIR/norse.json from an earlier run
 #   QUIET_WAIT    seconds snnc waits at most for a quiet machine (default 120)
@@ -32,7 +32,7 @@ OUT="${1:-target/bench-vs-norse}"
 TARGET="${TARGET:-cpu}"
 RUNS="${RUNS:-5}"
 WARMUP="${WARMUP:-2}"
-NORSE_FILTER="${NORSE_FILTER:-^(A_norse_forward_full|B_norse_LIF_n512_forward|B_norse_LIF_n4096_forward|C_norse_convnet_forward|A_norse_train_step\(fwd\+bwd\+Adam, full\)|B_norse_LIF_n512_fwd\+bwd|B_norse_LIF_n4096_fwd\+bwd|C_norse_convnet_fwd\+bwd)}"
+NORSE_FILTER="${NORSE_FILTER:-^(A_norse_forward_full|B_norse_LIF_n512_forward|B_norse_LIF_n4096_forward|C_norse_convnet_forward|A_norse_train_step\(fwd\+bwd\+Adam, full\)|B_norse_LIF_n512_fwd\+bwd|B_norse_LIF_n4096_fwd\+bwd|C_norse_convnet_fwd\+bwd|B_norse_Izhikevich_n512_forward|B_norse_Izhikevich_n4096_forward|B_norse_Izhikevich_n512_fwd\+bwd|B_norse_Izhikevich_n4096_fwd\+bwd)}"
 MODE="${MODE:-both}"
 read -r -a NAMES <<<"${SNNC_NAMES:-}"
 mkdir -p "$OUT"
@@ -104,6 +104,10 @@ keys = {
     ("lif-layer-512", "fwdbwd"): "B_norse_LIF_n512_fwd+bwd",
     ("lif-layer-4096", "fwdbwd"): "B_norse_LIF_n4096_fwd+bwd",
     ("convnet", "fwdbwd"): "C_norse_convnet_fwd+bwd(encoder+net)",
+    ("izh-layer-512", "fwd"): "B_norse_Izhikevich_n512_forward",
+    ("izh-layer-4096", "fwd"): "B_norse_Izhikevich_n4096_forward",
+    ("izh-layer-512", "fwdbwd"): "B_norse_Izhikevich_n512_fwd+bwd",
+    ("izh-layer-4096", "fwdbwd"): "B_norse_Izhikevich_n4096_fwd+bwd",
 }
 print("| config | mode | Norse median | snnc median | speedup (Norse/snnc) | snnc neuron-upd/s | snnc GFLOP/s | Norse GFLOP/s | snnc % peak | snnc % bw | compile ms | input density |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")

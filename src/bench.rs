@@ -5,6 +5,7 @@
 //! |---|---|---|---|---|
 //! | `tutorial` | `examples/tutorial.ron` (encoder + LIFRecurrent 784→100 + Linear 100→10 + LI + decode) | 32 | 256 | Fashion-MNIST test images |
 //! | `lif-layer-512`, `lif-layer-4096` | Linear(n→n, bias) → LIF, output spikes | 500 | 16 | randn currents `[T, B, n]` |
+//! | `izh-layer-512`, `izh-layer-4096` | Linear(n→n, bias) → Izhikevich(tonic_spiking), output spikes | 500 | 16 | randn currents `[T, B, n]` × 30 ([`IZH_INPUT_SCALE`]) |
 //! | `convnet` | `examples/convnet.ron` (encoder + the Norse ConvNet + decode) | 48 | 32 | Fashion-MNIST test images |
 //!
 //! Each config is compiled once (lowering + passes + backend compile, the
@@ -20,12 +21,12 @@
 //! Norse's):
 //!
 //! - neuron-updates/s = neurons · T · batch / time, where the neurons are
-//!   the network's LIF/LI neurons, not the encoder's: `tutorial` 110
-//!   (100 LIF + 10 LI), `lif-layer-n` n, `convnet` 15 230;
+//!   the network's LIF/LI/Izhikevich neurons, not the encoder's: `tutorial` 110
+//!   (100 LIF + 10 LI), `lif-layer-n` and `izh-layer-n` n, `convnet` 15 230;
 //! - GFLOP/s = 2 · dense MACs · T · batch / time, every synapse counted at
 //!   every step whether its input spiked or not (PyTorch computes them
 //!   densely): `tutorial` 784·100 + 100·100 + 100·10, `lif-layer-n` n²,
-//!   `convnet` 2 293 000 per step and sample;
+//!   `izh-layer-n` n², `convnet` 2 293 000 per step and sample;
 //! - fraction of peak = GFLOP/s / the machine's sgemm peak, measured once
 //!   per run (see [`machine`]);
 //! - fraction of bandwidth = the config's compulsory memory traffic / time
@@ -42,6 +43,7 @@
 //!   event-driven product is chosen where it pays on this data.
 
 pub mod gemm;
+pub mod kernels;
 mod load;
 pub mod machine;
 
@@ -51,6 +53,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use snnc_frontend::dsl::{Encoder, Layer, Net, Network};
+use snnc_frontend::neuron::zoo::IzhikevichPreset;
 use snnc_frontend::{LayerSummary, LowerOptions};
 use snnc_ir::{Dim, Module};
 use snnc_runtime::{ElemType, Tensor, Weights};
@@ -74,12 +77,31 @@ const ATTEMPTS: usize = 3;
 const QUIET_CORES: f64 = 0.15;
 
 /// The config names, in the order they run.
-pub const NAMES: [&str; 4] = ["tutorial", "lif-layer-512", "lif-layer-4096", "convnet"];
+pub const NAMES: [&str; 6] =
+    ["tutorial", "lif-layer-512", "lif-layer-4096", "convnet", "izh-layer-512", "izh-layer-4096"];
+
+/// The factor on the standard normal input of `izh-layer-n` (on both
+/// sides: `norse_cpu.py`'s `bench_B` scales its input the same way).
+/// PyTorch's `Linear` weights are uniform in ±1/√n, so a current's standard
+/// deviation is 30/√3 ≈ 17 — Izhikevich's currents are O(10) (tonic
+/// spiking is shown at 10) — and the tonic-spiking neurons fire at about
+/// 0.44 % of their steps (LIF in `lif-layer-n`: 0.49 %), nearly all of
+/// them at least once. With the unscaled input no Izhikevich neuron spikes.
+pub const IZH_INPUT_SCALE: f64 = 30.0;
+
+/// Norse's best medians of the `izh-layer-n` configs (forward; fwd+bwd)
+/// on this machine kind, in seconds (BENCHMARKS.md, "Izhikevich neurons in
+/// config B").
+const NORSE_IZH_512_S: f64 = 93.0e-3;
+const NORSE_IZH_4096_S: f64 = 1.7977;
+const NORSE_IZH_512_TRAIN_S: f64 = 614.0e-3;
+const NORSE_IZH_4096_TRAIN_S: f64 = 14.0;
 
 /// `snnc bench`: time the benchmark networks forward.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// The configs to run (default: all): tutorial, lif-layer-512, lif-layer-4096, convnet.
+    /// The configs to run (default: all): tutorial, lif-layer-512, lif-layer-4096, convnet,
+    /// izh-layer-512, izh-layer-4096.
     #[arg(value_name = "NAME")]
     pub names: Vec<String>,
     /// Where to run them.
@@ -114,13 +136,13 @@ pub struct BenchArgs {
 }
 
 /// What feeds a config.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum InputKind {
     /// The first `batch` Fashion-MNIST test images, normalised as the
     /// seed tutorial does, into the network's encoder.
     FashionMnist,
-    /// Standard normal currents `[T, B, n]`, seeded.
-    Randn { seed: u64 },
+    /// Standard normal currents `[T, B, n]`, seeded, times `scale`.
+    Randn { seed: u64, scale: f64 },
 }
 
 /// One benchmark configuration.
@@ -181,6 +203,16 @@ pub fn lif_layer(n: u32) -> Network {
         .expect("the lif-layer network is valid")
 }
 
+/// `Linear(n→n, bias)` then Izhikevich (`tonic_spiking`), T = 500, output spikes.
+pub fn izh_layer(n: u32) -> Network {
+    Net::new(format!("izh-layer-{n}"), 500)
+        .input([n])
+        .layer(Layer::linear(n).named("fc"))
+        .layer(Layer::izhikevich(IzhikevichPreset::TonicSpiking).named("izh"))
+        .build()
+        .expect("the izh-layer network is valid")
+}
+
 /// The config called `name`, if there is one.
 pub fn config(name: &str) -> Option<Config> {
     let c = match name {
@@ -204,11 +236,34 @@ pub fn config(name: &str) -> Option<Config> {
                 batch: 16,
                 neurons: u64::from(n),
                 synapses_per_step: u64::from(n) * u64::from(n),
-                input: InputKind::Randn { seed: 1 },
+                input: InputKind::Randn { seed: 1, scale: 1.0 },
                 norse_best_s: if n == 512 { 54.2e-3 } else { 1.4594 },
                 norse_key: if n == 512 { "B_norse_LIF_n512_forward" } else { "B_norse_LIF_n4096_forward" },
                 norse_train_s: if n == 512 { 314.5e-3 } else { 9.4078 },
                 norse_train_key: if n == 512 { "B_norse_LIF_n512_fwd+bwd" } else { "B_norse_LIF_n4096_fwd+bwd" },
+            }
+        }
+        "izh-layer-512" | "izh-layer-4096" => {
+            let n: u32 = if name == "izh-layer-512" { 512 } else { 4096 };
+            Config {
+                name: if n == 512 { "izh-layer-512" } else { "izh-layer-4096" },
+                network: izh_layer(n),
+                batch: 16,
+                neurons: u64::from(n),
+                synapses_per_step: u64::from(n) * u64::from(n),
+                input: InputKind::Randn { seed: 1, scale: IZH_INPUT_SCALE },
+                norse_best_s: if n == 512 { NORSE_IZH_512_S } else { NORSE_IZH_4096_S },
+                norse_key: if n == 512 {
+                    "B_norse_Izhikevich_n512_forward"
+                } else {
+                    "B_norse_Izhikevich_n4096_forward"
+                },
+                norse_train_s: if n == 512 { NORSE_IZH_512_TRAIN_S } else { NORSE_IZH_4096_TRAIN_S },
+                norse_train_key: if n == 512 {
+                    "B_norse_Izhikevich_n512_fwd+bwd"
+                } else {
+                    "B_norse_Izhikevich_n4096_fwd+bwd"
+                },
             }
         }
         "convnet" => Config {
@@ -254,6 +309,9 @@ pub struct BenchResult {
     /// The CPU time other processes took during the timed runs, in cores
     /// (Linux; `None` elsewhere).
     pub foreign_cores: Option<f64>,
+    /// The fused kernels of the compiled module's step loops and their
+    /// bytes per neuron-step ([`kernels::step_kernels`]).
+    pub kernels: Vec<kernels::KernelTraffic>,
 }
 
 impl BenchResult {
@@ -281,6 +339,15 @@ impl BenchResult {
             "machine_bandwidth_gbs": machine.bandwidth_gbs,
             "norse_best_s": self.norse_best_s,
             "foreign_load_cores": self.foreign_cores,
+            "step_kernels": self.kernels.iter().map(|k| serde_json::json!({
+                "name": k.name,
+                "reverse": k.reverse,
+                "ops": k.ops,
+                "seq_reads": k.seq_reads,
+                "seq_writes": k.seq_writes,
+                "states": k.states,
+                "bytes_per_neuron_step": k.bytes(),
+            })).collect::<Vec<_>>(),
             "quick": quick,
         })
     }
@@ -545,7 +612,7 @@ fn make_inputs(
                 density = encoder_density(&config.network, &images);
                 images
             }
-            InputKind::Randn { seed } => {
+            InputKind::Randn { seed, scale } => {
                 let mut shape: Vec<usize> = input
                     .ty
                     .shape
@@ -559,7 +626,11 @@ fn make_inputs(
                 if input.ty.seq {
                     shape.insert(0, module.steps as usize);
                 }
-                randn(shape, seed)
+                let mut t = randn(shape, seed);
+                if scale != 1.0 {
+                    t.data.iter_mut().for_each(|x| *x = f64::from((*x * scale) as f32));
+                }
+                t
             }
         };
         inputs.insert(input.name.clone(), t);
@@ -591,6 +662,7 @@ pub fn run_config(
         Runner::compile(&config.network, args.target, &densities)?
     };
     let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let step_kernels = kernels::step_kernels(&runner.module);
     runner.init_weights(config.network.seed);
     runner.prepare(&inputs)?;
 
@@ -660,6 +732,7 @@ pub fn run_config(
         norse_best_s: if mode == Mode::Fwdbwd { config.norse_train_s } else { config.norse_best_s },
         foreign_cores,
         times_s,
+        kernels: step_kernels,
     })
 }
 
@@ -793,6 +866,22 @@ pub fn bench_command(out: &mut impl Write, args: &BenchArgs) -> Result<(), Error
                 if args.quick { "-".to_string() } else { format!("{:.2}x", r.norse_best_s / r.median_s) },
                 r.foreign_cores.map_or("-".to_string(), |f| format!("{f:.2}"))
             );
+            if !r.kernels.is_empty() {
+                let list: Vec<String> = r
+                    .kernels
+                    .iter()
+                    .map(|k| {
+                        format!(
+                            "{}{} ({} ops, {} B/neuron-step)",
+                            k.name,
+                            if k.reverse { " reverse" } else { "" },
+                            k.ops,
+                            k.bytes()
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(out, "  step-loop kernels: {}", list.join(", "));
+            }
         }
         let _ = out.flush();
     }
@@ -822,7 +911,7 @@ mod tests {
         }
         assert!(config("nope").is_none());
         assert!(select(&["nope".into()]).is_err());
-        assert_eq!(select(&[]).unwrap().len(), 4);
+        assert_eq!(select(&[]).unwrap().len(), NAMES.len());
     }
 
     #[test]
@@ -865,6 +954,47 @@ mod tests {
         let big = Tensor::new(vec![1, 1, 1, 1], ElemType::F32, vec![1000.0]).unwrap();
         assert!(encoder_density(&net, &big).unwrap() > 0.9);
         assert_eq!(encoder_density(&lif_layer(4), &big), None);
+    }
+
+    #[test]
+    fn izhikevich_fuses_like_lif_forward_and_backward() {
+        // One kernel per step loop: the forward's, and in the training
+        // module the forward's and the backward's, each moving what LIF's
+        // moves per neuron and step (the Izhikevich one computes more).
+        let count = |m: &Module| m.nodes.iter().filter(|(_, n)| matches!(n.op, snnc_ir::Op::Fused(_))).count();
+        let mut per_model = Vec::new();
+        for name in ["lif-layer-512", "izh-layer-512"] {
+            let c = config(name).unwrap();
+            let fwd = Runner::compile(&c.network, Target::Cpu, &BTreeMap::new()).unwrap();
+            let train = Runner::compile_train(&c.network, Target::Cpu, &BTreeMap::new(), 2).unwrap();
+            assert_eq!((count(&fwd.module), count(&train.module)), (1, 2), "{name}");
+            let (f, t) = (kernels::step_kernels(&fwd.module), kernels::step_kernels(&train.module));
+            let bytes = |ks: &[kernels::KernelTraffic]| ks.iter().map(|k| (k.reverse, k.bytes())).collect::<Vec<_>>();
+            // Forward: the current in, the spike out. Training: the
+            // forward also writes both states' histories; the backward
+            // reads them, the current and the spikes' gradient, and writes
+            // the current's gradient.
+            assert_eq!(bytes(&f), [(false, 8)], "{name}");
+            assert_eq!(bytes(&t), [(false, 16), (true, 20)], "{name}");
+            assert!(f.iter().chain(&t).all(|k| k.states == 2), "{name}: {f:?} {t:?}");
+            per_model.push(f[0].ops);
+        }
+        assert!(per_model[1] > per_model[0], "Izhikevich's kernel computes more: {per_model:?}");
+    }
+
+    #[test]
+    fn izh_input_is_scaled_randn() {
+        let c = config("izh-layer-512").unwrap();
+        let lowered = driver::compile(&c.network, c.name, &LowerOptions::default()).unwrap();
+        let (inputs, density) = make_inputs(&c, &lowered.module, 2, Path::new("/nonexistent")).unwrap();
+        assert_eq!(density, None);
+        let x = inputs.values().next().unwrap();
+        assert_eq!(x.shape, [500, 2, 512]);
+        let plain = randn(vec![500, 2, 512], 1);
+        for (a, b) in x.data.iter().zip(&plain.data) {
+            assert_eq!(*a, f64::from((b * IZH_INPUT_SCALE) as f32));
+        }
+        assert_eq!(lowered.module.parameter_count(), 512 * 512 + 512);
     }
 
     #[test]

@@ -33,11 +33,13 @@ torch.set_num_threads(2)
 import norse  # noqa: E402
 from norse.torch import (  # noqa: E402
     LIF,
+    Izhikevich,
     LICell,
     LIFParameters,
     LIFRecurrentCell,
     ConstantCurrentLIFEncoder,
 )
+from norse.torch.functional.izhikevich import tonic_spiking  # noqa: E402
 from norse.torch.models.conv import ConvNet  # noqa: E402
 
 try:
@@ -309,6 +311,27 @@ class NorseLinLIF(torch.nn.Module):
         return self.lif(self.fc(x))[0]
 
 
+class NorseLinIzhikevich(torch.nn.Module):
+    """Linear(n->n) + Izhikevich(tonic_spiking): Norse's Izhikevich layer,
+    which runs IzhikevichCell's step (izhikevich_feed_forward_step) over
+    time, as LIF() runs LIFCell's."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.fc = torch.nn.Linear(n, n)
+        self.izh = Izhikevich(tonic_spiking)
+
+    def forward(self, x):
+        return self.izh(self.fc(x))[0]
+
+
+# Izhikevich needs currents of O(10): its input is the same randn times this
+# factor (snnc bench's IZH_INPUT_SCALE, src/bench.rs), which makes the
+# Linear's currents' std 30/sqrt(3) ~ 17 and the neurons fire at ~0.44 % of
+# their steps (LIF on the unscaled input: ~0.49 %).
+IZH_INPUT_SCALE = 30.0
+
+
 if HAVE_SNNTORCH:
 
     class SnnTorchLinNeuron(torch.nn.Module):
@@ -344,18 +367,19 @@ def bench_B(args, results):
         gen = torch.Generator().manual_seed(1)
         x = torch.randn(T, B, n, generator=gen)
         meta = dict(T=T, batch=B, neurons=n, synapses_per_step=n * n)
-        models = [("norse_LIF", NorseLinLIF(n))]
+        models = [("norse_LIF", NorseLinLIF(n), x),
+                  ("norse_Izhikevich", NorseLinIzhikevich(n), x * IZH_INPUT_SCALE)]
         if HAVE_SNNTORCH:
-            models += [("snntorch_Leaky", SnnTorchLinNeuron(n, "Leaky")),
-                       ("snntorch_Synaptic", SnnTorchLinNeuron(n, "Synaptic"))]
-        for name, m in models:
+            models += [("snntorch_Leaky", SnnTorchLinNeuron(n, "Leaky"), x),
+                       ("snntorch_Synaptic", SnnTorchLinNeuron(n, "Synaptic"), x)]
+        for name, m, xin in models:
             def fwd():
                 with torch.no_grad():
-                    m(x)
+                    m(xin)
 
             def fwd_bwd():
                 m.zero_grad(set_to_none=True)
-                m(x).sum().backward()
+                m(xin).sum().backward()
 
             w = args.warmup if n == 512 else 1
             record(results, f"B_{name}_n{n}_forward", dict(meta), fwd, w, args.reps, args)

@@ -27,6 +27,17 @@ enum V {
     Step(Handle<Node>),
 }
 
+impl V {
+    /// The value of a Python float (`x_rec` of a feed-forward layer is 0).
+    fn constant(self) -> Option<f64> {
+        match self {
+            V::Const(x) => Some(x),
+            V::Zero => Some(0.0),
+            V::Pre(_) | V::Step(_) => None,
+        }
+    }
+}
+
 /// How the layer's input reaches the model.
 enum Synapse {
     /// `x` is the input itself, `x_rec` nothing.
@@ -354,8 +365,7 @@ impl Lower<'_> {
     }
 
     fn unary(&mut self, op: UnaryOp, a: V) -> Res<V> {
-        if let V::Const(_) | V::Zero = a {
-            let x = if let V::Const(x) = a { x } else { 0.0 };
+        if let Some(x) = a.constant() {
             return Ok(V::Const(match op {
                 UnaryOp::Neg => -x,
                 UnaryOp::Abs => x.abs(),
@@ -373,29 +383,26 @@ impl Lower<'_> {
     }
 
     fn binary(&mut self, op: BinaryOp, a: V, b: V, at: &str) -> Res<V> {
-        match (op, a, b) {
-            (BinaryOp::Add, V::Zero, other) | (BinaryOp::Add | BinaryOp::Sub, other, V::Zero) => return Ok(other),
-            (_, V::Const(_) | V::Zero, V::Const(_) | V::Zero) => {
-                let f = |v: V| if let V::Const(x) = v { x } else { 0.0 };
-                let (x, y) = (f(a), f(b));
-                if op == BinaryOp::Div && y == 0.0 {
-                    return Err(invalid(
-                        self.file,
-                        format!("{}: model.{at}", self.at),
-                        "division by zero among constants".into(),
-                        None,
-                    ));
-                }
-                return Ok(V::Const(match op {
-                    BinaryOp::Add => x + y,
-                    BinaryOp::Sub => x - y,
-                    BinaryOp::Mul => x * y,
-                    BinaryOp::Div => x / y,
-                    BinaryOp::Max => x.max(y),
-                    BinaryOp::Min => x.min(y),
-                }));
+        if let (BinaryOp::Add, V::Zero, other) | (BinaryOp::Add | BinaryOp::Sub, other, V::Zero) = (op, a, b) {
+            return Ok(other);
+        }
+        if let (Some(x), Some(y)) = (a.constant(), b.constant()) {
+            if op == BinaryOp::Div && y == 0.0 {
+                return Err(invalid(
+                    self.file,
+                    format!("{}: model.{at}", self.at),
+                    "division by zero among constants".into(),
+                    None,
+                ));
             }
-            _ => {}
+            return Ok(V::Const(match op {
+                BinaryOp::Add => x + y,
+                BinaryOp::Sub => x - y,
+                BinaryOp::Mul => x * y,
+                BinaryOp::Div => x / y,
+                BinaryOp::Max => x.max(y),
+                BinaryOp::Min => x.min(y),
+            }));
         }
         let (lhs, pa) = self.tensor(a)?;
         let (rhs, pb) = self.tensor(b)?;
@@ -407,9 +414,7 @@ impl Lower<'_> {
     }
 
     fn compare(&mut self, op: CmpOp, a: V, b: V) -> Res<V> {
-        if let (V::Const(_) | V::Zero, V::Const(_) | V::Zero) = (a, b) {
-            let f = |v: V| if let V::Const(x) = v { x } else { 0.0 };
-            let (x, y) = (f(a), f(b));
+        if let (Some(x), Some(y)) = (a.constant(), b.constant()) {
             let r = match op {
                 CmpOp::Lt => x < y,
                 CmpOp::Le => x <= y,
@@ -437,8 +442,7 @@ impl Lower<'_> {
     }
 
     fn threshold_of(&mut self, a: V, surrogate: Surrogate) -> Res<V> {
-        if let V::Const(_) | V::Zero = a {
-            let x = if let V::Const(x) = a { x } else { 0.0 };
+        if let Some(x) = a.constant() {
             return Ok(V::Const(if x > 0.0 { 1.0 } else { 0.0 }));
         }
         let (arg, pre) = self.tensor(a)?;

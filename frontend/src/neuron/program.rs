@@ -287,11 +287,6 @@ impl Program {
     pub fn outputs_binary_spikes(&self) -> bool {
         self.spike.is_some() && self.output == "z" && !self.after.iter().any(|a| a.target == "z")
     }
-
-    /// Whether `name` is a state variable.
-    pub fn is_state(&self, name: &str) -> bool {
-        self.states.iter().any(|(n, _)| n == name)
-    }
 }
 
 fn per_neuron_help() -> String {

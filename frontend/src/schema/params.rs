@@ -217,56 +217,11 @@ macro_rules! neuron_params {
     };
 }
 
-neuron_params!(LifParams { tau_syn_inv, tau_mem_inv, v_leak, v_th, v_reset });
 neuron_params!(LiParams { tau_syn_inv, tau_mem_inv, v_leak });
-neuron_params!(LsnnParams { tau_syn_inv, tau_mem_inv, tau_adapt_inv, v_leak, v_th, v_reset, beta });
 neuron_params!(LifBoxParams { tau_mem_inv, v_leak, v_th, v_reset });
-neuron_params!(LifAdExParams {
-    adaptation_current,
-    adaptation_spike,
-    delta_T,
-    tau_ada_inv,
-    tau_syn_inv,
-    tau_mem_inv,
-    v_leak,
-    v_th,
-    v_reset
-});
 
 fn is_empty(v: &[NeuronParam]) -> bool {
     v.is_empty()
-}
-
-/// `LIFParameters` (also used by the LIF encoders).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LifParams {
-    pub tau_syn_inv: ParamValue,
-    pub tau_mem_inv: ParamValue,
-    pub v_leak: ParamValue,
-    pub v_th: ParamValue,
-    pub v_reset: ParamValue,
-    pub method: Method,
-    pub alpha: f64,
-    /// The float fields training updates (`trainable: [tau_mem_inv, v_th]`):
-    /// each becomes a trainable parameter `LAYER.FIELD`.
-    #[serde(skip_serializing_if = "is_empty")]
-    pub trainable: Vec<NeuronParam>,
-}
-
-impl Default for LifParams {
-    fn default() -> Self {
-        LifParams {
-            tau_syn_inv: ParamValue::Scalar(200.0),
-            tau_mem_inv: ParamValue::Scalar(100.0),
-            v_leak: ParamValue::Scalar(0.0),
-            v_th: ParamValue::Scalar(1.0),
-            v_reset: ParamValue::Scalar(0.0),
-            method: Method::Super,
-            alpha: 100.0,
-            trainable: Vec::new(),
-        }
-    }
 }
 
 /// `LIParameters`.
@@ -288,42 +243,6 @@ impl Default for LiParams {
             tau_syn_inv: ParamValue::Scalar(200.0),
             tau_mem_inv: ParamValue::Scalar(100.0),
             v_leak: ParamValue::Scalar(0.0),
-            trainable: Vec::new(),
-        }
-    }
-}
-
-/// `LSNNParameters`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LsnnParams {
-    pub tau_syn_inv: ParamValue,
-    pub tau_mem_inv: ParamValue,
-    pub tau_adapt_inv: ParamValue,
-    pub v_leak: ParamValue,
-    pub v_th: ParamValue,
-    pub v_reset: ParamValue,
-    pub beta: ParamValue,
-    pub method: Method,
-    pub alpha: f64,
-    /// The float fields training updates (`trainable: [tau_mem_inv, v_th]`):
-    /// each becomes a trainable parameter `LAYER.FIELD`.
-    #[serde(skip_serializing_if = "is_empty")]
-    pub trainable: Vec<NeuronParam>,
-}
-
-impl Default for LsnnParams {
-    fn default() -> Self {
-        LsnnParams {
-            tau_syn_inv: ParamValue::Scalar(200.0),
-            tau_mem_inv: ParamValue::Scalar(100.0),
-            tau_adapt_inv: ParamValue::Scalar(1.0 / 800.0),
-            v_leak: ParamValue::Scalar(0.0),
-            v_th: ParamValue::Scalar(1.0),
-            v_reset: ParamValue::Scalar(0.0),
-            beta: ParamValue::Scalar(1.8),
-            method: Method::Super,
-            alpha: 100.0,
             trainable: Vec::new(),
         }
     }
@@ -372,51 +291,10 @@ impl Default for LifBoxParams {
     }
 }
 
-/// `LIFAdExParameters`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-#[allow(non_snake_case)]
-pub struct LifAdExParams {
-    pub adaptation_current: ParamValue,
-    pub adaptation_spike: ParamValue,
-    pub delta_T: ParamValue,
-    pub tau_ada_inv: ParamValue,
-    pub tau_syn_inv: ParamValue,
-    pub tau_mem_inv: ParamValue,
-    pub v_leak: ParamValue,
-    pub v_th: ParamValue,
-    pub v_reset: ParamValue,
-    pub method: Method,
-    pub alpha: f64,
-    /// The float fields training updates (`trainable: [tau_mem_inv, v_th]`):
-    /// each becomes a trainable parameter `LAYER.FIELD`.
-    #[serde(skip_serializing_if = "is_empty")]
-    pub trainable: Vec<NeuronParam>,
-}
-
-impl Default for LifAdExParams {
-    fn default() -> Self {
-        LifAdExParams {
-            adaptation_current: ParamValue::Scalar(4.0),
-            adaptation_spike: ParamValue::Scalar(0.02),
-            delta_T: ParamValue::Scalar(0.5),
-            tau_ada_inv: ParamValue::Scalar(2.0),
-            tau_syn_inv: ParamValue::Scalar(200.0),
-            tau_mem_inv: ParamValue::Scalar(100.0),
-            v_leak: ParamValue::Scalar(0.0),
-            v_th: ParamValue::Scalar(1.0),
-            v_reset: ParamValue::Scalar(0.0),
-            method: Method::Super,
-            alpha: 100.0,
-            trainable: Vec::new(),
-        }
-    }
-}
-
 /// Writes a Norse parameter struct of float tensor fields: the struct with
 /// its `method`, `alpha` and `trainable` fields, its [`Default`] (Norse's
 /// values) and its [`NeuronParams`].
-macro_rules! zoo_params {
+macro_rules! float_params {
     ($(#[$doc:meta])* $ty:ident { $($field:ident: $default:expr),* $(,)? }) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -447,12 +325,45 @@ macro_rules! zoo_params {
     };
 }
 
-zoo_params!(
+float_params!(
+    /// `LIFParameters` (also used by the LIF encoders).
+    LifParams { tau_syn_inv: 200.0, tau_mem_inv: 100.0, v_leak: 0.0, v_th: 1.0, v_reset: 0.0 }
+);
+
+float_params!(
+    /// `LSNNParameters`.
+    LsnnParams {
+        tau_syn_inv: 200.0,
+        tau_mem_inv: 100.0,
+        tau_adapt_inv: 1.0 / 800.0,
+        v_leak: 0.0,
+        v_th: 1.0,
+        v_reset: 0.0,
+        beta: 1.8,
+    }
+);
+
+float_params!(
+    /// `LIFAdExParameters`.
+    LifAdExParams {
+        adaptation_current: 4.0,
+        adaptation_spike: 0.02,
+        delta_T: 0.5,
+        tau_ada_inv: 2.0,
+        tau_syn_inv: 200.0,
+        tau_mem_inv: 100.0,
+        v_leak: 0.0,
+        v_th: 1.0,
+        v_reset: 0.0,
+    }
+);
+
+float_params!(
     /// `IAFParameters` (Norse's `IAFCell`; `dt` unused).
     IafParams { v_th: 1.0, v_reset: 0.0 }
 );
 
-zoo_params!(
+float_params!(
     /// `LIFExParameters`.
     LifExParams {
         delta_T: 0.5,
@@ -464,7 +375,7 @@ zoo_params!(
     }
 );
 
-zoo_params!(
+float_params!(
     /// `LIFRefracParameters`: `LIFParameters` and `rho_reset`, written flat
     /// (`p: (v_th: 0.5, rho_reset: 3)`).
     LifRefracParams {
@@ -477,7 +388,7 @@ zoo_params!(
     }
 );
 
-zoo_params!(
+float_params!(
     /// `LIFAdExRefracParameters`: `LIFAdExParameters` and `rho_reset`,
     /// written flat.
     LifAdExRefracParams {
@@ -494,7 +405,7 @@ zoo_params!(
     }
 );
 
-zoo_params!(
+float_params!(
     /// `CobaLIFParameters` (conductance-based LIF).
     CobaLifParams {
         tau_syn_exc_inv: 0.2,

@@ -116,7 +116,11 @@ fn ptxas() -> Option<PathBuf> {
 fn assemble(ptxas: &Path, ptx: &str, arch: Arch, name: &str) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("snnc-ptx-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let file = dir.join(format!("{}_{}.ptx", name.replace('/', "_"), arch.target()));
+    // Numbered: two tests assembling kernels of one name at once must not
+    // share a file.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = dir.join(format!("{}_{}_{n}.ptx", name.replace('/', "_"), arch.target()));
     std::fs::write(&file, ptx).map_err(|e| e.to_string())?;
     let out = Command::new(ptxas)
         .arg("--gpu-name")

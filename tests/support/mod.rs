@@ -30,8 +30,15 @@ pub fn stderr(o: &Output) -> String {
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
+    /// A fresh folder named after `test`, the test binary and the process,
+    /// and numbered: two tests running at once never share one, even when
+    /// they pass the same name (a shared one made `w.json` vanish under a
+    /// test while the other's folder was dropped).
     pub fn new(test: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("snnc-{}-{test}-{}", env!("CARGO_CRATE_NAME"), std::process::id()));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("snnc-{}-{test}-{}-{n}", env!("CARGO_CRATE_NAME"), std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("can create a temporary folder");
         TempDir(dir)

@@ -13,6 +13,7 @@ pub mod optim;
 mod real;
 pub mod safetensors_io;
 pub mod save;
+pub mod targets;
 pub mod tensor;
 pub mod train_error;
 pub mod weights;
@@ -26,6 +27,7 @@ pub use safetensors_io::{
     parse_rename, parse_rename_map, read_weights_safetensors, rename_weights, write_weights_safetensors,
 };
 pub use save::{SaveError, write_file};
+pub use targets::Targets;
 pub use tensor::{ElemType, ShapeError, Tensor};
 pub use train_error::TrainError;
 pub use weights::{

@@ -85,7 +85,7 @@ enum Command {
     /// each epoch, `metrics.csv` and a checkpoint per epoch in the output folder.
     Train {
         /// The network description (RON); it needs an encoder (its input is an image) and a
-        /// readout with one score per class.
+        /// readout with one score per class (the count losses: a spiking last layer).
         net: PathBuf,
         /// The data set: Fashion-MNIST (normalised as the Norse Fashion-MNIST tutorial: mean
         /// 0.2860, std 0.3530) or MNIST (as the Norse MNIST tutorial: 0.1307, 0.3081).

@@ -588,10 +588,11 @@ fn train_error(e: TrainError) -> Error {
     if e.is_environment() { Error::Environment(e.to_string()) } else { Error::User(e.to_string()) }
 }
 
-/// A mean batch loss above this stops training as diverged. The loss is the
-/// mean NLL of log-probabilities: ln(classes) (2.3 for ten) at chance, and
-/// a mean above 1e4 means log-probabilities below -1e4 on average, which no
-/// run that is still learning reaches (`--lr 1e30` gives 1e31).
+/// A mean batch loss above this stops training as diverged. For the NLL of
+/// log-probabilities (and ce-count): ln(classes) (2.3 for ten) at chance,
+/// and a mean above 1e4 means log-probabilities below -1e4 on average, which
+/// no run that is still learning reaches (`--lr 1e30` gives 1e31); mse-count
+/// is at most `T`; mse's scale is its targets'.
 pub const EXPLODING_LOSS: f64 = 1e4;
 
 impl TrainOptions {

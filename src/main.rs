@@ -81,11 +81,11 @@ enum Command {
         backward: bool,
     },
     /// Train a classifier on Fashion-MNIST or MNIST with surrogate gradients (BPTT), as the Norse tutorial
-    /// does: NLL of the log-probabilities, Adam, seeded mini-batches; test accuracy after each
-    /// epoch, `metrics.csv` and a checkpoint per epoch in the output folder.
+    /// does: NLL of the log-probabilities (or --loss), Adam, seeded mini-batches; test accuracy after
+    /// each epoch, `metrics.csv` and a checkpoint per epoch in the output folder.
     Train {
         /// The network description (RON); it needs an encoder (its input is an image) and a
-        /// readout with one score per class.
+        /// readout with one score per class (the count losses: a spiking last layer).
         net: PathBuf,
         /// The data set: Fashion-MNIST (normalised as the Norse Fashion-MNIST tutorial: mean
         /// 0.2860, std 0.3530) or MNIST (as the Norse MNIST tutorial: 0.1307, 0.3081).
@@ -117,6 +117,21 @@ enum Command {
         /// SGD momentum.
         #[arg(long, default_value_t = 0.0)]
         momentum: f64,
+        /// The loss: `nll` of the log-probabilities (the readout's own for MaxLogSoftmax, else
+        /// log_softmax of the readout); snnTorch's `ce-count` (cross-entropy of the last layer's
+        /// spike counts) or `mse-count` (squared error of the spike counts against
+        /// int(T * --correct-rate) at the label and int(T * --incorrect-rate) elsewhere, divided by
+        /// T); `mse` (squared error of the readout against float targets, which the image data
+        /// sets do not have). The count losses need a spiking last layer; their accuracy is the
+        /// class with the most spikes.
+        #[arg(long, value_enum, default_value = "nll")]
+        loss: LossKind,
+        /// mse-count: the fraction of the T steps the label's neuron should spike [default: 1].
+        #[arg(long, value_name = "RATE")]
+        correct_rate: Option<f64>,
+        /// mse-count: the fraction of the T steps the other neurons should spike [default: 0].
+        #[arg(long, value_name = "RATE")]
+        incorrect_rate: Option<f64>,
         /// Seed of the shuffling (the initial weights come from the network's `seed`).
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -131,7 +146,7 @@ enum Command {
         out: PathBuf,
         /// Continue from the checkpoint in --out. Every other setting must be the checkpoint's
         /// (network, --target, --batch, --optimizer, --lr, --momentum, --lr-decay, --seed, --limit,
-        /// --test-limit); only --epochs may change, to train longer.
+        /// --test-limit, --loss and its rates); only --epochs may change, to train longer.
         #[arg(long)]
         resume: bool,
         /// Start a new run in --out even if it holds one, overwriting its checkpoint and metrics.
@@ -192,6 +207,9 @@ fn main() -> ExitCode {
             lr_decay,
             optimizer,
             momentum,
+            loss,
+            correct_rate,
+            incorrect_rate,
             seed,
             target,
             out: out_dir,
@@ -205,7 +223,18 @@ fn main() -> ExitCode {
                 OptimizerKind::Adam => OptimizerConfig::Adam(snnc_runtime::Adam { lr, ..Default::default() }),
                 OptimizerKind::Sgd => OptimizerConfig::Sgd(snnc_runtime::Sgd { lr, momentum, ..Default::default() }),
             };
-            let opts = snnc::train::TrainOptions {
+            let loss = match (loss, correct_rate, incorrect_rate) {
+                (LossKind::MseCount, c, i) => Ok(snnc_runtime::Loss::MseCount {
+                    correct_rate: c.unwrap_or(1.0),
+                    incorrect_rate: i.unwrap_or(0.0),
+                }),
+                (other, None, None) => Ok(other.loss()),
+                (other, _, _) => Err(Error::User(format!(
+                    "--correct-rate and --incorrect-rate are the targets of --loss mse-count; --loss {} has none",
+                    other.loss().name()
+                ))),
+            };
+            let opts = loss.map(|loss| snnc::train::TrainOptions {
                 epochs,
                 batch,
                 optimizer,
@@ -220,8 +249,9 @@ fn main() -> ExitCode {
                 data: data_dir.unwrap_or_else(|| PathBuf::from(data.set().default_dir())),
                 data_set: data.set(),
                 progress: !quiet,
-            };
-            train(&mut out, &net, &opts)
+                loss,
+            });
+            opts.and_then(|opts| train(&mut out, &net, &opts))
         }
         Command::Weights { net, json } => weights(&mut out, &net, json),
         Command::Plot(args) => snnc::plot::plot_command(&mut out, &args),
@@ -592,6 +622,30 @@ impl DataSet {
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LossKind {
+    /// NLL of the log-probabilities.
+    Nll,
+    /// snnTorch's ce_count_loss.
+    CeCount,
+    /// snnTorch's mse_count_loss.
+    MseCount,
+    /// Squared error against float targets.
+    Mse,
+}
+
+impl LossKind {
+    /// The loss (mse-count with snnTorch's default rates).
+    fn loss(self) -> snnc_runtime::Loss {
+        match self {
+            LossKind::Nll => snnc_runtime::Loss::Nll,
+            LossKind::CeCount => snnc_runtime::Loss::CeCount,
+            LossKind::MseCount => snnc_runtime::Loss::MseCount { correct_rate: 1.0, incorrect_rate: 0.0 },
+            LossKind::Mse => snnc_runtime::Loss::Mse,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum OptimizerKind {
     Adam,
     Sgd,
@@ -602,19 +656,20 @@ fn train(out: &mut impl Write, path: &Path, opts: &snnc::train::TrainOptions) ->
     // The output folder first: a folder that cannot be written, or holds a
     // run the flags do not mention, is refused before anything is computed.
     let folder = snnc::train::RunFolder::open(&net.name, opts)?;
+    snnc::train::check_loss_for_images(&opts.loss)?;
     let mut data = snnc::train::load_data(opts.data_set, &opts.data)?;
     if let Some(n) = opts.limit {
         data = data.limit(n);
     }
     let tests = opts.test_limit.map_or(data.test.len(), |n| n.min(data.test.len()));
     // A network that cannot be trained is the file's problem: name it.
-    let program = snnc::train::TrainProgram::new(&net, opts.target).map_err(|e| match e {
+    let program = snnc::train::TrainProgram::new(&net, opts.target, opts.loss).map_err(|e| match e {
         Error::User(m) if m.starts_with("network `") => Error::User(format!("{}: {m}", display(path))),
         e => e,
     })?;
     say!(
         out,
-        "training `{}` on {} {} images ({} test) on {}: {} epoch(s), batch {}, {} lr {}",
+        "training `{}` on {} {} images ({} test) on {}: {} epoch(s), batch {}, {} lr {}, loss {}",
         net.name,
         data.train.len(),
         data.set.name(),
@@ -623,7 +678,8 @@ fn train(out: &mut impl Write, path: &Path, opts: &snnc::train::TrainOptions) ->
         opts.epochs,
         opts.batch,
         opts.optimizer.name(),
-        snnc::train::number(opts.optimizer.lr())
+        snnc::train::number(opts.optimizer.lr()),
+        opts.loss.name()
     );
     say!(
         out,

@@ -3,12 +3,16 @@
 //!
 //! [`TrainProgram`] compiles two executables from one network: the
 //! training module (forward + backward from the `autodiff` pass, seeded by
-//! the gradient of the loss with respect to the log-probabilities) and the
-//! forward module for evaluation. The loss is the negative log-likelihood
-//! of the log-probabilities: the readout's own for `MaxLogSoftmax` (the
+//! the gradient of the loss) and the forward module for evaluation. The
+//! loss ([`Loss`], `--loss`) decides the output both modules get
+//! ([`add_loss_outputs`]): `nll` (the default) the negative log-likelihood
+//! of the log-probabilities, the readout's own for `MaxLogSoftmax` (the
 //! Norse tutorial's decoder), else `log_softmax` of the readout's scores
-//! (cross-entropy on a max, mean, last-step or spike-count readout), added
-//! to the module as output `log_probs`.
+//! (cross-entropy on a max, mean, last-step or spike-count readout), as
+//! output `log_probs`; snnTorch's `ce-count` the log-softmax of the last
+//! layer's spike counts (output `log_probs`); snnTorch's `mse-count` the
+//! spike counts (`spike_counts`); `mse` the readout (`prediction`). The
+//! squared errors seed a surrogate output (`loss.surrogate`, see [`Loss`]).
 //!
 //! [`train`] prepares the output folder ([`RunFolder`]: writable, locked,
 //! not holding a run the flags do not mention, a resumed run's settings
@@ -27,19 +31,38 @@ use snnc_ir::{Op, Output, Region};
 use snnc_runtime::checkpoint::{self, Checkpoint};
 use snnc_runtime::save::is_users_fault;
 use snnc_runtime::{
-    EpochMetrics, ImageData, ImageSet, Optimizer, OptimizerConfig, Split, Tensor, TrainError, Weights, shuffle_order,
+    EpochMetrics, ImageData, ImageSet, Loss, Optimizer, OptimizerConfig, Prediction, Split, Targets, Tensor,
+    TrainError, Weights, shuffle_order,
 };
 
 use crate::driver::{self, Error, ModuleRunner as Runner, Target};
 
-/// The output holding the log-probabilities the loss reads.
+/// The output holding the log-probabilities `nll` and `ce-count` read.
 pub const LOG_PROBS: &str = "log_probs";
+/// The output holding the last layer's spike counts `mse-count` reads.
+pub const SPIKE_COUNTS: &str = "spike_counts";
+/// The output holding the readout (as floats) `mse` reads.
+pub const PREDICTION: &str = "prediction";
+/// The training module's output a squared error seeds, and its inputs.
+pub const SURROGATE: &str = "loss.surrogate";
+pub const LOSS_TARGET: &str = "loss.target";
+pub const LOSS_SCALE: &str = "loss.scale";
+
+/// The module output `loss` reads.
+pub fn prediction_output(loss: &Loss) -> &'static str {
+    match loss.prediction() {
+        Prediction::LogProbs | Prediction::CountLogProbs => LOG_PROBS,
+        Prediction::Counts => SPIKE_COUNTS,
+        Prediction::Readout => PREDICTION,
+    }
+}
 
 /// What one training step returns.
 #[derive(Debug, Clone)]
 pub struct StepResult {
-    /// `[B, classes]` log-probabilities.
-    pub log_probs: Tensor,
+    /// `[B, classes]`: the output the loss reads ([`prediction_output`]):
+    /// log-probabilities, spike counts or the readout.
+    pub prediction: Tensor,
     /// The gradient of every trainable parameter that has one, by name.
     pub grads: BTreeMap<String, Tensor>,
     /// Each BatchNorm layer's per-step batch statistics `(mean, biased
@@ -52,6 +75,10 @@ pub struct StepResult {
 pub struct TrainProgram {
     pub network: Network,
     pub target: Target,
+    /// The loss it trains with.
+    pub loss: Loss,
+    /// The network's time steps `T`.
+    pub steps: usize,
     train: Runner,
     eval: Runner,
     /// The input that seeds the backward pass.
@@ -68,7 +95,7 @@ pub struct TrainProgram {
     batch_norms: Vec<(String, f64, usize)>,
     /// Bytes per sample the backward pass stores (see `GradReport`).
     pub stored_bytes_per_sample: u64,
-    /// The classes of the readout.
+    /// The values per sample of the output the loss reads (the classes).
     pub classes: usize,
     /// The input's per-sample shape.
     pub input_shape: Vec<usize>,
@@ -78,39 +105,140 @@ pub struct TrainProgram {
     pub compile_ms: f64,
 }
 
-/// Adds the `log_probs` output: the readout itself for `MaxLogSoftmax`,
-/// else `log_softmax` of it. Checks the readout gives `[B, classes]`.
-fn add_log_probs(net: &Network, module: &mut snnc_ir::Module) -> Result<usize, Error> {
-    let readout = module.outputs.iter().find(|o| o.name == "readout").map(|o| o.value).ok_or_else(|| {
+/// Adds the output `loss` reads ([`prediction_output`]) and, for the
+/// training module (`training`) of a squared error, the seeded surrogate
+/// `p · stop_gradient(scale · (p − target))` with inputs [`LOSS_TARGET`] and
+/// [`LOSS_SCALE`] (see [`Loss`]). Returns the values per sample of the
+/// prediction (`[B, classes]`) and the output to seed.
+pub fn add_loss_outputs(
+    net: &Network,
+    module: &mut snnc_ir::Module,
+    loss: &Loss,
+    training: bool,
+) -> Result<(usize, &'static str), Error> {
+    let (value, classes) = match loss.prediction() {
+        Prediction::LogProbs => {
+            let (readout, classes) = class_scores(net, module, "readout")?;
+            let value = if net.readout == Readout::MaxLogSoftmax {
+                readout
+            } else {
+                let arg = float(module, readout)?;
+                push_seq_node(module, Op::LogSoftmax { arg })?
+            };
+            (value, classes)
+        }
+        Prediction::CountLogProbs => {
+            let (counts, classes) = spike_counts(net, module, loss)?;
+            (push_seq_node(module, Op::LogSoftmax { arg: counts })?, classes)
+        }
+        Prediction::Counts => spike_counts(net, module, loss)?,
+        Prediction::Readout => {
+            let (readout, classes) = class_scores(net, module, "readout")?;
+            (float(module, readout)?, classes)
+        }
+    };
+    let name = prediction_output(loss);
+    module.outputs.push(Output { name: name.into(), value });
+    if !(training && loss.is_squared_error()) {
+        return Ok((classes, name));
+    }
+    let ty = module.nodes[value].ty.clone();
+    let mut input = |name: &str| {
+        let h = module.inputs.append(snnc_ir::Input { name: name.into(), ty: ty.clone() });
+        push_seq_node(module, Op::Input(h))
+    };
+    let (target, scale) = (input(LOSS_TARGET)?, input(LOSS_SCALE)?);
+    let bin = |op, lhs, rhs| Op::Binary { op, lhs, rhs };
+    let diff = push_seq_node(module, bin(snnc_ir::BinaryOp::Sub, value, target))?;
+    let grad = push_seq_node(module, bin(snnc_ir::BinaryOp::Mul, scale, diff))?;
+    let stopped = push_seq_node(module, Op::StopGradient(grad))?;
+    // The gradient of `value · stopped` w.r.t. `value` is `seed · stopped`.
+    let surrogate = push_seq_node(module, bin(snnc_ir::BinaryOp::Mul, value, stopped))?;
+    module.outputs.push(Output { name: SURROGATE.into(), value: surrogate });
+    Ok((classes, SURROGATE))
+}
+
+/// The output `name` as class scores `[B, classes]`.
+fn class_scores(
+    net: &Network,
+    module: &snnc_ir::Module,
+    name: &str,
+) -> Result<(snnc_ir::Handle<snnc_ir::Node>, usize), Error> {
+    let readout = module.outputs.iter().find(|o| o.name == name).map(|o| o.value).ok_or_else(|| {
         Error::User(format!(
             "network `{}` has readout `Sequence`, which gives no class scores: use `readout: MaxLogSoftmax` \
              (the Norse tutorial's decoder), Max, Mean, LastStep or SpikeCount to train a classifier",
             net.name
         ))
     })?;
-    let ty = module.nodes[readout].ty.clone();
+    let ty = &module.nodes[readout].ty;
+    match ty.shape.0[..] {
+        [snnc_ir::Dim::Batch, snnc_ir::Dim::Fixed(c)] if !ty.seq => Ok((readout, c as usize)),
+        _ => Err(Error::User(format!(
+            "network `{}`: the readout is {ty}, but training needs one score per class, [B, classes]",
+            net.name
+        ))),
+    }
+}
+
+/// `value` as the module's float (spikes are cast, as torch computes with
+/// float spikes).
+fn float(
+    module: &mut snnc_ir::Module,
+    value: snnc_ir::Handle<snnc_ir::Node>,
+) -> Result<snnc_ir::Handle<snnc_ir::Node>, Error> {
+    if module.nodes[value].ty.dtype.is_float() {
+        return Ok(value);
+    }
+    let dtype = module.float;
+    push_seq_node(module, Op::Cast { arg: value, dtype })
+}
+
+/// The last layer's spikes summed over time, `[B, C]` (the `SpikeCount`
+/// readout itself when the network has it); refused for a last layer that
+/// does not spike.
+fn spike_counts(
+    net: &Network,
+    module: &mut snnc_ir::Module,
+    loss: &Loss,
+) -> Result<(snnc_ir::Handle<snnc_ir::Node>, usize), Error> {
+    let output = module
+        .outputs
+        .iter()
+        .find(|o| o.name == "output")
+        .map(|o| o.value)
+        .ok_or_else(|| Error::Internal("the module has no `output`".into()))?;
+    let ty = module.nodes[output].ty.clone();
+    let last = net.layers.len().checked_sub(1).map(|i| net.layers[i].name(i)).unwrap_or_default();
+    if ty.dtype != snnc_ir::Dtype::Spike {
+        return Err(Error::User(format!(
+            "network `{}`: --loss {} counts the spikes of the last layer, but the last layer `{}` gives {} \
+             values, not spikes: end the network in a spiking layer (e.g. LIF), or use --loss nll or mse",
+            net.name,
+            loss.name(),
+            snnc_frontend::error::shown_name(&last),
+            ty.dtype
+        )));
+    }
     let classes = match ty.shape.0[..] {
-        [snnc_ir::Dim::Batch, snnc_ir::Dim::Fixed(c)] if !ty.seq => c as usize,
+        [snnc_ir::Dim::Batch, snnc_ir::Dim::Fixed(c)] if ty.seq => c as usize,
         _ => {
             return Err(Error::User(format!(
-                "network `{}`: the readout is {ty}, but training needs one score per class, [B, classes]",
-                net.name
+                "network `{}`: --loss {} needs one spiking neuron per class, [T, B, classes], but the last layer \
+                 `{}` gives {ty}: add Flatten() and a spiking layer with one neuron per class",
+                net.name,
+                loss.name(),
+                snnc_frontend::error::shown_name(&last)
             )));
         }
     };
-    let value = if net.readout == Readout::MaxLogSoftmax {
-        readout
-    } else {
-        let arg = if ty.dtype.is_float() {
-            readout
-        } else {
-            let cast = Op::Cast { arg: readout, dtype: module.float };
-            push_seq_node(module, cast)?
-        };
-        push_seq_node(module, Op::LogSoftmax { arg })?
-    };
-    module.outputs.push(Output { name: LOG_PROBS.into(), value });
-    Ok(classes)
+    if net.readout == Readout::SpikeCount
+        && let Some(o) = module.outputs.iter().find(|o| o.name == "readout")
+    {
+        return Ok((o.value, classes));
+    }
+    let counts = push_seq_node(module, Op::ReduceTime { op: snnc_ir::ReduceOp::Sum, arg: output })?;
+    Ok((counts, classes))
 }
 
 fn push_seq_node(module: &mut snnc_ir::Module, op: Op) -> Result<snnc_ir::Handle<snnc_ir::Node>, Error> {
@@ -124,9 +252,10 @@ fn push_seq_node(module: &mut snnc_ir::Module, op: Op) -> Result<snnc_ir::Handle
 }
 
 impl TrainProgram {
-    /// Compiles `net` for training on `target`.
-    pub fn new(net: &Network, target: Target) -> Result<TrainProgram, Error> {
+    /// Compiles `net` for training with `loss` on `target`.
+    pub fn new(net: &Network, target: Target, loss: Loss) -> Result<TrainProgram, Error> {
         target.ensure_available()?;
+        loss.check().map_err(train_error)?;
         let start = Instant::now();
         let compiled = driver::compile(net, &net.name, &LowerOptions::default())?;
         let input = compiled.module.inputs.iter().next().map(|(_, i)| i.clone());
@@ -210,8 +339,8 @@ impl TrainProgram {
                 Ok((name, p, shape))
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        let classes = add_log_probs(net, &mut train_module)?;
-        let grad = snnc_passes::AutodiffOptions { seeds: vec![LOG_PROBS.into()], inputs: Vec::new() };
+        let (classes, seeded) = add_loss_outputs(net, &mut train_module, &loss, true)?;
+        let grad = snnc_passes::AutodiffOptions { seeds: vec![seeded.into()], inputs: Vec::new() };
         let (train_info, report) = driver::differentiate(&mut train_module, target, None, &pass_opts, &grad)?;
         let seed_input = report.seeds.first().map(|(_, i)| i.clone()).ok_or_else(|| {
             Error::User(format!(
@@ -223,7 +352,7 @@ impl TrainProgram {
         let stored_bytes_per_sample = report.stored_bytes_per_sample(train_module.steps);
 
         let mut eval_module = compiled.module.clone();
-        add_log_probs(net, &mut eval_module)?;
+        add_loss_outputs(net, &mut eval_module, &loss, false)?;
         let pipeline = driver::pipeline(target, None, &pass_opts)?;
         let eval_info = driver::run_pipeline(&mut eval_module, &pipeline, &mut |_| {})?;
 
@@ -233,6 +362,8 @@ impl TrainProgram {
         Ok(TrainProgram {
             network: net.clone(),
             target,
+            loss,
+            steps: net.steps as usize,
             train,
             eval,
             seed_input,
@@ -266,23 +397,27 @@ impl TrainProgram {
         Ok(BTreeMap::from([("x".to_string(), x)]))
     }
 
-    /// Forward and backward of one batch: the log-probabilities and the
-    /// gradient of the mean NLL loss for `labels`. `key` draws the dropout
-    /// masks (the same key gives the same masks).
-    pub fn step(&self, weights: &Weights, images: &Tensor, labels: &[u8], key: u64) -> Result<StepResult, Error> {
+    /// Forward and backward of one batch: the output the loss reads and the
+    /// gradient of the loss for `targets`. `key` draws the dropout masks
+    /// (the same key gives the same masks).
+    pub fn step(&self, weights: &Weights, images: &Tensor, targets: &Targets, key: u64) -> Result<StepResult, Error> {
         let mut inputs = self.input(images)?;
-        let batch = labels.len();
+        let batch = targets.len();
         let steps = self.train.module().steps as usize;
         for (name, p, shape) in &self.dropouts {
             inputs.insert(name.clone(), dropout_mask(key ^ name_key(name), *p, steps, batch, shape));
         }
-        let seed = snnc_runtime::nll_seed(labels, labels.len(), self.classes, snnc_runtime::ElemType::F32)
-            .map_err(|e| Error::User(e.to_string()))?;
-        inputs.insert(self.seed_input.clone(), seed);
+        let loss = self.loss.inputs(targets, self.classes, self.steps, snnc_runtime::ElemType::F32);
+        let loss = loss.map_err(|e| Error::User(e.to_string()))?;
+        inputs.insert(self.seed_input.clone(), loss.seed);
+        if let Some((target, scale)) = loss.target {
+            inputs.insert(LOSS_TARGET.into(), target);
+            inputs.insert(LOSS_SCALE.into(), scale);
+        }
         let mut out = self.train.run(weights, &inputs)?;
-        let log_probs = out
-            .remove(LOG_PROBS)
-            .ok_or_else(|| Error::Internal("the training module lost its log_probs output".into()))?;
+        let name = prediction_output(&self.loss);
+        let prediction =
+            out.remove(name).ok_or_else(|| Error::Internal(format!("the training module lost its {name} output")))?;
         let mut grads = BTreeMap::new();
         for (param, output) in &self.grads {
             if let Some(g) = out.remove(output) {
@@ -299,7 +434,7 @@ impl TrainProgram {
                 _ => return Err(Error::Internal(format!("the training module lost `{mean}` or `{var}`"))),
             }
         }
-        Ok(StepResult { log_probs, grads, batch_stats })
+        Ok(StepResult { prediction, grads, batch_stats })
     }
 
     /// Applies a step's BatchNorm batch statistics to the running
@@ -315,11 +450,17 @@ impl TrainProgram {
         Ok(())
     }
 
-    /// The log-probabilities of a batch (forward only).
+    /// The output the loss reads of a batch (forward only).
     pub fn evaluate(&self, weights: &Weights, images: &Tensor) -> Result<Tensor, Error> {
         let inputs = self.input(images)?;
         let mut out = self.eval.run(weights, &inputs)?;
-        out.remove(LOG_PROBS).ok_or_else(|| Error::Internal("the forward module lost its log_probs output".into()))
+        let name = prediction_output(&self.loss);
+        out.remove(name).ok_or_else(|| Error::Internal(format!("the forward module lost its {name} output")))
+    }
+
+    /// The loss of a batch from the output it reads.
+    pub fn loss_value(&self, prediction: &Tensor, targets: &Targets) -> Result<f64, Error> {
+        self.loss.value(prediction, targets, self.steps).map_err(train_error)
     }
 }
 
@@ -377,6 +518,8 @@ pub struct TrainOptions {
     pub data_set: ImageSet,
     /// Print progress (a bar on a terminal, a line per tenth otherwise).
     pub progress: bool,
+    /// The loss (`--loss`, with its rates).
+    pub loss: Loss,
 }
 
 /// Where Debian's `dataset-fashion-mnist` puts the files.
@@ -392,25 +535,40 @@ pub fn load_data(set: ImageSet, dir: &Path) -> Result<ImageData, Error> {
     })
 }
 
+/// Refuses a loss that needs float targets (`mse`): the image data sets
+/// give class labels.
+pub fn check_loss_for_images(loss: &Loss) -> Result<(), Error> {
+    if loss.needs_classes() {
+        return Ok(());
+    }
+    Err(Error::User(format!(
+        "--loss {}: needs float targets, one per readout value (from `--data FILE.npz` with a float `y_train`); \
+         the image data sets give class labels: use --loss nll, ce-count or mse-count",
+        loss.name()
+    )))
+}
+
 /// The largest batch the test set is evaluated in.
 pub const EVAL_BATCH: usize = 1000;
 
-/// The mean NLL and the number of correct predictions over a split, in
-/// batches of `batch` samples.
+/// The mean loss and the number of correct predictions over a split (none
+/// for `--loss mse`, which has no classes), in batches of `batch` samples.
 pub fn evaluate_split(
     program: &TrainProgram,
     weights: &Weights,
     split: &Split,
     batch: usize,
-) -> Result<(f64, usize), Error> {
+) -> Result<(f64, Option<usize>), Error> {
     let mut loss = 0.0;
-    let mut correct = 0;
+    let mut correct = Some(0);
     let order: Vec<usize> = (0..split.len()).collect();
     for chunk in order.chunks(batch.max(1)) {
         let (images, labels) = split.batch(chunk).map_err(|e| Error::User(e.to_string()))?;
-        let lp = program.evaluate(weights, &images)?;
-        loss += snnc_runtime::nll_mean(&lp, &labels).map_err(|e| Error::User(e.to_string()))? * chunk.len() as f64;
-        correct += snnc_runtime::accuracy(&lp, &labels).map_err(|e| Error::User(e.to_string()))?;
+        let targets = Targets::Classes(labels);
+        let prediction = program.evaluate(weights, &images)?;
+        loss += program.loss_value(&prediction, &targets)? * chunk.len() as f64;
+        let right = program.loss.correct(&prediction, &targets).map_err(train_error)?;
+        correct = correct.zip(right).map(|(a, b)| a + b);
     }
     Ok((loss / split.len().max(1) as f64, correct))
 }
@@ -430,10 +588,11 @@ fn train_error(e: TrainError) -> Error {
     if e.is_environment() { Error::Environment(e.to_string()) } else { Error::User(e.to_string()) }
 }
 
-/// A mean batch loss above this stops training as diverged. The loss is the
-/// mean NLL of log-probabilities: ln(classes) (2.3 for ten) at chance, and
-/// a mean above 1e4 means log-probabilities below -1e4 on average, which no
-/// run that is still learning reaches (`--lr 1e30` gives 1e31).
+/// A mean batch loss above this stops training as diverged. For the NLL of
+/// log-probabilities (and ce-count): ln(classes) (2.3 for ten) at chance,
+/// and a mean above 1e4 means log-probabilities below -1e4 on average, which
+/// no run that is still learning reaches (`--lr 1e30` gives 1e31); mse-count
+/// is at most `T`; mse's scale is its targets'.
 pub const EXPLODING_LOSS: f64 = 1e4;
 
 impl TrainOptions {
@@ -471,6 +630,7 @@ impl TrainOptions {
                 return Err(Error::User(format!("{flag} must be a finite number >= 0, not {x}")));
             }
         }
+        self.loss.check().map_err(train_error)?;
         self.optimizer.validate().map_err(train_error)
     }
 }
@@ -489,14 +649,16 @@ pub fn run_config(network: &str, opts: &TrainOptions) -> serde_json::Value {
         "limit": opts.limit,
         "test_limit": opts.test_limit,
         "lr_decay": opts.lr_decay,
+        "loss": opts.loss,
     })
 }
 
 /// Each difference between the configuration a checkpoint recorded and this
 /// run's, as `--flag: CHECKPOINT in the checkpoint, THIS now`, in the order
 /// of the keys. A setting the checkpoint does not record (an older snnc's)
-/// is not compared; with another optimizer, only its kind and learning rate
-/// are.
+/// is not compared, but for the loss, which was `nll` before `--loss`; with
+/// another optimizer, only its kind and learning rate are, and with another
+/// loss only its kind.
 pub fn config_differences(recorded: &serde_json::Value, current: &serde_json::Value) -> Vec<String> {
     use serde_json::Value;
     let show = |v: &Value| match v {
@@ -509,17 +671,25 @@ pub fn config_differences(recorded: &serde_json::Value, current: &serde_json::Va
         "optimizer.type" => "--optimizer".to_string(),
         "optimizer.lr" => "--lr".to_string(),
         "optimizer.momentum" => "--momentum".to_string(),
+        "loss.type" => "--loss".to_string(),
+        k if k.starts_with("loss.") => format!("--{}", k["loss.".len()..].replace('_', "-")),
         k if k.starts_with("optimizer.") => format!("the optimizer's `{}`", &k["optimizer.".len()..]),
         k => format!("--{}", k.replace('_', "-")),
     };
-    let (recorded, current) = (flatten(recorded), flatten(current));
+    let (mut recorded, current) = (flatten(recorded), flatten(current));
+    // Checkpoints from before `--loss` were trained with nll.
+    if !recorded.keys().any(|k| k.starts_with("loss.")) {
+        recorded.insert("loss.type".into(), Value::String(Loss::Nll.name().into()));
+    }
+    let other_loss = recorded.get("loss.type") != current.get("loss.type");
     // Another optimizer has other settings: name the optimizer and the rate.
     let other_optimizer = recorded.get("optimizer.type") != current.get("optimizer.type");
     let mut diffs = Vec::new();
     for (key, was) in &recorded {
         let now = current.get(key).unwrap_or(&Value::Null);
         let compared =
-            !(other_optimizer && key.starts_with("optimizer.") && key != "optimizer.type" && key != "optimizer.lr");
+            !(other_optimizer && key.starts_with("optimizer.") && key != "optimizer.type" && key != "optimizer.lr")
+                && !(other_loss && key.starts_with("loss.") && key != "loss.type");
         if compared && was != now {
             diffs.push(format!("{}: {} in the checkpoint, {} now", flag(key), show(was), show(now)));
         }
@@ -665,6 +835,14 @@ pub fn train_in(
             folder.dir.display()
         )));
     }
+    if program.loss != opts.loss {
+        return Err(Error::Internal(format!(
+            "trained with --loss {} a program compiled for --loss {}",
+            opts.loss.name(),
+            program.loss.name()
+        )));
+    }
+    check_loss_for_images(&opts.loss)?;
     let config = run_config(&program.network.name, opts);
     let (mut weights, mut optimizer, mut metrics, start_epoch, resumed_from) = match folder.resume.take() {
         Some(ck) => {
@@ -693,8 +871,9 @@ pub fn train_in(
         let mut batch_rows = String::new();
         for (i, chunk) in order.chunks(opts.batch).enumerate() {
             let (images, labels) = train_split.batch(chunk).map_err(|e| Error::User(e.to_string()))?;
-            let step = program.step(&weights, &images, &labels, batch_key(opts.seed, epoch, i))?;
-            let loss = snnc_runtime::nll_mean(&step.log_probs, &labels).map_err(train_error)?;
+            let targets = Targets::Classes(labels);
+            let step = program.step(&weights, &images, &targets, batch_key(opts.seed, epoch, i))?;
+            let loss = program.loss_value(&step.prediction, &targets)?;
             if !(loss.is_finite() && loss <= EXPLODING_LOSS) {
                 progress.abandon();
                 let why = if loss.is_finite() { format!(", above {EXPLODING_LOSS:e}") } else { String::new() };
@@ -722,17 +901,21 @@ pub fn train_in(
             epoch,
             train_loss: loss_sum / seen.max(1) as f64,
             test_loss,
-            test_accuracy: correct as f64 / test.len().max(1) as f64,
+            // mse has no classes: NaN (metrics.csv keeps its columns).
+            test_accuracy: correct.map_or(f64::NAN, |c| c as f64 / test.len().max(1) as f64),
             seconds,
         };
         if opts.progress {
+            let accuracy = match correct {
+                Some(_) => format!(", test accuracy {:.2}%", 100.0 * m.test_accuracy),
+                None => String::new(),
+            };
             let _ = writeln!(
                 std::io::stderr(),
-                "epoch {epoch}/{}: train loss {:.4}, test loss {:.4}, test accuracy {:.2}% ({:.1} s, {:.0} samples/s, lr {lr:.3e})",
+                "epoch {epoch}/{}: train loss {:.4}, test loss {:.4}{accuracy} ({:.1} s, {:.0} samples/s, lr {lr:.3e})",
                 opts.epochs,
                 m.train_loss,
                 m.test_loss,
-                100.0 * m.test_accuracy,
                 seconds,
                 seen as f64 / seconds.max(1e-9)
             );

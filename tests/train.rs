@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use snnc::driver::Target;
 use snnc::train::{TrainOptions, TrainProgram};
-use snnc_runtime::{Adam, ImageData, ImageSet, OptimizerConfig};
+use snnc_runtime::{Adam, ImageData, ImageSet, Loss, OptimizerConfig};
 
 fn data() -> Option<ImageData> {
     match snnc::train::load_data(ImageSet::FashionMnist, Path::new(snnc::train::FASHION_MNIST_DIR)) {
@@ -25,7 +25,7 @@ fn data() -> Option<ImageData> {
 fn program() -> TrainProgram {
     let net = snnc::driver::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/tutorial.ron"))
         .expect("example loads");
-    TrainProgram::new(&net, Target::Cpu).expect("compiles for training")
+    TrainProgram::new(&net, Target::Cpu, Loss::Nll).expect("compiles for training")
 }
 
 fn options(out: PathBuf, epochs: u32, resume: bool) -> TrainOptions {
@@ -45,6 +45,7 @@ fn options(out: PathBuf, epochs: u32, resume: bool) -> TrainOptions {
         data: PathBuf::from(snnc::train::FASHION_MNIST_DIR),
         data_set: ImageSet::FashionMnist,
         progress: false,
+        loss: Loss::Nll,
     }
 }
 
@@ -161,6 +162,26 @@ fn a_resume_must_have_the_recorded_settings_but_epochs() {
     old.as_object_mut().unwrap().remove("test_limit");
     let c = TrainOptions { test_limit: None, ..a.clone() };
     assert!(config_differences(&old, &run_config("tutorial", &c)).is_empty());
+    // The loss and its rates are recorded; a checkpoint from before --loss
+    // was trained with nll.
+    let ce = TrainOptions { loss: Loss::CeCount, ..a.clone() };
+    let want = ["--loss: nll in the checkpoint, ce-count now"];
+    assert_eq!(config_differences(&run_config("tutorial", &a), &run_config("tutorial", &ce)), want);
+    old.as_object_mut().unwrap().remove("loss");
+    assert_eq!(config_differences(&old, &run_config("tutorial", &ce)), want);
+    assert!(config_differences(&old, &run_config("tutorial", &a)).is_empty());
+    let counts = |correct_rate, incorrect_rate| TrainOptions {
+        loss: Loss::MseCount { correct_rate, incorrect_rate },
+        ..a.clone()
+    };
+    assert_eq!(
+        config_differences(&run_config("tutorial", &counts(1.0, 0.0)), &run_config("tutorial", &counts(0.8, 0.0))),
+        ["--correct-rate: 1.0 in the checkpoint, 0.8 now"]
+    );
+    assert_eq!(
+        config_differences(&run_config("tutorial", &counts(1.0, 0.2)), &run_config("tutorial", &ce)),
+        ["--loss: mse-count in the checkpoint, ce-count now"]
+    );
 }
 
 /// A network with `Dropout`: training draws a new mask per batch from the
@@ -174,7 +195,7 @@ fn dropout_trains_deterministically_and_resumes() {
         layers: [Flatten(), LIFRecurrent(name: "lif1", hidden: 32, p: (v_th: 0.5)), Dropout(name: "drop", p: 0.3),
                  Linear(name: "out", out: 10, bias: false), LI()], readout: MaxLogSoftmax)"#;
     let net = snnc_frontend::parse_network(text, "drop.ron").expect("parses");
-    let program = TrainProgram::new(&net, Target::Cpu).expect("compiles for training");
+    let program = TrainProgram::new(&net, Target::Cpu, Loss::Nll).expect("compiles for training");
     let whole = snnc::train::train(&program, &data, &options(tmp("drop-whole"), 2, false)).expect("trains");
     assert!(whole.metrics.iter().all(|m| m.train_loss.is_finite()), "{:?}", whole.metrics);
     let dir = tmp("drop-resumed");
@@ -212,7 +233,7 @@ fn batchnorm_running_statistics_are_trained_saved_and_resumed() {
                  LIF(name: "lif1"),
                  Linear(name: "out", out: 10, bias: false), LI()], readout: MaxLogSoftmax)"#;
     let net = snnc_frontend::parse_network(text, "bn.ron").expect("parses");
-    let program = TrainProgram::new(&net, Target::Cpu).expect("compiles for training");
+    let program = TrainProgram::new(&net, Target::Cpu, Loss::Nll).expect("compiles for training");
     let whole = snnc::train::train(&program, &data, &options(tmp("bn-whole"), 2, false)).expect("trains");
     assert!(whole.metrics.iter().all(|m| m.train_loss.is_finite()), "{:?}", whole.metrics);
     for name in ["bn1", "bn2"] {

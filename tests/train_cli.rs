@@ -392,3 +392,83 @@ fn a_trainable_tau_mem_inv_is_updated_and_saved() {
     assert_eq!(v_th, want);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// `--loss`: each loss trains a spiking network for an epoch on a tiny
+/// MNIST and writes its metrics (the count losses' accuracy is the class
+/// with the most spikes); `mse` is refused without float targets, the rates
+/// belong to mse-count, and a resume with another loss is refused.
+#[test]
+fn each_loss_trains_for_an_epoch_and_mse_needs_float_targets() {
+    let dir = scratch("losses");
+    fake_mnist(&dir);
+    let net = dir.join("spiking.ron");
+    let ron = "(version: 1, name: \"spiking\", steps: 8, input: [1, 28, 28], encoder: ConstantCurrent(), \
+               layers: [Flatten(), Linear(name: \"fc\", out: 10), LIF(name: \"out\", p: (v_th: 0.3))], \
+               readout: Max)";
+    std::fs::write(&net, ron).unwrap();
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["train", net.to_str().unwrap(), "--quiet", "--data", "mnist"];
+        args.extend(["--data-dir", dir.to_str().unwrap(), "--batch", "16", "--out", out.to_str().unwrap()]);
+        args.extend(extra);
+        snnc(&args)
+    };
+    let losses: [&[&str]; 4] = [
+        &[],
+        &["--loss", "ce-count"],
+        &["--loss", "mse-count"],
+        &["--loss", "mse-count", "--correct-rate", "0.75", "--incorrect-rate", "0.25"],
+    ];
+    for (i, flags) in losses.iter().enumerate() {
+        let out = dir.join(format!("run{i}"));
+        let o = run(&out, flags);
+        assert_eq!(o.status.code(), Some(0), "{flags:?}: {}", text(&o));
+        let name = flags.get(1).unwrap_or(&"nll");
+        assert!(text(&o).contains(&format!("adam lr 0.002, loss {name}\n")), "{}", text(&o));
+        let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+        let row: Vec<f64> = csv.lines().nth(1).unwrap().split(',').map(|v| v.parse().unwrap()).collect();
+        assert_eq!(row[0], 1.0, "{csv}");
+        assert!(row[1].is_finite() && row[1] >= 0.0 && row[2].is_finite() && row[2] >= 0.0, "{flags:?}: {csv}");
+        // 16 test images: the accuracy is a multiple of 1/16.
+        assert!((0.0..=1.0).contains(&row[3]) && (row[3] * 16.0).fract() == 0.0, "{flags:?}: {csv}");
+        let config = std::fs::read_to_string(out.join("checkpoint.json")).unwrap();
+        assert!(config.contains(&format!("\"type\":\"{name}\"")), "{flags:?}: loss not recorded");
+    }
+    // mse-count with snnTorch's default rates: the labelled neuron should
+    // spike at all 8 steps, the others never, so at initialisation the
+    // loss is at most (8² / 10) / 8 = 0.8 per sample and class.
+    let csv = std::fs::read_to_string(dir.join("run2/metrics.csv")).unwrap();
+    let train_loss: f64 = csv.lines().nth(1).unwrap().split(',').nth(1).unwrap().parse().unwrap();
+    assert!(train_loss <= 0.8 + 1e-6 || train_loss.is_nan(), "{csv}");
+    // A resume with another loss, or other rates, is refused.
+    let o = run(&dir.join("run2"), &["--loss", "ce-count", "--resume", "--epochs", "2"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--loss: mse-count in the checkpoint, ce-count now"), "{}", text(&o));
+    let o = run(&dir.join("run2"), &["--loss", "mse-count", "--correct-rate", "0.5", "--resume", "--epochs", "2"]);
+    assert!(text(&o).contains("--correct-rate: 1.0 in the checkpoint, 0.5 now"), "{}", text(&o));
+    // mse needs float targets; the rates are mse-count's; a bad rate and a
+    // last layer that does not spike are refused with the fix.
+    let o = run(&dir.join("mse"), &["--loss", "mse"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--loss mse: needs float targets, one per readout value (from `--data FILE.npz`"));
+    let o = run(&dir.join("rates"), &["--loss", "ce-count", "--correct-rate", "0.5"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--correct-rate and --incorrect-rate are the targets of --loss mse-count"));
+    let o = run(&dir.join("bad-rate"), &["--loss", "mse-count", "--incorrect-rate=-1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--incorrect-rate must be in [0, 1]"), "{}", text(&o));
+    let o = snnc(&[
+        "train",
+        "examples/tutorial.ron",
+        "--loss",
+        "ce-count",
+        "--data",
+        "mnist",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--out",
+        dir.join("li").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("examples/tutorial.ron: network `tutorial`: --loss ce-count counts the spikes"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

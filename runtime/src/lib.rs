@@ -21,7 +21,9 @@ pub mod weights;
 pub use check::{CheckError, check_finite, check_run};
 pub use checkpoint::{Checkpoint, EpochMetrics, write_metrics_csv};
 pub use dataset::{DataError, ImageData, ImageSet, Split, batches, shuffle_order};
-pub use loss::{accuracy, argmax, cross_entropy_counts, log_softmax, mse_mean, nll_mean, nll_seed};
+pub use loss::{
+    Loss, LossInputs, Prediction, accuracy, argmax, cross_entropy_counts, log_softmax, mse_mean, nll_mean, nll_seed,
+};
 pub use optim::{Adam, Optimizer, OptimizerConfig, OptimizerState, ParamState, Sgd};
 pub use safetensors_io::{
     parse_rename, parse_rename_map, read_weights_safetensors, rename_weights, write_weights_safetensors,

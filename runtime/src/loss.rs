@@ -20,8 +20,17 @@
 //!   and rounds the mean once (torch sums in lanes; again a few ulp apart).
 //! - [`argmax`] and [`accuracy`] pick the first maximum, and a NaN counts as
 //!   the maximum, as `torch.argmax` does.
+//! - [`Loss`] is the loss `snnc train --loss` trains with (nll, snnTorch's
+//!   ce-count and mse-count, mse): which module output it reads, its value,
+//!   the seed of the backward pass and torch's gradient. Checked against
+//!   torch 2.15 and snnTorch 1.0.0 on the cases of
+//!   `tests/fixtures/losses.json` (`scripts/loss_oracle.py`; the bounds are
+//!   in `loss/oracle_tests.rs`).
+
+use serde::{Deserialize, Serialize};
 
 use crate::real::Real;
+use crate::targets::Targets;
 use crate::tensor::{ElemType, Tensor};
 use crate::train_error::TrainError;
 
@@ -233,6 +242,316 @@ pub fn accuracy(scores: &Tensor, labels: &[u8]) -> Result<usize, TrainError> {
     }
     Ok(scores.data.chunks(classes).zip(labels).filter(|(row, y)| argmax(row) == Some(usize::from(**y))).count())
 }
+
+/// The loss `snnc train --loss` trains with. One place says, for each,
+/// which module output it reads ([`Loss::prediction`]), computes its value
+/// ([`Loss::value`]), the inputs that seed the backward pass
+/// ([`Loss::inputs`]), the number of correct predictions
+/// ([`Loss::correct`]), and torch's gradient with respect to what torch
+/// differentiates ([`Loss::torch_grad`], the reference the module's
+/// gradient is checked against).
+///
+/// The forward and backward passes are one executable, so the seed must be
+/// known before the forward runs: it may depend on the targets, never on the
+/// prediction. The cross-entropy losses seed their log-probabilities with
+/// [`nll_seed`] (the log-softmax backward is in the module). The squared
+/// errors seed a surrogate output `p · stop_gradient(scale · (p − target))`
+/// whose gradient with respect to the prediction `p` is
+/// `seed · (scale · (p − target))`, torch's `mse_loss_backward` in torch's
+/// order of operations (`scale = 2 / numel` rounded to the precision, `seed`
+/// the gradient reaching the mean: 1, or `1 / T` for mse-count): the module
+/// computes the target-dependent part, the host gives `target`, `scale` and
+/// `seed` ([`LossInputs`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Loss {
+    /// `F.nll_loss(log_probs, labels)`: the readout's own log-probabilities
+    /// for `MaxLogSoftmax`, else `log_softmax` of the readout.
+    #[default]
+    Nll,
+    /// snnTorch's `SF.ce_count_loss()`: the last layer's spikes summed over
+    /// time, `[B, C]`, then `CrossEntropyLoss(counts, labels)` (mean).
+    CeCount,
+    /// snnTorch's `SF.mse_count_loss(correct_rate, incorrect_rate)`: the
+    /// spike counts against `int(T · correct_rate)` at the label and
+    /// `int(T · incorrect_rate)` elsewhere (truncated, as snnTorch's
+    /// `int()`), `MSELoss` (mean over `B·C`) divided by `T`.
+    MseCount { correct_rate: f64, incorrect_rate: f64 },
+    /// `F.mse_loss(readout, targets)` (mean over `B·K`): regression on float
+    /// targets.
+    Mse,
+}
+
+/// The module output a [`Loss`] reads, `[B, C]` (or `[B, K]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prediction {
+    /// The log-probabilities of the readout (output `log_probs`).
+    LogProbs,
+    /// `log_softmax` of the last layer's spike counts (output `log_probs`).
+    CountLogProbs,
+    /// The last layer's spike counts, as floats (output `spike_counts`).
+    Counts,
+    /// The readout, as floats (output `prediction`).
+    Readout,
+}
+
+/// What one batch feeds the training module for its loss.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossInputs {
+    /// The gradient of the seeded output: of the log-probabilities, or of
+    /// the surrogate of a squared error.
+    pub seed: Tensor,
+    /// For a squared error: the target `[B, C]` and the scale `2 / (B·C)`
+    /// (every element the same, in the precision).
+    pub target: Option<(Tensor, Tensor)>,
+}
+
+impl Loss {
+    /// The name of the `--loss` value (`nll`, `ce-count`, `mse-count`, `mse`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Loss::Nll => "nll",
+            Loss::CeCount => "ce-count",
+            Loss::MseCount { .. } => "mse-count",
+            Loss::Mse => "mse",
+        }
+    }
+
+    /// The module output the loss reads.
+    pub fn prediction(&self) -> Prediction {
+        match self {
+            Loss::Nll => Prediction::LogProbs,
+            Loss::CeCount => Prediction::CountLogProbs,
+            Loss::MseCount { .. } => Prediction::Counts,
+            Loss::Mse => Prediction::Readout,
+        }
+    }
+
+    /// Whether the loss is a squared error seeded through a surrogate output
+    /// (see the type's doc), which reads a target and a scale.
+    pub fn is_squared_error(&self) -> bool {
+        matches!(self, Loss::MseCount { .. } | Loss::Mse)
+    }
+
+    /// Whether the loss compares with class labels (else float targets).
+    pub fn needs_classes(&self) -> bool {
+        !matches!(self, Loss::Mse)
+    }
+
+    /// Checks the settings: rates in `[0, 1]`.
+    pub fn check(&self) -> Result<(), TrainError> {
+        if let Loss::MseCount { correct_rate, incorrect_rate } = *self {
+            for (flag, r) in [("--correct-rate", correct_rate), ("--incorrect-rate", incorrect_rate)] {
+                if !(0.0..=1.0).contains(&r) {
+                    return Err(self.error(format!(
+                        "{flag} must be in [0, 1] (the fraction of the steps that should spike), not {r}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn error(&self, why: String) -> TrainError {
+        TrainError::Loss { loss: self.name(), why }
+    }
+
+    /// The class labels of `targets`, or an error saying this loss needs them.
+    fn labels<'a>(&self, targets: &'a Targets) -> Result<&'a [u8], TrainError> {
+        targets.classes().ok_or_else(|| {
+            self.error("compares with class labels, but the data gives float targets: use --loss mse".into())
+        })
+    }
+
+    /// The float targets `[B, K]` of `targets` in `dtype`, checked against a
+    /// prediction of `k` values per sample.
+    fn values(&self, targets: &Targets, k: usize, dtype: ElemType) -> Result<Tensor, TrainError> {
+        match targets {
+            Targets::Classes(_) => Err(self.error(
+                "needs float targets, one per readout value (from `--data FILE.npz` with a float `y_train`); \
+                 the image data sets give class labels: use --loss nll, ce-count or mse-count"
+                    .into(),
+            )),
+            Targets::Values { per_sample, data } => {
+                if per_sample[..] != [k] {
+                    return Err(TrainError::Shape {
+                        what: "mse targets of a sample".into(),
+                        expected: format!("[{k}] (the readout's values per sample)"),
+                        found: per_sample.clone(),
+                    });
+                }
+                let data = data.iter().map(|&v| f64::from(v)).collect();
+                Tensor::new(vec![targets.len(), k], dtype, data)
+                    .map_err(|source| TrainError::BadTensor { what: "mse targets".into(), source })
+            }
+        }
+    }
+
+    /// The targets `[B, C]` a squared error compares `prediction`-shaped
+    /// values with (mse-count: the counts wanted of `steps` steps).
+    fn target_tensor(
+        &self,
+        targets: &Targets,
+        classes: usize,
+        steps: usize,
+        dtype: ElemType,
+    ) -> Result<Tensor, TrainError> {
+        match *self {
+            Loss::MseCount { correct_rate, incorrect_rate } => {
+                let labels = self.labels(targets)?;
+                check_labels(labels, classes)?;
+                // snnTorch: on_target = int(num_steps * correct_rate).
+                let (on, off) = ((steps as f64 * correct_rate).trunc(), (steps as f64 * incorrect_rate).trunc());
+                let mut t = Tensor::new(vec![labels.len(), classes], dtype, vec![off; labels.len() * classes])
+                    .map_err(|source| TrainError::BadTensor { what: "mse-count targets".into(), source })?;
+                for (b, &y) in labels.iter().enumerate() {
+                    t.data[b * classes + usize::from(y)] = on;
+                }
+                Ok(t)
+            }
+            _ => self.values(targets, classes, dtype),
+        }
+    }
+
+    /// The gradient reaching the mean of a squared error: `1`, or `1 / T`
+    /// for mse-count (snnTorch divides the loss by `T`), in `dtype`.
+    fn mean_grad(&self, steps: usize, dtype: ElemType) -> f64 {
+        let steps = if matches!(self, Loss::MseCount { .. }) { steps } else { 1 };
+        match dtype {
+            ElemType::F32 => f64::from(1.0f32 / steps as f32),
+            _ => 1.0 / steps as f64,
+        }
+    }
+
+    /// `2 / numel` in `dtype`, as `mse_loss_backward` (computed in double,
+    /// then rounded).
+    fn scale(numel: usize, dtype: ElemType) -> f64 {
+        let s = 2.0 / numel as f64;
+        if dtype == ElemType::F32 { f64::from(s as f32) } else { s }
+    }
+
+    /// What the training module reads for one batch of `targets`: the seed
+    /// (in `dtype`, `[B, classes]`) and, for a squared error, the target and
+    /// scale. `classes` is the prediction's values per sample, `steps` the
+    /// network's `T`.
+    pub fn inputs(
+        &self,
+        targets: &Targets,
+        classes: usize,
+        steps: usize,
+        dtype: ElemType,
+    ) -> Result<LossInputs, TrainError> {
+        if dtype == ElemType::I64 {
+            return Err(TrainError::Dtype { what: "loss seed".into(), dtype: dtype.name() });
+        }
+        let batch = targets.len();
+        if !self.is_squared_error() {
+            return Ok(LossInputs { seed: nll_seed(self.labels(targets)?, batch, classes, dtype)?, target: None });
+        }
+        let target = self.target_tensor(targets, classes, steps, dtype)?;
+        let shape = vec![batch, classes];
+        let seed = Tensor { shape: shape.clone(), dtype, data: vec![self.mean_grad(steps, dtype); batch * classes] };
+        let scale = Tensor { shape, dtype, data: vec![Self::scale(batch * classes, dtype); batch * classes] };
+        Ok(LossInputs { seed, target: Some((target, scale)) })
+    }
+
+    /// The loss of a batch from the module output it reads
+    /// ([`Loss::prediction`]), in the output's precision: `nll_mean` of the
+    /// log-probabilities (bit for bit torch's), or the mean squared error
+    /// (mse-count: of the counts against their targets, divided by `steps`;
+    /// exact for counts, which are integers).
+    pub fn value(&self, prediction: &Tensor, targets: &Targets, steps: usize) -> Result<f64, TrainError> {
+        match self {
+            Loss::Nll | Loss::CeCount => nll_mean(prediction, self.labels(targets)?),
+            Loss::MseCount { .. } | Loss::Mse => {
+                let dtype = precision(prediction, "prediction")?;
+                let classes = self.prediction_width(prediction, targets.len())?;
+                let target = self.target_tensor(targets, classes, steps, dtype)?;
+                let mse = mse_mean(prediction, &target)?;
+                Ok(match (self, dtype) {
+                    (Loss::Mse, _) => mse,
+                    (_, ElemType::F32) => f64::from(mse as f32 / steps as f32),
+                    _ => mse / steps as f64,
+                })
+            }
+        }
+    }
+
+    /// The width `C` of a `[batch, C]` prediction.
+    fn prediction_width(&self, prediction: &Tensor, batch: usize) -> Result<usize, TrainError> {
+        match prediction.shape[..] {
+            [b, c] if b == batch => Ok(c),
+            _ => Err(TrainError::Shape {
+                what: "prediction".into(),
+                expected: format!("[{batch}, values]"),
+                found: prediction.shape.clone(),
+            }),
+        }
+    }
+
+    /// How many samples the prediction classifies correctly (the class of
+    /// the largest log-probability or count, the first on ties, as
+    /// `torch.argmax`); `None` for mse, which has no classes.
+    pub fn correct(&self, prediction: &Tensor, targets: &Targets) -> Result<Option<usize>, TrainError> {
+        match self {
+            Loss::Mse => Ok(None),
+            _ => accuracy(prediction, self.labels(targets)?).map(Some),
+        }
+    }
+
+    /// torch's gradient of the loss with respect to what torch
+    /// differentiates, in its precision and order of operations: the
+    /// log-probabilities (nll: [`nll_seed`]), the spike counts `[B, C]`
+    /// (ce-count: `log_softmax` backward, `g - exp(log_p) · Σg` of the nll
+    /// seed `g`; mse-count), or the readout (mse). The squared errors'
+    /// formula is the one the training module evaluates.
+    pub fn torch_grad(&self, input: &Tensor, targets: &Targets, steps: usize) -> Result<Tensor, TrainError> {
+        let dtype = precision(input, "loss input")?;
+        let classes = self.prediction_width(input, targets.len())?;
+        input.check().map_err(|source| TrainError::BadTensor { what: "loss input".into(), source })?;
+        let LossInputs { seed, target } = self.inputs(targets, classes, steps, dtype)?;
+        let mut grad = seed.clone();
+        match (self, target) {
+            (Loss::Nll, _) => {}
+            (Loss::CeCount, _) => {
+                let log_p = log_softmax(input)?;
+                for (g, lp) in grad.data.chunks_mut(classes).zip(log_p.data.chunks(classes)) {
+                    match dtype {
+                        ElemType::F32 => log_softmax_backward_row::<f32>(g, lp),
+                        _ => log_softmax_backward_row::<f64>(g, lp),
+                    }
+                }
+            }
+            (_, Some((target, scale))) => {
+                for (i, g) in grad.data.iter_mut().enumerate() {
+                    *g = match dtype {
+                        ElemType::F32 => squared_error_grad::<f32>(input.data[i], target.data[i], scale.data[i], *g),
+                        _ => squared_error_grad::<f64>(input.data[i], target.data[i], scale.data[i], *g),
+                    };
+                }
+            }
+            (_, None) => return Err(self.error("internal error: a squared error without a target".into())),
+        }
+        Ok(grad)
+    }
+}
+
+/// `_log_softmax_backward_data` on one row: `g - exp(out) · Σg`, the sum
+/// left to right.
+fn log_softmax_backward_row<T: Real>(g: &mut [f64], out: &[f64]) {
+    let sum = g.iter().fold(T::ZERO, |acc, &v| acc + T::of(v));
+    for (gi, &o) in g.iter_mut().zip(out) {
+        *gi = (T::of(*gi) - T::of(o).exp() * sum).f64();
+    }
+}
+
+/// `mse_loss_backward`'s `scale · (p − t) · g`, left to right.
+fn squared_error_grad<T: Real>(p: f64, t: f64, scale: f64, g: f64) -> f64 {
+    ((T::of(scale) * (T::of(p) - T::of(t))) * T::of(g)).f64()
+}
+
+#[cfg(test)]
+mod oracle_tests;
 
 #[cfg(test)]
 mod tests {
@@ -453,5 +772,111 @@ mod tests {
             log_softmax(&scalar).unwrap_err().to_string(),
             "log_softmax input: expected shape rank 1 or more, found []"
         );
+    }
+    #[test]
+    fn each_loss_gradient_is_the_derivative_of_its_value() {
+        // Central differences in f64 of `value` against `torch_grad`, at
+        // non-integer "counts" (the formulas do not need integers).
+        let counts = t(&[2, 3], ElemType::F64, &[1.5, 0.25, 3.0, 0.0, 2.0, 2.0]);
+        let values = Targets::Values { per_sample: vec![3], data: vec![0.5, -1.0, 2.0, 0.0, 1.0, 4.0] };
+        let classes = Targets::Classes(vec![2, 0]);
+        let cases = [
+            (Loss::CeCount, &classes, true),
+            (Loss::MseCount { correct_rate: 0.75, incorrect_rate: 0.25 }, &classes, false),
+            (Loss::Mse, &values, false),
+        ];
+        for (loss, targets, log_p) in cases {
+            let value = |x: &Tensor| {
+                let p = if log_p { log_softmax(x).unwrap() } else { x.clone() };
+                loss.value(&p, targets, 5).unwrap()
+            };
+            let grad = loss.torch_grad(&counts, targets, 5).unwrap();
+            for i in 0..counts.len() {
+                let h = 1e-6;
+                let (mut up, mut down) = (counts.clone(), counts.clone());
+                up.data[i] += h;
+                down.data[i] -= h;
+                let fd = (value(&up) - value(&down)) / (2.0 * h);
+                assert!((fd - grad.data[i]).abs() < 1e-8, "{}: element {i}: {fd} vs {}", loss.name(), grad.data[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn squared_errors_feed_their_targets_and_scale() {
+        let loss = Loss::MseCount { correct_rate: 0.75, incorrect_rate: 0.25 };
+        // T = 5: int(3.75) = 3 at the label, int(1.25) = 1 elsewhere.
+        let inputs = loss.inputs(&Targets::Classes(vec![1, 0]), 3, 5, ElemType::F32).unwrap();
+        let (target, scale) = inputs.target.unwrap();
+        assert_eq!(target.data, [1.0, 3.0, 1.0, 3.0, 1.0, 1.0]);
+        assert_eq!(scale.data, [f64::from(2.0f32 / 6.0); 6]);
+        assert_eq!(inputs.seed.data, [f64::from(1.0f32 / 5.0); 6]);
+        assert_eq!((inputs.seed.shape.clone(), inputs.seed.dtype), (vec![2, 3], ElemType::F32));
+        // The value divides the mean squared error by T: counts 1, 3 against
+        // targets 3, 1 and 1, 1, 1, 1: (4 + 4) / 6 / 5.
+        let counts = t(&[2, 3], ElemType::F32, &[1.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+        let v = loss.value(&counts, &Targets::Classes(vec![1, 0]), 5).unwrap();
+        assert_eq!(v, f64::from((8.0f32 / 6.0) / 5.0));
+        let mse = Loss::Mse.inputs(&Targets::Values { per_sample: vec![1], data: vec![1.0, 2.0] }, 1, 9, ElemType::F32);
+        let mse = mse.unwrap();
+        assert_eq!((mse.seed.data.clone(), mse.target.unwrap().0.data), (vec![1.0, 1.0], vec![1.0, 2.0]));
+        // The cross-entropies seed their log-probabilities with the nll seed.
+        let ce = Loss::CeCount.inputs(&Targets::Classes(vec![1]), 2, 4, ElemType::F32).unwrap();
+        assert_eq!((ce.seed.data, ce.target), (vec![0.0, -1.0], None));
+    }
+
+    #[test]
+    fn count_accuracy_takes_the_first_most_spiking_class_and_mse_has_none() {
+        let counts = t(&[3, 3], ElemType::F32, &[2.0, 0.0, 2.0, 0.0, 0.0, 0.0, 1.0, 3.0, 3.0]);
+        let labels = Targets::Classes(vec![0, 0, 2]);
+        for loss in [Loss::CeCount, Loss::MseCount { correct_rate: 1.0, incorrect_rate: 0.0 }] {
+            // Ties go to the first class (torch.argmax): 0, 0 (silent), 1.
+            assert_eq!(loss.correct(&counts, &labels).unwrap(), Some(2));
+        }
+        let values = Targets::Values { per_sample: vec![3], data: vec![0.0; 9] };
+        assert_eq!(Loss::Mse.correct(&counts, &values).unwrap(), None);
+    }
+
+    #[test]
+    fn a_loss_given_the_wrong_targets_or_rates_says_what_fits() {
+        let x = t(&[1, 2], ElemType::F32, &[0.0, 1.0]);
+        let e = Loss::Mse.value(&x, &Targets::Classes(vec![1]), 4).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--loss mse: needs float targets, one per readout value (from `--data FILE.npz` with a float `y_train`); \
+             the image data sets give class labels: use --loss nll, ce-count or mse-count"
+        );
+        let values = Targets::Values { per_sample: vec![2], data: vec![0.0, 1.0] };
+        let e = Loss::CeCount.inputs(&values, 2, 4, ElemType::F32).unwrap_err().to_string();
+        assert_eq!(e, "--loss ce-count: compares with class labels, but the data gives float targets: use --loss mse");
+        let wide = Targets::Values { per_sample: vec![3], data: vec![0.0; 3] };
+        let e = Loss::Mse.value(&x, &wide, 4).unwrap_err().to_string();
+        assert_eq!(e, "mse targets of a sample: expected shape [2] (the readout's values per sample), found [3]");
+        let e = Loss::MseCount { correct_rate: 1.5, incorrect_rate: 0.0 }.check().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--loss mse-count: --correct-rate must be in [0, 1] (the fraction of the steps that should spike), not 1.5"
+        );
+        assert!(Loss::MseCount { correct_rate: 1.0, incorrect_rate: f64::NAN }.check().is_err());
+        assert!(Loss::MseCount { correct_rate: 0.0, incorrect_rate: 1.0 }.check().is_ok());
+        assert!(
+            Loss::MseCount { correct_rate: 1.0, incorrect_rate: 0.0 }
+                .inputs(&Targets::Classes(vec![3]), 3, 4, ElemType::F32)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn losses_are_recorded_by_name_and_settings() {
+        let json = |l: Loss| serde_json::to_value(l).unwrap();
+        assert_eq!(json(Loss::Nll), serde_json::json!({"type": "nll"}));
+        assert_eq!(
+            json(Loss::MseCount { correct_rate: 1.0, incorrect_rate: 0.0 }),
+            serde_json::json!({"type": "mse-count", "correct_rate": 1.0, "incorrect_rate": 0.0})
+        );
+        for l in [Loss::Nll, Loss::CeCount, Loss::Mse, Loss::MseCount { correct_rate: 0.5, incorrect_rate: 0.25 }] {
+            assert_eq!(serde_json::from_value::<Loss>(json(l)).unwrap(), l);
+            assert_eq!(json(l)["type"], l.name());
+        }
     }
 }

@@ -52,6 +52,11 @@ pub enum TrainError {
     /// saved (training has diverged).
     #[error("{}: cannot save tensor `{tensor}`: it holds {value} at flat index {index}, which JSON cannot store", path.display())]
     NonFinite { path: PathBuf, tensor: String, index: usize, value: f64 },
+    /// A loss given targets of the other kind (class labels where it needs
+    /// float values, or the reverse), or a loss setting out of its range;
+    /// `why` says what fits.
+    #[error("--loss {loss}: {why}")]
+    Loss { loss: &'static str, why: String },
 }
 
 impl TrainError {

@@ -42,6 +42,11 @@ def main():
     np.save(OUT / "padded.npy", padded)
     np.save(OUT / "object.npy", np.array([1, "a"], dtype=object), allow_pickle=True)
     np.savez(OUT / "stored.npz", x=np.arange(6, dtype="<f4").reshape(2, 3), y=np.array([1, 2], dtype="<i8"))
+    # An input of examples/lif.ron for tests/npy_cli.rs: [T=100, B=1, 5]
+    # constant currents 0, 0.5, ..., 2 (the example's neurons at rest and
+    # firing at four rates).
+    currents = np.broadcast_to(np.linspace(0, 2, 5, dtype="<f4"), (100, 1, 5))
+    np.save(OUT / "lif_input.npy", np.ascontiguousarray(currents))
     np.savez_compressed(OUT / "compressed.npz", x=np.arange(6, dtype="<f4").reshape(2, 3), events=events)
 
 

@@ -25,7 +25,6 @@
 //!   [`Executable::state`] shows it and [`Executable::set_state`] sets it.
 //!   Its tensors have the batch size of the call that made them, so the
 //!   next call must use the same batch size.
-
 //!
 //! # NumPy files
 //!

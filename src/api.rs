@@ -25,10 +25,38 @@
 //!   [`Executable::state`] shows it and [`Executable::set_state`] sets it.
 //!   Its tensors have the batch size of the call that made them, so the
 //!   next call must use the same batch size.
+//!
+//! # NumPy files
+//!
+//! Inputs can come from NumPy files and outputs go back to them:
+//! [`Executable::read_inputs`] reads a `.npy` (the input `x`), an `.npz`
+//! (one array per input, by name) or a JSON file, as `snnc run --input`
+//! does, and [`save_npz`] writes tensors (e.g. [`Outputs::tensors`]) as an
+//! `.npz` that `numpy.load` reads. The NumPy reader and writer themselves
+//! are re-exported: [`read_npy`], [`read_npz`] (an [`NpyArray`] per array,
+//! record arrays included), [`write_npy`], [`write_npz`].
+//!
+//! ```no_run
+//! use snnc::{Target, api};
+//!
+//! let net = snnc::frontend::load_network(std::path::Path::new("net.ron"))?;
+//! let mut exe = api::compile(&net, Target::Cpu)?;
+//! let inputs = exe.read_inputs(std::path::Path::new("batch.npz"))?;
+//! let out = exe.forward(&inputs)?;
+//! api::save_npz(std::path::Path::new("out.npz"), &out.tensors)?;
+//! // Any array, e.g. Tonic's events (a record array of x, y, t, p):
+//! let events = api::read_npy(std::path::Path::new("events.npy"))?;
+//! if let api::NpyValues::Record(fields) = &events.values {
+//!     println!("{} events, fields {:?}", events.shape[0], fields.iter().map(|(n, _)| n).collect::<Vec<_>>());
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use snnc_frontend::{LowerOptions, Network};
+pub use snnc_runtime::npy::{NpyArray, NpyError, NpyValues, read_npy, read_npz, write_npy, write_npz};
 use snnc_runtime::{Tensor, Weights};
 
 use crate::driver::{self, Compiled, Error, Target};
@@ -160,6 +188,14 @@ impl Executable {
         Ok(())
     }
 
+    /// Reads this network's inputs from a file, by its extension, as
+    /// `snnc run --input` does: `.npy` (the input `x`), `.npz` (one array
+    /// per input, by name), else JSON ([`driver::read_input_file`]). Shapes
+    /// and values are checked when the inputs run.
+    pub fn read_inputs(&self, path: &Path) -> Result<BTreeMap<String, Tensor>, Error> {
+        driver::read_input_file(&self.compiled.module, path)
+    }
+
     /// Runs one batch from the initial state. `inputs` holds every module
     /// input by name (`x`: `[B, ...]` for a network with an encoder, else
     /// `[T, B, ...]`); shapes are checked before anything runs.
@@ -224,4 +260,13 @@ impl Executable {
             }
         }
     }
+}
+
+/// Saves tensors by name (e.g. [`Outputs::tensors`] or
+/// [`Outputs::final_state`]) as an `.npz` file at `path` (`float32` as
+/// `<f4`, `float64` as `<f8`, `int64` as `<i8`), as `snnc run --record
+/// FILE.npz` does.
+pub fn save_npz(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Result<(), Error> {
+    let arrays: Vec<(String, &Tensor)> = tensors.iter().map(|(k, t)| (k.clone(), t)).collect();
+    Ok(write_npz(path, &arrays)?)
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use snnc_frontend::{ExampleInput, FrontendError, LayerSummary, LowerOptions, Network};
 use snnc_ir::{Dim, Dtype, Module, ModuleInfo, Op};
 use snnc_passes::{AfterPass, PassError, PassOptions, Pipeline, PipelineKind};
+use snnc_runtime::npy::{self, NpyError};
 use snnc_runtime::{ElemType, Tensor, Weights};
 
 use crate::memory;
@@ -237,10 +238,29 @@ pub fn layer_densities(net: &Network, module: &Module) -> BTreeMap<String, f64> 
     res
 }
 
-/// Reads a recording made by `snnc run --record` and returns the mean of
-/// every spike trace (a tensor of zeros and ones), by name: the measured
+/// Reads a recording made by `snnc run --record` (JSON, or `.npz` by its
+/// extension) and returns the mean of every spike trace (a tensor of zeros and ones), by name: the measured
 /// densities for `sparsify`.
 pub fn read_profile(path: &Path) -> Result<BTreeMap<String, f64>, Error> {
+    let spike_density = |data: &[f64]| {
+        (!data.is_empty() && data.iter().all(|&x| x == 0.0 || x == 1.0))
+            .then(|| data.iter().sum::<f64>() / data.len() as f64)
+    };
+    if has_extension(path, "npz") {
+        let mut res = BTreeMap::new();
+        for (name, array) in snnc_runtime::read_npz(path)? {
+            let data: Vec<f64> = match array.values {
+                npy::NpyValues::Float { data, .. } => data,
+                npy::NpyValues::U8(v) => v.into_iter().map(f64::from).collect(),
+                npy::NpyValues::Int(v) => v.into_iter().map(|x| x as f64).collect(),
+                npy::NpyValues::Record(_) => continue,
+            };
+            if let Some(d) = spike_density(&data) {
+                res.insert(name, d);
+            }
+        }
+        return Ok(res);
+    }
     let text = memory::read_json_file(path, "the profile", memory::MAX_JSON_BYTES)?;
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::User(format!("{}:{}:{}: not valid JSON: {e}", path.display(), e.line(), e.column())))?;
@@ -257,10 +277,9 @@ pub fn read_profile(path: &Path) -> Result<BTreeMap<String, f64>, Error> {
             continue;
         }
         let t = Tensor::from_json(v).map_err(|e| Error::User(format!("{}: `{name}`: {e}", path.display())))?;
-        if t.data.is_empty() || !t.data.iter().all(|&x| x == 0.0 || x == 1.0) {
-            continue;
+        if let Some(d) = spike_density(&t.data) {
+            res.insert(name.clone(), d);
         }
-        res.insert(name.clone(), t.data.iter().sum::<f64>() / t.data.len() as f64);
     }
     Ok(res)
 }
@@ -419,6 +438,105 @@ fn ring_pixel(sample: &[usize], k: usize, b: usize) -> f64 {
 /// Reads inputs from a JSON file: either one tensor (for the input `x`) or
 /// an object of named tensors.
 pub fn read_inputs(path: &Path) -> Result<BTreeMap<String, Tensor>, Error> {
+    read_json_inputs(path)
+}
+
+impl From<NpyError> for Error {
+    fn from(e: NpyError) -> Self {
+        if e.is_users() { Error::User(e.to_string()) } else { Error::Environment(e.to_string()) }
+    }
+}
+
+/// Whether `path` ends in `.EXT` (any case).
+pub fn has_extension(path: &Path, ext: &str) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext))
+}
+
+/// Reads the inputs of a run of `module` from a file, by its extension:
+///
+/// - `.npy`: one NumPy array, the input `x` (as a JSON file of one tensor);
+/// - `.npz`: NumPy arrays named after the module's inputs; an `.npz` of one
+///   array whose name is not an input is the input of a module of one input;
+/// - anything else: JSON ([`read_inputs`]).
+///
+/// Arrays become tensors as [`npy::NpyArray::to_tensor`] says (float32 and
+/// float16 as `float32`, float64 as `float64`, integers, bool and uint8 as
+/// `float32` when exact). The names, shapes and values are checked by the
+/// run as for JSON inputs. Every error names the file (and the array).
+pub fn read_input_file(module: &Module, path: &Path) -> Result<BTreeMap<String, Tensor>, Error> {
+    let shown = path.display();
+    let mut res = BTreeMap::new();
+    if has_extension(path, "npy") {
+        let array = snnc_runtime::read_npy(path)?;
+        res.insert("x".to_string(), array.to_tensor(&format!("{shown}: input `x`"))?);
+        return check_input_file(module, path, res);
+    }
+    if !has_extension(path, "npz") {
+        return read_json_inputs(path);
+    }
+    let mut arrays = snnc_runtime::read_npz(path)?;
+    let names: Vec<String> = module.inputs.iter().map(|(_, i)| i.name.clone()).collect();
+    if let ([only], [input]) = (&arrays.keys().cloned().collect::<Vec<_>>()[..], &names[..])
+        && only != input
+        && let Some(array) = arrays.remove(only)
+    {
+        arrays.insert(input.clone(), array);
+    }
+    let listed = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    let example = names.iter().map(|n| format!("{n}=...")).collect::<Vec<_>>().join(", ");
+    let hint = format!("save one array per input of the network ({listed}): numpy.savez(FILE, {example})");
+    if let Some(extra) = arrays.keys().find(|k| !names.contains(k)) {
+        return Err(Error::User(format!("{shown}: the array '{extra}' is no input of the network; {hint}")));
+    }
+    for name in &names {
+        let array = npy::take_array(&mut arrays, path, name, &hint)?;
+        res.insert(name.clone(), array.to_tensor(&format!("{shown}: input `{name}`"))?);
+    }
+    check_input_file(module, path, res)
+}
+
+/// Checks the shapes of inputs read from a NumPy file, naming the file (the
+/// run checks them again, with the weights).
+fn check_input_file(
+    module: &Module,
+    path: &Path,
+    inputs: BTreeMap<String, Tensor>,
+) -> Result<BTreeMap<String, Tensor>, Error> {
+    let shapes = inputs.iter().map(|(k, t)| (k.clone(), t.shape.as_slice())).collect();
+    snnc_runtime::check::check_input_shapes(module, &shapes)
+        .map_err(|e| Error::User(format!("{}: {e}; save the array in that shape (numpy.reshape)", path.display())))?;
+    Ok(inputs)
+}
+
+/// Saves the recording of a run (every trace, then every output, by name;
+/// an output replaces a trace of its name) at `path`: `.npz` by its
+/// extension (one array per tensor, no metadata), else JSON (with the
+/// network's metadata under [`crate::plot::META_KEY`], what `snnc plot`
+/// reads). Returns the number of tensors written.
+pub fn write_recording(c: &Compiled, res: &RunOutput, path: &Path) -> Result<usize, Error> {
+    let mut tensors: BTreeMap<&String, &Tensor> = BTreeMap::new();
+    for (name, t) in res.traces.iter().chain(res.outputs.iter()) {
+        tensors.insert(name, t);
+    }
+    if has_extension(path, "npz") {
+        let arrays: Vec<(String, &Tensor)> = tensors.iter().map(|(k, t)| ((*k).clone(), *t)).collect();
+        snnc_runtime::write_npz(path, &arrays)?;
+        return Ok(arrays.len());
+    }
+    let mut obj = serde_json::Map::new();
+    obj.insert(crate::plot::META_KEY.into(), crate::plot::recording_metadata(c));
+    for (name, t) in &tensors {
+        obj.insert((*name).clone(), t.to_json());
+    }
+    let text = serde_json::to_string(&serde_json::Value::Object(obj))
+        .map_err(|e| Error::Internal(format!("cannot serialise the recording: {e}")))?;
+    snnc_runtime::write_file(path, text.as_bytes())?;
+    Ok(tensors.len())
+}
+
+/// Reads a JSON input file: one tensor for the input `x`, or an object of
+/// named tensors.
+fn read_json_inputs(path: &Path) -> Result<BTreeMap<String, Tensor>, Error> {
     let text = memory::read_json_file(path, "the input file", memory::MAX_JSON_BYTES)?;
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::User(format!("{}:{}:{}: not valid JSON: {e}", path.display(), e.line(), e.column())))?;

@@ -48,7 +48,8 @@ enum Command {
         /// Print the time each pass takes to stderr.
         #[arg(long)]
         time_passes: bool,
-        /// A recording of `snnc run --record`: each spike trace's measured density guides `sparsify`.
+        /// A recording of `snnc run --record` (.json or .npz): each spike trace's measured density
+        /// guides `sparsify`.
         #[arg(long, value_name = "REC.json")]
         profile: Option<PathBuf>,
         /// Whose default pipeline to run.
@@ -765,11 +766,13 @@ struct RunArgs {
     /// A file of renames, one `OLD=NEW` per line (`#` comments), applied before --rename.
     #[arg(long, value_name = "FILE", requires = "weights")]
     rename_map: Option<PathBuf>,
-    /// Input as JSON: one tensor for the input `x`, or an object of named tensors;
-    /// default: a built-in deterministic example input.
+    /// Input file, by extension: `.npy` (NumPy: the input `x`), `.npz` (NumPy arrays named
+    /// after the inputs), else JSON (one tensor for the input `x`, or an object of named
+    /// tensors); default: a built-in deterministic example input.
     #[arg(long)]
     input: Option<PathBuf>,
-    /// Write every output and recorded trace (spikes, voltages, currents) to this JSON file.
+    /// Write every output and recorded trace (spikes, voltages, currents) to this file:
+    /// `.npz` (NumPy, one array per tensor), else JSON (what `snnc plot` reads).
     #[arg(long)]
     record: Option<PathBuf>,
     /// Batch size of the built-in example input.
@@ -785,7 +788,8 @@ struct RunArgs {
     /// default: the target's default pipeline.
     #[arg(long, value_name = "a,b,c")]
     passes: Option<String>,
-    /// A recording of `snnc run --record`: each spike trace's measured density guides `sparsify`.
+    /// A recording of `snnc run --record` (.json or .npz): each spike trace's measured density
+    /// guides `sparsify`.
     #[arg(long, value_name = "REC.json")]
     profile: Option<PathBuf>,
     /// Exit 0 even when an output holds NaN or infinity (by default such a run prints its
@@ -824,7 +828,7 @@ fn run(out: &mut impl Write, path: &Path, args: RunArgs) -> Result<(), Error> {
         None => driver::init_weights(&c.module, args.seed.unwrap_or(c.network.seed))?,
     };
     let (inputs, source) = match &args.input {
-        Some(p) => (driver::read_inputs(p)?, display(p)),
+        Some(p) => (driver::read_input_file(&c.module, p)?, display(p)),
         None => (
             driver::example_inputs(&c.module, &c.network.example_input, args.batch)?,
             format!("built-in example input ({:?}), batch {}", c.network.example_input, args.batch),
@@ -837,15 +841,8 @@ fn run(out: &mut impl Write, path: &Path, args: RunArgs) -> Result<(), Error> {
     let names = pipeline.names();
     say!(out, "passes: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") });
     if let Some(rec) = &args.record {
-        let mut obj = serde_json::Map::new();
-        obj.insert(snnc::plot::META_KEY.into(), snnc::plot::recording_metadata(&c));
-        for (name, t) in res.traces.iter().chain(res.outputs.iter()) {
-            obj.insert(name.clone(), t.to_json());
-        }
-        let text = serde_json::to_string(&serde_json::Value::Object(obj))
-            .map_err(|e| Error::Internal(format!("cannot serialise the recording: {e}")))?;
-        snnc_runtime::write_file(rec, text.as_bytes())?;
-        say!(out, "recorded {} tensors to {}", res.traces.len() + res.outputs.len(), rec.display());
+        let n = driver::write_recording(&c, &res, rec)?;
+        say!(out, "recorded {n} tensors to {}", rec.display());
     }
     if let Some(msg) = snnc::plot::plot_run(&c, &res, &args.plot)? {
         say!(out, "{msg}");

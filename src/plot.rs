@@ -235,6 +235,13 @@ pub fn plot_command(out: &mut impl Write, args: &PlotArgs) -> Result<(), Error> 
             let fig = curves::figure(metrics.as_ref(), batches.as_ref(), &name)?;
             write_figure(&fig, format, f.size, &args.output)?
         }
+        Some("npz") => {
+            return Err(Error::User(format!(
+                "{}: an .npz recording holds the arrays only, not the network's metadata a plot needs; record \
+                 with `snnc run --record FILE.json` to plot it, or draw during the run with `snnc run --plot FIGURE`",
+                args.input.display()
+            )));
+        }
         _ => {
             return Err(Error::User(format!(
                 "{}: expected a recording (.json, from `snnc run --record`) or training metrics (.csv, from `snnc train`)",

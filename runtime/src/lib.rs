@@ -1,7 +1,7 @@
-//! snnc runtime: host tensors, their JSON files, weights (JSON and
-//! safetensors files), and what backends share; and the host side of
-//! training: losses, optimizers, the Fashion-MNIST dataset and
-//! checkpoints; and the one way a file the user named is saved ([`save`]).
+//! snnc runtime: host tensors, their JSON files, NumPy `.npy`/`.npz`
+//! files ([`npy`]), weights (JSON and safetensors files), and what
+//! backends share; and the host side of training: losses, optimizers,
+//! the Fashion-MNIST dataset and checkpoints; and the one way a file the user named is saved ([`save`]).
 
 pub mod batchnorm;
 pub mod check;
@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod dataset;
 pub mod idx;
 pub mod loss;
+pub mod npy;
 pub mod optim;
 mod real;
 pub mod safetensors_io;
@@ -24,6 +25,7 @@ pub use dataset::{DataError, ImageData, ImageSet, Split, batches, shuffle_order}
 pub use loss::{
     Loss, LossInputs, Prediction, accuracy, argmax, cross_entropy_counts, log_softmax, mse_mean, nll_mean, nll_seed,
 };
+pub use npy::{NpyArray, NpyError, NpyValues, read_npy, read_npz, write_npy, write_npz};
 pub use optim::{Adam, Optimizer, OptimizerConfig, OptimizerState, ParamState, Sgd};
 pub use safetensors_io::{
     parse_rename, parse_rename_map, read_weights_safetensors, rename_weights, write_weights_safetensors,

@@ -25,9 +25,16 @@ pub type Weights = BTreeMap<String, Tensor>;
 pub enum WeightsError {
     /// A parameter of the module has no weight. `expected` lists the
     /// trainable parameters, `constant` the others (masks such as
-    /// `lif1.autapse_mask`, which a weights file may leave out).
-    #[error("missing weight `{name}`; the module's weights are {}{}", list(expected), constant_note(constant))]
-    Missing { name: String, expected: Vec<String>, constant: Vec<String> },
+    /// `lif1.autapse_mask`, which a weights file may leave out), `unknown`
+    /// the names of the file that are no parameter (a state_dict of other
+    /// names: the message says how to rename them).
+    #[error(
+        "missing weight `{name}`; the module's weights are {}{}{}",
+        list(expected),
+        constant_note(constant),
+        rename_note(unknown)
+    )]
+    Missing { name: String, expected: Vec<String>, constant: Vec<String>, unknown: Vec<String> },
     /// A weight has another shape than its parameter.
     #[error(
         "weight `{name}` has shape {given:?} but the module expects {expected:?}{}",
@@ -56,6 +63,18 @@ fn constant_note(constant: &[String]) -> String {
         return String::new();
     }
     format!(" (a weights file may leave out the constant {}: it keeps its initial value)", list(constant))
+}
+
+/// Names the weights that are no parameter and how to rename them.
+fn rename_note(unknown: &[String]) -> String {
+    if unknown.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; the file holds {} instead: rename them to the module's names (snnc run --rename OLD=NEW, \
+         --rename OLD.=NEW. for every name with that prefix, or --rename-map FILE)",
+        list(unknown)
+    )
 }
 
 /// A hint for a matrix given as the transpose of the expected shape.
@@ -172,8 +191,9 @@ pub fn init_weights(module: &Module, seed: u64) -> Weights {
 pub fn check_weights(module: &Module, weights: &Weights) -> Result<(), WeightsError> {
     let expected: Vec<String> = module.params.iter().map(|(_, p)| p.name.clone()).collect();
     let (trainable, constant) = param_names(module);
+    let unknown: Vec<String> = weights.keys().filter(|k| module.param_by_name(k).is_none()).cloned().collect();
     if let Some(name) = trainable.iter().chain(&constant).find(|n| !weights.contains_key(*n)) {
-        return Err(WeightsError::Missing { name: name.clone(), expected: trainable, constant });
+        return Err(WeightsError::Missing { name: name.clone(), expected: trainable, constant, unknown });
     }
     for (_, p) in module.params.iter() {
         let t = &weights[&p.name];
@@ -183,7 +203,6 @@ pub fn check_weights(module: &Module, weights: &Weights) -> Result<(), WeightsEr
         }
         t.check().map_err(|source| WeightsError::BadTensor { name: p.name.clone(), source })?;
     }
-    let unknown: Vec<String> = weights.keys().filter(|k| module.param_by_name(k).is_none()).cloned().collect();
     if !unknown.is_empty() {
         return Err(WeightsError::Unknown { names: unknown, valid: expected });
     }

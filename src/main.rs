@@ -80,12 +80,13 @@ enum Command {
         #[arg(long)]
         backward: bool,
     },
-    /// Train a classifier on Fashion-MNIST or MNIST with surrogate gradients (BPTT), as the Norse tutorial
+    /// Train a classifier on Fashion-MNIST, MNIST or your own data (--data FILE.npz: static
+    /// samples, sequences or Tonic event recordings) with surrogate gradients (BPTT), as the Norse tutorial
     /// does: NLL of the log-probabilities, Adam, seeded mini-batches; test accuracy after each
     /// epoch, `metrics.csv` and a checkpoint per epoch in the output folder.
     Train {
-        /// The network description (RON); it needs an encoder (its input is an image) and a
-        /// readout with one score per class.
+        /// The network description (RON): with an encoder for static samples (images), without
+        /// one for sequences and event frames; a readout with one score per class.
         net: PathBuf,
         /// The data set: `fashion-mnist` (normalised as the Norse Fashion-MNIST tutorial: mean
         /// 0.2860, std 0.3530), `mnist` (as the Norse MNIST tutorial: 0.1307, 0.3081), or a NumPy

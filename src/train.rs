@@ -1,5 +1,7 @@
 //! Training: a network compiled with its derived backward pass, and the
-//! `snnc train` loop on Fashion-MNIST or MNIST.
+//! `snnc train` loop on Fashion-MNIST, MNIST or a user's `.npz` file
+//! (static samples, sequences fed step by step, or Tonic event frames; see
+//! `docs/training-data.md`).
 //!
 //! [`TrainProgram`] compiles two executables from one network: the
 //! training module (forward + backward from the `autodiff` pass, seeded by

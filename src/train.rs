@@ -565,9 +565,9 @@ pub fn config_differences(recorded: &serde_json::Value, current: &serde_json::Va
     for (key, was) in &recorded {
         let now = current.get(key).unwrap_or(&Value::Null);
         // The data file's size and hash are compared once it is read (`check_data_file`).
-        let compared =
-            !(other_optimizer && key.starts_with("optimizer.") && key != "optimizer.type" && key != "optimizer.lr")
-                && !key.starts_with("data_file.");
+        let other_settings =
+            other_optimizer && key.starts_with("optimizer.") && key != "optimizer.type" && key != "optimizer.lr";
+        let compared = !(other_settings || key.starts_with("data_file."));
         if compared && was != now {
             diffs.push(format!("{}: {} in the checkpoint, {} now", flag(key), show(was), show(now)));
         }

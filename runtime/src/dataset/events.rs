@@ -233,8 +233,8 @@ mod tests {
         let (x, y, t, p) = ([2.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, 5.0, 10.0], [1.0, -1.0, 0.0]);
         let f = frames(&x, &y, &t, &p, [3, 2, 2], 2).unwrap();
         let mut want = vec![0.0; 24];
-        want[((1) * 2 + 1) * 3 + 2] = 1.0; // k 0, p 1, y 1, x 2
-        want[((2 + 1) * 2) * 3] = 1.0; // k 1, p -1 = 1, y 0, x 0
+        want[11] = 1.0; // k 0, p 1, y 1, x 2: ((0·2 + 1)·2 + 1)·3 + 2
+        want[18] = 1.0; // k 1, p -1 = 1, y 0, x 0: ((1·2 + 1)·2 + 0)·3 + 0
         assert_eq!(f, want);
         // One polarity: any single value, two are refused.
         assert_eq!(frames(&[0.0; 2], &[0.0; 2], &[0.0, 2.0], &[1.0; 2], [1, 1, 1], 1).unwrap(), [1.0]);

@@ -81,18 +81,36 @@ enum Command {
         #[arg(long)]
         backward: bool,
     },
-    /// Train a classifier on Fashion-MNIST or MNIST with surrogate gradients (BPTT), as the Norse tutorial
+    /// Train a classifier on Fashion-MNIST, MNIST or your own data (--data FILE.npz: static
+    /// samples, sequences or Tonic event recordings) with surrogate gradients (BPTT), as the Norse tutorial
     /// does: NLL of the log-probabilities (or --loss), Adam, seeded mini-batches; test accuracy after
     /// each epoch, `metrics.csv` and a checkpoint per epoch in the output folder.
     Train {
-        /// The network description (RON); it needs an encoder (its input is an image) and a
-        /// readout with one score per class (the count losses: a spiking last layer).
+        /// The network description (RON): with an encoder for static samples (images), without
+        /// one for sequences and event frames; a readout with one score per class (the count
+        /// losses: a spiking last layer).
         net: PathBuf,
-        /// The data set: Fashion-MNIST (normalised as the Norse Fashion-MNIST tutorial: mean
-        /// 0.2860, std 0.3530) or MNIST (as the Norse MNIST tutorial: 0.1307, 0.3081).
-        #[arg(long, value_enum, default_value = "fashion-mnist")]
-        data: DataSet,
-        /// Folder of the data set's four IDX files (`train-images-idx3-ubyte[.gz]`, ...), or of
+        /// The data set: `fashion-mnist` (normalised as the Norse Fashion-MNIST tutorial: mean
+        /// 0.2860, std 0.3530), `mnist` (as the Norse MNIST tutorial: 0.1307, 0.3081), or a NumPy
+        /// file `FILE.npz` holding x_train, y_train, x_test, y_test (or x, y with --test-split).
+        /// x is float16/32/64 (used as float32) or uint8 (x/255, see --normalize); y is integer
+        /// class labels [N]. A network with an encoder takes x [N, ...input] (static samples); one
+        /// without takes sequences [N, T, ...input], T its steps. Event recordings as Tonic gives
+        /// them (sensor_size [W, H, P] and one structured array x_train_0, x_train_1, ... per
+        /// sample) are binned into T frames [P, H, W] as tonic.transforms.ToFrame(sensor_size,
+        /// n_time_bins=T) does. The layouts: docs/training-data.md.
+        #[arg(long, value_name = "NAME|FILE.npz", default_value = "fashion-mnist")]
+        data: String,
+        /// For a file of one set (x, y): the fraction F of its samples kept for testing, the LAST
+        /// ceil(F*N) samples (not shuffled; shuffle the file first if its order matters). Refused
+        /// for a file that holds both splits.
+        #[arg(long, value_name = "F")]
+        test_split: Option<f64>,
+        /// For uint8 x in a file: use (x/255 - MEAN)/STD in float32, as torchvision's ToTensor()
+        /// then Normalize((MEAN,), (STD,)) (default: x/255). Float x is used as it is.
+        #[arg(long, value_name = "MEAN,STD", value_parser = parse_normalize)]
+        normalize: Option<snnc_runtime::Normalize>,
+        /// For the image sets: folder of the data set's four IDX files (`train-images-idx3-ubyte[.gz]`, ...), or of
         /// torchvision's download (its `MNIST/raw` or `FashionMNIST/raw` is searched). Default:
         /// Debian's /usr/share/datasets/fashion-mnist for Fashion-MNIST, the current folder for
         /// MNIST.
@@ -122,8 +140,8 @@ enum Command {
         /// log_softmax of the readout); snnTorch's `ce-count` (cross-entropy of the last layer's
         /// spike counts) or `mse-count` (squared error of the spike counts against
         /// int(T * --correct-rate) at the label and int(T * --incorrect-rate) elsewhere, divided by
-        /// T); `mse` (squared error of the readout against float targets, which the image data
-        /// sets do not have). The count losses need a spiking last layer; their accuracy is the
+        /// T); `mse` (squared error of the readout [B, K] against float targets y [N, K] of
+        /// --data FILE.npz; the image data sets have none). The count losses need a spiking last layer; their accuracy is the
         /// class with the most spikes.
         #[arg(long, value_enum, default_value = "nll")]
         loss: LossKind,
@@ -201,6 +219,8 @@ fn main() -> ExitCode {
         Command::Train {
             net,
             data,
+            test_split,
+            normalize,
             data_dir,
             epochs,
             batch,
@@ -235,24 +255,27 @@ fn main() -> ExitCode {
                     other.loss().name()
                 ))),
             };
-            let opts = loss.map(|loss| snnc::train::TrainOptions {
-                epochs,
-                batch,
-                optimizer,
-                lr_decay,
-                seed,
-                target,
-                out: out_dir,
-                resume,
-                force,
-                limit,
-                test_limit,
-                data: data_dir.unwrap_or_else(|| PathBuf::from(data.set().default_dir())),
-                data_set: data.set(),
-                progress: !quiet,
-                loss,
-            });
-            opts.and_then(|opts| train(&mut out, &net, &opts))
+            let options = snnc_runtime::dataset::NpzOptions { test_split, normalize };
+            let data = snnc::train::DataSource::parse(&data, data_dir, options);
+            loss.and_then(|loss| Ok((loss, data?))).and_then(|(loss, data)| {
+                let opts = snnc::train::TrainOptions {
+                    epochs,
+                    batch,
+                    optimizer,
+                    lr_decay,
+                    seed,
+                    target,
+                    out: out_dir,
+                    resume,
+                    force,
+                    limit,
+                    test_limit,
+                    data,
+                    progress: !quiet,
+                    loss,
+                };
+                train(&mut out, &net, &opts)
+            })
         }
         Command::Weights { net, json } => weights(&mut out, &net, json),
         Command::Plot(args) => snnc::plot::plot_command(&mut out, &args),
@@ -605,20 +628,15 @@ fn compile(
     Ok(())
 }
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum DataSet {
-    /// Fashion-MNIST (Debian's `dataset-fashion-mnist`).
-    FashionMnist,
-    /// MNIST (the IDX files as torchvision downloads them).
-    Mnist,
-}
-
-impl DataSet {
-    fn set(self) -> snnc_runtime::ImageSet {
-        match self {
-            DataSet::FashionMnist => snnc_runtime::ImageSet::FashionMnist,
-            DataSet::Mnist => snnc_runtime::ImageSet::Mnist,
+/// `--normalize MEAN,STD`.
+fn parse_normalize(text: &str) -> Result<snnc_runtime::Normalize, String> {
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    let numbers: Vec<Option<f32>> = parts.iter().map(|p| p.parse::<f32>().ok()).collect();
+    match numbers[..] {
+        [Some(mean), Some(std)] if mean.is_finite() && std.is_finite() && std != 0.0 => {
+            Ok(snnc_runtime::Normalize { mean, std })
         }
+        _ => Err(format!("`{text}` is not MEAN,STD: two finite numbers, STD not 0 (e.g. 0.5,0.25)")),
     }
 }
 
@@ -657,23 +675,24 @@ fn train(out: &mut impl Write, path: &Path, opts: &snnc::train::TrainOptions) ->
     // The output folder first: a folder that cannot be written, or holds a
     // run the flags do not mention, is refused before anything is computed.
     let folder = snnc::train::RunFolder::open(&net.name, opts)?;
-    snnc::train::check_loss_for_images(&opts.loss)?;
-    let mut data = snnc::train::load_data(opts.data_set, &opts.data)?;
+    let mut data = snnc::train::load(&opts.data, Some(&net))?;
     if let Some(n) = opts.limit {
         data = data.limit(n);
     }
     let tests = opts.test_limit.map_or(data.test.len(), |n| n.min(data.test.len()));
     // A network that cannot be trained is the file's problem: name it.
-    let program = snnc::train::TrainProgram::new(&net, opts.target, opts.loss).map_err(|e| match e {
-        Error::User(m) if m.starts_with("network `") => Error::User(format!("{}: {m}", display(path))),
-        e => e,
-    })?;
+    let program =
+        snnc::train::TrainProgram::for_data(&net, opts.target, data.kind, opts.loss).map_err(|e| match e {
+            Error::User(m) if m.starts_with("network `") => Error::User(format!("{}: {m}", display(path))),
+            e => e,
+        })?;
     say!(
         out,
-        "training `{}` on {} {} images ({} test) on {}: {} epoch(s), batch {}, {} lr {}, loss {}",
+        "training `{}` on {} {} {} ({} test) on {}: {} epoch(s), batch {}, {} lr {}, loss {}",
         net.name,
         data.train.len(),
-        data.set.name(),
+        data.name,
+        if data.file.is_some() { "samples" } else { "images" },
         tests,
         opts.target.name(),
         opts.epochs,

@@ -1,5 +1,7 @@
 //! Training: a network compiled with its derived backward pass, and the
-//! `snnc train` loop on Fashion-MNIST or MNIST.
+//! `snnc train` loop on Fashion-MNIST, MNIST or a user's `.npz` file
+//! (static samples, sequences fed step by step, or Tonic event frames; see
+//! `docs/training-data.md`).
 //!
 //! [`TrainProgram`] compiles two executables from one network: the
 //! training module (forward + backward from the `autodiff` pass, seeded by
@@ -31,11 +33,14 @@ use snnc_ir::{Op, Output, Region};
 use snnc_runtime::checkpoint::{self, Checkpoint};
 use snnc_runtime::save::is_users_fault;
 use snnc_runtime::{
-    EpochMetrics, ImageData, ImageSet, Loss, Optimizer, OptimizerConfig, Prediction, Split, Targets, Tensor,
-    TrainError, Weights, shuffle_order,
+    Dataset, EpochMetrics, InputKind, Loss, Optimizer, OptimizerConfig, Prediction, Split, Targets, Tensor, TrainError,
+    Weights, shuffle_order,
 };
 
 use crate::driver::{self, Error, ModuleRunner as Runner, Target};
+
+mod data;
+pub use data::{DataSource, check_data_file, check_loss_for_data, layout, load, load_data};
 
 /// The output holding the log-probabilities `nll` and `ce-count` read.
 pub const LOG_PROBS: &str = "log_probs";
@@ -97,8 +102,11 @@ pub struct TrainProgram {
     pub stored_bytes_per_sample: u64,
     /// The values per sample of the output the loss reads (the classes).
     pub classes: usize,
-    /// The input's per-sample shape.
+    /// The input's per-sample shape (per step and sample for sequences).
     pub input_shape: Vec<usize>,
+    /// Whether the input is per step: batches `[b, T, ...]` are fed as
+    /// `[T, b, ...]`.
+    pub sequence: bool,
     /// The initial weights (the network's default initialisation).
     pub initial_weights: Weights,
     /// Milliseconds spent compiling both modules.
@@ -252,29 +260,55 @@ fn push_seq_node(module: &mut snnc_ir::Module, op: Op) -> Result<snnc_ir::Handle
 }
 
 impl TrainProgram {
-    /// Compiles `net` for training with `loss` on `target`.
+    /// Compiles `net` for training with `loss` on `target` with static
+    /// samples (an encoder network, as the image sets need).
     pub fn new(net: &Network, target: Target, loss: Loss) -> Result<TrainProgram, Error> {
+        TrainProgram::for_data(net, target, InputKind::Static, loss)
+    }
+
+    /// Compiles `net` for training with `loss` on `target` with samples of
+    /// `kind`: static samples need a network with an encoder, sequences one
+    /// without whose `steps` are the sequences' length.
+    pub fn for_data(net: &Network, target: Target, kind: InputKind, loss: Loss) -> Result<TrainProgram, Error> {
         target.ensure_available()?;
         loss.check().map_err(train_error)?;
         let start = Instant::now();
         let compiled = driver::compile(net, &net.name, &LowerOptions::default())?;
         let input = compiled.module.inputs.iter().next().map(|(_, i)| i.clone());
-        let input_shape: Vec<usize> = match &input {
-            Some(i) if !i.ty.seq && compiled.module.inputs.len() == 1 => {
-                i.ty.shape
-                    .0
-                    .iter()
-                    .skip(1)
-                    .map(|d| match d {
-                        snnc_ir::Dim::Fixed(v) => *v as usize,
-                        snnc_ir::Dim::Batch => 1,
-                    })
-                    .collect()
+        let dims = |i: &snnc_ir::Input| -> Vec<usize> {
+            i.ty.shape
+                .0
+                .iter()
+                .skip(1)
+                .map(|d| match d {
+                    snnc_ir::Dim::Fixed(v) => *v as usize,
+                    snnc_ir::Dim::Batch => 1,
+                })
+                .collect()
+        };
+        let input_shape: Vec<usize> = match (&input, kind) {
+            (Some(i), InputKind::Static) if !i.ty.seq && compiled.module.inputs.len() == 1 => dims(i),
+            (Some(i), InputKind::Sequence { steps }) if i.ty.seq && compiled.module.inputs.len() == 1 => {
+                if steps != net.steps as usize {
+                    return Err(Error::User(format!(
+                        "network `{}` runs {} steps, but the data are sequences of {steps} steps: set `steps:                          {steps}` in the network",
+                        net.name, net.steps
+                    )));
+                }
+                dims(i)
+            }
+            (Some(i), InputKind::Sequence { .. }) if !i.ty.seq => {
+                return Err(Error::User(format!(
+                    "network `{}` has an encoder, but the data are sequences (one input per step): remove the \
+                     encoder so that the network reads them step by step",
+                    net.name
+                )));
             }
             _ => {
                 return Err(Error::User(format!(
-                    "network `{}` reads a per-step input; `snnc train` feeds images, so the network needs an \
-                     encoder (e.g. `encoder: ConstantCurrent()` with `input: [1, 28, 28]`)",
+                    "network `{}` reads a per-step input; `snnc train` feeds it static samples (images), so the \
+                     network needs an encoder (e.g. `encoder: ConstantCurrent()` with `input: [1, 28, 28]`), or \
+                     --data FILE.npz with sequences [N, T, ...input]",
                     net.name
                 )));
             }
@@ -374,26 +408,46 @@ impl TrainProgram {
             stored_bytes_per_sample,
             classes,
             input_shape,
+            sequence: matches!(kind, InputKind::Sequence { .. }),
             initial_weights,
             compile_ms: start.elapsed().as_secs_f64() * 1e3,
         })
     }
 
-    /// Reshapes a batch of images `[b, 1, 28, 28]` to the network's input.
+    /// Reshapes a batch `[b, ...sample]` to the network's input: `[b,
+    /// ...input]`, or `[T, b, ...input]` for sequences `[b, T, ...]`.
     fn input(&self, images: &Tensor) -> Result<BTreeMap<String, Tensor>, Error> {
         let b = images.shape.first().copied().unwrap_or(0);
+        let steps = if self.sequence { self.network.steps as usize } else { 1 };
         let per: usize = self.input_shape.iter().product();
-        if images.data.len() != b * per {
+        if images.data.len() != b * steps * per {
+            let wanted = if self.sequence {
+                format!("{steps} steps of {:?}", self.input_shape)
+            } else {
+                format!("{:?}", self.input_shape)
+            };
             return Err(Error::User(format!(
-                "network `{}` takes inputs of shape {:?}, which does not fit images of shape {:?}",
+                "network `{}` takes inputs of shape {wanted}, which does not fit samples of shape {:?}",
                 self.network.name,
-                self.input_shape,
                 &images.shape[1..]
             )));
         }
-        let mut shape = vec![b];
-        shape.extend(&self.input_shape);
-        let x = Tensor { shape, dtype: images.dtype, data: images.data.clone() };
+        let x = if self.sequence {
+            let mut shape = vec![steps, b];
+            shape.extend(&self.input_shape);
+            let mut data = Vec::with_capacity(images.data.len());
+            for t in 0..steps {
+                for s in 0..b {
+                    let at = (s * steps + t) * per;
+                    data.extend_from_slice(&images.data[at..at + per]);
+                }
+            }
+            Tensor { shape, dtype: images.dtype, data }
+        } else {
+            let mut shape = vec![b];
+            shape.extend(&self.input_shape);
+            Tensor { shape, dtype: images.dtype, data: images.data.clone() }
+        };
         Ok(BTreeMap::from([("x".to_string(), x)]))
     }
 
@@ -512,10 +566,8 @@ pub struct TrainOptions {
     pub limit: Option<usize>,
     /// Evaluate on the first N test samples only.
     pub test_limit: Option<usize>,
-    /// The folder of the data set's files.
-    pub data: PathBuf,
-    /// The data set (`--data`).
-    pub data_set: ImageSet,
+    /// The data set (`--data`, `--data-dir`, `--test-split`, `--normalize`).
+    pub data: DataSource,
     /// Print progress (a bar on a terminal, a line per tenth otherwise).
     pub progress: bool,
     /// The loss (`--loss`, with its rates).
@@ -524,29 +576,6 @@ pub struct TrainOptions {
 
 /// Where Debian's `dataset-fashion-mnist` puts the files.
 pub const FASHION_MNIST_DIR: &str = snnc_runtime::dataset::DEFAULT_DIR;
-
-/// Loads an image data set; a missing data set is an environment error
-/// (exit 3) with the way to get it.
-pub fn load_data(set: ImageSet, dir: &Path) -> Result<ImageData, Error> {
-    // `DataError::Missing` carries the install hint itself.
-    ImageData::load(set, dir).map_err(|e| match e {
-        snnc_runtime::DataError::Missing { .. } => Error::Environment(e.to_string()),
-        other => Error::User(other.to_string()),
-    })
-}
-
-/// Refuses a loss that needs float targets (`mse`): the image data sets
-/// give class labels.
-pub fn check_loss_for_images(loss: &Loss) -> Result<(), Error> {
-    if loss.needs_classes() {
-        return Ok(());
-    }
-    Err(Error::User(format!(
-        "--loss {}: needs float targets, one per readout value (from `--data FILE.npz` with a float `y_train`); \
-         the image data sets give class labels: use --loss nll, ce-count or mse-count",
-        loss.name()
-    )))
-}
 
 /// The largest batch the test set is evaluated in.
 pub const EVAL_BATCH: usize = 1000;
@@ -563,8 +592,7 @@ pub fn evaluate_split(
     let mut correct = Some(0);
     let order: Vec<usize> = (0..split.len()).collect();
     for chunk in order.chunks(batch.max(1)) {
-        let (images, labels) = split.batch(chunk).map_err(|e| Error::User(e.to_string()))?;
-        let targets = Targets::Classes(labels);
+        let (images, targets) = split.batch(chunk).map_err(|e| Error::User(e.to_string()))?;
         let prediction = program.evaluate(weights, &images)?;
         loss += program.loss_value(&prediction, &targets)? * chunk.len() as f64;
         let right = program.loss.correct(&prediction, &targets).map_err(train_error)?;
@@ -639,9 +667,8 @@ impl TrainOptions {
 /// a run computes. A resumed run must have the same (see [`RunFolder`]);
 /// only `--epochs` may change.
 pub fn run_config(network: &str, opts: &TrainOptions) -> serde_json::Value {
-    serde_json::json!({
+    let mut config = serde_json::json!({
         "network": network,
-        "data": opts.data_set.key(),
         "target": opts.target.name(),
         "batch": opts.batch,
         "optimizer": opts.optimizer,
@@ -650,7 +677,11 @@ pub fn run_config(network: &str, opts: &TrainOptions) -> serde_json::Value {
         "test_limit": opts.test_limit,
         "lr_decay": opts.lr_decay,
         "loss": opts.loss,
-    })
+    });
+    if let Some(obj) = config.as_object_mut() {
+        obj.extend(opts.data.config());
+    }
+    config
 }
 
 /// Each difference between the configuration a checkpoint recorded and this
@@ -687,9 +718,11 @@ pub fn config_differences(recorded: &serde_json::Value, current: &serde_json::Va
     let mut diffs = Vec::new();
     for (key, was) in &recorded {
         let now = current.get(key).unwrap_or(&Value::Null);
+        // The data file's size and hash are compared once it is read (`check_data_file`).
         let compared =
             !(other_optimizer && key.starts_with("optimizer.") && key != "optimizer.type" && key != "optimizer.lr")
-                && !(other_loss && key.starts_with("loss.") && key != "loss.type");
+                && !(other_loss && key.starts_with("loss.") && key != "loss.type")
+                && !key.starts_with("data_file.");
         if compared && was != now {
             diffs.push(format!("{}: {} in the checkpoint, {} now", flag(key), show(was), show(now)));
         }
@@ -814,7 +847,7 @@ fn check_checkpoint_weights(dir: &Path, ck: &Checkpoint, program: &TrainProgram)
 
 /// Trains `program` on `data` (see the module doc), preparing `opts.out`
 /// first ([`RunFolder`]).
-pub fn train(program: &TrainProgram, data: &ImageData, opts: &TrainOptions) -> Result<TrainSummary, Error> {
+pub fn train(program: &TrainProgram, data: &Dataset, opts: &TrainOptions) -> Result<TrainSummary, Error> {
     let folder = RunFolder::open(&program.network.name, opts)?;
     train_in(folder, program, data, opts)
 }
@@ -824,7 +857,7 @@ pub fn train(program: &TrainProgram, data: &ImageData, opts: &TrainOptions) -> R
 pub fn train_in(
     mut folder: RunFolder,
     program: &TrainProgram,
-    data: &ImageData,
+    data: &Dataset,
     opts: &TrainOptions,
 ) -> Result<TrainSummary, Error> {
     opts.check()?;
@@ -842,11 +875,15 @@ pub fn train_in(
             program.loss.name()
         )));
     }
-    check_loss_for_images(&opts.loss)?;
-    let config = run_config(&program.network.name, opts);
+    check_loss_for_data(&opts.loss, data, program.classes, &program.network.name)?;
+    let mut config = run_config(&program.network.name, opts);
+    if let (Some(file), Some(obj)) = (&data.file, config.as_object_mut()) {
+        obj.insert("data_file".into(), serde_json::json!(file));
+    }
     let (mut weights, mut optimizer, mut metrics, start_epoch, resumed_from) = match folder.resume.take() {
         Some(ck) => {
             check_checkpoint_weights(&folder.dir, &ck, program)?;
+            check_data_file(&ck.config, data, &folder.dir)?;
             let optimizer = Optimizer::from_state(ck.optimizer).map_err(train_error)?;
             (ck.weights, optimizer, ck.metrics, ck.epoch, Some(ck.epoch))
         }
@@ -854,6 +891,7 @@ pub fn train_in(
             (program.initial_weights.clone(), Optimizer::new(opts.optimizer).map_err(train_error)?, Vec::new(), 0, None)
         }
     };
+    data.check_classes(program.classes, &program.network.name).map_err(Error::User)?;
     let train_split = &data.train;
     let n = train_split.len();
     let n_batches = n.div_ceil(opts.batch);
@@ -870,8 +908,7 @@ pub fn train_in(
         let mut progress = Progress::new(opts.progress, epoch, opts.epochs, n);
         let mut batch_rows = String::new();
         for (i, chunk) in order.chunks(opts.batch).enumerate() {
-            let (images, labels) = train_split.batch(chunk).map_err(|e| Error::User(e.to_string()))?;
-            let targets = Targets::Classes(labels);
+            let (images, targets) = train_split.batch(chunk).map_err(|e| Error::User(e.to_string()))?;
             let step = program.step(&weights, &images, &targets, batch_key(opts.seed, epoch, i))?;
             let loss = program.loss_value(&step.prediction, &targets)?;
             if !(loss.is_finite() && loss <= EXPLODING_LOSS) {

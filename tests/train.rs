@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use snnc::driver::Target;
 use snnc::train::{TrainOptions, TrainProgram};
-use snnc_runtime::{Adam, ImageData, ImageSet, Loss, OptimizerConfig};
+use snnc_runtime::{Adam, Dataset, ImageSet, Loss, OptimizerConfig};
 
-fn data() -> Option<ImageData> {
+fn data() -> Option<Dataset> {
     match snnc::train::load_data(ImageSet::FashionMnist, Path::new(snnc::train::FASHION_MNIST_DIR)) {
         Ok(d) => Some(d.limit(2048)),
         Err(e) if std::env::var_os("CI").is_none() => {
@@ -42,8 +42,10 @@ fn options(out: PathBuf, epochs: u32, resume: bool) -> TrainOptions {
         force: false,
         limit: None,
         test_limit: Some(1000),
-        data: PathBuf::from(snnc::train::FASHION_MNIST_DIR),
-        data_set: ImageSet::FashionMnist,
+        data: snnc::train::DataSource::Images {
+            set: ImageSet::FashionMnist,
+            dir: PathBuf::from(snnc::train::FASHION_MNIST_DIR),
+        },
         progress: false,
         loss: Loss::Nll,
     }

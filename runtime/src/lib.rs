@@ -1,7 +1,8 @@
 //! snnc runtime: host tensors, their JSON files, NumPy `.npy`/`.npz`
 //! files ([`npy`]), weights (JSON and safetensors files), and what
 //! backends share; and the host side of training: losses, optimizers,
-//! the Fashion-MNIST dataset and checkpoints; and the one way a file the user named is saved ([`save`]).
+//! data sets (image sets, `.npz` files, events: [`dataset`]) and
+//! checkpoints; and the one way a file the user named is saved ([`save`]).
 
 pub mod batchnorm;
 pub mod check;
@@ -21,7 +22,7 @@ pub mod weights;
 
 pub use check::{CheckError, check_finite, check_run};
 pub use checkpoint::{Checkpoint, EpochMetrics, write_metrics_csv};
-pub use dataset::{DataError, ImageData, ImageSet, Split, batches, shuffle_order};
+pub use dataset::{DataError, Dataset, ImageSet, InputKind, Inputs, Normalize, Split, batches, shuffle_order};
 pub use loss::{
     Loss, LossInputs, Prediction, accuracy, argmax, cross_entropy_counts, log_softmax, mse_mean, nll_mean, nll_seed,
 };

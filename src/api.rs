@@ -188,6 +188,17 @@ impl Executable {
         Ok(())
     }
 
+    /// Reads a weights file as `snnc run --weights` does (safetensors by the
+    /// extension `.safetensors`, e.g. a PyTorch `state_dict()` saved with
+    /// `safetensors.torch.save_file`; else JSON), renaming its tensors
+    /// first (`(OLD, NEW)` pairs as `--rename OLD=NEW`: `OLD.=NEW.` renames
+    /// a prefix; [`driver::read_rename_map`] reads a `--rename-map` file),
+    /// checks that it holds every parameter with its shape, and uses it.
+    pub fn load_weights(&mut self, path: &Path, renames: &[(String, String)]) -> Result<(), Error> {
+        let weights = driver::read_weights_file(&self.compiled.module, path, renames)?;
+        self.set_weights(weights)
+    }
+
     /// Reads this network's inputs from a file, by its extension, as
     /// `snnc run --input` does: `.npy` (the input `x`), `.npz` (one array
     /// per input, by name), else JSON ([`driver::read_input_file`]). Shapes

@@ -23,6 +23,43 @@ pub(crate) enum Lit {
     Dict(Vec<(Lit, Lit)>),
 }
 
+/// Shows a literal as Python writes it (`'shape'`, `-1`, `True`, `None`,
+/// `(1, 2)`), for messages.
+impl std::fmt::Display for Lit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Lit::Str(s) => write!(f, "'{}'", s.escape_debug()),
+            Lit::Int(i) => write!(f, "{i}"),
+            Lit::Bool(b) => f.write_str(if *b { "True" } else { "False" }),
+            Lit::None => f.write_str("None"),
+            Lit::Seq { items, tuple } => {
+                let (open, close) = if *tuple { ('(', ')') } else { ('[', ']') };
+                write!(f, "{open}")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                if *tuple && items.len() == 1 {
+                    f.write_str(",")?;
+                }
+                write!(f, "{close}")
+            }
+            Lit::Dict(entries) => {
+                f.write_str("{")?;
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{k}: {v}")?;
+                }
+                f.write_str("}")
+            }
+        }
+    }
+}
+
 /// Parses one Python literal filling all of `text` (surrounding blanks aside).
 pub(crate) fn parse_literal(text: &str) -> Result<Lit, String> {
     let mut p = Parser { s: text.as_bytes(), i: 0, text };
@@ -344,7 +381,7 @@ pub(crate) fn parse_descr(descr: &Lit) -> Result<(Dtype, String), String> {
             }
             Ok((Dtype::Record { fields, itemsize: offset }, format!("[{}]", text.join(", "))))
         }
-        other => Err(format!("'descr' is {other:?}, neither a dtype string nor a record's list of fields")),
+        other => Err(format!("'descr' is {other}, neither a dtype string nor a record's list of fields")),
     }
 }
 
@@ -371,10 +408,14 @@ pub(crate) fn parse_header(text: &str) -> Result<Header, String> {
             Lit::Str(k) if k == "descr" => &mut descr,
             Lit::Str(k) if k == "fortran_order" => &mut fortran,
             Lit::Str(k) if k == "shape" => &mut shape,
-            _ => return Err(format!("the header has the key {key:?}; a NumPy header has descr, fortran_order, shape")),
+            _ => {
+                return Err(format!(
+                    "the header has the key {key}; a NumPy header has 'descr', 'fortran_order', 'shape'"
+                ));
+            }
         };
         if slot.replace(value).is_some() {
-            return Err(format!("the header has the key {key:?} twice"));
+            return Err(format!("the header has the key {key} twice"));
         }
     }
     let (Some(descr), Some(fortran), Some(shape)) = (descr, fortran, shape) else {
@@ -390,7 +431,7 @@ pub(crate) fn parse_header(text: &str) -> Result<Header, String> {
         .iter()
         .map(|d| match d {
             Lit::Int(n) if *n >= 0 => usize::try_from(*n).map_err(|_| format!("the size {n} in 'shape' is too large")),
-            _ => Err(format!("'shape' holds {d:?}, not a size (a whole number at least 0)")),
+            _ => Err(format!("the header's 'shape' holds {d}, not a size (a whole number at least 0)")),
         })
         .collect::<Result<Vec<_>, _>>()?;
     let (dtype, descr) = parse_descr(descr)?;

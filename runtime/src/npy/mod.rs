@@ -162,7 +162,7 @@ fn parse_npy(
             return Err(format_error(
                 at,
                 format!(
-                    "NumPy format version {major}.{minor} is not supported (snnc reads 1.0, 2.0 and 3.0); save \
+                    "the header says NumPy format version {major}.{minor}, which is not supported (snnc reads 1.0, 2.0 and 3.0); save \
                      the array with numpy.save"
                 ),
             ));

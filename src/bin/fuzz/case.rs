@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::exec::{Class, Outcome};
 use crate::locate::Context;
 use crate::rng::Rng;
-use crate::{Shared, cmdline, json, mutate};
+use crate::{Shared, binary, cmdline, json, mutate};
 
 /// A network of the corpus, with what `snnc check` said about it.
 #[derive(Debug)]
@@ -50,6 +50,7 @@ pub fn cost(check_stdout: &str) -> Option<f64> {
 pub enum Kind {
     Ron,
     Json,
+    Binary,
     CommandLine,
 }
 
@@ -58,6 +59,7 @@ impl Kind {
         match self {
             Kind::Ron => "ron",
             Kind::Json => "json",
+            Kind::Binary => "binary",
             Kind::CommandLine => "cmdline",
         }
     }
@@ -96,8 +98,9 @@ pub fn run_case(sh: &Shared, id: u64, dir: &Path) -> std::io::Result<()> {
     let json_bases: Vec<&Base> = sh.bases.iter().filter(|b| b.cost.is_some_and(|c| c <= JSON_COST)).collect();
     let kind = match r {
         _ if json_bases.is_empty() => Kind::Ron,
-        0..60 => Kind::Ron,
-        60..80 => Kind::Json,
+        0..55 => Kind::Ron,
+        55..72 => Kind::Json,
+        72..85 => Kind::Binary,
         _ => Kind::CommandLine,
     };
     let mut case = Case { sh, id, dir, kind, notes: String::new(), commands: 0 };
@@ -105,6 +108,7 @@ pub fn run_case(sh: &Shared, id: u64, dir: &Path) -> std::io::Result<()> {
     match kind {
         Kind::Ron => ron_case(&mut rng, &mut case),
         Kind::Json => json_case(&mut rng, &mut case, &json_bases),
+        Kind::Binary => binary_case(&mut rng, &mut case, &json_bases),
         Kind::CommandLine => cmdline_case(&mut rng, &mut case, &json_bases),
     }
 }
@@ -209,6 +213,69 @@ fn json_case(rng: &mut Rng, case: &mut Case<'_>, bases: &[&Base]) -> std::io::Re
             _ => case.exec(&["plot", file, "-o", "fig.png", "--net", "net.ron"], &cx),
         },
     };
+    Ok(())
+}
+
+/// A NumPy input, a safetensors weights file or an `.npz` data set,
+/// mutated, run by `run --input`, `run --weights` or `train --data`.
+fn binary_case(rng: &mut Rng, case: &mut Case<'_>, bases: &[&Base]) -> std::io::Result<()> {
+    let target = *rng.pick(&["cpu", "interp"]);
+    if rng.chance(0.25) {
+        let (net, data, extra) = *rng.pick(binary::DATA_SETS);
+        let dir = binary::data_dir();
+        let mut bytes = std::fs::read(dir.join(data))?;
+        let ops = binary::mutate_any(rng, &mut bytes);
+        case.notes = format!("binary mutant of {data} by {}", ops.join(", "));
+        std::fs::copy(dir.join(net), case.dir.join("net.ron"))?;
+        std::fs::write(case.dir.join("data.npz"), &bytes)?;
+        let text = std::fs::read_to_string(dir.join(net))?;
+        let cx = Context {
+            files: vec!["net.ron".into(), "data.npz".into()],
+            layers: mutate::layer_names(text.as_bytes()),
+            ..Default::default()
+        };
+        let mut args = vec!["train", "net.ron", "--data", "data.npz", "--epochs", "1", "--batch", "8"];
+        args.extend(["--out", "train", "--quiet", "--target", target]);
+        args.extend(extra);
+        case.exec(&args, &cx);
+        return Ok(());
+    }
+    let base = *rng.pick(bases);
+    let names = write_valid(case, base)?;
+    let seeds = base.seeds.get().expect("made by write_valid");
+    let inputs = seeds.input.as_ref().and_then(binary::tensors);
+    let weights = seeds.weights.as_ref().and_then(binary::tensors);
+    let cx = |file: &str| Context {
+        files: vec!["net.ron".into(), file.into()],
+        layers: mutate::layer_names(&base.text),
+        tensors: names.clone(),
+        args: vec![],
+    };
+    match (rng.below(3), inputs, weights) {
+        (0, Some(inputs), _) if inputs.len() == 1 => {
+            let mut bytes = snnc_runtime::npy::npy_bytes(inputs.values().next().expect("one input"));
+            let ops = binary::mutate_npy(rng, &mut bytes);
+            case.notes = format!("binary mutant of in.npy for {} by {}", base.name, ops.join(", "));
+            std::fs::write(case.dir.join("in.npy"), &bytes)?;
+            case.exec(&["run", "net.ron", "--input", "in.npy", "--target", target], &cx("in.npy"));
+        }
+        (0 | 1, Some(inputs), _) => {
+            let arrays: Vec<(String, &snnc_runtime::Tensor)> = inputs.iter().map(|(k, t)| (k.clone(), t)).collect();
+            let Ok(mut bytes) = snnc_runtime::npy::npz_bytes("in.npz", &arrays) else { return Ok(()) };
+            let ops = binary::mutate_any(rng, &mut bytes);
+            case.notes = format!("binary mutant of in.npz for {} by {}", base.name, ops.join(", "));
+            std::fs::write(case.dir.join("in.npz"), &bytes)?;
+            case.exec(&["run", "net.ron", "--input", "in.npz", "--target", target], &cx("in.npz"));
+        }
+        (_, _, Some(weights)) => {
+            let Some(mut bytes) = binary::safetensors(&weights) else { return Ok(()) };
+            let ops = binary::mutate_any(rng, &mut bytes);
+            case.notes = format!("binary mutant of w.safetensors for {} by {}", base.name, ops.join(", "));
+            std::fs::write(case.dir.join("w.safetensors"), &bytes)?;
+            case.exec(&["run", "net.ron", "--weights", "w.safetensors", "--target", target], &cx("w.safetensors"));
+        }
+        _ => {}
+    }
     Ok(())
 }
 

@@ -63,9 +63,17 @@ pub const FIELDS: &[&str] = &[
 ];
 
 /// Words that make a message about a whole file: reading, writing or
-/// decoding it, its name, or what its top level must be. A file name locates such a message on its own; any other
+/// decoding it, its name, or what its top level must be (for the binary
+/// formats, which have no lines: its format, its header, its dtype or a zip
+/// member). A file name locates such a message on its own; any other
 /// message about a file must name a place inside it.
 const WHOLE_FILE: &[&str] = &[
+    "not a valid",
+    "not an .npz",
+    "not a numpy",
+    "header",
+    "dtype",
+    "member",
     "cannot read",
     "cannot write",
     "cannot create",

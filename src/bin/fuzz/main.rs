@@ -7,6 +7,7 @@
 //! Exit codes: 0 no breach found; 1 a breach found (the summary lists
 //! each distinct one with the folder that reproduces it); 2 bad usage.
 
+mod binary;
 mod case;
 mod cmdline;
 mod exec;

@@ -749,7 +749,10 @@ fn plan_cell(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<
         None => false,
     };
     let inputs = get(json, "inputs")?;
-    let x = tensor(get(inputs, "x")?, "inputs.x")?;
+    // `stp_step` (Tsodyks–Markram) reads spikes `z`; its state `x` is the
+    // layer's `x_d` (`x` is the input in the neuron language).
+    let stp = model == "stp_step";
+    let x = if stp { tensor(get(inputs, "z")?, "inputs.z")? } else { tensor(get(inputs, "x")?, "inputs.x")? };
     if x.shape.len() < 3 {
         return bad(format!("`inputs.x` must be [T, batch, ...], got shape {:?}", x.shape));
     }
@@ -891,13 +894,19 @@ fn plan_cell(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<
     };
     if !default_state {
         for (k, v) in as_obj(get(json, "initial_state")?, "initial_state")? {
-            plan.initial_state.insert(format!("{CELL}.{k}"), tensor(v, &format!("initial_state.{k}"))?);
+            let state = if stp && k == "x" { "x_d" } else { k.as_str() };
+            plan.initial_state.insert(format!("{CELL}.{state}"), tensor(v, &format!("initial_state.{k}"))?);
         }
     }
     for (k, v) in as_obj(get(json, "expected")?, "expected")? {
+        let source = match k.as_str() {
+            "output" if stp => Source::Output("output".into()),
+            "x" if stp => Source::Trace(format!("{CELL}.x_d")),
+            _ => Source::Trace(format!("{CELL}.{k}")),
+        };
         plan.checks.push(Check {
             label: k.clone(),
-            source: Source::Trace(format!("{CELL}.{k}")),
+            source,
             kind: kind_of(k),
             expected: tensor(v, &format!("expected.{k}"))?,
         });

@@ -556,6 +556,7 @@ impl Checker {
                 self.coba_lif(p)
             }
             Layer::LIBox { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.li_box(p),
+            Layer::TsodyksMarkram { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.tsodyks_markram(p),
         }
     }
 

@@ -829,6 +829,7 @@ impl Layer {
             | Layer::LIFAdExRefrac { name, .. }
             | Layer::CobaLIF { name, .. }
             | Layer::LIBox { name, .. }
+            | Layer::TsodyksMarkram { name, .. }
             | Layer::Dropout { name, .. }
             | Layer::BatchNorm1d { name, .. }
             | Layer::BatchNorm2d { name, .. }

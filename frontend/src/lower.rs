@@ -705,7 +705,10 @@ impl Lower<'_> {
                 let model = zoo::model_of(layer).expect("a zoo layer");
                 self.coba_layer(name, at, &cur, &model, *hidden)
             }
-            Layer::LIFAdExRefrac { .. } | Layer::CobaLIF { .. } | Layer::LIBox { .. } => {
+            Layer::LIFAdExRefrac { .. }
+            | Layer::CobaLIF { .. }
+            | Layer::LIBox { .. }
+            | Layer::TsodyksMarkram { .. } => {
                 let model = zoo::model_of(layer).expect("a zoo layer");
                 self.neuron_layer(name, at, &cur, &model, None, false)
             }

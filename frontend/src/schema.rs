@@ -769,6 +769,23 @@ pub enum Layer {
         #[serde(default, skip_serializing_if = "Merge::is_add")]
         merge: Merge,
     },
+    /// Norse's `stp_step` (Tsodyks–Markram short-term plasticity): placed on
+    /// a spike tensor, it scales each input spike by `u' * x` of its
+    /// presynaptic neuron (per-neuron states `NAME.u`, from 0, and
+    /// `NAME.x_d`, Norse's `x`, from 1). Its output is a float tensor, not
+    /// spikes. Parameters are Python floats, not trainable.
+    TsodyksMarkram {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        p: crate::neuron::zoo::TsodyksMarkramParams,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
+    },
     /// `torch.nn.Dropout(p)`: in training (`snnc train`) each value is
     /// zeroed with probability `p` and the rest scaled by `1 / (1 - p)`, a
     /// new mask per step, sample and value (as `Lift(Dropout)` in Norse); the
@@ -874,6 +891,7 @@ macro_rules! wiring_fields {
             | Layer::LIFAdExRefrac { inputs, recurrent_inputs, merge, .. }
             | Layer::CobaLIF { inputs, recurrent_inputs, merge, .. }
             | Layer::LIBox { inputs, recurrent_inputs, merge, .. }
+            | Layer::TsodyksMarkram { inputs, recurrent_inputs, merge, .. }
             | Layer::Dropout { inputs, recurrent_inputs, merge, .. }
             | Layer::BatchNorm1d { inputs, recurrent_inputs, merge, .. }
             | Layer::BatchNorm2d { inputs, recurrent_inputs, merge, .. }
@@ -911,6 +929,7 @@ impl Layer {
             Layer::LIFAdExRefrac { .. } => "LIFAdExRefrac",
             Layer::CobaLIF { .. } => "CobaLIF",
             Layer::LIBox { .. } => "LIBox",
+            Layer::TsodyksMarkram { .. } => "TsodyksMarkram",
             Layer::Dropout { .. } => "Dropout",
             Layer::BatchNorm1d { .. } => "BatchNorm1d",
             Layer::BatchNorm2d { .. } => "BatchNorm2d",
@@ -946,6 +965,7 @@ impl Layer {
             | Layer::LIFAdExRefrac { name, .. }
             | Layer::CobaLIF { name, .. }
             | Layer::LIBox { name, .. }
+            | Layer::TsodyksMarkram { name, .. }
             | Layer::Dropout { name, .. }
             | Layer::BatchNorm1d { name, .. }
             | Layer::BatchNorm2d { name, .. }
@@ -1006,6 +1026,7 @@ impl Layer {
                 | Layer::LIFAdExRefrac { .. }
                 | Layer::CobaLIF { .. }
                 | Layer::LIBox { .. }
+                | Layer::TsodyksMarkram { .. }
         )
     }
 }

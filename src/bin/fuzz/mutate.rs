@@ -66,6 +66,7 @@ const WORDS: &[&str] = &[
     "LIFAdExRefrac",
     "CobaLIF",
     "LIBox",
+    "TsodyksMarkram",
     "tonic_spiking",
     "accomodation",
     "SignedPoisson",

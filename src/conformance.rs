@@ -54,6 +54,7 @@ mod batchnorm;
 mod encoders;
 mod layers;
 mod run;
+mod stdp;
 mod zoo;
 
 /// The target's name on the command line.
@@ -432,6 +433,8 @@ enum Program {
     Network { net: Box<Network>, opts: LowerOptions },
     /// `threshold(x)` with the given surrogate, built directly.
     Threshold { method: Method, alpha: f64 },
+    /// Norse's `stdp_step_linear` on given pre- and postsynaptic spikes.
+    Stdp { p: snnc_frontend::Stdp, dt: f64, steps: u32, n_pre: u32, n_post: u32 },
 }
 
 /// How an expected tensor is compared.
@@ -655,6 +658,7 @@ fn plan_case(json: &Value) -> PResult<Plan> {
         "LIF" | "LI" | "LILinearCell" | "LIFRecurrentCell" | "LSNN" | "LSNNRecurrent" | "LIFBoxCell"
         | "LIFAdExCell" => plan_cell(json, model, &name, &mut plan)?,
         m if zoo::CELL_MODELS.contains(&m) => plan_cell(json, model, &name, &mut plan)?,
+        "stdp_step_linear" => stdp::plan_stdp_linear(json, &mut plan)?,
         other => return unsupported(format!("model `{other}` is not supported by the runner")),
     }
     // Inputs, weights and states in the case's float type.

@@ -33,6 +33,7 @@ mod batchnorm;
 mod body;
 mod encoders;
 mod neuron;
+pub mod stdp;
 pub use batchnorm::batch_stat_outputs;
 use body::{Body, delayed_types, lower_body};
 
@@ -218,6 +219,18 @@ struct Lower<'a> {
     /// their names after the loop: per-step ones collected (`[T, C]`), a
     /// time-batched layer's as they are (`[C]`).
     bn_stats: Vec<(String, Handle<Node>, bool)>,
+    /// The plastic `Linear` layers lowered so far, whose updates are
+    /// emitted at the end of the step (`lower/body.rs`).
+    plastic: Vec<PlasticLinear>,
+}
+
+/// A `Linear` with `plasticity`: what its STDP step needs.
+struct PlasticLinear {
+    layer: String,
+    rule: crate::schema::Stdp,
+    w_state: snnc_ir::Handle<snnc_ir::StateVar>,
+    w: Handle<Node>,
+    z_pre: Handle<Node>,
 }
 
 /// The neuron population being lowered: what its parameter tensors are
@@ -512,10 +525,38 @@ impl Lower<'_> {
         self.at = at.to_string();
         let same = |node| Value { node, shape: shape.clone(), producer: String::new() };
         match layer {
-            Layer::Linear { input, out, bias, .. } => {
+            Layer::Linear { input, out, bias, plasticity, .. } => {
                 let n_in = self.last_dim(at, &cur, *input, "in")?;
                 let bound = 1.0 / f64::from(n_in).sqrt();
-                let w = self.param(format!("{name}.weight"), &[*out, n_in], true, ParamInit::Uniform { bound })?;
+                let mut w = self.param(format!("{name}.weight"), &[*out, n_in], true, ParamInit::Uniform { bound })?;
+                if let Some(rule) = plasticity {
+                    // The weight is state of the step loop, starting at the
+                    // parameter's value; the product reads this step's.
+                    if shape.len() != 1 {
+                        return Err(invalid(
+                            self.file,
+                            at,
+                            format!(
+                                "a plastic Linear needs a [features] input (Norse's stdp_step_linear), but {} gives \
+                                 shape {:?}",
+                                cur.producer, shape
+                            ),
+                            Some("put a Flatten layer before it".into()),
+                        ));
+                    }
+                    let Op::Param(p) = self.b.module().nodes[w].op else { unreachable!("made by param") };
+                    let ty = self.b.module().nodes[w].ty.clone();
+                    let w_state =
+                        self.b.state(stdp::plastic_state_name(&format!("{name}.weight")), ty, StateInit::Param(p));
+                    w = self.emit(Op::StateRead(w_state))?;
+                    self.plastic.push(PlasticLinear {
+                        layer: name.to_string(),
+                        rule: rule.clone(),
+                        w_state,
+                        w,
+                        z_pre: x,
+                    });
+                }
                 let mut y = self.emit(Op::MatMul { input: x, weight: w, kind: MatMulKind::Dense })?;
                 if *bias {
                     let b = self.param(format!("{name}.bias"), &[*out], true, ParamInit::Uniform { bound })?;

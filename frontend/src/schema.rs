@@ -66,8 +66,10 @@ use serde::{Deserialize, Serialize};
 
 mod pair;
 mod params;
+mod plasticity;
 pub use pair::Pair;
 pub use params::*;
+pub use plasticity::{Stdp, StdpRule};
 
 /// The current version of the RON format.
 pub const FORMAT_VERSION: u32 = 1;
@@ -321,6 +323,13 @@ pub enum Layer {
         /// pass's default (0.1), or the density measured in a `--profile`.
         #[serde(default)]
         input_density: Option<f64>,
+        /// A learning rule that changes the weight during the run
+        /// (`plasticity: STDP(...)`): the weight is then state of the step
+        /// loop (`NAME.weight.plastic`, starting at `NAME.weight`), the
+        /// layer that reads this one gives the postsynaptic spikes, and
+        /// `snnc train` refuses the network.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plasticity: Option<Stdp>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         inputs: Option<Vec<String>>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -318,7 +318,8 @@ fn sized_layer() -> impl Strategy<Value = Layer> {
             input,
             out,
             bias,
-            input_density: None
+            input_density: None,
+            plasticity: None,
         }),
         (
             opt(),

@@ -165,6 +165,7 @@ pub(super) fn layer_from(obj: &Map<String, Value>, index: usize) -> PResult<(Lay
             out: as_u32(req_field(obj, &["out_features", "out"], &what)?, &format!("{what}.out_features"))?,
             bias,
             input_density: None,
+            plasticity: None,
         },
         "Conv2d" => Layer::Conv2d {
             inputs: None,

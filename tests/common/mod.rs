@@ -493,6 +493,7 @@ fn fit(spec: &LayerSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<bool>
                     out,
                     bias: *bias,
                     input_density: None,
+                    plasticity: None,
                 },
                 last(out),
                 Some(false),

@@ -148,3 +148,46 @@ fn the_simulated_ptx_agrees_with_the_interpreter() {
     assert_eq!(w, want.final_state["fc.weight.plastic"].data);
     assert_ne!(w, weights["fc.weight"].data, "STDP changed no weight");
 }
+
+#[test]
+fn snnc_train_refuses_a_plastic_network() {
+    let err = snnc::train::TrainProgram::new(&net(), Target::Cpu).err().expect("refused").to_string();
+    assert!(err.contains("layer `fc` (Linear) has `plasticity`") && err.contains("not by gradient descent"), "{err}");
+}
+
+mod support;
+
+/// `snnc run --save-weights` writes the weights as the run left them (the
+/// plastic `fc.weight` learnt, the others as given), and a run from them
+/// (`--weights`) continues learning: each file holds what the API's run
+/// from the previous weights ends with.
+#[test]
+fn save_weights_writes_the_learnt_weights_and_a_run_continues_from_them() {
+    let dir = support::TempDir::new("stdp_save");
+    let net_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nets/stdp.ron");
+    let net_path = net_path.to_str().unwrap();
+    let (a, b) = (dir.path("a.json"), dir.path("b.safetensors"));
+    for (args, file) in [(vec![], &a), (vec!["--weights", a.as_str()], &b)] {
+        let mut cmd = vec!["run", net_path, "--target", "cpu", "--save-weights", file.as_str()];
+        cmd.extend(args);
+        let o = support::snnc(&cmd);
+        assert!(o.status.success(), "{}", support::stderr(&o));
+        assert!(support::stdout(&o).contains("saved 1 weights to"), "{}", support::stdout(&o));
+    }
+    let read = |p: &str| {
+        let c = snnc::driver::compile(&net(), "stdp.ron", &Default::default()).unwrap();
+        snnc::driver::read_weights_file(&c.module, Path::new(p), &[]).unwrap()
+    };
+    let (wa, wb) = (read(&a), read(&b));
+    let mut exe = snnc::compile(&net(), Target::Cpu).unwrap();
+    let c = exe.compiled();
+    let example = snnc::driver::example_inputs(&c.module, &c.network.example_input, 1).unwrap();
+    let w0 = exe.weights().clone();
+    let first = exe.forward(&example).unwrap();
+    assert_eq!(wa["fc.weight"].data, first.final_state["fc.weight.plastic"].data);
+    assert_ne!(wa["fc.weight"], w0["fc.weight"]);
+    exe.set_weights(wa.clone()).unwrap();
+    let second = exe.forward(&example).unwrap();
+    assert_eq!(wb["fc.weight"].data, second.final_state["fc.weight.plastic"].data);
+    assert_ne!(wb["fc.weight"], wa["fc.weight"]);
+}

@@ -116,7 +116,8 @@ pub fn differentiate(module: &mut Module, options: &AutodiffOptions) -> Result<G
     if let Some((_, s)) = module.states.iter().find(|(_, s)| matches!(s.init, StateInit::Param(_))) {
         let StateInit::Param(p) = s.init else { unreachable!("matched above") };
         return Err(unsupported(format!(
-            "parameter `{}` is plastic (state `{}`, updated by its learning rule every step): gradients through a              plastic weight are not supported; train the network without `plasticity`, or run it with `snnc run`",
+            "parameter `{}` is plastic (state `{}`, updated by its learning rule every step): gradients through a \
+             plastic weight are not supported; train the network without `plasticity`, or run it with `snnc run`",
             module.params[p].name, s.name
         )));
     }

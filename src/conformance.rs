@@ -433,8 +433,17 @@ enum Program {
     Network { net: Box<Network>, opts: LowerOptions },
     /// `threshold(x)` with the given surrogate, built directly.
     Threshold { method: Method, alpha: f64 },
-    /// Norse's `stdp_step_linear` on given pre- and postsynaptic spikes.
-    Stdp { p: snnc_frontend::Stdp, dt: f64, steps: u32, n_pre: u32, n_post: u32 },
+    /// Norse's `stdp_step_linear` or `stdp_step_conv2d` on given pre- and
+    /// postsynaptic spikes (per-sample shapes `pre`, `post`, weight shape).
+    Stdp {
+        p: snnc_frontend::Stdp,
+        dt: f64,
+        steps: u32,
+        connection: snnc_frontend::lower::stdp::Connection,
+        pre: Vec<u32>,
+        post: Vec<u32>,
+        weight: Vec<u32>,
+    },
 }
 
 /// How an expected tensor is compared.
@@ -658,7 +667,7 @@ fn plan_case(json: &Value) -> PResult<Plan> {
         "LIF" | "LI" | "LILinearCell" | "LIFRecurrentCell" | "LSNN" | "LSNNRecurrent" | "LIFBoxCell"
         | "LIFAdExCell" => plan_cell(json, model, &name, &mut plan)?,
         m if zoo::CELL_MODELS.contains(&m) => plan_cell(json, model, &name, &mut plan)?,
-        "stdp_step_linear" => stdp::plan_stdp_linear(json, &mut plan)?,
+        "stdp_step_linear" | "stdp_step_conv2d" => stdp::plan_stdp(json, model, &mut plan)?,
         other => return unsupported(format!("model `{other}` is not supported by the runner")),
     }
     // Inputs, weights and states in the case's float type.

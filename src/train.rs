@@ -129,17 +129,19 @@ impl TrainProgram {
         target.ensure_available()?;
         // A plastic weight is learnt by its local rule during every run;
         // gradient descent on it too would fight the rule.
-        if let Some((i, layer)) = net
-            .layers
-            .iter()
-            .enumerate()
-            .find(|(_, l)| matches!(l, snnc_frontend::Layer::Linear { plasticity: Some(_), .. }))
-        {
+        if let Some((i, layer)) = net.layers.iter().enumerate().find(|(_, l)| {
+            matches!(
+                l,
+                snnc_frontend::Layer::Linear { plasticity: Some(_), .. }
+                    | snnc_frontend::Layer::Conv2d { plasticity: Some(_), .. }
+            )
+        }) {
             return Err(Error::User(format!(
-                "layer `{}` (Linear) has `plasticity`: its weight `{}.weight` is learnt by its STDP rule while the \
+                "layer `{}` ({}) has `plasticity`: its weight `{}.weight` is learnt by its STDP rule while the \
                  network runs, not by gradient descent; `snnc train` does not train plastic networks (run it with \
                  `snnc run`, or remove `plasticity` to train the weight)",
                 layer.name(i),
+                layer.kind(),
                 layer.name(i)
             )));
         }

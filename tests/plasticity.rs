@@ -191,3 +191,75 @@ fn save_weights_writes_the_learnt_weights_and_a_run_continues_from_them() {
     assert_eq!(wb["fc.weight"].data, second.final_state["fc.weight.plastic"].data);
     assert_ne!(wb["fc.weight"], wa["fc.weight"]);
 }
+
+/// STDP on a convolution (Norse's `stdp_step_conv2d`), written with the
+/// DSL: the CPU and the simulated PTX give the interpreter's bits, and a
+/// grouped convolution is refused.
+#[test]
+fn a_plastic_convolution_runs_alike_on_every_backend() {
+    use snnc_frontend::dsl::Net;
+    use snnc_frontend::{LifParams, Stdp, StdpRule};
+    let lif = |v_th: f64| Layer::lif().params(LifParams { v_th: v_th.into(), ..LifParams::default() });
+    let conv = |groups: u32| {
+        Net::new("stdp_conv", 5)
+            .input([2, 6, 6])
+            .layer(lif(0.3).named("pre"))
+            .layer(Layer::conv2d(4, 3).named("conv").padding(1).groups(groups).plasticity(Stdp {
+                eta_plus: 0.05,
+                eta_minus: 0.04,
+                ..Stdp::rule(StdpRule::MultiplicativeRelu)
+            }))
+            .layer(lif(0.2).named("post"))
+            .build_unchecked()
+    };
+    let data: Vec<f64> = (0..5 * 2 * 2 * 36).map(|k| 2.0 * ((k * 7919 % 13) as f64 / 13.0)).collect();
+    let x = inputs(Tensor::new(vec![5, 2, 2, 6, 6], ElemType::F32, data).unwrap());
+    let mut interp = snnc::compile(&conv(1), Target::Interp).unwrap();
+    let want = interp.forward(&x).unwrap();
+    let mut cpu = snnc::compile(&conv(1), Target::Cpu).unwrap();
+    let got = cpu.forward(&x).unwrap();
+    // The CPU's convolution (im2col GEMM) sums in another order: the same
+    // spikes, and the states within float32 rounding.
+    assert_eq!(got.tensors, want.tensors);
+    for (name, w) in &want.final_state {
+        let g = &got.final_state[name];
+        let scale = w.data.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        let worst = g.data.iter().zip(&w.data).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst <= 1e-5 * scale, "{name}: the cpu is {worst} away from the interpreter");
+    }
+    let w = &want.final_state["conv.weight.plastic"];
+    assert_eq!(w.shape, [4, 2, 3, 3]);
+    let spikes: f64 = want.tensors["output"].data.iter().sum();
+    let all = want.tensors["output"].data.len() as f64;
+    assert!(spikes > 0.0 && spikes < all, "{spikes} of {all} postsynaptic spikes");
+    assert_ne!(w, &interp.weights()["conv.weight"], "STDP changed no weight");
+
+    let mut c = snnc::driver::compile(&conv(1), "conv", &Default::default()).unwrap();
+    let opts = snnc::driver::pass_options(&c, None).unwrap();
+    snnc::driver::optimize(&mut c, &snnc::driver::pipeline(Target::Cuda, None, &opts).unwrap(), &mut |_| {}).unwrap();
+    let art = snnc_cuda::emit(&c.module, &c.info, &Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let weights = interp.weights().clone();
+    let reference = snnc_interp::run(&c.module, &c.info, &weights, &x, &Default::default()).unwrap();
+    let ptx = sim::Module::parse(&art.ptx);
+    let names = sim::bindings(&art.manifest);
+    let mut run = sim::Run::new(&art.manifest, 2);
+    for (name, t) in x.iter().chain(&weights) {
+        if let Some(&b) = names.get(name) {
+            run.set(b, &t.data.iter().map(|&v| v as f32).collect::<Vec<_>>());
+        }
+    }
+    for s in &art.manifest.states {
+        let n = run.mem.bufs[s.buffer].len();
+        let init = match s.init_param {
+            Some(p) => run.get(p),
+            None => s.initial(n),
+        };
+        run.set(s.buffer, &init);
+    }
+    run.run(&ptx);
+    let got: Vec<f64> = run.get(names["conv.weight.plastic"]).into_iter().map(f64::from).collect();
+    assert_eq!(got, reference.final_state["conv.weight.plastic"].data);
+
+    let err = snnc::compile(&conv(2), Target::Interp).err().expect("refused").to_string();
+    assert!(err.contains("`conv` (Conv2d): plasticity") && err.contains("needs groups 1"), "{err}");
+}

@@ -405,8 +405,12 @@ impl Checker {
                 groups,
                 bias: _,
                 input_density,
+                plasticity,
             } => {
                 self.density("input_density", *input_density);
+                if let Some(p) = plasticity {
+                    self.stdp(p);
+                }
                 self.opt_size("in_channels", *in_channels);
                 self.size("out_channels", *out_channels);
                 self.pair_size("kernel_size", *kernel_size);

@@ -262,6 +262,7 @@ pub struct Conv2d {
     groups: u32,
     bias: bool,
     input_density: Option<f64>,
+    plasticity: Option<Stdp>,
 }
 
 /// A pooling layer: `max_pool2d`, `avg_pool2d` or `sum_pool2d`; made by
@@ -438,6 +439,13 @@ impl Linear {
 }
 
 impl Conv2d {
+    /// STDP on the kernel (`plasticity: STDP(...)` in RON; Norse's
+    /// `stdp_step_conv2d`, one channel group).
+    pub fn plasticity(mut self, rule: Stdp) -> Self {
+        self.plasticity = Some(rule);
+        self
+    }
+
     /// The number of input channels. Optional: it is inferred from the
     /// previous layer, and checked when given.
     pub fn in_channels(mut self, n: u32) -> Self {
@@ -529,6 +537,7 @@ impl From<Conv2d> for Layer {
             groups: b.groups,
             bias: b.bias,
             input_density: b.input_density,
+            plasticity: b.plasticity,
         }
     }
 }
@@ -676,6 +685,7 @@ impl Layer {
             groups: 1,
             bias: true,
             input_density: None,
+            plasticity: None,
         }
     }
 

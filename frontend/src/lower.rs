@@ -221,13 +221,14 @@ struct Lower<'a> {
     bn_stats: Vec<(String, Handle<Node>, bool)>,
     /// The plastic `Linear` layers lowered so far, whose updates are
     /// emitted at the end of the step (`lower/body.rs`).
-    plastic: Vec<PlasticLinear>,
+    plastic: Vec<Plastic>,
 }
 
-/// A `Linear` with `plasticity`: what its STDP step needs.
-struct PlasticLinear {
+/// A `Linear` or `Conv2d` with `plasticity`: what its STDP step needs.
+struct Plastic {
     layer: String,
     rule: crate::schema::Stdp,
+    connection: stdp::Connection,
     w_state: snnc_ir::Handle<snnc_ir::StateVar>,
     w: Handle<Node>,
     z_pre: Handle<Node>,
@@ -549,9 +550,10 @@ impl Lower<'_> {
                     let w_state =
                         self.b.state(stdp::plastic_state_name(&format!("{name}.weight")), ty, StateInit::Param(p));
                     w = self.emit(Op::StateRead(w_state))?;
-                    self.plastic.push(PlasticLinear {
+                    self.plastic.push(Plastic {
                         layer: name.to_string(),
                         rule: rule.clone(),
+                        connection: stdp::Connection::Linear,
                         w_state,
                         w,
                         z_pre: x,
@@ -568,7 +570,16 @@ impl Lower<'_> {
                 Ok(Value { node: y, shape: s, producer: String::new() })
             }
             Layer::Conv2d {
-                in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, ..
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                groups,
+                bias,
+                plasticity,
+                ..
             } => {
                 if shape.len() != 3 {
                     return Err(invalid(
@@ -607,12 +618,37 @@ impl Lower<'_> {
                 // In f64: `in_channels / groups * kh * kw` may not fit in 32 bits (torch's bound).
                 let fan_in = f64::from(shape[0] / g) * f64::from(k[0]) * f64::from(k[1]);
                 let bound = 1.0 / fan_in.sqrt();
-                let w = self.param(
+                let mut w = self.param(
                     format!("{name}.weight"),
                     &[*out_channels, shape[0] / g, k[0], k[1]],
                     true,
                     ParamInit::Uniform { bound },
                 )?;
+                if let Some(rule) = plasticity {
+                    // Norse's `stdp_step_conv2d` has one channel group.
+                    if g != 1 {
+                        return Err(invalid(
+                            self.file,
+                            format!("{at}: plasticity"),
+                            format!("STDP on a convolution needs groups 1 (Norse's stdp_step_conv2d), found {g}"),
+                            Some("set groups: 1, or remove plasticity".into()),
+                        ));
+                    }
+                    let Op::Param(pw) = self.b.module().nodes[w].op else { unreachable!("made by param") };
+                    let ty = self.b.module().nodes[w].ty.clone();
+                    let w_state =
+                        self.b.state(stdp::plastic_state_name(&format!("{name}.weight")), ty, StateInit::Param(pw));
+                    w = self.emit(Op::StateRead(w_state))?;
+                    let connection = stdp::Connection::Conv2d { kernel: k, stride: s, padding: p, dilation: d };
+                    self.plastic.push(Plastic {
+                        layer: name.to_string(),
+                        rule: rule.clone(),
+                        connection,
+                        w_state,
+                        w,
+                        z_pre: x,
+                    });
+                }
                 let b = if *bias {
                     Some(self.param(format!("{name}.bias"), &[*out_channels], true, ParamInit::Uniform { bound })?)
                 } else {

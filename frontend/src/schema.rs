@@ -324,10 +324,10 @@ pub enum Layer {
         #[serde(default)]
         input_density: Option<f64>,
         /// A learning rule that changes the weight during the run
-        /// (`plasticity: STDP(...)`): the weight is then state of the step
-        /// loop (`NAME.weight.plastic`, starting at `NAME.weight`), the
-        /// layer that reads this one gives the postsynaptic spikes, and
-        /// `snnc train` refuses the network.
+        /// (`plasticity: STDP(...)`, `docs/plasticity.md`): the weight is
+        /// then state of the step loop (`NAME.weight.plastic`, starting at
+        /// `NAME.weight`), the layer that reads this one gives the
+        /// postsynaptic spikes, and `snnc train` refuses the network.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         plasticity: Option<Stdp>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -365,6 +365,10 @@ pub enum Layer {
         /// which decides between a dense and an event-driven convolution.
         #[serde(default)]
         input_density: Option<f64>,
+        /// STDP on the kernel (`plasticity: STDP(...)`, Norse's
+        /// `stdp_step_conv2d`; one channel group): as on a `Linear`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plasticity: Option<Stdp>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         inputs: Option<Vec<String>>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -145,7 +145,7 @@ fn unknown_field() {
        |
     12 |         Linear(out: 10, biass: false),
        |                         ^^^^^
-       = help: did you mean `bias`? The fields are `name`, `in`, `out`, `bias`, `input_density`, `inputs`, `recurrent_inputs`, `merge`
+       = help: did you mean `bias`? The fields are `name`, `in`, `out`, `bias`, `input_density`, `plasticity`, `inputs`, `recurrent_inputs`, `merge`
     "#);
     insta::assert_snapshot!(parse_error(&tutorial_with("v_th: 0.5", "threshold: 0.5")), @r#"
     net.ron:11:53: error: unknown field `threshold` in `LifParams`

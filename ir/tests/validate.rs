@@ -192,5 +192,8 @@ fn a_state_initialised_from_a_parameter_has_its_type() {
     assert_eq!(errors(&good), "ok");
     assert!(snnc_ir::print(&good).contains("state $fc.weight.plastic : f32[2,3] = @fc.weight"));
     let bad = errors(&build(&[3, 2]));
-    assert!(bad.contains("`param` init: the state's type f32[3,2] is not the type f32[2,3] of parameter `fc.weight`"), "{bad}");
+    assert!(
+        bad.contains("`param` init: the state's type f32[3,2] is not the type f32[2,3] of parameter `fc.weight`"),
+        "{bad}"
+    );
 }

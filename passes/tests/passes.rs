@@ -559,7 +559,9 @@ fn time_batch_keeps_a_plastic_product_in_its_loop() {
         .flat_map(|r| r.nodes.iter().map(move |&h| (r, h)))
         .filter_map(|(r, h)| match m.nodes[h].op {
             Op::MatMul { weight, .. } => match m.nodes[weight].op {
-                Op::StateRead(s) if m.states[s].name == "fc.weight.plastic" => Some((r.kind.clone(), m.nodes[h].ty.seq)),
+                Op::StateRead(s) if m.states[s].name == "fc.weight.plastic" => {
+                    Some((r.kind.clone(), m.nodes[h].ty.seq))
+                }
                 _ => None,
             },
             _ => None,
@@ -567,7 +569,11 @@ fn time_batch_keeps_a_plastic_product_in_its_loop() {
         .collect();
     assert_eq!(plastic, [(RegionKind::Step, false)], "{}", snnc_ir::print(&m));
     // The weight's write stays, in the loop that reads it.
-    let writes = m.nodes.iter().filter(|(_, n)| matches!(n.op, Op::StateWrite { state, .. } if m.states[state].name == "fc.weight.plastic")).count();
+    let writes = m
+        .nodes
+        .iter()
+        .filter(|(_, n)| matches!(n.op, Op::StateWrite { state, .. } if m.states[state].name == "fc.weight.plastic"))
+        .count();
     assert_eq!(writes, 1);
     let _ = report;
 }

@@ -181,6 +181,7 @@ pub(super) fn layer_from(obj: &Map<String, Value>, index: usize) -> PResult<(Lay
             groups: opt_u32(obj, &["groups"], &what)?.unwrap_or(1),
             bias,
             input_density: None,
+            plasticity: None,
         },
         "MaxPool2d" | "AvgPool2d" | "SumPool2d" | "LPPool2d" => {
             let kernel_size = as_pair(req_field(obj, &["kernel", "kernel_size"], &what)?, &format!("{what}.kernel"))?;

@@ -225,7 +225,7 @@ pub(super) fn lower_body<'a>(
         }
     }
     // STDP at the end of the step: the postsynaptic spikes are the output of
-    // the one layer that reads the plastic Linear at the same step.
+    // the one layer that reads the plastic Linear or Conv2d at the same step.
     for pl in std::mem::take(&mut cx.plastic) {
         let Some(i) = names.iter().position(|n| *n == pl.layer) else { continue };
         let readers: Vec<usize> = (0..n).filter(|&j| graph.nodes[j].sources.contains(&Source::Layer(i))).collect();
@@ -238,7 +238,7 @@ pub(super) fn lower_body<'a>(
                     file,
                     &at,
                     format!(
-                        "a plastic Linear needs exactly one layer reading it, whose spikes are the postsynaptic \
+                        "a plastic layer needs exactly one layer reading it, whose spikes are the postsynaptic \
                          spikes of STDP; {} read it",
                         if readers.is_empty() {
                             "no layer does".to_string()
@@ -252,7 +252,8 @@ pub(super) fn lower_body<'a>(
         };
         let Some((j, z_post)) = post else { continue };
         let post_ty = cx.b.ty(z_post).clone();
-        if post_ty.dtype != Dtype::Spike || post_ty.shape.rank() != 2 {
+        let same_shape = values[j].as_ref().map(|v| &v.shape) == values[i].as_ref().map(|v| &v.shape);
+        if post_ty.dtype != Dtype::Spike || !same_shape {
             if probe {
                 continue;
             }
@@ -260,17 +261,26 @@ pub(super) fn lower_body<'a>(
                 file,
                 &at,
                 format!(
-                    "a plastic Linear's postsynaptic spikes come from the layer reading it, but layer `{}` ({}) \
-                     gives {post_ty}, not spikes [B, out]",
+                    "a plastic layer's postsynaptic spikes come from the layer reading it, but layer `{}` ({}) \
+                     gives {post_ty}, not spikes of the plastic layer's output shape",
                     names[j],
                     net.layers[j].kind()
                 ),
                 Some("follow it by a spiking layer (LIF, IAF, ...) that outputs its spikes".into()),
             ));
         }
-        let step =
-            super::stdp::stdp_linear_step(&mut cx.b, &pl.layer, &pl.rule, net.dt, pl.w_state, pl.w, pl.z_pre, z_post)
-                .map_err(|e| invalid(file, &at, format!("internal error: {e}"), None))?;
+        let step = super::stdp::stdp_step(
+            &mut cx.b,
+            &pl.layer,
+            &pl.rule,
+            net.dt,
+            pl.connection,
+            pl.w_state,
+            pl.w,
+            pl.z_pre,
+            z_post,
+        )
+        .map_err(|e| invalid(file, &at, format!("internal error: {e}"), None))?;
         cx.b.name(step.t_pre_write, format!("{}.t_pre", pl.layer));
         cx.b.name(step.t_post_write, format!("{}.t_post", pl.layer));
     }

@@ -1,13 +1,16 @@
-//! STDP (`norse.torch.functional.stdp.stdp_step_linear`) as IR primitives:
-//! the traces and the weight update of one step, at the end of the step
-//! loop. One function, [`stdp_linear_step`], shared by a plastic `Linear`
-//! and the conformance runner (whose oracle files give `z_pre` and
-//! `z_post` as inputs), so the golden files test the code networks run.
+//! STDP (`norse.torch.functional.stdp.stdp_step_linear` and
+//! `stdp_step_conv2d`) as IR primitives: the traces and the weight update
+//! of one step, at the end of the step loop. One function, [`stdp_step`],
+//! shared by a plastic `Linear` or `Conv2d` and the conformance runner
+//! (whose oracle files give `z_pre` and `z_post` as inputs), so the golden
+//! files test the code networks run.
 //!
 //! Python's arithmetic as in Norse: `dt * tau_*_inv` is folded in f64 and
 //! rounded once; the other parameters are constants of the module's float
 //! type. The outer products summed over the batch are `matmul_grad_weight`
-//! (`Σ_b grad[b, o] * input[b, i]`), event-driven where `sparsify` finds
+//! (`Σ_b grad[b, o] * input[b, i]`) for a Linear and `conv2d_grad_weight`
+//! (`Σ_b Σ_l grad[b, o, l] * unfold(input)[b, (c, kh, kw), l]`, Norse's
+//! unfold-based sum) for a convolution, event-driven where `sparsify` finds
 //! spikes worth it.
 
 use snnc_ir::{BinaryOp, BuildError, Builder, CompareOp, Dtype, Handle, Node, Op, StateInit, StateVar, UnaryOp};
@@ -28,22 +31,32 @@ pub struct StdpStep {
     pub w_write: Handle<Node>,
 }
 
+/// How the weight connects `z_pre` to `z_post`: which outer product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connection {
+    /// `[B, in] -> [B, out]` through `[out, in]`.
+    Linear,
+    /// `[B, C, H, W] -> [B, O, H', W']` through `[O, C, kh, kw]` (one group).
+    Conv2d { kernel: [u32; 2], stride: [u32; 2], padding: [u32; 2], dilation: [u32; 2] },
+}
+
 /// The name of the state holding a plastic weight `param`.
 pub fn plastic_state_name(param: &str) -> String {
     format!("{param}.plastic")
 }
 
 /// Emits, in the current step loop, one STDP step of `layer`: `w` is the
-/// read of the weight state `w_state` (`[out, in]`), `z_pre` (`[B, in]`)
-/// the layer's input, `z_post` (`[B, out]`) the spikes of the layer
-/// reading it. Makes the trace states `LAYER.t_pre` and `LAYER.t_post`
-/// (starting at 0) and writes all three states.
+/// read of the weight state `w_state`, `z_pre` the layer's input, `z_post`
+/// the spikes of the layer reading it (`[B, in]`, `[B, out]` and `[out,
+/// in]` for a Linear). Makes the trace states `LAYER.t_pre` and
+/// `LAYER.t_post` (starting at 0) and writes all three states.
 #[allow(clippy::too_many_arguments)]
-pub fn stdp_linear_step(
+pub fn stdp_step(
     b: &mut Builder,
     layer: &str,
     p: &Stdp,
     dt: f64,
+    connection: Connection,
     w_state: Handle<StateVar>,
     w: Handle<Node>,
     z_pre: Handle<Node>,
@@ -77,8 +90,14 @@ pub fn stdp_linear_step(
     let z_post_f =
         if b.ty(z_post).dtype == Dtype::Spike { b.emit(Op::Cast { arg: z_post, dtype: float })? } else { z_post };
     let kind = snnc_ir::MatMulKind::Dense;
-    let plus = b.emit(Op::MatMulGradWeight { grad: z_post_f, input: t_pre_new, kind })?;
-    let minus = b.emit(Op::MatMulGradWeight { grad: t_post_new, input: z_pre, kind })?;
+    let outer = |grad, input| match connection {
+        Connection::Linear => Op::MatMulGradWeight { grad, input, kind },
+        Connection::Conv2d { kernel, stride, padding, dilation } => {
+            Op::Conv2dGradWeight { grad, input, kernel, stride, padding, dilation, groups: 1, kind }
+        }
+    };
+    let plus = b.emit(outer(z_post_f, t_pre_new))?;
+    let minus = b.emit(outer(t_post_new, z_pre))?;
 
     let a_plus = amplitude(b, p, w, true)?;
     let a_minus = amplitude(b, p, w, false)?;

@@ -272,6 +272,7 @@ pub fn arb_layer() -> impl Strategy<Value = Layer> {
                     groups,
                     bias,
                     input_density,
+                    plasticity: None,
                 })
             })
             .boxed(),

@@ -101,7 +101,9 @@ fn gradients_through_a_plastic_weight_are_refused() {
     let mut c = snnc::driver::compile(&net(), "stdp.ron", &Default::default()).unwrap();
     let grad = snnc_passes::AutodiffOptions { seeds: vec!["output".into()], inputs: Vec::new() };
     let err = snnc::driver::differentiate(&mut c.module, Target::Interp, None, &Default::default(), &grad)
-        .map(|_| ()).expect_err("refused").to_string();
+        .map(|_| ())
+        .expect_err("refused")
+        .to_string();
     assert!(err.contains("parameter `fc.weight` is plastic"), "{err}");
 }
 

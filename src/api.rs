@@ -11,7 +11,11 @@
 //! A network's *state* is the value of every state variable of its module
 //! (membrane voltages `NAME.v`, synaptic currents `NAME.i`, last spikes
 //! `NAME.z`, adaptation `NAME.b`, the encoder's `encoder.v`, ...), one
-//! tensor per variable of shape `[B, ...]`, named as in recordings. A run
+//! tensor per variable of shape `[B, ...]`, named as in recordings; a
+//! plastic weight (`plasticity: STDP(...)`) is the state
+//! `NAME.weight.plastic` (`[out, in]`, no batch dimension, starting at the
+//! weight `NAME.weight`) with its traces `NAME.t_pre`, `NAME.t_post`, so
+//! a carried state carries what STDP has learnt. A run
 //! of `T` steps starts from a state and ends in one (the *final state*).
 //!
 //! - [`Executable::forward`] always starts from the initial state (every

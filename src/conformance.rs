@@ -54,6 +54,7 @@ mod batchnorm;
 mod encoders;
 mod layers;
 mod run;
+mod stdp;
 mod zoo;
 
 /// The target's name on the command line.
@@ -432,6 +433,17 @@ enum Program {
     Network { net: Box<Network>, opts: LowerOptions },
     /// `threshold(x)` with the given surrogate, built directly.
     Threshold { method: Method, alpha: f64 },
+    /// Norse's `stdp_step_linear` or `stdp_step_conv2d` on given pre- and
+    /// postsynaptic spikes (per-sample shapes `pre`, `post`, weight shape).
+    Stdp {
+        p: snnc_frontend::Stdp,
+        dt: f64,
+        steps: u32,
+        connection: snnc_frontend::lower::stdp::Connection,
+        pre: Vec<u32>,
+        post: Vec<u32>,
+        weight: Vec<u32>,
+    },
 }
 
 /// How an expected tensor is compared.
@@ -655,6 +667,7 @@ fn plan_case(json: &Value) -> PResult<Plan> {
         "LIF" | "LI" | "LILinearCell" | "LIFRecurrentCell" | "LSNN" | "LSNNRecurrent" | "LIFBoxCell"
         | "LIFAdExCell" => plan_cell(json, model, &name, &mut plan)?,
         m if zoo::CELL_MODELS.contains(&m) => plan_cell(json, model, &name, &mut plan)?,
+        "stdp_step_linear" | "stdp_step_conv2d" => stdp::plan_stdp(json, model, &mut plan)?,
         other => return unsupported(format!("model `{other}` is not supported by the runner")),
     }
     // Inputs, weights and states in the case's float type.
@@ -749,7 +762,10 @@ fn plan_cell(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<
         None => false,
     };
     let inputs = get(json, "inputs")?;
-    let x = tensor(get(inputs, "x")?, "inputs.x")?;
+    // `stp_step` (Tsodyks–Markram) reads spikes `z`; its state `x` is the
+    // layer's `x_d` (`x` is the input in the neuron language).
+    let stp = model == "stp_step";
+    let x = if stp { tensor(get(inputs, "z")?, "inputs.z")? } else { tensor(get(inputs, "x")?, "inputs.x")? };
     if x.shape.len() < 3 {
         return bad(format!("`inputs.x` must be [T, batch, ...], got shape {:?}", x.shape));
     }
@@ -891,13 +907,19 @@ fn plan_cell(json: &Value, model: &str, name: &str, plan: &mut Plan) -> PResult<
     };
     if !default_state {
         for (k, v) in as_obj(get(json, "initial_state")?, "initial_state")? {
-            plan.initial_state.insert(format!("{CELL}.{k}"), tensor(v, &format!("initial_state.{k}"))?);
+            let state = if stp && k == "x" { "x_d" } else { k.as_str() };
+            plan.initial_state.insert(format!("{CELL}.{state}"), tensor(v, &format!("initial_state.{k}"))?);
         }
     }
     for (k, v) in as_obj(get(json, "expected")?, "expected")? {
+        let source = match k.as_str() {
+            "output" if stp => Source::Output("output".into()),
+            "x" if stp => Source::Trace(format!("{CELL}.x_d")),
+            _ => Source::Trace(format!("{CELL}.{k}")),
+        };
         plan.checks.push(Check {
             label: k.clone(),
-            source: Source::Trace(format!("{CELL}.{k}")),
+            source,
             kind: kind_of(k),
             expected: tensor(v, &format!("expected.{k}"))?,
         });

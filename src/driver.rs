@@ -771,6 +771,31 @@ pub struct RunOutput {
     pub outputs: BTreeMap<String, Tensor>,
     pub traces: BTreeMap<String, Tensor>,
     pub batch: usize,
+    /// Every state after the last step, by state name (empty on cuda).
+    pub final_state: BTreeMap<String, Tensor>,
+}
+
+/// The weights after a run: `weights` with every plastic parameter (the
+/// initial value of a `StateInit::Param` state) replaced by its state's
+/// final value, so a later run (`--weights`) continues from them.
+pub fn weights_after_run(module: &Module, weights: &Weights, final_state: &BTreeMap<String, Tensor>) -> Weights {
+    let mut res = weights.clone();
+    for (_, s) in module.states.iter() {
+        if let snnc_ir::StateInit::Param(p) = s.init
+            && let Some(t) = final_state.get(&s.name)
+        {
+            let name = &module.params[p].name;
+            let dtype = res.get(name).map_or(t.dtype, |w| w.dtype);
+            res.insert(name.clone(), t.cast(dtype));
+        }
+    }
+    res
+}
+
+/// Whether the module has a plastic weight (a state starting at a
+/// parameter's value).
+pub fn has_plastic_weights(module: &Module) -> bool {
+    module.states.iter().any(|(_, s)| matches!(s.init, snnc_ir::StateInit::Param(_)))
 }
 
 /// Runs a compiled network on a target.
@@ -794,20 +819,20 @@ pub fn run(
             extra: 0,
         }
     };
-    let (outputs, traces) = match target {
+    let (outputs, traces, final_state) = match target {
         Target::Interp => {
             memory::check(&need(memory::interp_buffers(module, record)))?;
             let opts = snnc_interp::RunOptions { record, ..Default::default() };
             let res = snnc_interp::run(&compiled.module, &compiled.info, weights, inputs, &opts)
                 .map_err(|e| Error::User(e.to_string()))?;
-            (res.outputs, res.traces)
+            (res.outputs, res.traces, res.final_state)
         }
         Target::Cpu => {
             let exe = snnc_cpu::compile(&compiled.module, &compiled.info)?;
             memory::check(&need(exe.planned_buffers(record)))?;
             let opts = snnc_cpu::RunOptions { record, ..Default::default() };
             let res = exe.run(weights, inputs, &opts)?;
-            (res.outputs, res.traces)
+            (res.outputs, res.traces, res.final_state)
         }
         Target::Cuda => {
             if record {
@@ -817,10 +842,10 @@ pub fn run(
             }
             let exe = CudaRunner::new(&compiled.module, &compiled.info)?;
             memory::check_against(&need(memory::cuda_buffers(module, exe.exe.manifest())), None)?;
-            (exe.run(weights, inputs)?, BTreeMap::new())
+            (exe.run(weights, inputs)?, BTreeMap::new(), BTreeMap::new())
         }
     };
-    Ok(RunOutput { outputs, traces, batch })
+    Ok(RunOutput { outputs, traces, batch, final_state })
 }
 
 /// The batch size of `inputs` for `module`: that of the first module input

@@ -785,6 +785,11 @@ struct RunArgs {
     /// A file of renames, one `OLD=NEW` per line (`#` comments), applied before --rename.
     #[arg(long, value_name = "FILE", requires = "weights")]
     rename_map: Option<PathBuf>,
+    /// Write the weights after the run to FILE (`*.safetensors`, else JSON), loadable with
+    /// --weights: a plastic weight (`plasticity: STDP(...)`) as the run left it, every other
+    /// weight as given. A later run with `--weights FILE` continues from them.
+    #[arg(long, value_name = "FILE")]
+    save_weights: Option<PathBuf>,
     /// Input file, by extension: `.npy` (NumPy: the input `x`), `.npz` (NumPy arrays named
     /// after the inputs), else JSON (one tensor for the input `x`, or an object of named
     /// tensors); default: a built-in deterministic example input.
@@ -853,6 +858,11 @@ fn run(out: &mut impl Write, path: &Path, args: RunArgs) -> Result<(), Error> {
             format!("built-in example input ({:?}), batch {}", c.network.example_input, args.batch),
         ),
     };
+    if args.save_weights.is_some() && args.target == Target::Cuda && driver::has_plastic_weights(&c.module) {
+        return Err(Error::User(
+            "--save-weights: the cuda runner does not return plastic weights yet; use --target cpu".into(),
+        ));
+    }
     let started = std::time::Instant::now();
     let res = driver::run(&c, args.target, &weights, &inputs, true)?;
     let elapsed = started.elapsed();
@@ -862,6 +872,16 @@ fn run(out: &mut impl Write, path: &Path, args: RunArgs) -> Result<(), Error> {
     if let Some(rec) = &args.record {
         let n = driver::write_recording(&c, &res, rec)?;
         say!(out, "recorded {n} tensors to {}", rec.display());
+    }
+    if let Some(path) = &args.save_weights {
+        let after = driver::weights_after_run(&c.module, &weights, &res.final_state);
+        let bytes = if driver::is_safetensors(path) {
+            snnc_runtime::write_weights_safetensors(&after).map_err(Error::Internal)?
+        } else {
+            snnc_runtime::write_weights_json(&after).into_bytes()
+        };
+        snnc_runtime::write_file(path, &bytes)?;
+        say!(out, "saved {} weights to {}", after.len(), path.display());
     }
     if let Some(msg) = snnc::plot::plot_run(&c, &res, &args.plot)? {
         say!(out, "{msg}");

@@ -272,6 +272,24 @@ impl TrainProgram {
     pub fn for_data(net: &Network, target: Target, kind: InputKind, loss: Loss) -> Result<TrainProgram, Error> {
         target.ensure_available()?;
         loss.check().map_err(train_error)?;
+        // A plastic weight is learnt by its local rule during every run;
+        // gradient descent on it too would fight the rule.
+        if let Some((i, layer)) = net.layers.iter().enumerate().find(|(_, l)| {
+            matches!(
+                l,
+                snnc_frontend::Layer::Linear { plasticity: Some(_), .. }
+                    | snnc_frontend::Layer::Conv2d { plasticity: Some(_), .. }
+            )
+        }) {
+            return Err(Error::User(format!(
+                "layer `{}` ({}) has `plasticity`: its weight `{}.weight` is learnt by its STDP rule while the \
+                 network runs, not by gradient descent; `snnc train` does not train plastic networks (run it with \
+                 `snnc run`, or remove `plasticity` to train the weight)",
+                layer.name(i),
+                layer.kind(),
+                layer.name(i)
+            )));
+        }
         let start = Instant::now();
         let compiled = driver::compile(net, &net.name, &LowerOptions::default())?;
         let input = compiled.module.inputs.iter().next().map(|(_, i)| i.clone());

@@ -189,6 +189,7 @@ fn every_zoo_oracle_case_runs_and_passes() {
         "lif_adex_refrac_",
         "coba_lif_",
         "li_box_",
+        "tsodyks_markram_",
         "net_iaf",
         "net_lif_ex",
         "net_lif_refrac",
@@ -206,7 +207,51 @@ fn every_zoo_oracle_case_runs_and_passes() {
         ran += 1;
     }
     // f32 and f64 of: IAF 2 + 1 recurrent, Izhikevich 4 + 1, LIFEx 2 + 1,
-    // LIFRefrac 2 + 1, LIFAdExRefrac 2, CobaLIF 1 + 2 recurrent, LIBox 2, and
+    // LIFRefrac 2 + 1, LIFAdExRefrac 2, CobaLIF 1 + 2 recurrent, LIBox 2, TsodyksMarkram 2, and
     // 4 networks.
-    assert_eq!(ran, 50, "zoo oracle cases found");
+    assert_eq!(ran, 54, "zoo oracle cases found");
+}
+
+/// The Tsodyks–Markram synapse (`tests/nets/tsodyks_markram.ron`) passes
+/// on floats, not spikes: `sparsify` keeps the Linear after it dense even
+/// with a density hint of 1 %, which makes the same Linear on the
+/// encoder's spikes event-driven; the CPU gives the interpreter's bits.
+#[test]
+fn tsodyks_markram_outputs_floats_that_stay_dense() {
+    use snnc::driver;
+    use snnc_ir::{Dtype, MatMulKind, Op};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nets/tsodyks_markram.ron");
+    let net = snnc_frontend::load_network(&path).unwrap_or_else(|e| panic!("{e}"));
+    let kinds = |net: &Network| {
+        let mut c = driver::compile(net, "net.ron", &Default::default()).unwrap();
+        let opts = driver::pass_options(&c, None).unwrap();
+        let pipeline = driver::pipeline(snnc::Target::Cpu, None, &opts).unwrap();
+        driver::optimize(&mut c, &pipeline, &mut |_| {}).unwrap();
+        let m = &c.module;
+        let products: Vec<(MatMulKind, Dtype)> = m
+            .nodes
+            .iter()
+            .filter_map(|(_, n)| match n.op {
+                Op::MatMul { input, kind, .. } => Some((kind, m.nodes[input].ty.dtype)),
+                _ => None,
+            })
+            .collect();
+        products
+    };
+    assert_eq!(kinds(&net), [(MatMulKind::Dense, Dtype::F32)]);
+    let mut plain = net.clone();
+    plain.layers.remove(0);
+    assert_eq!(kinds(&plain), [(MatMulKind::EventDriven, Dtype::Spike)]);
+
+    let dir = TempDir::new("stp_bits");
+    let file = path.to_string_lossy().to_string();
+    let a = record(&dir, &file, "interp");
+    let b = record(&dir, &file, "cpu");
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        ["encoder.z", "fc.out", "lif.i", "lif.v", "lif.z", "output", "stp.u", "stp.x_d"]
+    );
+    assert_eq!(a, b, "the cpu and the interpreter differ");
+    let u: Vec<f64> = a["stp.u"]["data"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    assert!(u.iter().any(|&u| u > 0.0), "no input spike reached the synapse: {u:?}");
 }

@@ -241,6 +241,7 @@ fn generator_covers_every_kind() {
         "LIFAdExRefrac",
         "CobaLIF",
         "LIBox",
+        "TsodyksMarkram",
         "BatchNorm1d",
         "BatchNorm2d",
     ];

@@ -310,7 +310,11 @@ fn run_simulated(module: &Module, case: &Case, reference: &Reference) -> Result<
     }
     for s in &art.manifest.states {
         let n = run.mem.bufs[s.buffer].len();
-        run.set(s.buffer, &s.initial(n));
+        let init = match s.init_param {
+            Some(p) => run.get(p),
+            None => s.initial(n),
+        };
+        run.set(s.buffer, &init);
     }
     run.run(&ptx);
     let mut outputs = BTreeMap::new();
@@ -555,7 +559,11 @@ fn concat_and_narrow_agree_on_simulated_ptx_and_assemble() {
             }
             for s in &art.manifest.states {
                 let n = run.mem.bufs[s.buffer].len();
-                run.set(s.buffer, &s.initial(n));
+                let init = match s.init_param {
+                    Some(p) => run.get(p),
+                    None => s.initial(n),
+                };
+                run.set(s.buffer, &init);
             }
             run.run(&ptx);
             for (name, e) in &want.outputs {

@@ -373,10 +373,23 @@ impl Checker {
 
     fn layer(&mut self, layer: &Layer) {
         match layer {
-            Layer::Linear { inputs: _, recurrent_inputs: _, merge: _, name: _, input, out, bias: _, input_density } => {
+            Layer::Linear {
+                inputs: _,
+                recurrent_inputs: _,
+                merge: _,
+                name: _,
+                input,
+                out,
+                bias: _,
+                input_density,
+                plasticity,
+            } => {
                 self.opt_size("in", *input);
                 self.size("out", *out);
                 self.density("input_density", *input_density);
+                if let Some(p) = plasticity {
+                    self.stdp(p);
+                }
             }
             Layer::Conv2d {
                 inputs: _,
@@ -392,8 +405,12 @@ impl Checker {
                 groups,
                 bias: _,
                 input_density,
+                plasticity,
             } => {
                 self.density("input_density", *input_density);
+                if let Some(p) = plasticity {
+                    self.stdp(p);
+                }
                 self.opt_size("in_channels", *in_channels);
                 self.size("out_channels", *out_channels);
                 self.pair_size("kernel_size", *kernel_size);
@@ -556,6 +573,41 @@ impl Checker {
                 self.coba_lif(p)
             }
             Layer::LIBox { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.li_box(p),
+            Layer::TsodyksMarkram { inputs: _, recurrent_inputs: _, merge: _, name: _, p } => self.tsodyks_markram(p),
+        }
+    }
+
+    /// `plasticity: STDP(...)`: finite numbers, positive trace rates that
+    /// keep `dt * tau_*_inv` at most 2, `w_min <= w_max`, `mu >= 0`.
+    fn stdp(&mut self, p: &crate::schema::Stdp) {
+        let fields = [
+            ("a_pre", p.a_pre),
+            ("a_post", p.a_post),
+            ("w_min", p.w_min),
+            ("w_max", p.w_max),
+            ("eta_plus", p.eta_plus),
+            ("eta_minus", p.eta_minus),
+        ];
+        for (f, x) in fields {
+            self.finite(&format!("plasticity.{f}"), x);
+        }
+        let help = "the inverse time constant of the STDP trace (1/s); Norse's default is 20";
+        self.positive("plasticity.tau_pre_inv", p.tau_pre_inv, Some(help.into()));
+        self.positive("plasticity.tau_post_inv", p.tau_post_inv, Some(help.into()));
+        self.step("plasticity.tau_pre_inv", p.tau_pre_inv, "the presynaptic trace");
+        self.step("plasticity.tau_post_inv", p.tau_post_inv, "the postsynaptic trace");
+        if p.w_min.is_finite() && p.w_max.is_finite() && p.w_min > p.w_max {
+            let problem = Problem::new(
+                self.place("plasticity.w_min"),
+                format!("must be at most w_max, found w_min {} > w_max {}", p.w_min, p.w_max),
+            );
+            self.push(problem);
+        }
+        if !(p.mu.is_finite() && p.mu >= 0.0) {
+            let problem =
+                Problem::new(self.place("plasticity.mu"), format!("must be a finite number >= 0, found {}", p.mu))
+                    .with_help("the exponent of `multiplicative_pow`, e.g. 0.5 (Norse: 0 <= mu <= 1)");
+            self.push(problem);
         }
     }
 

@@ -49,7 +49,7 @@ pub use crate::schema::{
 mod neuron;
 
 use crate::check::check_network;
-use crate::schema::{FORMAT_VERSION, NeuronParam, Pair, ParamValue};
+use crate::schema::{FORMAT_VERSION, NeuronParam, Pair, ParamValue, Stdp};
 
 /// Builds a [`Network`]: `Net::new(name, steps)`, then the input shape,
 /// an optional encoder, the layers and the readout.
@@ -244,6 +244,7 @@ pub struct Linear {
     out: u32,
     bias: bool,
     input_density: Option<f64>,
+    plasticity: Option<Stdp>,
 }
 
 /// `torch.nn.Conv2d`; made by [`Layer::conv2d`]. Sizes are an integer
@@ -261,6 +262,7 @@ pub struct Conv2d {
     groups: u32,
     bias: bool,
     input_density: Option<f64>,
+    plasticity: Option<Stdp>,
 }
 
 /// A pooling layer: `max_pool2d`, `avg_pool2d` or `sum_pool2d`; made by
@@ -427,9 +429,23 @@ impl Linear {
     pub fn no_bias(self) -> Self {
         self.bias(false)
     }
+
+    /// A learning rule for the weight during the run (`plasticity:
+    /// STDP(...)` in RON), e.g. `.plasticity(Stdp::rule(StdpRule::Additive))`.
+    pub fn plasticity(mut self, rule: Stdp) -> Self {
+        self.plasticity = Some(rule);
+        self
+    }
 }
 
 impl Conv2d {
+    /// STDP on the kernel (`plasticity: STDP(...)` in RON; Norse's
+    /// `stdp_step_conv2d`, one channel group).
+    pub fn plasticity(mut self, rule: Stdp) -> Self {
+        self.plasticity = Some(rule);
+        self
+    }
+
     /// The number of input channels. Optional: it is inferred from the
     /// previous layer, and checked when given.
     pub fn in_channels(mut self, n: u32) -> Self {
@@ -500,6 +516,7 @@ impl From<Linear> for Layer {
             out: b.out,
             bias: b.bias,
             input_density: b.input_density,
+            plasticity: b.plasticity,
         }
     }
 }
@@ -520,6 +537,7 @@ impl From<Conv2d> for Layer {
             groups: b.groups,
             bias: b.bias,
             input_density: b.input_density,
+            plasticity: b.plasticity,
         }
     }
 }
@@ -649,7 +667,7 @@ impl From<LifAdEx> for Layer {
 impl Layer {
     /// `torch.nn.Linear(in, out)` with a bias; see [`Linear`].
     pub fn linear(out: u32) -> Linear {
-        Linear { name: None, input: None, out, bias: true, input_density: None }
+        Linear { name: None, input: None, out, bias: true, input_density: None, plasticity: None }
     }
 
     /// `torch.nn.Conv2d(in, out_channels, kernel_size)`, stride 1, no
@@ -667,6 +685,7 @@ impl Layer {
             groups: 1,
             bias: true,
             input_density: None,
+            plasticity: None,
         }
     }
 
@@ -829,6 +848,7 @@ impl Layer {
             | Layer::LIFAdExRefrac { name, .. }
             | Layer::CobaLIF { name, .. }
             | Layer::LIBox { name, .. }
+            | Layer::TsodyksMarkram { name, .. }
             | Layer::Dropout { name, .. }
             | Layer::BatchNorm1d { name, .. }
             | Layer::BatchNorm2d { name, .. }

@@ -33,6 +33,7 @@ mod batchnorm;
 mod body;
 mod encoders;
 mod neuron;
+pub mod stdp;
 pub use batchnorm::batch_stat_outputs;
 use body::{Body, delayed_types, lower_body};
 
@@ -218,6 +219,19 @@ struct Lower<'a> {
     /// their names after the loop: per-step ones collected (`[T, C]`), a
     /// time-batched layer's as they are (`[C]`).
     bn_stats: Vec<(String, Handle<Node>, bool)>,
+    /// The plastic `Linear` layers lowered so far, whose updates are
+    /// emitted at the end of the step (`lower/body.rs`).
+    plastic: Vec<Plastic>,
+}
+
+/// A `Linear` or `Conv2d` with `plasticity`: what its STDP step needs.
+struct Plastic {
+    layer: String,
+    rule: crate::schema::Stdp,
+    connection: stdp::Connection,
+    w_state: snnc_ir::Handle<snnc_ir::StateVar>,
+    w: Handle<Node>,
+    z_pre: Handle<Node>,
 }
 
 /// The neuron population being lowered: what its parameter tensors are
@@ -512,10 +526,39 @@ impl Lower<'_> {
         self.at = at.to_string();
         let same = |node| Value { node, shape: shape.clone(), producer: String::new() };
         match layer {
-            Layer::Linear { input, out, bias, .. } => {
+            Layer::Linear { input, out, bias, plasticity, .. } => {
                 let n_in = self.last_dim(at, &cur, *input, "in")?;
                 let bound = 1.0 / f64::from(n_in).sqrt();
-                let w = self.param(format!("{name}.weight"), &[*out, n_in], true, ParamInit::Uniform { bound })?;
+                let mut w = self.param(format!("{name}.weight"), &[*out, n_in], true, ParamInit::Uniform { bound })?;
+                if let Some(rule) = plasticity {
+                    // The weight is state of the step loop, starting at the
+                    // parameter's value; the product reads this step's.
+                    if shape.len() != 1 {
+                        return Err(invalid(
+                            self.file,
+                            at,
+                            format!(
+                                "a plastic Linear needs a [features] input (Norse's stdp_step_linear), but {} gives \
+                                 shape {:?}",
+                                cur.producer, shape
+                            ),
+                            Some("put a Flatten layer before it".into()),
+                        ));
+                    }
+                    let Op::Param(p) = self.b.module().nodes[w].op else { unreachable!("made by param") };
+                    let ty = self.b.module().nodes[w].ty.clone();
+                    let w_state =
+                        self.b.state(stdp::plastic_state_name(&format!("{name}.weight")), ty, StateInit::Param(p));
+                    w = self.emit(Op::StateRead(w_state))?;
+                    self.plastic.push(Plastic {
+                        layer: name.to_string(),
+                        rule: rule.clone(),
+                        connection: stdp::Connection::Linear,
+                        w_state,
+                        w,
+                        z_pre: x,
+                    });
+                }
                 let mut y = self.emit(Op::MatMul { input: x, weight: w, kind: MatMulKind::Dense })?;
                 if *bias {
                     let b = self.param(format!("{name}.bias"), &[*out], true, ParamInit::Uniform { bound })?;
@@ -527,7 +570,16 @@ impl Lower<'_> {
                 Ok(Value { node: y, shape: s, producer: String::new() })
             }
             Layer::Conv2d {
-                in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, ..
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                groups,
+                bias,
+                plasticity,
+                ..
             } => {
                 if shape.len() != 3 {
                     return Err(invalid(
@@ -566,12 +618,37 @@ impl Lower<'_> {
                 // In f64: `in_channels / groups * kh * kw` may not fit in 32 bits (torch's bound).
                 let fan_in = f64::from(shape[0] / g) * f64::from(k[0]) * f64::from(k[1]);
                 let bound = 1.0 / fan_in.sqrt();
-                let w = self.param(
+                let mut w = self.param(
                     format!("{name}.weight"),
                     &[*out_channels, shape[0] / g, k[0], k[1]],
                     true,
                     ParamInit::Uniform { bound },
                 )?;
+                if let Some(rule) = plasticity {
+                    // Norse's `stdp_step_conv2d` has one channel group.
+                    if g != 1 {
+                        return Err(invalid(
+                            self.file,
+                            format!("{at}: plasticity"),
+                            format!("STDP on a convolution needs groups 1 (Norse's stdp_step_conv2d), found {g}"),
+                            Some("set groups: 1, or remove plasticity".into()),
+                        ));
+                    }
+                    let Op::Param(pw) = self.b.module().nodes[w].op else { unreachable!("made by param") };
+                    let ty = self.b.module().nodes[w].ty.clone();
+                    let w_state =
+                        self.b.state(stdp::plastic_state_name(&format!("{name}.weight")), ty, StateInit::Param(pw));
+                    w = self.emit(Op::StateRead(w_state))?;
+                    let connection = stdp::Connection::Conv2d { kernel: k, stride: s, padding: p, dilation: d };
+                    self.plastic.push(Plastic {
+                        layer: name.to_string(),
+                        rule: rule.clone(),
+                        connection,
+                        w_state,
+                        w,
+                        z_pre: x,
+                    });
+                }
                 let b = if *bias {
                     Some(self.param(format!("{name}.bias"), &[*out_channels], true, ParamInit::Uniform { bound })?)
                 } else {
@@ -705,7 +782,10 @@ impl Lower<'_> {
                 let model = zoo::model_of(layer).expect("a zoo layer");
                 self.coba_layer(name, at, &cur, &model, *hidden)
             }
-            Layer::LIFAdExRefrac { .. } | Layer::CobaLIF { .. } | Layer::LIBox { .. } => {
+            Layer::LIFAdExRefrac { .. }
+            | Layer::CobaLIF { .. }
+            | Layer::LIBox { .. }
+            | Layer::TsodyksMarkram { .. } => {
                 let model = zoo::model_of(layer).expect("a zoo layer");
                 self.neuron_layer(name, at, &cur, &model, None, false)
             }

@@ -66,8 +66,10 @@ use serde::{Deserialize, Serialize};
 
 mod pair;
 mod params;
+mod plasticity;
 pub use pair::Pair;
 pub use params::*;
+pub use plasticity::{Stdp, StdpRule};
 
 /// The current version of the RON format.
 pub const FORMAT_VERSION: u32 = 1;
@@ -321,6 +323,13 @@ pub enum Layer {
         /// pass's default (0.1), or the density measured in a `--profile`.
         #[serde(default)]
         input_density: Option<f64>,
+        /// A learning rule that changes the weight during the run
+        /// (`plasticity: STDP(...)`, `docs/plasticity.md`): the weight is
+        /// then state of the step loop (`NAME.weight.plastic`, starting at
+        /// `NAME.weight`), the layer that reads this one gives the
+        /// postsynaptic spikes, and `snnc train` refuses the network.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plasticity: Option<Stdp>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         inputs: Option<Vec<String>>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -356,6 +365,10 @@ pub enum Layer {
         /// which decides between a dense and an event-driven convolution.
         #[serde(default)]
         input_density: Option<f64>,
+        /// STDP on the kernel (`plasticity: STDP(...)`, Norse's
+        /// `stdp_step_conv2d`; one channel group): as on a `Linear`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plasticity: Option<Stdp>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         inputs: Option<Vec<String>>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -769,6 +782,23 @@ pub enum Layer {
         #[serde(default, skip_serializing_if = "Merge::is_add")]
         merge: Merge,
     },
+    /// Norse's `stp_step` (Tsodyks–Markram short-term plasticity): placed on
+    /// a spike tensor, it scales each input spike by `u' * x` of its
+    /// presynaptic neuron (per-neuron states `NAME.u`, from 0, and
+    /// `NAME.x_d`, Norse's `x`, from 1). Its output is a float tensor, not
+    /// spikes. Parameters are Python floats, not trainable.
+    TsodyksMarkram {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        p: crate::neuron::zoo::TsodyksMarkramParams,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recurrent_inputs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Merge::is_add")]
+        merge: Merge,
+    },
     /// `torch.nn.Dropout(p)`: in training (`snnc train`) each value is
     /// zeroed with probability `p` and the rest scaled by `1 / (1 - p)`, a
     /// new mask per step, sample and value (as `Lift(Dropout)` in Norse); the
@@ -874,6 +904,7 @@ macro_rules! wiring_fields {
             | Layer::LIFAdExRefrac { inputs, recurrent_inputs, merge, .. }
             | Layer::CobaLIF { inputs, recurrent_inputs, merge, .. }
             | Layer::LIBox { inputs, recurrent_inputs, merge, .. }
+            | Layer::TsodyksMarkram { inputs, recurrent_inputs, merge, .. }
             | Layer::Dropout { inputs, recurrent_inputs, merge, .. }
             | Layer::BatchNorm1d { inputs, recurrent_inputs, merge, .. }
             | Layer::BatchNorm2d { inputs, recurrent_inputs, merge, .. }
@@ -911,6 +942,7 @@ impl Layer {
             Layer::LIFAdExRefrac { .. } => "LIFAdExRefrac",
             Layer::CobaLIF { .. } => "CobaLIF",
             Layer::LIBox { .. } => "LIBox",
+            Layer::TsodyksMarkram { .. } => "TsodyksMarkram",
             Layer::Dropout { .. } => "Dropout",
             Layer::BatchNorm1d { .. } => "BatchNorm1d",
             Layer::BatchNorm2d { .. } => "BatchNorm2d",
@@ -946,6 +978,7 @@ impl Layer {
             | Layer::LIFAdExRefrac { name, .. }
             | Layer::CobaLIF { name, .. }
             | Layer::LIBox { name, .. }
+            | Layer::TsodyksMarkram { name, .. }
             | Layer::Dropout { name, .. }
             | Layer::BatchNorm1d { name, .. }
             | Layer::BatchNorm2d { name, .. }
@@ -1006,6 +1039,7 @@ impl Layer {
                 | Layer::LIFAdExRefrac { .. }
                 | Layer::CobaLIF { .. }
                 | Layer::LIBox { .. }
+                | Layer::TsodyksMarkram { .. }
         )
     }
 }

@@ -145,7 +145,7 @@ fn unknown_field() {
        |
     12 |         Linear(out: 10, biass: false),
        |                         ^^^^^
-       = help: did you mean `bias`? The fields are `name`, `in`, `out`, `bias`, `input_density`, `inputs`, `recurrent_inputs`, `merge`
+       = help: did you mean `bias`? The fields are `name`, `in`, `out`, `bias`, `input_density`, `plasticity`, `inputs`, `recurrent_inputs`, `merge`
     "#);
     insta::assert_snapshot!(parse_error(&tutorial_with("v_th: 0.5", "threshold: 0.5")), @r#"
     net.ron:11:53: error: unknown field `threshold` in `LifParams`
@@ -170,14 +170,14 @@ fn unknown_layer_kind() {
        |
     12 |         Lenear(out: 10, bias: false),
        |         ^^^^^^
-       = help: did you mean `Linear`? The layer kinds are `Linear`, `Conv2d`, `MaxPool2d`, `AvgPool2d`, `SumPool2d`, `LPPool2d`, `Flatten`, `Scale`, `ReLU`, `LIF`, `LIFRecurrent`, `LI`, `LILinear`, `LSNN`, `LSNNRecurrent`, `LIFBox`, `LIFAdEx`, `Neuron`, `IAF`, `Izhikevich`, `LIFEx`, `LIFRefrac`, `LIFAdExRefrac`, `CobaLIF`, `LIBox`, `Dropout`, `BatchNorm1d`, `BatchNorm2d`, `Identity`
+       = help: did you mean `Linear`? The layer kinds are `Linear`, `Conv2d`, `MaxPool2d`, `AvgPool2d`, `SumPool2d`, `LPPool2d`, `Flatten`, `Scale`, `ReLU`, `LIF`, `LIFRecurrent`, `LI`, `LILinear`, `LSNN`, `LSNNRecurrent`, `LIFBox`, `LIFAdEx`, `Neuron`, `IAF`, `Izhikevich`, `LIFEx`, `LIFRefrac`, `LIFAdExRefrac`, `CobaLIF`, `LIBox`, `TsodyksMarkram`, `Dropout`, `BatchNorm1d`, `BatchNorm2d`, `Identity`
     "#);
     insta::assert_snapshot!(parse_error(&tutorial_with("LI()", "Softmax()")), @r#"
     net.ron:13:9: error: unknown layer kind `Softmax`
        |
     13 |         Softmax(),
        |         ^^^^^^^
-       = help: the layer kinds are `Linear`, `Conv2d`, `MaxPool2d`, `AvgPool2d`, `SumPool2d`, `LPPool2d`, `Flatten`, `Scale`, `ReLU`, `LIF`, `LIFRecurrent`, `LI`, `LILinear`, `LSNN`, `LSNNRecurrent`, `LIFBox`, `LIFAdEx`, `Neuron`, `IAF`, `Izhikevich`, `LIFEx`, `LIFRefrac`, `LIFAdExRefrac`, `CobaLIF`, `LIBox`, `Dropout`, `BatchNorm1d`, `BatchNorm2d`, `Identity`
+       = help: the layer kinds are `Linear`, `Conv2d`, `MaxPool2d`, `AvgPool2d`, `SumPool2d`, `LPPool2d`, `Flatten`, `Scale`, `ReLU`, `LIF`, `LIFRecurrent`, `LI`, `LILinear`, `LSNN`, `LSNNRecurrent`, `LIFBox`, `LIFAdEx`, `Neuron`, `IAF`, `Izhikevich`, `LIFEx`, `LIFRefrac`, `LIFAdExRefrac`, `CobaLIF`, `LIBox`, `TsodyksMarkram`, `Dropout`, `BatchNorm1d`, `BatchNorm2d`, `Identity`
     "#);
 }
 

@@ -318,7 +318,8 @@ fn sized_layer() -> impl Strategy<Value = Layer> {
             input,
             out,
             bias,
-            input_density: None
+            input_density: None,
+            plasticity: None,
         }),
         (
             opt(),
@@ -345,6 +346,7 @@ fn sized_layer() -> impl Strategy<Value = Layer> {
                     groups,
                     bias,
                     input_density: None,
+                    plasticity: None,
                 }
             }),
         (any_pair(), opt_pair(), pad_pair(), 0..4u8).prop_map(|(kernel_size, stride, padding, kind)| {

@@ -57,6 +57,11 @@ pub enum StateInit {
     /// validator checks the count and that the batch dimension, if any, is
     /// the first.
     Values(Vec<f64>),
+    /// The value of a parameter (the weights given to the run): a plastic
+    /// weight, which the step loop reads and rewrites every step (STDP).
+    /// The state has the parameter's type (no batch dimension); its value
+    /// after the last step is the run's final state under the state's name.
+    Param(Handle<Param>),
 }
 
 /// A state variable carried from step to step inside one step loop.

@@ -54,6 +54,7 @@ fn write_module(out: &mut String, m: &Module) -> fmt::Result {
         let init = match &s.init {
             StateInit::Fill(x) => num(*x),
             StateInit::Values(v) => list(v),
+            StateInit::Param(p) => format!("@{}", m.params[*p].name),
         };
         writeln!(out, "  state ${} : {} = {init}", s.name, s.ty)?;
     }

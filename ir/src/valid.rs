@@ -134,6 +134,24 @@ pub fn validate(module: &Module) -> Result<ModuleInfo, ValidationErrors> {
         if s.ty.seq {
             err(Location::State(s.name.clone()), "a state is a per-step value and cannot be a sequence".into());
         }
+        if let StateInit::Param(p) = s.init {
+            match module.params.try_get(p) {
+                None => {
+                    err(Location::State(s.name.clone()), "`param` init names a parameter that does not exist".into())
+                }
+                Some(param) => {
+                    if s.ty != crate::types::Type::new(param.dtype, param.shape.clone()) {
+                        err(
+                            Location::State(s.name.clone()),
+                            format!(
+                                "`param` init: the state's type {} is not the type {}{} of parameter `{}`",
+                                s.ty, param.dtype, param.shape, param.name
+                            ),
+                        );
+                    }
+                }
+            }
+        }
         if let StateInit::Values(v) = &s.init {
             // fixed_elements counts the dims other than the batch: one sample.
             if s.ty.shape.checked_fixed_elements() != Some(v.len() as u64) {

@@ -163,3 +163,37 @@ fn printing_is_stable() {
 "
     );
 }
+
+/// A state may start at a parameter's value (a plastic weight): it must
+/// have the parameter's type, and it prints as `= @NAME`.
+#[test]
+fn a_state_initialised_from_a_parameter_has_its_type() {
+    let build = |state_shape: &[u32]| {
+        let mut b = Builder::new("plastic", 2, 1e-3, Dtype::F32);
+        let p = b.param(Param {
+            name: "fc.weight".into(),
+            dtype: Dtype::F32,
+            shape: Shape::fixed(&[2, 3]),
+            trainable: true,
+            init: ParamInit::Zeros,
+        });
+        let s = b.state("fc.weight.plastic", Type::new(Dtype::F32, Shape::fixed(state_shape)), StateInit::Param(p));
+        b.begin_step();
+        let w = b.state_read(s).unwrap();
+        let k = b.constant(0.5).unwrap();
+        let w2 = b.mul(w, k).unwrap();
+        let wr = b.state_write(s, w2).unwrap();
+        b.begin_seq();
+        let c = b.emit(Op::Collect(wr)).unwrap();
+        b.output("w", c);
+        b.finish()
+    };
+    let good = build(&[2, 3]);
+    assert_eq!(errors(&good), "ok");
+    assert!(snnc_ir::print(&good).contains("state $fc.weight.plastic : f32[2,3] = @fc.weight"));
+    let bad = errors(&build(&[3, 2]));
+    assert!(
+        bad.contains("`param` init: the state's type f32[3,2] is not the type f32[2,3] of parameter `fc.weight`"),
+        "{bad}"
+    );
+}

@@ -545,3 +545,35 @@ fn the_registry_knows_every_pass_and_parses_lists() {
         ["const-fold", "cse", "dce", "time-batch", "sparsify", "fuse", "unroll", "cse", "dce"]
     );
 }
+
+/// A product whose weight is a plastic state (`tests/nets/stdp.ron`) reads
+/// a loop-carried value, so `time-batch` keeps it per step in the loop
+/// that writes the weight; the Linear before it (the `pre` LIF's input)
+/// has no product to lift.
+#[test]
+fn time_batch_keeps_a_plastic_product_in_its_loop() {
+    let (m, report) = time_batched("stdp");
+    let plastic: Vec<(RegionKind, bool)> = m
+        .body
+        .iter()
+        .flat_map(|r| r.nodes.iter().map(move |&h| (r, h)))
+        .filter_map(|(r, h)| match m.nodes[h].op {
+            Op::MatMul { weight, .. } => match m.nodes[weight].op {
+                Op::StateRead(s) if m.states[s].name == "fc.weight.plastic" => {
+                    Some((r.kind.clone(), m.nodes[h].ty.seq))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(plastic, [(RegionKind::Step, false)], "{}", snnc_ir::print(&m));
+    // The weight's write stays, in the loop that reads it.
+    let writes = m
+        .nodes
+        .iter()
+        .filter(|(_, n)| matches!(n.op, Op::StateWrite { state, .. } if m.states[state].name == "fc.weight.plastic"))
+        .count();
+    assert_eq!(writes, 1);
+    let _ = report;
+}

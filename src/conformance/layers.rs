@@ -165,6 +165,7 @@ pub(super) fn layer_from(obj: &Map<String, Value>, index: usize) -> PResult<(Lay
             out: as_u32(req_field(obj, &["out_features", "out"], &what)?, &format!("{what}.out_features"))?,
             bias,
             input_density: None,
+            plasticity: None,
         },
         "Conv2d" => Layer::Conv2d {
             inputs: None,
@@ -180,6 +181,7 @@ pub(super) fn layer_from(obj: &Map<String, Value>, index: usize) -> PResult<(Lay
             groups: opt_u32(obj, &["groups"], &what)?.unwrap_or(1),
             bias,
             input_density: None,
+            plasticity: None,
         },
         "MaxPool2d" | "AvgPool2d" | "SumPool2d" | "LPPool2d" => {
             let kernel_size = as_pair(req_field(obj, &["kernel", "kernel_size"], &what)?, &format!("{what}.kernel"))?;

@@ -53,6 +53,9 @@ pub(super) fn execute(plan: &Plan, file: &str, target: Target, config: &RunConfi
             snnc_frontend::lower(net, file, opts).map_err(|e| format!("lowering failed: {e}"))?
         }
         Program::Threshold { method, alpha } => threshold_module(plan.float, *method, *alpha)?,
+        Program::Stdp { p, dt, steps, connection, pre, post, weight } => {
+            super::stdp::stdp_module(plan.float, p, *dt, *steps, *connection, pre, post, weight)?
+        }
     };
     snnc_ir::validate(&module).map_err(|e| format!("the lowered module is invalid: {e}"))?;
     let mut inputs = plan.inputs.clone();

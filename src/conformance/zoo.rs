@@ -4,7 +4,7 @@
 //! `IAF`, `Izhikevich`, `LIFEx`, `LIFRefrac`) as snnc layers.
 
 use serde_json::{Map, Value};
-use snnc_frontend::neuron::zoo::{IzhikevichParams, IzhikevichPreset};
+use snnc_frontend::neuron::zoo::{IzhikevichParams, IzhikevichPreset, TsodyksMarkramParams};
 use snnc_frontend::{
     CobaLifParams, IafParams, Layer, LiBoxParams, LifAdExRefracParams, LifExParams, LifRefracParams, Merge, Method,
     NeuronParams,
@@ -14,7 +14,8 @@ use super::layers::unknown_param;
 use super::{NOT_PARAMS, PResult, as_f64, as_obj, as_pv, as_str, bad, method};
 
 /// The oracle's `model` names (cases of one cell) this module runs.
-pub(super) const CELL_MODELS: [&str; 12] = [
+pub(super) const CELL_MODELS: [&str; 13] = [
+    "stp_step",
     "CobaLIFCell",
     "IzhikevichRecurrentCell",
     "LIFExRecurrentCell",
@@ -134,6 +135,21 @@ pub(super) fn zoo_layer(model: &str, obj: &Map<String, Value>, name: Option<Stri
         "coba_lif_feed_forward_step" => {
             let p = with_surrogate!(obj, model, CobaLifParams);
             Layer::CobaLIF { name, p, hidden, use_input: false, inputs, recurrent_inputs, merge }
+        }
+        "stp_step" => {
+            let mut p = TsodyksMarkramParams::default();
+            for (k, v) in obj {
+                match k.as_str() {
+                    "U" => p.U = as_f64(v, k)?,
+                    "tau_f_inv" => p.tau_f_inv = as_f64(v, k)?,
+                    "tau_d_inv" => p.tau_d_inv = as_f64(v, k)?,
+                    // Unused by Norse's `stp_step`.
+                    "tau_s_inv" => {}
+                    k if NOT_PARAMS.contains(&k) => {}
+                    k => return unknown_param(model, k),
+                }
+            }
+            Layer::TsodyksMarkram { name, p, inputs, recurrent_inputs, merge }
         }
         "LIBoxCell" => {
             let (p, _, _): (LiBoxParams, _, _) = fields(obj, model)?;

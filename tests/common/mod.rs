@@ -493,6 +493,7 @@ fn fit(spec: &LayerSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<bool>
                     out,
                     bias: *bias,
                     input_density: None,
+                    plasticity: None,
                 },
                 last(out),
                 Some(false),
@@ -530,6 +531,7 @@ fn fit(spec: &LayerSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<bool>
                 groups: g,
                 bias: *bias,
                 input_density: None,
+                plasticity: None,
             };
             (layer, vec![out_channels, out[0], out[1]], Some(false))
         }

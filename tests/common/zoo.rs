@@ -1,12 +1,12 @@
 //! The generator's neuron-language layers: Norse's zoo (`IAF`,
 //! `Izhikevich` of every preset, `LIFEx`, `LIFRefrac`, `LIFAdExRefrac`,
-//! `CobaLIF`, `LIBox`, with random, per-neuron and trainable parameters)
+//! `CobaLIF`, `LIBox`, `TsodyksMarkram`, with random, per-neuron and trainable parameters)
 //! and `Neuron` layers written as equations that use every function of the
 //! language, `detach`, `after` and comparisons, feed-forward or recurrent.
 
 use proptest::prelude::*;
 use snnc_frontend::neuron::NeuronModel;
-use snnc_frontend::neuron::zoo::{IzhikevichParams, IzhikevichPreset};
+use snnc_frontend::neuron::zoo::{IzhikevichParams, IzhikevichPreset, TsodyksMarkramParams};
 use snnc_frontend::{
     CobaLifParams, IafParams, Layer, LiBoxParams, LifAdExRefracParams, LifExParams, LifRefracParams, Merge, Method,
 };
@@ -23,6 +23,8 @@ pub enum ZooSpec {
     LifAdExRefrac(LifAdExRefracParams),
     CobaLif(CobaLifParams),
     LiBox(LiBoxParams),
+    /// Tsodyks–Markram short-term plasticity (no spike: a float output).
+    TsodyksMarkram(TsodyksMarkramParams),
     /// A model written as equations, recurrent with `Some(hidden)`.
     Custom(NeuronModel, Option<u32>),
     /// `IAF`, `Izhikevich`, `LIFEx`, `LIFRefrac` or `CobaLIF` made recurrent with
@@ -107,6 +109,9 @@ pub fn arb_zoo() -> BoxedStrategy<ZooSpec> {
             var,
         )))
     });
+    let stp = (0.05f64..0.9, 1.0f64..60.0, 0.5f64..30.0).prop_map(|(U, tau_f_inv, tau_d_inv)| {
+        ZooSpec::TsodyksMarkram(TsodyksMarkramParams { U, tau_f_inv, tau_d_inv })
+    });
     let custom =
         (0..2usize, 20.0f64..200.0, 0.2f64..1.0, arb_method(), arb_alpha(), prop::option::of(1..=6u32), any::<bool>())
             .prop_map(|(which, tau, v_th, method, alpha, hidden, trainable)| {
@@ -124,6 +129,7 @@ pub fn arb_zoo() -> BoxedStrategy<ZooSpec> {
         1 => adex,
         1 => coba,
         1 => li_box,
+        1 => stp,
         2 => custom,
         3 => random,
         2 => recurrent
@@ -275,6 +281,9 @@ pub fn fit(spec: &ZooSpec, shape: &[u32]) -> Option<(Layer, Vec<u32>, Option<boo
             same(Layer::CobaLIF { name: None, p, hidden, use_input: false, inputs, recurrent_inputs, merge }, true)
         }
         ZooSpec::LiBox(p) => same(Layer::LIBox { name: None, p: spread(p, n), inputs, recurrent_inputs, merge }, false),
+        ZooSpec::TsodyksMarkram(p) => {
+            same(Layer::TsodyksMarkram { name: None, p: p.clone(), inputs, recurrent_inputs, merge }, false)
+        }
         ZooSpec::Custom(model, None) => same(
             Layer::Neuron {
                 name: None,

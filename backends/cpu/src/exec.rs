@@ -642,6 +642,8 @@ impl Executable {
         fill(bufs);
         for (h, s) in module.states.iter() {
             let buf = &mut bufs.states[h.index()];
+            // A plastic weight (`StateInit::Param`) starts at the weights
+            // `fill` set.
             match opts.initial_state.get(&s.name) {
                 Some(t) => fill_f32(buf, &t.data),
                 None => match &s.init {
@@ -651,6 +653,8 @@ impl Executable {
                             *e = v[k % v.len()] as f32;
                         }
                     }
+                    // A plastic weight starts at the weights given.
+                    StateInit::Param(p) => buf.copy_from_slice(&bufs.params[p.index()]),
                 },
             }
         }

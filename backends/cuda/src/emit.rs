@@ -83,11 +83,12 @@ pub(crate) fn emit(module: &Module, info: &ModuleInfo, opts: &CudaOptions) -> Re
             .states
             .iter()
             .map(|(h, s)| {
-                let (init, init_values) = match &s.init {
-                    StateInit::Fill(x) => (*x, None),
-                    StateInit::Values(v) => (0.0, Some(v.clone())),
+                let (init, init_values, init_param) = match &s.init {
+                    StateInit::Fill(x) => (*x, None, None),
+                    StateInit::Values(v) => (0.0, Some(v.clone()), None),
+                    StateInit::Param(p) => (0.0, None, Some(plan.param_buf[p.index()])),
                 };
-                StateBinding { name: s.name.clone(), buffer: plan.state_buf[h.index()], init, init_values }
+                StateBinding { name: s.name.clone(), buffer: plan.state_buf[h.index()], init, init_values, init_param }
             })
             .collect(),
         outputs: module

@@ -146,6 +146,11 @@ pub struct StateBinding {
     /// per-neuron `v_leak`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_values: Option<Vec<f64>>,
+    /// When present, the state starts as a copy of this parameter buffer
+    /// (a plastic weight, `StateInit::Param`); the caller copies it after
+    /// uploading the parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_param: Option<usize>,
 }
 
 impl StateBinding {

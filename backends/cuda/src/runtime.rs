@@ -152,7 +152,11 @@ impl CudaExecutable {
             }
         }
         for s in &m.states {
-            host.insert(s.buffer, s.initial(elements(s.buffer)?));
+            let init = match s.init_param.and_then(|p| host.get(&p)) {
+                Some(w) => w.clone(),
+                None => s.initial(elements(s.buffer)?),
+            };
+            host.insert(s.buffer, init);
         }
         self.ctx.bind_to_thread().map_err(driver)?;
         let mut bufs: Vec<CudaSlice<f32>> = Vec::with_capacity(m.buffers.len());

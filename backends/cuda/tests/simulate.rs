@@ -97,7 +97,11 @@ fn compare_lowered(path: &Path, pipeline: &str, batch: usize, lower: &LowerOptio
     }
     for s in &art.manifest.states {
         let n = run.mem.bufs[s.buffer].len();
-        run.set(s.buffer, &s.initial(n));
+        let init = match s.init_param {
+            Some(p) => run.get(p),
+            None => s.initial(n),
+        };
+        run.set(s.buffer, &init);
     }
     run.run(&ptx);
     let exact = !transcendental(&module);

@@ -58,6 +58,7 @@ pub(crate) fn run<F: Real>(
                 match &s.init {
                     StateInit::Fill(x) => vec![F::from_f64(*x); n],
                     StateInit::Values(v) => (0..n).map(|k| F::from_f64(v[k % v.len()])).collect(),
+                    StateInit::Param(p) => convert(&weights[&module.params[*p].name]),
                 }
             }
         })

@@ -1,10 +1,10 @@
 //! The checks of the neuron-language layer (`Neuron`) and of Norse's zoo
 //! (`IAF`, `Izhikevich`, `LIFEx`, `LIFRefrac`, `LIFAdExRefrac`, `CobaLIF`,
-//! `LIBox`).
+//! `LIBox`) and Tsodyks–Markram's synapse (`TsodyksMarkram`).
 
 use super::{Checker, MEM};
 use crate::error::Problem;
-use crate::neuron::zoo::{IzhikevichParams, IzhikevichPreset};
+use crate::neuron::zoo::{IzhikevichParams, IzhikevichPreset, TsodyksMarkramParams};
 use crate::neuron::{NeuronModel, Program};
 use crate::schema::{
     CobaLifParams, IafParams, LiBoxParams, LifAdExParams, LifAdExRefracParams, LifExParams, LifParams, LifRefracParams,
@@ -189,5 +189,19 @@ impl Checker {
         self.each_step("p.tau_mem_inv", tau_mem_inv, MEM);
         self.each_finite("p.v_leak", v_leak);
         self.trainable(p, &[]);
+    }
+
+    /// Python floats, as Norse's: finite `U`, positive inverse time
+    /// constants whose step `dt * tau_*_inv` stays at most 2.
+    #[allow(non_snake_case)]
+    pub(super) fn tsodyks_markram(&mut self, p: &TsodyksMarkramParams) {
+        let TsodyksMarkramParams { U, tau_f_inv, tau_d_inv } = p;
+        self.finite("p.U", *U);
+        let f_help = "the inverse facilitation time constant (1/s); Norse's default is 20";
+        let d_help = "the inverse depression time constant (1/s); Norse's default is 1/0.75";
+        self.positive("p.tau_f_inv", *tau_f_inv, Some(f_help.into()));
+        self.positive("p.tau_d_inv", *tau_d_inv, Some(d_help.into()));
+        self.step("p.tau_f_inv", *tau_f_inv, "the facilitation `u`");
+        self.step("p.tau_d_inv", *tau_d_inv, "the resources `x_d`");
     }
 }

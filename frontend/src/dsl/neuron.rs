@@ -14,7 +14,7 @@
 //! assert_eq!(layer.kind(), "Neuron");
 //! ```
 
-use crate::neuron::zoo::{IzhikevichParams, IzhikevichPreset};
+use crate::neuron::zoo::{IzhikevichParams, IzhikevichPreset, TsodyksMarkramParams};
 use crate::neuron::{InitValue, NeuronModel, OrderedMap};
 use crate::schema::{
     CobaLifParams, IafParams, Layer, LiBoxParams, LifAdExRefracParams, LifExParams, LifRefracParams, Merge, Method,
@@ -210,6 +210,18 @@ impl Layer {
         /// `LIBoxCell`.
         li_box, LIBox, LiBoxParams
     );
+
+    /// Norse's `stp_step` (Tsodyks–Markram short-term plasticity) with
+    /// Norse's default parameters, placed on a spike tensor before a
+    /// `Linear` or `Conv2d`: each input spike scaled by `u' * x`.
+    pub fn tsodyks_markram() -> Layer {
+        Layer::tsodyks_markram_with(TsodyksMarkramParams::default())
+    }
+
+    /// [`Layer::tsodyks_markram`] with parameters `p`.
+    pub fn tsodyks_markram_with(p: TsodyksMarkramParams) -> Layer {
+        Layer::TsodyksMarkram { name: None, p, inputs: None, recurrent_inputs: Vec::new(), merge: Merge::Add }
+    }
 
     /// `IzhikevichCell` of a Norse preset.
     pub fn izhikevich(preset: IzhikevichPreset) -> Layer {

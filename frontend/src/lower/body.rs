@@ -85,6 +85,7 @@ pub(super) fn lower_body<'a>(
         at: String::new(),
         neurons: Neurons::default(),
         bn_stats: Vec::new(),
+        plastic: Vec::new(),
     };
     cx.b.begin_seq();
     cx.pre = cx.b.region_index().expect("just created");
@@ -222,6 +223,66 @@ pub(super) fn lower_body<'a>(
         if types[j] == delayed[j] {
             cx.write(*state, v.node, None)?;
         }
+    }
+    // STDP at the end of the step: the postsynaptic spikes are the output of
+    // the one layer that reads the plastic Linear or Conv2d at the same step.
+    for pl in std::mem::take(&mut cx.plastic) {
+        let Some(i) = names.iter().position(|n| *n == pl.layer) else { continue };
+        let readers: Vec<usize> = (0..n).filter(|&j| graph.nodes[j].sources.contains(&Source::Layer(i))).collect();
+        let at = layer_at(i, &net.layers[i]);
+        let post = match readers[..] {
+            [j] => values[j].as_ref().map(|v| (j, v.node)),
+            _ if probe => None,
+            _ => {
+                return Err(invalid(
+                    file,
+                    &at,
+                    format!(
+                        "a plastic layer needs exactly one layer reading it, whose spikes are the postsynaptic \
+                         spikes of STDP; {} read it",
+                        if readers.is_empty() {
+                            "no layer does".to_string()
+                        } else {
+                            format!("{} layers", readers.len())
+                        }
+                    ),
+                    Some("follow it by one spiking layer, e.g. LIF".into()),
+                ));
+            }
+        };
+        let Some((j, z_post)) = post else { continue };
+        let post_ty = cx.b.ty(z_post).clone();
+        let same_shape = values[j].as_ref().map(|v| &v.shape) == values[i].as_ref().map(|v| &v.shape);
+        if post_ty.dtype != Dtype::Spike || !same_shape {
+            if probe {
+                continue;
+            }
+            return Err(invalid(
+                file,
+                &at,
+                format!(
+                    "a plastic layer's postsynaptic spikes come from the layer reading it, but layer `{}` ({}) \
+                     gives {post_ty}, not spikes of the plastic layer's output shape",
+                    names[j],
+                    net.layers[j].kind()
+                ),
+                Some("follow it by a spiking layer (LIF, IAF, ...) that outputs its spikes".into()),
+            ));
+        }
+        let step = super::stdp::stdp_step(
+            &mut cx.b,
+            &pl.layer,
+            &pl.rule,
+            net.dt,
+            pl.connection,
+            pl.w_state,
+            pl.w,
+            pl.z_pre,
+            z_post,
+        )
+        .map_err(|e| invalid(file, &at, format!("internal error: {e}"), None))?;
+        cx.b.name(step.t_pre_write, format!("{}.t_pre", pl.layer));
+        cx.b.name(step.t_post_write, format!("{}.t_post", pl.layer));
     }
     let out = match n {
         0 => Some(input),

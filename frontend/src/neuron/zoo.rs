@@ -194,6 +194,53 @@ pub fn li_box(p: &LiBoxParams) -> NeuronModel {
     m
 }
 
+/// `TsodyksMakramParameters` (Norse's `tsodyks_makram.py`, sic): Python
+/// floats in 1/s, as in Norse (`tau_s_inv` is unused there and left out).
+#[allow(non_snake_case)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TsodyksMarkramParams {
+    /// The utilisation increment of a spike.
+    pub U: f64,
+    /// The inverse facilitation time constant.
+    pub tau_f_inv: f64,
+    /// The inverse depression (recovery) time constant.
+    pub tau_d_inv: f64,
+}
+
+impl Default for TsodyksMarkramParams {
+    fn default() -> Self {
+        TsodyksMarkramParams { U: 0.45, tau_f_inv: 20.0, tau_d_inv: 1.0 / 0.75 }
+    }
+}
+
+/// Norse's `stp_step`: short-term plasticity of each presynaptic neuron,
+/// scaling its input spike `x` by `u' * x_d` (facilitation `u`, starting at
+/// 0, and the available resources `x_d`, Norse's `x`, starting at 1; the
+/// input is `x` in the language, so the state is renamed). No spike: the
+/// output is the float `out`, not a spike tensor.
+pub fn tsodyks_markram(p: &TsodyksMarkramParams) -> NeuronModel {
+    let constants = [("U", p.U), ("tau_f_inv", p.tau_f_inv), ("tau_d_inv", p.tau_d_inv)];
+    NeuronModel {
+        params: OrderedMap::default(),
+        constants: constants.into_iter().collect(),
+        state: [("u", InitValue::Number(0.0)), ("x_d", InitValue::Number(1.0))].into_iter().collect(),
+        update: strings(&[
+            "u = (u + dt * ((-tau_f_inv) * u)) + (U * (1 - u)) * x",
+            "out = (u * x_d) * x",
+            "x_d = (x_d + dt * (tau_d_inv * (1 - x_d))) - out",
+        ]),
+        spike: None,
+        method: Method::Super,
+        alpha: 100.0,
+        reset: Vec::new(),
+        after: Vec::new(),
+        detach: Vec::new(),
+        output: Some("out".into()),
+        trainable: Vec::new(),
+    }
+}
+
 /// The model of a zoo layer with tensor parameters (every zoo layer but
 /// `Izhikevich`, whose model depends on its preset: [`izhikevich`]).
 pub fn model_of(layer: &Layer) -> Option<NeuronModel> {
@@ -213,6 +260,7 @@ pub fn model_of(layer: &Layer) -> Option<NeuronModel> {
         Layer::CobaLIF { p, hidden: None, .. } => coba_lif(p),
         Layer::CobaLIF { p, hidden: Some(_), use_input, .. } => coba_lif_recurrent(p, *use_input),
         Layer::LIBox { p, .. } => li_box(p),
+        Layer::TsodyksMarkram { p, .. } => tsodyks_markram(p),
         _ => return None,
     })
 }
@@ -467,6 +515,7 @@ mod tests {
             lif_adex_refrac(&LifAdExRefracParams::default()),
             coba_lif(&CobaLifParams::default()),
             li_box(&LiBoxParams::default()),
+            tsodyks_markram(&TsodyksMarkramParams::default()),
         ];
         for m in models.iter().chain(IzhikevichPreset::ALL.iter().map(|p| {
             Box::leak(Box::new(izhikevich(Some(*p), &IzhikevichParams::default(), true).unwrap())) as &NeuronModel

@@ -253,6 +253,7 @@ pub fn arb_layer() -> impl Strategy<Value = Layer> {
                 out,
                 bias,
                 input_density,
+                plasticity: None,
             })
             .boxed(),
         (arb_name(), opt(), arb_size(), arb_pair(), arb_pair(), arb_pair(), arb_pair(), arb_size())
@@ -271,6 +272,7 @@ pub fn arb_layer() -> impl Strategy<Value = Layer> {
                     groups,
                     bias,
                     input_density,
+                    plasticity: None,
                 })
             })
             .boxed(),

@@ -111,6 +111,16 @@ pub fn grad_output_name(name: &str) -> String {
 /// Differentiates `module` in place (see the module docs).
 pub fn differentiate(module: &mut Module, options: &AutodiffOptions) -> Result<GradReport, PassError> {
     let unsupported = |message: String| PassError::Unsupported { pass: "autodiff", message };
+    // A plastic weight (STDP) changes by its local rule inside the run; a
+    // gradient through it would have to differentiate the rule too.
+    if let Some((_, s)) = module.states.iter().find(|(_, s)| matches!(s.init, StateInit::Param(_))) {
+        let StateInit::Param(p) = s.init else { unreachable!("matched above") };
+        return Err(unsupported(format!(
+            "parameter `{}` is plastic (state `{}`, updated by its learning rule every step): gradients through a \
+             plastic weight are not supported; train the network without `plasticity`, or run it with `snnc run`",
+            module.params[p].name, s.name
+        )));
+    }
     for (h, node) in module.nodes.iter() {
         match node.op {
             Op::Fused(_) | Op::Extract { .. } => {

@@ -429,7 +429,7 @@ fn build(
         }
     }
     let steps = steps.unwrap_or_else(|| {
-        cx.assume("100 steps (NIR does not say; pass --steps to the command that runs it)".into());
+        cx.assume("100 steps (NIR does not say; pass --nir-steps N)".into());
         100
     });
     let network = Network {

@@ -1,0 +1,189 @@
+//! NIR import (`docs/nir.md`): every real file vendored in `tests/nir/`
+//! (written by Norse, snnTorch, Sinabs, Rockpool, Spyx, nir-rs and the NIR
+//! paper; provenance in `tests/nir/README.md`) is read, checked, run on the
+//! interpreter and the CPU backend (the same outputs) and compiled for
+//! CUDA, under each producer convention; `snnc import` writes a RON
+//! network and weights that run with the same bits; malformed files are
+//! the user's errors (exit 2), never a panic.
+//!
+//! No file is refused: the two `NIR_braille_*_subgraph.nir` files, which
+//! NIR's own reader rejects (an inner edge names `lif`, the node is
+//! `lif1`), are read leniently with that assumption printed.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use snnc::driver::{self, Target};
+use snnc::nir_import;
+use snnc_frontend::LowerOptions;
+use snnc_frontend::nir::{NirOptions, Producer};
+use snnc_ir::Dtype;
+use snnc_runtime::Tensor;
+use support::{TempDir, snnc, stderr, stdout};
+
+const FILES: [&str; 15] = [
+    "NIR_braille_noDelay_bias_zero.nir",
+    "NIR_braille_noDelay_bias_zero_subgraph.nir",
+    "NIR_braille_noDelay_noBias_subtract.nir",
+    "NIR_braille_noDelay_noBias_subtract_subgraph.nir",
+    "NIR_cnn_sinabs.nir",
+    "NIR_lif_norse.nir",
+    "NIR_lif_rockpool.nir",
+    "NIR_two_lif_neurons.nir",
+    "nirrs_ifsynfire-0.1.0.nir",
+    "nirrs_neurocuda_cnn_nmnist.nir",
+    "nirrs_neurocuda_mlp_mnist.nir",
+    "nirrs_swavelet-1.0.0.nir",
+    "spyx_braille_noDelay_bias_zero_subgraph.nir",
+    "spyx_braille_noDelay_noBias_subtract_subgraph.nir",
+    "spyx_scnn_mnist.nir",
+];
+
+fn file(name: &str) -> String {
+    format!("{}/tests/nir/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn opts(producer: Producer) -> NirOptions {
+    NirOptions { producer, steps: Some(8), ..Default::default() }
+}
+
+/// Runs an imported file on a target with the file's weights and the
+/// built-in input, after the target's default passes.
+fn run_file(path: &Path, o: &NirOptions, target: Target) -> BTreeMap<String, Tensor> {
+    let imported = nir_import::import(path, o).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut c = driver::compile(&imported.network, "t", &LowerOptions { float: Dtype::F32, ..Default::default() })
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let pipeline = driver::pipeline(target, None, &Default::default()).unwrap();
+    driver::optimize(&mut c, &pipeline, &mut |_| {}).unwrap();
+    let weights = nir_import::module_weights(&c.module, path, &imported.weights).unwrap();
+    let inputs = driver::example_inputs(&c.module, &imported.network.example_input, 2).unwrap();
+    driver::run(&c, target, &weights, &inputs, false).unwrap().outputs
+}
+
+fn close(a: &Tensor, b: &Tensor) -> bool {
+    a.shape == b.shape && a.data.iter().zip(&b.data).all(|(x, y)| (x - y).abs() <= 1e-4 * (1.0 + x.abs()))
+}
+
+#[test]
+fn every_real_file_runs_on_interp_and_cpu_under_every_convention() {
+    for name in FILES {
+        let path = file(name);
+        for producer in [Producer::Spec, Producer::Norse, Producer::Snntorch] {
+            let o = opts(producer);
+            let a = run_file(Path::new(&path), &o, Target::Interp);
+            let b = run_file(Path::new(&path), &o, Target::Cpu);
+            let (x, y) = (&a["output"], &b["output"]);
+            assert_eq!(x.shape[0], 8, "{name}: T steps");
+            assert_eq!(x.shape[1], 2, "{name}: batch");
+            assert!(x.data.iter().all(|v| v.is_finite()), "{name} {producer:?}");
+            // Spikes may flip where a voltage is within rounding of the threshold; outputs here
+            // agree to the tolerance (exact for these inputs).
+            assert!(close(x, y), "{name} {producer:?}: interp and cpu differ");
+        }
+    }
+}
+
+#[test]
+fn every_real_file_compiles_for_cuda_and_checks() {
+    let dir = TempDir::new("nir_cuda");
+    for name in FILES {
+        let out = dir.path(name);
+        let o = snnc(&["compile", &file(name), "--target", "cuda", "-o", &out]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        let ptx = std::fs::read_dir(&out).unwrap().filter_map(|e| e.ok()).any(|e| e.path().extension().is_some_and(|x| x == "ptx"));
+        assert!(ptx, "{name}: no PTX written");
+        let o = snnc(&["check", &file(name)]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        assert!(stdout(&o).contains("ok"), "{name}");
+    }
+}
+
+#[test]
+fn import_round_trip_runs_with_the_same_bits() {
+    let dir = TempDir::new("nir_roundtrip");
+    for name in ["NIR_braille_noDelay_bias_zero.nir", "NIR_cnn_sinabs.nir", "nirrs_swavelet-1.0.0.nir", "NIR_lif_rockpool.nir"]
+    {
+        for (producer, flag) in [(Producer::Spec, "spec"), (Producer::Norse, "norse"), (Producer::Snntorch, "snntorch")] {
+            let ron = dir.path(&format!("{name}.{flag}.ron"));
+            let o = snnc(&["import", &file(name), "-o", &ron, "--nir-from", flag, "--nir-steps", "8"]);
+            assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+            assert!(stderr(&o).contains("assumed: neurons read with the"), "{}", stderr(&o));
+            let want = run_file(Path::new(&file(name)), &opts(producer), Target::Interp);
+            let net = driver::load(Path::new(&ron)).unwrap();
+            let mut c = driver::compile(&net, "t", &LowerOptions::default()).unwrap();
+            let pipeline = driver::pipeline(Target::Interp, None, &Default::default()).unwrap();
+            driver::optimize(&mut c, &pipeline, &mut |_| {}).unwrap();
+            let w = Path::new(&ron).with_extension("safetensors");
+            let weights = driver::read_weights_file(&c.module, &w, &[]).unwrap();
+            let inputs = driver::example_inputs(&c.module, &net.example_input, 2).unwrap();
+            let got = driver::run(&c, Target::Interp, &weights, &inputs, false).unwrap().outputs;
+            let bits = |t: &Tensor| t.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got["output"]), bits(&want["output"]), "{name} {flag}");
+        }
+    }
+}
+
+#[test]
+fn records_and_weights_are_named_after_the_nodes() {
+    let dir = TempDir::new("nir_names");
+    let rec = dir.path("rec.json");
+    let o = snnc(&["run", &file("NIR_braille_noDelay_noBias_subtract.nir"), "--target", "cpu", "--record", &rec]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&rec).unwrap();
+    for n in ["lif1_lif.z", "lif2.z", "\"output\""] {
+        assert!(text.contains(n), "no {n} in the recording");
+    }
+    let o = snnc(&["weights", &file("NIR_braille_noDelay_noBias_subtract.nir")]);
+    let out = stdout(&o);
+    for n in ["fc1.weight", "lif1_w_rec.weight", "fc2.weight"] {
+        assert!(out.contains(n), "{out}");
+    }
+    // Assumptions are printed: the renamed nodes, dt, the convention.
+    let err = stderr(&o);
+    assert!(err.contains("`lif1.lif` is layer `lif1_lif`"), "{err}");
+    assert!(err.contains("dt = 0.001 s (the file does not say"), "{err}");
+}
+
+#[test]
+fn norse_convention_reads_norse_1_1_tau() {
+    let dir = TempDir::new("nir_norse_tau");
+    let o = snnc(&["import", &file("NIR_lif_norse.nir"), "-o", &dir.path("n.ron"), "--nir-from", "norse"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // tau = 0.0025 s is above the 1 ms step: older Norse's tau = 1 / tau_inv, tau_inv = 400.
+    let ron = std::fs::read_to_string(dir.path("n.ron")).unwrap();
+    assert!(ron.contains("LIFBox("), "{ron}");
+    assert!(ron.contains("tau_mem_inv: 400.00000894069694"), "{ron}");
+    // At a step of 0.1 s it is 1/40 of a step: Norse 1.1.0's tau = dt / tau_inv.
+    let o = snnc(&["import", &file("NIR_lif_norse.nir"), "-o", &dir.path("m.ron"), "--nir-from", "norse", "--nir-dt", "0.1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("this looks like Norse 1.1.0's export"), "{}", stderr(&o));
+}
+
+#[test]
+fn malformed_files_are_the_users_errors() {
+    let dir = TempDir::new("nir_bad");
+    let good = std::fs::read(file("NIR_two_lif_neurons.nir")).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty.nir", Vec::new(), "not an HDF5 file"),
+        ("text.nir", b"not hdf5 at all".to_vec(), "not an HDF5 file"),
+        ("truncated.nir", good[..good.len() / 2].to_vec(), ""),
+    ];
+    for (n, bytes, want) in cases {
+        let p = dir.write(n, &bytes);
+        let o = snnc(&["check", &p]);
+        assert_eq!(o.status.code(), Some(2), "{n}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{n}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{n}: {}", stderr(&o));
+    }
+    // Every single-byte corruption of the header region is an error or a reading, never a crash.
+    for at in (0..good.len().min(4096)).step_by(97) {
+        let mut b = good.clone();
+        b[at] ^= 0x5a;
+        let r = snnc_frontend::nir::read_nir_bytes(b);
+        if let Ok(f) = r {
+            let _ = snnc_frontend::nir::convert(&f, "n", &NirOptions::default());
+        }
+    }
+}

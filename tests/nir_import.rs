@@ -155,8 +155,8 @@ fn norse_convention_reads_norse_1_1_tau() {
     let ron = std::fs::read_to_string(dir.path("n.ron")).unwrap();
     assert!(ron.contains("LIFBox("), "{ron}");
     assert!(ron.contains("tau_mem_inv: 400.00000894069694"), "{ron}");
-    // At a step of 0.1 s it is 1/40 of a step: Norse 1.1.0's tau = dt / tau_inv.
-    let o = snnc(&["import", &file("NIR_lif_norse.nir"), "-o", &dir.path("m.ron"), "--nir-from", "norse", "--nir-dt", "0.1"]);
+    // At a step of 10 ms it is 1/4 of a step: Norse 1.1.0's tau = dt / tau_inv.
+    let o = snnc(&["import", &file("NIR_lif_norse.nir"), "-o", &dir.path("m.ron"), "--nir-from", "norse", "--nir-dt", "0.01"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("this looks like Norse 1.1.0's export"), "{}", stderr(&o));
 }

@@ -283,3 +283,6 @@ pub struct NirFile {
     pub version: Option<String>,
     pub graph: NirGraph,
 }
+
+#[cfg(test)]
+mod tests;

@@ -95,16 +95,31 @@ fn is_text(ds: &Dataset) -> bool {
     matches!(ds.dtype(), Ok(DType::String | DType::VariableLengthString))
 }
 
+thread_local! {
+    /// The element bound of this thread's reads ([`MAX_DATASET_ELEMENTS`]).
+    static ELEMENT_LIMIT: std::cell::Cell<u64> = const { std::cell::Cell::new(MAX_DATASET_ELEMENTS) };
+}
+
+/// Runs `f` with another element bound (tests of the bound).
+#[cfg(test)]
+pub(crate) fn with_element_limit<R>(limit: u64, f: impl FnOnce() -> R) -> R {
+    let old = ELEMENT_LIMIT.with(|l| l.replace(limit));
+    let r = f();
+    ELEMENT_LIMIT.with(|l| l.set(old));
+    r
+}
+
 /// The element count of a dataset, bounded.
 fn bounded_len(ds: &Dataset, node: &str, field: &str) -> Result<usize, NirError> {
     let shape = ds.shape().map_err(|e| hdf(node, field, e))?;
+    let limit = ELEMENT_LIMIT.with(|l| l.get());
     let mut n: u64 = 1;
     for &d in &shape {
-        n = n.checked_mul(d).filter(|&n| n <= MAX_DATASET_ELEMENTS).ok_or_else(|| {
+        n = n.checked_mul(d).filter(|&n| n <= limit).ok_or_else(|| {
             NirError::new(
                 node,
                 Some(field),
-                format!("shape {shape:?} holds more than {MAX_DATASET_ELEMENTS} elements, the most snnc reads"),
+                format!("shape {shape:?} holds more than {limit} elements, the most snnc reads"),
             )
         })?;
     }

@@ -252,11 +252,7 @@ fn main() -> ExitCode {
         NirFrom::Norse => snnc_frontend::nir::Producer::Norse,
         NirFrom::Snntorch => snnc_frontend::nir::Producer::Snntorch,
     };
-    let _ = NIR_OPTIONS.set(snnc_frontend::nir::NirOptions {
-        dt: cli.nir.nir_dt,
-        producer,
-        steps: cli.nir.nir_steps,
-    });
+    let _ = NIR_OPTIONS.set(snnc_frontend::nir::NirOptions { dt: cli.nir.nir_dt, producer, steps: cli.nir.nir_steps });
     let mut out = Stdout::new();
     let res = match cli.command {
         Command::Check { net } => check(&mut out, &net),

@@ -92,7 +92,10 @@ fn every_real_file_compiles_for_cuda_and_checks() {
         let out = dir.path(name);
         let o = snnc(&["compile", &file(name), "--target", "cuda", "-o", &out]);
         assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
-        let ptx = std::fs::read_dir(&out).unwrap().filter_map(|e| e.ok()).any(|e| e.path().extension().is_some_and(|x| x == "ptx"));
+        let ptx = std::fs::read_dir(&out)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.path().extension().is_some_and(|x| x == "ptx"));
         assert!(ptx, "{name}: no PTX written");
         let o = snnc(&["check", &file(name)]);
         assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
@@ -103,9 +106,11 @@ fn every_real_file_compiles_for_cuda_and_checks() {
 #[test]
 fn import_round_trip_runs_with_the_same_bits() {
     let dir = TempDir::new("nir_roundtrip");
-    for name in ["NIR_braille_noDelay_bias_zero.nir", "NIR_cnn_sinabs.nir", "nirrs_swavelet-1.0.0.nir", "NIR_lif_rockpool.nir"]
+    for name in
+        ["NIR_braille_noDelay_bias_zero.nir", "NIR_cnn_sinabs.nir", "nirrs_swavelet-1.0.0.nir", "NIR_lif_rockpool.nir"]
     {
-        for (producer, flag) in [(Producer::Spec, "spec"), (Producer::Norse, "norse"), (Producer::Snntorch, "snntorch")] {
+        for (producer, flag) in [(Producer::Spec, "spec"), (Producer::Norse, "norse"), (Producer::Snntorch, "snntorch")]
+        {
             let ron = dir.path(&format!("{name}.{flag}.ron"));
             let o = snnc(&["import", &file(name), "-o", &ron, "--nir-from", flag, "--nir-steps", "8"]);
             assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
@@ -156,7 +161,16 @@ fn norse_convention_reads_norse_1_1_tau() {
     assert!(ron.contains("LIFBox("), "{ron}");
     assert!(ron.contains("tau_mem_inv: 400.00000894069694"), "{ron}");
     // At a step of 10 ms it is 1/4 of a step: Norse 1.1.0's tau = dt / tau_inv.
-    let o = snnc(&["import", &file("NIR_lif_norse.nir"), "-o", &dir.path("m.ron"), "--nir-from", "norse", "--nir-dt", "0.01"]);
+    let o = snnc(&[
+        "import",
+        &file("NIR_lif_norse.nir"),
+        "-o",
+        &dir.path("m.ron"),
+        "--nir-from",
+        "norse",
+        "--nir-dt",
+        "0.01",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("this looks like Norse 1.1.0's export"), "{}", stderr(&o));
 }

@@ -198,7 +198,9 @@ impl NodeKind {
                     ("input_shape", None),
                 ],
             ),
-            NodeKind::SumPool2d | NodeKind::AvgPool2d => (&["kernel_size"], &[("stride", None), ("padding", Some(0.0))]),
+            NodeKind::SumPool2d | NodeKind::AvgPool2d => {
+                (&["kernel_size"], &[("stride", None), ("padding", Some(0.0))])
+            }
             NodeKind::Flatten => (&[], &[("start_dim", Some(1.0)), ("end_dim", Some(-1.0)), ("input_type", None)]),
             NodeKind::Delay => (&["delay"], &[]),
             NodeKind::Threshold => (&["threshold"], &[]),

@@ -277,7 +277,11 @@ fn build(
             return Err(NirError::new(
                 "",
                 None,
-                format!("the graph has {} Input nodes ({}); snnc networks have one input", names.len(), names.join(", ")),
+                format!(
+                    "the graph has {} Input nodes ({}); snnc networks have one input",
+                    names.len(),
+                    names.join(", ")
+                ),
             ));
         }
     };
@@ -289,7 +293,11 @@ fn build(
             return Err(NirError::new(
                 "",
                 None,
-                format!("the graph has {} Output nodes ({}); snnc networks have one output", names.len(), names.join(", ")),
+                format!(
+                    "the graph has {} Output nodes ({}); snnc networks have one output",
+                    names.len(),
+                    names.join(", ")
+                ),
             ));
         }
     };
@@ -378,7 +386,11 @@ fn build(
     let out_src = match pred[output].as_slice() {
         [one] if *one != input => Some(*one),
         [one] if *one == input => {
-            return Err(NirError::new(&nodes[output].path, None, "the Output reads the Input directly: nothing to run"));
+            return Err(NirError::new(
+                &nodes[output].path,
+                None,
+                "the Output reads the Input directly: nothing to run",
+            ));
         }
         [] => return Err(NirError::new(&nodes[output].path, None, "nothing reaches the Output node")),
         _ => None,
@@ -425,7 +437,12 @@ fn build(
                 s.push('_');
             }
             cx.assume(format!("the Output reads {} nodes: their sum is layer `{s}`", same.len() + rec.len()));
-            layers.push(Layer::Identity { name: Some(s), inputs: Some(same), recurrent_inputs: rec, merge: Merge::Add });
+            layers.push(Layer::Identity {
+                name: Some(s),
+                inputs: Some(same),
+                recurrent_inputs: rec,
+                merge: Merge::Add,
+            });
         }
     }
     let steps = steps.unwrap_or_else(|| {
@@ -454,12 +471,20 @@ fn input_shape(cx: &mut Ctx<'_>, input: &Flat, reader: Option<&Flat>) -> Result<
     let mut dims = Vec::with_capacity(a.len());
     for &d in &a.data {
         if !(d.fract() == 0.0 && d >= 1.0 && d <= f64::from(u32::MAX)) {
-            return Err(NirError::new(&input.path, Some("shape"), format!("a dimension must be a positive integer, found {d}")));
+            return Err(NirError::new(
+                &input.path,
+                Some("shape"),
+                format!("a dimension must be a positive integer, found {d}"),
+            ));
         }
         dims.push(d as u32);
     }
     if dims.is_empty() {
-        return Err(NirError::new(&input.path, Some("shape"), "an empty shape: the input needs at least one dimension"));
+        return Err(NirError::new(
+            &input.path,
+            Some("shape"),
+            "an empty shape: the input needs at least one dimension",
+        ));
     }
     let rank = reader.and_then(|r| match r.node.kind {
         NodeKind::Affine | NodeKind::Linear => Some(1),
@@ -594,8 +619,12 @@ fn node_layer(
             let stride = pair(node, path, "stride", 1)?;
             let dilation = pair(node, path, "dilation", 1)?;
             let groups = pair(node, path, "groups", 1)?.h();
-            if o % groups as usize != 0 {
-                return Err(NirError::new(path, Some("groups"), format!("{groups} does not divide {o} output channels")));
+            if !o.is_multiple_of(groups as usize) {
+                return Err(NirError::new(
+                    path,
+                    Some("groups"),
+                    format!("{groups} does not divide {o} output channels"),
+                ));
             }
             let padding = match node.strings.get("padding").map(String::as_str) {
                 Some("valid") => Pair([0, 0]),
@@ -605,7 +634,7 @@ fn node_layer(
                     }
                     let half = |k: usize, d: u32| -> Result<u32, NirError> {
                         let span = d as usize * (k - 1);
-                        if span % 2 != 0 {
+                        if !span.is_multiple_of(2) {
                             return Err(NirError::new(
                                 path,
                                 Some("padding"),
@@ -617,7 +646,11 @@ fn node_layer(
                     Pair([half(kh, dilation.h())?, half(kw, dilation.w())?])
                 }
                 Some(other) => {
-                    return Err(NirError::new(path, Some("padding"), format!("`{other}`: expected `same`, `valid` or integers")));
+                    return Err(NirError::new(
+                        path,
+                        Some("padding"),
+                        format!("`{other}`: expected `same`, `valid` or integers"),
+                    ));
                 }
                 None => pair(node, path, "padding", 0)?,
             };
@@ -657,7 +690,15 @@ fn node_layer(
             let stride = if node.params.contains_key("stride") { Some(pair(node, path, "stride", 1)?) } else { None };
             let padding = pair(node, path, "padding", 0)?;
             bare(if node.kind == NodeKind::SumPool2d {
-                Layer::SumPool2d { name: nm, kernel_size, stride, padding, inputs: None, recurrent_inputs: Vec::new(), merge: Merge::Add }
+                Layer::SumPool2d {
+                    name: nm,
+                    kernel_size,
+                    stride,
+                    padding,
+                    inputs: None,
+                    recurrent_inputs: Vec::new(),
+                    merge: Merge::Add,
+                }
             } else {
                 Layer::AvgPool2d {
                     name: nm,
@@ -696,9 +737,13 @@ fn node_layer(
         NodeKind::Scale => {
             let s = &node.params["scale"];
             match pv(s) {
-                ParamValue::Scalar(f) => {
-                    bare(Layer::Scale { name: nm, factor: f, inputs: None, recurrent_inputs: Vec::new(), merge: Merge::Add })
-                }
+                ParamValue::Scalar(f) => bare(Layer::Scale {
+                    name: nm,
+                    factor: f,
+                    inputs: None,
+                    recurrent_inputs: Vec::new(),
+                    merge: Merge::Add,
+                }),
                 p => bare(neuron_of(name, expression(vec![("s", p)], "s * x"))),
             }
         }

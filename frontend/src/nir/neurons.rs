@@ -77,7 +77,11 @@ fn model(
 fn taus(node: &NirNode, path: &str, field: &str) -> Result<Array, NirError> {
     let a = node.params[field].clone();
     if let Some(bad) = a.data.iter().find(|x| !(x.is_finite() && **x > 0.0)) {
-        return Err(NirError::new(path, Some(field), format!("a time constant must be positive and finite, found {bad}")));
+        return Err(NirError::new(
+            path,
+            Some(field),
+            format!("a time constant must be positive and finite, found {bad}"),
+        ));
     }
     Ok(a)
 }
@@ -117,11 +121,8 @@ pub(crate) fn neuron_layer(cx: &mut Ctx<'_>, name: &str, path: &str, node: &NirN
     match (kind, producer) {
         (NodeKind::LIF, Producer::Spec | Producer::Norse) => {
             let tau = taus(node, path, "tau")?;
-            let tau_mem_inv = if producer == Producer::Norse {
-                norse_inv(cx, path, "tau", &tau)
-            } else {
-                map_pv(&tau, |t| 1.0 / t)
-            };
+            let tau_mem_inv =
+                if producer == Producer::Norse { norse_inv(cx, path, "tau", &tau) } else { map_pv(&tau, |t| 1.0 / t) };
             let (r, v_leak, v_th, v_reset) = (p("r"), p("v_leak"), p("v_threshold"), p("v_reset"));
             if is_one(&r) {
                 return Ok(Layer::LIFBox {
@@ -162,11 +163,8 @@ pub(crate) fn neuron_layer(cx: &mut Ctx<'_>, name: &str, path: &str, node: &NirN
         }
         (NodeKind::LI, Producer::Spec | Producer::Norse) => {
             let tau = taus(node, path, "tau")?;
-            let tau_mem_inv = if producer == Producer::Norse {
-                norse_inv(cx, path, "tau", &tau)
-            } else {
-                map_pv(&tau, |t| 1.0 / t)
-            };
+            let tau_mem_inv =
+                if producer == Producer::Norse { norse_inv(cx, path, "tau", &tau) } else { map_pv(&tau, |t| 1.0 / t) };
             let (r, v_leak) = (p("r"), p("v_leak"));
             if is_one(&r) {
                 return Ok(Layer::LIBox {
@@ -243,10 +241,8 @@ pub(crate) fn neuron_layer(cx: &mut Ctx<'_>, name: &str, path: &str, node: &NirN
                 ("w_in", pv(&w_in)),
                 ("v_leak", pv(&v_leak)),
             ];
-            let update = [
-                "v = v + (dt * tau_mem_inv) * ((v_leak - v) + r * i)",
-                "i = i + (dt * tau_syn_inv) * (w_in * x - i)",
-            ];
+            let update =
+                ["v = v + (dt * tau_mem_inv) * ((v_leak - v) + r * i)", "i = i + (dt * tau_syn_inv) * (w_in * x - i)"];
             Ok(cuba(name, spikes, &mut params, node, &update))
         }
         (NodeKind::IF | NodeKind::I, _) => {

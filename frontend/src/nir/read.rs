@@ -29,7 +29,10 @@ pub fn read_nir_file(path: &Path) -> Result<NirFile, NirError> {
     let mut bytes = Vec::new();
     file.take(MAX_NIR_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| fail(format!("cannot read: {e}")))?;
     if bytes.len() as u64 > MAX_NIR_FILE_BYTES {
-        return Err(fail(format!("the file is larger than {} MiB, the most a NIR file may be", MAX_NIR_FILE_BYTES >> 20)));
+        return Err(fail(format!(
+            "the file is larger than {} MiB, the most a NIR file may be",
+            MAX_NIR_FILE_BYTES >> 20
+        )));
     }
     read_nir_bytes(bytes)
 }
@@ -161,8 +164,7 @@ fn read_array(ds: &Dataset, node: &str, field: &str) -> Result<Array, NirError> 
             ));
         }
     };
-    let shape: Vec<usize> =
-        ds.shape().map_err(|e| hdf(node, field, e))?.into_iter().map(|d| d as usize).collect();
+    let shape: Vec<usize> = ds.shape().map_err(|e| hdf(node, field, e))?.into_iter().map(|d| d as usize).collect();
     let data = match stored {
         StoredType::Int => match ds.read_i64() {
             Ok(v) => v.into_iter().map(|x| x as f64).collect(),
@@ -222,12 +224,11 @@ fn read_node(g: &Group, path: &str, depth: usize, count: &mut usize) -> Result<N
         let known: Vec<&str> = NodeKind::ALL.iter().map(|k| k.name()).collect();
         NirError::new(path, Some("type"), format!("unknown node type `{ty}` (NIR's types are {})", known.join(", ")))
     })?;
-    let metadata =
-        if groups.iter().any(|n| n == "metadata") {
-            read_metadata(&g.group("metadata").map_err(|e| hdf(path, "metadata", e))?, path)?
-        } else {
-            BTreeMap::new()
-        };
+    let metadata = if groups.iter().any(|n| n == "metadata") {
+        read_metadata(&g.group("metadata").map_err(|e| hdf(path, "metadata", e))?, path)?
+    } else {
+        BTreeMap::new()
+    };
     let mut node = NirNode { kind, params: BTreeMap::new(), strings: BTreeMap::new(), graph: None, metadata };
     if kind == NodeKind::Graph {
         let mut graph = read_graph(g, path, &datasets, &groups, depth, count)?;

@@ -46,12 +46,7 @@ fn only(c: &Converted) -> &Layer {
 fn lif(r: f64) -> NirNode {
     node(
         NodeKind::LIF,
-        &[
-            ("tau", a(&[2], &[0.01, 0.02])),
-            ("r", s(r)),
-            ("v_leak", s(0.0)),
-            ("v_threshold", a(&[2], &[1.0, 1.0])),
-        ],
+        &[("tau", a(&[2], &[0.01, 0.02])), ("r", s(r)), ("v_leak", s(0.0)), ("v_threshold", a(&[2], &[1.0, 1.0]))],
     )
 }
 
@@ -84,7 +79,10 @@ fn lif_is_lifbox_in_spec_and_norse_and_equations_otherwise() {
     assert_eq!(c.network.dt, 1e-4);
     match only(&c) {
         Layer::Neuron { model, .. } => {
-            assert_eq!(model.params.get("beta"), Some(&ParamValue::PerNeuron(vec![1.0 - 1e-4 / 0.01, 1.0 - 1e-4 / 0.02])));
+            assert_eq!(
+                model.params.get("beta"),
+                Some(&ParamValue::PerNeuron(vec![1.0 - 1e-4 / 0.01, 1.0 - 1e-4 / 0.02]))
+            );
             assert_eq!(model.update, vec!["v = (beta * v + g * x) - heaviside(v - v_th) * v_th".to_string()]);
             assert!(model.reset.is_empty());
         }
@@ -94,10 +92,7 @@ fn lif_is_lifbox_in_spec_and_norse_and_equations_otherwise() {
 
 #[test]
 fn norse_tau_below_the_step_is_read_as_norse_1_1() {
-    let n = node(
-        NodeKind::LIF,
-        &[("tau", s(1e-5)), ("r", s(1.0)), ("v_leak", s(0.0)), ("v_threshold", s(1.0))],
-    );
+    let n = node(NodeKind::LIF, &[("tau", s(1e-5)), ("r", s(1.0)), ("v_leak", s(0.0)), ("v_threshold", s(1.0))]);
     let c = conv(&around(3, n), Producer::Norse).unwrap();
     match only(&c) {
         Layer::LIFBox { p, .. } => assert_eq!(p.tau_mem_inv, ParamValue::Scalar(1e-3 / 1e-5)),
@@ -113,13 +108,7 @@ fn cuba_lif_per_convention() {
     let n = || {
         node(
             NodeKind::CubaLIF,
-            &[
-                ("tau_syn", s(0.005)),
-                ("tau_mem", s(0.01)),
-                ("r", s(1.0)),
-                ("v_leak", s(0.0)),
-                ("v_threshold", s(1.0)),
-            ],
+            &[("tau_syn", s(0.005)), ("tau_mem", s(0.01)), ("r", s(1.0)), ("v_leak", s(0.0)), ("v_threshold", s(1.0))],
         )
     };
     match only(&conv(&around(2, n()), Producer::Norse).unwrap()) {
@@ -175,14 +164,17 @@ fn li_if_i_threshold_scale() {
         l => panic!("{l:?}"),
     }
     let sc = node(NodeKind::Scale, &[("scale", s(2.5))]);
-    assert!(matches!(only(&conv(&around(2, sc), Producer::Spec).unwrap()), Layer::Scale { factor, .. } if *factor == 2.5));
+    assert!(
+        matches!(only(&conv(&around(2, sc), Producer::Spec).unwrap()), Layer::Scale { factor, .. } if *factor == 2.5)
+    );
     let sc = node(NodeKind::Scale, &[("scale", a(&[2], &[1.0, 2.0]))]);
     assert!(matches!(only(&conv(&around(2, sc), Producer::Spec).unwrap()), Layer::Neuron { .. }));
 }
 
 #[test]
 fn affine_linear_conv_pool_flatten() {
-    let aff = node(NodeKind::Affine, &[("weight", a(&[3, 2], &[1., 2., 3., 4., 5., 6.])), ("bias", a(&[3], &[0.5; 3]))]);
+    let aff =
+        node(NodeKind::Affine, &[("weight", a(&[3, 2], &[1., 2., 3., 4., 5., 6.])), ("bias", a(&[3], &[0.5; 3]))]);
     let c = conv(&around(2, aff), Producer::Spec).unwrap();
     assert!(matches!(only(&c), Layer::Linear { out: 3, input: Some(2), bias: true, .. }));
     assert_eq!(c.weights["n.weight"].shape, vec![3, 2]);
@@ -192,10 +184,8 @@ fn affine_linear_conv_pool_flatten() {
     assert!(matches!(only(&c), Layer::Linear { bias: false, .. }));
     assert!(!c.weights.contains_key("n.bias"));
     // Conv2d with "same" padding, dilation and groups; input [2, 5, 5] with a batch dim.
-    let mut cv = node(
-        NodeKind::Conv2d,
-        &[("weight", a(&[4, 1, 3, 3], &[0.1; 36])), ("groups", s(2.0)), ("dilation", s(2.0))],
-    );
+    let mut cv =
+        node(NodeKind::Conv2d, &[("weight", a(&[4, 1, 3, 3], &[0.1; 36])), ("groups", s(2.0)), ("dilation", s(2.0))]);
     cv.strings.insert("padding".into(), "same".into());
     let mut f = around(2, cv);
     f.graph.nodes[0].1.params.insert("shape".into(), a(&[4], &[1., 2., 5., 5.]));

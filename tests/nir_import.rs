@@ -126,6 +126,11 @@ fn import_round_trip_runs_with_the_same_bits() {
             let got = driver::run(&c, Target::Interp, &weights, &inputs, false).unwrap().outputs;
             let bits = |t: &Tensor| t.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got["output"]), bits(&want["output"]), "{name} {flag}");
+            // The same IR after the passes as the .nir file: the same speed.
+            let imported = nir_import::import(Path::new(&file(name)), &opts(producer)).unwrap();
+            let mut d = driver::compile(&imported.network, "t", &LowerOptions::default()).unwrap();
+            driver::optimize(&mut d, &pipeline, &mut |_| {}).unwrap();
+            assert_eq!(snnc_ir::print(&d.module), snnc_ir::print(&c.module), "{name} {flag}");
         }
     }
 }
@@ -200,4 +205,95 @@ fn malformed_files_are_the_users_errors() {
             let _ = snnc_frontend::nir::convert(&f, "n", &NirOptions::default());
         }
     }
+}
+
+/// One neuron node between Input and Output, run for `steps` on the
+/// interpreter in f64 with the constant input `x`: its voltage trace and spikes.
+fn simulate(n: snnc_frontend::nir::NirNode, producer: Producer, x: f64, steps: u32) -> (Vec<f64>, Vec<f64>) {
+    use snnc_frontend::nir::{Array, NirFile, NirGraph, NirNode, NodeKind, convert};
+    let shape = || Array::new(vec![1], vec![1.0]);
+    let f = NirFile {
+        version: None,
+        graph: NirGraph {
+            nodes: vec![
+                ("input".into(), NirNode::new(NodeKind::Input, &[("shape", shape())])),
+                ("n".into(), n),
+                ("output".into(), NirNode::new(NodeKind::Output, &[("shape", shape())])),
+            ],
+            edges: vec![("input".into(), "n".into()), ("n".into(), "output".into())],
+            metadata: Default::default(),
+        },
+    };
+    let o = NirOptions { producer, steps: Some(steps), dt: Some(1e-3) };
+    let c = convert(&f, "t", &o).unwrap();
+    let compiled = driver::compile(&c.network, "t", &LowerOptions { float: Dtype::F64, ..Default::default() }).unwrap();
+    let input = Tensor::new(vec![steps as usize, 1, 1], snnc_runtime::ElemType::F64, vec![x; steps as usize]).unwrap();
+    let inputs = BTreeMap::from([("x".to_string(), input)]);
+    let res = driver::run(&compiled, Target::Interp, &BTreeMap::new(), &inputs, true).unwrap();
+    (res.traces["n.v"].data.clone(), res.outputs["output"].data.clone())
+}
+
+#[test]
+fn the_discretisations_are_the_documented_ones() {
+    use snnc_frontend::nir::{Array, NirNode, NodeKind};
+    let s = Array::scalar;
+    let (dt, steps) = (1e-3, 12);
+    // spec CubaLIF: forward Euler from the old values, reset to v_reset.
+    let (ts, tm, r, w_in, vl, th, vr) = (0.005, 0.01, 2.0, 0.5, 0.1, 0.3, -0.05);
+    let n = NirNode::new(
+        NodeKind::CubaLIF,
+        &[
+            ("tau_syn", s(ts)),
+            ("tau_mem", s(tm)),
+            ("r", s(r)),
+            ("w_in", s(w_in)),
+            ("v_leak", s(vl)),
+            ("v_threshold", s(th)),
+            ("v_reset", s(vr)),
+        ],
+    );
+    let (v, z) = simulate(n, Producer::Spec, 40.0, steps);
+    let (mut ev, mut ei) = (vl, 0.0);
+    for t in 0..steps as usize {
+        let nv = ev + (dt / tm) * ((vl - ev) + r * ei);
+        ei += (dt / ts) * (w_in * 40.0 - ei);
+        let spike = nv > th;
+        ev = if spike { vr } else { nv };
+        assert_eq!(z[t], if spike { 1.0 } else { 0.0 }, "step {t}");
+        assert!((v[t] - ev).abs() < 1e-12, "step {t}: {} vs {ev}", v[t]);
+    }
+    assert!(z.contains(&1.0), "the test drives a spike");
+    // spec IF: v += dt r x.
+    let n = NirNode::new(NodeKind::IF, &[("r", s(2.0)), ("v_threshold", s(0.05))]);
+    let (v, z) = simulate(n, Producer::Spec, 3.0, steps);
+    let mut ev = 0.0;
+    for t in 0..steps as usize {
+        let nv = ev + (dt * 2.0) * 3.0;
+        ev = if nv > 0.05 { 0.0 } else { nv };
+        assert_eq!(z[t], if nv > 0.05 { 1.0 } else { 0.0 }, "IF step {t}");
+        assert!((v[t] - ev).abs() < 1e-12, "IF step {t}");
+    }
+    // snntorch LIF: beta-discrete, subtraction one step late.
+    let n =
+        NirNode::new(NodeKind::LIF, &[("tau", s(0.004)), ("r", s(4.0)), ("v_leak", s(0.0)), ("v_threshold", s(1.0))]);
+    let (v, z) = simulate(n, Producer::Snntorch, 0.45, steps);
+    let (beta, g) = (1.0 - dt / 0.004, 4.0 * dt / 0.004);
+    let mut ev: f64 = 0.0;
+    for t in 0..steps as usize {
+        let late = if ev > 1.0 { 1.0 } else { 0.0 };
+        ev = (beta * ev + g * 0.45) - late * 1.0;
+        assert_eq!(z[t], if ev > 1.0 { 1.0 } else { 0.0 }, "snntorch step {t}");
+        assert!((v[t] - ev).abs() < 1e-12, "snntorch step {t}");
+    }
+    assert!(z.contains(&1.0));
+}
+
+#[test]
+fn the_largest_file_reads_fast() {
+    // 1 MB of gzip-chunked conv weights: about 7 ms in a debug build; the bound leaves room
+    // for a loaded machine.
+    let t = std::time::Instant::now();
+    let f = snnc_frontend::nir::read_nir_file(Path::new(&file("nirrs_neurocuda_cnn_nmnist.nir"))).unwrap();
+    assert!(t.elapsed().as_millis() < 500, "{:?}", t.elapsed());
+    assert_eq!(f.graph.node("conv2").unwrap().params["weight"].shape, vec![64, 32, 5, 5]);
 }

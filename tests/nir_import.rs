@@ -210,6 +210,17 @@ fn malformed_files_are_the_users_errors() {
 /// One neuron node between Input and Output, run for `steps` on the
 /// interpreter in f64 with the constant input `x`: its voltage trace and spikes.
 fn simulate(n: snnc_frontend::nir::NirNode, producer: Producer, x: f64, steps: u32) -> (Vec<f64>, Vec<f64>) {
+    let (traces, out) = simulate_inputs(n, producer, vec![x; steps as usize]);
+    (traces["n.v"].data.clone(), out)
+}
+
+/// As [`simulate`], with one input value per step; all traces.
+fn simulate_inputs(
+    n: snnc_frontend::nir::NirNode,
+    producer: Producer,
+    xs: Vec<f64>,
+) -> (BTreeMap<String, Tensor>, Vec<f64>) {
+    let steps = xs.len() as u32;
     use snnc_frontend::nir::{Array, NirFile, NirGraph, NirNode, NodeKind, convert};
     let shape = || Array::new(vec![1], vec![1.0]);
     let f = NirFile {
@@ -227,10 +238,18 @@ fn simulate(n: snnc_frontend::nir::NirNode, producer: Producer, x: f64, steps: u
     let o = NirOptions { producer, steps: Some(steps), dt: Some(1e-3) };
     let c = convert(&f, "t", &o).unwrap();
     let compiled = driver::compile(&c.network, "t", &LowerOptions { float: Dtype::F64, ..Default::default() }).unwrap();
-    let input = Tensor::new(vec![steps as usize, 1, 1], snnc_runtime::ElemType::F64, vec![x; steps as usize]).unwrap();
+    let input = Tensor::new(vec![steps as usize, 1, 1], snnc_runtime::ElemType::F64, xs).unwrap();
     let inputs = BTreeMap::from([("x".to_string(), input)]);
     let res = driver::run(&compiled, Target::Interp, &BTreeMap::new(), &inputs, true).unwrap();
-    (res.traces["n.v"].data.clone(), res.outputs["output"].data.clone())
+    (res.traces, res.outputs["output"].data.clone())
+}
+
+#[test]
+fn a_delay_shifts_by_whole_steps() {
+    use snnc_frontend::nir::{Array, NirNode, NodeKind};
+    let n = NirNode::new(NodeKind::Delay, &[("delay", Array::scalar(0.002))]);
+    let (_, y) = simulate_inputs(n, Producer::Spec, vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+    assert_eq!(y, vec![0.0, 0.0, 1.0, 2.0, 3.0]);
 }
 
 #[test]

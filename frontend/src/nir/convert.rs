@@ -108,6 +108,9 @@ struct Flat {
     pass: bool,
 }
 
+/// The longest `Delay`, in steps.
+pub const MAX_DELAY_STEPS: u32 = 1000;
+
 /// The names snnc reserves (`x` the input, `encoder`, `output`).
 const RESERVED: [&str; 3] = ["x", "encoder", "output"];
 
@@ -751,11 +754,60 @@ fn node_layer(
             let t = pv(&node.params["threshold"]);
             bare(neuron_of(name, expression(vec![("theta", t)], "spike(x - theta)")))
         }
-        NodeKind::Delay => Err(NirError::new(
-            path,
-            Some("delay"),
-            "Delay nodes are not supported yet (snnc delays a value by one step only, through a recurrent input)",
-        )),
+        NodeKind::Delay => {
+            let d = &node.params["delay"];
+            let first = d.data.first().copied().unwrap_or(0.0);
+            if !d.all(first) {
+                return Err(NirError::new(
+                    path,
+                    Some("delay"),
+                    "per-neuron delays that differ are not supported yet (snnc delays a whole layer by whole steps)",
+                ));
+            }
+            let steps = first / cx.opts.dt;
+            let k = steps.round();
+            if !(0.0..=f64::from(MAX_DELAY_STEPS)).contains(&k) {
+                return Err(NirError::new(
+                    path,
+                    Some("delay"),
+                    format!(
+                        "{first} s is {steps} steps of {} s: snnc delays by 0 to {MAX_DELAY_STEPS} steps",
+                        cx.opts.dt
+                    ),
+                ));
+            }
+            if (steps - k).abs() > 1e-6 * steps.abs().max(1.0) {
+                cx.assume(format!("`{path}`: a delay of {first} s is {steps} steps: rounded to {k}"));
+            }
+            let k = k as usize;
+            if k == 0 {
+                return bare(Layer::Identity {
+                    name: nm,
+                    inputs: None,
+                    recurrent_inputs: Vec::new(),
+                    merge: Merge::Add,
+                });
+            }
+            // A shift register: y = s_k, s_j = s_(j-1), s_1 = x.
+            let mut update = vec![format!("y = s{k}")];
+            update.extend((2..=k).rev().map(|j| format!("s{j} = s{}", j - 1)));
+            update.push("s1 = x".into());
+            let model = NeuronModel {
+                params: OrderedMap::default(),
+                constants: OrderedMap::default(),
+                state: OrderedMap((1..=k).map(|j| (format!("s{j}"), InitValue::Number(0.0))).collect()),
+                update,
+                spike: None,
+                method: Default::default(),
+                alpha: 100.0,
+                reset: Vec::new(),
+                after: Vec::new(),
+                detach: Vec::new(),
+                output: Some("y".into()),
+                trainable: Vec::new(),
+            };
+            bare(neuron_of(name, model))
+        }
         NodeKind::Conv1d => Err(NirError::new(
             path,
             None,

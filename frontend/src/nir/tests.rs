@@ -214,10 +214,28 @@ fn affine_linear_conv_pool_flatten() {
 }
 
 #[test]
+fn delay_is_a_shift_register_of_whole_steps() {
+    let d = node(NodeKind::Delay, &[("delay", s(0.003))]);
+    let c = conv(&around(2, d), Producer::Spec).unwrap();
+    match only(&c) {
+        Layer::Neuron { model, .. } => {
+            assert_eq!(model.update, vec!["y = s3", "s3 = s2", "s2 = s1", "s1 = x"]);
+            assert_eq!(model.output.as_deref(), Some("y"));
+        }
+        l => panic!("{l:?}"),
+    }
+    crate::check_network(&c.network, "t").unwrap();
+    let d = node(NodeKind::Delay, &[("delay", s(0.0))]);
+    assert!(matches!(only(&conv(&around(2, d), Producer::Spec).unwrap()), Layer::Identity { .. }));
+}
+
+#[test]
 fn refused_nodes_name_the_node() {
-    let d = node(NodeKind::Delay, &[("delay", s(0.002))]);
+    let d = node(NodeKind::Delay, &[("delay", a(&[2], &[0.002, 0.003]))]);
     let e = conv(&around(2, d), Producer::Spec).unwrap_err();
     assert_eq!(e.to_string().split(':').next(), Some("node `n`, field `delay`"));
+    let d = node(NodeKind::Delay, &[("delay", s(-0.002))]);
+    assert!(conv(&around(2, d), Producer::Spec).is_err());
     let c1 = node(NodeKind::Conv1d, &[("weight", a(&[1, 1, 3], &[1.; 3]))]);
     let e = conv(&around(2, c1), Producer::Spec).unwrap_err();
     assert!(e.to_string().contains("Conv1d is not supported yet"), "{e}");

@@ -125,8 +125,13 @@ pub struct Compiled {
     pub layers: Vec<LayerSummary>,
 }
 
-/// Reads and parses a network file.
+/// Reads and parses a network file: RON, or NIR by the extension `.nir`
+/// (read with the default conventions; [`crate::nir_import::import`] takes
+/// others and gives the file's weights).
 pub fn load(path: &Path) -> Result<Network, Error> {
+    if crate::nir_import::is_nir(path) {
+        return Ok(crate::nir_import::import(path, &Default::default())?.network);
+    }
     Ok(snnc_frontend::load_network(path)?)
 }
 

@@ -17,7 +17,38 @@ use snnc_runtime::Tensor;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    nir: NirArgs,
 }
+
+/// How a `.nir` network file is read (docs/nir.md); ignored for RON files.
+#[derive(clap::Args, Debug)]
+struct NirArgs {
+    /// NIR files: the time step in seconds [default: the file's metadata `dt`, else 0.001 (0.0001
+    /// with --nir-from snntorch)].
+    #[arg(long, global = true, value_name = "SECONDS")]
+    nir_dt: Option<f64>,
+    /// NIR files: whose discretisation the neurons are read with: `spec` (NIR's equations, forward
+    /// Euler), `norse` (Norse 1.1.0's cells) or `snntorch` (snnTorch 1.0.0's Leaky/Synaptic).
+    #[arg(long, global = true, value_enum, default_value = "spec")]
+    nir_from: NirFrom,
+    /// NIR files: the number of time steps of the network [default: 100].
+    #[arg(long, global = true, value_name = "N")]
+    nir_steps: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum NirFrom {
+    Spec,
+    Norse,
+    Snntorch,
+}
+
+/// The NIR import conventions of this invocation (set once in `main`).
+static NIR_OPTIONS: std::sync::OnceLock<snnc_frontend::nir::NirOptions> = std::sync::OnceLock::new();
+/// The weights of the `.nir` network file loaded last, used where no
+/// `--weights` file is given.
+static NIR_WEIGHTS: std::sync::Mutex<Option<snnc::nir_import::Imported>> = std::sync::Mutex::new(None);
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -197,6 +228,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Import a NIR file (`.nir`, as written by Norse, snnTorch, Sinabs, Rockpool, Spyx, ...): write
+    /// the equivalent RON network to -o NET.ron and its weights to NET.safetensors next to it
+    /// (`snnc run NET.ron --weights NET.safetensors` runs it). The assumptions made are printed
+    /// on stderr; see --nir-dt, --nir-from and docs/nir.md.
+    Import {
+        /// The NIR file.
+        net: PathBuf,
+        /// The RON network to write.
+        #[arg(short, long, value_name = "NET.ron")]
+        out: PathBuf,
+    },
     /// Draw a recording (`run --record`) or training metrics (`train`) as SVG or PNG.
     Plot(snnc::plot::PlotArgs),
     /// Time the benchmark networks forward (median, neuron-updates/s, GFLOP/s, fraction of peak).
@@ -205,6 +247,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let producer = match cli.nir.nir_from {
+        NirFrom::Spec => snnc_frontend::nir::Producer::Spec,
+        NirFrom::Norse => snnc_frontend::nir::Producer::Norse,
+        NirFrom::Snntorch => snnc_frontend::nir::Producer::Snntorch,
+    };
+    let _ = NIR_OPTIONS.set(snnc_frontend::nir::NirOptions { dt: cli.nir.nir_dt, producer, steps: cli.nir.nir_steps });
     let mut out = Stdout::new();
     let res = match cli.command {
         Command::Check { net } => check(&mut out, &net),
@@ -278,6 +326,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Weights { net, json } => weights(&mut out, &net, json),
+        Command::Import { net, out: to } => import(&mut out, &net, &to),
         Command::Plot(args) => snnc::plot::plot_command(&mut out, &args),
         Command::Bench(args) => snnc::bench::bench_command(&mut out, &args),
     };
@@ -371,7 +420,14 @@ fn load(path: &Path, float: Dtype) -> Result<Compiled, Error> {
 /// Reads a network file and prints its warnings (what the check allows but
 /// is likely a mistake) on stderr.
 fn load_network(path: &Path) -> Result<snnc_frontend::Network, Error> {
-    let net = driver::load(path)?;
+    let net = if snnc::nir_import::is_nir(path) {
+        let imported = import_nir(path)?;
+        let net = imported.network.clone();
+        *NIR_WEIGHTS.lock().unwrap_or_else(|e| e.into_inner()) = Some(imported);
+        net
+    } else {
+        driver::load(path)?
+    };
     let mut err = std::io::stderr().lock();
     for warning in snnc_frontend::check::network_warnings(&net) {
         let _ = writeln!(err, "{}: warning: {warning}", display(path));
@@ -385,6 +441,53 @@ macro_rules! say {
     ($out:expr, $($arg:tt)*) => {{
         let _ = writeln!($out, $($arg)*);
     }};
+}
+
+/// Reads a `.nir` file with this invocation's conventions and prints the
+/// assumptions made on stderr.
+fn import_nir(path: &Path) -> Result<snnc::nir_import::Imported, Error> {
+    let opts = NIR_OPTIONS.get().cloned().unwrap_or_default();
+    let imported = snnc::nir_import::import(path, &opts)?;
+    let mut err = std::io::stderr().lock();
+    for a in &imported.assumptions {
+        let _ = writeln!(err, "{}: assumed: {a}", display(path));
+    }
+    Ok(imported)
+}
+
+/// The weights of the `.nir` file loaded last, for `module` (None for a
+/// RON network).
+fn nir_file_weights(module: &snnc_ir::Module, path: &Path) -> Result<Option<snnc_runtime::Weights>, Error> {
+    let guard = NIR_WEIGHTS.lock().unwrap_or_else(|e| e.into_inner());
+    match guard.as_ref() {
+        Some(imported) if snnc::nir_import::is_nir(path) => {
+            Ok(Some(snnc::nir_import::module_weights(module, path, &imported.weights)?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `snnc import`.
+fn import(out: &mut impl Write, path: &Path, to: &Path) -> Result<(), Error> {
+    if !snnc::nir_import::is_nir(path) {
+        return Err(Error::User(format!("{}: `snnc import` reads a NIR file (.nir)", display(path))));
+    }
+    let imported = import_nir(path)?;
+    // The network must lower: the same check as `snnc check`.
+    let c = driver::compile(&imported.network, &display(path), &LowerOptions::default())?;
+    snnc::nir_import::module_weights(&c.module, path, &imported.weights)?;
+    let wpath = snnc::nir_import::write_import(&imported, to)?;
+    say!(
+        out,
+        "wrote {} ({} layers) and {} ({} tensors); run it with: snnc run {} --weights {}",
+        display(to),
+        imported.network.layers.len(),
+        display(&wpath),
+        imported.weights.len(),
+        display(to),
+        display(&wpath)
+    );
+    Ok(())
 }
 
 fn shape_str(shape: &[u32]) -> String {
@@ -672,6 +775,14 @@ enum OptimizerKind {
 
 fn train(out: &mut impl Write, path: &Path, opts: &snnc::train::TrainOptions) -> Result<(), Error> {
     let net = load_network(path)?;
+    if snnc::nir_import::is_nir(path) {
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "{}: note: training starts from the network's seeded initialisation, not from the file's weights \
+             (import it with `snnc import` to edit it)",
+            display(path)
+        );
+    }
     // The output folder first: a folder that cannot be written, or holds a
     // run the flags do not mention, is refused before anything is computed.
     let folder = snnc::train::RunFolder::open(&net.name, opts)?;
@@ -849,7 +960,10 @@ fn run(out: &mut impl Write, path: &Path, args: RunArgs) -> Result<(), Error> {
             renames.extend(args.rename.iter().cloned());
             driver::read_weights_file(&c.module, w, &renames)?
         }
-        None => driver::init_weights(&c.module, args.seed.unwrap_or(c.network.seed))?,
+        None => match nir_file_weights(&c.module, path)? {
+            Some(w) => w,
+            None => driver::init_weights(&c.module, args.seed.unwrap_or(c.network.seed))?,
+        },
     };
     let (inputs, source) = match &args.input {
         Some(p) => (driver::read_input_file(&c.module, p)?, display(p)),

@@ -7,6 +7,7 @@ pub mod error;
 pub mod graph;
 pub mod lower;
 pub mod neuron;
+pub mod nir;
 pub mod parse;
 pub mod schema;
 

@@ -132,14 +132,7 @@ fn the_simulated_ptx_agrees_with_the_interpreter() {
             run.set(b, &t.data.iter().map(|&x| x as f32).collect::<Vec<_>>());
         }
     }
-    for s in &art.manifest.states {
-        let n = run.mem.bufs[s.buffer].len();
-        let init = match s.init_param {
-            Some(p) => run.get(p),
-            None => s.initial(n),
-        };
-        run.set(s.buffer, &init);
-    }
+    run.init_states();
     run.run(&ptx);
     let got: Vec<f64> = run.get(names["output"]).into_iter().map(f64::from).collect();
     assert_eq!(got, want.outputs["output"].data);
@@ -250,14 +243,7 @@ fn a_plastic_convolution_runs_alike_on_every_backend() {
             run.set(b, &t.data.iter().map(|&v| v as f32).collect::<Vec<_>>());
         }
     }
-    for s in &art.manifest.states {
-        let n = run.mem.bufs[s.buffer].len();
-        let init = match s.init_param {
-            Some(p) => run.get(p),
-            None => s.initial(n),
-        };
-        run.set(s.buffer, &init);
-    }
+    run.init_states();
     run.run(&ptx);
     let got: Vec<f64> = run.get(names["conv.weight.plastic"]).into_iter().map(f64::from).collect();
     assert_eq!(got, reference.final_state["conv.weight.plastic"].data);

@@ -308,14 +308,7 @@ fn run_simulated(module: &Module, case: &Case, reference: &Reference) -> Result<
             run.set(b, &t.data.iter().map(|&x| x as f32).collect::<Vec<_>>());
         }
     }
-    for s in &art.manifest.states {
-        let n = run.mem.bufs[s.buffer].len();
-        let init = match s.init_param {
-            Some(p) => run.get(p),
-            None => s.initial(n),
-        };
-        run.set(s.buffer, &init);
-    }
+    run.init_states();
     run.run(&ptx);
     let mut outputs = BTreeMap::new();
     for (name, expected) in &reference.result.outputs {
@@ -557,14 +550,7 @@ fn concat_and_narrow_agree_on_simulated_ptx_and_assemble() {
                     run.set(b, &t.data.iter().map(|&x| x as f32).collect::<Vec<_>>());
                 }
             }
-            for s in &art.manifest.states {
-                let n = run.mem.bufs[s.buffer].len();
-                let init = match s.init_param {
-                    Some(p) => run.get(p),
-                    None => s.initial(n),
-                };
-                run.set(s.buffer, &init);
-            }
+            run.init_states();
             run.run(&ptx);
             for (name, e) in &want.outputs {
                 let got = run.get(names[name]);

@@ -95,14 +95,7 @@ fn compare_lowered(path: &Path, pipeline: &str, batch: usize, lower: &LowerOptio
         let data: Vec<f32> = t.data.iter().map(|&x| x as f32).collect();
         run.set(names[name], &data);
     }
-    for s in &art.manifest.states {
-        let n = run.mem.bufs[s.buffer].len();
-        let init = match s.init_param {
-            Some(p) => run.get(p),
-            None => s.initial(n),
-        };
-        run.set(s.buffer, &init);
-    }
+    run.init_states();
     run.run(&ptx);
     let exact = !transcendental(&module);
     let mut checked = 0;

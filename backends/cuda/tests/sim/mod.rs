@@ -526,6 +526,20 @@ impl<'m> Run<'m> {
         self.mem.bufs[buffer].iter().map(|&w| f32::from_bits(w)).collect()
     }
 
+    /// Sets every state buffer to its initial value, as the runtime does: a
+    /// plastic weight's state (`init_param`) starts at its parameter's
+    /// buffer, so set the weights first; every other state at its `initial`.
+    pub fn init_states(&mut self) {
+        for s in &self.manifest.states {
+            let n = self.mem.bufs[s.buffer].len();
+            let init = match s.init_param {
+                Some(p) => self.get(p),
+                None => s.initial(n),
+            };
+            self.set(s.buffer, &init);
+        }
+    }
+
     /// Runs every launch of the manifest, in order.
     pub fn run(&mut self, ptx: &Module) {
         let m = self.manifest;

@@ -40,8 +40,9 @@
 //!   step and sample, 4 bytes per value. State that a fused kernel keeps in
 //!   registers moves no bytes per step and is not counted. It is a lower
 //!   bound: a backend that spills more moves more.
-//! - input density (`tutorial`, `convnet`): the fraction of ones among the
-//!   encoder's spikes on this batch, computed with the encoder's equations;
+//! - input density (`tutorial`, `convnet`, `stdp-*`): the fraction of ones
+//!   among the encoder's spikes on this batch, computed with the encoder's
+//!   equations (for the Poisson encoder, its expected value);
 //!   the `sparsify` pass is given it (as `snnc run --profile` would), so an
 //!   event-driven product is chosen where it pays on this data.
 

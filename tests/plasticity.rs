@@ -265,3 +265,39 @@ fn a_plastic_convolution_runs_alike_on_every_backend() {
     let err = snnc::compile(&conv(2), Target::Interp).map(|_| ()).expect_err("refused").to_string();
     assert!(err.contains("`conv` (Conv2d): plasticity") && err.contains("needs groups 1"), "{err}");
 }
+
+/// The STDP benchmark network (`snnc bench stdp-784x400-*`: Poisson spikes
+/// into a plastic 784 → 400 Linear), shortened: its product and its
+/// `t_post'ᵀ z_pre` are event-driven on the encoder's spikes, and the CPU
+/// backend runs them on the weight of the step loop without transposing it
+/// (`event::matmul_untransposed`, `matmul_grad_weight_direct`) — with the
+/// interpreter's bits.
+#[test]
+fn event_driven_products_on_the_plastic_weight_give_the_interpreters_bits() {
+    let text = snnc::bench::stdp::NETWORK.replace("steps: 350", "steps: 60");
+    let net = snnc_frontend::parse_network(&text, "stdp bench").unwrap();
+    let mut exe = snnc::compile(&net, Target::Cpu).unwrap();
+    let m = &exe.compiled().module;
+    let event = snnc_ir::MatMulKind::EventDriven;
+    let on_state = |w: snnc_ir::Handle<snnc_ir::Node>| matches!(m.nodes[w].op, Op::StateRead(_));
+    assert!(
+        m.nodes
+            .iter()
+            .any(|(_, n)| matches!(n.op, Op::MatMul { weight, kind, .. } if kind == event && on_state(weight))),
+        "{}",
+        snnc_ir::print(m)
+    );
+    assert!(m.nodes.iter().any(|(_, n)| matches!(n.op, Op::MatMulGradWeight { kind, .. } if kind == event)));
+    // Bright pixels (up to 2 % spikes per pixel and step), two samples.
+    let data = (0..2 * 784).map(|k| f64::from((k * 37 % 101) as u8) / 100.0).collect();
+    let x = inputs(Tensor::new(vec![2, 784], ElemType::F32, data).unwrap());
+    let w0 = exe.weights()["fc.weight"].clone();
+    let cpu = exe.forward(&x).unwrap();
+    let reference = snnc::compile(&net, Target::Interp).unwrap().forward(&x).unwrap();
+    assert_eq!(cpu.tensors, reference.tensors);
+    assert_eq!(cpu.final_state, reference.final_state);
+    let w = &reference.final_state["fc.weight.plastic"];
+    assert!(w.data.iter().zip(&w0.data).filter(|(a, b)| a != b).count() > 1000, "STDP changed too few weights");
+    let post: f64 = reference.tensors["output"].data.iter().sum();
+    assert!(post > 0.0, "the LIF layer never fired");
+}

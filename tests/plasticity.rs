@@ -301,3 +301,27 @@ fn event_driven_products_on_the_plastic_weight_give_the_interpreters_bits() {
     let post: f64 = reference.tensors["output"].data.iter().sum();
     assert!(post > 0.0, "the LIF layer never fired");
 }
+
+/// `snnc plot WEIGHTS.safetensors -o FIELDS.png` draws the receptive
+/// fields of the learnt weight: `fc.weight` `[3, 4]` is 3 fields of 2 × 2,
+/// a grid of 2 columns and 2 rows (`snnc::plot::fields`).
+#[test]
+fn plot_draws_the_receptive_fields_of_saved_weights() {
+    let dir = support::TempDir::new("stdp_fields");
+    let net_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nets/stdp.ron");
+    let (w, png, svg) = (dir.path("w.safetensors"), dir.path("fields.png"), dir.path("fields.svg"));
+    let o = support::snnc(&["run", net_path.to_str().unwrap(), "--target", "cpu", "--save-weights", w.as_str()]);
+    assert!(o.status.success(), "{}", support::stderr(&o));
+    let o = support::snnc(&["plot", w.as_str(), "-o", png.as_str()]);
+    assert!(o.status.success(), "{}", support::stderr(&o));
+    assert!(support::stdout(&o).contains("receptive fields of `fc.weight` (3 of 2x2)"), "{}", support::stdout(&o));
+    let bytes = std::fs::read(&png).unwrap();
+    let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    use snnc::plot::fields::{GAP, SCALE};
+    let side = 2 * (2 * SCALE + GAP) + GAP;
+    assert_eq!((&bytes[1..4], be(16), be(20)), (&b"PNG"[..], side, side));
+    let o = support::snnc(&["plot", w.as_str(), "-o", svg.as_str()]);
+    assert!(!o.status.success() && support::stderr(&o).contains("drawn as PNG"), "{}", support::stderr(&o));
+    let o = support::snnc(&["plot", w.as_str(), "-o", png.as_str(), "--weight", "nope"]);
+    assert!(support::stderr(&o).contains("has no weight `nope`; it holds `fc.weight`"), "{}", support::stderr(&o));
+}

@@ -325,3 +325,30 @@ fn plot_draws_the_receptive_fields_of_saved_weights() {
     let o = support::snnc(&["plot", w.as_str(), "-o", png.as_str(), "--weight", "nope"]);
     assert!(support::stderr(&o).contains("has no weight `nope`; it holds `fc.weight`"), "{}", support::stderr(&o));
 }
+
+/// `examples/stdp_fields.ron` on its Fashion-MNIST image: STDP imprints the
+/// image on every neuron's weights. The Pearson correlation of each
+/// neuron's weights with the image's pixels is ~0 before (PyTorch's
+/// initial weights) and above 0.75 after the 3000 steps (0.775–0.797).
+#[test]
+fn the_stdp_example_imprints_its_image() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let net = snnc_frontend::load_network(&root.join("examples/stdp_fields.ron")).unwrap();
+    let mut exe = snnc::compile(&net, Target::Cpu).unwrap();
+    let c = exe.compiled();
+    let x = snnc::driver::read_input_file(&c.module, &root.join("examples/data/fmnist_test_1.npy")).unwrap();
+    let img = x["x"].data.clone();
+    assert_eq!(x["x"].shape, [1, 784]);
+    let corr = |w: &[f64]| {
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let (mw, mi) = (mean(w), mean(&img));
+        let cov: f64 = w.iter().zip(&img).map(|(a, b)| (a - mw) * (b - mi)).sum();
+        let var = |v: &[f64], m: f64| v.iter().map(|a| (a - m) * (a - m)).sum::<f64>();
+        cov / (var(w, mw) * var(&img, mi)).sqrt()
+    };
+    let fields = |w: &Tensor| w.data.chunks(784).map(corr).collect::<Vec<f64>>();
+    let before = fields(&exe.weights()["fc.weight"]);
+    let after = fields(&exe.forward(&x).unwrap().final_state["fc.weight.plastic"]);
+    assert!(before.iter().all(|c| c.abs() < 0.15), "{before:?}");
+    assert!(after.iter().all(|c| *c > 0.75), "{after:?}");
+}

@@ -28,10 +28,10 @@ pub const NETWORK: &str = r#"(version: 1, name: "stdp-784x400", steps: 350, inpu
     LIF(name: "post", p: (v_th: 0.2)),
  ])"#;
 
-/// Norse's forward medians (batch 1; batch 16) from the side-by-side run
-/// recorded in BENCHMARKS.md ("STDP 784 → 400"), in seconds.
-const NORSE_B1_S: f64 = 0.25;
-const NORSE_B16_S: f64 = 0.6;
+/// Norse's best forward medians (batch 1; batch 16) in the side-by-side
+/// runs recorded in BENCHMARKS.md ("STDP 784 → 400"), in seconds.
+const NORSE_B1_S: f64 = 0.2281;
+const NORSE_B16_S: f64 = 0.2650;
 
 /// The network of the configs.
 pub fn network() -> Network {

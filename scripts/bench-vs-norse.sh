@@ -10,10 +10,12 @@
 #   PY            Norse's python (default: /root/.cache/snnc/norse-venv/bin/python,
 #                 else what scripts/norse/setup-norse.sh prints)
 #   TARGET        snnc's target: cpu (default) or interp
-#   NORSE_FILTER  regex of norse_cpu.py config keys to time (default: the twelve
+#   NORSE_FILTER  regex of norse_cpu.py config keys to time (default: the fourteen
 #                 Norse configs that match snnc's, forward and fwd+bwd)
 #   MODE          snnc bench --mode: fwd, fwdbwd or both (default)
-#   SNNC_NAMES    snnc configs to run (default: all six)
+#   SNNC_NAMES    snnc configs to run (default: all eight; S, the STDP layer
+#                 of issue 18, is forward only, and Norse's side prints the
+#                 fraction of weight updates an event-driven update could skip)
 #   RUNS, WARMUP  timed and untimed runs on both sides (default 5 and 2)
 #   SKIP_NORSE=1  reuse OUT_DIR/norse.json from an earlier run
 #   QUIET_WAIT    seconds snnc waits at most for a quiet machine (default 120)
@@ -32,7 +34,7 @@ OUT="${1:-target/bench-vs-norse}"
 TARGET="${TARGET:-cpu}"
 RUNS="${RUNS:-5}"
 WARMUP="${WARMUP:-2}"
-NORSE_FILTER="${NORSE_FILTER:-^(A_norse_forward_full|B_norse_LIF_n512_forward|B_norse_LIF_n4096_forward|C_norse_convnet_forward|A_norse_train_step\(fwd\+bwd\+Adam, full\)|B_norse_LIF_n512_fwd\+bwd|B_norse_LIF_n4096_fwd\+bwd|C_norse_convnet_fwd\+bwd|B_norse_Izhikevich_n512_forward|B_norse_Izhikevich_n4096_forward|B_norse_Izhikevich_n512_fwd\+bwd|B_norse_Izhikevich_n4096_fwd\+bwd)}"
+NORSE_FILTER="${NORSE_FILTER:-^(A_norse_forward_full|B_norse_LIF_n512_forward|B_norse_LIF_n4096_forward|C_norse_convnet_forward|A_norse_train_step\(fwd\+bwd\+Adam, full\)|B_norse_LIF_n512_fwd\+bwd|B_norse_LIF_n4096_fwd\+bwd|C_norse_convnet_fwd\+bwd|B_norse_Izhikevich_n512_forward|B_norse_Izhikevich_n4096_forward|B_norse_Izhikevich_n512_fwd\+bwd|B_norse_Izhikevich_n4096_fwd\+bwd|S_norse_STDP_784x400_b1_forward|S_norse_STDP_784x400_b16_forward)}"
 MODE="${MODE:-both}"
 read -r -a NAMES <<<"${SNNC_NAMES:-}"
 mkdir -p "$OUT"
@@ -75,9 +77,9 @@ cargo build --release --quiet
 
 if [ "${SKIP_NORSE:-0}" != 1 ]; then
     rm -f "$OUT/norse.json" # norse_cpu.py merges into an existing file
-    echo "== Norse: $PY $NORSE_DIR/norse_cpu.py --only A,B,C --filter '$NORSE_FILTER'" >&2
+    echo "== Norse: $PY $NORSE_DIR/norse_cpu.py --only A,B,C,S --filter '$NORSE_FILTER'" >&2
     THP_MEM_ALLOC_ENABLE=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=68719476736 \
-        "$PY" "$NORSE_DIR/norse_cpu.py" --only A,B,C --filter "$NORSE_FILTER" \
+        "$PY" "$NORSE_DIR/norse_cpu.py" --only A,B,C,S --filter "$NORSE_FILTER" \
         --reps "$RUNS" --warmup "$WARMUP" --attempts 3 --max-wait 120 --out "$OUT/norse.json" >&2
 fi
 
@@ -108,6 +110,8 @@ keys = {
     ("izh-layer-4096", "fwd"): "B_norse_Izhikevich_n4096_forward",
     ("izh-layer-512", "fwdbwd"): "B_norse_Izhikevich_n512_fwd+bwd",
     ("izh-layer-4096", "fwdbwd"): "B_norse_Izhikevich_n4096_fwd+bwd",
+    ("stdp-784x400-b1", "fwd"): "S_norse_STDP_784x400_b1_forward",
+    ("stdp-784x400-b16", "fwd"): "S_norse_STDP_784x400_b16_forward",
 }
 print("| config | mode | Norse median | snnc median | speedup (Norse/snnc) | snnc neuron-upd/s | snnc GFLOP/s | Norse GFLOP/s | snnc % peak | snnc % bw | compile ms | input density |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -129,6 +133,11 @@ for r in runs:
           f"| {100*r['peak_fraction']:.1f} % | {100*r['bandwidth_fraction']:.1f} % | {r['compile_ms']:.1f} "
           f"| {'-' if dens is None else f'{dens:.3f}'} |")
 m = runs[0] if runs else {}
+for key, n in norse.items():
+    if "event_driven_skippable" in n:
+        print(f"\n{key}: an event-driven STDP update could skip {100*n['event_driven_skippable']:.2f} % of the "
+              f"weight entries' updates (steps x (post rows without a spike) x (pre columns without a spike), "
+              f"any sample); spikes per neuron and step: pre {n['pre_rate_per_step']:.4f}, post {n['post_rate_per_step']:.4f}")
 print()
 print(f"snnc target: {runs[0]['target'] if runs else '?'}; machine peak {m.get('machine_peak_gflops', 0):.1f} GFLOP/s "
       f"(sgemm), bandwidth {m.get('machine_bandwidth_gbs', 0):.1f} GB/s")

@@ -7,6 +7,7 @@
 //! | `lif-layer-512`, `lif-layer-4096` | Linear(n→n, bias) → LIF, output spikes | 500 | 16 | randn currents `[T, B, n]` |
 //! | `izh-layer-512`, `izh-layer-4096` | Linear(n→n, bias) → Izhikevich(tonic_spiking), output spikes | 500 | 16 | randn currents `[T, B, n]` × 30 ([`IZH_INPUT_SCALE`]) |
 //! | `convnet` | `examples/convnet.ron` (encoder + the Norse ConvNet + decode) | 48 | 32 | Fashion-MNIST test images |
+//! | `stdp-784x400-b1`, `stdp-784x400-b16` | Poisson(f_max 20 Hz) → Linear(784→400, no bias, `plasticity: STDP()`, Norse's defaults) → LIF(v_th 0.2), forward with plasticity ([`stdp`]) | 350 | 1, 16 | Fashion-MNIST test images in [0, 1] |
 //!
 //! Each config is compiled once (lowering + passes + backend compile, the
 //! "compile" time), run `warmup` times untimed, then `runs` times with the
@@ -26,7 +27,9 @@
 //! - GFLOP/s = 2 · dense MACs · T · batch / time, every synapse counted at
 //!   every step whether its input spiked or not (PyTorch computes them
 //!   densely): `tutorial` 784·100 + 100·100 + 100·10, `lif-layer-n` n²,
-//!   `izh-layer-n` n², `convnet` 2 293 000 per step and sample;
+//!   `izh-layer-n` n², `convnet` 2 293 000 per step and sample, `stdp-*`
+//!   3 · 784·400 (the product and STDP's two outer products; the
+//!   elementwise weight update is not counted);
 //! - fraction of peak = GFLOP/s / the machine's sgemm peak, measured once
 //!   per run (see [`machine`]);
 //! - fraction of bandwidth = the config's compulsory memory traffic / time
@@ -37,8 +40,9 @@
 //!   step and sample, 4 bytes per value. State that a fused kernel keeps in
 //!   registers moves no bytes per step and is not counted. It is a lower
 //!   bound: a backend that spills more moves more.
-//! - input density (`tutorial`, `convnet`): the fraction of ones among the
-//!   encoder's spikes on this batch, computed with the encoder's equations;
+//! - input density (`tutorial`, `convnet`, `stdp-*`): the fraction of ones
+//!   among the encoder's spikes on this batch, computed with the encoder's
+//!   equations (for the Poisson encoder, its expected value);
 //!   the `sparsify` pass is given it (as `snnc run --profile` would), so an
 //!   event-driven product is chosen where it pays on this data.
 
@@ -46,6 +50,7 @@ pub mod gemm;
 pub mod kernels;
 mod load;
 pub mod machine;
+pub mod stdp;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -77,8 +82,16 @@ const ATTEMPTS: usize = 3;
 const QUIET_CORES: f64 = 0.15;
 
 /// The config names, in the order they run.
-pub const NAMES: [&str; 6] =
-    ["tutorial", "lif-layer-512", "lif-layer-4096", "convnet", "izh-layer-512", "izh-layer-4096"];
+pub const NAMES: [&str; 8] = [
+    "tutorial",
+    "lif-layer-512",
+    "lif-layer-4096",
+    "convnet",
+    "izh-layer-512",
+    "izh-layer-4096",
+    "stdp-784x400-b1",
+    "stdp-784x400-b16",
+];
 
 /// The factor on the standard normal input of `izh-layer-n` (on both
 /// sides: `norse_cpu.py`'s `bench_B` scales its input the same way).
@@ -101,7 +114,7 @@ const NORSE_IZH_4096_TRAIN_S: f64 = 14.0;
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
     /// The configs to run (default: all): tutorial, lif-layer-512, lif-layer-4096, convnet,
-    /// izh-layer-512, izh-layer-4096.
+    /// izh-layer-512, izh-layer-4096, stdp-784x400-b1, stdp-784x400-b16.
     #[arg(value_name = "NAME")]
     pub names: Vec<String>,
     /// Where to run them.
@@ -143,6 +156,9 @@ pub enum InputKind {
     FashionMnist,
     /// Standard normal currents `[T, B, n]`, seeded, times `scale`.
     Randn { seed: u64, scale: f64 },
+    /// The first `batch` Fashion-MNIST test images as pixels / 255 in
+    /// [0, 1] (a rate encoder's intensities).
+    FashionMnistUnit,
 }
 
 /// One benchmark configuration.
@@ -165,6 +181,9 @@ pub struct Config {
     pub norse_train_s: f64,
     /// Its key in `norse_cpu.py`.
     pub norse_train_key: &'static str,
+    /// Whether a training step exists: a plastic network is trained by
+    /// its rule only, so its configs time the forward alone.
+    pub trainable: bool,
 }
 
 /// What a benchmark times.
@@ -227,6 +246,7 @@ pub fn config(name: &str) -> Option<Config> {
             norse_key: "A_norse_forward_full(encoder+net)",
             norse_train_s: 42.3e-3,
             norse_train_key: "A_norse_train_step(fwd+bwd+Adam, full)",
+            trainable: true,
         },
         "lif-layer-512" | "lif-layer-4096" => {
             let n: u32 = if name == "lif-layer-512" { 512 } else { 4096 };
@@ -241,6 +261,7 @@ pub fn config(name: &str) -> Option<Config> {
                 norse_key: if n == 512 { "B_norse_LIF_n512_forward" } else { "B_norse_LIF_n4096_forward" },
                 norse_train_s: if n == 512 { 314.5e-3 } else { 9.4078 },
                 norse_train_key: if n == 512 { "B_norse_LIF_n512_fwd+bwd" } else { "B_norse_LIF_n4096_fwd+bwd" },
+                trainable: true,
             }
         }
         "izh-layer-512" | "izh-layer-4096" => {
@@ -264,6 +285,7 @@ pub fn config(name: &str) -> Option<Config> {
                 } else {
                     "B_norse_Izhikevich_n4096_fwd+bwd"
                 },
+                trainable: true,
             }
         }
         "convnet" => Config {
@@ -277,7 +299,10 @@ pub fn config(name: &str) -> Option<Config> {
             norse_key: "C_norse_convnet_forward(encoder+net)",
             norse_train_s: 348.3e-3,
             norse_train_key: "C_norse_convnet_fwd+bwd(encoder+net)",
+            trainable: true,
         },
+        "stdp-784x400-b1" => stdp::config(1),
+        "stdp-784x400-b16" => stdp::config(16),
         _ => return None,
     };
     Some(c)
@@ -612,6 +637,11 @@ fn make_inputs(
                 density = encoder_density(&config.network, &images);
                 images
             }
+            InputKind::FashionMnistUnit => {
+                let t = stdp::unit_images(data, batch)?;
+                density = stdp::poisson_density(&config.network, &t);
+                t
+            }
             InputKind::Randn { seed, scale } => {
                 let mut shape: Vec<usize> = input
                     .ty
@@ -796,7 +826,7 @@ pub fn bench_command(out: &mut impl Write, args: &BenchArgs) -> Result<(), Error
     }
     args.target.ensure_available()?;
     // Fail early, before the machine measurements, when the data is missing.
-    if configs.iter().any(|c| c.input == InputKind::FashionMnist) {
+    if configs.iter().any(|c| matches!(c.input, InputKind::FashionMnist | InputKind::FashionMnistUnit)) {
         fashion_mnist_batch(&args.data, 1)?;
     }
     let mut err = std::io::stderr();
@@ -844,6 +874,13 @@ pub fn bench_command(out: &mut impl Write, args: &BenchArgs) -> Result<(), Error
         Mode::Fwdbwd => &[Mode::Fwdbwd],
     };
     for (config, &mode) in configs.iter().flat_map(|c| modes.iter().map(move |m| (c, m))) {
+        if mode == Mode::Fwdbwd && !config.trainable {
+            progress(&format!(
+                "{}: no training step (a plastic network learns by its rule); forward only",
+                config.name
+            ));
+            continue;
+        }
         let r = run_config(config, args, mode, &machine, &mut progress)?;
         if args.json {
             let _ = writeln!(out, "{}", r.to_json(&machine, args.quick));

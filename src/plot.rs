@@ -8,6 +8,9 @@
 //!   (the output layer's voltages, one line per class). See `recording.rs`.
 //! - `snnc plot metrics.csv -o FIG` draws the loss and accuracy curves of
 //!   `snnc train`, per epoch and per batch. See `curves.rs` for the format.
+//! - `snnc plot weights.safetensors -o FIG.png [--weight NAME]` draws a
+//!   weight's receptive fields, one image per output neuron (e.g. what an
+//!   STDP layer learnt, saved by `snnc run --save-weights`). See `fields.rs`.
 //!
 //! Figures are drawn with `plotters`, as SVG or PNG by the file's
 //! extension. Text is measured (and in PNG drawn) with the embedded DejaVu
@@ -19,6 +22,7 @@
 
 mod curves;
 mod draw;
+pub mod fields;
 mod recording;
 mod text;
 
@@ -169,8 +173,9 @@ fn write_figure(fig: &draw::Figure, format: Format, size: Option<Size>, path: &P
 /// `snnc plot`: draws a recording or training metrics.
 #[derive(clap::Args, Clone, Debug)]
 pub struct PlotArgs {
-    /// A recording (`.json`, from `snnc run --record`) or training metrics
-    /// (`.csv`, from `snnc train`: `epoch,train_loss,test_loss,test_accuracy,seconds`).
+    /// A recording (`.json`, from `snnc run --record`), training metrics
+    /// (`.csv`, from `snnc train`: `epoch,train_loss,test_loss,test_accuracy,seconds`),
+    /// or weights (`.safetensors`, e.g. from `snnc run --save-weights`: their receptive fields).
     pub input: PathBuf,
     /// The figure to write: `.svg` or `.png`.
     #[arg(short, long, value_name = "FIGURE")]
@@ -183,14 +188,66 @@ pub struct PlotArgs {
     /// metrics; default: `batches.csv` beside the metrics file, if there.
     #[arg(long, value_name = "CSV")]
     pub batches: Option<PathBuf>,
+    /// The weight whose receptive fields to draw, from a `.safetensors`
+    /// file (default: its only weight `[out, in]` or `[out, 1, kh, kw]`).
+    #[arg(long, value_name = "NAME")]
+    pub weight: Option<String>,
     #[command(flatten)]
     pub figure: FigureArgs,
+}
+
+/// `snnc plot WEIGHTS.safetensors`: the receptive fields of one weight.
+fn plot_fields(args: &PlotArgs, format: Format) -> Result<String, Error> {
+    let f = &args.figure;
+    if args.net.is_some() || args.batches.is_some() || !f.neurons.is_empty() || f.sample.is_some() || f.size.is_some() {
+        return Err(Error::User(
+            "--net, --batches, --neurons, --sample and --size go with a recording or metrics, not weights".into(),
+        ));
+    }
+    if format != Format::Png {
+        return Err(Error::User(format!(
+            "{}: receptive fields are drawn as PNG; name the figure `.png`",
+            args.output.display()
+        )));
+    }
+    let file = args.input.display();
+    let bytes = crate::memory::read_binary_file(&args.input, "the weights file", crate::memory::MAX_JSON_BYTES)?;
+    let weights = snnc_runtime::read_weights_safetensors(&bytes).map_err(|e| Error::User(format!("{file}: {e}")))?;
+    let drawable = |t: &snnc_runtime::Tensor| matches!(t.shape[..], [_, _] | [_, 1, _, _]);
+    let name = match &args.weight {
+        Some(n) => n.clone(),
+        None => {
+            let names: Vec<&String> = weights.iter().filter(|(_, t)| drawable(t)).map(|(n, _)| n).collect();
+            match names[..] {
+                [one] => one.clone(),
+                _ => {
+                    return Err(Error::User(format!(
+                        "{file}: say which weight to draw with --weight NAME; it holds {}",
+                        weights.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                    )));
+                }
+            }
+        }
+    };
+    let Some(w) = weights.get(&name) else {
+        return Err(Error::User(format!(
+            "{file} has no weight `{name}`; it holds {}",
+            weights.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+        )));
+    };
+    let png = fields::png(&name, w)?;
+    snnc_runtime::write_file(&args.output, &png)?;
+    let (n, h, wd) = fields::geometry(&name, w)?;
+    Ok(format!("plotted the receptive fields of `{name}` ({n} of {h}x{wd}) to {}", args.output.display()))
 }
 
 /// Runs `snnc plot`.
 pub fn plot_command(out: &mut impl Write, args: &PlotArgs) -> Result<(), Error> {
     let format = Format::of(&args.output)?;
     let ext = args.input.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+    if args.weight.is_some() && ext.as_deref() != Some("safetensors") {
+        return Err(Error::User("--weight goes with a weights file (.safetensors), not a recording or metrics".into()));
+    }
     let message = match ext.as_deref() {
         Some("json") => {
             if args.batches.is_some() {
@@ -235,6 +292,7 @@ pub fn plot_command(out: &mut impl Write, args: &PlotArgs) -> Result<(), Error> 
             let fig = curves::figure(metrics.as_ref(), batches.as_ref(), &name)?;
             write_figure(&fig, format, f.size, &args.output)?
         }
+        Some("safetensors") => plot_fields(args, format)?,
         Some("npz") => {
             return Err(Error::User(format!(
                 "{}: an .npz recording holds the arrays only, not the network's metadata a plot needs; record \

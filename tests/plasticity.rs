@@ -251,3 +251,90 @@ fn a_plastic_convolution_runs_alike_on_every_backend() {
     let err = snnc::compile(&conv(2), Target::Interp).map(|_| ()).expect_err("refused").to_string();
     assert!(err.contains("`conv` (Conv2d): plasticity") && err.contains("needs groups 1"), "{err}");
 }
+
+/// The STDP benchmark network (`snnc bench stdp-784x400-*`: Poisson spikes
+/// into a plastic 784 → 400 Linear), shortened: its product and its
+/// `t_post'ᵀ z_pre` are event-driven on the encoder's spikes, and the CPU
+/// backend runs them on the weight of the step loop without transposing it
+/// (`event::matmul_untransposed`, `matmul_grad_weight_direct`) — with the
+/// interpreter's bits.
+#[test]
+fn event_driven_products_on_the_plastic_weight_give_the_interpreters_bits() {
+    let text = snnc::bench::stdp::NETWORK.replace("steps: 350", "steps: 60");
+    let net = snnc_frontend::parse_network(&text, "stdp bench").unwrap();
+    let mut exe = snnc::compile(&net, Target::Cpu).unwrap();
+    let m = &exe.compiled().module;
+    let event = snnc_ir::MatMulKind::EventDriven;
+    let on_state = |w: snnc_ir::Handle<snnc_ir::Node>| matches!(m.nodes[w].op, Op::StateRead(_));
+    assert!(
+        m.nodes
+            .iter()
+            .any(|(_, n)| matches!(n.op, Op::MatMul { weight, kind, .. } if kind == event && on_state(weight))),
+        "{}",
+        snnc_ir::print(m)
+    );
+    assert!(m.nodes.iter().any(|(_, n)| matches!(n.op, Op::MatMulGradWeight { kind, .. } if kind == event)));
+    // Bright pixels (up to 2 % spikes per pixel and step), two samples.
+    let data = (0..2 * 784).map(|k| f64::from((k * 37 % 101) as u8) / 100.0).collect();
+    let x = inputs(Tensor::new(vec![2, 784], ElemType::F32, data).unwrap());
+    let w0 = exe.weights()["fc.weight"].clone();
+    let cpu = exe.forward(&x).unwrap();
+    let reference = snnc::compile(&net, Target::Interp).unwrap().forward(&x).unwrap();
+    assert_eq!(cpu.tensors, reference.tensors);
+    assert_eq!(cpu.final_state, reference.final_state);
+    let w = &reference.final_state["fc.weight.plastic"];
+    assert!(w.data.iter().zip(&w0.data).filter(|(a, b)| a != b).count() > 1000, "STDP changed too few weights");
+    let post: f64 = reference.tensors["output"].data.iter().sum();
+    assert!(post > 0.0, "the LIF layer never fired");
+}
+
+/// `snnc plot WEIGHTS.safetensors -o FIELDS.png` draws the receptive
+/// fields of the learnt weight: `fc.weight` `[3, 4]` is 3 fields of 2 × 2,
+/// a grid of 2 columns and 2 rows (`snnc::plot::fields`).
+#[test]
+fn plot_draws_the_receptive_fields_of_saved_weights() {
+    let dir = support::TempDir::new("stdp_fields");
+    let net_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nets/stdp.ron");
+    let (w, png, svg) = (dir.path("w.safetensors"), dir.path("fields.png"), dir.path("fields.svg"));
+    let o = support::snnc(&["run", net_path.to_str().unwrap(), "--target", "cpu", "--save-weights", w.as_str()]);
+    assert!(o.status.success(), "{}", support::stderr(&o));
+    let o = support::snnc(&["plot", w.as_str(), "-o", png.as_str()]);
+    assert!(o.status.success(), "{}", support::stderr(&o));
+    assert!(support::stdout(&o).contains("receptive fields of `fc.weight` (3 of 2x2)"), "{}", support::stdout(&o));
+    let bytes = std::fs::read(&png).unwrap();
+    let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    use snnc::plot::fields::{GAP, SCALE};
+    let side = 2 * (2 * SCALE + GAP) + GAP;
+    assert_eq!((&bytes[1..4], be(16), be(20)), (&b"PNG"[..], side, side));
+    let o = support::snnc(&["plot", w.as_str(), "-o", svg.as_str()]);
+    assert!(!o.status.success() && support::stderr(&o).contains("drawn as PNG"), "{}", support::stderr(&o));
+    let o = support::snnc(&["plot", w.as_str(), "-o", png.as_str(), "--weight", "nope"]);
+    assert!(support::stderr(&o).contains("has no weight `nope`; it holds `fc.weight`"), "{}", support::stderr(&o));
+}
+
+/// `examples/stdp_fields.ron` on its Fashion-MNIST image: STDP imprints the
+/// image on every neuron's weights. The Pearson correlation of each
+/// neuron's weights with the image's pixels is ~0 before (PyTorch's
+/// initial weights) and above 0.75 after the 3000 steps (0.775–0.797).
+#[test]
+fn the_stdp_example_imprints_its_image() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let net = snnc_frontend::load_network(&root.join("examples/stdp_fields.ron")).unwrap();
+    let mut exe = snnc::compile(&net, Target::Cpu).unwrap();
+    let c = exe.compiled();
+    let x = snnc::driver::read_input_file(&c.module, &root.join("examples/data/fmnist_test_1.npy")).unwrap();
+    let img = x["x"].data.clone();
+    assert_eq!(x["x"].shape, [1, 784]);
+    let corr = |w: &[f64]| {
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let (mw, mi) = (mean(w), mean(&img));
+        let cov: f64 = w.iter().zip(&img).map(|(a, b)| (a - mw) * (b - mi)).sum();
+        let var = |v: &[f64], m: f64| v.iter().map(|a| (a - m) * (a - m)).sum::<f64>();
+        cov / (var(w, mw) * var(&img, mi)).sqrt()
+    };
+    let fields = |w: &Tensor| w.data.chunks(784).map(corr).collect::<Vec<f64>>();
+    let before = fields(&exe.weights()["fc.weight"]);
+    let after = fields(&exe.forward(&x).unwrap().final_state["fc.weight.plastic"]);
+    assert!(before.iter().all(|c| c.abs() < 0.15), "{before:?}");
+    assert!(after.iter().all(|c| *c > 0.75), "{after:?}");
+}

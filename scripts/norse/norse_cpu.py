@@ -3,7 +3,9 @@
 
 Times steady-state forward and forward+backward passes of three workloads
 (A: Norse MNIST tutorial recurrent net, B: Linear+LIF layer in the style of
-the open-neuromorphic SNN library benchmark, C: Norse tutorial ConvNet)
+the open-neuromorphic SNN library benchmark, C: Norse tutorial ConvNet,
+S: an STDP layer 784 -> 400 on Poisson-encoded Fashion-MNIST, forward with
+plasticity, issue 18)
 with torch.set_num_threads(2), after warm-up, median of >= 5 runs.
 
 Usage (from the repository root; $PY is the python setup-norse.sh prints):
@@ -35,12 +37,19 @@ from norse.torch import (  # noqa: E402
     LIF,
     Izhikevich,
     LICell,
+    LIFCell,
     LIFParameters,
     LIFRecurrentCell,
+    PoissonEncoder,
     ConstantCurrentLIFEncoder,
 )
 from norse.torch.functional.izhikevich import tonic_spiking  # noqa: E402
 from norse.torch.models.conv import ConvNet  # noqa: E402
+from norse.torch.functional.stdp import (  # noqa: E402
+    STDPParameters,
+    STDPState,
+    stdp_step_linear,
+)
 
 try:
     import snntorch  # noqa: E402
@@ -419,6 +428,85 @@ def bench_C(args, results):
     record(results, "C_norse_convnet_fwd+bwd(encoder+net)", dict(meta), fwd_bwd, args.warmup, args.reps, args)
 
 
+FMNIST_TEST = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+
+
+def fmnist_unit(batch):
+    """The first `batch` Fashion-MNIST test images as [batch, 784], pixels / 255
+    (snnc bench's stdp configs read the same file)."""
+    import gzip
+
+    with gzip.open(FMNIST_TEST) as f:
+        raw = f.read()
+    px = torch.frombuffer(bytearray(raw[16:16 + batch * 784]), dtype=torch.uint8)
+    return px.reshape(batch, 784).float() / 255.0
+
+
+class NorseSTDPLayer:
+    """PoissonEncoder(T, f_max=20) -> Linear(784, 400, bias=False) whose weight
+    stdp_step_linear (Norse's default STDPParameters) updates after every step
+    and feeds back -> LIFCell(v_th=0.2): snnc bench's stdp-784x400 (the
+    network of src/bench/stdp.rs), in Norse's Python loop."""
+
+    def __init__(self, T):
+        self.T = T
+        self.encoder = PoissonEncoder(T, f_max=20.0)
+        self.fc = torch.nn.Linear(784, 400, bias=False)
+        self.lif = LIFCell(LIFParameters(v_th=torch.tensor(0.2)))
+        self.p = STDPParameters()
+
+    def run(self, img, count=None):
+        B = img.shape[0]
+        z_in = self.encoder(img)
+        w = self.fc.weight.detach().clone()
+        st = STDPState(t_pre=torch.zeros(B, 784), t_post=torch.zeros(B, 400))
+        s = None
+        outs = []
+        for t in range(self.T):
+            z_pre = z_in[t]
+            z_post, s = self.lif(torch.nn.functional.linear(z_pre, w), s)
+            w, st = stdp_step_linear(z_pre, z_post, w, st, self.p)
+            outs.append(z_post)
+            if count is not None:
+                # Entries (post o, pre i) of this step's update that an
+                # event-driven update skips: no post spike at o and no pre
+                # spike at i in any sample (dw = 0 exactly there).
+                rows = (z_post.sum(0) > 0).sum().item()
+                cols = (z_pre.sum(0) > 0).sum().item()
+                count["skipped"] += (400 - rows) * (784 - cols)
+                count["total"] += 400 * 784
+                count["post_spikes"] += z_post.sum().item()
+                count["pre_spikes"] += z_pre.sum().item()
+        return torch.stack(outs), w
+
+
+def bench_S(args, results):
+    T = 350
+    for B in (1, 16):
+        key = f"S_norse_STDP_784x400_b{B}_forward"
+        if FILTER is not None and not re.search(FILTER, key):
+            continue
+        img = fmnist_unit(B)
+        torch.manual_seed(0)
+        net = NorseSTDPLayer(T)
+        count = dict(skipped=0, total=0, post_spikes=0, pre_spikes=0)
+        with torch.no_grad():
+            net.run(img, count)
+        meta = dict(T=T, batch=B, neurons=400, synapses_per_step=3 * 784 * 400,
+                    event_driven_skippable=count["skipped"] / count["total"],
+                    pre_rate_per_step=count["pre_spikes"] / (T * B * 784),
+                    post_rate_per_step=count["post_spikes"] / (T * B * 400))
+        print(f"  {key}: an event-driven update could skip {meta['event_driven_skippable']:.4f} of the "
+              f"weight entries' updates (pre spikes/step {meta['pre_rate_per_step']:.4f}, post "
+              f"{meta['post_rate_per_step']:.4f})", flush=True)
+
+        def fwd():
+            with torch.no_grad():
+                net.run(img)
+
+        record(results, key, meta, fwd, args.warmup, args.reps, args)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=5)
@@ -455,7 +543,7 @@ def main():
         pass
     t0 = time.time()
     for part in args.only.split(","):
-        {"A": bench_A, "B": bench_B, "C": bench_C}[part.strip()](args, results)
+        {"A": bench_A, "B": bench_B, "C": bench_C, "S": bench_S}[part.strip()](args, results)
         print(part, "finished after", round(time.time() - t0, 1), "s", flush=True)
     for k, v in results.items():
         tot_neuron_updates = v["neurons"] * v["T"] * v["batch"]

@@ -361,6 +361,95 @@ pub(crate) fn matmul(spikes: &SpikeRows, wt: &[f32], finite: &[bool], n_in: usiz
     });
 }
 
+/// [`matmul`] on the weight `w` as it is (`n_out × n_in`), not
+/// transposed: for a weight that changes at every step (a plastic weight,
+/// state of the step loop), where transposing it each step would cost more
+/// than the few spikes' sums. Each output is the same sum, in the same
+/// order, as [`matmul`]'s (the interpreter's bits); the columns of the
+/// active inputs are read with a stride. Returns `false` (and writes
+/// nothing) when `w` holds a non-finite number: then zero inputs meet it
+/// and the caller takes [`matmul`]'s path.
+pub(crate) fn matmul_untransposed(spikes: &SpikeRows, w: &[f32], n_in: usize, n_out: usize, out: &mut [f32]) -> bool {
+    if n_out == 0 {
+        return true;
+    }
+    if !all_finite(w) {
+        return false;
+    }
+    let rows = out.len() / n_out;
+    debug_assert!(spikes.fits(rows, n_in));
+    for (r, acc) in out.chunks_exact_mut(n_out).enumerate() {
+        let (idx, val) = spikes.row(r);
+        for (o, a) in acc.iter_mut().enumerate() {
+            let col = &w[o * n_in..(o + 1) * n_in];
+            let mut sum = 0.0f32;
+            for (&k, &x) in idx.iter().zip(val) {
+                let v = col[k as usize];
+                if x == 1.0 {
+                    sum += v;
+                } else {
+                    sum += x * v;
+                }
+            }
+            *a = sum;
+        }
+    }
+    true
+}
+
+/// Whether [`matmul_grad_weight_direct`] pays over [`matmul_grad_weight`]:
+/// it writes `spikes · n_out` values with a stride where the other
+/// clears, fills and transposes all `n_in · n_out`.
+pub(crate) fn grad_weight_direct_pays(spikes: &SpikeRows, n_in: usize) -> bool {
+    spikes.len().saturating_mul(8) <= n_in
+}
+
+/// [`matmul_grad_weight`] written straight into `out` (`n_out × n_in`):
+/// `out` is cleared, then each row's gradient (times the input) is added
+/// into the columns of its active inputs, rows in ascending order — the
+/// same sums in the same order (the interpreter's bits), without the
+/// transposed scratch. For few spikes (see [`grad_weight_direct_pays`]).
+pub(crate) fn matmul_grad_weight_direct(grad: &[f32], spikes: &SpikeRows, n_in: usize, n_out: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    let rows = grad.len().checked_div(n_out).unwrap_or(0);
+    if rows == 0 || n_in == 0 {
+        return;
+    }
+    debug_assert!(spikes.fits(rows, n_in));
+    for r in 0..rows {
+        let g = &grad[r * n_out..(r + 1) * n_out];
+        let (idx, val) = spikes.row(r);
+        let add = |out: &mut [f32], i: usize, v: f32| {
+            for (o, &gv) in g.iter().enumerate() {
+                let a = &mut out[o * n_in + i];
+                if v == 1.0 {
+                    *a += gv;
+                } else {
+                    *a += gv * v;
+                }
+            }
+        };
+        if all_finite(g) {
+            for (&i, &v) in idx.iter().zip(val) {
+                add(out, i as usize, v);
+            }
+        } else {
+            // Every input, zeros included (`0 · inf` is NaN), as
+            // [`matmul_grad_weight`] does.
+            let mut e = 0;
+            for i in 0..n_in {
+                let v = if e < idx.len() && idx[e] as usize == i {
+                    e += 1;
+                    val[e - 1]
+                } else {
+                    0.0
+                };
+                add(out, i, v);
+            }
+        }
+    }
+}
+
 /// Reusable buffers of [`matmul_grad_weight`].
 #[derive(Debug, Default)]
 pub(crate) struct GradScratch {
@@ -602,5 +691,58 @@ mod tests {
                 assert!(same_bits(&dw, &exact), "grad weight {rows}x{n_in}x{n_out} {specials}");
             }
         }
+    }
+
+    /// Spikes (1.0, some 0.5) in a `rows × n` matrix at pseudo-random places.
+    fn spikes_at(rows: usize, n: usize, seed: u32) -> Vec<f32> {
+        (0..rows * n)
+            .map(|k| {
+                let h = (k as u32).wrapping_mul(2_654_435_761).wrapping_add(seed.wrapping_mul(40_503)) >> 24;
+                match h {
+                    0..=5 => 1.0,
+                    6 => 0.5,
+                    _ => 0.0,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn untransposed_product_and_direct_gradient_give_the_same_bits() {
+        let (rows, n_in, n_out) = (5, 37, 23);
+        let w: Vec<f32> = (0..n_out * n_in).map(|k| ((k * 7919) % 1000) as f32 * 1e-3 - 0.31).collect();
+        let x = spikes_at(rows, n_in, 3);
+        let mut s = SpikeRows::default();
+        s.build(&x, n_in);
+        assert!(s.len() > 0);
+        // The product: as on the transposed weight.
+        let (mut wt, mut finite) = (Vec::new(), Vec::new());
+        crate::kernels::transpose(&w, n_in, n_out, &mut wt, &mut finite);
+        let mut want = vec![0.0; rows * n_out];
+        matmul(&s, &wt, &finite, n_in, n_out, &mut want);
+        let mut got = vec![7.0; rows * n_out];
+        assert!(matmul_untransposed(&s, &w, n_in, n_out, &mut got));
+        assert_eq!(
+            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        // A non-finite weight: the transposed path's job.
+        let mut bad = w.clone();
+        bad[3] = f32::INFINITY;
+        assert!(!matmul_untransposed(&s, &bad, n_in, n_out, &mut got));
+        // The weight gradient, with a non-finite gradient row too.
+        for poison in [false, true] {
+            let mut g: Vec<f32> = (0..rows * n_out).map(|k| ((k * 104_729) % 997) as f32 * 1e-3 - 0.5).collect();
+            if poison {
+                g[2 * n_out + 4] = f32::NAN;
+            }
+            let mut want = vec![0.0; n_out * n_in];
+            matmul_grad_weight(&g, &s, n_in, n_out, &mut GradScratch::default(), &mut want);
+            let mut got = vec![7.0; n_out * n_in];
+            matmul_grad_weight_direct(&g, &s, n_in, n_out, &mut got);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "poisoned row: {poison}");
+        }
+        assert!(grad_weight_direct_pays(&s, 8 * s.len()) && !grad_weight_direct_pays(&s, 8 * s.len() - 1));
     }
 }

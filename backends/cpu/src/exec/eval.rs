@@ -66,31 +66,43 @@ impl Executable {
             Op::MatMul { input, weight, kind } => {
                 let wd = &b.dims[weight.index()];
                 let (n_out, n_in) = (wd[0], wd[1]);
-                let (mut wt, mut finite) = std::mem::take(&mut b.transposed[i]);
-                let w = self.val(b, weight, step);
-                if kind == MatMulKind::Dense && n_in > EXACT_MAX_IN {
-                    kernels::matmul_dense(self.val(b, input, step), w, n_in, n_out, &mut out);
-                } else {
-                    // The event-driven product, and short dense sums: the
-                    // interpreter's loop over the transposed weight (the
-                    // same bits). The transposed weight is made once per
-                    // run when the weight is defined outside this step loop
-                    // (or is a parameter), else at every step.
-                    let outside = self.region_of[weight.index()] != self.region_of[i]
-                        || matches!(module.nodes[weight].op, Op::Param(_) | Op::Input(_) | Op::Const { .. });
-                    if t.is_none() || b.first_iteration || !outside {
-                        kernels::transpose(w, n_in, n_out, &mut wt, &mut finite);
-                    }
-                    if kind == MatMulKind::Dense {
-                        let x = self.val(b, input, step);
-                        event::matmul_dense_rows(x, &wt, &finite, n_in, n_out, &mut out);
-                    } else {
-                        let (key, spikes) = self.spike_rows(b, i, input, t, n_in);
-                        event::matmul(&spikes, &wt, &finite, n_in, n_out, &mut out);
-                        b.spikes.insert(key, (true, spikes));
-                    }
+                // The transposed weight is made once per run when the
+                // weight is defined outside this step loop (or is a
+                // parameter), else at every step.
+                let outside = self.region_of[weight.index()] != self.region_of[i]
+                    || matches!(module.nodes[weight].op, Op::Param(_) | Op::Input(_) | Op::Const { .. });
+                // A weight that changes at every step (a plastic one) meets
+                // the spikes as it is, without the transpose.
+                let mut direct = false;
+                if t.is_some() && !outside && kind == MatMulKind::EventDriven {
+                    let (key, spikes) = self.spike_rows(b, i, input, t, n_in);
+                    let w = self.val(b, weight, step);
+                    direct = event::matmul_untransposed(&spikes, w, n_in, n_out, &mut out);
+                    b.spikes.insert(key, (true, spikes));
                 }
-                b.transposed[i] = (wt, finite);
+                if !direct {
+                    let (mut wt, mut finite) = std::mem::take(&mut b.transposed[i]);
+                    let w = self.val(b, weight, step);
+                    if kind == MatMulKind::Dense && n_in > EXACT_MAX_IN {
+                        kernels::matmul_dense(self.val(b, input, step), w, n_in, n_out, &mut out);
+                    } else {
+                        // The event-driven product, and short dense sums:
+                        // the interpreter's loop over the transposed weight
+                        // (the same bits).
+                        if t.is_none() || b.first_iteration || !outside {
+                            kernels::transpose(w, n_in, n_out, &mut wt, &mut finite);
+                        }
+                        if kind == MatMulKind::Dense {
+                            let x = self.val(b, input, step);
+                            event::matmul_dense_rows(x, &wt, &finite, n_in, n_out, &mut out);
+                        } else {
+                            let (key, spikes) = self.spike_rows(b, i, input, t, n_in);
+                            event::matmul(&spikes, &wt, &finite, n_in, n_out, &mut out);
+                            b.spikes.insert(key, (true, spikes));
+                        }
+                    }
+                    b.transposed[i] = (wt, finite);
+                }
             }
             Op::Conv2d { input, weight, bias, stride, padding, dilation, groups, kind } => {
                 let (xd, wd) = (&b.dims[input.index()], &b.dims[weight.index()]);
@@ -147,7 +159,11 @@ impl Executable {
                         let mut scratch = std::mem::take(&mut b.grad_scratch[i]);
                         let (key, spikes) = self.spike_rows(b, i, input, t, n_in);
                         let g = self.val(b, grad, step);
-                        event::matmul_grad_weight(g, &spikes, n_in, n_out, &mut scratch, &mut out);
+                        if event::grad_weight_direct_pays(&spikes, n_in) {
+                            event::matmul_grad_weight_direct(g, &spikes, n_in, n_out, &mut out);
+                        } else {
+                            event::matmul_grad_weight(g, &spikes, n_in, n_out, &mut scratch, &mut out);
+                        }
                         b.spikes.insert(key, (true, spikes));
                         b.grad_scratch[i] = scratch;
                     }

@@ -95,3 +95,15 @@ pub const DATA_SETS: &[(&str, &str, &[&str])] = &[
 pub fn data_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/data"))
 }
+
+/// The real NIR files of the repository (`tests/nir/*.nir`), sorted.
+pub fn nir_files() -> Vec<std::path::PathBuf> {
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/nir"));
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "nir")).collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}

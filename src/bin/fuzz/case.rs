@@ -220,6 +220,23 @@ fn json_case(rng: &mut Rng, case: &mut Case<'_>, bases: &[&Base]) -> std::io::Re
 /// mutated, run by `run --input`, `run --weights` or `train --data`.
 fn binary_case(rng: &mut Rng, case: &mut Case<'_>, bases: &[&Base]) -> std::io::Result<()> {
     let target = *rng.pick(&["cpu", "interp"]);
+    if rng.chance(0.2) {
+        let files = binary::nir_files();
+        if !files.is_empty() {
+            let file = rng.pick(&files);
+            let mut bytes = std::fs::read(file)?;
+            let ops = binary::mutate_any(rng, &mut bytes);
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            case.notes = format!("binary mutant of {name} by {}", ops.join(", "));
+            std::fs::write(case.dir.join("model.nir"), &bytes)?;
+            let cx = Context { files: vec!["model.nir".into()], ..Default::default() };
+            let (class, _) = case.exec(&["check", "model.nir"], &cx);
+            if class == Class::Ok {
+                case.exec(&["run", "model.nir", "--nir-steps", "4", "--target", target], &cx);
+            }
+            return Ok(());
+        }
+    }
     if rng.chance(0.25) {
         let (net, data, extra) = *rng.pick(binary::DATA_SETS);
         let dir = binary::data_dir();

@@ -62,6 +62,35 @@ pub const FIELDS: &[&str] = &[
     "version",
 ];
 
+/// The keys of a NIR file's nodes and graph (NIR's own names).
+const NIR_FIELDS: &[&str] = &[
+    "type",
+    "edges",
+    "nodes",
+    "weight",
+    "bias",
+    "tau",
+    "tau_mem",
+    "tau_syn",
+    "r",
+    "v_leak",
+    "v_threshold",
+    "v_reset",
+    "w_in",
+    "shape",
+    "input_type",
+    "output_type",
+    "stride",
+    "padding",
+    "dilation",
+    "groups",
+    "kernel_size",
+    "start_dim",
+    "end_dim",
+    "delay",
+    "metadata",
+];
+
 /// Words that make a message about a whole file: reading, writing or
 /// decoding it, its name, or what its top level must be (for the binary
 /// formats, which have no lines: its format, its header, its dtype or a zip
@@ -74,6 +103,11 @@ const WHOLE_FILE: &[&str] = &[
     "header",
     "dtype",
     "member",
+    "compressed data",
+    "malformed hdf5",
+    "not a nir file",
+    "the graph",
+    "node",
     "cannot read",
     "cannot write",
     "cannot create",
@@ -134,10 +168,10 @@ pub fn locate(msg: &str, cx: &Context) -> Option<&'static str> {
         return Some("flag");
     }
     let quoted = quoted_words(msg);
-    if quoted.iter().any(|q| cx.layers.iter().any(|l| l == q)) || msg.contains("layers[") {
+    if quoted.iter().any(|q| cx.layers.iter().any(|l| l == q)) || msg.contains("layers[") || msg.contains("encoder (") {
         return Some("layer");
     }
-    if quoted.iter().any(|q| FIELDS.contains(&q.as_str()))
+    if quoted.iter().any(|q| FIELDS.contains(&q.as_str()) || NIR_FIELDS.contains(&q.as_str()))
         || FIELDS.iter().any(|f| has_word_then(msg, f, ':') || has_word_then(msg, f, '['))
         || msg.contains("field `")
     {
@@ -223,7 +257,7 @@ mod tests {
 
     fn cx() -> Context {
         Context {
-            files: vec!["net.ron".into(), "w.json".into()],
+            files: vec!["net.ron".into(), "w.json".into(), "model.nir".into(), "in.npz".into()],
             layers: vec!["conv".into(), "fc".into()],
             args: vec!["run".into(), "missing.json".into(), "--batch".into(), "abc".into(), "frob".into()],
             tensors: vec!["x".into(), "extra7".into()],
@@ -246,7 +280,10 @@ mod tests {
             ("w.json: error: invalid data at byte 1234", "byte"),
             ("error: w.json:3: 2 values, but the header has 3 columns", "line"),
             ("error: w.json: no `batch` column; the header is `a,b`", "line"),
-            ("net.ron: error: encoder (SpikeLatency): p.v_th: must be a finite number, found inf", "field"),
+            ("net.ron: error: encoder (SpikeLatency): p.v_th: must be a finite number, found inf", "layer"),
+            ("error: model.nir: malformed HDF5: HDF5 format error: invalid local heap signature", "file"),
+            ("error: model.nir: `type`: missing: every NIR node has a string `type`", "field"),
+            ("error: in.npz (array 'z'): bad compressed data: Invalid checksum", "file"),
             ("error: missing.json: the folder out does not exist; create it first", "file"),
             ("error: w.json: weights file: weight `extra7`: not a tensor", "tensor"),
             ("error: w.json: expected a tensor {...} or an object of named tensors", "file"),

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::neurons::{neuron_layer, pv};
+use super::neurons::{neuron, neuron_layer, pv};
 use super::{Array, MetaValue, NirError, NirFile, NirGraph, NirNode, NodeKind};
 use crate::neuron::{InitValue, NeuronModel, OrderedMap};
 use crate::schema::{ExampleInput, Layer, Merge, Network, Pair, ParamValue, Readout};
@@ -272,38 +272,8 @@ fn build(
     }
     let inputs: Vec<usize> = (0..nodes.len()).filter(|&i| nodes[i].node.kind == NodeKind::Input).collect();
     let outputs: Vec<usize> = (0..nodes.len()).filter(|&i| nodes[i].node.kind == NodeKind::Output).collect();
-    let input = match inputs.as_slice() {
-        [one] => *one,
-        [] => return Err(NirError::new("", None, "the graph has no Input node")),
-        _ => {
-            let names: Vec<&str> = inputs.iter().map(|&i| nodes[i].path.as_str()).collect();
-            return Err(NirError::new(
-                "",
-                None,
-                format!(
-                    "the graph has {} Input nodes ({}); snnc networks have one input",
-                    names.len(),
-                    names.join(", ")
-                ),
-            ));
-        }
-    };
-    let output = match outputs.as_slice() {
-        [one] => *one,
-        [] => return Err(NirError::new("", None, "the graph has no Output node")),
-        _ => {
-            let names: Vec<&str> = outputs.iter().map(|&i| nodes[i].path.as_str()).collect();
-            return Err(NirError::new(
-                "",
-                None,
-                format!(
-                    "the graph has {} Output nodes ({}); snnc networks have one output",
-                    names.len(),
-                    names.join(", ")
-                ),
-            ));
-        }
-    };
+    let input = the_one(&nodes, &inputs, "Input", "input")?;
+    let output = the_one(&nodes, &outputs, "Output", "output")?;
     // Depth-first from the input: back edges are recurrent.
     let mut state = vec![0u8; nodes.len()]; // 0 new, 1 on the path, 2 done
     let mut recurrent: BTreeSet<(usize, usize)> = BTreeSet::new();
@@ -749,12 +719,12 @@ fn node_layer(
                     recurrent_inputs: Vec::new(),
                     merge: Merge::Add,
                 }),
-                p => bare(neuron_of(name, expression(vec![("s", p)], "s * x"))),
+                p => bare(neuron(name, expression(vec![("s", p)], "s * x"))),
             }
         }
         NodeKind::Threshold => {
             let t = pv(&node.params["threshold"]);
-            bare(neuron_of(name, expression(vec![("theta", t)], "spike(x - theta)")))
+            bare(neuron(name, expression(vec![("theta", t)], "spike(x - theta)")))
         }
         NodeKind::Delay => {
             let d = &node.params["delay"];
@@ -808,7 +778,7 @@ fn node_layer(
                 output: Some("y".into()),
                 trainable: Vec::new(),
             };
-            bare(neuron_of(name, model))
+            bare(neuron(name, model))
         }
         NodeKind::Conv1d => Err(NirError::new(
             path,
@@ -820,14 +790,23 @@ fn node_layer(
     }
 }
 
-fn neuron_of(name: &str, model: NeuronModel) -> Layer {
-    Layer::Neuron {
-        name: Some(name.to_string()),
-        model,
-        hidden: None,
-        autapses: false,
-        inputs: None,
-        recurrent_inputs: Vec::new(),
-        merge: Merge::Add,
+/// The one node of `found` (the graph's `kind` nodes), or an error
+/// naming them: snnc networks have one `what`.
+fn the_one(nodes: &[Flat], found: &[usize], kind: &str, what: &str) -> Result<usize, NirError> {
+    match found {
+        [one] => Ok(*one),
+        [] => Err(NirError::new("", None, format!("the graph has no {kind} node"))),
+        _ => {
+            let names: Vec<&str> = found.iter().map(|&i| nodes[i].path.as_str()).collect();
+            Err(NirError::new(
+                "",
+                None,
+                format!(
+                    "the graph has {} {kind} nodes ({}); snnc networks have one {what}",
+                    names.len(),
+                    names.join(", ")
+                ),
+            ))
+        }
     }
 }

@@ -37,7 +37,8 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-fn neuron(name: &str, model: NeuronModel) -> Layer {
+/// A feed-forward `Neuron` layer of `model`, named `name`.
+pub(super) fn neuron(name: &str, model: NeuronModel) -> Layer {
     Layer::Neuron {
         name: Some(name.to_string()),
         model,

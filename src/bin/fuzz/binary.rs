@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::Value;
-use snnc_runtime::{Tensor, Weights};
+use snnc_runtime::Tensor;
 
 use crate::mutate::{mutate_bytes, replace_number};
 use crate::rng::Rng;
@@ -76,12 +76,6 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// The safetensors form of seed weights.
-pub fn safetensors(weights: &BTreeMap<String, Tensor>) -> Option<Vec<u8>> {
-    let w: Weights = weights.clone();
-    snnc_runtime::write_weights_safetensors(&w).ok()
-}
-
 /// The data-set fixtures `snnc train --data` reads, with the network and
 /// flags each needs: `(network, data file, extra flags)`.
 pub const DATA_SETS: &[(&str, &str, &[&str])] = &[
@@ -96,14 +90,20 @@ pub fn data_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/data"))
 }
 
-/// The real NIR files of the repository (`tests/nir/*.nir`), sorted.
-pub fn nir_files() -> Vec<std::path::PathBuf> {
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/nir"));
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "nir")).collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
+/// The real NIR files of the repository (`tests/nir/*.nir`), sorted; the
+/// folder is read once.
+pub fn nir_files() -> &'static [std::path::PathBuf] {
+    static FILES: std::sync::OnceLock<Vec<std::path::PathBuf>> = std::sync::OnceLock::new();
+    FILES.get_or_init(|| {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/nir"));
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|e| e == "nir"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files
+    })
 }

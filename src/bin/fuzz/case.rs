@@ -223,7 +223,7 @@ fn binary_case(rng: &mut Rng, case: &mut Case<'_>, bases: &[&Base]) -> std::io::
     if rng.chance(0.2) {
         let files = binary::nir_files();
         if !files.is_empty() {
-            let file = rng.pick(&files);
+            let file = rng.pick(files);
             let mut bytes = std::fs::read(file)?;
             let ops = binary::mutate_any(rng, &mut bytes);
             let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -285,7 +285,7 @@ fn binary_case(rng: &mut Rng, case: &mut Case<'_>, bases: &[&Base]) -> std::io::
             case.exec(&["run", "net.ron", "--input", "in.npz", "--target", target], &cx("in.npz"));
         }
         (_, _, Some(weights)) => {
-            let Some(mut bytes) = binary::safetensors(&weights) else { return Ok(()) };
+            let Ok(mut bytes) = snnc_runtime::write_weights_safetensors(&weights) else { return Ok(()) };
             let ops = binary::mutate_any(rng, &mut bytes);
             case.notes = format!("binary mutant of w.safetensors for {} by {}", base.name, ops.join(", "));
             std::fs::write(case.dir.join("w.safetensors"), &bytes)?;

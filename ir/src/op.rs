@@ -6,6 +6,7 @@
 
 use crate::arena::Handle;
 use crate::module::{Input, Node, Param, StateVar};
+use crate::stdp::StdpRule;
 use crate::types::{Dtype, Shape};
 
 /// Elementwise functions of one argument.
@@ -380,6 +381,29 @@ pub enum Op {
     /// to the maximum.
     MaxAll(Handle<Node>),
 
+    /// One step of Norse's STDP weight update of a linear synapse
+    /// (`stdp_step_linear` after its traces): `weight` is the fixed float
+    /// `[out, in]` weight (the plastic weight's state read), `z_post` and
+    /// `t_post` are `[..., out]`, `t_pre` and `z_pre` `[..., in]`, all with
+    /// the same leading dims (the batch) and not `seq`; the spikes may be
+    /// spikes or floats, the traces are floats of the weight's type. Value:
+    /// entry `(o, i)` is `rule.update(w, plus, minus)` (`stdp.rs`) with
+    /// `plus = Σ_r z_post[r, o] t_pre[r, i]` and `minus = Σ_r t_post[r, o]
+    /// z_pre[r, i]`, each summed over the leading elements in order from
+    /// `+0` (exactly `matmul_grad_weight`'s sums). Type: `weight`'s.
+    /// Backends may skip the entries whose row had no postsynaptic and
+    /// whose column no presynaptic spike (an event-driven update), as long
+    /// as the bits are the same. No gradient: a plastic weight is trained
+    /// by its rule.
+    StdpUpdate {
+        weight: Handle<Node>,
+        z_post: Handle<Node>,
+        t_pre: Handle<Node>,
+        t_post: Handle<Node>,
+        z_pre: Handle<Node>,
+        rule: StdpRule,
+    },
+
     // ---- Ops made by the autodiff pass (the backward of the ops above) ----
     /// Swaps the two dims of a fixed `[m, n]` matrix (no batch, no time).
     /// Type: `[n, m]`, same dtype. Used for `grad @ W` (`matmul(grad,
@@ -492,6 +516,7 @@ impl Op {
             Op::Conv2dGradInput { grad, weight, .. } => vec![grad, weight],
             Op::ReduceTimeGrad { arg, grad, .. } => vec![arg, grad],
             Op::LogSoftmaxGrad { out, grad } => vec![out, grad],
+            Op::StdpUpdate { weight, z_post, t_pre, t_post, z_pre, .. } => vec![weight, z_post, t_pre, t_post, z_pre],
         }
     }
 
@@ -559,6 +584,11 @@ impl Op {
                 *out = f(*out);
                 *grad = f(*grad);
             }
+            Op::StdpUpdate { weight, z_post, t_pre, t_post, z_pre, .. } => {
+                for h in [weight, z_post, t_pre, t_post, z_pre] {
+                    *h = f(*h);
+                }
+            }
         }
     }
 
@@ -604,6 +634,7 @@ impl Op {
             Op::ChannelBroadcast { mean: false, .. } => "channel_broadcast",
             Op::ChannelBroadcast { mean: true, .. } => "channel_broadcast_mean",
             Op::MaxAll(_) => "max_all",
+            Op::StdpUpdate { .. } => "stdp_update",
             Op::Fused(_) => "fused",
             Op::Extract { .. } => "extract",
             Op::Transpose(_) => "transpose",

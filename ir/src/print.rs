@@ -221,6 +221,18 @@ fn write_operands(line: &mut String, m: &Module, op: &Op) -> fmt::Result {
                 parts.push(format!("padding={padding:?}"));
             }
         }
+        Op::StdpUpdate { rule, .. } => {
+            parts.extend(ops);
+            parts.push(rule.kind.name().to_string());
+            parts.push(format!("eta=({}, {})", num(rule.eta_plus), num(rule.eta_minus)));
+            parts.push(format!("bounds=({}, {})", num(rule.w_min), num(rule.w_max)));
+            if rule.kind == crate::stdp::StdpKind::MultiplicativePow {
+                parts.push(format!("mu={}", num(rule.mu)));
+            }
+            if rule.hardbound {
+                parts.push("hardbound".to_string());
+            }
+        }
         Op::Fused(kernel) => {
             // `fused lif1(%3, %5)`: the kernel's name, then its inputs.
             write!(line, " {}({})", kernel.name, ops.join(", "))?;

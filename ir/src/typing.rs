@@ -291,6 +291,43 @@ pub fn result_type(module: &Module, op: &Op) -> Result<Type, String> {
             }
             Ok(Type::new(g.dtype, Shape(vec![o, i])))
         }
+        Op::StdpUpdate { weight, z_post, t_pre, t_post, z_pre, ref rule } => {
+            let w = ty(weight);
+            if !w.dtype.is_float() || w.seq || w.shape.rank() != 2 || w.shape.has_batch() {
+                return Err(format!("`stdp_update` needs a fixed float [out, in] weight, got {w}"));
+            }
+            let (o, i) = (w.shape.0[0], w.shape.0[1]);
+            let lead = &ty(z_post).shape;
+            let r = lead.rank();
+            for (what, h, last) in
+                [("z_post", z_post, o), ("t_pre", t_pre, i), ("t_post", t_post, o), ("z_pre", z_pre, i)]
+            {
+                let x = ty(h);
+                let float_ok = if what.starts_with('z') {
+                    x.dtype == Dtype::Spike || x.dtype == w.dtype
+                } else {
+                    x.dtype == w.dtype
+                };
+                if !float_ok {
+                    return Err(format!("`stdp_update`'s {what} must be {} (a trace) or spikes, got {x}", w.dtype));
+                }
+                if x.seq
+                    || r == 0
+                    || x.shape.rank() != r
+                    || x.shape.0[..r - 1] != lead.0[..r - 1]
+                    || x.shape.0[r - 1] != last
+                {
+                    return Err(format!(
+                        "`stdp_update`'s {what} must be [..., {last}] with the leading dims of z_post {lead}, not seq; got {x}"
+                    ));
+                }
+            }
+            let finite = [rule.eta_plus, rule.eta_minus, rule.w_min, rule.w_max, rule.mu].iter().all(|v| v.is_finite());
+            if !finite {
+                return Err("`stdp_update`'s constants must be finite".to_string());
+            }
+            Ok(w.clone())
+        }
         Op::SumTo { arg, ref shape } => {
             let x = ty(arg);
             let full = x.full_dims(module.steps);

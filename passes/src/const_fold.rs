@@ -191,7 +191,8 @@ fn fold<F: Real>(module: &Module, op: &Op) -> Option<f64> {
         | Op::Conv2dGradBias { .. }
         | Op::Pool2dGrad { .. }
         | Op::ReduceTimeGrad { .. }
-        | Op::LogSoftmaxGrad { .. } => return None,
+        | Op::LogSoftmaxGrad { .. }
+        | Op::StdpUpdate { .. } => return None,
     };
     Some(v.to_f64())
 }

@@ -39,7 +39,7 @@ use crate::jit::{ChunkOut, InputLayout, JitError, JitKernel, KernelCompiler};
 use crate::kernels::{self, ConvShape, PoolShape};
 use crate::steploop::{self, LoopInput, StepLoop};
 use crate::{CpuError, RunOptions, RunResult, check};
-use crate::{event, event_conv};
+use crate::{event, event_conv, stdp};
 
 mod eval;
 mod rowloop;
@@ -189,6 +189,10 @@ pub struct Executable {
     /// The parameters of the last [`Executable::load_weights`], in the
     /// module's order, for [`Executable::run_f32`].
     loaded: Mutex<Option<Vec<Vec<f32>>>>,
+    /// Per state: updated in place by an `stdp_update` (see
+    /// [`in_place_updates`]): its `state_write` copies nothing and it is
+    /// not swapped at the end of a step.
+    in_place: Vec<bool>,
 }
 
 /// A borrowed f32 host value: its full shape (time first for a sequence
@@ -244,6 +248,8 @@ pub fn compile_with(module: &Module, info: &ModuleInfo, opts: &CompileOptions) -
         )));
     }
     let mut jit = None;
+    let in_place_nodes = in_place_updates(module, info);
+    let mut in_place = vec![false; module.states.len()];
     let mut views: Vec<View> = Vec::with_capacity(module.nodes.len());
     let mut kernels = Vec::with_capacity(module.nodes.len());
     for (h, node) in module.nodes.iter() {
@@ -265,6 +271,10 @@ pub fn compile_with(module: &Module, info: &ModuleInfo, opts: &CompileOptions) -
             Op::Collect(x) => whole(Src::Hist(x.index())),
             Op::Fused(_) => whole(Src::KernelOut(i, 0)),
             Op::Extract { kernel, index } => whole(Src::KernelOut(kernel.index(), index as usize)),
+            Op::StdpUpdate { .. } if let Some(&s) = in_place_nodes.get(&i) => {
+                in_place[s] = true;
+                whole(Src::State(s))
+            }
             _ => whole(Src::Own(i)),
         };
         views.push(view);
@@ -349,7 +359,48 @@ pub fn compile_with(module: &Module, info: &ModuleInfo, opts: &CompileOptions) -
         loop_lists,
         buffers: Mutex::new(None),
         loaded: Mutex::new(None),
+        in_place,
     })
+}
+
+/// The `stdp_update` nodes that may update their weight state in place,
+/// by node index, with the state's index: the weight operand is a read of
+/// a state whose write is the update itself, in the same step loop, and
+/// every other reader of that state runs before the update (so the state
+/// buffer can hold the new value from the update on, which is what every
+/// later reader wants).
+fn in_place_updates(module: &Module, info: &ModuleInfo) -> BTreeMap<usize, usize> {
+    let mut found = BTreeMap::new();
+    for (region_index, region) in module.body.iter().enumerate() {
+        if !region.is_step() {
+            continue;
+        }
+        let position: BTreeMap<usize, usize> = region.nodes.iter().enumerate().map(|(k, h)| (h.index(), k)).collect();
+        for &u in &region.nodes {
+            let Op::StdpUpdate { weight, .. } = module.nodes[u].op else { continue };
+            let Op::StateRead(state) = module.nodes[weight].op else { continue };
+            let written_by_u = region
+                .nodes
+                .iter()
+                .any(|&h| matches!(module.nodes[h].op, Op::StateWrite { state: s, value } if s == state && value == u));
+            if !written_by_u || info.state_region.get(state.index()) != Some(&region_index) {
+                continue;
+            }
+            let at = position[&u.index()];
+            let reads_before = module.nodes.iter().all(|(h, node)| {
+                !matches!(node.op, Op::StateRead(s) if s == state)
+                    || module.nodes.iter().all(|(user, un)| {
+                        user == u
+                            || !un.op.operands().contains(&h)
+                            || position.get(&user.index()).is_some_and(|&k| k < at)
+                    })
+            });
+            if reads_before {
+                found.insert(u.index(), state.index());
+            }
+        }
+    }
+    found
 }
 
 /// How a whole-loop kernel makes the spike lists of its [`ListOutput`]s.
@@ -496,6 +547,8 @@ struct Buffers {
     transposed: Vec<(Vec<f32>, Vec<bool>)>,
     /// Per event-driven weight gradient: its scratch buffers.
     grad_scratch: Vec<event::GradScratch>,
+    /// Per `stdp_update`: what it keeps between steps.
+    stdp: Vec<stdp::StdpScratch>,
     /// The spike lists of the inputs of event-driven kernels: per node, or
     /// (`SpikeKey::Value`) shared by every kernel of a run that reads the
     /// same sequence-region value (see [`Executable::spike_rows`]).
@@ -669,7 +722,8 @@ impl Executable {
         let t1 = std::time::Instant::now();
         let res = finish(bufs);
         if let (Some(prof), Some(regions)) = (&mut bufs.profile, &mut bufs.region_profile) {
-            self.print_profile(prof, regions, &bufs.region_how, prepare, total, t1.elapsed().as_secs_f64());
+            let elapsed = t1.elapsed().as_secs_f64();
+            self.print_profile(prof, regions, &bufs.region_how, &bufs.stdp, prepare, total, elapsed);
             prof.fill(0.0);
             regions.fill(0.0);
         }
@@ -677,7 +731,17 @@ impl Executable {
     }
 
     /// Prints the nodes that took the most time (`SNNC_PROFILE=1`).
-    fn print_profile(&self, prof: &[f64], regions: &[f64], how: &[&str], prepare: f64, total: f64, results: f64) {
+    #[allow(clippy::too_many_arguments)]
+    fn print_profile(
+        &self,
+        prof: &[f64],
+        regions: &[f64],
+        how: &[&str],
+        stdp: &[stdp::StdpScratch],
+        prepare: f64,
+        total: f64,
+        results: f64,
+    ) {
         let mut rows: Vec<(usize, f64)> = prof.iter().copied().enumerate().filter(|&(_, t)| t > 0.0).collect();
         rows.sort_by(|a, b| b.1.total_cmp(&a.1));
         eprintln!(
@@ -705,6 +769,16 @@ impl Executable {
             .map(|(r, t)| format!("region {r} ({}) {:.3} ms", how[r], t * 1e3))
             .collect();
         eprintln!("  step loops: {}", loops.join(", "));
+        for (h, node) in self.module.nodes.iter() {
+            let s = &stdp[h.index()];
+            if matches!(node.op, Op::StdpUpdate { .. }) && s.total > 0 {
+                eprintln!(
+                    "  stdp_update %{}: {:.2}% of the weight entries' updates skipped (event-driven)",
+                    h.index(),
+                    100.0 * (1.0 - s.touched as f64 / s.total as f64)
+                );
+            }
+        }
     }
 
     /// Sizes every buffer for `batch`.
@@ -776,6 +850,7 @@ impl Executable {
             .collect::<Result<_, _>>()?;
         b.transposed = vec![(Vec::new(), Vec::new()); n_nodes];
         b.grad_scratch = (0..n_nodes).map(|_| event::GradScratch::default()).collect();
+        b.stdp = (0..n_nodes).map(|_| stdp::StdpScratch::default()).collect();
         b.profile = std::env::var_os("SNNC_PROFILE").map(|_| vec![0.0; n_nodes]);
         b.region_profile = b.profile.as_ref().map(|_| vec![0.0; module.body.len()]);
         b.region_how = vec!["node by node"; module.body.len()];
@@ -842,7 +917,9 @@ impl Executable {
                 RegionKind::Step => {
                     let mut written = Vec::new();
                     for &h in &region.nodes {
-                        if let Op::StateWrite { state, .. } = module.nodes[h].op {
+                        if let Op::StateWrite { state, .. } = module.nodes[h].op
+                            && !self.in_place[state.index()]
+                        {
                             written.push(state.index());
                         }
                     }

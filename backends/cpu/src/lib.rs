@@ -63,6 +63,7 @@ mod kernels;
 #[cfg(test)]
 mod microbench;
 mod pool;
+mod stdp;
 mod steploop;
 
 use std::collections::BTreeMap;

@@ -63,6 +63,7 @@ mod ops;
 mod plan;
 mod ptx;
 mod runtime;
+mod stdp;
 
 use snnc_ir::{Module, ModuleInfo};
 

@@ -14,6 +14,7 @@
 //! | `max_all` | one thread folds every element in order from `-inf` with the interpreter's NaN-propagating `max` |
 //! | `reduce_time_*_grad` | one thread per element: a loop over time (`max`: the first maximal step, NaN first) |
 //! | `log_softmax_grad` | one thread per row: `grad - exp(out) * sum(grad)` |
+//! | `stdp_update` | one thread per weight: both sums over rows in order, then the rule (`stdp.rs`) |
 //!
 //! Convolutions and pooling, forward and backward, are in `conv.rs`.
 //!
@@ -301,6 +302,15 @@ pub(crate) fn write(plan: &Plan<'_>, h: Handle<Node>, mode: Mode, prefix: &str) 
             vec![reduce_time_grad(plan, h, mode, name(node.op.mnemonic()), op, arg, grad)?]
         }
         Op::LogSoftmaxGrad { out, grad } => vec![log_softmax_grad(plan, h, mode, name("log_softmax_grad"), out, grad)?],
+        Op::StdpUpdate { weight, z_post, t_pre, t_post, z_pre, ref rule } => {
+            let wd = dims(weight);
+            let o = fixed(wd[0], &ctx("stdp_update"))?;
+            let i = fixed(wd[1], &ctx("stdp_update"))?;
+            let zd = dims(z_post);
+            let rows = count_dims(&zd[..zd.len() - 1]);
+            let x = crate::stdp::StdpNodes { weight, z_post, t_pre, t_post, z_pre };
+            vec![crate::stdp::stdp_update(plan, h, mode, name("stdp_update"), &x, rule, rows, o, i)?]
+        }
         ref op => return Err(CudaError::Invalid(format!("`{}` is not a heavy op", op.mnemonic()))),
     })
 }

@@ -345,6 +345,15 @@ impl<F: Real> Evaluator<'_, F> {
                 let xd = self.dims(x);
                 kernels::transpose(self.val(x), xd[0], xd[1], &mut out);
             }
+            Op::StdpUpdate { weight, z_post, t_pre, t_post, z_pre, ref rule } => {
+                let (n_out, n_in) = (dims[0], dims[1]);
+                let rows = self.val(z_post).len().checked_div(n_out).unwrap_or(0);
+                let (mut plus, mut minus) = (Vec::new(), Vec::new());
+                kernels::matmul_grad_weight(self.val(z_post), self.val(t_pre), rows, n_in, n_out, &mut plus);
+                kernels::matmul_grad_weight(self.val(t_post), self.val(z_pre), rows, n_in, n_out, &mut minus);
+                let w = self.val(weight);
+                out.extend((0..n_out * n_in).map(|k| F::stdp_update(rule, w[k], plus[k], minus[k])));
+            }
             Op::MatMulGradWeight { grad, input, .. } => {
                 let (n_out, n_in) = (dims[0], dims[1]);
                 let rows = self.val(grad).len().checked_div(n_out).unwrap_or(0);

@@ -11,9 +11,14 @@ pub(crate) trait Real: num_traits::Float + std::fmt::Debug + Default + 'static {
     fn from_f64(x: f64) -> Self;
     /// Converts exactly.
     fn to_f64(self) -> f64;
+    /// One entry of an STDP weight update in this type (`snnc_ir::stdp`).
+    fn stdp_update(rule: &snnc_ir::StdpRule, w: Self, plus: Self, minus: Self) -> Self;
 }
 
 impl Real for f32 {
+    fn stdp_update(rule: &snnc_ir::StdpRule, w: f32, plus: f32, minus: f32) -> f32 {
+        rule.update(w, plus, minus)
+    }
     const ELEM: ElemType = ElemType::F32;
     fn from_f64(x: f64) -> Self {
         x as f32
@@ -24,6 +29,9 @@ impl Real for f32 {
 }
 
 impl Real for f64 {
+    fn stdp_update(rule: &snnc_ir::StdpRule, w: f64, plus: f64, minus: f64) -> f64 {
+        rule.update(w, plus, minus)
+    }
     const ELEM: ElemType = ElemType::F64;
     fn from_f64(x: f64) -> Self {
         x

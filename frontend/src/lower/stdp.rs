@@ -7,11 +7,13 @@
 //!
 //! Python's arithmetic as in Norse: `dt * tau_*_inv` is folded in f64 and
 //! rounded once; the other parameters are constants of the module's float
-//! type. The outer products summed over the batch are `matmul_grad_weight`
-//! (`Σ_b grad[b, o] * input[b, i]`) for a Linear and `conv2d_grad_weight`
-//! (`Σ_b Σ_l grad[b, o, l] * unfold(input)[b, (c, kh, kw), l]`, Norse's
-//! unfold-based sum) for a convolution, event-driven where `sparsify` finds
-//! spikes worth it.
+//! type. A Linear's weight update is one `stdp_update` op (the rule in
+//! `snnc_ir::stdp`; the CPU runs it in place and event-driven). A
+//! convolution's is written in primitives: the outer products summed over
+//! the batch are `conv2d_grad_weight` (`Σ_b Σ_l grad[b, o, l] *
+//! unfold(input)[b, (c, kh, kw), l]`, Norse's unfold-based sum),
+//! event-driven where `sparsify` finds spikes worth it, then the same rule
+//! elementwise.
 
 use snnc_ir::{BinaryOp, BuildError, Builder, CompareOp, Dtype, Handle, Node, Op, StateInit, StateVar, UnaryOp};
 
@@ -86,7 +88,37 @@ pub fn stdp_step(
     let (t_pre_new, t_pre_write) = decay(b, t_pre, z_pre, p.tau_pre_inv, p.a_pre)?;
     let (t_post_new, t_post_write) = decay(b, t_post, z_post, p.tau_post_inv, p.a_post)?;
 
-    // Σ_b z_post[b, i] t_pre'[b, j] and Σ_b t_post'[b, i] z_pre[b, j].
+    if connection == Connection::Linear {
+        // One op (`snnc_ir::stdp`): the same arithmetic as the primitives
+        // below, which backends may run event-driven.
+        let kind = match p.rule {
+            StdpRule::Additive => snnc_ir::StdpKind::Additive,
+            StdpRule::AdditiveStep => snnc_ir::StdpKind::AdditiveStep,
+            StdpRule::MultiplicativePow => snnc_ir::StdpKind::MultiplicativePow,
+            StdpRule::MultiplicativeRelu => snnc_ir::StdpKind::MultiplicativeRelu,
+        };
+        let w_new = b.emit(Op::StdpUpdate {
+            weight: w,
+            z_post,
+            t_pre: t_pre_new,
+            t_post: t_post_new,
+            z_pre,
+            rule: snnc_ir::StdpRule {
+                kind,
+                eta_plus: p.eta_plus,
+                eta_minus: p.eta_minus,
+                w_min: p.w_min,
+                w_max: p.w_max,
+                mu: p.mu,
+                hardbound: p.hardbound,
+            },
+        })?;
+        let w_write = b.state_write(w_state, w_new)?;
+        return Ok(StdpStep { t_pre, t_pre_write, t_post, t_post_write, w_new, w_write });
+    }
+
+    // A convolution: Σ_b z_post[b, i] t_pre'[b, j] and Σ_b t_post'[b, i]
+    // z_pre[b, j], then the rule (as `snnc_ir::StdpRule::update`).
     let z_post_f =
         if b.ty(z_post).dtype == Dtype::Spike { b.emit(Op::Cast { arg: z_post, dtype: float })? } else { z_post };
     let kind = snnc_ir::MatMulKind::Dense;

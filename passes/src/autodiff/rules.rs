@@ -34,6 +34,8 @@ pub(crate) fn diff_edge(op: &Op, k: usize) -> bool {
         Op::Select { .. } => k > 0,
         Op::Threshold { surrogate, .. } => surrogate.has_gradient(),
         Op::Fused(_) | Op::Extract { .. } => false,
+        // A plastic weight is trained by its rule, not by gradients.
+        Op::StdpUpdate { .. } => false,
         ref op if is_backward_op(op) => false,
         _ => true,
     }

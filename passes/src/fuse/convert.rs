@@ -51,7 +51,8 @@ pub fn op_to_inst(op: &Op, mut arg: impl FnMut(Handle<Node>) -> u32) -> Option<K
         | Op::Conv2dGradBias { .. }
         | Op::Pool2dGrad { .. }
         | Op::ReduceTimeGrad { .. }
-        | Op::LogSoftmaxGrad { .. } => return None,
+        | Op::LogSoftmaxGrad { .. }
+        | Op::StdpUpdate { .. } => return None,
     };
     Some(inst)
 }

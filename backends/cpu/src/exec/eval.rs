@@ -20,6 +20,45 @@ impl Executable {
             | Op::Reshape { .. }
             | Op::StopGradient(_)
             | Op::Extract { .. } => return,
+            Op::StateWrite { state, .. } if self.in_place[state.index()] => return,
+            Op::StdpUpdate { weight, z_post, t_pre, t_post, z_pre, ref rule } => {
+                let (n_out, n_in) = (b.dims[i][0], b.dims[i][1]);
+                let in_place = match self.views[i].src {
+                    Src::State(s) => Some(s),
+                    _ => None,
+                };
+                let mut scratch = std::mem::take(&mut b.stdp[i]);
+                // Only an in-place update keeps knowing its weight from
+                // step to step; a run starts anew.
+                if in_place.is_none() || b.first_iteration {
+                    scratch.new_run();
+                }
+                let mut w = match in_place {
+                    Some(s) => std::mem::take(&mut b.states[s]),
+                    None => {
+                        let mut out = std::mem::take(&mut b.own[i]);
+                        out.copy_from_slice(self.val(b, weight, step));
+                        out
+                    }
+                };
+                {
+                    let x = stdp::StdpOperands {
+                        z_post: self.val(b, z_post, step),
+                        t_pre: self.val(b, t_pre, step),
+                        t_post: self.val(b, t_post, step),
+                        z_pre: self.val(b, z_pre, step),
+                        n_out,
+                        n_in,
+                    };
+                    stdp::update(rule, &mut w, &x, &mut scratch);
+                }
+                match in_place {
+                    Some(s) => b.states[s] = w,
+                    None => b.own[i] = w,
+                }
+                b.stdp[i] = scratch;
+                return;
+            }
             Op::StateWrite { state, value } => {
                 let s = state.index();
                 let mut next = std::mem::take(&mut b.next_states[s]);
@@ -284,6 +323,7 @@ impl Executable {
             | Op::Reshape { .. }
             | Op::StopGradient(_)
             | Op::Fused(_)
+            | Op::StdpUpdate { .. }
             | Op::Extract { .. } => unreachable!("handled above"),
         }
         b.own[i] = out;

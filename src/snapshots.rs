@@ -239,7 +239,9 @@ pub fn run(
         append(&mut traces, tr);
         for (s, p) in &plastic {
             let w = fin.get(s).ok_or_else(|| Error::Internal(format!("no final state `{s}` after a chunk")))?;
-            snaps.get_mut(p).map(|v| v.extend(&w.data));
+            if let Some(v) = snaps.get_mut(p) {
+                v.extend(&w.data);
+            }
         }
         state = fin;
     }

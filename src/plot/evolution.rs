@@ -5,7 +5,7 @@
 //! Per plastic weight, a panel whose x axis is the step and y axis the
 //! weight's value: at each snapshot a column of the weights' histogram
 //! (`BINS` bins between the smallest and the largest weight of all
-//! snapshots; white for no weight, darker blue for more, on a square-root
+//! snapshots; white for no weight, dark blue for the column's fullest bin, on a square-root
 //! scale so that a few weights still show), with the mean (orange) and the
 //! smallest and largest weight (grey) as lines. When the weight's fields
 //! are images (`fields::geometry`: a Linear whose input is a square number,
@@ -222,11 +222,12 @@ fn draw_block<DB: DrawingBackend>(
         let vals = &t.data[i * per..(i + 1) * per];
         let counts = histogram(vals, lo, hi);
         let (left, right) = (edge(i), edge(i + 1));
+        let top = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
         for (b, &c) in counts.iter().enumerate() {
             if c == 0 {
                 continue;
             }
-            let f = (c as f64 / per as f64).sqrt();
+            let f = (c as f64 / top).sqrt();
             let shade = |full: u8| (255.0 - f * (255.0 - f64::from(full))).round() as u8;
             let color = RGBColor(shade(8), shade(48), shade(107));
             let (b0, b1) = (lo + span * b as f64 / BINS as f64, lo + span * (b + 1) as f64 / BINS as f64);
@@ -254,8 +255,8 @@ fn draw_block<DB: DrawingBackend>(
         (None, format!("mean {} -> {}", num(first.1), num(end.1))),
         (None, format!("min {} -> {}", num(first.2), num(end.2))),
         (None, format!("max {} -> {}", num(first.3), num(end.3))),
-        (None, "shade: share of weights".to_string()),
-        (None, "(square root)".to_string()),
+        (None, "shade: weights in a bin, over".to_string()),
+        (None, "the column's fullest (sqrt)".to_string()),
     ];
     for (k, (key, text)) in lines.iter().enumerate() {
         let y = 20 + 18 * k as i32;

@@ -517,10 +517,16 @@ fn check_input_file(
 /// an output replaces a trace of its name) at `path`: `.npz` by its
 /// extension (one array per tensor, no metadata), else JSON (with the
 /// network's metadata under [`crate::plot::META_KEY`], what `snnc plot`
-/// reads). Returns the number of tensors written.
-pub fn write_recording(c: &Compiled, res: &RunOutput, path: &Path) -> Result<usize, Error> {
+/// reads). `extra` tensors (e.g. weight snapshots, `crate::snapshots`) are
+/// written with them. Returns the number of tensors written.
+pub fn write_recording(
+    c: &Compiled,
+    res: &RunOutput,
+    extra: &BTreeMap<String, Tensor>,
+    path: &Path,
+) -> Result<usize, Error> {
     let mut tensors: BTreeMap<&String, &Tensor> = BTreeMap::new();
-    for (name, t) in res.traces.iter().chain(res.outputs.iter()) {
+    for (name, t) in res.traces.iter().chain(res.outputs.iter()).chain(extra) {
         tensors.insert(name, t);
     }
     if has_extension(path, "npz") {

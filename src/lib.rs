@@ -20,6 +20,7 @@ pub mod driver;
 pub mod memory;
 pub mod nir_import;
 pub mod plot;
+pub mod snapshots;
 pub mod train;
 
 pub use api::{Executable, Outputs, compile, compile_with};

@@ -910,6 +910,11 @@ struct RunArgs {
     /// `.npz` (NumPy, one array per tensor), else JSON (what `snnc plot` reads).
     #[arg(long)]
     record: Option<PathBuf>,
+    /// With --record: also record every plastic weight (`plasticity: STDP(...)`) every K steps, as
+    /// `NAME.weight` `[snapshots, ...weight shape]` (at step 0, K, 2K, ... and the last step) with
+    /// their steps in `weight_steps`; `snnc plot REC -o FIG.png --evolution` draws them.
+    #[arg(long, value_name = "K", requires = "record")]
+    record_every: Option<usize>,
     /// Batch size of the built-in example input.
     #[arg(long, default_value_t = 1)]
     batch: usize,
@@ -977,15 +982,29 @@ fn run(out: &mut impl Write, path: &Path, args: RunArgs) -> Result<(), Error> {
             "--save-weights: the cuda runner does not return plastic weights yet; use --target cpu".into(),
         ));
     }
+    if let Some(every) = args.record_every {
+        snnc::snapshots::check(&c, args.target, every)?;
+    }
     let started = std::time::Instant::now();
-    let res = driver::run(&c, args.target, &weights, &inputs, true)?;
+    let (res, snapshots) = match args.record_every {
+        Some(every) => {
+            let (res, snaps) = snnc::snapshots::run(&c, args.target, &pipeline, &weights, &inputs, every)?;
+            (res, Some(snaps))
+        }
+        None => (driver::run(&c, args.target, &weights, &inputs, true)?, None),
+    };
     let elapsed = started.elapsed();
     summarize(out, &c, &res, &source, elapsed, args.f64, args.target);
     let names = pipeline.names();
     say!(out, "passes: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") });
     if let Some(rec) = &args.record {
-        let n = driver::write_recording(&c, &res, rec)?;
+        let extra = snapshots.as_ref().map(snnc::snapshots::Snapshots::tensors).unwrap_or_default();
+        let n = driver::write_recording(&c, &res, &extra, rec)?;
         say!(out, "recorded {n} tensors to {}", rec.display());
+        if let Some(s) = &snapshots {
+            let names: Vec<&str> = s.weights.keys().map(String::as_str).collect();
+            say!(out, "with {} snapshots of {} (steps {:?})", s.steps.len(), names.join(", "), s.steps);
+        }
     }
     if let Some(path) = &args.save_weights {
         let after = driver::weights_after_run(&c.module, &weights, &res.final_state);

@@ -8,6 +8,9 @@
 //!   (the output layer's voltages, one line per class). See `recording.rs`.
 //! - `snnc plot metrics.csv -o FIG` draws the loss and accuracy curves of
 //!   `snnc train`, per epoch and per batch. See `curves.rs` for the format.
+//! - `snnc plot REC.npz -o FIG.png` (or `REC.json --evolution`) draws how
+//!   the plastic weights changed, from the snapshots of `snnc run --record
+//!   REC --record-every K`. See `evolution.rs`.
 //! - `snnc plot weights.safetensors -o FIG.png [--weight NAME]` draws a
 //!   weight's receptive fields, one image per output neuron (e.g. what an
 //!   STDP layer learnt, saved by `snnc run --save-weights`). See `fields.rs`.
@@ -22,6 +25,7 @@
 
 mod curves;
 mod draw;
+pub mod evolution;
 pub mod fields;
 mod recording;
 mod text;
@@ -192,8 +196,51 @@ pub struct PlotArgs {
     /// file (default: its only weight `[out, in]` or `[out, 1, kh, kw]`).
     #[arg(long, value_name = "NAME")]
     pub weight: Option<String>,
+    /// Draw the weight evolution of a `.json` recording made with `--record-every K` (an
+    /// `.npz` recording with weight snapshots is drawn so without it).
+    #[arg(long)]
+    pub evolution: bool,
     #[command(flatten)]
     pub figure: FigureArgs,
+}
+
+/// `snnc plot REC -o FIG.png` for a recording with weight snapshots.
+fn plot_evolution(
+    args: &PlotArgs,
+    format: Format,
+    tensors: &std::collections::BTreeMap<String, snnc_runtime::Tensor>,
+) -> Result<Option<String>, Error> {
+    let file = args.input.display().to_string();
+    let Some(snaps) = evolution::from_tensors(tensors, &file)? else { return Ok(None) };
+    let f = &args.figure;
+    if args.net.is_some() || args.batches.is_some() || !f.neurons.is_empty() || f.sample.is_some() || f.size.is_some() {
+        return Err(Error::User(
+            "--net, --batches, --neurons, --sample and --size go with a run's figure, not the weight evolution".into(),
+        ));
+    }
+    if format != Format::Png {
+        return Err(Error::User(format!(
+            "{}: the weight evolution is drawn as PNG; name the figure `.png`",
+            args.output.display()
+        )));
+    }
+    let (png, what) = evolution::png(&snaps)?;
+    snnc_runtime::write_file(&args.output, &png)?;
+    Ok(Some(format!("plotted {what} to {}", args.output.display())))
+}
+
+/// Every array of an `.npz` recording as a tensor (record arrays skipped).
+fn read_npz_tensors(path: &Path) -> Result<std::collections::BTreeMap<String, snnc_runtime::Tensor>, Error> {
+    let file = path.display();
+    let mut res = std::collections::BTreeMap::new();
+    for (name, a) in snnc_runtime::read_npz(path)? {
+        if matches!(a.values, snnc_runtime::npy::NpyValues::Record(_)) {
+            continue;
+        }
+        let t = a.to_tensor(&name).map_err(|e| Error::User(format!("{file}: {e}")))?;
+        res.insert(name, t);
+    }
+    Ok(res)
 }
 
 /// `snnc plot WEIGHTS.safetensors`: the receptive fields of one weight.
@@ -248,7 +295,26 @@ pub fn plot_command(out: &mut impl Write, args: &PlotArgs) -> Result<(), Error> 
     if args.weight.is_some() && ext.as_deref() != Some("safetensors") {
         return Err(Error::User("--weight goes with a weights file (.safetensors), not a recording or metrics".into()));
     }
+    if args.evolution && !matches!(ext.as_deref(), Some("json" | "npz")) {
+        return Err(Error::User("--evolution goes with a recording (.json or .npz), not metrics or weights".into()));
+    }
     let message = match ext.as_deref() {
+        Some("json") if args.evolution => {
+            let text = crate::memory::read_json_file(&args.input, "the recording", crate::memory::MAX_JSON_BYTES)?;
+            let file = args.input.display().to_string();
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Error::User(format!("{file}:{}:{}: not valid JSON: {e}", e.line(), e.column())))?;
+            let mut tensors = std::collections::BTreeMap::new();
+            for (name, v) in value.as_object().into_iter().flatten() {
+                if name == META_KEY || v.get("shape").is_none() {
+                    continue;
+                }
+                let t =
+                    snnc_runtime::Tensor::from_json(v).map_err(|e| Error::User(format!("{file}: `{name}`: {e}")))?;
+                tensors.insert(name.clone(), t);
+            }
+            plot_evolution(args, format, &tensors)?.ok_or_else(|| no_snapshots(&args.input))?
+        }
         Some("json") => {
             if args.batches.is_some() {
                 return Err(Error::User("--batches goes with training metrics (.csv), not a recording".into()));
@@ -294,6 +360,13 @@ pub fn plot_command(out: &mut impl Write, args: &PlotArgs) -> Result<(), Error> 
         }
         Some("safetensors") => plot_fields(args, format)?,
         Some("npz") => {
+            if let Some(msg) = plot_evolution(args, format, &read_npz_tensors(&args.input)?)? {
+                let _ = writeln!(out, "{msg}");
+                return Ok(());
+            }
+            if args.evolution {
+                return Err(no_snapshots(&args.input));
+            }
             return Err(Error::User(format!(
                 "{}: an .npz recording holds the arrays only, not the network's metadata a plot needs; record \
                  with `snnc run --record FILE.json` to plot it, or draw during the run with `snnc run --plot FIGURE`",
@@ -309,6 +382,17 @@ pub fn plot_command(out: &mut impl Write, args: &PlotArgs) -> Result<(), Error> 
     };
     let _ = writeln!(out, "{message}");
     Ok(())
+}
+
+/// The error for `--evolution` on a recording without weight snapshots.
+fn no_snapshots(path: &Path) -> Error {
+    Error::User(format!(
+        "{}: the recording has no weight snapshots (`{}`); record them with `snnc run NET --record {} --record-every K` \
+         (a network with `plasticity: STDP(...)`)",
+        path.display(),
+        crate::snapshots::STEPS_KEY,
+        path.display()
+    ))
 }
 
 #[cfg(test)]

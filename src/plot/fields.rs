@@ -45,6 +45,13 @@ pub fn geometry(name: &str, w: &Tensor) -> Result<(usize, usize, usize), Error> 
 
 /// The RGB pixels of the grid and its size (width, height).
 pub fn pixels(name: &str, w: &Tensor) -> Result<(Vec<u8>, u32, u32), Error> {
+    pixels_on(name, w, None)
+}
+
+/// [`pixels`] with black at `range.0` and white at `range.1` (default: the
+/// tensor's smallest and largest finite weight), so that several grids
+/// can share one scale.
+pub fn pixels_on(name: &str, w: &Tensor, range: Option<(f64, f64)>) -> Result<(Vec<u8>, u32, u32), Error> {
     let (fields, h, wd) = geometry(name, w)?;
     if fields == 0 {
         return Err(Error::User(format!("`{name}` has no output neurons to draw")));
@@ -57,8 +64,8 @@ pub fn pixels(name: &str, w: &Tensor) -> Result<(Vec<u8>, u32, u32), Error> {
         return Err(Error::User(format!("`{name}`: {fields} fields of {h}x{wd} make too large an image")));
     }
     let finite = || w.data.iter().copied().filter(|v| v.is_finite());
-    let lo = finite().fold(f64::INFINITY, f64::min);
-    let hi = finite().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) =
+        range.unwrap_or_else(|| (finite().fold(f64::INFINITY, f64::min), finite().fold(f64::NEG_INFINITY, f64::max)));
     let span = if hi > lo { hi - lo } else { 1.0 };
     let mut rgb: Vec<u8> = BORDER.iter().copied().cycle().take(width as usize * height as usize * 3).collect();
     let per = h * wd;

@@ -70,27 +70,29 @@ fn full(v: &ParamValue, shape: &[u32], place: &str, field: &str) -> Result<Array
 }
 
 /// `tau` with `1 / tau == inv` exactly where a float near `1 / inv` has
-/// it, the one with the shortest mantissa (the tau a NIR file held, when
-/// snnc read `inv` from one); else the nearest `1 / inv`.
+/// it: the one a NIR file most likely held when snnc read `inv` from one
+/// (an f32 value first, then the shortest decimal, then the nearest);
+/// else the nearest `1 / inv`.
 pub(crate) fn tau_of(inv: f64) -> f64 {
     let t = 1.0 / inv;
     if !(t.is_finite() && t > 0.0) {
         return t;
     }
     let bits = t.to_bits();
-    let mut best: Option<(u32, u64, f64)> = None;
+    let mut best: Option<((bool, usize, u64), f64)> = None;
     for k in 0..=8u64 {
         for c in [bits.wrapping_add(k), bits.wrapping_sub(k)] {
             let c = f64::from_bits(c);
             if 1.0 / c == inv {
-                let tz = (c.to_bits() & ((1 << 52) - 1)).trailing_zeros();
-                if best.is_none_or(|(z, kk, _)| tz > z || (tz == z && k < kk)) {
-                    best = Some((tz, k, c));
+                // Smaller is better: not an f32, decimal length, distance.
+                let key = (f64::from(c as f32) != c, format!("{c:e}").len(), k);
+                if best.as_ref().is_none_or(|(b, _)| key < *b) {
+                    best = Some((key, c));
                 }
             }
         }
     }
-    best.map_or(t, |(_, _, c)| c)
+    best.map_or(t, |(_, c)| c)
 }
 
 /// The tau array of an inverse time constant, and its exact inverse as
@@ -195,6 +197,8 @@ impl Builder<'_> {
     /// A neuron layer (feed-forward) as one node; `None` when it is no NIR
     /// neuron.
     fn neuron(&mut self, place: &str, name: &str, layer: &Layer, shape: &[u32]) -> Result<NirNode, ExportError> {
+        let trained = self.trained(name, layer);
+        let layer = &trained;
         let s = shape;
         let node = match layer {
             Layer::LIFBox { p, .. } => {
@@ -279,6 +283,40 @@ impl Builder<'_> {
         };
         self.verify(place, name, &node, &expected)?;
         Ok(node)
+    }
+
+    /// The layer with its trainable neuron parameters' values from the
+    /// weights (`LAYER.FIELD`), where the weights hold them.
+    fn trained(&self, name: &str, layer: &Layer) -> Layer {
+        let w = self.weights;
+        let value = |f: &str| -> Option<ParamValue> {
+            let t = w.get(&format!("{name}.{f}"))?;
+            Some(if t.shape.is_empty() { ParamValue::Scalar(t.data[0]) } else { ParamValue::PerNeuron(t.data.clone()) })
+        };
+        fn set<P: NeuronParams>(p: &mut P, value: &dyn Fn(&str) -> Option<ParamValue>) {
+            for f in p.trainable().to_vec() {
+                if let (Some(v), Some(slot)) = (value(f.name()), p.get_mut(f)) {
+                    *slot = v;
+                }
+            }
+        }
+        let mut l = layer.clone();
+        match &mut l {
+            Layer::LIFBox { p, .. } => set(p, &value),
+            Layer::LIBox { p, .. } => set(p, &value),
+            Layer::LIF { p, .. } | Layer::LIFRecurrent { p, .. } => set(p, &value),
+            Layer::LI { p, .. } | Layer::LILinear { p, .. } => set(p, &value),
+            Layer::IAF { p, .. } => set(p, &value),
+            Layer::Neuron { model, .. } => {
+                for f in model.trainable.clone() {
+                    if let (Some(v), Some(slot)) = (value(&f), model.params.0.iter_mut().find(|(k, _)| *k == f)) {
+                        slot.1 = v;
+                    }
+                }
+            }
+            _ => {}
+        }
+        l
     }
 
     /// A neuron-language layer: the first NIR node whose reading back is

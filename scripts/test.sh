@@ -8,7 +8,9 @@
 # - Debian's `dataset-fashion-mnist` (the training tests read it from
 #   /usr/share/datasets/fashion-mnist), with apt-get (as root, or via sudo);
 # - ptxas 12.9 from the PyPI wheel nvidia-cuda-nvcc-cu12 (scripts/install-ptxas.sh),
-#   which assembles the generated PTX on the CPU: no GPU or CUDA needed.
+#   which assembles the generated PTX on the CPU: no GPU or CUDA needed;
+# - NIR's Python package nir==1.0.8 (with numpy, h5py) from PyPI
+#   (scripts/install-nir.sh), whose reader checks the files `snnc export` writes.
 # The golden Norse data of the conformance tests is vendored in tests/golden/.
 #
 # Needs: a Rust toolchain (rustup, 1.95 or newer), apt-get, python3 with pip.
@@ -31,9 +33,11 @@ fi
 
 SNNC_PTXAS="$(scripts/install-ptxas.sh)"
 export SNNC_PTXAS
+SNNC_NIR_PYTHONPATH="$(scripts/install-nir.sh)"
+export SNNC_NIR_PYTHONPATH
 
 # CI=true makes insta fail on a missing or changed snapshot instead of
-# writing a .snap.new file next to it, and makes the data set and ptxas
-# tests fail instead of skipping when what they need is missing.
+# writing a .snap.new file next to it, and makes the data set, ptxas
+# and NIR tests fail instead of skipping when what they need is missing.
 export CI="${CI:-true}"
 cargo test --workspace --locked --no-fail-fast "$@"

@@ -18,6 +18,7 @@ pub mod bench;
 pub mod conformance;
 pub mod driver;
 pub mod memory;
+pub mod nir_export;
 pub mod nir_import;
 pub mod plot;
 pub mod snapshots;

@@ -239,6 +239,21 @@ enum Command {
         #[arg(short, long, value_name = "NET.ron")]
         out: PathBuf,
     },
+    /// Export a network (RON, or a .nir file) and its weights as a NIR file (HDF5, NIR 1.0.8's
+    /// layout, readable by `nir.read`): the layers NIR can express, with snnc's step, reset and
+    /// surrogate in the metadata, so that `snnc run NET.nir` runs the same network. A layer NIR
+    /// has no node for (encoders, BatchNorm, MaxPool2d, LSNN, ...) is refused; see docs/nir.md.
+    Export {
+        /// The network (RON or .nir).
+        net: PathBuf,
+        /// The weights (safetensors, .pt state dict, JSON); default: a .nir input's own, else the
+        /// network's seeded initialisation.
+        #[arg(long, value_name = "W")]
+        weights: Option<PathBuf>,
+        /// The NIR file to write.
+        #[arg(short, long, value_name = "NET.nir")]
+        out: PathBuf,
+    },
     /// Draw a recording (`run --record`) or training metrics (`train`) as SVG or PNG.
     Plot(snnc::plot::PlotArgs),
     /// Time the benchmark networks forward (median, neuron-updates/s, GFLOP/s, fraction of peak).
@@ -327,6 +342,7 @@ fn main() -> ExitCode {
         }
         Command::Weights { net, json } => weights(&mut out, &net, json),
         Command::Import { net, out: to } => import(&mut out, &net, &to),
+        Command::Export { net, weights, out: to } => export(&mut out, &net, weights.as_deref(), &to),
         Command::Plot(args) => snnc::plot::plot_command(&mut out, &args),
         Command::Bench(args) => snnc::bench::bench_command(&mut out, &args),
     };
@@ -487,6 +503,21 @@ fn import(out: &mut impl Write, path: &Path, to: &Path) -> Result<(), Error> {
         display(to),
         display(&wpath)
     );
+    Ok(())
+}
+
+/// `snnc export`.
+fn export(out: &mut impl Write, path: &Path, weights: Option<&Path>, to: &Path) -> Result<(), Error> {
+    let c = load(path, Dtype::F64)?;
+    let w = match weights {
+        Some(w) => driver::read_weights_file(&c.module, w, &[])?,
+        None => match nir_file_weights(&c.module, path)? {
+            Some(w) => w,
+            None => driver::init_weights(&c.module, c.network.seed)?,
+        },
+    };
+    snnc::nir_export::write_export(&c.network, &w, path, to)?;
+    say!(out, "wrote {} ({} layers); read it back with: snnc run {}", display(to), c.network.layers.len(), display(to));
     Ok(())
 }
 

@@ -16,11 +16,16 @@
 use std::collections::BTreeMap;
 
 pub mod convert;
+pub mod export;
 mod neurons;
 pub mod read;
+mod snnc_meta;
+pub mod write;
 
 pub use convert::{Converted, NirOptions, Producer, WeightTensor, convert};
+pub use export::{ExportError, export};
 pub use read::{read_nir_bytes, read_nir_file};
+pub use write::{write_nir_bytes, write_nir_file};
 
 /// The largest `.nir` file read: 1 GiB.
 pub const MAX_NIR_FILE_BYTES: u64 = 1 << 30;

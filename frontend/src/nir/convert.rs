@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::neurons::{neuron, neuron_layer, pv};
-use super::{Array, MetaValue, NirError, NirFile, NirGraph, NirNode, NodeKind};
+use super::{Array, MetaValue, NirError, NirFile, NirGraph, NirNode, NodeKind, snnc_meta};
 use crate::neuron::{InitValue, NeuronModel, OrderedMap};
 use crate::schema::{ExampleInput, Layer, Merge, Network, Pair, ParamValue, Readout};
 
@@ -90,6 +90,9 @@ pub(crate) struct Ctx<'a> {
     pub assumptions: &'a mut Vec<String>,
     /// Whether the IF/I convention was said already.
     pub if_noted: bool,
+    /// Whether the file is snnc's own (`producer: "snnc"`, read under
+    /// `spec`): its metadata is honoured ([`super::snnc_meta`]).
+    pub snnc: bool,
 }
 
 impl Ctx<'_> {
@@ -144,8 +147,18 @@ pub fn convert(file: &NirFile, name: &str, opts: &NirOptions) -> Result<Converte
     if !(dt.is_finite() && dt > 0.0) {
         return Err(NirError::new("", None, format!("dt must be a positive number of seconds, found {dt}")));
     }
-    let mut cx = Ctx { opts: Resolved { dt, producer: opts.producer }, assumptions: &mut assumptions, if_noted: false };
-    cx.assume(format!("neurons read with the `{}` convention (--nir-from)", opts.producer.name()));
+    let snnc = opts.producer == Producer::Spec && snnc_meta::is_snnc(&file.graph.metadata);
+    let mut cx =
+        Ctx { opts: Resolved { dt, producer: opts.producer }, assumptions: &mut assumptions, if_noted: false, snnc };
+    if snnc {
+        cx.assume(
+            "written by snnc (metadata `producer`): read with the conventions its metadata records (docs/nir.md, \
+             \"Export\"); pass --nir-from norse or snntorch to ignore them"
+                .into(),
+        );
+    } else {
+        cx.assume(format!("neurons read with the `{}` convention (--nir-from)", opts.producer.name()));
+    }
     let (network, weights) = build(&mut cx, &file.graph, name, dt, opts.steps)?;
     Ok(Converted { network, weights, assumptions })
 }
@@ -298,6 +311,19 @@ fn build(
             stack.pop();
         }
     }
+    if cx.snnc {
+        // snnc's files say which edges are delayed.
+        recurrent.clear();
+        for (j, n) in nodes.iter().enumerate() {
+            for src in snnc_meta::list(&n.node.metadata, "recurrent_inputs") {
+                if let Some(&i) = index.get(src.as_str())
+                    && pred[j].contains(&i)
+                {
+                    recurrent.insert((i, j));
+                }
+            }
+        }
+    }
     // Nodes that reach the output.
     let mut useful = vec![false; nodes.len()];
     let mut todo = vec![output];
@@ -385,7 +411,18 @@ fn build(
             continue;
         }
         let lname = names[&i].clone();
-        let mut layer = node_layer(cx, &lname, &n.path, &n.node, &mut weights)?;
+        let mut layer = if cx.snnc {
+            let norse = snnc_meta::text(&n.node.metadata, "discretisation").as_deref() == Some("norse");
+            cx.opts.producer = if norse { Producer::Norse } else { Producer::Spec };
+            let mut layer = node_layer(cx, &lname, &n.path, &n.node, &mut weights);
+            cx.opts.producer = Producer::Spec;
+            if let Ok(l) = &mut layer {
+                snnc_meta::patch(l, &n.node, &mut weights);
+            }
+            layer?
+        } else {
+            node_layer(cx, &lname, &n.path, &n.node, &mut weights)?
+        };
         let (same, rec) = wire(i);
         if same.iter().chain(&rec).any(|s| s == "x") && rec.contains(&"x".to_string()) {
             return Err(NirError::new(&n.path, None, "reads the Input through a cycle"));
@@ -418,7 +455,9 @@ fn build(
             });
         }
     }
-    let steps = steps.unwrap_or_else(|| {
+    let meta = &g.metadata;
+    let snnc_steps = snnc_meta::number(meta, "steps").filter(|s| cx.snnc && s.fract() == 0.0 && *s >= 1.0 && *s <= 1e9);
+    let steps = steps.or(snnc_steps.map(|s| s as u32)).unwrap_or_else(|| {
         cx.assume("100 steps (NIR does not say; pass --nir-steps N)".into());
         100
     });
@@ -430,8 +469,12 @@ fn build(
         input: in_shape,
         encoder: None,
         layers,
-        readout: Readout::Sequence,
-        seed: 0,
+        readout: if cx.snnc {
+            snnc_meta::text(meta, "readout").and_then(|r| snnc_meta::readout_from_name(&r)).unwrap_or_default()
+        } else {
+            Readout::Sequence
+        },
+        seed: if cx.snnc { snnc_meta::text(meta, "seed").and_then(|s| s.parse().ok()).unwrap_or(0) } else { 0 },
         example_input: ExampleInput::Pattern,
     };
     Ok((network, weights))
@@ -541,7 +584,7 @@ fn expression(params: Vec<(&str, ParamValue)>, e: &str) -> NeuronModel {
     }
 }
 
-fn node_layer(
+pub(crate) fn node_layer(
     cx: &mut Ctx<'_>,
     name: &str,
     path: &str,

@@ -91,7 +91,7 @@ fn taus(node: &NirNode, path: &str, field: &str) -> Result<Array, NirError> {
 /// 1.1.0) when every tau is below the step, else 1 (older Norse).
 fn norse_inv(cx: &mut Ctx<'_>, path: &str, field: &str, tau: &Array) -> ParamValue {
     let dt = cx.opts.dt;
-    if tau.data.iter().all(|&t| t < dt) {
+    if !cx.snnc && tau.data.iter().all(|&t| t < dt) {
         let t = tau.data[0];
         cx.assume(format!(
             "`{path}`: {field} = {t:e} s is {} of a step: this looks like Norse 1.1.0's export (tau = dt / tau_inv), \

@@ -43,3 +43,37 @@ fn seeded_mutants_never_crash_or_hang() {
         assert_eq!(count(&summary, class), 0, "{class}: {report}");
     }
 }
+
+#[test]
+fn structural_nir_mutants_are_refused_with_the_node_or_field() {
+    let out = std::env::temp_dir().join(format!("snnc-fuzz-nir-{}", std::process::id()));
+    let o = support::exe(
+        env!("CARGO_BIN_EXE_fuzz"),
+        &[
+            "--snnc",
+            env!("CARGO_BIN_EXE_snnc"),
+            "--kinds",
+            "nir",
+            "--seed",
+            "5",
+            "--cases",
+            "300",
+            "--jobs",
+            "2",
+            "--timeout",
+            "120",
+            "--out",
+            out.to_str().expect("a UTF-8 temp folder"),
+        ],
+    );
+    let summary = support::stdout(&o);
+    let _ = std::fs::remove_dir_all(&out);
+    let report = format!("{summary}\n{}", support::stderr(&o));
+    assert!(summary.contains("300 mutants"), "{report}");
+    assert!(summary.contains("nir 300"), "{report}");
+    // Every refusal names the node or the field; nothing crashes, hangs or reports a bug.
+    for class in ["panic", "abort", "signal", "hang", "unlocated", "internal"] {
+        assert_eq!(count(&summary, class), 0, "{class}: {report}");
+    }
+    assert!(count(&summary, "user") >= 150, "most structural mutants are refused: {report}");
+}

@@ -308,11 +308,12 @@ fn the_discretisations_are_the_documented_ones() {
 }
 
 #[test]
-fn the_largest_file_reads_fast() {
-    // 1 MB of gzip-chunked conv weights: about 7 ms in a debug build; the bound leaves room
-    // for a loaded machine.
-    let t = std::time::Instant::now();
+fn gzip_chunked_weights_read_whole() {
+    // The neurocuda files store their weights as gzip-chunked datasets (their read time is
+    // measured by `bench-nir`, BENCHMARKS.md "NIR import", not asserted here).
     let f = snnc_frontend::nir::read_nir_file(Path::new(&file("nirrs_neurocuda_cnn_nmnist.nir"))).unwrap();
-    assert!(t.elapsed().as_millis() < 500, "{:?}", t.elapsed());
-    assert_eq!(f.graph.node("conv2").unwrap().params["weight"].shape, vec![64, 32, 5, 5]);
+    let w = &f.graph.node("conv2").unwrap().params["weight"];
+    assert_eq!(w.shape, vec![64, 32, 5, 5]);
+    assert_eq!(w.data.len(), 64 * 32 * 25);
+    assert!(w.data.iter().all(|v| v.is_finite()) && w.data.iter().any(|&v| v != 0.0));
 }

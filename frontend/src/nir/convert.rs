@@ -531,7 +531,10 @@ fn is_neuron(k: NodeKind) -> bool {
 
 /// An integer parameter: a 0-d or 1-element array, or a pair.
 fn pair(node: &NirNode, path: &str, field: &str, min: u32) -> Result<Pair, NirError> {
-    let a = &node.params[field];
+    let Some(a) = node.params.get(field) else {
+        let found = node.strings.get(field).map_or("nothing".to_string(), |s| format!("the string `{s}`"));
+        return Err(NirError::new(path, Some(field), format!("expected one or two integers, found {found}")));
+    };
     let vals: Vec<f64> = match a.len() {
         1 => vec![a.data[0]; 2],
         2 => a.data.clone(),

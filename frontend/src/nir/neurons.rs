@@ -115,7 +115,31 @@ fn fraction(x: f64) -> String {
 
 /// The layer for a neuron node `node` (named `name`, at `path` in the
 /// file).
+/// Checks that every parameter holds one value (broadcast) or one per
+/// neuron, the same number for all.
+fn check_lengths(node: &NirNode, path: &str) -> Result<(), NirError> {
+    let n = node.params.values().map(Array::len).max().unwrap_or(1);
+    for (field, a) in &node.params {
+        if a.is_empty() {
+            return Err(NirError::new(path, Some(field), "empty: a neuron parameter has one value or one per neuron"));
+        }
+        if a.len() != 1 && a.len() != n {
+            return Err(NirError::new(
+                path,
+                Some(field),
+                format!(
+                    "{} values (shape {:?}) where another parameter has {n}: a neuron parameter has one value or one per neuron",
+                    a.len(),
+                    a.shape
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn neuron_layer(cx: &mut Ctx<'_>, name: &str, path: &str, node: &NirNode) -> Result<Layer, NirError> {
+    check_lengths(node, path)?;
     let p = |f: &str| node.params[f].clone();
     let kind = node.kind;
     let producer = cx.opts.producer;

@@ -258,6 +258,14 @@ fn read_node(g: &Group, path: &str, depth: usize, count: &mut usize) -> Result<N
         }
     }
     for (f, default) in optional {
+        // Conv2d's and the pools' `padding` may be "same" or "valid"; every other field is numbers.
+        if *f != "padding" && node.strings.contains_key(*f) && !node.params.contains_key(*f) {
+            return Err(NirError::new(
+                path,
+                Some(f),
+                format!("a string, expected numbers (a NIR {} node)", kind.name()),
+            ));
+        }
         if let Some(d) = default
             && !node.params.contains_key(*f)
             && !node.strings.contains_key(*f)

@@ -51,15 +51,31 @@ pub enum Kind {
     Ron,
     Json,
     Binary,
+    /// A real NIR file changed structurally ([`crate::nir`]).
+    Nir,
     CommandLine,
 }
 
 impl Kind {
+    pub const ALL: [Kind; 5] = [Kind::Ron, Kind::Json, Kind::Binary, Kind::Nir, Kind::CommandLine];
+
+    /// The share of the cases of each kind, in percent.
+    fn weight(self) -> usize {
+        match self {
+            Kind::Ron => 55,
+            Kind::Json => 17,
+            Kind::Binary => 10,
+            Kind::Nir => 5,
+            Kind::CommandLine => 13,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Ron => "ron",
             Kind::Json => "json",
             Kind::Binary => "binary",
+            Kind::Nir => "nir",
             Kind::CommandLine => "cmdline",
         }
     }
@@ -94,21 +110,26 @@ pub fn run_case(sh: &Shared, id: u64, dir: &Path) -> std::io::Result<()> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let mut rng = Rng::for_case(sh.seed, id);
-    let r = rng.below(100);
     let json_bases: Vec<&Base> = sh.bases.iter().filter(|b| b.cost.is_some_and(|c| c <= JSON_COST)).collect();
-    let kind = match r {
-        _ if json_bases.is_empty() => Kind::Ron,
-        0..55 => Kind::Ron,
-        55..72 => Kind::Json,
-        72..85 => Kind::Binary,
-        _ => Kind::CommandLine,
-    };
+    let allowed: Vec<Kind> =
+        sh.kinds.iter().copied().filter(|k| !json_bases.is_empty() || matches!(k, Kind::Ron | Kind::Nir)).collect();
+    let allowed = if allowed.is_empty() { vec![Kind::Ron] } else { allowed };
+    let mut r = rng.below(allowed.iter().map(|k| k.weight()).sum());
+    let mut kind = allowed[0];
+    for k in &allowed {
+        if r < k.weight() {
+            kind = *k;
+            break;
+        }
+        r -= k.weight();
+    }
     let mut case = Case { sh, id, dir, kind, notes: String::new(), commands: 0 };
     sh.count_mutant(kind);
     match kind {
         Kind::Ron => ron_case(&mut rng, &mut case),
         Kind::Json => json_case(&mut rng, &mut case, &json_bases),
         Kind::Binary => binary_case(&mut rng, &mut case, &json_bases),
+        Kind::Nir => nir_case(&mut rng, &mut case),
         Kind::CommandLine => cmdline_case(&mut rng, &mut case, &json_bases),
     }
 }
@@ -201,7 +222,7 @@ fn json_case(rng: &mut Rng, case: &mut Case<'_>, bases: &[&Base]) -> std::io::Re
         tensors.extend(m.keys().cloned());
     }
     let layers = mutate::layer_names(&base.text);
-    let cx = Context { files: vec!["net.ron".into(), file.into()], layers, tensors, args: vec![] };
+    let cx = Context { files: vec!["net.ron".into(), file.into()], layers, tensors, args: vec![], inside_only: false };
     let target = *rng.pick(&["cpu", "interp"]);
     match file {
         "w.json" => case.exec(&["run", "net.ron", "--weights", file, "--target", target], &cx),
@@ -267,6 +288,7 @@ fn binary_case(rng: &mut Rng, case: &mut Case<'_>, bases: &[&Base]) -> std::io::
         layers: mutate::layer_names(&base.text),
         tensors: names.clone(),
         args: vec![],
+        inside_only: false,
     };
     match (rng.below(3), inputs, weights) {
         (0, Some(inputs), _) if inputs.len() == 1 => {
@@ -296,6 +318,45 @@ fn binary_case(rng: &mut Rng, case: &mut Case<'_>, bases: &[&Base]) -> std::io::
     Ok(())
 }
 
+/// A real NIR file changed structurally, checked, and run when accepted:
+/// a refusal must name a node or a field of the file, not the file alone.
+fn nir_case(rng: &mut Rng, case: &mut Case<'_>) -> std::io::Result<()> {
+    let files = binary::nir_files();
+    if files.is_empty() {
+        return Ok(());
+    }
+    let file = rng.pick(files);
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let Some(mut tree) = crate::nir::read_tree(&std::fs::read(file)?) else {
+        case.notes = format!("nir: {name} does not read as a tree");
+        return Ok(());
+    };
+    let mut layers = crate::nir::node_names(&tree);
+    let mut ops = Vec::new();
+    for _ in 0..rng.range(1, 3) {
+        let (op, node, field) = crate::nir::mutate(rng, &mut tree);
+        ops.push(format!("{op} ({node}: {field})"));
+    }
+    layers.extend(crate::nir::node_names(&tree));
+    case.notes = format!("nir mutant of {name} by {}", ops.join(", "));
+    let bytes = match crate::nir::write_tree(&tree) {
+        Ok(b) => b,
+        Err(e) => {
+            case.notes.push_str(&format!("; not written: {e}"));
+            return Ok(());
+        }
+    };
+    std::fs::write(case.dir.join("model.nir"), &bytes)?;
+    let cx = Context { files: vec!["model.nir".into()], layers, inside_only: true, ..Default::default() };
+    let from = *rng.pick(&["spec", "norse", "snntorch"]);
+    let (class, _) = case.exec(&["check", "model.nir", "--nir-from", from], &cx);
+    if class == Class::Ok && rng.chance(0.5) {
+        let target = *rng.pick(&["cpu", "interp"]);
+        case.exec(&["run", "model.nir", "--nir-steps", "3", "--nir-from", from, "--target", target], &cx);
+    }
+    Ok(())
+}
+
 fn cmdline_case(rng: &mut Rng, case: &mut Case<'_>, bases: &[&Base]) -> std::io::Result<()> {
     let base = *rng.pick(bases);
     let tensors = write_valid(case, base)?;
@@ -307,7 +368,7 @@ fn cmdline_case(rng: &mut Rng, case: &mut Case<'_>, bases: &[&Base]) -> std::io:
     let args = cmdline::command_line(rng, case.sh.train_data.is_some());
     case.notes = format!("command line on {}", base.name);
     let files = ["net.ron", "w.json", "in.json", "rec.json", "metrics.csv"].map(String::from).to_vec();
-    let cx = Context { files, layers: mutate::layer_names(&base.text), tensors, args: vec![] };
+    let cx = Context { files, layers: mutate::layer_names(&base.text), tensors, args: vec![], inside_only: false };
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     case.exec(&refs, &cx);
     Ok(())

@@ -13,6 +13,10 @@ pub struct Context {
     pub args: Vec<String>,
     /// The tensor names in the JSON files given.
     pub tensors: Vec<String>,
+    /// The message must name a place inside the file (a node, a field):
+    /// the file's name with a whole-file word does not do (structural NIR
+    /// mutants, which are well-formed HDF5).
+    pub inside_only: bool,
 }
 
 /// The schema's field names (`frontend/src/schema.rs`).
@@ -186,7 +190,10 @@ pub fn locate(msg: &str, cx: &Context) -> Option<&'static str> {
     let lower = msg.to_lowercase();
     let tokens: Vec<&str> = msg.split_whitespace().map(|t| t.trim_matches(|c| "'\"`:,;()".contains(c))).collect();
     let named = |f: &String| !f.is_empty() && tokens.contains(&f.as_str());
-    if (cx.files.iter().any(named) || cx.args.iter().any(named)) && WHOLE_FILE.iter().any(|w| lower.contains(w)) {
+    if !cx.inside_only
+        && (cx.files.iter().any(named) || cx.args.iter().any(named))
+        && WHOLE_FILE.iter().any(|w| lower.contains(w))
+    {
         return Some("file");
     }
     None
@@ -261,6 +268,7 @@ mod tests {
             layers: vec!["conv".into(), "fc".into()],
             args: vec!["run".into(), "missing.json".into(), "--batch".into(), "abc".into(), "frob".into()],
             tensors: vec!["x".into(), "extra7".into()],
+            inside_only: false,
         }
     }
 

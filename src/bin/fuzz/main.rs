@@ -14,6 +14,7 @@ mod exec;
 mod json;
 mod locate;
 mod mutate;
+mod nir;
 mod rng;
 
 use std::collections::BTreeMap;
@@ -69,6 +70,9 @@ struct Cli {
     /// Folders of seed networks (`*.ron`; default: examples/ and tests/nets/ of this repository).
     #[arg(long)]
     corpus: Vec<PathBuf>,
+    /// Only these kinds of mutants, comma-separated: ron, json, binary, nir, cmdline (default: all).
+    #[arg(long, value_delimiter = ',')]
+    kinds: Vec<String>,
     /// Fashion-MNIST for the training steps; training is skipped when it is absent.
     #[arg(long, default_value = "/usr/share/datasets/fashion-mnist")]
     data_dir: PathBuf,
@@ -86,6 +90,8 @@ pub struct Shared {
     pub max_cost: f64,
     /// The Fashion-MNIST folder, when it is there.
     pub train_data: Option<String>,
+    /// The kinds of mutants made (`--kinds`).
+    pub kinds: Vec<Kind>,
     out: PathBuf,
     save_all: bool,
     seeds_dir: PathBuf,
@@ -330,7 +336,21 @@ fn fuzz(cli: &Cli) -> Result<bool, String> {
     if train_data.is_none() {
         eprintln!("fuzz: no Fashion-MNIST in {}: the training steps are skipped", cli.data_dir.display());
     }
+    let kinds = if cli.kinds.is_empty() {
+        Kind::ALL.to_vec()
+    } else {
+        cli.kinds
+            .iter()
+            .map(|k| {
+                Kind::ALL.into_iter().find(|x| x.name() == k).ok_or_else(|| {
+                    let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+                    format!("--kinds: unknown kind `{k}` (the kinds: {})", names.join(", "))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
     let sh = Shared {
+        kinds,
         seed: cli.seed,
         runner,
         others: bases.iter().map(|b| b.text.clone()).collect(),

@@ -34,7 +34,7 @@ use snnc_ir::{StdpKind, StdpRule};
 /// A row without a postsynaptic spike updates only its spiking columns
 /// (scalar code) when they are at most one in this many, else the whole
 /// row (vector code, ~8 entries per scalar one's time).
-const SPARSE_COLUMNS: usize = 16;
+const SPARSE_COLUMNS: usize = 8;
 
 /// One STDP update's operands: `[rows, n_out]` and `[rows, n_in]` values.
 pub(crate) struct StdpOperands<'a> {

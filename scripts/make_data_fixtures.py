@@ -83,6 +83,18 @@ def main():
     y = x[:, :, :2].mean(axis=1).astype(np.float32)
     np.savez(OUT / "regression.npz", x_train=x[:40], y_train=y[:40], x_test=x[40:], y_test=y[40:])
 
+    # Spike sequences for the 12-input, 7-class braille NIR files
+    # (tests/nir_import.rs: `snnc train FILE.nir` starts from the file's
+    # weights); random, only the shapes matter.
+    rng = np.random.default_rng(7)
+
+    def braille(n):
+        x = (rng.random((n, 100, 12)) < 0.1).astype(np.float32)
+        return x, rng.integers(0, 7, size=n).astype(np.int64)
+
+    (xa, ya), (xb, yb) = braille(8), braille(4)
+    np.savez_compressed(OUT / "braille_like.npz", x_train=xa, y_train=ya, x_test=xb, y_test=yb)
+
 
 if __name__ == "__main__":
     main()

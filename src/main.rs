@@ -806,14 +806,6 @@ enum OptimizerKind {
 
 fn train(out: &mut impl Write, path: &Path, opts: &snnc::train::TrainOptions) -> Result<(), Error> {
     let net = load_network(path)?;
-    if snnc::nir_import::is_nir(path) {
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "{}: note: training starts from the network's seeded initialisation, not from the file's weights \
-             (import it with `snnc import` to edit it)",
-            display(path)
-        );
-    }
     // The output folder first: a folder that cannot be written, or holds a
     // run the flags do not mention, is refused before anything is computed.
     let folder = snnc::train::RunFolder::open(&net.name, opts)?;
@@ -823,11 +815,24 @@ fn train(out: &mut impl Write, path: &Path, opts: &snnc::train::TrainOptions) ->
     }
     let tests = opts.test_limit.map_or(data.test.len(), |n| n.min(data.test.len()));
     // A network that cannot be trained is the file's problem: name it.
-    let program =
+    let mut program =
         snnc::train::TrainProgram::for_data(&net, opts.target, data.kind, opts.loss).map_err(|e| match e {
             Error::User(m) if m.starts_with("network `") => Error::User(format!("{}: {m}", display(path))),
             e => e,
         })?;
+    // A NIR file is trained from its own weights (fine-tuning what the
+    // producer trained), as `snnc run` runs them.
+    if snnc::nir_import::is_nir(path) {
+        let c = driver::compile(&net, &display(path), &LowerOptions::default())?;
+        if let Some(file) = nir_file_weights(&c.module, path)? {
+            for (name, t) in file {
+                if let Some(slot) = program.initial_weights.get_mut(&name) {
+                    *slot = t.cast(slot.dtype);
+                }
+            }
+            say!(out, "training starts from the weights of {}", display(path));
+        }
+    }
     say!(
         out,
         "training `{}` on {} {} {} ({} test) on {}: {} epoch(s), batch {}, {} lr {}, loss {}",

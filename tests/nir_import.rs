@@ -317,3 +317,41 @@ fn gzip_chunked_weights_read_whole() {
     assert_eq!(w.data.len(), 64 * 32 * 25);
     assert!(w.data.iter().all(|v| v.is_finite()) && w.data.iter().any(|&v| v != 0.0));
 }
+
+/// `snnc train FILE.nir` starts from the file's weights (fine-tuning what
+/// the producer trained): with a learning rate of 0 the run's weights are
+/// the file's, so running the `.nir` with them gives its own outputs.
+#[test]
+fn training_a_nir_file_starts_from_its_weights() {
+    let dir = TempDir::new("nir_train");
+    let nir = "tests/nir/NIR_braille_noDelay_bias_zero.nir";
+    let run = dir.path("run");
+    let o = snnc(&[
+        "train",
+        nir,
+        "--nir-from",
+        "snntorch",
+        "--data",
+        "tests/fixtures/data/braille_like.npz",
+        "--loss",
+        "ce-count",
+        "--lr",
+        "0",
+        "--epochs",
+        "1",
+        "--out",
+        &run,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&format!("training starts from the weights of {nir}")), "{}", stdout(&o));
+    let weights = format!("{run}/weights.json");
+    let (a, b) = (dir.path("a.json"), dir.path("b.json"));
+    let record = |out: &str, extra: &[&str]| {
+        let mut args = vec!["run", nir, "--nir-from", "snntorch", "--record", out];
+        args.extend_from_slice(extra);
+        let o = snnc(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::read_to_string(out).expect("the recording")
+    };
+    assert_eq!(record(&a, &[]), record(&b, &["--weights", &weights]));
+}

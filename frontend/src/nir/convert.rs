@@ -509,6 +509,7 @@ fn input_shape(cx: &mut Ctx<'_>, input: &Flat, reader: Option<&Flat>) -> Result<
         k if is_neuron(k) => r.node.params.values().map(|p| p.shape.len()).max().filter(|&r| r > 0),
         _ => None,
     });
+    let conv1d = reader.is_some_and(|r| r.node.kind == NodeKind::Conv1d);
     if let Some(rank) = rank
         && dims.len() > rank
     {
@@ -521,6 +522,10 @@ fn input_shape(cx: &mut Ctx<'_>, input: &Flat, reader: Option<&Flat>) -> Result<
             ));
         }
         cx.assume(format!("the Input shape {:?} has a batch dimension: one sample is {dims:?}", a.data));
+    }
+    // A Conv1d reads [C, L] as the [C, 1, L] of its Conv2d.
+    if conv1d && dims.len() == 2 {
+        dims.insert(1, 1);
     }
     Ok(dims)
 }
@@ -826,14 +831,50 @@ pub(crate) fn node_layer(
             };
             bare(neuron(name, model))
         }
-        NodeKind::Conv1d => Err(NirError::new(
-            path,
-            None,
-            "Conv1d is not supported yet: snnc has no 1-d convolution (write it as a Conv2d over [C, 1, L])",
-        )),
+        NodeKind::Conv1d => {
+            cx.assume(format!(
+                "`{path}`: Conv1d is a Conv2d over [C, 1, L] (kernel height 1): its values are [C, 1, L]"
+            ));
+            let as_2d = conv1d_as_conv2d(node, path)?;
+            node_layer(cx, name, path, &as_2d, weights)
+        }
         k if is_neuron(k) => neuron_layer(cx, name, path, node),
         k => Err(NirError::new(path, None, format!("a {} node cannot be a layer here", k.name()))),
     }
+}
+
+/// A `Conv1d` (`weight` `[O, C/groups, K]`, integer or `"same"`/`"valid"`
+/// padding, stride, dilation) as the `Conv2d` over `[C, 1, L]` that
+/// computes the same sums in the same order: kernel `(1, K)`, stride `(1,
+/// s)`, padding `(0, p)`, dilation `(1, d)`.
+fn conv1d_as_conv2d(node: &NirNode, path: &str) -> Result<NirNode, NirError> {
+    let mut n = node.clone();
+    n.kind = NodeKind::Conv2d;
+    let w = &node.params["weight"];
+    let [o, ig, k] = match w.shape.as_slice() {
+        [o, ig, k] if [*o, *ig, *k].iter().all(|&d| d > 0) => [*o, *ig, *k],
+        s => {
+            return Err(NirError::new(
+                path,
+                Some("weight"),
+                format!("expected [out_channels, in_channels / groups, kernel], found the shape {s:?}"),
+            ));
+        }
+    };
+    n.params.insert("weight".into(), Array { shape: vec![o, ig, 1, k], data: w.data.clone(), stored: w.stored });
+    for (field, height) in [("stride", 1.0), ("dilation", 1.0), ("padding", 0.0)] {
+        if let Some(a) = node.params.get(field) {
+            if a.len() != 1 {
+                return Err(NirError::new(
+                    path,
+                    Some(field),
+                    format!("expected one integer, found {} values", a.len()),
+                ));
+            }
+            n.params.insert(field.into(), Array { shape: vec![2], data: vec![height, a.data[0]], stored: a.stored });
+        }
+    }
+    Ok(n)
 }
 
 /// The one node of `found` (the graph's `kind` nodes), or an error

@@ -236,9 +236,9 @@ fn refused_nodes_name_the_node() {
     assert_eq!(e.to_string().split(':').next(), Some("node `n`, field `delay`"));
     let d = node(NodeKind::Delay, &[("delay", s(-0.002))]);
     assert!(conv(&around(2, d), Producer::Spec).is_err());
-    let c1 = node(NodeKind::Conv1d, &[("weight", a(&[1, 1, 3], &[1.; 3]))]);
+    let c1 = node(NodeKind::Conv1d, &[("weight", a(&[1, 1, 3], &[1.; 3])), ("stride", a(&[2], &[1., 1.]))]);
     let e = conv(&around(2, c1), Producer::Spec).unwrap_err();
-    assert!(e.to_string().contains("Conv1d is not supported yet"), "{e}");
+    assert_eq!((e.node.as_str(), e.field.as_deref()), ("n", Some("stride")), "{e}");
     let bad = node(NodeKind::LIF, &[("tau", s(-1.0)), ("r", s(1.0)), ("v_leak", s(0.0)), ("v_threshold", s(1.0))]);
     let e = conv(&around(2, bad), Producer::Spec).unwrap_err();
     assert_eq!((e.node.as_str(), e.field.as_deref()), ("n", Some("tau")));
@@ -414,4 +414,43 @@ fn huge_shapes_are_refused_before_allocating() {
     let e = read::with_element_limit(3, || read_nir_bytes(bytes)).unwrap_err();
     assert_eq!((e.node.as_str(), e.field.as_deref()), ("", Some("weight")));
     assert!(e.message.contains("holds more than 3 elements"), "{e}");
+}
+
+/// A `Conv1d` is the `Conv2d` over `[C, 1, L]` with kernel height 1: the
+/// Input `[C, L]` becomes `[C, 1, L]`, the weight `[O, C, K]` `[O, C, 1,
+/// K]`, and stride, padding and dilation apply along `L`.
+#[test]
+fn conv1d_is_a_conv2d_of_height_one() {
+    let w: Vec<f64> = (0..3 * 2 * 3).map(|k| k as f64 / 10.0).collect();
+    let c1 = node(
+        NodeKind::Conv1d,
+        &[
+            ("weight", a(&[3, 2, 3], &w)),
+            ("bias", a(&[3], &[0.1, 0.2, 0.3])),
+            ("stride", s(2.0)),
+            ("padding", s(1.0)),
+            ("dilation", s(1.0)),
+            ("groups", s(1.0)),
+        ],
+    );
+    let nodes = vec![
+        ("input".to_string(), node(NodeKind::Input, &[("shape", a(&[2], &[2.0, 8.0]))])),
+        ("c".to_string(), c1),
+        ("output".to_string(), node(NodeKind::Output, &[("shape", a(&[2], &[3.0, 4.0]))])),
+    ];
+    let edges = vec![("input".into(), "c".into()), ("c".into(), "output".into())];
+    let f = NirFile { version: None, graph: NirGraph { nodes, edges, metadata: BTreeMap::new() } };
+    let c = conv(&f, Producer::Spec).unwrap();
+    assert_eq!(c.network.input, vec![2, 1, 8]);
+    match only(&c) {
+        Layer::Conv2d { kernel_size, stride, padding, dilation, out_channels, .. } => {
+            assert_eq!((kernel_size.0, stride.0, padding.0, dilation.0), ([1, 3], [1, 2], [0, 1], [1, 1]));
+            assert_eq!(*out_channels, 3);
+        }
+        l => panic!("{l:?}"),
+    }
+    assert_eq!(c.weights["c.weight"].shape, vec![3, 2, 1, 3]);
+    assert_eq!(c.weights["c.weight"].data, w);
+    assert!(c.assumptions.iter().any(|a| a.contains("Conv1d is a Conv2d over [C, 1, L]")), "{:?}", c.assumptions);
+    crate::check_network(&c.network, "t").unwrap();
 }

@@ -16,8 +16,6 @@ pub enum Values {
     F32(Vec<f64>),
     Int(Vec<i64>),
     Str(Vec<String>),
-    /// A declared shape and no data (the writer's fill value).
-    Unwritten,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -112,7 +110,6 @@ fn put(b: &mut hdf5_pure::DatasetBuilder, d: &Ds) {
         Values::F32(v) => b.with_f32_data(&v.iter().map(|&x| x as f32).collect::<Vec<_>>()),
         Values::Int(v) => b.with_i64_data(v),
         Values::Str(v) => b.with_vlen_strings(&v.iter().map(String::as_str).collect::<Vec<_>>()),
-        Values::Unwritten => b.with_dtype(hdf5_pure::make_f32_type()),
     };
     b.with_shape(&d.shape);
 }
@@ -280,12 +277,18 @@ pub fn mutate(rng: &mut Rng, root: &mut Grp) -> (&'static str, String, String) {
             ("3d-parameter", name, f)
         }
         5 => {
-            // A huge declared shape, no data.
+            // An oversized parameter: far more values than the node has
+            // neurons or weights (a shape declared larger than its data
+            // cannot be written: the HDF5 writer refuses a dataset without
+            // its data; byte-level mutations of the real files reach
+            // such shapes).
             if let Some(d) = g.ds_mut(&field) {
-                let dims: &[&[u64]] = &[&[1 << 40], &[1 << 20, 1 << 20], &[65536, 65536, 4], &[u32::MAX as u64, 2]];
-                *d = Ds { shape: rng.pick(dims).to_vec(), values: Values::Unwritten };
+                let dims: &[&[u64]] = &[&[300_000], &[1024, 300], &[64, 64, 64]];
+                let shape = rng.pick(dims).to_vec();
+                let n = shape.iter().product::<u64>() as usize;
+                *d = Ds { shape, values: Values::F32(vec![0.5; n]) };
             }
-            ("huge-shape", name, field)
+            ("oversized", name, field)
         }
         6 => {
             // A missing field.

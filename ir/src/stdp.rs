@@ -175,15 +175,17 @@ impl StdpRule {
         if self.hardbound { min_nan(max_nan(w_new, F::of(self.w_min)), F::of(self.w_max)) } else { w_new }
     }
 
-    /// Whether `update(w, 0, 0)` is `w` itself, bit for bit: the entries an
-    /// event-driven update may leave alone. True for a finite `w` within
-    /// the bounds (if any) whose amplitudes are finite, unless `w` is `-0`
-    /// (`-0 + +0` is `+0`).
+    /// Whether `w` is finite and `update(w, 0, 0)` is `w` itself, bit for
+    /// bit: the entries an event-driven update may leave alone (and, all
+    /// of them so, a weight a product may read without scanning it for
+    /// non-finite entries). True for a finite `w` within the bounds (if
+    /// any) whose amplitudes are finite, unless `w` is `-0` (`-0 + +0` is
+    /// `+0`).
     #[inline(always)]
     pub fn is_fixed_point<F: RuleFloat>(&self, w: F) -> bool {
         let zero = F::of(0.0);
         let new = self.update(w, zero, zero);
-        new == w && new.is_sign_negative() == w.is_sign_negative()
+        w.is_finite() && new == w && new.is_sign_negative() == w.is_sign_negative()
     }
 }
 
@@ -216,6 +218,8 @@ mod tests {
         assert!(!r.is_fixed_point(-0.0f32), "-0 + 0 is +0");
         assert!(!r.is_fixed_point(1.5f32), "the clamp moves it");
         assert!(!r.is_fixed_point(f32::NAN));
+        let free = rule(StdpKind::Additive, 0.0, false);
+        assert!(!free.is_fixed_point(f32::INFINITY), "inf + 0 is inf, but not finite");
         let pow = rule(StdpKind::MultiplicativePow, 0.5, false);
         assert!(!pow.is_fixed_point(1.5f64), "a fractional power of a negative d is NaN");
         assert!(pow.is_fixed_point(0.5f64));

@@ -369,11 +369,18 @@ pub(crate) fn matmul(spikes: &SpikeRows, wt: &[f32], finite: &[bool], n_in: usiz
 /// active inputs are read with a stride. Returns `false` (and writes
 /// nothing) when `w` holds a non-finite number: then zero inputs meet it
 /// and the caller takes [`matmul`]'s path.
-pub(crate) fn matmul_untransposed(spikes: &SpikeRows, w: &[f32], n_in: usize, n_out: usize, out: &mut [f32]) -> bool {
+pub(crate) fn matmul_untransposed(
+    spikes: &SpikeRows,
+    w: &[f32],
+    n_in: usize,
+    n_out: usize,
+    known_finite: bool,
+    out: &mut [f32],
+) -> bool {
     if n_out == 0 {
         return true;
     }
-    if !all_finite(w) {
+    if !known_finite && !all_finite(w) {
         return false;
     }
     let rows = out.len() / n_out;
@@ -721,7 +728,7 @@ mod tests {
         let mut want = vec![0.0; rows * n_out];
         matmul(&s, &wt, &finite, n_in, n_out, &mut want);
         let mut got = vec![7.0; rows * n_out];
-        assert!(matmul_untransposed(&s, &w, n_in, n_out, &mut got));
+        assert!(matmul_untransposed(&s, &w, n_in, n_out, false, &mut got));
         assert_eq!(
             got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
@@ -729,7 +736,7 @@ mod tests {
         // A non-finite weight: the transposed path's job.
         let mut bad = w.clone();
         bad[3] = f32::INFINITY;
-        assert!(!matmul_untransposed(&s, &bad, n_in, n_out, &mut got));
+        assert!(!matmul_untransposed(&s, &bad, n_in, n_out, false, &mut got));
         // The weight gradient, with a non-finite gradient row too.
         for poison in [false, true] {
             let mut g: Vec<f32> = (0..rows * n_out).map(|k| ((k * 104_729) % 997) as f32 * 1e-3 - 0.5).collect();

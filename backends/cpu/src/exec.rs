@@ -193,6 +193,8 @@ pub struct Executable {
     /// [`in_place_updates`]): its `state_write` copies nothing and it is
     /// not swapped at the end of a step.
     in_place: Vec<bool>,
+    /// Per state: the `stdp_update` node that updates it in place.
+    stdp_of_state: Vec<Option<usize>>,
 }
 
 /// A borrowed f32 host value: its full shape (time first for a sequence
@@ -250,6 +252,7 @@ pub fn compile_with(module: &Module, info: &ModuleInfo, opts: &CompileOptions) -
     let mut jit = None;
     let in_place_nodes = in_place_updates(module, info);
     let mut in_place = vec![false; module.states.len()];
+    let mut stdp_of_state = vec![None; module.states.len()];
     let mut views: Vec<View> = Vec::with_capacity(module.nodes.len());
     let mut kernels = Vec::with_capacity(module.nodes.len());
     for (h, node) in module.nodes.iter() {
@@ -273,6 +276,7 @@ pub fn compile_with(module: &Module, info: &ModuleInfo, opts: &CompileOptions) -
             Op::Extract { kernel, index } => whole(Src::KernelOut(kernel.index(), index as usize)),
             Op::StdpUpdate { .. } if let Some(&s) = in_place_nodes.get(&i) => {
                 in_place[s] = true;
+                stdp_of_state[s] = Some(i);
                 whole(Src::State(s))
             }
             _ => whole(Src::Own(i)),
@@ -360,6 +364,7 @@ pub fn compile_with(module: &Module, info: &ModuleInfo, opts: &CompileOptions) -
         buffers: Mutex::new(None),
         loaded: Mutex::new(None),
         in_place,
+        stdp_of_state,
     })
 }
 

@@ -69,6 +69,12 @@ pub(crate) struct StdpScratch {
 }
 
 impl StdpScratch {
+    /// Whether every entry of the weight is a fixed point of the rule (so
+    /// finite) after the last update.
+    pub(crate) fn weight_is_clean(&self) -> bool {
+        self.clean
+    }
+
     /// Forgets that the weight is clean: the next step updates every entry.
     pub(crate) fn new_run(&mut self) {
         self.clean = false;

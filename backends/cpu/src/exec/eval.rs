@@ -115,8 +115,17 @@ impl Executable {
                 let mut direct = false;
                 if t.is_some() && !outside && kind == MatMulKind::EventDriven {
                     let (key, spikes) = self.spike_rows(b, i, input, t, n_in);
+                    // A plastic weight its STDP update keeps clean (every
+                    // entry a fixed point of the rule, so finite) needs no
+                    // scan for non-finite entries; a run's first step scans.
+                    let finite = match self.views[weight.index()].src {
+                        Src::State(s) => {
+                            !b.first_iteration && self.stdp_of_state[s].is_some_and(|u| b.stdp[u].weight_is_clean())
+                        }
+                        _ => false,
+                    };
                     let w = self.val(b, weight, step);
-                    direct = event::matmul_untransposed(&spikes, w, n_in, n_out, &mut out);
+                    direct = event::matmul_untransposed(&spikes, w, n_in, n_out, finite, &mut out);
                     b.spikes.insert(key, (true, spikes));
                 }
                 if !direct {

@@ -19,6 +19,13 @@
 //! compete: the correlated group's weights go to w_max, the independent
 //! group's towards 0, and the weights split into a bimodal distribution.
 //!
+//! Then the paper's rate normalisation: 1000 independent afferents at 10,
+//! 20 or 40 Hz, every weight starting at w_max. The neuron fires at 43-191
+//! Hz at first; STDP lowers the weights until the mean input drive (input
+//! rate x mean weight) is nearly the same at every input rate, and the
+//! output rate ends at 5-17 Hz (not independent of the input rate, but
+//! compressed from a 4.4-fold to a 3.5-fold range).
+//!
 //! The input is made here with a fixed seed and fed to the compiled network
 //! one second (1000 steps) at a time with `Executable::forward_with_state`,
 //! which carries the plastic weight, its traces and the neuron's state from
@@ -27,8 +34,8 @@
 //! `docs/stdp_competition.png` (each group's weight distribution over time,
 //! drawn by `snnc::plot::evolution`).
 //!
-//! Run it with `cargo run --release --example stdp_competition` (about a
-//! minute; `tests/stdp_competition.rs` runs a short version of it).
+//! Run it with `cargo run --release --example stdp_competition` (800
+//! simulated seconds in about 6 s; `tests/stdp_competition.rs` runs a short version of it).
 
 use std::collections::BTreeMap;
 
@@ -83,6 +90,12 @@ impl Setup {
             depression: 1.05,
             seed: 2000,
         }
+    }
+
+    /// Song et al.'s rate normalisation: `n` independent afferents at
+    /// `rate_hz`, every weight starting at `w_max`.
+    pub fn uncorrelated(rate_hz: f64, seconds: usize) -> Setup {
+        Setup { correlated: 0, rate_hz, w_start: 1.0, ..Setup::competition(seconds) }
     }
 
     /// The plasticity of the `Linear`: Norse's additive STDP with traces
@@ -263,6 +276,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         at_bounds(first, s.w_max),
         at_bounds(last, s.w_max)
     );
+    // Rate normalisation: independent afferents only, all weights at
+    // w_max at the start, at three input rates.
+    println!("independent afferents only, weights from w_max, {} s:", s.seconds);
+    println!("input rate   output rate (first 2 s -> last 20 s)   mean weight / w_max   x input rate   at 0 or w_max");
+    for r in [10.0, 20.0, 40.0] {
+        let u = Setup::uncorrelated(r, s.seconds);
+        let h = run(&u)?;
+        let (n, last) = (h.rates.len(), &h.weights[h.weights.len() - 1]);
+        println!(
+            "{r:>5} Hz     {:>6.1} Hz -> {:>5.1} Hz                  {:.3}                 {:.2} Hz        {:.2}",
+            rate(&h, 0..2),
+            rate(&h, n - 20..n),
+            mean(last, u.w_max),
+            r * mean(last, u.w_max),
+            at_bounds(last, u.w_max)
+        );
+    }
     let path = std::path::Path::new("docs/stdp_competition.png");
     figure(&s, &h, path)?;
     println!("wrote {}", path.display());

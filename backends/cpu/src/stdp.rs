@@ -29,7 +29,9 @@
 //! The rule's kind and bounds are made constants of the loop
 //! (`with_rule!`), so the whole-row loops vectorise.
 
-use snnc_ir::{StdpKind, StdpRule};
+use std::collections::BTreeMap;
+
+use snnc_ir::{Module, ModuleInfo, Op, StdpKind, StdpRule};
 
 /// A row without a postsynaptic spike updates only its spiking columns
 /// (scalar code) when they are at most one in this many, else the whole
@@ -236,6 +238,46 @@ fn exact(rule: &StdpRule, w: &mut [f32], x: &StdpOperands<'_>, rows: usize, s: &
     s.touched += (n_out * n_in) as u64;
     s.plus = plus;
     s.minus = minus;
+}
+
+/// The `stdp_update` nodes that may update their weight state in place,
+/// by node index, with the state's index: the weight operand is a read of
+/// a state whose write is the update itself, in the same step loop, and
+/// every other reader of that state runs before the update (so the state
+/// buffer can hold the new value from the update on, which is what every
+/// later reader wants).
+pub(crate) fn in_place_updates(module: &Module, info: &ModuleInfo) -> BTreeMap<usize, usize> {
+    let mut found = BTreeMap::new();
+    for (region_index, region) in module.body.iter().enumerate() {
+        if !region.is_step() {
+            continue;
+        }
+        let position: BTreeMap<usize, usize> = region.nodes.iter().enumerate().map(|(k, h)| (h.index(), k)).collect();
+        for &u in &region.nodes {
+            let Op::StdpUpdate { weight, .. } = module.nodes[u].op else { continue };
+            let Op::StateRead(state) = module.nodes[weight].op else { continue };
+            let written_by_u = region
+                .nodes
+                .iter()
+                .any(|&h| matches!(module.nodes[h].op, Op::StateWrite { state: s, value } if s == state && value == u));
+            if !written_by_u || info.state_region.get(state.index()) != Some(&region_index) {
+                continue;
+            }
+            let at = position[&u.index()];
+            let reads_before = module.nodes.iter().all(|(h, node)| {
+                !matches!(node.op, Op::StateRead(s) if s == state)
+                    || module.nodes.iter().all(|(user, un)| {
+                        user == u
+                            || !un.op.operands().contains(&h)
+                            || position.get(&user.index()).is_some_and(|&k| k < at)
+                    })
+            });
+            if reads_before {
+                found.insert(u.index(), state.index());
+            }
+        }
+    }
+    found
 }
 
 #[cfg(test)]

@@ -415,3 +415,65 @@ fn huge_shapes_are_refused_before_allocating() {
     assert_eq!((e.node.as_str(), e.field.as_deref()), ("", Some("weight")));
     assert!(e.message.contains("holds more than 3 elements"), "{e}");
 }
+
+/// snnc's `LIFRecurrent` and `LILinear` are written as several nodes and
+/// read back as the one layer (same weights names, same parameters); a
+/// file whose nodes are no longer wired as the cell is read node by node.
+#[test]
+fn snnc_cells_read_back_as_one_layer() {
+    let net = crate::parse_network(
+        r#"(version: 1, name: "cells", steps: 3, input: [4], layers: [
+            LIFRecurrent(name: "rec", hidden: 3, p: (v_th: 0.5, tau_syn_inv: 150)),
+            LILinear(name: "lil", out: 2, p: (tau_mem_inv: 50.0)),
+        ])"#,
+        "cells",
+    )
+    .unwrap();
+    let t = |shape: &[usize], k: f64| {
+        let n: usize = shape.iter().product();
+        WeightTensor { shape: shape.to_vec(), data: (0..n).map(|i| k + i as f64 / 8.0).collect() }
+    };
+    let w = BTreeMap::from([
+        ("rec.input_weights".to_string(), t(&[3, 4], 0.5)),
+        ("rec.recurrent_weights".to_string(), t(&[3, 3], -0.25)),
+        ("lil.input_weights".to_string(), t(&[2, 3], 1.0)),
+    ]);
+    let f = export(&net, &w).unwrap();
+    let c = convert(&f, "cells", &NirOptions::default()).unwrap();
+    let plain = |mut l: Layer| {
+        let (i, r, _) = l.wiring_mut();
+        *i = None;
+        r.clear();
+        l
+    };
+    let got: Vec<Layer> = c.network.layers.iter().cloned().map(plain).collect();
+    assert_eq!(got, net.layers, "{:?}", c.assumptions);
+    assert_eq!(c.network.layers[0].wiring().inputs, Some(&["x".to_string()][..]));
+    assert_eq!(c.network.layers[1].wiring().inputs, Some(&["rec".to_string()][..]));
+    assert_eq!(
+        c.weights.keys().collect::<Vec<_>>(),
+        ["lil.input_weights", "rec.input_weights", "rec.recurrent_weights"]
+    );
+    assert_eq!(c.weights["rec.input_weights"], w["rec.input_weights"]);
+    assert_eq!(c.weights["lil.input_weights"], w["lil.input_weights"]);
+    // Without autapses the diagonal is written as zeros (the cell masks it).
+    let mut rec = w["rec.recurrent_weights"].clone();
+    for k in 0..3 {
+        rec.data[k * 3 + k] = 0.0;
+    }
+    assert_eq!(c.weights["rec.recurrent_weights"], rec);
+    // Another node reading the recurrent weights: three layers, said.
+    let mut g = f.clone();
+    g.graph.edges.push(("rec_w_rec".into(), "lil_w_in".into()));
+    let c = convert(&g, "cells", &NirOptions::default()).unwrap();
+    let kinds: Vec<&str> = c.network.layers.iter().map(Layer::kind).collect();
+    assert_eq!(kinds, ["Linear", "Linear", "LIF", "LILinear"], "{:?}", c.assumptions);
+    assert!(
+        c.assumptions.iter().any(|s| s.contains("`rec` says it is snnc's LIFRecurrent cell")),
+        "{:?}",
+        c.assumptions
+    );
+    // Another convention ignores snnc's metadata.
+    let c = convert(&f, "cells", &NirOptions { producer: Producer::Norse, ..Default::default() }).unwrap();
+    assert!(c.network.layers.iter().all(|l| !matches!(l, Layer::LIFRecurrent { .. } | Layer::LILinear { .. })));
+}

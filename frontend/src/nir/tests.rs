@@ -477,3 +477,48 @@ fn snnc_cells_read_back_as_one_layer() {
     let c = convert(&f, "cells", &NirOptions { producer: Producer::Norse, ..Default::default() }).unwrap();
     assert!(c.network.layers.iter().all(|l| !matches!(l, Layer::LIFRecurrent { .. } | Layer::LILinear { .. })));
 }
+
+/// snnTorch's `RSynaptic`: `recurrent(spk[t-1])` within the step, so the
+/// delayed edge is the neuron's output into the weights (an Affine's bias
+/// acts from t = 0); the other conventions delay the weights' output.
+#[test]
+fn snntorch_recurrence_delays_the_spikes_into_the_weights() {
+    let cuba = node(
+        NodeKind::CubaLIF,
+        &[("tau_syn", s(2e-4)), ("tau_mem", s(1e-3)), ("r", s(10.0)), ("v_leak", s(0.0)), ("v_threshold", s(1.0))],
+    );
+    let w = node(NodeKind::Affine, &[("weight", a(&[2, 2], &[0.5; 4])), ("bias", a(&[2], &[0.25, -0.25]))]);
+    let f = NirFile {
+        version: None,
+        graph: NirGraph {
+            nodes: vec![
+                ("input".into(), node(NodeKind::Input, &[("shape", a(&[1], &[2.]))])),
+                ("lif".into(), cuba),
+                ("w_rec".into(), w),
+                ("output".into(), node(NodeKind::Output, &[("shape", a(&[1], &[2.]))])),
+            ],
+            edges: vec![
+                ("w_rec".into(), "lif".into()),
+                ("input".into(), "lif".into()),
+                ("lif".into(), "w_rec".into()),
+                ("lif".into(), "output".into()),
+            ],
+            metadata: BTreeMap::new(),
+        },
+    };
+    let wiring = |c: &Converted, name: &str| {
+        let l = c.network.layers.iter().find(|l| l.given_name() == Some(name)).unwrap();
+        let w = l.wiring();
+        (w.inputs.unwrap().to_vec(), w.recurrent_inputs.to_vec())
+    };
+    let c = conv(&f, Producer::Snntorch).unwrap();
+    assert_eq!(wiring(&c, "w_rec"), (vec![], vec!["lif".to_string()]));
+    assert_eq!(wiring(&c, "lif"), (vec!["w_rec".to_string(), "x".to_string()], vec![]));
+    assert!(c.assumptions.iter().any(|s| s.contains("snnTorch's recurrent neuron")), "{:?}", c.assumptions);
+    crate::check_network(&c.network, "t").unwrap();
+    for p in [Producer::Spec, Producer::Norse] {
+        let c = conv(&f, p).unwrap();
+        assert_eq!(wiring(&c, "w_rec"), (vec!["lif".to_string()], vec![]));
+        assert_eq!(wiring(&c, "lif"), (vec!["x".to_string()], vec!["w_rec".to_string()]));
+    }
+}

@@ -51,7 +51,10 @@ Cases (`producer` is whose package computed the numbers, `convention` the
   subtraction applied one step late (`reset_delay=True`), which is what
   snnc's `snntorch` convention reproduces. Each snnTorch case is therefore
   recorded twice: `snntorch-defaults` (the importer's modules with
-  `reset_mechanism="subtract"`, `reset_delay=True`: snnc must agree) and
+  `reset_mechanism="subtract"`, `reset_delay=True` and the state function
+  `_base_sub` that `__init__` picks for them: setting the attribute
+  afterwards does not re-pick it, and a first version of this script,
+  which only set it, recorded a reset to zero; snnc must agree) and
   `snntorch-importer` (the modules as imported: recorded for the record;
   the golden test checks that they agree with snnc until the first reset
   and says how often they differ after it). `RSynaptic` with
@@ -152,7 +155,14 @@ def snntorch_modules(g, defaults):
     for k in order:
         mod = quiet(sti._nir_to_snntorch_module, g.nodes[k], init_hidden=False)
         if defaults and isinstance(mod, snntorch.SpikingNeuron):
+            # Setting `reset_mechanism` after construction updates only
+            # `reset_mechanism_val`: Synaptic/RSynaptic pick their state
+            # function (`_base_sub`, `_base_zero`, `_base_int`) once, in
+            # `__init__`, so the module would go on resetting to zero
+            # (one step late). Pick the subtracting one as `__init__`
+            # would have for `reset_mechanism="subtract"`.
             mod.reset_mechanism = "subtract"
+            mod.state_function = mod._base_sub
             mod.reset_delay = True
         mods.append((k, mod))
     return mods
@@ -164,7 +174,7 @@ def snntorch_case(name, file, steps, batch, p, seed, defaults):
     shape = [int(d) for d in np.asarray(g.nodes["input"].input_type["input"]).reshape(-1)]
     x = spikes(seed, [steps, batch, *shape], p)
     states = {k: None for k, _ in mods}
-    outs, hidden = [], {}
+    outs, hidden, volts = [], {}, {}
     with torch.no_grad():
         for t in range(steps):
             h = x[t]
@@ -174,12 +184,14 @@ def snntorch_case(name, file, steps, batch, p, seed, defaults):
                         states[k] = (torch.zeros_like(h), torch.zeros_like(h), torch.zeros_like(h))
                     spk, syn, mem = mod(h, *states[k])
                     states[k] = (spk, syn, mem)
+                    volts.setdefault(k, []).append(mem.clone())
                     h = spk
                 elif isinstance(mod, snntorch.Synaptic):
                     if states[k] is None:
                         states[k] = (torch.zeros_like(h), torch.zeros_like(h))
                     spk, syn, mem = mod(h, *states[k])
                     states[k] = (syn, mem)
+                    volts.setdefault(k, []).append(mem.clone())
                     h = spk
                 else:
                     h = mod(h)
@@ -200,6 +212,9 @@ def snntorch_case(name, file, steps, batch, p, seed, defaults):
         "output_shape": list(y.shape),
         "output": flat(y),
         "hidden": {k: flat(torch.stack(v)) for k, v in hidden.items()},
+        # The membrane after the step (the subtraction of the step's reset
+        # included), for snnTorch's defaults only.
+        "hidden_v": {k: flat(torch.stack(v)) for k, v in volts.items()} if defaults else {},
     }
 
 

@@ -3,8 +3,10 @@
 //! * every example and fixture network NIR can express is exported, the
 //!   file passes NIR's own reader (`nir.read`, which type-checks the
 //!   graph; `scripts/install-nir.sh` installs nir 1.0.8), and reading it
-//!   back gives bit-identical outputs (interpreter f64 and CPU f32) and
-//!   bit-identical gradients (interpreter f64) with the same weights; the
+//!   back gives the very same IR (so `LIFRecurrent` and `LILinear` come
+//!   back as the cell, not as a chain of layers), bit-identical outputs
+//!   (interpreter f64 and CPU f32) and bit-identical gradients
+//!   (interpreter f64) with the same weights; the
 //!   others are refused with the reason (listed in [`REFUSED`]);
 //! * every real file of `tests/nir/`, read under `spec`, exported and read
 //!   again, keeps every value of every node, its type, and the graph (the
@@ -172,17 +174,6 @@ fn same_bits(what: &str, a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tens
     }
 }
 
-/// The name a weight of the original has in the network read back.
-fn renamed(name: &str) -> String {
-    if let Some(l) = name.strip_suffix(".input_weights") {
-        format!("{l}_w_in.weight")
-    } else if let Some(l) = name.strip_suffix(".recurrent_weights") {
-        format!("{l}_w_rec.weight")
-    } else {
-        name.to_string()
-    }
-}
-
 /// `sum(seed * output)`'s gradients on the interpreter in f64.
 fn gradients(net: &Network, weights: &Weights, example: &snnc_frontend::ExampleInput) -> BTreeMap<String, Tensor> {
     // Differentiated before any pass (as training does).
@@ -204,12 +195,6 @@ fn gradients(net: &Network, weights: &Weights, example: &snnc_frontend::ExampleI
     report.gradients.iter().map(|(p, o)| (p.clone(), r.outputs[o].clone())).collect()
 }
 
-/// Networks whose round trip has the same outputs but not yet the same
-/// gradients: a `LIFRecurrent` cell read back as NIR's Linear -> CubaLIF
-/// with a recurrent Linear (the backward of the cell and of the cycle of
-/// layers differ; not yet explained).
-const GRADIENTS_DIFFER: [&str; 1] = ["tests/nets/lif_recurrent.ron"];
-
 /// How many round trips compared gradients (networks without weights have none).
 static GRADIENTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -219,6 +204,12 @@ fn check_round_trip(net: &Network, file: &str, dir: &TempDir) -> String {
     let w = f64_weights(&m64.module, 7);
     let (path, back) = round_trip(net, &w, dir, file);
     let p = Path::new(&path);
+    let ir = |n: &Network| {
+        let c = driver::compile(n, "t", &LowerOptions { float: Dtype::F64, ..Default::default() }).unwrap();
+        snnc_ir::print(&c.module)
+    };
+    // The very same IR (before any pass): LIFRecurrent and LILinear are read back as the cell.
+    assert_eq!(ir(net), ir(&back.network), "{file}: the IR read back");
     for (target, float) in [(Target::Interp, Dtype::F64), (Target::Cpu, Dtype::F32)] {
         let a = compiled(net, float, target);
         let b = compiled(&back.network, float, target);
@@ -237,13 +228,7 @@ fn check_round_trip(net: &Network, file: &str, dir: &TempDir) -> String {
     let gb = gradients(&back.network, &wb, &net.example_input);
     assert_eq!(ga.is_empty(), gb.is_empty(), "{file}: gradients on one side only");
     GRADIENTS.fetch_add(usize::from(!ga.is_empty()), std::sync::atomic::Ordering::Relaxed);
-    let ga: BTreeMap<String, Tensor> = ga.into_iter().map(|(k, v)| (renamed(&k), v)).collect();
-    if GRADIENTS_DIFFER.contains(&file) {
-        // Known gap: the outputs are the same bits, the gradients are not.
-        assert_eq!(ga.keys().collect::<Vec<_>>(), gb.keys().collect::<Vec<_>>(), "{file}");
-    } else {
-        same_bits(&format!("{file}: gradients"), &ga, &gb);
-    }
+    same_bits(&format!("{file}: gradients"), &ga, &gb);
     path
 }
 

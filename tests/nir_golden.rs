@@ -15,15 +15,16 @@
 //! f32): a membrane voltage may differ by a few ulps, so a spike could flip
 //! where a voltage is within about 1e-5 of its threshold. None does for
 //! these inputs; the real-valued outputs (the neurocuda MLP's last Affine)
-//! are compared to 1e-5 relative, for the same reason.
+//! are compared to 1e-5 relative, for the same reason, and the snnTorch
+//! cases' membrane voltages to [`VOLTAGE_TOLERANCE`].
 //!
 //! The `snntorch-importer` cases are snnTorch's `import_nir` modules as
 //! they are built (reset to zero, at once): snnc's `snntorch` convention
 //! reproduces snnTorch's defaults (reset by subtraction, one step late),
 //! which the braille models were trained with, so the importer's numbers
-//! are checked only up to the first spike of the layer, where the reset
-//! rules have not yet acted, and the number of later differences is
-//! asserted as recorded (the known quirk).
+//! are checked only up to the first spike of any layer, included, before
+//! the reset rules have acted, and later differences are asserted to exist
+//! (the known quirk).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -48,6 +49,9 @@ struct Case {
     output: Tensor,
     /// The producer's module name → its spikes `[T, B, n]`.
     hidden: BTreeMap<String, Vec<f64>>,
+    /// The producer's module name → its membrane voltage after each step
+    /// `[T, B, n]` (snnTorch's defaults only).
+    hidden_v: BTreeMap<String, Vec<f64>>,
 }
 
 fn cases() -> Vec<Case> {
@@ -69,6 +73,11 @@ fn cases() -> Vec<Case> {
             input: Tensor::new(shape(&c["input_shape"]), ElemType::F32, nums(&c["input"])).unwrap(),
             output: Tensor::new(shape(&c["output_shape"]), ElemType::F32, nums(&c["output"])).unwrap(),
             hidden: c["hidden"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), nums(v))).collect(),
+            hidden_v: c
+                .get("hidden_v")
+                .and_then(Value::as_object)
+                .map(|o| o.iter().map(|(k, v)| (k.clone(), nums(v))).collect())
+                .unwrap_or_default(),
         })
         .collect()
 }
@@ -77,6 +86,8 @@ fn cases() -> Vec<Case> {
 fn layer(case: &str, module: &str) -> String {
     match (case, module) {
         (c, "1") if c.starts_with("lif_norse") => "output".into(),
+        // Spyx nests the recurrence as graph `lif1` holding node `lif1`.
+        (c, "lif1") if c.starts_with("spyx") => "lif1_lif1".into(),
         (_, "lif1") => "lif1_lif".into(),
         (_, m) => m.to_string(),
     }
@@ -116,11 +127,23 @@ fn check(c: &Case, target: Target) {
     let spiking = c.output.data.iter().all(|&v| v == 0.0 || v == 1.0);
     let tag = format!("{} on {target:?}", c.name);
     if c.producer == "snntorch-importer" {
-        // The known quirk: reset to zero at once. Until the first output spike the rules agree.
-        let until = first_spike(&c.output.data, &c.output.shape);
-        let bn = c.output.shape[1] * c.output.shape[2];
-        assert!(until > 0, "{tag}: the comparison window is empty");
-        assert_eq!(&out.data[..until * bn], &c.output.data[..until * bn], "{tag}: before the first reset");
+        // The known quirk: reset to zero (at once in `Synaptic`). Up to the
+        // step of the first spike of any layer, included, no reset has
+        // acted yet: there the rules agree.
+        let trains: Vec<(&str, &Tensor, &[f64])> = std::iter::once(("output", &out, c.output.data.as_slice()))
+            .chain(c.hidden.iter().map(|(m, want)| {
+                let l = layer(&c.name, m);
+                let got = if l == "output" { &out } else { &traces[&format!("{l}.z")] };
+                (m.as_str(), got, want.as_slice())
+            }))
+            .collect();
+        let first = trains.iter().map(|(_, got, want)| first_spike(want, &got.shape)).min().unwrap();
+        assert!(first + 1 < c.steps as usize, "{tag}: the comparison window is the whole run");
+        for (m, got, want) in &trains {
+            let bn = got.shape[1] * got.shape[2];
+            let until = (first + 1) * bn;
+            assert_eq!(&got.data[..until], &want[..until], "{tag}: `{m}` before the first reset");
+        }
         let later = spike_diffs(&out.data, &c.output.data, &out.shape).len();
         assert!(later > 0, "{tag}: the importer's reset should differ from snnTorch's defaults");
         return;
@@ -141,7 +164,24 @@ fn check(c: &Case, target: Target) {
         assert!(d.is_empty(), "{tag}: {l}.z differs from {module} at (t, b, i) {:?}", &d[..d.len().min(10)]);
         assert!(want.iter().any(|&v| v != 0.0), "{tag}: {module} never spikes: a weak test");
     }
+    for (module, want) in &c.hidden_v {
+        let l = layer(&c.name, module);
+        let got = &traces[&format!("{l}.v")];
+        assert_eq!(got.data.len(), want.len(), "{tag}: {l}.v size, shape {:?}", got.shape);
+        let worst = got.data.iter().zip(want).map(|(a, b)| (a - b).abs() / (1.0 + b.abs())).fold(0.0, f64::max);
+        assert!(want.iter().filter(|&&v| v != 0.0).count() > want.len() / 2, "{tag}: {module}: a weak test");
+        assert!(worst <= VOLTAGE_TOLERANCE, "{tag}: {l}.v differs from {module}'s membrane by {worst:e} (relative)");
+    }
 }
+
+/// How far snnc's membrane voltages may be from snnTorch's, relative to
+/// `1 + |v|`: both compute in f32, but the matrix products sum in another
+/// order, snnc multiplies by `r·dt/tau_mem` (0.99999976 for the
+/// `bias_zero` file's f32 `r`) where snnTorch's importer takes 1, and snnc
+/// sums `gs·(x + W_rec·z)` where snnTorch sums `(α·syn + x) + W_rec·z`.
+/// Measured: at most 6.1e-7 (the recurrent layers; the output layers agree
+/// to the bit), on the interpreter and the CPU backend alike.
+const VOLTAGE_TOLERANCE: f64 = 2e-6;
 
 #[test]
 fn the_fixture_covers_norse_snntorch_and_an_if_file() {
@@ -179,12 +219,9 @@ fn snnc_agrees_with_norse_on_cpu() {
     }
 }
 
-// NOT YET PASSING (ignored): on the braille files snnc's `snntorch` convention and snnTorch's
-// own modules (with snnTorch's default reset) disagree from step 2 of the output layer on
-// (first found 2026-12-07; the cause is not yet found: the recurrence's timing, the
-// delayed reset or the readout are the suspects). Run with `--ignored` to see the steps.
+// snnTorch's own modules with its defaults (`Synaptic`/`RSynaptic`, reset by subtraction one
+// step late, the recurrent weights applied within the step to the previous step's spikes).
 #[test]
-#[ignore = "snnc's snntorch convention disagrees with snnTorch on the braille files; cause under investigation"]
 fn snnc_agrees_with_snntorch_on_interp() {
     for c in snntorch_cases() {
         check(&c, Target::Interp);
@@ -192,7 +229,6 @@ fn snnc_agrees_with_snntorch_on_interp() {
 }
 
 #[test]
-#[ignore = "snnc's snntorch convention disagrees with snnTorch on the braille files; cause under investigation"]
 fn snnc_agrees_with_snntorch_on_cpu() {
     for c in snntorch_cases() {
         check(&c, Target::Cpu);

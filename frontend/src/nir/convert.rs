@@ -311,6 +311,32 @@ fn build(
             stack.pop();
         }
     }
+    if cx.opts.producer == Producer::Snntorch {
+        // snnTorch's recurrent neurons (`RSynaptic`, `RLeaky`) keep the
+        // previous step's spikes and apply the recurrent weights to them
+        // within the step: `recurrent(spk[t-1])`, bias included, zeros
+        // spikes at t = 0 (so the bias acts from the first step). The delay
+        // is on the edge into the weights, not on their output.
+        let moved: Vec<(usize, usize)> = recurrent
+            .iter()
+            .copied()
+            .filter(|&(w, n)| {
+                matches!(nodes[w].node.kind, NodeKind::Affine | NodeKind::Linear)
+                    && is_neuron(nodes[n].node.kind)
+                    && pred[w] == [n]
+                    && succ[w] == [n]
+            })
+            .collect();
+        for (w, n) in moved {
+            recurrent.remove(&(w, n));
+            recurrent.insert((n, w));
+            cx.assume(format!(
+                "`{}` -> `{}` -> `{}` is read as snnTorch's recurrent neuron: `{}` applies its weights (and bias) to \
+                 the previous step's output of `{}` (zeros at t = 0)",
+                nodes[n].path, nodes[w].path, nodes[n].path, nodes[w].path, nodes[n].path
+            ));
+        }
+    }
     if cx.snnc {
         // snnc's files say which edges are delayed.
         recurrent.clear();
@@ -453,6 +479,21 @@ fn build(
                 recurrent_inputs: rec,
                 merge: Merge::Add,
             });
+        }
+    }
+    if cx.snnc {
+        // snnc's LIFRecurrent / LILinear, written as several nodes, are one layer again.
+        let layer_of = |p: &str| index.get(p).and_then(|j| names.get(j)).cloned();
+        for (i, n) in nodes.iter().enumerate() {
+            if let Some(c) = names.get(&i).and_then(|l| snnc_meta::cell(&n.node, l, &layer_of))
+                && !snnc_meta::fuse_cell(&mut layers, &mut weights, &c)
+            {
+                cx.assume(format!(
+                    "`{}` says it is snnc's {} cell, but its nodes are not wired as one: read as separate layers",
+                    n.path,
+                    if c.w_rec.is_some() { "LIFRecurrent" } else { "LILinear" }
+                ));
+            }
         }
     }
     let meta = &g.metadata;

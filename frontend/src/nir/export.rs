@@ -703,6 +703,11 @@ pub fn export(net: &Network, weights: &BTreeMap<String, WeightTensor>) -> Result
                 b.add(&place, w_rec.clone(), lrec)?;
                 let mut nd = b.neuron(&place, &name, layer, &shape)?;
                 nd.metadata.insert("recurrent_inputs".into(), MetaValue::Text(w_rec.clone()));
+                // The three nodes are one cell: snnc reads them back as it.
+                nd.metadata.insert("snnc_layer".into(), MetaValue::Text("LIFRecurrent".into()));
+                nd.metadata.insert("snnc_input_weights".into(), MetaValue::Text(w_in.clone()));
+                nd.metadata.insert("snnc_recurrent_weights".into(), MetaValue::Text(w_rec.clone()));
+                nd.metadata.insert("autapses".into(), meta_array(Vec::new(), vec![f64::from(u8::from(*autapses))]));
                 internal[i].push((w_in.clone(), name.clone()));
                 internal[i].push((w_rec.clone(), name.clone()));
                 internal[i].push((name.clone(), w_rec.clone()));
@@ -719,8 +724,11 @@ pub fn export(net: &Network, weights: &BTreeMap<String, WeightTensor>) -> Result
                 );
                 b.add(&place, w_in.clone(), lin)?;
                 internal[i].push((w_in.clone(), name.clone()));
+                let mut nd = b.neuron(&place, &name, layer, &shape)?;
+                nd.metadata.insert("snnc_layer".into(), MetaValue::Text("LILinear".into()));
+                nd.metadata.insert("snnc_input_weights".into(), MetaValue::Text(w_in.clone()));
                 entry[i] = w_in;
-                b.neuron(&place, &name, layer, &shape)?
+                nd
             }
             l if l.is_neuron() => b.neuron(&place, &name, layer, &shape)?,
             l => return Err(refuse(place, format!("has no NIR node ({} is not exported)", l.kind()))),

@@ -19,7 +19,9 @@
 //! | `recurrent_inputs` | the nodes whose edge into this one is a one-step delay, comma separated |
 //! | `bias` | `"none"`: a Conv2d without bias (NIR's Conv2d always has one; snnc writes zeros) |
 //! | `count_include_pad` | `0`: an AvgPool2d that leaves the padding out of the average |
-//! | `snnc_layer` | `"Identity"`: a `Scale` of 1 that is snnc's `Identity` (a named sum) |
+//! | `snnc_layer` | `"Identity"`: a `Scale` of 1 that is snnc's `Identity` (a named sum); `"LIFRecurrent"` / `"LILinear"`: the neuron of that cell ([`Cell`]) |
+//! | `snnc_input_weights`, `snnc_recurrent_weights` | the Linear nodes of a cell |
+//! | `autapses` | `1`: a `LIFRecurrent` whose recurrent weights keep their diagonal |
 //!
 //! At the top level: `producer` (`"snnc"`), `dt`, `steps`, `readout`,
 //! `seed`, and summaries for other readers (`discretisation`, `reset`,
@@ -224,4 +226,139 @@ fn patch_layer(layer: &mut Layer, node: &NirNode, weights: &mut BTreeMap<String,
 /// A metadata number array.
 pub(crate) fn meta_array(shape: Vec<usize>, data: Vec<f64>) -> MetaValue {
     MetaValue::Number(Array::new(shape, data))
+}
+
+/// One of snnc's cells as its file writes it: `LIFRecurrent` as
+/// `NAME_w_in` (Linear) → `NAME` (CubaLIF) → `NAME_w_rec` (Linear) → `NAME`
+/// (delayed), `LILinear` as `NAME_w_in` → `NAME` (CubaLI). The neuron node's
+/// metadata `snnc_layer` says which, `snnc_input_weights` and
+/// `snnc_recurrent_weights` name the Linear nodes, `autapses` (0 or 1)
+/// whether the recurrent weights keep their diagonal.
+pub(crate) struct Cell {
+    /// The neuron's layer (the cell's name).
+    pub layer: String,
+    /// The layer of the input weights.
+    pub w_in: String,
+    /// The layer of the recurrent weights (`LIFRecurrent`).
+    pub w_rec: Option<String>,
+    pub autapses: bool,
+}
+
+/// The cell a neuron node says it belongs to; `layer_of` gives the layer
+/// name of a node path.
+pub(crate) fn cell(node: &NirNode, layer: &str, layer_of: &dyn Fn(&str) -> Option<String>) -> Option<Cell> {
+    let m = &node.metadata;
+    let w_in = layer_of(&text(m, "snnc_input_weights")?)?;
+    let w_rec = match text(m, "snnc_layer")?.as_str() {
+        "LIFRecurrent" => Some(layer_of(&text(m, "snnc_recurrent_weights")?)?),
+        "LILinear" => None,
+        _ => return None,
+    };
+    let autapses = number(m, "autapses") == Some(1.0);
+    Some(Cell { layer: layer.to_string(), w_in, w_rec, autapses })
+}
+
+/// How many times `layer` reads `name` (same step or delayed).
+fn reads(layer: &Layer, name: &str) -> usize {
+    let w = layer.wiring();
+    w.inputs.unwrap_or_default().iter().chain(w.recurrent_inputs).filter(|s| *s == name).count()
+}
+
+/// A Linear layer without bias or plasticity named `name`: its index, its
+/// `out` and its weight.
+fn plain_linear(layers: &[Layer], weights: &BTreeMap<String, WeightTensor>, name: &str) -> Option<(usize, u32)> {
+    let k = layers.iter().position(|l| l.given_name() == Some(name))?;
+    match &layers[k] {
+        Layer::Linear { out, bias: false, plasticity: None, .. } if weights.contains_key(&format!("{name}.weight")) => {
+            Some((k, *out))
+        }
+        _ => None,
+    }
+}
+
+/// Rebuilds one of snnc's cells from its nodes' layers, so that a network
+/// read back is the one that was exported (the same layer, the same IR,
+/// the same bits, gradients included: the fused cell detaches the spikes
+/// of its reset and masks the recurrent diagonal, a chain of layers would
+/// not). Leaves the layers as they are, and returns false, unless they are
+/// exactly the cell's: the neuron reads only the input weights (and,
+/// delayed, only the recurrent weights), the recurrent weights read only
+/// the neuron, and no other layer reads either Linear.
+pub(crate) fn fuse_cell(layers: &mut Vec<Layer>, weights: &mut BTreeMap<String, WeightTensor>, c: &Cell) -> bool {
+    let Some(at) = layers.iter().position(|l| l.given_name() == Some(c.layer.as_str())) else { return false };
+    let Some((a, _)) = plain_linear(layers, weights, &c.w_in) else { return false };
+    let rec = match &c.w_rec {
+        Some(r) => match plain_linear(layers, weights, r) {
+            Some(x) => Some((r.clone(), x)),
+            None => return false,
+        },
+        None => None,
+    };
+    let w = layers[at].wiring();
+    let want_rec: Vec<String> = rec.iter().map(|(r, _)| r.clone()).collect();
+    if w.inputs != Some(std::slice::from_ref(&c.w_in)) || w.recurrent_inputs != want_rec.as_slice() {
+        return false;
+    }
+    if let Some((r, (b, _))) = &rec {
+        let wr = layers[*b].wiring();
+        if wr.inputs != Some(std::slice::from_ref(&c.layer)) || !wr.recurrent_inputs.is_empty() {
+            return false;
+        }
+        if layers.iter().enumerate().any(|(k, l)| k != at && reads(l, r) > 0) {
+            return false;
+        }
+    }
+    if layers.iter().enumerate().any(|(k, l)| k != at && reads(l, &c.w_in) > 0) {
+        return false;
+    }
+    let lin = layers[a].clone();
+    let lw = lin.wiring();
+    let (inputs, recurrent_inputs, merge) = (lw.inputs.map(<[String]>::to_vec), lw.recurrent_inputs.to_vec(), lw.merge);
+    let Layer::Linear { out, input_density, .. } = lin else { return false };
+    let fused = match (&layers[at], &rec) {
+        (Layer::LIF { name, p, .. }, Some((r, (_, hidden)))) => {
+            let wr = &weights[&format!("{r}.weight")];
+            let h = *hidden as usize;
+            if *hidden != out || wr.shape != [h, h] {
+                return false;
+            }
+            // A diagonal the file holds is used, whatever the metadata says.
+            let autapses = c.autapses || (0..h).any(|k| wr.data[k * h + k] != 0.0);
+            Layer::LIFRecurrent {
+                name: name.clone(),
+                input: None,
+                hidden: *hidden,
+                p: p.clone(),
+                autapses,
+                input_density,
+                inputs,
+                recurrent_inputs,
+                merge,
+            }
+        }
+        (Layer::LI { name, p, .. }, None) => Layer::LILinear {
+            name: name.clone(),
+            input: None,
+            out,
+            p: p.clone(),
+            input_density,
+            inputs,
+            recurrent_inputs,
+            merge,
+        },
+        _ => return false,
+    };
+    let rename = |weights: &mut BTreeMap<String, WeightTensor>, from: &str, to: &str| {
+        if let Some(t) = weights.remove(&format!("{from}.weight")) {
+            weights.insert(format!("{}.{to}", c.layer), t);
+        }
+    };
+    rename(weights, &c.w_in, "input_weights");
+    if let Some((r, _)) = &rec {
+        rename(weights, r, "recurrent_weights");
+    }
+    layers[at] = fused;
+    let gone: Vec<&str> = std::iter::once(c.w_in.as_str()).chain(rec.iter().map(|(r, _)| r.as_str())).collect();
+    layers.retain(|l| l.given_name().is_none_or(|n| !gone.contains(&n)));
+    true
 }

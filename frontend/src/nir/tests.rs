@@ -454,3 +454,110 @@ fn conv1d_is_a_conv2d_of_height_one() {
     assert!(c.assumptions.iter().any(|a| a.contains("Conv1d is a Conv2d over [C, 1, L]")), "{:?}", c.assumptions);
     crate::check_network(&c.network, "t").unwrap();
 }
+
+/// snnc's `LIFRecurrent` and `LILinear` are written as several nodes and
+/// read back as the one layer (same weights names, same parameters); a
+/// file whose nodes are no longer wired as the cell is read node by node.
+#[test]
+fn snnc_cells_read_back_as_one_layer() {
+    let net = crate::parse_network(
+        r#"(version: 1, name: "cells", steps: 3, input: [4], layers: [
+            LIFRecurrent(name: "rec", hidden: 3, p: (v_th: 0.5, tau_syn_inv: 150)),
+            LILinear(name: "lil", out: 2, p: (tau_mem_inv: 50.0)),
+        ])"#,
+        "cells",
+    )
+    .unwrap();
+    let t = |shape: &[usize], k: f64| {
+        let n: usize = shape.iter().product();
+        WeightTensor { shape: shape.to_vec(), data: (0..n).map(|i| k + i as f64 / 8.0).collect() }
+    };
+    let w = BTreeMap::from([
+        ("rec.input_weights".to_string(), t(&[3, 4], 0.5)),
+        ("rec.recurrent_weights".to_string(), t(&[3, 3], -0.25)),
+        ("lil.input_weights".to_string(), t(&[2, 3], 1.0)),
+    ]);
+    let f = export(&net, &w).unwrap();
+    let c = convert(&f, "cells", &NirOptions::default()).unwrap();
+    let plain = |mut l: Layer| {
+        let (i, r, _) = l.wiring_mut();
+        *i = None;
+        r.clear();
+        l
+    };
+    let got: Vec<Layer> = c.network.layers.iter().cloned().map(plain).collect();
+    assert_eq!(got, net.layers, "{:?}", c.assumptions);
+    assert_eq!(c.network.layers[0].wiring().inputs, Some(&["x".to_string()][..]));
+    assert_eq!(c.network.layers[1].wiring().inputs, Some(&["rec".to_string()][..]));
+    assert_eq!(
+        c.weights.keys().collect::<Vec<_>>(),
+        ["lil.input_weights", "rec.input_weights", "rec.recurrent_weights"]
+    );
+    assert_eq!(c.weights["rec.input_weights"], w["rec.input_weights"]);
+    assert_eq!(c.weights["lil.input_weights"], w["lil.input_weights"]);
+    // Without autapses the diagonal is written as zeros (the cell masks it).
+    let mut rec = w["rec.recurrent_weights"].clone();
+    for k in 0..3 {
+        rec.data[k * 3 + k] = 0.0;
+    }
+    assert_eq!(c.weights["rec.recurrent_weights"], rec);
+    // Another node reading the recurrent weights: three layers, said.
+    let mut g = f.clone();
+    g.graph.edges.push(("rec_w_rec".into(), "lil_w_in".into()));
+    let c = convert(&g, "cells", &NirOptions::default()).unwrap();
+    let kinds: Vec<&str> = c.network.layers.iter().map(Layer::kind).collect();
+    assert_eq!(kinds, ["Linear", "Linear", "LIF", "LILinear"], "{:?}", c.assumptions);
+    assert!(
+        c.assumptions.iter().any(|s| s.contains("`rec` says it is snnc's LIFRecurrent cell")),
+        "{:?}",
+        c.assumptions
+    );
+    // Another convention ignores snnc's metadata.
+    let c = convert(&f, "cells", &NirOptions { producer: Producer::Norse, ..Default::default() }).unwrap();
+    assert!(c.network.layers.iter().all(|l| !matches!(l, Layer::LIFRecurrent { .. } | Layer::LILinear { .. })));
+}
+
+/// snnTorch's `RSynaptic`: `recurrent(spk[t-1])` within the step, so the
+/// delayed edge is the neuron's output into the weights (an Affine's bias
+/// acts from t = 0); the other conventions delay the weights' output.
+#[test]
+fn snntorch_recurrence_delays_the_spikes_into_the_weights() {
+    let cuba = node(
+        NodeKind::CubaLIF,
+        &[("tau_syn", s(2e-4)), ("tau_mem", s(1e-3)), ("r", s(10.0)), ("v_leak", s(0.0)), ("v_threshold", s(1.0))],
+    );
+    let w = node(NodeKind::Affine, &[("weight", a(&[2, 2], &[0.5; 4])), ("bias", a(&[2], &[0.25, -0.25]))]);
+    let f = NirFile {
+        version: None,
+        graph: NirGraph {
+            nodes: vec![
+                ("input".into(), node(NodeKind::Input, &[("shape", a(&[1], &[2.]))])),
+                ("lif".into(), cuba),
+                ("w_rec".into(), w),
+                ("output".into(), node(NodeKind::Output, &[("shape", a(&[1], &[2.]))])),
+            ],
+            edges: vec![
+                ("w_rec".into(), "lif".into()),
+                ("input".into(), "lif".into()),
+                ("lif".into(), "w_rec".into()),
+                ("lif".into(), "output".into()),
+            ],
+            metadata: BTreeMap::new(),
+        },
+    };
+    let wiring = |c: &Converted, name: &str| {
+        let l = c.network.layers.iter().find(|l| l.given_name() == Some(name)).unwrap();
+        let w = l.wiring();
+        (w.inputs.unwrap().to_vec(), w.recurrent_inputs.to_vec())
+    };
+    let c = conv(&f, Producer::Snntorch).unwrap();
+    assert_eq!(wiring(&c, "w_rec"), (vec![], vec!["lif".to_string()]));
+    assert_eq!(wiring(&c, "lif"), (vec!["w_rec".to_string(), "x".to_string()], vec![]));
+    assert!(c.assumptions.iter().any(|s| s.contains("snnTorch's recurrent neuron")), "{:?}", c.assumptions);
+    crate::check_network(&c.network, "t").unwrap();
+    for p in [Producer::Spec, Producer::Norse] {
+        let c = conv(&f, p).unwrap();
+        assert_eq!(wiring(&c, "w_rec"), (vec!["lif".to_string()], vec![]));
+        assert_eq!(wiring(&c, "lif"), (vec!["x".to_string()], vec!["w_rec".to_string()]));
+    }
+}

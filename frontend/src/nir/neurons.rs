@@ -87,6 +87,29 @@ fn taus(node: &NirNode, path: &str, field: &str) -> Result<Array, NirError> {
     Ok(a)
 }
 
+/// Says so when NIR's equations, read literally with forward Euler at
+/// the step `dt`, move a state by more than twice the way to its target
+/// per step (`dt / tau > 2`): such a state grows to inf and NaN in a few
+/// steps. It is what a producer's file read with the wrong step looks
+/// like (snnTorch writes `tau = dt / (1 - beta)` at `dt = 1e-4`).
+fn diverging_taus(cx: &mut Ctx<'_>, path: &str, node: &NirNode) {
+    let dt = cx.opts.dt;
+    for field in ["tau", "tau_mem", "tau_syn"] {
+        let Some(a) = node.params.get(field) else { continue };
+        let min = a.data.iter().copied().fold(f64::INFINITY, f64::min);
+        if min > 0.0 && dt / min > 2.0 {
+            cx.assume(format!(
+                "`{path}`: dt / {field} = {:.3e} is above 2: read literally (forward Euler at dt = {dt:e} s) this state \
+                 diverges to inf and NaN within a few steps. The file's time constants are far below the step: \
+                 snnTorch writes at dt = 1e-4 (--nir-from snntorch), Norse 1.1.0 writes tau = dt / tau_inv \
+                 (--nir-from norse); or pass the producer's step with --nir-dt",
+                dt / min
+            ));
+            return;
+        }
+    }
+}
+
 /// `1 / tau` as Norse wrote it: `tau = s / tau_inv`, `s` the step (Norse
 /// 1.1.0) when every tau is below the step, else 1 (older Norse).
 fn norse_inv(cx: &mut Ctx<'_>, path: &str, field: &str, tau: &Array) -> ParamValue {
@@ -143,6 +166,9 @@ pub(crate) fn neuron_layer(cx: &mut Ctx<'_>, name: &str, path: &str, node: &NirN
     let p = |f: &str| node.params[f].clone();
     let kind = node.kind;
     let producer = cx.opts.producer;
+    if producer == Producer::Spec && !cx.snnc {
+        diverging_taus(cx, path, node);
+    }
     match (kind, producer) {
         (NodeKind::LIF, Producer::Spec | Producer::Norse) => {
             let tau = taus(node, path, "tau")?;

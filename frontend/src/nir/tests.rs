@@ -561,3 +561,26 @@ fn snntorch_recurrence_delays_the_spikes_into_the_weights() {
         assert_eq!(wiring(&c, "lif"), (vec!["x".to_string()], vec!["w_rec".to_string()]));
     }
 }
+
+/// Read literally at a step far above its time constants, a neuron
+/// diverges: the import says so and names the conventions that fit.
+#[test]
+fn a_time_constant_far_below_the_step_is_said_under_spec() {
+    let cuba = node(
+        NodeKind::CubaLIF,
+        &[
+            ("tau_mem", s(1e-4)),
+            ("tau_syn", s(2e-4)),
+            ("r", s(1.0)),
+            ("v_leak", s(0.0)),
+            ("v_threshold", s(1.0)),
+            ("w_in", s(1.0)),
+        ],
+    );
+    let c = conv(&around(2, cuba.clone()), Producer::Spec).unwrap();
+    let said = c.assumptions.join("\n");
+    assert!(said.contains("dt / tau_mem = 1.000e1 is above 2"), "{said}");
+    assert!(said.contains("--nir-from snntorch"), "{said}");
+    let c = conv(&around(2, cuba), Producer::Snntorch).unwrap();
+    assert!(!c.assumptions.join("\n").contains("is above 2"), "{:?}", c.assumptions);
+}

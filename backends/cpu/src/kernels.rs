@@ -57,24 +57,12 @@ fn whole_gemm(ns: usize) -> Gemm {
 
 /// `max` as the interpreter's `max_nan`: NaN if either is NaN, `a` on ties.
 pub(crate) fn max_nan(a: f32, b: f32) -> f32 {
-    if a.is_nan() || b.is_nan() {
-        f32::NAN
-    } else if b > a {
-        b
-    } else {
-        a
-    }
+    snnc_ir::stdp::max_nan(a, b)
 }
 
 /// `min` as the interpreter's `min_nan`.
 pub(crate) fn min_nan(a: f32, b: f32) -> f32 {
-    if a.is_nan() || b.is_nan() {
-        f32::NAN
-    } else if b < a {
-        b
-    } else {
-        a
-    }
+    snnc_ir::stdp::min_nan(a, b)
 }
 
 fn bool_to(b: bool) -> f32 {

@@ -17,9 +17,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::neurons::{neuron, neuron_layer, pv};
+use super::neurons::{model, neuron, neuron_layer, pv};
 use super::{Array, MetaValue, NirError, NirFile, NirGraph, NirNode, NodeKind, snnc_meta};
-use crate::neuron::{InitValue, NeuronModel, OrderedMap};
+use crate::neuron::{InitValue, NeuronModel};
 use crate::schema::{ExampleInput, Layer, Merge, Network, Pair, ParamValue, Readout};
 
 /// Whose discretisation a NIR file's continuous-time neurons are read with.
@@ -617,20 +617,8 @@ fn weight(weights: &mut BTreeMap<String, WeightTensor>, name: String, a: &Array,
 
 /// The stateless one-line model `y = e` (output `y`).
 fn expression(params: Vec<(&str, ParamValue)>, e: &str) -> NeuronModel {
-    NeuronModel {
-        params: OrderedMap(params.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
-        constants: OrderedMap::default(),
-        state: OrderedMap(vec![("y".to_string(), InitValue::Number(0.0))]),
-        update: vec![format!("y = {e}")],
-        spike: None,
-        method: Default::default(),
-        alpha: 100.0,
-        reset: Vec::new(),
-        after: Vec::new(),
-        detach: Vec::new(),
-        output: Some("y".into()),
-        trainable: Vec::new(),
-    }
+    let update = format!("y = {e}");
+    model(params, &[("y", InitValue::Number(0.0))], &[&update], None, &[], Some("y"))
 }
 
 pub(crate) fn node_layer(
@@ -856,21 +844,11 @@ pub(crate) fn node_layer(
             let mut update = vec![format!("y = s{k}")];
             update.extend((2..=k).rev().map(|j| format!("s{j} = s{}", j - 1)));
             update.push("s1 = x".into());
-            let model = NeuronModel {
-                params: OrderedMap::default(),
-                constants: OrderedMap::default(),
-                state: OrderedMap((1..=k).map(|j| (format!("s{j}"), InitValue::Number(0.0))).collect()),
-                update,
-                spike: None,
-                method: Default::default(),
-                alpha: 100.0,
-                reset: Vec::new(),
-                after: Vec::new(),
-                detach: Vec::new(),
-                output: Some("y".into()),
-                trainable: Vec::new(),
-            };
-            bare(neuron(name, model))
+            let names: Vec<String> = (1..=k).map(|j| format!("s{j}")).collect();
+            let state: Vec<(&str, InitValue)> = names.iter().map(|n| (n.as_str(), InitValue::Number(0.0))).collect();
+            let update: Vec<&str> = update.iter().map(String::as_str).collect();
+            let shift = model(Vec::new(), &state, &update, None, &[], Some("y"));
+            bare(neuron(name, shift))
         }
         NodeKind::Conv1d => {
             cx.assume(format!(

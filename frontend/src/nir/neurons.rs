@@ -50,7 +50,7 @@ pub(super) fn neuron(name: &str, model: NeuronModel) -> Layer {
     }
 }
 
-fn model(
+pub(crate) fn model(
     params: Vec<(&str, ParamValue)>,
     state: &[(&str, InitValue)],
     update: &[&str],

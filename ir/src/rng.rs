@@ -6,6 +6,7 @@
 //! representable in f32 and f64, and lies in `[0, 1)`.
 
 /// SplitMix64's output function (Steele, Lea, Flood 2014).
+#[inline]
 pub const fn mix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -14,6 +15,7 @@ pub const fn mix64(mut z: u64) -> u64 {
 }
 
 /// The uniform number for key `seed` at time step `t` and flat index `k`.
+#[inline]
 pub fn uniform(seed: u64, t: u32, k: u64) -> f64 {
     let counter = (u64::from(t) << 40) ^ k;
     let bits = mix64(seed ^ mix64(counter));

@@ -65,6 +65,7 @@ mod microbench;
 mod pool;
 mod stdp;
 mod steploop;
+mod uniform;
 
 use std::collections::BTreeMap;
 

@@ -311,17 +311,8 @@ impl Executable {
                 }
             }
             Op::Uniform { seed, seq, .. } => {
-                let rng = |t: usize, k: usize| snnc_ir::rng::uniform(seed, t as u32, k as u64) as f32;
-                if seq {
-                    let per_step = out.len() / (module.steps as usize).max(1);
-                    for (k, o) in out.iter_mut().enumerate() {
-                        *o = rng(k / per_step.max(1), k % per_step.max(1));
-                    }
-                } else {
-                    for (k, o) in out.iter_mut().enumerate() {
-                        *o = rng(step, k);
-                    }
-                }
+                let per_step = if seq { out.len() / (module.steps as usize).max(1) } else { out.len() };
+                crate::uniform::fill(seed, step, seq, per_step, &mut out);
             }
             Op::Input(_)
             | Op::Param(_)

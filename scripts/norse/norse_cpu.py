@@ -376,8 +376,13 @@ def bench_B(args, results):
         gen = torch.Generator().manual_seed(1)
         x = torch.randn(T, B, n, generator=gen)
         meta = dict(T=T, batch=B, neurons=n, synapses_per_step=n * n)
+        # "torch_Linear": the layer's product alone (torch.nn.Linear on the
+        # whole [T, B, n] input, as Norse's layer computes it): what any
+        # implementation of these layers must at least compute, timed beside
+        # them (BENCHMARKS.md, "Izhikevich neurons in config B": the bound).
         models = [("norse_LIF", NorseLinLIF(n), x),
-                  ("norse_Izhikevich", NorseLinIzhikevich(n), x * IZH_INPUT_SCALE)]
+                  ("norse_Izhikevich", NorseLinIzhikevich(n), x * IZH_INPUT_SCALE),
+                  ("torch_Linear", torch.nn.Linear(n, n), x * IZH_INPUT_SCALE)]
         if HAVE_SNNTORCH:
             models += [("snntorch_Leaky", SnnTorchLinNeuron(n, "Leaky"), x),
                        ("snntorch_Synaptic", SnnTorchLinNeuron(n, "Synaptic"), x)]

@@ -212,3 +212,68 @@ fn microbench_calibrate_conv() {
         println!("{line}");
     }
 }
+
+/// The STDP update of the `stdp-784x400-b16` benchmark's shape (350
+/// steps, 16 rows, Diehl & Cook's spike rates), and the cache-line floor
+/// of its event-driven path: the same entries read and written with no
+/// arithmetic.
+#[test]
+#[ignore]
+fn microbench_stdp_update() {
+    use crate::stdp;
+    use snnc_ir::{StdpKind, StdpRule};
+    let (rows, n_out, n_in, steps) = (16, 400, 784, 350);
+    let rule =
+        StdpRule { kind: StdpKind::Additive, eta_plus: 1e-3, eta_minus: 1e-3, w_min: 0.0, w_max: 1.0, mu: 0.0, hardbound: true };
+    let data: Vec<_> = (0..steps as u64)
+        .map(|t| {
+            (
+                spikes(rows * n_out, 0.024, 4 * t + 1),
+                rand(rows * n_in, 4 * t + 2),
+                rand(rows * n_out, 4 * t + 3),
+                spikes(rows * n_in, 0.0047, 4 * t + 4),
+            )
+        })
+        .collect();
+    let w0 = rand(n_out * n_in, 99);
+    let ms = time(5, || {
+        let mut w = w0.clone();
+        let mut s = stdp::StdpScratch::default();
+        s.new_run();
+        for (z_post, t_pre, t_post, z_pre) in &data {
+            let x = stdp::StdpOperands { z_post, t_pre, t_post, z_pre, n_out, n_in };
+            stdp::update(&rule, &mut w, &x, &mut s);
+        }
+        std::hint::black_box(&w);
+    });
+    let prep = time(5, || {
+        let mut s = stdp::StdpScratch::default();
+        for (z_post, t_pre, t_post, z_pre) in &data {
+            let x = stdp::StdpOperands { z_post, t_pre, t_post, z_pre, n_out, n_in };
+            std::hint::black_box(stdp::prepare(&x, rows, &mut s));
+        }
+    });
+    println!("prepare alone: {prep:.2} ms");
+    // The floor: the rows with a postsynaptic spike whole, the others at
+    // the columns with a presynaptic spike, each entry read and written.
+    let floor = time(5, || {
+        let mut w = w0.clone();
+        for (z_post, _, _, z_pre) in &data {
+            let hit: Vec<bool> = (0..n_out).map(|o| (0..rows).any(|r| z_post[r * n_out + o] != 0.0)).collect();
+            let cols: Vec<usize> = (0..n_in).filter(|&i| (0..rows).any(|r| z_pre[r * n_in + i] != 0.0)).collect();
+            for (o, row) in w.chunks_exact_mut(n_in).enumerate() {
+                if hit[o] {
+                    for e in row.iter_mut() {
+                        *e = (*e * 0.999).min(1.0);
+                    }
+                } else {
+                    for &i in &cols {
+                        row[i] = (row[i] * 0.999).min(1.0);
+                    }
+                }
+            }
+        }
+        std::hint::black_box(&w);
+    });
+    println!("stdp update 784x400 b16, {steps} steps: {ms:.2} ms; touching the same entries only: {floor:.2} ms");
+}

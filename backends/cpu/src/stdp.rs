@@ -139,7 +139,7 @@ pub(crate) fn update(rule: &StdpRule, w: &mut [f32], x: &StdpOperands<'_>, s: &m
 /// Lists the step's spikes and sums `minus` of the spiking columns into
 /// `s`; false (and nothing listed) when an operand is not finite.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-fn prepare<'a>(x: &StdpOperands<'a>, rows: usize, s: &mut StdpScratch) -> bool {
+pub(crate) fn prepare<'a>(x: &StdpOperands<'a>, rows: usize, s: &mut StdpScratch) -> bool {
     let (n_out, n_in) = (x.n_out, x.n_in);
     let finite = [x.z_post, x.t_pre, x.t_post, x.z_pre].iter().all(|v| v.iter().fold(true, |a, e| a & e.is_finite()));
     if !finite {

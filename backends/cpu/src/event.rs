@@ -385,20 +385,24 @@ pub(crate) fn matmul_untransposed(
     }
     let rows = out.len() / n_out;
     debug_assert!(spikes.fits(rows, n_in));
+    // Input by input, each adding its weight column to every output: each
+    // output's sum is `+0` plus the terms in the order of the list, as
+    // the interpreter's, in one long loop per input rather than a short
+    // one per output.
     for (r, acc) in out.chunks_exact_mut(n_out).enumerate() {
+        acc.fill(0.0);
         let (idx, val) = spikes.row(r);
-        for (o, a) in acc.iter_mut().enumerate() {
-            let col = &w[o * n_in..(o + 1) * n_in];
-            let mut sum = 0.0f32;
-            for (&k, &x) in idx.iter().zip(val) {
-                let v = col[k as usize];
-                if x == 1.0 {
-                    sum += v;
-                } else {
-                    sum += x * v;
+        for (&k, &x) in idx.iter().zip(val) {
+            let col = w[k as usize..].iter().step_by(n_in);
+            if x == 1.0 {
+                for (a, &v) in acc.iter_mut().zip(col) {
+                    *a += v;
+                }
+            } else {
+                for (a, &v) in acc.iter_mut().zip(col) {
+                    *a += x * v;
                 }
             }
-            *a = sum;
         }
     }
     true

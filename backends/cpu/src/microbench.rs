@@ -223,8 +223,15 @@ fn microbench_stdp_update() {
     use crate::stdp;
     use snnc_ir::{StdpKind, StdpRule};
     let (rows, n_out, n_in, steps) = (16, 400, 784, 350);
-    let rule =
-        StdpRule { kind: StdpKind::Additive, eta_plus: 1e-3, eta_minus: 1e-3, w_min: 0.0, w_max: 1.0, mu: 0.0, hardbound: true };
+    let rule = StdpRule {
+        kind: StdpKind::Additive,
+        eta_plus: 1e-3,
+        eta_minus: 1e-3,
+        w_min: 0.0,
+        w_max: 1.0,
+        mu: 0.0,
+        hardbound: true,
+    };
     let data: Vec<_> = (0..steps as u64)
         .map(|t| {
             (

@@ -699,6 +699,14 @@ pub(crate) fn sum_rows(x: &[f32], out: &mut [f32]) {
     if n == 0 {
         return;
     }
+    // One output (the gradient of a scalar parameter, e.g. a learnable
+    // `tau_mem_inv`, summed over every neuron, step and sample): the same
+    // adds in the same order, with the sum in a register rather than in
+    // memory (each add waits for the last, ~3× faster than through `out`).
+    if n == 1 {
+        out[0] = x.iter().fold(0.0f32, |acc, &v| acc + v);
+        return;
+    }
     out.fill(0.0);
     for row in x.chunks_exact(n) {
         for (o, &v) in out.iter_mut().zip(row) {

@@ -2,7 +2,8 @@
 # Times a training step (batch 32: forward, backward, Adam) of
 # examples/sew_resnet.ron in snnc and the same network in Norse + torch
 # (scripts/norse_sew_resnet.py), one after the other on this machine, with
-# and without BatchNorm and learnable time constants.
+# and without BatchNorm (tdBN, as the example, or per step) and learnable
+# time constants.
 #
 #   scripts/bench-sew-resnet.sh PYTHON     # PYTHON: a python with norse 1.1.0 and torch
 #   (scripts/norse/setup-norse.sh makes one and prints its path)
@@ -20,6 +21,7 @@ net=examples/sew_resnet.ron
 grep -v BatchNorm2d "$net" > "$dir/nobn.ron"
 sed 's/, trainable: \[tau_mem_inv\]//' "$net" > "$dir/fixed.ron"
 sed 's/, trainable: \[tau_mem_inv\]//' "$dir/nobn.ron" > "$dir/plain.ron"
+sed 's/, variant: time_batched//' "$net" > "$dir/perstep.ron"
 snnc_ms() {
     target/release/snnc train "$1" --batch 32 --limit 1024 --test-limit 32 --epochs 1 --quiet --force \
         --out "$dir/out" > /dev/null
@@ -30,7 +32,8 @@ norse_ms() {
         "$PY" scripts/norse_sew_resnet.py --time-steps 30 "$@" | sed -E 's/.*median ([0-9.]+) ms.*/\1/'
 }
 printf '| variant | snnc ms/step | Norse ms/step | Norse / snnc |\n|---|---|---|---|\n'
-for v in "BatchNorm + learnable tau:$net:" "BatchNorm, fixed tau:$dir/fixed.ron:--no-learnable" \
+for v in "tdBN + learnable tau:$net:--tdbn" "tdBN, fixed tau:$dir/fixed.ron:--tdbn --no-learnable" \
+         "per-step BatchNorm + learnable tau:$dir/perstep.ron:" \
          "no BatchNorm, learnable tau:$dir/nobn.ron:--no-bn" "neither:$dir/plain.ron:--no-bn --no-learnable"; do
     IFS=: read -r name file flags <<< "$v"
     s=$(snnc_ms "$file")

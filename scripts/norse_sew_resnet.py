@@ -12,11 +12,13 @@ tau_mem_inv (200) is a learnable 0-d parameter given to the optimizer
 (Norse does not register parameters inside LIFParameters).
 
   --no-bn            the same network without BatchNorm
+  --tdbn             tdBN (`variant: time_batched`): layer by layer, each
+                     BatchNorm over all T*B samples of its convolution
   --no-learnable     fixed tau_mem_inv
   --time-steps N     time N training steps (forward, backward, Adam) of batch
                      --batch on the first training images; print the median
 
-Usage: norse_sew_resnet.py [--time-steps 30] [--batch 32] [--threads 2] [--no-bn] [--no-learnable]
+Usage: norse_sew_resnet.py [--time-steps 30] [--batch 32] [--threads 2] [--no-bn | --tdbn] [--no-learnable]
 Data: Debian's dataset-fashion-mnist, scaled to [0, 1], normalised (0.2860, 0.3530).
 """
 import argparse, gzip, os, statistics, time
@@ -93,17 +95,51 @@ class SewResNet(torch.nn.Module):
         return F.log_softmax(m, dim=1)
 
 
+class SewResNetTd(SewResNet):
+    """The same network with tdBN (snnc's `variant: time_batched`, the
+    example's BatchNorm): layer by layer, each convolution over all T·B
+    samples at once, its BatchNorm's statistics over all of them, then the
+    layer's LIF cell over time (what Norse's `LIF` module runs)."""
+
+    def layer(self, m, x):
+        t, b = x.shape[0], x.shape[1]
+        z = m.bn(m.conv(x.flatten(0, 1))).unflatten(0, (t, b))
+        s, out = None, []
+        for k in range(t):
+            o, s = m.lif(z[k], s)
+            out.append(o)
+        return torch.stack(out)
+
+    def forward(self, x):
+        x = x.unsqueeze(0).expand(T, *x.shape)
+        z = self.layer(self.stem, x)
+        p = F.max_pool2d(z.flatten(0, 1), 2).unflatten(0, (T, x.shape[1]))
+        z = self.layer(self.b1c2, self.layer(self.b1c1, p))
+        r1 = z + p
+        d = self.layer(self.down, r1)
+        z = self.layer(self.b2c2, self.layer(self.b2c1, d))
+        r2 = z + d
+        s, vs = None, []
+        for k in range(T):
+            v, s = self.out(self.fc(r2[k].flatten(1)), s)
+            vs.append(v)
+        m, _ = torch.max(torch.stack(vs), 0)
+        return F.log_softmax(m, dim=1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--time-steps", type=int, default=30)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-bn", action="store_true")
+    ap.add_argument("--tdbn", action="store_true", help="tdBN (BatchNorm over all T*B samples), layer by layer")
     ap.add_argument("--no-learnable", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = SewResNet(bn=not a.no_bn, learnable=not a.no_learnable)
+    net = SewResNetTd if a.tdbn else SewResNet
+    model = net(bn=not a.no_bn, learnable=not a.no_learnable)
     model.train()
     x, y = load("train")
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -118,7 +154,7 @@ def main():
         if s >= 3:
             times.append(time.perf_counter() - t0)
     med = statistics.median(times)
-    what = f"bn={not a.no_bn} learnable={not a.no_learnable}"
+    what = f"bn={'tdbn' if a.tdbn else not a.no_bn} learnable={not a.no_learnable}"
     print(f"norse sew_resnet ({what}) train step: median {med * 1e3:.1f} ms over {len(times)} steps of batch "
           f"{a.batch}, {a.batch / med:.0f} samples/s")
 

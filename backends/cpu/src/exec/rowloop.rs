@@ -109,8 +109,13 @@ pub(super) fn plan(
             }
             Op::Step(_) | Op::Reshape { .. } | Op::StopGradient(_) | Op::Extract { .. } => {}
             Op::Fused(ref k) => {
-                if !matches!(kernels[i], Some(Kernel::Jit(_))) {
-                    return None;
+                // A kernel compiled per row of a fixed suffix of its shape
+                // (a BatchNorm statistic, a per-neuron parameter) runs
+                // once per such row of the part's samples.
+                match kernels[i] {
+                    Some(Kernel::Jit(_)) => {}
+                    Some(Kernel::JitRows(_, row)) if row > 0 && per_row(h) % row == 0 => {}
+                    _ => return None,
                 }
                 lp.fused.push(i);
                 elements += per_row(h) * (k.inputs.len() + k.outputs.len());
@@ -412,17 +417,40 @@ impl Executable {
                 return;
             }
             Op::Fused(ref kernel) => {
-                let Some(Kernel::Jit(k)) = &self.kernels[i] else { unreachable!("planned for jit kernels") };
+                let expect = "kernel buffers have the sizes the kernel was compiled for";
                 let mut outs = std::mem::take(&mut part.kout[i]);
-                {
-                    let ins: Vec<&[f32]> = kernel
-                        .inputs
-                        .iter()
-                        .zip(k.layouts())
-                        .map(|(&x, l)| self.part_val(b, part, x, t, *l == InputLayout::Full))
-                        .collect();
-                    let mut refs: Vec<&mut [f32]> = outs.iter_mut().map(|o| &mut **o).collect();
-                    k.run(&ins, &mut refs).expect("kernel buffers have the sizes the kernel was compiled for");
+                match &self.kernels[i] {
+                    Some(Kernel::Jit(k)) => {
+                        let ins: Vec<&[f32]> = kernel
+                            .inputs
+                            .iter()
+                            .zip(k.layouts())
+                            .map(|(&x, l)| self.part_val(b, part, x, t, *l == InputLayout::Full))
+                            .collect();
+                        let mut refs: Vec<&mut [f32]> = outs.iter_mut().map(|o| &mut **o).collect();
+                        k.run(&ins, &mut refs).expect(expect);
+                    }
+                    Some(Kernel::JitRows(k, row)) => {
+                        // The part's rows of the inputs with a batch, the
+                        // suffix inputs (and scalars) whole, row by row.
+                        let row = *row;
+                        let ins: Vec<(&[f32], bool)> = kernel
+                            .inputs
+                            .iter()
+                            .map(|&x| {
+                                let batched = module.nodes[x].ty.shape.has_batch();
+                                (self.part_val(b, part, x, t, batched), batched)
+                            })
+                            .collect();
+                        let len = outs.first().map_or(0, |o| o.len());
+                        for r in (0..len).step_by(row) {
+                            let row_ins: Vec<&[f32]> =
+                                ins.iter().map(|&(x, batched)| if batched { &x[r..r + row] } else { x }).collect();
+                            let mut row_outs: Vec<&mut [f32]> = outs.iter_mut().map(|o| &mut o[r..r + row]).collect();
+                            k.run(&row_ins, &mut row_outs).expect(expect);
+                        }
+                    }
+                    _ => unreachable!("planned for jit kernels"),
                 }
                 part.kout[i] = outs;
                 return;
@@ -480,9 +508,15 @@ mod tests {
     /// The tutorial, with its backward pass when `train`, after the CPU
     /// pipeline (the encoder's spikes at 2 %: event-driven products).
     pub(crate) fn tutorial(train: bool) -> snnc_ir::Module {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tutorial.ron");
+        network("examples/tutorial.ron", train)
+    }
+
+    /// The network of `file` (relative to the repository), lowered as
+    /// [`tutorial`] lowers the tutorial.
+    pub(crate) fn network(file: &str, train: bool) -> snnc_ir::Module {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(file);
         let net = snnc_frontend::load_network(&path).unwrap();
-        let mut module = snnc_frontend::lower(&net, "tutorial.ron", &Default::default()).unwrap();
+        let mut module = snnc_frontend::lower(&net, file, &Default::default()).unwrap();
         let mut opts = PassOptions::default();
         opts.densities.insert("encoder.z".into(), 0.02);
         let run = |module: &mut snnc_ir::Module, names: &[&str]| {
@@ -491,7 +525,9 @@ mod tests {
         if train {
             let (pre, post) = snnc_passes::training_pass_names(PipelineKind::Cpu);
             run(&mut module, &pre);
-            let grad = snnc_passes::AutodiffOptions { seeds: vec!["readout".into()], inputs: Vec::new() };
+            // The readout, or the network's first output.
+            let seed = module.outputs.iter().find(|o| o.name == "readout").unwrap_or(&module.outputs[0]).name.clone();
+            let grad = snnc_passes::AutodiffOptions { seeds: vec![seed], inputs: Vec::new() };
             snnc_passes::differentiate(&mut module, &grad).unwrap();
             run(&mut module, &post);
         } else {
@@ -507,23 +543,54 @@ mod tests {
 
     #[test]
     fn loops_split_over_the_batch_and_lists_made_in_loops_give_the_bits_of_the_node_by_node_run() {
-        let batch = 96;
         for (train, steps) in [(false, 32), (true, 32), (true, 7)] {
             let mut module = tutorial(train);
             // An odd number of steps too: the states' buffers change places.
             module.steps = steps;
             let info = snnc_ir::validate(&module).unwrap();
             let split = crate::compile(&module, &info).unwrap();
-            let mut whole = crate::compile(&module, &info).unwrap();
-            assert!(split.row_loops.iter().any(Option::is_some), "a loop runs split over the batch");
             assert!(
                 split.loop_lists.iter().flatten().any(|l| l.kernel.is_some()),
                 "the encoder makes spike lists from bits"
             );
+            split_and_whole_give_the_same_bits(&module, split, 96, train, steps);
+        }
+    }
+
+    /// Per-neuron parameters (`v_th`, `v_leak` of `[4]`) make the neuron
+    /// kernels run once per sample's row (`Kernel::JitRows`); such loops
+    /// split over the batch as well, with the same bits.
+    #[test]
+    fn loops_of_per_neuron_kernels_split_over_the_batch_give_the_bits_of_the_node_by_node_run() {
+        for train in [false, true] {
+            let module = network("tests/nets/plif.ron", train);
+            let info = snnc_ir::validate(&module).unwrap();
+            let split = crate::compile(&module, &info).unwrap();
+            let per_row = split.row_loops.iter().flatten().any(|lp| {
+                lp.fused.iter().any(|&i| matches!(split.kernels[i], Some(super::super::Kernel::JitRows(..))))
+            });
+            assert!(per_row, "train {train}: a loop of per-row kernels runs split over the batch");
+            split_and_whole_give_the_same_bits(&module, split, 2048, train, module.steps);
+        }
+    }
+
+    /// Runs `split` and the same module node by node on `batch` samples
+    /// and compares every output, final state and trace bit for bit.
+    fn split_and_whole_give_the_same_bits(
+        module: &snnc_ir::Module,
+        split: crate::Executable,
+        batch: usize,
+        train: bool,
+        steps: u32,
+    ) {
+        {
+            let info = snnc_ir::validate(module).unwrap();
+            let mut whole = crate::compile(module, &info).unwrap();
+            assert!(split.row_loops.iter().any(Option::is_some), "a loop runs split over the batch");
             // Node by node, with the encoder's history written and scanned.
             whole.row_loops.iter_mut().for_each(|l| *l = None);
             whole.loop_lists.iter_mut().for_each(|l| *l = None);
-            let weights = snnc_runtime::init_weights(&module, 7);
+            let weights = snnc_runtime::init_weights(module, 7);
             let mut inputs = BTreeMap::new();
             for (_, input) in module.inputs.iter() {
                 let mut shape = input.ty.shape.resolve(batch);

@@ -9,9 +9,11 @@
 //! - the forward adds, for each active input `x[c, iy, ix]`, the terms
 //!   `x · w[o, c, a, b]` to every output `y[o, oy, ox]` it reaches
 //!   (`iy = oy·s + a - p`), then adds the bias;
-//! - the weight gradient adds, for each output channel `o` (the unit of
-//!   parallel work) and each active input, `x · grad[o, oy, ox]` to
-//!   `dw[o, c, a, b]` for every tap `(a, b)` that connects them.
+//! - the weight gradient adds, for each active input and each tap `(a, b)`
+//!   that connects it to an output, `x · grad[.., oy, ox]` to `dw[.., c,
+//!   a, b]` as one vector over the output channels (the image's gradient
+//!   transposed to channels-last first; channels split over threads, at
+//!   most one part per thread).
 //!
 //! **Same bits as the interpreter.** Every output element receives its
 //! nonzero terms in the interpreter's order: for an output of the forward
@@ -183,7 +185,6 @@ pub(crate) fn spike_conv2d_grad_weight(grad: &[f32], x: &[f32], s: ConvShape, ou
     if s.kh > MAX_TAPS || s.kw > MAX_TAPS {
         return kernels::conv2d_grad_weight(grad, x, s, out);
     }
-    let plane = s.oh * s.ow;
     let img_in = s.c * s.h * s.w;
     let active = Active::build(x, s.n, img_in);
     let per_o = s.c * s.kh * s.kw;
@@ -191,37 +192,72 @@ pub(crate) fn spike_conv2d_grad_weight(grad: &[f32], x: &[f32], s: ConvShape, ou
     let finite = std::sync::atomic::AtomicBool::new(true);
     // Reading the gradient (checked finite) and the adds.
     let ns = grad.len() / ELEMENTS_PER_NS + active.items.len() * s.kh * s.kw * s.o / ELEMENTS_PER_NS;
-    kernels::par_rows(out, per_o, ns, |first, dw| {
-        let (mut ty, mut tx) = ([(0, 0); MAX_TAPS], [(0, 0); MAX_TAPS]);
-        let n_o = dw.len() / per_o.max(1);
-        dw.fill(0.0);
-        let mut ok = true;
-        for n in 0..s.n {
-            let g = &grad[(n * s.o + first) * plane..][..n_o * plane];
-            ok &= all_finite(g);
-            for &(k, v) in active.image(n) {
-                let k = k as usize;
-                let (c, iy, ix) = (k / (s.h * s.w), k / s.w % s.h, k % s.w);
-                let ny = taps(iy, s.kh, s.stride[0], s.padding[0], s.oh, &mut ty);
-                let nx = taps(ix, s.kw, s.stride[1], s.padding[1], s.ow, &mut tx);
-                for (go, dwo) in g.chunks_exact(plane.max(1)).zip(dw.chunks_exact_mut(per_o.max(1))) {
-                    let dwc = &mut dwo[c * s.kh * s.kw..][..s.kh * s.kw];
-                    for &(a, oy) in &ty[..ny] {
-                        let (grow, row) = (&go[oy * s.ow..][..s.ow], &mut dwc[a * s.kw..][..s.kw]);
-                        for &(b, ox) in &tx[..nx] {
-                            row[b] += grow[ox] * v;
-                        }
-                    }
-                }
-            }
-        }
-        if !ok {
+    // At most one part per thread: a part transposes and scans every
+    // image, and its channels are the width of its vectors.
+    let parts = pool::parts(s.o, ns).min(pool::threads());
+    pool::for_rows(out, per_o, parts, |first, dw| {
+        if !grad_weight_part(grad, &active, s, first, dw) {
             finite.store(false, std::sync::atomic::Ordering::Relaxed);
         }
     });
     if !finite.into_inner() {
         kernels::conv2d_grad_weight(grad, x, s, out);
     }
+}
+
+/// The output channels `first..` of [`spike_conv2d_grad_weight`] (`dw`,
+/// whole rows of `c·kh·kw`): image by image, the part's gradient planes
+/// are transposed to `[oy·ow + ox, o]`, and every active input adds, for
+/// each tap, `x · grad[.., oy, ox]` to the `o`-vector of `dw[.., c, a, b]`
+/// held as `[c·kh·kw, o]` — each entry still gets its terms in `(n, oy,
+/// ox)` order, the `o` of the part now one vector. Returns whether every
+/// gradient it read was finite. Compiled for the widest vectors the CPU
+/// has (the same IEEE operations in each version).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn grad_weight_part(grad: &[f32], active: &Active, s: ConvShape, first: usize, dw: &mut [f32]) -> bool {
+    let plane = s.oh * s.ow;
+    let per_o = s.c * s.kh * s.kw;
+    let n_o = dw.len() / per_o.max(1);
+    let (mut ty, mut tx) = ([(0, 0); MAX_TAPS], [(0, 0); MAX_TAPS]);
+    let mut gt = vec![0.0f32; plane * n_o];
+    let mut acc = vec![0.0f32; per_o * n_o];
+    let mut ok = true;
+    for n in 0..s.n {
+        let items = active.image(n);
+        if items.is_empty() {
+            // Nothing to add; the gradient is still checked.
+            ok &= all_finite(&grad[(n * s.o + first) * plane..][..n_o * plane]);
+            continue;
+        }
+        let g = &grad[(n * s.o + first) * plane..][..n_o * plane];
+        ok &= all_finite(g);
+        for (o, go) in g.chunks_exact(plane.max(1)).enumerate() {
+            for (p, &v) in go.iter().enumerate() {
+                gt[p * n_o + o] = v;
+            }
+        }
+        for &(k, v) in items {
+            let k = k as usize;
+            let (c, iy, ix) = (k / (s.h * s.w), k / s.w % s.h, k % s.w);
+            let ny = taps(iy, s.kh, s.stride[0], s.padding[0], s.oh, &mut ty);
+            let nx = taps(ix, s.kw, s.stride[1], s.padding[1], s.ow, &mut tx);
+            for &(a, oy) in &ty[..ny] {
+                for &(b, ox) in &tx[..nx] {
+                    let src = &gt[(oy * s.ow + ox) * n_o..][..n_o];
+                    let dst = &mut acc[((c * s.kh + a) * s.kw + b) * n_o..][..n_o];
+                    for (d, &g) in dst.iter_mut().zip(src) {
+                        *d += g * v;
+                    }
+                }
+            }
+        }
+    }
+    for (o, row) in dw.chunks_exact_mut(per_o.max(1)).enumerate() {
+        for (l, e) in row.iter_mut().enumerate() {
+            *e = acc[l * n_o + o];
+        }
+    }
+    ok
 }
 
 #[cfg(test)]

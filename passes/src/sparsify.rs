@@ -44,48 +44,32 @@
 //! and for 4 outputs only a (nearly) silent input. (The CUDA backend has
 //! not been measured.)
 //!
-//! A convolution (`spike_conv2d`) is costed per image the same way: dense
-//! `MADD · O·OH·OW·C·kh·kw`, event-driven `SCAN · C·H·W + CONV_ADD ·
-//! density · C·pairs·O + O·OH·OW` where `pairs` counts the kernel taps
-//! inside the image over the output plane (each active input adds its `O`
-//! weights to every output it reaches; the last term writes the plane
-//! back). An added weight of the event-driven convolution costs far more
-//! than one of the event-driven matrix product: it is a scattered
-//! read-modify-write (`O` outputs a plane apart, `O` weights `C·kh·kw`
-//! apart), about 1 ns against the im2col GEMM's 0.03–0.07 ns per
-//! multiply-add, so `CONV_ADD = 25`. Measured on this project's 2-vCPU VM
-//! (`backends/cpu/src/microbench.rs`, `microbench_calibrate_conv`, 256
-//! images of random spikes, µs per image, product / weight gradient):
+//! A convolution (`spike_conv2d`) and its weight gradient are costed per
+//! image the same way: dense `MADD · O·OH·OW·C·kh·kw`, event-driven `SCAN ·
+//! C·H·W + CONV_ADD · density · C·pairs·O + O·OH·OW` where `pairs` counts
+//! the kernel taps inside the image over the output plane (each active
+//! input adds, for every tap that reaches an output, one vector of the `O`
+//! output channels — the weight, or the image's gradient, held
+//! channels-last; the last term writes the plane back). An added element
+//! costs 4.4–8.9 times a multiply-add of the im2col GEMM, so `CONV_ADD = 6`.
+//! Measured on this project's 2-vCPU VM (`backends/cpu/src/microbench.rs`,
+//! `microbench_calibrate_conv`, 256 images of random spikes, µs per image,
+//! 2026-12-08), product / weight gradient:
 //!
 //! ```text
-//! C×H×W -> O, k     dense        event-driven at density 0.01 / 0.02 / 0.05 / 0.1 / 0.2
-//! 1×28×28 -> 20, 5   21 / 66     8/14     14/23    26/26    29/44    56/87
-//! 20×12×12 -> 50, 5  62 / 103    17/16    42/47    81/111   171/209  308/404
-//! 32×12×12 -> 64, 5  99 / 190    38/47    74/96    163/233  540/635  1070/1239
+//! C×H×W -> O, k     dense     event-driven at density 0.01 / 0.02 / 0.05 / 0.1 / 0.2 / 0.3
+//! 1×28×28 -> 20, 5   9 / 22    4/4   5/5   6/7   8/10   13/17  16/25
+//! 20×12×12 -> 50, 5  31 / 46   4/4   5/7   9/15  15/25  32/69  43/72
+//! 32×12×12 -> 64, 5  50 / 84   5/7   9/15  17/22 28/41  45/74  64/107
 //! ```
 //!
-//! so convolutions break even at densities of about 0.03–0.05, where the
-//! model puts them (0.03 for the Norse ConvNet's second convolution,
-//! 20×12×12 → 50×8×8). At the default density (0.1) a convolution is
-//! dense: the Norse ConvNet's inputs are far sparser (the encoder's spikes
-//! 1.9 %, the pooled first-layer spikes 0.05 %, measured in Norse), which
-//! `examples/convnet.ron` states with `input_density`.
-//!
-//! The event-driven *weight gradient* adds a vector of the output channels
-//! per active input and tap (the gradient transposed to channels-last per
-//! image; 2026-12-08), far cheaper than the forward's scattered adds:
-//! `CONV_GRAD_ADD = 6` (measured 4.4–6.1 × a dense multiply-add). The same
-//! microbenchmark, µs per image, dense / event-driven at 0.01 / 0.02 / 0.05
-//! / 0.1 / 0.2 / 0.3:
-//!
-//! ```text
-//! 1×28×28 -> 20, 5   23 / 4 5 7 10 17 24
-//! 20×12×12 -> 50, 5  42 / 4 7 14 25 46 67
-//! 32×12×12 -> 64, 5  75 / 6 10 21 38 70 100
-//! ```
-//!
-//! so a weight gradient breaks even at about 0.15–0.2 and is event-driven
-//! at the default density (0.1).
+//! so both break even at densities of about 0.15–0.2; with `MARGIN` the
+//! model makes them event-driven up to about 0.13 (e.g. 20×12×12 → 50×8×8),
+//! which includes the default density (0.1). (Before the channel vectors,
+//! 2026-11, the forward's adds were scattered scalars, `CONV_ADD` was 25
+//! and convolutions broke even at 0.03–0.05.) `examples/convnet.ron` states
+//! its inputs' measured densities with `input_density` (the encoder's
+//! spikes 1.9 %, the pooled first-layer spikes 0.05 %, measured in Norse).
 //!
 //! The event-driven convolution kernels (the CPU backend's
 //! `event_conv.rs`) handle dilation 1 and one channel group only, so a
@@ -136,12 +120,10 @@ pub const MADD: f64 = 1.0;
 /// Cost of adding one weight element of an active input's row (see the
 /// module docs for the measurements).
 pub const ADD: f64 = 4.0;
-/// Cost of adding one weight element in an event-driven convolution (a
-/// scattered read-modify-write; see the module docs).
-pub const CONV_ADD: f64 = 25.0;
-/// Cost of adding one gradient element in an event-driven convolution
-/// weight gradient (a vector of the output channels; see the module docs).
-pub const CONV_GRAD_ADD: f64 = 6.0;
+/// Cost of adding one weight (or gradient) element in an event-driven
+/// convolution or its weight gradient: a vector of the output channels
+/// per active input and tap (see the module docs).
+pub const CONV_ADD: f64 = 6.0;
 /// Cost of scanning one input for the active ones.
 pub const SCAN: f64 = 3.0;
 /// The factor by which event-driven must beat dense.
@@ -230,8 +212,6 @@ pub struct ConvWork {
     pub kernel: [u64; 2],
     pub stride: [u64; 2],
     pub padding: [u64; 2],
-    /// A weight gradient (`conv2d_grad_weight`), not a convolution.
-    pub grad_weight: bool,
 }
 
 impl ConvWork {
@@ -255,8 +235,7 @@ impl ConvWork {
 pub fn conv_costs(c: &ConvWork, density: f64) -> (f64, f64) {
     let f = |v: u64| v as f64;
     let dense = MADD * f(c.o * c.oh * c.ow * c.c * c.kernel[0] * c.kernel[1]);
-    let add = if c.grad_weight { CONV_GRAD_ADD } else { CONV_ADD };
-    let event = SCAN * f(c.c * c.h * c.w) + add * density * f(c.c * c.pairs() * c.o) + f(c.o * c.oh * c.ow);
+    let event = SCAN * f(c.c * c.h * c.w) + CONV_ADD * density * f(c.c * c.pairs() * c.o) + f(c.o * c.oh * c.ow);
     (dense, event)
 }
 
@@ -271,26 +250,24 @@ fn candidate(module: &Module, h: Handle<Node>) -> Option<(Handle<Node>, MatMulKi
         let w = &module.nodes[w].ty.shape.0;
         Some(Work::Product { n_out: fixed(w.first())?, n_in: fixed(w.get(1))? })
     };
-    let conv =
-        |x: Handle<Node>, y: Handle<Node>, kernel: [u32; 2], stride: [u32; 2], padding: [u32; 2], grad_weight| {
-            let (xs, ys) = (&module.nodes[x].ty.shape.0, &module.nodes[y].ty.shape.0);
-            let (rx, ry) = (xs.len(), ys.len());
-            if rx < 3 || ry < 3 {
-                return None;
-            }
-            Some(Work::Conv(ConvWork {
-                c: fixed(xs.get(rx - 3))?,
-                h: fixed(xs.get(rx - 2))?,
-                w: fixed(xs.get(rx - 1))?,
-                o: fixed(ys.get(ry - 3))?,
-                oh: fixed(ys.get(ry - 2))?,
-                ow: fixed(ys.get(ry - 1))?,
-                kernel: kernel.map(u64::from),
-                stride: stride.map(u64::from),
-                padding: padding.map(u64::from),
-                grad_weight,
-            }))
-        };
+    let conv = |x: Handle<Node>, y: Handle<Node>, kernel: [u32; 2], stride: [u32; 2], padding: [u32; 2]| {
+        let (xs, ys) = (&module.nodes[x].ty.shape.0, &module.nodes[y].ty.shape.0);
+        let (rx, ry) = (xs.len(), ys.len());
+        if rx < 3 || ry < 3 {
+            return None;
+        }
+        Some(Work::Conv(ConvWork {
+            c: fixed(xs.get(rx - 3))?,
+            h: fixed(xs.get(rx - 2))?,
+            w: fixed(xs.get(rx - 1))?,
+            o: fixed(ys.get(ry - 3))?,
+            oh: fixed(ys.get(ry - 2))?,
+            ow: fixed(ys.get(ry - 1))?,
+            kernel: kernel.map(u64::from),
+            stride: stride.map(u64::from),
+            padding: padding.map(u64::from),
+        }))
+    };
     match module.nodes[h].op {
         Op::MatMul { input, weight, kind } => Some((input, kind, product(weight))),
         Op::MatMulGradWeight { input, kind, .. } => Some((input, kind, product(h))),
@@ -308,10 +285,10 @@ fn candidate(module: &Module, h: Handle<Node>) -> Option<(Handle<Node>, MatMulKi
                 (Some(a), Some(b)) => [a as u32, b as u32],
                 _ => return Some((input, kind, None)),
             };
-            Some((input, kind, conv(input, h, kernel, stride, padding, false)))
+            Some((input, kind, conv(input, h, kernel, stride, padding)))
         }
         Op::Conv2dGradWeight { grad, input, kernel, stride, padding, kind, .. } => {
-            Some((input, kind, conv(input, grad, kernel, stride, padding, true)))
+            Some((input, kind, conv(input, grad, kernel, stride, padding)))
         }
         _ => None,
     }
@@ -456,46 +433,18 @@ mod tests {
     #[test]
     fn convolutions_of_sparse_spikes_are_event_driven() {
         // The Norse ConvNet's conv2: 20 x 12 x 12 spikes -> 50 x 8 x 8.
-        let c = ConvWork {
-            c: 20,
-            h: 12,
-            w: 12,
-            o: 50,
-            oh: 8,
-            ow: 8,
-            kernel: [5, 5],
-            stride: [1, 1],
-            padding: [0, 0],
-            grad_weight: false,
-        };
+        let c = ConvWork { c: 20, h: 12, w: 12, o: 50, oh: 8, ow: 8, kernel: [5, 5], stride: [1, 1], padding: [0, 0] };
         assert_eq!(c.pairs(), 8 * 8 * 25);
         let event = |d: f64| {
             let (dense, ev) = conv_costs(&c, d);
             MARGIN * ev <= dense
         };
-        // Measured break-even: between 0.01 and 0.05 (module docs).
-        assert!(event(0.0005) && event(0.01) && event(0.025));
-        assert!(!event(0.04) && !event(0.1) && !event(1.0));
-        // Its weight gradient: break-even about 0.15 (module docs).
-        let g = ConvWork { grad_weight: true, ..c };
-        let event_grad = |d: f64| {
-            let (dense, ev) = conv_costs(&g, d);
-            MARGIN * ev <= dense
-        };
-        assert!(event_grad(0.05) && event_grad(0.1) && !event_grad(0.2) && !event_grad(1.0));
+        // Measured break-even: about 0.13–0.2 (module docs), for the
+        // convolution and its weight gradient alike.
+        assert!(event(0.0005) && event(0.05) && event(0.1));
+        assert!(!event(0.2) && !event(1.0));
         // Padding: taps outside the image are not visited.
-        let p = ConvWork {
-            c: 1,
-            h: 3,
-            w: 3,
-            o: 1,
-            oh: 3,
-            ow: 3,
-            kernel: [3, 3],
-            stride: [1, 1],
-            padding: [1, 1],
-            grad_weight: false,
-        };
+        let p = ConvWork { c: 1, h: 3, w: 3, o: 1, oh: 3, ow: 3, kernel: [3, 3], stride: [1, 1], padding: [1, 1] };
         assert_eq!(p.pairs(), 7 * 7);
         let s = ConvWork { padding: [0, 0], stride: [2, 2], h: 5, w: 5, oh: 2, ow: 2, ..p };
         assert_eq!(s.pairs(), 2 * 3 * 2 * 3);

@@ -137,40 +137,66 @@ pub(crate) fn spike_conv2d(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: ConvSh
     debug_assert_eq!(out.len(), s.n * img_out);
     // The scan and the output, plus the adds of a tenth of the inputs.
     let ns = (s.n * (img_in + img_out)) / ELEMENTS_PER_NS + s.n * img_in / 10 * s.kh * s.kw * s.o / EVENT_ADDS_PER_NS;
+    // The weight as `[c, a, b, o]`: each tap's output channels one vector.
+    let mut wt = vec![0.0f32; w.len()];
+    for (o, wo) in w.chunks_exact(taps_per_o.max(1)).enumerate() {
+        for (l, &v) in wo.iter().enumerate() {
+            wt[l * s.o + o] = v;
+        }
+    }
     kernels::par_rows(out, img_out, ns, |first, chunk| {
-        let (mut ty, mut tx) = ([(0, 0); MAX_TAPS], [(0, 0); MAX_TAPS]);
+        let mut acc = vec![0.0f32; img_out];
         for (l, y) in chunk.chunks_exact_mut(img_out.max(1)).enumerate() {
-            let n = first + l;
-            y.fill(0.0);
-            let xs = &x[n * img_in..(n + 1) * img_in];
-            let nonzero = xs.chunks(SCAN).enumerate().filter(|(_, c)| c.iter().fold(false, |any, &v| any | (v != 0.0)));
-            for (k, v) in nonzero.flat_map(|(ci, c)| c.iter().enumerate().map(move |(j, &v)| (ci * SCAN + j, v))) {
-                if v == 0.0 {
-                    continue;
-                }
-                let (c, iy, ix) = (k / (s.h * s.w), k / s.w % s.h, k % s.w);
-                let ny = taps(iy, s.kh, s.stride[0], s.padding[0], s.oh, &mut ty);
-                let nx = taps(ix, s.kw, s.stride[1], s.padding[1], s.ow, &mut tx);
-                for o in 0..s.o {
-                    let wo = &w[o * taps_per_o + c * s.kh * s.kw..][..s.kh * s.kw];
-                    let yo = &mut y[o * plane..][..plane];
-                    for &(a, oy) in &ty[..ny] {
-                        let (wrow, yrow) = (&wo[a * s.kw..][..s.kw], &mut yo[oy * s.ow..][..s.ow]);
-                        for &(b, ox) in &tx[..nx] {
-                            yrow[ox] += v * wrow[b];
-                        }
-                    }
-                }
+            let xs = &x[(first + l) * img_in..][..img_in];
+            conv_image(xs, &wt, bias, s, &mut acc, y);
+        }
+    });
+}
+
+/// One image of [`spike_conv2d`]: every active input adds, for each tap
+/// that reaches an output, `x · w[.., c, a, b]` to the `o`-vector of
+/// `y[.., oy, ox]` held as `[oy·ow + ox, o]` in `acc` (each output still
+/// gets its terms in `(c, iy, ix)` order), then `y` (`[o, oy, ox]`) is
+/// that plus the bias. Compiled for the widest vectors the CPU has (the
+/// same IEEE operations in each version).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn conv_image(xs: &[f32], wt: &[f32], bias: Option<&[f32]>, s: ConvShape, acc: &mut [f32], y: &mut [f32]) {
+    let plane = s.oh * s.ow;
+    let (mut ty, mut tx) = ([(0, 0); MAX_TAPS], [(0, 0); MAX_TAPS]);
+    acc.fill(0.0);
+    for (ci, chunk) in xs.chunks(SCAN).enumerate() {
+        if !chunk.iter().fold(false, |any, &v| any | (v != 0.0)) {
+            continue;
+        }
+        for (j, &v) in chunk.iter().enumerate() {
+            if v == 0.0 {
+                continue;
             }
-            if let Some(bias) = bias {
-                for (o, yo) in y.chunks_exact_mut(plane.max(1)).enumerate() {
-                    for e in yo {
-                        *e += bias[o];
+            let k = ci * SCAN + j;
+            let (c, iy, ix) = (k / (s.h * s.w), k / s.w % s.h, k % s.w);
+            let ny = taps(iy, s.kh, s.stride[0], s.padding[0], s.oh, &mut ty);
+            let nx = taps(ix, s.kw, s.stride[1], s.padding[1], s.ow, &mut tx);
+            for &(a, oy) in &ty[..ny] {
+                for &(b, ox) in &tx[..nx] {
+                    let src = &wt[((c * s.kh + a) * s.kw + b) * s.o..][..s.o];
+                    let dst = &mut acc[(oy * s.ow + ox) * s.o..][..s.o];
+                    for (d, &wv) in dst.iter_mut().zip(src) {
+                        *d += v * wv;
                     }
                 }
             }
         }
-    });
+    }
+    for (o, yo) in y.chunks_exact_mut(plane.max(1)).enumerate() {
+        for (p, e) in yo.iter_mut().enumerate() {
+            *e = acc[p * s.o + o];
+        }
+        if let Some(bias) = bias {
+            for e in yo {
+                *e += bias[o];
+            }
+        }
+    }
 }
 
 /// `conv2d_grad_weight` of a spike input, event-driven (see the module

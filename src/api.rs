@@ -261,7 +261,8 @@ impl Executable {
                 Ok(Outputs { tensors: res.outputs, final_state: res.final_state })
             }
             Backend::Cpu(exe) => {
-                let opts = snnc_cpu::RunOptions { record: false, initial_state: initial_state.clone() };
+                let opts =
+                    snnc_cpu::RunOptions { record: false, initial_state: initial_state.clone(), ..Default::default() };
                 let res = exe.run(&self.weights, inputs, &opts)?;
                 Ok(Outputs { tensors: res.outputs, final_state: res.final_state })
             }

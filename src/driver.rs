@@ -700,7 +700,10 @@ impl ModuleRunner {
                     snnc_interp::run(module, info, weights, inputs, &opts).map_err(|e| Error::User(e.to_string()))?;
                 Ok(res.outputs)
             }
-            ModuleRunner::Cpu(exe) => Ok(exe.run(weights, inputs, &snnc_cpu::RunOptions::default())?.outputs),
+            ModuleRunner::Cpu(exe) => {
+                let opts = snnc_cpu::RunOptions { skip_final_state: true, ..Default::default() };
+                Ok(exe.run(weights, inputs, &opts)?.outputs)
+            }
             ModuleRunner::Cuda(exe) => exe.run(weights, inputs),
         }
     }

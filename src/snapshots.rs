@@ -225,7 +225,11 @@ pub fn run(
         let initial_state = std::mem::take(&mut state);
         let (out, tr, fin) = match e {
             Some(exe) => {
-                let res = exe.run(weights, &chunk_inputs, &snnc_cpu::RunOptions { record: true, initial_state })?;
+                let res = exe.run(
+                    weights,
+                    &chunk_inputs,
+                    &snnc_cpu::RunOptions { record: true, initial_state, ..Default::default() },
+                )?;
                 (res.outputs, res.traces, res.final_state)
             }
             None => {

@@ -117,7 +117,8 @@ pub(super) fn execute(plan: &Plan, file: &str, target: Target, config: &RunConfi
         };
     }
     if target == Target::Cpu {
-        let opts = snnc_cpu::RunOptions { record: true, initial_state: plan.initial_state.clone() };
+        let opts =
+            snnc_cpu::RunOptions { record: true, initial_state: plan.initial_state.clone(), ..Default::default() };
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             snnc_cpu::compile(&module, &info).and_then(|exe| exe.run(&weights, &inputs, &opts))
         }));

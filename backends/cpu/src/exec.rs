@@ -580,7 +580,7 @@ impl Executable {
                     fill_f32(&mut bufs.params[h.index()], &weights[&p.name].data);
                 }
             },
-            |bufs| self.results(bufs),
+            |bufs| self.results(bufs, opts.skip_final_state),
         )
     }
 
@@ -1090,7 +1090,7 @@ impl Executable {
     }
 
     /// Outputs, traces and final states as host tensors.
-    fn results(&self, b: &Buffers) -> RunResult {
+    fn results(&self, b: &Buffers, skip_final_state: bool) -> RunResult {
         let module = &self.module;
         // f32 values are exact in f64: no rounding pass is needed.
         let tensor = |dims: &[usize], data: &[f32]| Tensor {
@@ -1121,6 +1121,7 @@ impl Executable {
         let final_state = module
             .states
             .iter()
+            .filter(|_| !skip_final_state)
             .map(|(h, s)| {
                 let dims = s.ty.shape.resolve(b.batch);
                 (s.name.clone(), tensor(&dims, &b.states[h.index()]))

@@ -83,6 +83,10 @@ pub struct RunOptions {
     /// shape (`B` resolved); states not named here start at their
     /// [`snnc_ir::StateInit`].
     pub initial_state: BTreeMap<String, Tensor>,
+    /// Leave [`RunResult::final_state`] empty: for a caller that reads the
+    /// outputs only (converting every state to an f64 tensor costs time at
+    /// every run, ~10 ms a training step of `examples/sew_resnet.ron`).
+    pub skip_final_state: bool,
 }
 
 /// What a run produces (as the interpreter's).
@@ -93,7 +97,8 @@ pub struct RunResult {
     /// With [`RunOptions::record`]: every named node (step-loop nodes as
     /// `[T, ...]`). Empty otherwise.
     pub traces: BTreeMap<String, Tensor>,
-    /// Every state's value after the last step, by state name.
+    /// Every state's value after the last step, by state name (empty with
+    /// [`RunOptions::skip_final_state`]).
     pub final_state: BTreeMap<String, Tensor>,
 }
 

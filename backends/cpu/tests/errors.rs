@@ -43,7 +43,7 @@ fn tensors(list: &[(&str, Tensor)]) -> BTreeMap<String, Tensor> {
 fn errors(m: &Module, weights: &Weights, inputs: &[(&str, Tensor)], state: &[(&str, Tensor)]) -> (String, String) {
     let info = validate(m).unwrap();
     let inputs = tensors(inputs);
-    let cpu_opts = snnc_cpu::RunOptions { record: false, initial_state: tensors(state) };
+    let cpu_opts = snnc_cpu::RunOptions { record: false, initial_state: tensors(state), ..Default::default() };
     let exe = snnc_cpu::compile(m, &info).unwrap();
     let cpu = exe.run(weights, &inputs, &cpu_opts).map(|_| ()).unwrap_err().to_string();
     let opts = snnc_interp::RunOptions { record: false, initial_state: tensors(state) };
